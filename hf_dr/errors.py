@@ -1,0 +1,58 @@
+"""Errors raised by hf_dr.
+
+Every error subclasses :class:`HfDrError` *and* the built-in exception a caller would expect, so both
+``except HfDrError`` and ``except ValueError`` (or ``KeyError``, ``FileNotFoundError``...) catch it.
+"""
+
+from __future__ import annotations
+
+
+class HfDrError(Exception):
+    """Base class of every error raised by hf_dr."""
+
+
+class UnknownPolicyError(HfDrError, ValueError):
+    """An augmentation policy name that is not registered."""
+
+
+class ParamsMismatchError(HfDrError, ValueError):
+    """Augmentation parameters that do not match the policy asked to apply them."""
+
+
+class MissingColumnError(HfDrError, KeyError):
+    """A dataset lacks a column hf_dr needs (image, label, key or reinforcements)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ClassCountMismatchError(HfDrError, ValueError):
+    """The number of classes of a model or teacher differs from the dataset's."""
+
+
+class MissingSoftLabelsError(HfDrError, ValueError):
+    """A loss or trainer was given hard labels where soft targets were expected."""
+
+
+class InvalidConfigError(HfDrError, ValueError):
+    """A configuration value out of range or of the wrong type."""
+
+
+class DataMismatchError(HfDrError, ValueError):
+    """A dataset whose rows differ from those that were reinforced (missing keys, changed content)."""
+
+
+class CorruptShardError(HfDrError, OSError):
+    """A reinforcement shard that is missing, truncated or whose checksum does not match the manifest."""
+
+
+class IncompleteRunError(HfDrError, FileNotFoundError):
+    """A reinforcement output folder whose run has not finished (no manifest, missing shards)."""
+
+
+class ConfigConflictError(HfDrError, ValueError):
+    """An output folder that was made with a different configuration than the one asked for."""
+
+
+class TeacherError(HfDrError, ValueError):
+    """A teacher that cannot be built or is not what it claims (e.g. an ensemble of identical members)."""

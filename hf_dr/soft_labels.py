@@ -1,0 +1,63 @@
+"""Sparse teacher probabilities: keep the top-k (``sparsify``), rebuild a dense target (``densify``).
+
+Leftover mass rule: the stored top-k probabilities sum to ``s <= 1``; :func:`densify` spreads ``1 - s`` evenly
+over the ``C - k`` classes not stored. Each of those classes had a teacher probability no larger than the k-th
+stored one, so the spread share ``(1 - s) / (C - k)`` is too: the argmax and the order of the top-k survive, and
+the target sums to one. ``leftover="renormalize"`` instead scales the top-k to sum to one (zero elsewhere).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .errors import ClassCountMismatchError, InvalidConfigError
+
+
+def sparsify(probs: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-``k`` class ids and probabilities of ``probs [..., C]``, highest first.
+
+    Example:
+        >>> ids, values = sparsify(torch.tensor([0.1, 0.6, 0.3]), k=2)
+        >>> ids.tolist(), values.tolist()
+        ([1, 2], [0.6000000238418579, 0.30000001192092896])
+    """
+    if not 1 <= k <= probs.shape[-1]:
+        raise InvalidConfigError(f"k should be in [1, {probs.shape[-1]}] (the class count), but got {k} instead.")
+    values, ids = torch.topk(probs, k, dim=-1, largest=True, sorted=True)
+    return ids, values
+
+
+def densify(
+    ids: torch.Tensor, probs: torch.Tensor, num_classes: int, leftover: str = "uniform"
+) -> torch.Tensor:
+    """A dense ``float32 [..., num_classes]`` target from top-k ``ids`` and ``probs`` (see the module rule).
+
+    Args:
+        ids (`torch.Tensor`): integer class ids ``[..., k]``.
+        probs (`torch.Tensor`): their probabilities ``[..., k]`` (any float dtype, e.g. the stored float16).
+        num_classes (`int`): number of classes C.
+        leftover (`str`, *optional*, defaults to ``"uniform"``): ``"uniform"`` or ``"renormalize"``.
+
+    Example:
+        >>> target = densify(torch.tensor([2, 0]), torch.tensor([0.7, 0.2]), num_classes=4)
+        >>> [round(v, 3) for v in target.tolist()]
+        [0.2, 0.05, 0.7, 0.05]
+    """
+    ids = ids.long()
+    if ids.numel() and (int(ids.max()) >= num_classes or int(ids.min()) < 0):
+        raise ClassCountMismatchError(
+            f"soft labels hold class id {int(ids.max())} but num_classes={num_classes}; pass the class count the "
+            "teacher was run with"
+        )
+    probs = probs.float().clamp(min=0.0)
+    k = ids.shape[-1]
+    if leftover == "renormalize" or k == num_classes:
+        dense = torch.zeros(*ids.shape[:-1], num_classes)
+        return dense.scatter_(-1, ids, probs / probs.sum(-1, keepdim=True).clamp(min=1e-12))
+    if leftover != "uniform":
+        raise InvalidConfigError(f"leftover should be 'uniform' or 'renormalize', but got {leftover!r} instead.")
+    total = probs.sum(-1, keepdim=True)
+    probs = probs / total.clamp(min=1.0)  # float16 rounding can push the sum just above one
+    rest = (1.0 - probs.sum(-1, keepdim=True)).clamp(min=0.0) / (num_classes - k)
+    dense = rest.expand(*ids.shape[:-1], num_classes).clone()
+    return dense.scatter_(-1, ids, probs)
