@@ -7,9 +7,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from .errors import InvalidConfigError, ParamsMismatchError
-from .functional import ImageLike, to_tensor
+from .functional import ImageLike, to_pil, to_tensor
 from .ops import AugmentationOp, Mixing, PartnerPool
 from .ops.base import ImageSize
 
@@ -114,17 +115,17 @@ class AugmentationPolicy:
         """
         self.check_params(params)
         out_size = _as_size(size)
-        out = self._apply_base(to_tensor(image), params, out_size)
+        out = to_tensor(self._apply_base(to_pil(image), params, out_size))
         if self.mixing is not None:
             mix = params[self.mixing.name]
             partner = None
             if mix["mode"] and partner_image is not None:
-                partner = self._apply_base(to_tensor(partner_image), mix["partner"], out_size)
-                partner = _match_channels(partner, out.shape[0])
+                partner_pil = self._apply_base(to_pil(partner_image), mix["partner"], out_size)
+                partner = to_tensor(partner_pil.convert("RGB") if out.shape[0] == 3 else partner_pil.convert("L"))
             out = self.mixing.apply(out, mix, partner)
         return out
 
-    def _apply_base(self, image: torch.Tensor, params: Params, size: tuple[int, int]) -> torch.Tensor:
+    def _apply_base(self, image: Image.Image, params: Params, size: tuple[int, int]) -> Image.Image:
         out = self.crop.apply(image, params[self.crop.name], size)
         for op in self.image_ops:
             out = op.apply(out, params[op.name])
@@ -139,14 +140,14 @@ class AugmentationPolicy:
         load_partner: Callable[[str], ImageLike] | None = None,
     ) -> tuple[torch.Tensor, Params]:
         """Samples and applies in one go; returns the augmented image and its params."""
-        tensor = to_tensor(image)
-        params = self.sample_params(tuple(tensor.shape[-2:]), generator, partners)
+        image = to_pil(image)
+        params = self.sample_params((image.height, image.width), generator, partners)
         partner = None
         if self.mixing is not None and params[self.mixing.name]["mode"]:
             if load_partner is None:
                 raise InvalidConfigError(f"policy '{self.name}' mixes samples: pass load_partner=callable(key)")
             partner = load_partner(params[self.mixing.name]["partner_key"])
-        return self.apply(tensor, params, size, partner), params
+        return self.apply(image, params, size, partner), params
 
     # -- schema -----------------------------------------------------------------------------------------------
     def features(self) -> dict[str, Any]:
@@ -204,12 +205,4 @@ def _convert_op(op: AugmentationOp, values: dict[str, Any], how: str) -> dict[st
         return {k: getattr(f, how)(values[k]) for k, f in op.fields.items()}
     except (KeyError, TypeError) as err:
         raise ParamsMismatchError(f"'{op.name}' params need fields {sorted(op.fields)}, got {values!r}") from err
-
-
-def _match_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
-    if image.shape[0] == channels:
-        return image
-    if image.shape[0] == 1:
-        return image.expand(channels, -1, -1).clone()
-    return image.float().mean(0, keepdim=True).round().to(torch.uint8)
 

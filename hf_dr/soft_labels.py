@@ -8,6 +8,9 @@ the target sums to one. ``leftover="renormalize"`` instead scales the top-k to s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
 import torch
 
 from .errors import ClassCountMismatchError, InvalidConfigError
@@ -28,13 +31,16 @@ def sparsify(probs: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def densify(
-    ids: torch.Tensor, probs: torch.Tensor, num_classes: int, leftover: str = "uniform"
+    ids: torch.Tensor | Sequence[int],
+    probs: torch.Tensor | Sequence[float],
+    num_classes: int,
+    leftover: str = "uniform",
 ) -> torch.Tensor:
     """A dense ``float32 [..., num_classes]`` target from top-k ``ids`` and ``probs`` (see the module rule).
 
     Args:
-        ids (`torch.Tensor`): integer class ids ``[..., k]``.
-        probs (`torch.Tensor`): their probabilities ``[..., k]`` (any float dtype, e.g. the stored float16).
+        ids (`torch.Tensor` or list): integer class ids ``[..., k]``.
+        probs (`torch.Tensor` or list): their probabilities ``[..., k]`` (any float dtype, e.g. the stored float16).
         num_classes (`int`): number of classes C.
         leftover (`str`, *optional*, defaults to ``"uniform"``): ``"uniform"`` or ``"renormalize"``.
 
@@ -43,21 +49,21 @@ def densify(
         >>> [round(v, 3) for v in target.tolist()]
         [0.2, 0.05, 0.7, 0.05]
     """
-    ids = ids.long()
-    if ids.numel() and (int(ids.max()) >= num_classes or int(ids.min()) < 0):
+    ids = np.asarray(ids, dtype=np.int64)
+    probs = np.clip(np.asarray(probs, dtype=np.float32), 0.0, None)
+    if ids.size and (int(ids.max()) >= num_classes or int(ids.min()) < 0):
         raise ClassCountMismatchError(
             f"soft labels hold class id {int(ids.max())} but num_classes={num_classes}; pass the class count the "
             "teacher was run with"
         )
-    probs = probs.float().clamp(min=0.0)
-    k = ids.shape[-1]
-    if leftover == "renormalize" or k == num_classes:
-        dense = torch.zeros(*ids.shape[:-1], num_classes)
-        return dense.scatter_(-1, ids, probs / probs.sum(-1, keepdim=True).clamp(min=1e-12))
-    if leftover != "uniform":
+    if leftover not in ("uniform", "renormalize"):
         raise InvalidConfigError(f"leftover should be 'uniform' or 'renormalize', but got {leftover!r} instead.")
-    total = probs.sum(-1, keepdim=True)
-    probs = probs / total.clamp(min=1.0)  # float16 rounding can push the sum just above one
-    rest = (1.0 - probs.sum(-1, keepdim=True)).clamp(min=0.0) / (num_classes - k)
-    dense = rest.expand(*ids.shape[:-1], num_classes).clone()
-    return dense.scatter_(-1, ids, probs)
+    k, total = ids.shape[-1], probs.sum(-1, keepdims=True)
+    if leftover == "renormalize" or k == num_classes:
+        probs, rest = probs / np.maximum(total, 1e-12), np.zeros_like(total)
+    else:
+        probs = probs / np.maximum(total, 1.0)  # float16 rounding can push the sum just above one
+        rest = np.clip(1.0 - probs.sum(-1, keepdims=True), 0.0, None) / (num_classes - k)
+    dense = np.repeat(rest, num_classes, axis=-1).astype(np.float32)
+    np.put_along_axis(dense, ids, probs, axis=-1)
+    return torch.from_numpy(dense)

@@ -14,7 +14,7 @@ from .errors import ClassCountMismatchError, DataMismatchError, InvalidConfigErr
 from .policy import AugmentationPolicy
 from .registry import create_policy, policy_from_config
 from .schema import KEY_COLUMN, REINFORCEMENTS_COLUMN
-from .seeding import generator_for
+from .seeding import choose_index
 from .soft_labels import densify
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -99,6 +99,7 @@ class ReinforcedTransform:
         self._rows = {key: row for row, key in enumerate(self._table.data.column(key_column).to_pylist())}
         self._images = self._image_source(images if images is not None else reinforcements)
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        self._normalize = K.Normalizer(self.mean, self.std)
 
     # -- epoch --------------------------------------------------------------------------------------------------
     @property
@@ -145,7 +146,7 @@ class ReinforcedTransform:
     def choose(self, key: str) -> int:
         """The index of the record used for ``key`` in the current epoch."""
         count = self._record_count(self._row_of(key))
-        return int(generator_for(self.seed, self.epoch, key).integers(count))
+        return choose_index(count, self.seed, self.epoch, key)
 
     def record(self, key: str, index: int | None = None) -> dict[str, Any]:
         """The stored record ``index`` of ``key`` (this epoch's choice when ``index`` is None), params decoded."""
@@ -161,9 +162,8 @@ class ReinforcedTransform:
         record = self.record(key, index)
         partner = self._partner_image(record["params"])
         augmented = self.policy.apply(image, record["params"], self.size, partner)
-        target = densify(torch.tensor(record["ids"]), torch.tensor(record["probs"], dtype=torch.float16),
-                         self.num_classes, self.leftover)
-        return K.normalize(augmented, self.mean, self.std), target
+        target = densify(record["ids"], record["probs"], self.num_classes, self.leftover)
+        return self._normalize(augmented), target
 
     def _row_of(self, key: str) -> int:
         try:

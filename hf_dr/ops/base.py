@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
+from PIL import Image
 
 from ..errors import InvalidConfigError, ParamsMismatchError
 from ..fields import Field
@@ -26,8 +26,8 @@ class AugmentationOp(ABC):
         """Draws every random choice of this op for an image of ``image_size`` (height, width)."""
 
     @abstractmethod
-    def apply(self, image: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
-        """Performs the op with ``params`` on a ``uint8 [C, H, W]`` tensor; never modifies ``image``."""
+    def apply(self, image: Image.Image, params: dict[str, Any]) -> Image.Image:
+        """Performs the op with ``params`` on an "L" or "RGB" Pillow image; never modifies ``image``."""
 
     @abstractmethod
     def identity(self) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import math
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
+from PIL import Image
 from torchvision.transforms.v2 import InterpolationMode
 
 from .. import functional as K
@@ -23,18 +23,16 @@ class _CropFlipBase(AugmentationOp):
         "top": FRACTION, "left": FRACTION, "height": FRACTION, "width": FRACTION, "flip": BOOL,
     }
 
-    def __init__(self, flip_prob: float = 0.5, interpolation: str = "bilinear", antialias: bool = True) -> None:
+    def __init__(self, flip_prob: float = 0.5, interpolation: str = "bilinear") -> None:
         self.flip_prob = check_probability("flip_prob", flip_prob)
         self.interpolation = InterpolationMode(interpolation).value
-        self.antialias = bool(antialias)
 
-    def apply(self, image: torch.Tensor, params: dict[str, Any], size: tuple[int, int] | None = None) -> torch.Tensor:
+    def apply(self, image: Image.Image, params: dict[str, Any], size: tuple[int, int] | None = None) -> Image.Image:
         """Crops, resizes to ``size`` (height, width; defaults to the crop's own pixel size) and flips."""
+        box = (params["top"], params["left"], params["height"], params["width"])
         if size is None:
-            size = (K.fraction_to_pixels(0, params["height"], image.shape[-2])[1],
-                    K.fraction_to_pixels(0, params["width"], image.shape[-1])[1])
-        out = K.resized_crop(image, params["top"], params["left"], params["height"], params["width"], size,
-                             InterpolationMode(self.interpolation), self.antialias)
+            size = K.pixel_box(image, *box)[2:]
+        out = K.resized_crop(image, *box, size, InterpolationMode(self.interpolation))
         return K.horizontal_flip(out) if params["flip"] else out
 
     def identity(self) -> dict[str, Any]:
@@ -68,9 +66,8 @@ class RandomResizedCropFlip(_CropFlipBase):
         ratio: tuple[float, float] = (3 / 4, 4 / 3),
         flip_prob: float = 0.5,
         interpolation: str = "bilinear",
-        antialias: bool = True,
     ) -> None:
-        super().__init__(flip_prob, interpolation, antialias)
+        super().__init__(flip_prob, interpolation)
         self.scale = check_range("scale", scale)
         self.ratio = check_range("ratio", ratio, low=1e-6)
 
@@ -108,11 +105,8 @@ class RandomCropFlip(_CropFlipBase):
         flip_prob (`float`, *optional*, defaults to 0.5): probability of the horizontal flip.
     """
 
-    def __init__(
-        self, crop_fraction: float = 0.875, flip_prob: float = 0.5, interpolation: str = "bilinear",
-        antialias: bool = True,
-    ) -> None:
-        super().__init__(flip_prob, interpolation, antialias)
+    def __init__(self, crop_fraction: float = 0.875, flip_prob: float = 0.5, interpolation: str = "bilinear") -> None:
+        super().__init__(flip_prob, interpolation)
         self.crop_fraction = check_probability("crop_fraction", crop_fraction)
 
     def sample(self, image_size: ImageSize, generator: np.random.Generator) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import math
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
+from PIL import Image
 
 from .. import functional as K
 from ..fields import BOOL, FRACTION, Field, snap_fraction
@@ -46,19 +46,20 @@ class RandomErasing(AugmentationOp):
         self.value = tuple(int(v) for v in value)
 
     def sample(self, image_size: ImageSize, generator: np.random.Generator) -> dict[str, Any]:
-        erase = bool(generator.random() < self.prob)
+        if generator.random() >= self.prob:
+            return self.identity()
         log_ratio = (math.log(self.ratio[0]), math.log(self.ratio[1]))
-        for _ in range(10):  # always draw the same number of values, erasing or not
+        for _ in range(10):  # torchvision's rule: up to 10 tries for a box that fits
             area = generator.uniform(*self.scale)
             aspect = math.exp(generator.uniform(*log_ratio))
             h, w = math.sqrt(area / aspect), math.sqrt(area * aspect)
             top, left = generator.uniform(0, 1), generator.uniform(0, 1)
             if h < 1 and w < 1:
                 box = [snap_fraction(v) for v in (top * (1 - h), left * (1 - w), h, w)]
-                return dict(zip(("erase", "top", "left", "height", "width"), [erase, *box], strict=False))
+                return dict(zip(("erase", "top", "left", "height", "width"), [True, *box], strict=True))
         return self.identity()
 
-    def apply(self, image: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
+    def apply(self, image: Image.Image, params: dict[str, Any]) -> Image.Image:
         if not params["erase"]:
             return image
         return K.erase(image, params["top"], params["left"], params["height"], params["width"], self.value)

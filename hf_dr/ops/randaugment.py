@@ -10,7 +10,7 @@ import math
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
+from PIL import Image
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
@@ -100,7 +100,7 @@ class RandAugment(AugmentationOp):
             magnitudes.append(-level if signed and negative else level)
         return {"ops": ops, "magnitudes": magnitudes}
 
-    def apply(self, image: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
+    def apply(self, image: Image.Image, params: dict[str, Any]) -> Image.Image:
         for op, level in zip(params["ops"], params["magnitudes"], strict=False):
             image = self.apply_op(image, OP_NAMES[op], level)
         return image
@@ -116,9 +116,10 @@ class RandAugment(AugmentationOp):
         value = largest(height, width) * abs(level) / (self.num_magnitude_bins - 1)
         return -value if level < 0 else value
 
-    def apply_op(self, image: torch.Tensor, op_name: str, level: int) -> torch.Tensor:
+    def apply_op(self, image: Image.Image, op_name: str, level: int) -> Image.Image:
         """Applies one op at signed bin ``level`` (a copy; ``image`` is not modified)."""
-        m = self.magnitude_of(op_name, level, *image.shape[-2:])
+        h, w = F.get_size(image)
+        m = self.magnitude_of(op_name, level, h, w)
         interp, fill = InterpolationMode(self.interpolation), [float(self.fill)]
         affine = {"angle": 0.0, "translate": [0, 0], "scale": 1.0, "shear": [0.0, 0.0],
                   "interpolation": interp, "fill": fill}
@@ -132,13 +133,13 @@ class RandAugment(AugmentationOp):
             return F.affine(image, **{**affine, "translate": [0, int(m)]})
         if op_name == "Rotate":
             return F.rotate(image, angle=m, interpolation=interp, fill=fill)
-        return self._apply_color_op(image, op_name, m, level)
+        return self._apply_color_op(image, op_name, m)
 
-    def _apply_color_op(self, image: torch.Tensor, op_name: str, m: float, level: int) -> torch.Tensor:
+    def _apply_color_op(self, image: Image.Image, op_name: str, m: float) -> Image.Image:
         if op_name == "Brightness":
             return F.adjust_brightness(image, brightness_factor=1.0 + m)
         if op_name == "Color":
-            return F.adjust_saturation(image, saturation_factor=1.0 + m) if image.shape[0] == 3 else image.clone()
+            return F.adjust_saturation(image, saturation_factor=1.0 + m) if image.mode == "RGB" else image.copy()
         if op_name == "Contrast":
             return F.adjust_contrast(image, contrast_factor=1.0 + m)
         if op_name == "Sharpness":
@@ -151,7 +152,7 @@ class RandAugment(AugmentationOp):
             return F.autocontrast(image)
         if op_name == "Equalize":
             return F.equalize(image)
-        return image.clone()  # Identity
+        return image.copy()  # Identity
 
     def _draw_bin(self, generator: np.random.Generator) -> int:
         if self.magnitude_std <= 0:

@@ -1,0 +1,67 @@
+"""Small real datasets for tests, built from data that ships with scikit-learn."""
+
+from __future__ import annotations
+
+import datasets
+import numpy as np
+import torch
+from PIL import Image
+
+
+def digit_images(count: int, size: int = 32) -> tuple[list[Image.Image], list[int]]:
+    """The first ``count`` scikit-learn digits as ``size`` x ``size`` RGB Pillow images, and their labels."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = []
+    for pixels in digits.images[:count]:
+        gray = Image.fromarray((pixels * 255.0 / 16.0).astype(np.uint8), mode="L")
+        images.append(gray.resize((size, size), Image.Resampling.BILINEAR).convert("RGB"))
+    return images, [int(t) for t in digits.target[:count]]
+
+
+def digits_dataset(count: int, size: int = 32, with_keys: bool = True) -> datasets.Dataset:
+    """A ``datasets.Dataset`` with ``image`` (PNG), ``label`` (ClassLabel 0-9) and, optionally, ``key``."""
+    images, labels = digit_images(count, size)
+    columns = {"image": images, "label": labels}
+    features = {"image": datasets.Image(), "label": datasets.ClassLabel(names=[str(d) for d in range(10)])}
+    if with_keys:
+        columns["key"] = [f"digit-{i:05d}" for i in range(count)]
+        features["key"] = datasets.Value("string")
+    return datasets.Dataset.from_dict(columns, features=datasets.Features(features))
+
+
+class ProjectionTeacher:
+    """A fixed, seeded linear classifier on the pixels: a cheap stand-in teacher whose output depends on every
+    pixel of the view it is given, so a wrong replay changes its prediction."""
+
+    def __init__(self, num_classes: int = 10, size: int = 24, channels: int = 3, seed: int = 0) -> None:
+        generator = torch.Generator().manual_seed(seed)
+        self.weight = torch.randn(channels * size * size, num_classes, generator=generator) / 8.0
+        self.size = size
+
+    def __call__(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(pixel_values.reshape(pixel_values.shape[0], -1) @ self.weight, -1)
+
+
+def reinforce_in_memory(dataset, policy, teacher: ProjectionTeacher, num_samples: int, topk: int, seed: int = 0):
+    """Reinforcement rows for ``dataset`` made with the core pieces only (the library's ``reinforce`` is tested
+    elsewhere): records seeded by (seed, key, index), labelled by ``teacher`` on the normalized view."""
+    from hf_dr import ops, schema, sparsify
+    from hf_dr.functional import normalize
+    from hf_dr.seeding import generator_for
+    from hf_dr.transform import IMAGENET_MEAN, IMAGENET_STD
+
+    images = {row["key"]: row["image"] for row in dataset}
+    pool = ops.PartnerPool(list(images), [(im.height, im.width) for im in images.values()])
+    rows = []
+    for key, image in images.items():
+        records = []
+        for index in range(num_samples):
+            view, params = policy(image, teacher.size, generator_for(seed, key, index), pool, images.__getitem__)
+            probs = teacher(normalize(view, IMAGENET_MEAN, IMAGENET_STD)[None])[0]
+            ids, values = sparsify(probs, topk)
+            records.append(schema.encode_record(policy, params, ids.tolist(), values.tolist()))
+        rows.append({"key": key, "reinforcements": records})
+    features = schema.reinforcement_features(policy, topk, teacher.weight.shape[1])
+    return datasets.Dataset.from_list(rows, features=features)
