@@ -160,7 +160,7 @@ class ReinforcedTransform:
     def replay(self, image: Any, key: str, index: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Pixel values and dense soft target of ``image`` under the chosen record of ``key``."""
         record = self.record(key, index)
-        partner = self._partner_image(record["params"])
+        partner = self.partner_for(record)
         augmented = self.policy.apply(image, record["params"], self.size, partner)
         target = densify(record["ids"], record["probs"], self.num_classes, self.leftover)
         return self._normalize(augmented), target
@@ -189,7 +189,9 @@ class ReinforcedTransform:
         keys = images.data.column(self.key_column).to_pylist()
         return images.select_columns([self.image_column]), {k: i for i, k in enumerate(keys)}
 
-    def _partner_image(self, params: dict[str, Any]) -> Any:
+    def partner_for(self, record: dict[str, Any]) -> Any:
+        """The original image of a record's mixing partner (None for records that do not mix)."""
+        params = record["params"]
         mixing = self.policy.mixing
         if mixing is None or not params[mixing.name]["mode"]:
             return None
