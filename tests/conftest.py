@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
+# huggingface_hub and datasets read HF_ENDPOINT, HF_HUB_DISABLE_XET, HF_TOKEN and their cache paths at import time:
+# start the local Hub server (127.0.0.1) and set them before anything imports those libraries.
+from tests.hub_server import HubServer, start_session_server
 
-# Hub clients read these at import time: point them at nothing real before anything imports them.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-os.environ.setdefault("HF_HOME", tempfile.mkdtemp(prefix="hf_dr_tests_home_"))
+HUB_SERVER = start_session_server()
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def hub() -> HubServer:
+    """The session's local Hub server; every ``huggingface_hub``/``datasets`` call in the tests goes to it."""
+    return HUB_SERVER
 
 
 @pytest.fixture(autouse=True)
