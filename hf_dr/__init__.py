@@ -35,3 +35,51 @@ __all__ = [
     "UnknownPolicyError", "create_policy", "densify", "list_policies", "policy_from_config", "record_features",
     "register_policy", "reinforcement_features", "soft_target_loss", "sparsify",
 ]
+
+# Hub: push reinforced datasets with their cards, load them back (issue #4).
+from .hub import HubNotFoundError, push_to_hub  # noqa: E402
+from .loading import load_reinforced  # noqa: E402
+from .streaming import ReinforcedIterableDataset  # noqa: E402
+
+__all__ += ["HubNotFoundError", "ReinforcedIterableDataset", "load_reinforced", "push_to_hub"]
+
+# Generation: teachers, `reinforce`, and the output folder of a run (issue #3).
+from .generation import reinforce  # noqa: E402
+from .manifest import load_reinforcements, verify_run  # noqa: E402
+from .run_config import ReinforceConfig  # noqa: E402
+from .teacher import MemberSpec, Teacher, WeightsNotFoundError, create_teacher, load_teacher_spec  # noqa: E402
+
+__all__ += ["MemberSpec", "ReinforceConfig", "Teacher", "WeightsNotFoundError", "create_teacher",
+            "load_reinforcements", "load_teacher_spec", "reinforce", "verify_run"]
+
+# Training on reinforced data, evaluation and the demo (issue #5). Imported on first use: they pull in transformers'
+# Trainer, accelerate and matplotlib, which `import hf_dr` should not pay for.
+_LAZY_EXPORTS = {
+    "AugmentTransform": "augment", "EvalTransform": "augment", "PreloadedDataset": "preloaded",
+    "TrainConfig": "training", "TrainResult": "training", "fit": "training", "save_checkpoint": "training",
+    "load_checkpoint": "training", "load_classifier": "training", "cosine_with_warmup": "training",
+    "evaluate": "evaluation", "evaluate_checkpoint": "evaluation", "expected_calibration_error": "evaluation",
+    "negative_log_likelihood": "evaluation", "top1_accuracy": "evaluation", "classification_metrics": "evaluation",
+    "reinforced_training_args": "trainer_utils", "reinforced_trainer": "trainer_utils",
+    "check_trainer_args": "trainer_utils", "ReinforcedEpochCallback": "trainer_utils",
+    "ReinforcedLoss": "trainer_utils",
+    "TrainerArgumentsError": "trainer_utils", "PixelValuesClassifier": "models", "ProbabilityEnsemble": "models",
+    "create_model": "models", "forward_logits": "models", "load_fashion_mnist": "fashion_mnist",
+    "DemoConfig": "demo", "run_demo": "demo",
+}
+__all__ += sorted(_LAZY_EXPORTS)
+
+
+def __getattr__(name: str):  # noqa: ANN202 (PEP 562 lazy exports)
+    if name in _LAZY_EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+# Recipes of the paper's reinforced datasets (the `builders` package) and teacher fine-tuning (issue #6).
+from .builder import Builder, MissingTeacherError, UnknownBuilderError  # noqa: E402
+
+__all__ += ["Builder", "MissingTeacherError", "UnknownBuilderError"]
+_LAZY_EXPORTS.update({"FinetuneConfig": "finetune", "FinetuneResult": "finetune", "finetune_teacher": "finetune"})
+__all__ += ["FinetuneConfig", "FinetuneResult", "finetune_teacher"]

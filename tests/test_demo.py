@@ -1,0 +1,113 @@
+"""``hf-dr demo``: the quick setting runs every stage end to end on real Fashion-MNIST and its table has every row;
+the reporting logic on fixed numbers; the Fashion-MNIST reader."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+
+from hf_dr.demo import DemoConfig, format_table, summarize
+from hf_dr.fashion_mnist import CLASS_NAMES, DEFAULT_ROOT, fashion_mnist_arrays, load_fashion_mnist
+
+HAVE_FASHION_MNIST = (DEFAULT_ROOT / "t10k-images-idx3-ubyte.gz").exists()
+needs_data = pytest.mark.skipif(not HAVE_FASHION_MNIST, reason="apt-get install dataset-fashion-mnist")
+TABLE_ROWS = ("Plain", "Reinforced", "Online KD", "Teacher ensemble", "Reinforcement (N=")
+
+
+def _cli(argv: list[str]) -> int:
+    """``hf-dr ARGV`` through the real entry point when the subcommand is registered, else the module itself."""
+    from hf_dr import cli
+
+    if argv[0] in getattr(cli, "COMMANDS", {}):
+        return cli.main(argv)
+    import importlib
+
+    module = importlib.import_module(f"hf_dr.commands.{argv[0]}")
+    parser = argparse.ArgumentParser()
+    module.add_arguments(parser)
+    return module.run(parser.parse_args(argv[1:]))
+
+
+@needs_data
+@pytest.mark.slow
+def test_demo_quick_runs_every_stage_and_reports_every_row(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert _cli(["demo", "--quick", "--output-dir", str(out), "--num-threads", "2"]) == 0
+    printed = capsys.readouterr().out
+    table = (out / "table.md").read_text()
+    for row in TABLE_ROWS:
+        assert row in table and row in printed, row
+    results = json.loads((out / "results.json").read_text())
+    quick = DemoConfig.quick()
+    summary = results["summary"]
+    assert summary["plain"]["runs"] == summary["reinforced"]["runs"] == len(quick.seeds)
+    assert summary["online_kd"]["runs"] == len(quick.kd_seeds)
+    steps = {r["steps"] for r in results["runs"]}
+    assert steps == {quick.epochs * (quick.subset_size // quick.batch_size)}  # same iterations for every arm
+    assert {"top1_points", "exceeds_2_std", "ece_points"} <= set(summary["gain"])
+    assert results["reinforcement"]["bytes"] > 0 and results["ensemble"]["members"] >= 1
+    assert json.loads((out / "demo_config.json").read_text())["subset_size"] == quick.subset_size
+    assert (out / "demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "reinforced" / "manifest.json").exists()
+
+    # a student checkpoint evaluates with `hf-dr eval` to the number in the table
+    student = next(r for r in results["runs"] if r["arm"] == "reinforced")
+    checkpoint = out / "students" / f"reinforced-seed{student['seed']}.safetensors"
+    metrics_path = tmp_path / "eval.json"
+    assert _cli(["eval", "--checkpoint", str(checkpoint), "--limit", str(quick.test_size),
+                 "--output", str(metrics_path)]) == 0
+    metrics = json.loads(metrics_path.read_text())
+    assert metrics["top1"] == pytest.approx(student["top1"], abs=1e-6)
+    assert metrics["ece"] == pytest.approx(student["ece"], abs=1e-6)
+
+
+def test_summary_and_table_on_fixed_numbers():
+    runs = [{"arm": "plain", "seed": s, "top1": t, "nll": 0.5, "ece": 0.05, "wall_time": 10.0, "steps": 100}
+            for s, t in enumerate((0.80, 0.81, 0.82))]
+    runs += [{"arm": "reinforced", "seed": s, "top1": t, "nll": 0.4, "ece": 0.01, "wall_time": 11.0, "steps": 100}
+             for s, t in enumerate((0.84, 0.85, 0.86))]
+    runs += [{"arm": "online_kd", "seed": 0, "top1": 0.85, "nll": 0.4, "ece": 0.01, "wall_time": 33.0, "steps": 100}]
+    summary = summarize(runs)
+    assert summary["gain"]["top1_points"] == pytest.approx(4.0)
+    assert summary["gain"]["max_std_points"] == pytest.approx(1.0)
+    assert summary["gain"]["exceeds_2_std"] is True
+    results = {"config": DemoConfig().to_dict(), "summary": summary, "runs": runs, "total_seconds": 600.0,
+               "ensemble": {"top1": 0.92, "nll": 0.25, "ece": 0.01, "members": 4, "train_seconds": 200.0,
+                            "num_samples": 10000},
+               "reinforcement": {"seconds": 30.0, "bytes": 2e6, "num_samples": 10, "topk": 5, "images": 5000}}
+    table = format_table(results)
+    for row in TABLE_ROWS:
+        assert row in table
+    assert "82.00 ± 1.00" not in table and "85.00 ± 1.00" in table and "+4.00 points" in table
+    assert "3.0x its training time" in table
+
+
+def test_demo_config_round_trips_and_refuses_unknown_settings():
+    config = DemoConfig.quick(seeds=[3])
+    assert DemoConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    from hf_dr import InvalidConfigError
+
+    with pytest.raises(InvalidConfigError, match="unknown demo settings"):
+        DemoConfig.from_dict({"subset": 10})
+    with pytest.raises(InvalidConfigError, match="batch_size"):
+        DemoConfig(subset_size=10)
+
+
+@needs_data
+def test_fashion_mnist_reader():
+    images, labels = fashion_mnist_arrays("test")
+    assert images.shape == (10000, 28, 28) and images.dtype == np.uint8 and labels.shape == (10000,)
+    assert np.bincount(labels).tolist() == [1000] * 10
+    dataset = load_fashion_mnist("test", indices=[0, 5])
+    assert dataset["key"] == ["test-00000", "test-00005"]
+    assert dataset.features["label"].names == list(CLASS_NAMES)
+    row = dataset[1]
+    assert row["image"].size == (28, 28) and row["image"].mode == "L"
+    assert np.array_equal(np.asarray(row["image"]), images[5]) and row["label"] == labels[5]
+    from hf_dr import InvalidConfigError
+
+    with pytest.raises(InvalidConfigError, match="split"):
+        fashion_mnist_arrays("validation")

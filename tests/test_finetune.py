@@ -1,0 +1,143 @@
+"""Teacher fine-tuning: ``hf-dr finetune-teacher`` trains 2 members on real digits, evaluates them and their ensemble,
+saves a teacher spec that drives ``hf-dr reinforce``; a recipe's columns, seeds and resolution are its defaults; bad
+inputs are refused."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import datasets
+import pytest
+import safetensors.torch
+import torch
+
+from builders import get_builder
+from hf_dr.cli import main as cli_main
+from hf_dr.errors import InvalidConfigError
+from hf_dr.finetune import FinetuneConfig, create_member
+from hf_dr.manifest import load_reinforcements
+from hf_dr.run_config import ReinforceConfig
+from hf_dr.teacher import create_teacher, load_teacher_spec
+from tests.data_utils import digits_dataset
+from tests.utils_builders import standin
+from tests.utils_teacher import save_teacher
+
+TINY = ["--arch", "test_resnet", "--random-init", "--image-size", "32", "--preload", "--no-progress"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: on two busy shared cores, spinning OpenMP threads slow tiny models 5-100x."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def digits_dir(tmp_path_factory) -> str:
+    """400 real digits saved as a DatasetDict: train (first 300) and test (last 100)."""
+    digits = digits_dataset(400)
+    path = str(tmp_path_factory.mktemp("digits") / "digits")
+    splits = {"train": digits.select(range(300)), "test": digits.select(range(300, 400))}
+    datasets.DatasetDict(splits).save_to_disk(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def finetuned(digits_dir, tmp_path_factory) -> str:
+    out = str(tmp_path_factory.mktemp("teachers") / "digits")
+    assert cli_main(["finetune-teacher", "--dataset", digits_dir, "--eval-split", "test", "--key-column", "key",
+                     *TINY, "--num-members", "2", "--epochs", "8", "--batch-size", "32", "--optimizer", "adamw",
+                     "--lr", "0.003", "--label-smoothing", "0", "--output-dir", out]) == 0
+    return out
+
+
+def test_members_and_ensemble_learn_and_are_saved(finetuned):
+    assert sorted(os.listdir(finetuned)) == ["finetune_metrics.json", "member-0.safetensors", "member-1.safetensors",
+                                             "teacher_spec.json"]
+    with open(os.path.join(finetuned, "finetune_metrics.json")) as f:
+        metrics = json.load(f)
+    assert [m["seed"] for m in metrics["members"]] == [0, 1]
+    # 10 classes (chance 0.1); measured 0.71-0.84 per member, margins for 2 busy cores
+    assert all(m["metrics"]["top1"] > 0.4 for m in metrics["members"]), metrics["members"]
+    assert metrics["ensemble"]["top1"] > 0.4 and metrics["ensemble"]["num_samples"] == 100
+    specs = load_teacher_spec(os.path.join(finetuned, "teacher_spec.json"))
+    assert [s.input_size for s in specs] == [(3, 32, 32)] * 2 and {s.num_classes for s in specs} == {10}
+    teacher = create_teacher(specs, num_classes=10)  # refuses identical members: the seeds made two models
+    assert len({m.sha256 for m in teacher.members}) == 2
+
+
+def test_saved_spec_drives_a_reinforce_run(finetuned, digits_dir, tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert cli_main(["reinforce", "--dataset", digits_dir, "--teacher-spec", os.path.join(finetuned,
+                     "teacher_spec.json"), "--key-column", "key", "--policy", "rrc", "--num-samples", "4",
+                     "--topk", "3", "--limit", "40", "--output-dir", out, "--num-workers", "0", "--no-progress"]) == 0
+    config = ReinforceConfig.load(out)
+    assert len(config.teacher) == 2 and config.dataset["num_rows"] == 40
+    table = load_reinforcements(out).with_format(None)
+    agree = [record["ids"][0] == row["label"] for row in table for record in row["reinforcements"]]
+    assert len(agree) == 160 and sum(agree) / len(agree) > 0.3  # the trained weights label the views, not chance
+
+
+def test_recipe_defaults_feed_finetuning_and_reinforce(tmp_path, capsys):
+    """--builder cifar100_plus: the recipe's columns (img / fine_label), 100 classes and first seeds; a small arch."""
+    builder = get_builder("cifar100_plus")
+    source, teachers = str(tmp_path / "cifar"), str(tmp_path / "teachers")
+    digits = standin(builder, 48)
+    datasets.DatasetDict({"train": digits, "test": digits.select(range(16))}).save_to_disk(source)
+    assert cli_main(["finetune-teacher", "--builder", "cifar100_plus", "--dataset", source, *TINY,
+                     "--num-members", "2", "--epochs", "1", "--batch-size", "16", "--output", teachers]) == 0
+    assert f"--builder cifar100_plus --teacher-spec {teachers}/teacher_spec.json" in capsys.readouterr().out
+    with open(os.path.join(teachers, "finetune_metrics.json")) as f:
+        metrics = json.load(f)
+    assert [m["seed"] for m in metrics["members"]] == list(builder.teacher_seeds[:2])
+    assert metrics["num_classes"] == 100 and metrics["ensemble"]["num_samples"] == 16
+    out = str(tmp_path / "run")
+    assert cli_main(["reinforce", "--builder", "cifar100_plus", "--dataset", source, "--teacher-spec",
+                     os.path.join(teachers, "teacher_spec.json"), "--limit", "8", "--num-samples", "2",
+                     "--output-dir", out, "--no-progress", "--num-workers", "0"]) == 0
+    assert ReinforceConfig.load(out).columns["label"] == "fine_label"
+
+
+def test_local_pretrained_weights_keep_the_body_and_reset_the_head(tmp_path):
+    weights = save_teacher(str(tmp_path), seed=3, num_classes=1000)["weights"]
+    model = create_member(FinetuneConfig("test_resnet", weights=weights), num_classes=10, seed=0)
+    saved = safetensors.torch.load_file(weights)
+    body = [k for k in saved if not k.startswith("fc.")]
+    assert model.num_classes == 10 and len(body) > 10
+    assert all(torch.equal(model.state_dict()[k], saved[k]) for k in body)
+
+
+def test_bad_inputs_are_refused(digits_dir, tmp_path, capsys):
+    with pytest.raises(InvalidConfigError, match="2 distinct integers"):
+        FinetuneConfig("test_resnet", num_members=2, seeds=(0, 0))
+    with pytest.raises(InvalidConfigError, match="contradict"):
+        FinetuneConfig("test_resnet", weights="w.safetensors", pretrained=False)
+    with pytest.raises(FileNotFoundError, match="do not exist"):
+        create_member(FinetuneConfig("test_resnet", weights=str(tmp_path / "none.safetensors")), 10, 0)
+    out = ["--output-dir", str(tmp_path / "out")]
+    assert cli_main(["finetune-teacher", "--builder", "imagenet_plus", *out]) == 1  # published teachers
+    assert "pass --arch" in capsys.readouterr().err
+    assert cli_main(["finetune-teacher", "--dataset", digits_dir, *TINY, "--limit", "301", *out]) == 1
+    assert "--limit 301 exceeds the dataset's 300 rows" in capsys.readouterr().err
+
+
+def test_flags_override_the_recipe_which_overrides_the_command_defaults():
+    from hf_dr.cli import build_parser
+    from hf_dr.commands import finetune_teacher, reinforce
+
+    args = build_parser().parse_args(["finetune-teacher", "--builder", "flowers102_plus", "--num-members", "2"])
+    finetune_teacher._apply_builder(args, get_builder("flowers102_plus"))
+    assert (args.dataset, args.split, args.eval_split) == ("dpdl-benchmark/oxford_flowers102", "train", "validation")
+    assert (args.arch, args.image_size, args.epochs) == ("resnet152.tv2_in1k", 224, 100)
+    assert (args.seeds, args.num_members, args.output_dir) == ([0, 1], 2, os.path.join("teachers", "flowers102_plus"))
+    args = build_parser().parse_args(["reinforce", "--builder", "imagenet_plus", "--topk", "3", "--split", "val"])
+    reinforce._apply_builder(args, get_builder("imagenet_plus"))
+    assert (args.dataset, args.split, args.num_samples, args.topk) == ("ILSVRC/imagenet-1k", "val", 400, 3)
+    assert (args.policy, args.output_dir) == ("rrc+ra_re", os.path.join("reinforced", "imagenet_plus"))
+    args = build_parser().parse_args(["reinforce", "--dataset", "d", "--output-dir", "o"])
+    reinforce._apply_builder(args, None)
+    assert (args.split, args.image_column, args.label_column, args.num_samples, args.topk) == ("train", "image",
+                                                                                              "label", 10, 10)

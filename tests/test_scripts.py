@@ -1,0 +1,79 @@
+"""scripts/train.py and scripts/train_trainer.py end to end on a small reinforced digits set, including the
+"pretrain, then fine-tune from the checkpoint" flow and `hf-dr eval` on what they write."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from hf_dr.evaluation import evaluate_checkpoint
+from hf_dr.generation import reinforce
+from hf_dr.recipes import student
+from hf_dr.training import checkpoint_metadata, load_classifier, save_checkpoint
+from tests.data_utils import digits_dataset
+from tests.utils_teacher import save_teacher
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(f"hf_dr_script_{name}", SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def reinforced_digits(tmp_path_factory) -> tuple[str, str]:
+    """A digits dataset saved to disk and its reinforcement run (hf_dr.reinforce, a tiny local teacher)."""
+    root = tmp_path_factory.mktemp("scripts")
+    images = digits_dataset(64)
+    images.save_to_disk(str(root / "digits"))
+    teacher = save_teacher(str(root / "teachers"), seed=0)
+    reinforce(images, [teacher], "rrc", num_samples=3, topk=5, seed=0, output_dir=str(root / "digits+"),
+              key_column="key", num_workers=0, progress=False)
+    return str(root / "digits"), str(root / "digits+")
+
+
+def _common(dataset: str, out: Path) -> list[str]:
+    return ["--dataset", dataset, "--model", "hf_dr_cnn_tiny", "--in-chans", "3", "--size", "16", "--epochs", "2",
+            "--batch-size", "16", "--output-dir", str(out)]
+
+
+def test_train_script_pretrains_on_reinforced_data_then_fine_tunes_from_the_checkpoint(reinforced_digits, tmp_path):
+    dataset, reinforcements = reinforced_digits
+    train = _script("train")
+    result = train.main(_common(dataset, tmp_path / "pre") + ["--reinforcements", reinforcements, "--preload",
+                                                               "--eval-split", "train", "--lr", "0.05"])
+    assert result["steps"] == 2 * (64 // 16) and result["metrics"]["num_samples"] == 64
+    checkpoint = tmp_path / "pre" / "model.safetensors"
+    assert checkpoint_metadata(checkpoint)["architecture"] == "hf_dr_cnn_tiny"
+    assert json.loads((tmp_path / "pre" / "train_config.json").read_text())["train_config"]["lr"] == 0.05
+    fine = train.main(_common(dataset, tmp_path / "fine") + ["--init-from", str(checkpoint), "--policy", "rrc"])
+    assert fine["steps"] == 8
+    metrics = evaluate_checkpoint(str(tmp_path / "fine" / "model.safetensors"), dataset=dataset, split="train")
+    assert metrics["num_samples"] == 64 and 0.0 <= metrics["top1"] <= 1.0
+
+
+def test_train_trainer_script_with_timm_wrapper(reinforced_digits, tmp_path):
+    dataset, reinforcements = reinforced_digits
+    metrics = _script("train_trainer").main(_common(dataset, tmp_path / "t") + [
+        "--reinforcements", reinforcements, "--timm-wrapper", "--gradient-accumulation-steps", "2",
+        "--eval-split", "train"])
+    assert {"eval_top1", "eval_nll", "eval_ece"} <= set(metrics["eval"])
+    model, data_config = load_classifier(tmp_path / "t" / "model.safetensors")
+    assert data_config["input_size"] == (3, 16, 16)
+    evaluated = evaluate_checkpoint(str(tmp_path / "t" / "model.safetensors"), dataset=dataset, split="train")
+    assert evaluated["top1"] == pytest.approx(metrics["eval"]["eval_top1"], abs=1e-6)
+
+
+def test_fine_tuning_keeps_the_body_and_resets_a_head_of_another_class_count(tmp_path):
+    pretrained = student("hf_dr_cnn_tiny", 10, in_chans=3)
+    path = save_checkpoint(pretrained, tmp_path / "pre.safetensors")
+    fine = student("hf_dr_cnn_tiny", 5, in_chans=3, init_from=str(path))
+    assert torch.equal(fine.features[0].weight, pretrained.features[0].weight)
+    assert fine.head.weight.shape == (5, fine.num_features)

@@ -1,0 +1,144 @@
+"""transformers.Trainer on reinforced data without subclassing: the recipe learns (timm, TimmWrapper and a
+transformers classifier as students), accumulation keeps the loss scale, and bad arguments fail loudly and early."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from transformers import Trainer, TrainingArguments
+
+from hf_dr import ClassCountMismatchError, MissingSoftLabelsError, soft_target_loss
+from hf_dr.augment import AugmentTransform, EvalTransform
+from hf_dr.models import MLPNet, PixelValuesClassifier, create_model, forward_logits
+from hf_dr.trainer_utils import (
+    ReinforcedEpochCallback,
+    TrainerArgumentsError,
+    check_trainer_args,
+    reinforced_trainer,
+    reinforced_training_args,
+)
+from tests.training_utils import SIZE, reinforced_digits, reinforced_transform
+
+
+@pytest.fixture(scope="module")
+def reinforced():
+    return reinforced_digits(96)
+
+
+def _args(tmp_path, **kwargs) -> TrainingArguments:
+    values = dict(per_device_train_batch_size=16, num_train_epochs=10, learning_rate=0.05, use_cpu=True,
+                  save_strategy="no", logging_steps=1, disable_tqdm=True, seed=0, warmup_steps=0.05,
+                  lr_scheduler_type="cosine")
+    values.update(kwargs)
+    return reinforced_training_args(str(tmp_path), **values)
+
+
+def _soft_loss(model, dataset) -> float:
+    model.eval()
+    with torch.no_grad():
+        losses = [float(soft_target_loss(forward_logits(model, b["pixel_values"]), b["labels"]))
+                  for b in torch.utils.data.DataLoader(dataset, batch_size=48)]
+    model.train()
+    return sum(losses) / len(losses)
+
+
+def _timm_wrapper(num_labels: int = 10):
+    from transformers import TimmWrapperConfig, TimmWrapperForImageClassification
+
+    return TimmWrapperForImageClassification(TimmWrapperConfig(architecture="hf_dr_cnn_tiny", num_labels=num_labels,
+                                                               model_args={"in_chans": 3}))
+
+
+def test_the_documented_recipe_needs_no_subclassing(reinforced, tmp_path):
+    transform = reinforced_transform(reinforced)
+    dataset = transform.attach(reinforced.with_format(None))
+    torch.manual_seed(0)
+    model = _timm_wrapper()
+    before = _soft_loss(model, dataset)
+    trainer = Trainer(model, _args(tmp_path), train_dataset=dataset, compute_loss_func=soft_target_loss,
+                      callbacks=[ReinforcedEpochCallback()])
+    trainer.train()
+    assert _soft_loss(model, dataset) < 0.8 * before
+    assert transform.epoch == 9  # the callback advanced the replayed records every epoch
+
+
+@pytest.mark.parametrize("student", ["timm", "transformers"])
+def test_reinforced_trainer_trains_and_evaluates_timm_and_transformers_students(reinforced, tmp_path, student):
+    dataset = reinforced_transform(reinforced).attach(reinforced.with_format(None))
+    evaluation = EvalTransform(size=SIZE).attach(reinforced.with_format(None))
+    torch.manual_seed(0)
+    if student == "timm":
+        model = create_model("hf_dr_cnn_tiny", num_classes=10, in_chans=3)
+    else:
+        from transformers import ResNetConfig, ResNetForImageClassification
+
+        model = ResNetForImageClassification(ResNetConfig(num_channels=3, embedding_size=8, hidden_sizes=[8, 16],
+                                                          depths=[1, 1], num_labels=10))
+    trainer = reinforced_trainer(model, _args(tmp_path), dataset, eval_dataset=evaluation)
+    before = _soft_loss(trainer.model, dataset)
+    trainer.train()
+    assert _soft_loss(trainer.model, dataset) < 0.8 * before
+    metrics = trainer.evaluate()
+    assert {"eval_top1", "eval_nll", "eval_ece", "eval_loss"} <= set(metrics)
+    if student == "timm":
+        assert isinstance(trainer.model, PixelValuesClassifier)
+
+
+def test_gradient_accumulation_gives_the_loss_scale_of_a_larger_batch(reinforced, tmp_path):
+    dataset = reinforced_transform(reinforced).attach(reinforced.with_format(None))
+    torch.manual_seed(0)
+    start = MLPNet(hidden=(32,), input_size=SIZE * SIZE, in_chans=3)  # no BatchNorm: the split cannot matter
+    runs = {}
+    for name, batch, accumulation in (("large", 32, 1), ("accumulated", 16, 2)):
+        model = copy.deepcopy(start)
+        args = _args(tmp_path / name, per_device_train_batch_size=batch, gradient_accumulation_steps=accumulation,
+                     max_steps=1, optim="sgd", learning_rate=0.5, warmup_steps=0, lr_scheduler_type="constant")
+        trainer = reinforced_trainer(model, args, dataset)
+        trainer.train()
+        runs[name] = (trainer.state.log_history[0]["loss"], model)
+    (loss_large, large), (loss_acc, accumulated) = runs["large"], runs["accumulated"]
+    assert loss_acc == pytest.approx(loss_large, rel=1e-4)
+    # the same update as one step on the larger batch (a loss summed over micro-batches would double it)
+    for p_large, p_acc, p_start in zip(large.parameters(), accumulated.parameters(), start.parameters(), strict=True):
+        assert torch.allclose(p_acc - p_start, p_large - p_start, atol=1e-6, rtol=1e-3)
+    assert not torch.equal(next(large.parameters()), next(start.parameters()))
+
+
+def test_arguments_that_would_drop_the_transform_columns_are_refused(reinforced, tmp_path):
+    with pytest.raises(TrainerArgumentsError, match="remove_unused_columns"):
+        reinforced_training_args(str(tmp_path), remove_unused_columns=True)
+    defaults = TrainingArguments(str(tmp_path), report_to="none", use_cpu=True)
+    with pytest.raises(TrainerArgumentsError, match="remove_unused_columns=True"):
+        check_trainer_args(defaults)
+    dataset = reinforced_transform(reinforced).attach(reinforced.with_format(None))
+    with pytest.raises(TrainerArgumentsError):
+        reinforced_trainer(create_model("hf_dr_cnn_tiny", num_classes=10, in_chans=3), defaults, dataset)
+    with pytest.raises(TrainerArgumentsError, match="label_smoothing_factor"):
+        reinforced_training_args(str(tmp_path), label_smoothing_factor=0.1)
+    with pytest.raises(TrainerArgumentsError, match="label_names"):
+        check_trainer_args(TrainingArguments(str(tmp_path), report_to="none", remove_unused_columns=False,
+                                             label_names=["label"]))
+    # what the check prevents: the plain Trainer strips the columns and the first batch fails
+    trainer = Trainer(_timm_wrapper(), defaults, train_dataset=dataset, compute_loss_func=soft_target_loss)
+    with pytest.raises((KeyError, ValueError, IndexError)):
+        trainer.train()
+
+
+def test_datasets_without_soft_labels_and_students_of_another_class_count_are_refused(reinforced, tmp_path):
+    model = create_model("hf_dr_cnn_tiny", num_classes=10, in_chans=3)
+    plain = AugmentTransform("rrc", size=SIZE).attach(reinforced.with_format(None))
+    with pytest.raises(MissingSoftLabelsError, match="ReinforcedTransform"):
+        reinforced_trainer(model, _args(tmp_path), plain)
+    with pytest.raises(MissingSoftLabelsError):
+        reinforced_trainer(model, _args(tmp_path), reinforced.with_format(None))
+    dataset = reinforced_transform(reinforced).attach(reinforced.with_format(None))
+    with pytest.raises(ClassCountMismatchError, match="7 classes"):
+        reinforced_trainer(create_model("hf_dr_cnn_tiny", num_classes=7, in_chans=3), _args(tmp_path), dataset)
+    with pytest.raises(ClassCountMismatchError):
+        reinforced_trainer(_timm_wrapper(num_labels=7), _args(tmp_path), dataset)
+    # the raw recipe with hard labels fails in the loss, with the same error
+    trainer = Trainer(_timm_wrapper(), _args(tmp_path), train_dataset=plain, compute_loss_func=soft_target_loss)
+    with pytest.raises(MissingSoftLabelsError):
+        trainer.train()

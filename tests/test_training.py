@@ -1,0 +1,170 @@
+"""The plain PyTorch + Accelerate loop: it learns from soft labels, accumulation keeps the loss scale, each epoch
+replays new records, checkpoints round-trip (also into a model with another head), bad inputs are refused."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from hf_dr import ClassCountMismatchError, InvalidConfigError, MissingSoftLabelsError, soft_target_loss
+from hf_dr.augment import AugmentTransform, EvalTransform
+from hf_dr.models import MLPNet, ProbabilityEnsemble, create_model
+from hf_dr.preloaded import PreloadedDataset
+from hf_dr.training import (
+    TrainConfig,
+    batch_loss,
+    checkpoint_metadata,
+    cosine_with_warmup,
+    fit,
+    load_checkpoint,
+    save_checkpoint,
+    set_epoch,
+    training_dataloader,
+)
+from tests.training_utils import SIZE, reinforced_digits, reinforced_transform
+
+
+@pytest.fixture(scope="module")
+def reinforced():
+    return reinforced_digits(96)
+
+
+def _mean_soft_loss(model, dataset, epoch: int = 0) -> float:
+    set_epoch(dataset, epoch)
+    model.eval()
+    with torch.no_grad():
+        losses = [float(soft_target_loss(model(b["pixel_values"]), b["labels"]))
+                  for b in torch.utils.data.DataLoader(dataset, batch_size=32)]
+    model.train()
+    return sum(losses) / len(losses)
+
+
+def test_fit_on_reinforced_data_reduces_the_soft_target_loss(reinforced):
+    dataset = reinforced_transform(reinforced).attach(reinforced.with_format(None))
+    torch.manual_seed(0)
+    model = create_model("hf_dr_cnn_tiny", num_classes=10, in_chans=3)
+    before = _mean_soft_loss(model, dataset)
+    result = fit(model, dataset, TrainConfig(epochs=12, batch_size=16, lr=0.05, log_every=6))
+    after = _mean_soft_loss(model, dataset)
+    assert result.steps == 12 * (96 // 16) and result.samples == 96 * 12
+    assert after < 0.75 * before, (before, after)
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+    assert result.history[-1]["lr"] == pytest.approx(0.0, abs=1e-6)  # cosine to zero
+
+
+def test_gradient_accumulation_gives_the_loss_scale_of_the_larger_batch(reinforced):
+    dataset = reinforced_transform(reinforced).attach(reinforced.with_format(None))
+    torch.manual_seed(0)
+    start = MLPNet(hidden=(32,), input_size=SIZE * SIZE, in_chans=3)  # no BatchNorm: the batch split cannot matter
+    results, models = {}, {}
+    for name, batch, accumulation in (("large", 32, 1), ("accumulated", 16, 2)):
+        model = copy.deepcopy(start)
+        config = TrainConfig(max_steps=1, batch_size=batch, gradient_accumulation_steps=accumulation, lr=0.5,
+                             momentum=0.0, weight_decay=0.0, warmup_fraction=0.0, log_every=1, seed=3)
+        results[name], models[name] = fit(model, dataset, config), model
+    assert results["accumulated"].history[0]["loss"] == pytest.approx(results["large"].history[0]["loss"], rel=1e-4)
+    for (name, p_large), p_accumulated in zip(models["large"].named_parameters(), models["accumulated"].parameters(),
+                                              strict=True):
+        assert torch.allclose(p_large, p_accumulated, atol=1e-5), name
+    assert not torch.equal(next(models["large"].parameters()), next(start.parameters()))
+
+
+def test_each_epoch_replays_other_records_and_the_loader_is_seeded(reinforced):
+    transform = reinforced_transform(reinforced)
+    dataset = transform.attach(reinforced.with_format(None))
+    keys = reinforced["key"][:20]
+    set_epoch(dataset, 0)
+    first = [transform.choose(k) for k in keys]
+    set_epoch(dataset, 1)
+    assert [transform.choose(k) for k in keys] != first and transform.epoch == 1
+    config = TrainConfig(batch_size=8, seed=5)
+    order = [b["labels"] for b in training_dataloader(dataset, config)]
+    again = [b["labels"] for b in training_dataloader(dataset, config)]
+    assert all(torch.equal(a, b) for a, b in zip(order, again, strict=True))
+
+
+def test_plain_and_online_distillation_batches_use_their_own_losses(reinforced):
+    plain = AugmentTransform("rrc", size=SIZE).attach(reinforced.with_format(None))
+    batch = next(iter(torch.utils.data.DataLoader(plain, batch_size=8)))
+    assert batch["labels"].dtype == torch.int64 and batch["pixel_values"].shape == (8, 3, SIZE, SIZE)
+    model = create_model("hf_dr_cnn_tiny", num_classes=10, in_chans=3)
+    config = TrainConfig(temperature=1.0)
+    ce = batch_loss(model, batch, config)
+    assert float(ce) == pytest.approx(float(torch.nn.functional.cross_entropy(model(batch["pixel_values"]),
+                                                                              batch["labels"])), rel=1e-5)
+    teacher = ProbabilityEnsemble([copy.deepcopy(model)]).eval()
+    model.eval()  # the same BatchNorm statistics as the teacher copy: the distillation loss is zero
+    assert float(batch_loss(model, batch, config, teacher=teacher)) == pytest.approx(0.0, abs=1e-5)
+    model.train()
+    torch.manual_seed(1)
+    result = fit(create_model("hf_dr_cnn_tiny", num_classes=10, in_chans=3), plain,
+                 TrainConfig(epochs=1, batch_size=16), teacher=ProbabilityEnsemble([model]))
+    assert result.steps == 6
+
+
+def test_preloaded_dataset_yields_exactly_the_attached_transform_batches(reinforced):
+    transform = reinforced_transform(reinforced, seed=4)
+    fast = PreloadedDataset(reinforced, transform)
+    attached = transform.attach(reinforced.with_format(None))
+    for epoch in (0, 2):
+        fast.set_epoch(epoch)
+        for index in (0, 7, 95):
+            a, b = fast[index], attached[index]
+            assert torch.equal(a["pixel_values"], b["pixel_values"]) and torch.equal(a["labels"], b["labels"])
+    evaluation = EvalTransform(size=SIZE)
+    assert torch.equal(PreloadedDataset(reinforced, evaluation)[3]["pixel_values"],
+                       evaluation.attach(reinforced.with_format(None))[3]["pixel_values"])
+
+
+def test_checkpoints_round_trip_and_fine_tune_into_another_head(tmp_path):
+    model = create_model("hf_dr_cnn_tiny", num_classes=10, in_chans=3)
+    path = save_checkpoint(model, tmp_path / "a" / "m.safetensors", {"architecture": "hf_dr_cnn_tiny"})
+    assert checkpoint_metadata(path) == {"architecture": "hf_dr_cnn_tiny"}
+    same = create_model("hf_dr_cnn_tiny", num_classes=10, in_chans=3)
+    assert load_checkpoint(same, path) == []
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), same.state_dict().values(),
+                                                 strict=True))
+    other = create_model("hf_dr_cnn_tiny", num_classes=4, in_chans=3)
+    with pytest.raises(InvalidConfigError, match="ignore_mismatched_sizes"):
+        load_checkpoint(other, path)
+    skipped = load_checkpoint(other, path, ignore_mismatched_sizes=True)
+    assert skipped == ["head.bias", "head.weight"]
+    assert torch.equal(other.features[0].weight, model.features[0].weight)
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(other, tmp_path / "missing.safetensors")
+
+
+def test_wrapped_checkpoints_load_into_bare_models(tmp_path):
+    from hf_dr.models import PixelValuesClassifier
+
+    model = create_model("hf_dr_cnn_tiny", num_classes=10, in_chans=3)
+    path = save_checkpoint(PixelValuesClassifier(model), tmp_path / "wrapped.safetensors")
+    bare = create_model("hf_dr_cnn_tiny", num_classes=10, in_chans=3)
+    load_checkpoint(bare, path)
+    assert torch.equal(bare.head.weight, model.head.weight)
+
+
+def test_cosine_schedule_warms_up_then_decays():
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    schedule = cosine_with_warmup(optimizer, warmup_steps=4, total_steps=20)
+    lrs = []
+    for _ in range(20):
+        lrs.append(schedule.get_last_lr()[0])
+        optimizer.step()
+        schedule.step()
+    assert lrs[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert all(a >= b for a, b in zip(lrs[3:], lrs[4:], strict=False)) and lrs[-1] < 0.02
+
+
+def test_bad_inputs_are_refused(reinforced):
+    dataset = reinforced_transform(reinforced).attach(reinforced.with_format(None))
+    with pytest.raises(ClassCountMismatchError, match="predicts 7 classes"):
+        fit(create_model("hf_dr_cnn_tiny", num_classes=7, in_chans=3), dataset, TrainConfig(epochs=1))
+    with pytest.raises(MissingSoftLabelsError, match="dense soft labels"):
+        soft_target_loss(torch.zeros(4, 10), torch.zeros(4, dtype=torch.long))
+    with pytest.raises(InvalidConfigError, match="optimizer"):
+        TrainConfig(optimizer="lamb")
+    with pytest.raises(InvalidConfigError, match="smaller than one optimizer step"):
+        fit(create_model("hf_dr_cnn_tiny", num_classes=10, in_chans=3), dataset, TrainConfig(batch_size=128))

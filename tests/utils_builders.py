@@ -1,0 +1,17 @@
+"""Test helpers for the recipes in ``builders/``: local stand-ins of their source datasets, made of real digits."""
+
+from __future__ import annotations
+
+import datasets
+
+from hf_dr.builder import Builder
+from tests.data_utils import digits_dataset
+
+
+def standin(builder: Builder, count: int) -> datasets.Dataset:
+    """``count`` real digits under the recipe's column names, labels cast to its ClassLabel (digit d is class d)."""
+    digits = digits_dataset(count, with_keys=builder.key_column is not None)
+    digits = digits.rename_columns({"image": builder.image_column, "label": builder.label_column,
+                                    **({"key": builder.key_column} if builder.key_column else {})})
+    names = list(builder.class_names or [str(i) for i in range(builder.num_classes)])
+    return digits.cast_column(builder.label_column, datasets.ClassLabel(names=names))
