@@ -134,6 +134,7 @@ def library_versions() -> dict[str, str]:
     import accelerate
     import datasets
     import numpy
+    import PIL
     import pyarrow
     import timm
     import torch
@@ -143,5 +144,5 @@ def library_versions() -> dict[str, str]:
 
     modules = {"hf_dr": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
                "timm": timm.__version__, "datasets": datasets.__version__, "pyarrow": pyarrow.__version__,
-               "accelerate": accelerate.__version__, "numpy": numpy.__version__}
+               "accelerate": accelerate.__version__, "numpy": numpy.__version__, "pillow": PIL.__version__}
     return {**modules, "python": platform.python_version()}

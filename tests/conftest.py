@@ -26,6 +26,16 @@ def _seeded() -> None:
     np.random.seed(0)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module (use ``pytestmark = pytest.mark.usefixtures("one_thread")``): on two busy
+    shared cores, spinning OpenMP threads slow the tiny test models down 5-100x."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def photos() -> list[np.ndarray]:
     """scikit-learn's two real photos (427 x 640 RGB)."""

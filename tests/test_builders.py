@@ -10,7 +10,6 @@ import os
 
 import pytest
 import timm
-import torch
 
 from builders import get_builder, list_builders, register_builder
 from hf_dr import HfDrError, list_policies, push_to_hub
@@ -30,13 +29,7 @@ PAPER = {  # (N, k, layout) of the paper's published datasets
 LEGACY_IG = ["ig_resnext101_32x8d", "ig_resnext101_32x16d", "ig_resnext101_32x32d", "ig_resnext101_32x48d"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on two busy shared cores, spinning OpenMP threads slow the tiny teachers 5-100x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # -- the recipes ----------------------------------------------------------------------------------------------------

@@ -26,13 +26,7 @@ from tests.utils_teacher import save_teacher
 TINY = ["--arch", "test_resnet", "--random-init", "--image-size", "32", "--preload", "--no-progress"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on two busy shared cores, spinning OpenMP threads slow tiny models 5-100x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -39,14 +39,7 @@ NUM_SAMPLES, TOPK, SHARD_SIZE = 3, 5, 16
 FP16_TOLERANCE = 2e-3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: the suite shares two cores with other processes, where spinning OpenMP threads slow these
-    tiny teachers down 5-100x (``test_independent_of_workers_batch_size_and_threads`` runs with two)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

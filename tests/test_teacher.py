@@ -23,15 +23,7 @@ from hf_dr.teacher import (
 )
 from tests.utils_teacher import TEACHER_ARCH, save_teacher, save_teacher_dir, tiny_model
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: the suite shares two cores with other processes, where spinning OpenMP threads slow these
-    tiny teachers down 5-100x (``test_independent_of_workers_batch_size_and_threads`` runs with two)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

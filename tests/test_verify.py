@@ -13,6 +13,8 @@ from hf_dr.verify import verify
 from tests.data_utils import digits_dataset
 from tests.utils_teacher import save_teacher
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
