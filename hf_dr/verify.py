@@ -18,7 +18,7 @@ from .run_config import ReinforceConfig, library_versions
 from .soft_labels import densify
 from .sources import keys_sha256, scan_keys
 from .teacher import Teacher, create_teacher
-from .views import _fit_channels, policy_for_view
+from .views import policy_for_view, render_view
 
 DRIFT_SENSITIVE = ("torch", "torchvision", "pillow", "hf_dr")
 # float16 storage rounds probabilities by at most 2.5e-4; half-precision teachers add ~1e-2 run to run
@@ -118,8 +118,7 @@ def verify(
         params = policy.decode(record["params"])
         image = images[rows[key]][image_column]
         partner = _partner(policy, params, images, rows, image_column)
-        views = [_fit_channels(policy_for_view(policy, v.interpolation).apply(image, params, (v.height, v.width),
-                                                                               partner), v.channels)[None]
+        views = [render_view(policy_for_view(policy, v.interpolation), image, params, v, partner)[None]
                  for v in teacher.views]
         with torch.inference_mode():
             teacher_probs.append(teacher(views)[0])

@@ -145,8 +145,7 @@ class ViewRenderer(torch.utils.data.Dataset):
             params = self.policy.sample_params((image.height, image.width), generator, self.partners)
             partner = self._partner(params, cache)
             for batch, spec, policy in zip(batches, self.views, self.view_policies, strict=True):
-                batch[slot] = fit_channels(policy.apply(image, params, (spec.height, spec.width), partner),
-                                           spec.channels).numpy()
+                batch[slot] = render_view(policy, image, params, spec, partner).numpy()
             params_out.append(self.policy.encode(params))
         views = [torch.from_numpy(batch) for batch in batches]
         return {"chunk": i, "views": views, "params": pa.array(params_out, type=self.params_type)}
@@ -174,4 +173,8 @@ def fit_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
     return image.float().mean(0, keepdim=True).round().to(torch.uint8).expand(channels, -1, -1)
 
 
-_fit_channels = fit_channels  # the name hf_dr.verify imports
+def render_view(view_policy: AugmentationPolicy, image: Any, params: dict[str, Any], spec: ViewSpec,
+                partner: Any = None) -> torch.Tensor:
+    """The ``uint8 [C, H, W]`` view a teacher member reads: ``params`` replayed by the member's ``view_policy`` (see
+    :func:`policy_for_view`) at its size, with its channel count. Generation and ``verify`` both call this."""
+    return fit_channels(view_policy.apply(image, params, (spec.height, spec.width), partner), spec.channels)
