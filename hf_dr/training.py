@@ -143,9 +143,14 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
 
 # -- data ----------------------------------------------------------------------------------------------------------
 def transform_of(dataset: Any) -> Any:
-    """The ``set_transform`` hook of a ``datasets.Dataset`` (None when it has none)."""
+    """The ``set_transform`` hook of a ``datasets.Dataset`` or the transform of a :class:`hf_dr.PreloadedDataset`
+    (None when it has none)."""
+    from .preloaded import PreloadedDataset
+
     if isinstance(dataset, datasets.Dataset):
         return dataset.format.get("format_kwargs", {}).get("transform")
+    if isinstance(dataset, PreloadedDataset):
+        return dataset.transform
     return None
 
 
@@ -243,6 +248,8 @@ def fit(
     scheduler = cosine_with_warmup(optimizer, int(config.warmup_fraction * total_steps), total_steps,
                                    config.min_lr_ratio)
     if teacher is not None:
+        if config.channels_last:
+            teacher = teacher.to(memory_format=torch.channels_last)
         teacher = accelerator.prepare_model(teacher, evaluation_mode=True).eval()
 
     result = TrainResult(steps=0, samples=0, wall_time=0.0)

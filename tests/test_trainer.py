@@ -12,6 +12,7 @@ from transformers import Trainer, TrainingArguments
 from hf_dr import ClassCountMismatchError, MissingSoftLabelsError, soft_target_loss
 from hf_dr.augment import AugmentTransform, EvalTransform
 from hf_dr.models import MLPNet, PixelValuesClassifier, create_model, forward_logits
+from hf_dr.preloaded import PreloadedDataset
 from hf_dr.trainer_utils import (
     ReinforcedEpochCallback,
     TrainerArgumentsError,
@@ -138,6 +139,9 @@ def test_datasets_without_soft_labels_and_students_of_another_class_count_are_re
         reinforced_trainer(create_model("hf_dr_cnn_tiny", num_classes=7, in_chans=3), _args(tmp_path), dataset)
     with pytest.raises(ClassCountMismatchError):
         reinforced_trainer(_timm_wrapper(num_labels=7), _args(tmp_path), dataset)
+    preloaded = PreloadedDataset(reinforced, reinforced_transform(reinforced))
+    with pytest.raises(ClassCountMismatchError):
+        reinforced_trainer(create_model("hf_dr_cnn_tiny", num_classes=7, in_chans=3), _args(tmp_path), preloaded)
     # the raw recipe with hard labels fails in the loss, with the same error
     trainer = Trainer(_timm_wrapper(), _args(tmp_path), train_dataset=plain, compute_loss_func=soft_target_loss)
     with pytest.raises(MissingSoftLabelsError):
