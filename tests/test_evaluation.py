@@ -21,6 +21,8 @@ from hf_dr.models import create_model
 from hf_dr.training import save_checkpoint
 from tests.data_utils import digits_dataset
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def test_ece_matches_a_hand_computed_case():
     # confidences 0.95, 0.95 (bin 15), 0.55 x 3 (bin 9), 0.36 (bin 6); correct: 1 of 2, 2 of 3, 1 of 1

@@ -17,6 +17,8 @@ from hf_dr.training import checkpoint_metadata, load_classifier, save_checkpoint
 from tests.data_utils import digits_dataset
 from tests.utils_teacher import save_teacher
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 

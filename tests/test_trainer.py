@@ -22,6 +22,8 @@ from hf_dr.trainer_utils import (
 )
 from tests.training_utils import SIZE, reinforced_digits, reinforced_transform
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 @pytest.fixture(scope="module")
 def reinforced():

@@ -25,6 +25,8 @@ from hf_dr.training import (
 )
 from tests.training_utils import SIZE, reinforced_digits, reinforced_transform
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 @pytest.fixture(scope="module")
 def reinforced():
