@@ -3,7 +3,6 @@ the reporting logic on fixed numbers; the Fashion-MNIST reader."""
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
@@ -18,17 +17,10 @@ TABLE_ROWS = ("Plain", "Reinforced", "Online KD", "Teacher ensemble", "Reinforce
 
 
 def _cli(argv: list[str]) -> int:
-    """``hf-dr ARGV`` through the real entry point when the subcommand is registered, else the module itself."""
-    from hf_dr import cli
+    """``hf-dr ARGV`` through the real entry point (subcommands are discovered in :mod:`hf_dr.commands`)."""
+    from hf_dr.cli import main
 
-    if argv[0] in getattr(cli, "COMMANDS", {}):
-        return cli.main(argv)
-    import importlib
-
-    module = importlib.import_module(f"hf_dr.commands.{argv[0]}")
-    parser = argparse.ArgumentParser()
-    module.add_arguments(parser)
-    return module.run(parser.parse_args(argv[1:]))
+    return main(argv)
 
 
 @needs_data
