@@ -145,15 +145,12 @@ class ReinforcedTransform:
     # -- replay -------------------------------------------------------------------------------------------------
     def choose(self, key: str) -> int:
         """The index of the record used for ``key`` in the current epoch."""
-        count = self._record_count(self._row_of(key))
-        return choose_index(count, self.seed, self.epoch, key)
+        return choose_index(len(self._records_of(key)), self.seed, self.epoch, key)
 
     def record(self, key: str, index: int | None = None) -> dict[str, Any]:
         """The stored record ``index`` of ``key`` (this epoch's choice when ``index`` is None), params decoded."""
-        row = self._row_of(key)
-        index = self.choose(key) if index is None else index
-        column = self._table.data.column(self.reinforcements_column)
-        records = column[row].values  # only this row's list of structs, no formatting of the others
+        records = self._records_of(key)
+        index = choose_index(len(records), self.seed, self.epoch, key) if index is None else index
         stored = records[index].as_py()
         return {"params": self.policy.decode(stored["params"]), "ids": stored["ids"], "probs": stored["probs"]}
 
@@ -174,12 +171,13 @@ class ReinforcedTransform:
                 "versions of the dataset. Reinforce this dataset or load the source revision that was reinforced."
             ) from None
 
-    def _record_count(self, row: int) -> int:
-        column = self._table.data.column(self.reinforcements_column)
-        count = len(column[row].values)
-        if count == 0:
-            raise DataMismatchError(f"row {row} holds no reinforcement records")
-        return count
+    def _records_of(self, key: str) -> Any:
+        """The Arrow list of ``key``'s stored records: only this row is read, no other row is formatted."""
+        row = self._row_of(key)
+        records = self._table.data.column(self.reinforcements_column)[row].values
+        if len(records) == 0:
+            raise DataMismatchError(f"sample key {key!r} (row {row}) holds no reinforcement records")
+        return records
 
     def _image_source(self, images: datasets.Dataset) -> tuple[datasets.Dataset, dict[str, int]] | None:
         if not self.policy.needs_partner:
