@@ -26,9 +26,9 @@ import timm
 import torch
 from PIL import Image
 
-from hf_dr.generation import reinforce
-from hf_dr.manifest import verify_run
-from hf_dr.teacher import create_teacher
+from hf_dr.generate.run import reinforce
+from hf_dr.generate.storage import verify_run
+from hf_dr.generate.teacher import create_teacher
 
 
 def photo_crops(rows: int, seed: int = 0) -> datasets.Dataset:

@@ -23,8 +23,8 @@ from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
 import hf_dr
-from hf_dr import schema
-from hf_dr.seeding import generator_for
+from hf_dr.augment.seeding import generator_for
+from hf_dr.data import schema
 
 
 def make_images(count: int) -> datasets.Dataset:

@@ -20,9 +20,9 @@ import pyarrow.parquet as pq
 import torch
 
 import hf_dr
-from hf_dr import schema
-from hf_dr.parquet_io import write_parquet
-from hf_dr.seeding import generator_for
+from hf_dr.augment.seeding import generator_for
+from hf_dr.data import schema
+from hf_dr.generate.parquet import write_parquet
 
 ML_DR_BYTES = {"rrc": 65, "rrc+ra_re": 73, "rrc+mix+ra_re": 104}
 

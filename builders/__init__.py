@@ -1,4 +1,5 @@
-"""Recipes of the paper's reinforced datasets, one module per dataset holding ``BUILDER = hf_dr.builder.Builder(...)``.
+"""Recipes of the paper's reinforced datasets, one module per dataset holding
+``BUILDER = hf_dr.generate.recipe.Builder(...)``.
 
 Example:
     >>> from builders import get_builder, list_builders
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 
-from hf_dr.builder import Builder, UnknownBuilderError
+from hf_dr.generate.recipe import Builder, UnknownBuilderError
 
 __all__ = ["Builder", "UnknownBuilderError", "get_builder", "list_builders", "register_builder"]
 
@@ -36,7 +37,7 @@ def get_builder(name: str) -> Builder:
         >>> get_builder("imagenet")
         Traceback (most recent call last):
         ...
-        hf_dr.builder.UnknownBuilderError: unknown builder 'imagenet'; valid names are ['cifar100_plus', ...
+        hf_dr.generate.recipe.UnknownBuilderError: unknown builder 'imagenet'; valid names are ['cifar100_plus', ...
     """
     key = _normalize(name)
     if key in _REGISTERED:

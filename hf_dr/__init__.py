@@ -4,7 +4,13 @@ A teacher is run once over many stored augmentations of every image; students re
 per sample per epoch and learn from the stored soft label.
 """
 
-from .errors import (
+from hf_dr.augment.ops import PartnerPool
+from hf_dr.augment.policy import AugmentationPolicy
+from hf_dr.augment.registry import create_policy, list_policies, policy_from_config, register_policy
+from hf_dr.data.replay import ReinforcedTransform
+from hf_dr.data.schema import record_features, reinforcement_features
+from hf_dr.data.soft_labels import densify, sparsify
+from hf_dr.errors import (
     ClassCountMismatchError,
     ConfigConflictError,
     CorruptShardError,
@@ -18,13 +24,7 @@ from .errors import (
     TeacherError,
     UnknownPolicyError,
 )
-from .losses import soft_target_loss
-from .ops import PartnerPool
-from .policy import AugmentationPolicy
-from .registry import create_policy, list_policies, policy_from_config, register_policy
-from .schema import record_features, reinforcement_features
-from .soft_labels import densify, sparsify
-from .transform import ReinforcedTransform
+from hf_dr.train.losses import soft_target_loss
 
 __version__ = "0.1.0"
 
@@ -37,17 +37,17 @@ __all__ = [
 ]
 
 # Hub: push reinforced datasets with their cards, load them back (issue #4).
-from .hub import HubNotFoundError, push_to_hub  # noqa: E402
-from .loading import load_reinforced  # noqa: E402
-from .streaming import ReinforcedIterableDataset  # noqa: E402
+from hf_dr.data.streaming import ReinforcedIterableDataset  # noqa: E402
+from hf_dr.hub.load import load_reinforced  # noqa: E402
+from hf_dr.hub.push import HubNotFoundError, push_to_hub  # noqa: E402
 
 __all__ += ["HubNotFoundError", "ReinforcedIterableDataset", "load_reinforced", "push_to_hub"]
 
 # Generation: teachers, `reinforce`, and the output folder of a run (issue #3).
-from .generation import reinforce  # noqa: E402
-from .manifest import load_reinforcements, verify_run  # noqa: E402
-from .run_config import ReinforceConfig  # noqa: E402
-from .teacher import MemberSpec, Teacher, WeightsNotFoundError, create_teacher, load_teacher_spec  # noqa: E402
+from hf_dr.generate.run import reinforce  # noqa: E402
+from hf_dr.generate.run_config import ReinforceConfig  # noqa: E402
+from hf_dr.generate.storage import load_reinforcements, verify_run  # noqa: E402
+from hf_dr.generate.teacher import MemberSpec, Teacher, WeightsNotFoundError, create_teacher, load_teacher_spec  # noqa: E402
 
 __all__ += ["MemberSpec", "ReinforceConfig", "Teacher", "WeightsNotFoundError", "create_teacher",
             "load_reinforcements", "load_teacher_spec", "reinforce", "verify_run"]
@@ -78,7 +78,7 @@ def __getattr__(name: str):  # noqa: ANN202 (PEP 562 lazy exports)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 # Recipes of the paper's reinforced datasets (the `builders` package) and teacher fine-tuning (issue #6).
-from .builder import Builder, MissingTeacherError, UnknownBuilderError  # noqa: E402
+from hf_dr.generate.recipe import Builder, MissingTeacherError, UnknownBuilderError  # noqa: E402
 
 __all__ += ["Builder", "MissingTeacherError", "UnknownBuilderError"]
 _LAZY_EXPORTS.update({"FinetuneConfig": "finetune", "FinetuneResult": "finetune", "finetune_teacher": "finetune"})

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from hf_dr.recipes import DataConfig, class_count, eval_data, load_image_dataset, student, training_data
-from hf_dr.training import TrainConfig, checkpoint_model_metadata, fit, save_checkpoint
+from hf_dr.train.inputs import DataConfig, class_count, eval_data, load_image_dataset, student, training_data
+from hf_dr.train.loop import TrainConfig, checkpoint_model_metadata, fit, save_checkpoint
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -10,7 +10,7 @@ X+, fine-tune on Y+" is two commands:
     python scripts/train_trainer.py --dataset ./other_set --reinforcements other+ --model hf_dr_cnn_small \\
         --init-from runs/trainer-student/model.safetensors --epochs 10 --lr 0.01 --output-dir runs/finetuned
 
-The recipe is the one of ``scripts/train.py`` (SGD Nesterov or AdamW from :func:`hf_dr.training.build_optimizer`,
+The recipe is the one of ``scripts/train.py`` (SGD Nesterov or AdamW from :func:`hf_dr.train.loop.build_optimizer`,
 warmup then cosine). Writes the Trainer's outputs plus ``model.safetensors`` for ``hf-dr eval``.
 """
 
@@ -23,10 +23,10 @@ from pathlib import Path
 
 import torch
 
-from hf_dr.models import model_num_classes
-from hf_dr.recipes import DataConfig, class_count, eval_data, load_image_dataset, student, training_data
-from hf_dr.trainer_utils import reinforced_trainer, reinforced_training_args
-from hf_dr.training import TrainConfig, build_optimizer, checkpoint_model_metadata, load_checkpoint, save_checkpoint
+from hf_dr.train.inputs import DataConfig, class_count, eval_data, load_image_dataset, student, training_data
+from hf_dr.train.loop import TrainConfig, build_optimizer, checkpoint_model_metadata, load_checkpoint, save_checkpoint
+from hf_dr.train.models import model_num_classes
+from hf_dr.train.trainer import reinforced_trainer, reinforced_training_args
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

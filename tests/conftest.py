@@ -54,7 +54,7 @@ def photo_images(photos: list[np.ndarray]):
 
 @pytest.fixture(scope="session")
 def photo_tensors(photos: list[np.ndarray]) -> list[torch.Tensor]:
-    from hf_dr.functional import to_tensor
+    from hf_dr.augment.functional import to_tensor
 
     return [to_tensor(p) for p in photos]
 

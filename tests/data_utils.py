@@ -47,10 +47,12 @@ class ProjectionTeacher:
 def reinforce_in_memory(dataset, policy, teacher: ProjectionTeacher, num_samples: int, topk: int, seed: int = 0):
     """Reinforcement rows for ``dataset`` made with the core pieces only (the library's ``reinforce`` is tested
     elsewhere): records seeded by (seed, key, index), labelled by ``teacher`` on the normalized view."""
-    from hf_dr import ops, schema, sparsify
-    from hf_dr.functional import normalize
-    from hf_dr.seeding import generator_for
-    from hf_dr.transform import IMAGENET_MEAN, IMAGENET_STD
+    from hf_dr import sparsify
+    from hf_dr.augment import ops
+    from hf_dr.augment.functional import normalize
+    from hf_dr.augment.seeding import generator_for
+    from hf_dr.data import schema
+    from hf_dr.data.replay import IMAGENET_MEAN, IMAGENET_STD
 
     images = {row["key"]: row["image"] for row in dataset}
     pool = ops.PartnerPool(list(images), [(im.height, im.width) for im in images.values()])

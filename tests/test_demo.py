@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from hf_dr.demo import DemoConfig, format_table, summarize
-from hf_dr.fashion_mnist import CLASS_NAMES, DEFAULT_ROOT, fashion_mnist_arrays, load_fashion_mnist
+from hf_dr.data.fashion_mnist import CLASS_NAMES, DEFAULT_ROOT, fashion_mnist_arrays, load_fashion_mnist
+from hf_dr.demo.run import DemoConfig, format_table, summarize
 
 HAVE_FASHION_MNIST = (DEFAULT_ROOT / "t10k-images-idx3-ubyte.gz").exists()
 needs_data = pytest.mark.skipif(not HAVE_FASHION_MNIST, reason="apt-get install dataset-fashion-mnist")
@@ -17,7 +17,7 @@ TABLE_ROWS = ("Plain", "Reinforced", "Online KD", "Teacher ensemble", "Reinforce
 
 
 def _cli(argv: list[str]) -> int:
-    """``hf-dr ARGV`` through the real entry point (subcommands are discovered in :mod:`hf_dr.commands`)."""
+    """``hf-dr ARGV`` through the real entry point (subcommands are discovered in :mod:`hf_dr.cli`)."""
     from hf_dr.cli import main
 
     return main(argv)

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from hf_dr import InvalidConfigError, MissingColumnError
-from hf_dr.augment import EvalTransform
-from hf_dr.evaluation import (
+from hf_dr.data.transforms import EvalTransform
+from hf_dr.train.evaluation import (
     classification_metrics,
     evaluate,
     evaluate_checkpoint,
@@ -17,8 +17,8 @@ from hf_dr.evaluation import (
     negative_log_likelihood,
     top1_accuracy,
 )
-from hf_dr.models import create_model
-from hf_dr.training import save_checkpoint
+from hf_dr.train.loop import save_checkpoint
+from hf_dr.train.models import create_model
 from tests.data_utils import digits_dataset
 
 pytestmark = pytest.mark.usefixtures("one_thread")

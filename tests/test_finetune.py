@@ -15,10 +15,10 @@ import torch
 from builders import get_builder
 from hf_dr.cli import main as cli_main
 from hf_dr.errors import InvalidConfigError
-from hf_dr.finetune import FinetuneConfig, create_member
-from hf_dr.manifest import load_reinforcements
-from hf_dr.run_config import ReinforceConfig
-from hf_dr.teacher import create_teacher, load_teacher_spec
+from hf_dr.generate.run_config import ReinforceConfig
+from hf_dr.generate.storage import load_reinforcements
+from hf_dr.generate.teacher import create_teacher, load_teacher_spec
+from hf_dr.train.finetune import FinetuneConfig, create_member
 from tests.data_utils import digits_dataset
 from tests.utils_builders import standin
 from tests.utils_teacher import save_teacher
@@ -119,8 +119,7 @@ def test_bad_inputs_are_refused(digits_dir, tmp_path, capsys):
 
 
 def test_flags_override_the_recipe_which_overrides_the_command_defaults():
-    from hf_dr.cli import build_parser
-    from hf_dr.commands import finetune_teacher, reinforce
+    from hf_dr.cli import build_parser, finetune_teacher, reinforce
 
     args = build_parser().parse_args(["finetune-teacher", "--builder", "flowers102_plus", "--num-members", "2"])
     finetune_teacher._apply_builder(args, get_builder("flowers102_plus"))

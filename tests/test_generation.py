@@ -13,9 +13,10 @@ import pytest
 import safetensors.torch
 import torch
 
-import hf_dr.generation
+import hf_dr.generate.run
 from hf_dr import ReinforcedTransform, create_policy
 from hf_dr.cli import main as cli_main
+from hf_dr.data.keys import content_key
 from hf_dr.errors import (
     ClassCountMismatchError,
     ConfigConflictError,
@@ -26,12 +27,11 @@ from hf_dr.errors import (
     MissingColumnError,
     TeacherError,
 )
-from hf_dr.generation import reinforce
-from hf_dr.keys import content_key
-from hf_dr.manifest import load_reinforcements, verify_run
-from hf_dr.run_config import ReinforceConfig
-from hf_dr.teacher import WeightsNotFoundError, create_teacher
-from hf_dr.views import policy_for_view
+from hf_dr.generate.render import policy_for_view
+from hf_dr.generate.run import reinforce
+from hf_dr.generate.run_config import ReinforceConfig
+from hf_dr.generate.storage import load_reinforcements, verify_run
+from hf_dr.generate.teacher import WeightsNotFoundError, create_teacher
 from tests.data_utils import digits_dataset
 from tests.utils_teacher import save_teacher
 
@@ -172,7 +172,7 @@ class TestOutput:
 class TestResume:
     def test_finished_run_skips_the_teacher(self, digits, members, run_dir, monkeypatch):
         before = {f: os.path.getmtime(os.path.join(run_dir, f)) for f in _files(run_dir) if f.startswith("shards")}
-        monkeypatch.setattr(hf_dr.generation, "create_teacher", _no_teacher)
+        monkeypatch.setattr(hf_dr.generate.run, "create_teacher", _no_teacher)
         _run(digits, members, run_dir)
         assert before == {f: os.path.getmtime(os.path.join(run_dir, f)) for f in before}
 
@@ -295,7 +295,7 @@ def test_shards_keep_the_features_metadata(run_dir):
 
 
 def test_load_source_reads_every_local_form(digits, tmp_path):
-    from hf_dr.sources import load_source
+    from hf_dr.data.sources import load_source
 
     subset = digits.select(range(6))
     for row in subset:

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from hf_dr.manifest import load_reinforcements
+from hf_dr.generate.storage import load_reinforcements
 from tests.data_utils import digits_dataset
 from tests.test_generation import _files, _same_tree
 from tests.utils_teacher import save_teacher

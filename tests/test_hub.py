@@ -30,10 +30,10 @@ from hf_dr import (
     soft_target_loss,
 )
 from hf_dr.cli import main as cli_main
-from hf_dr.manifest import load_reinforcements, verify_run
-from hf_dr.sources import scan_keys
-from hf_dr.streaming import StreamReplay
-from hf_dr.training import set_epoch, transform_of
+from hf_dr.data.sources import scan_keys
+from hf_dr.data.streaming import StreamReplay
+from hf_dr.generate.storage import load_reinforcements, verify_run
+from hf_dr.train.loop import set_epoch, transform_of
 from tests.data_utils import ProjectionTeacher, digit_images, digits_dataset, reinforce_in_memory
 from tests.utils_hub import (
     NUM_ROWS,

@@ -9,7 +9,15 @@ import pytest
 import torch
 
 from hf_dr import InvalidConfigError, ParamsMismatchError
-from hf_dr.ops import OP_NAMES, Mixing, PartnerPool, RandAugment, RandomCropFlip, RandomErasing, RandomResizedCropFlip
+from hf_dr.augment.ops import (
+    OP_NAMES,
+    Mixing,
+    PartnerPool,
+    RandAugment,
+    RandomCropFlip,
+    RandomErasing,
+    RandomResizedCropFlip,
+)
 
 SIZE = (427, 640)
 POOL = PartnerPool(keys=["a", "b", "c"], sizes=[(427, 640), (100, 80), (64, 64)])

@@ -18,7 +18,7 @@ from hf_dr import (
     list_policies,
     policy_from_config,
 )
-from hf_dr.seeding import generator_for
+from hf_dr.augment.seeding import generator_for
 
 KEYS = ["china", "flower"]
 

@@ -10,7 +10,7 @@ import safetensors.torch
 import torch
 
 from hf_dr.errors import ClassCountMismatchError, HfDrError, InvalidConfigError, TeacherError
-from hf_dr.teacher import (
+from hf_dr.generate.teacher import (
     MemberSpec,
     Teacher,
     ViewSpec,

@@ -10,10 +10,10 @@ import torch
 from transformers import Trainer, TrainingArguments
 
 from hf_dr import ClassCountMismatchError, MissingSoftLabelsError, soft_target_loss
-from hf_dr.augment import AugmentTransform, EvalTransform
-from hf_dr.models import MLPNet, PixelValuesClassifier, create_model, forward_logits
-from hf_dr.preloaded import PreloadedDataset
-from hf_dr.trainer_utils import (
+from hf_dr.data.preloaded import PreloadedDataset
+from hf_dr.data.transforms import AugmentTransform, EvalTransform
+from hf_dr.train.models import MLPNet, PixelValuesClassifier, create_model, forward_logits
+from hf_dr.train.trainer import (
     ReinforcedEpochCallback,
     TrainerArgumentsError,
     check_trainer_args,

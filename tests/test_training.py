@@ -9,10 +9,9 @@ import pytest
 import torch
 
 from hf_dr import ClassCountMismatchError, InvalidConfigError, MissingSoftLabelsError, soft_target_loss
-from hf_dr.augment import AugmentTransform, EvalTransform
-from hf_dr.models import MLPNet, ProbabilityEnsemble, create_model
-from hf_dr.preloaded import PreloadedDataset
-from hf_dr.training import (
+from hf_dr.data.preloaded import PreloadedDataset
+from hf_dr.data.transforms import AugmentTransform, EvalTransform
+from hf_dr.train.loop import (
     TrainConfig,
     batch_loss,
     checkpoint_metadata,
@@ -23,6 +22,7 @@ from hf_dr.training import (
     set_epoch,
     training_dataloader,
 )
+from hf_dr.train.models import MLPNet, ProbabilityEnsemble, create_model
 from tests.training_utils import SIZE, reinforced_digits, reinforced_transform
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -139,7 +139,7 @@ def test_checkpoints_round_trip_and_fine_tune_into_another_head(tmp_path):
 
 
 def test_wrapped_checkpoints_load_into_bare_models(tmp_path):
-    from hf_dr.models import PixelValuesClassifier
+    from hf_dr.train.models import PixelValuesClassifier
 
     model = create_model("hf_dr_cnn_tiny", num_classes=10, in_chans=3)
     path = save_checkpoint(PixelValuesClassifier(model), tmp_path / "wrapped.safetensors")

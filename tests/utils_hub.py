@@ -15,7 +15,7 @@ import pytest
 from huggingface_hub import HfApi, metadata_update
 
 from hf_dr import push_to_hub
-from hf_dr.generation import reinforce
+from hf_dr.generate.run import reinforce
 from tests.data_utils import digits_dataset
 from tests.hub_server import HubServer
 from tests.utils_teacher import save_teacher

@@ -1,0 +1,107 @@
+"""Named augmentation policies: ``create_policy(name, **overrides)`` and ``list_policies()``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from hf_dr.augment.ops import Mixing, RandAugment, RandomCropFlip, RandomErasing, RandomResizedCropFlip
+from hf_dr.augment.policy import AugmentationPolicy
+from hf_dr.errors import InvalidConfigError, UnknownPolicyError
+
+_REGISTRY: dict[str, Callable[..., AugmentationPolicy]] = {}
+DEFAULT_POLICY = "rrc+ra_re"
+
+
+def register_policy(name: str) -> Callable[[Callable[..., AugmentationPolicy]], Callable[..., AugmentationPolicy]]:
+    """Decorator registering a policy factory under ``name``."""
+
+    def wrap(factory: Callable[..., AugmentationPolicy]) -> Callable[..., AugmentationPolicy]:
+        _REGISTRY[name] = factory
+        return factory
+
+    return wrap
+
+
+def list_policies() -> list[str]:
+    """Names of the registered policies.
+
+    Example:
+        >>> list_policies()
+        ['crop_flip', 'rrc', 'rrc+mix', 'rrc+mix+ra_re', 'rrc+ra_re']
+    """
+    return sorted(_REGISTRY)
+
+
+def create_policy(name: str = DEFAULT_POLICY, **overrides: dict[str, Any]) -> AugmentationPolicy:
+    """Builds the policy ``name``; ``overrides`` maps an op name to keyword arguments of that op.
+
+    Args:
+        name (`str`, *optional*, defaults to ``"rrc+ra_re"``): one of :func:`list_policies`.
+        overrides: per-op arguments, e.g. ``crop={"scale": (0.35, 1)}``, ``randaugment={"magnitude": 5}``.
+
+    Example:
+        >>> create_policy("rrc", crop={"scale": (0.35, 1.0)}).crop.scale
+        (0.35, 1.0)
+    """
+    if name not in _REGISTRY:
+        raise UnknownPolicyError(f"unknown policy {name!r}; valid names are {list_policies()}")
+    policy = _REGISTRY[name](**overrides)
+    return policy
+
+
+def policy_from_config(config: dict[str, Any]) -> AugmentationPolicy:
+    """Rebuilds a policy from :meth:`AugmentationPolicy.config` (as saved with a reinforcement run)."""
+    ops_classes = (RandomCropFlip, RandomResizedCropFlip, RandAugment, RandomErasing, Mixing)
+    classes = {cls.__name__: cls for cls in ops_classes}
+    try:
+        ops = [classes[op["op"]](**{k: v for k, v in op.items() if k != "op"}) for op in config["ops"]]
+    except (KeyError, TypeError) as err:
+        raise InvalidConfigError(f"not a policy config: {config!r} ({err})") from err
+    mixing = [op for op in ops if isinstance(op, Mixing)]
+    rest = [op for op in ops if not isinstance(op, Mixing)]
+    return AugmentationPolicy(config["name"], rest[0], rest[1:], mixing[0] if mixing else None)
+
+
+def _checked(op_name: str, overrides: dict[str, dict[str, Any]], allowed: set[str]) -> dict[str, Any]:
+    unknown = set(overrides) - allowed
+    if unknown:
+        raise InvalidConfigError(f"overrides for ops {sorted(unknown)} do not apply; the policy has {sorted(allowed)}")
+    return dict(overrides.get(op_name, {}))
+
+
+def _build(name: str, crop_cls: type, ra_re: bool, mix: bool, overrides: dict[str, dict[str, Any]]
+           ) -> AugmentationPolicy:
+    allowed = {"crop"} | ({"randaugment", "erasing"} if ra_re else set()) | ({"mixing"} if mix else set())
+    crop = crop_cls(**_checked("crop", overrides, allowed))
+    image_ops = []
+    if ra_re:
+        image_ops = [RandAugment(**_checked("randaugment", overrides, allowed)),
+                     RandomErasing(**_checked("erasing", overrides, allowed))]
+    mixing = Mixing(**_checked("mixing", overrides, allowed)) if mix else None
+    return AugmentationPolicy(name, crop, image_ops, mixing)
+
+
+@register_policy("crop_flip")
+def _crop_flip(**overrides: dict[str, Any]) -> AugmentationPolicy:
+    return _build("crop_flip", RandomCropFlip, False, False, overrides)
+
+
+@register_policy("rrc")
+def _rrc(**overrides: dict[str, Any]) -> AugmentationPolicy:
+    return _build("rrc", RandomResizedCropFlip, False, False, overrides)
+
+
+@register_policy("rrc+ra_re")
+def _rrc_ra_re(**overrides: dict[str, Any]) -> AugmentationPolicy:
+    return _build("rrc+ra_re", RandomResizedCropFlip, True, False, overrides)
+
+
+@register_policy("rrc+mix")
+def _rrc_mix(**overrides: dict[str, Any]) -> AugmentationPolicy:
+    return _build("rrc+mix", RandomResizedCropFlip, False, True, overrides)
+
+
+@register_policy("rrc+mix+ra_re")
+def _rrc_mix_ra_re(**overrides: dict[str, Any]) -> AugmentationPolicy:
+    return _build("rrc+mix+ra_re", RandomResizedCropFlip, True, True, overrides)

@@ -1,0 +1,133 @@
+"""Fine-tune M copies of a timm architecture (one seed each) from a pretrained checkpoint on a dataset, evaluate each
+and their ensemble, and save member-{i}.safetensors, teacher_spec.json (for `hf-dr reinforce --teacher-spec`) and
+finetune_metrics.json. This builds the teachers of CIFAR-100+, Flowers-102+ and Food-101+ (paper Sec. 2.3), or of
+your own dataset.
+
+Example:
+    hf-dr finetune-teacher --builder cifar100_plus --output-dir teachers/cifar100_plus
+    hf-dr reinforce --builder cifar100_plus --teacher-spec teachers/cifar100_plus/teacher_spec.json
+    hf-dr finetune-teacher --dataset ./my_imagefolder --eval-split test --arch resnet50.a1_in1k \\
+        --num-members 4 --epochs 20 --output-dir teachers/mine
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from hf_dr.cli._options import first_rows, load_builder, pick
+
+if TYPE_CHECKING:
+    from hf_dr.generate.recipe import Builder
+
+HELP = "fine-tune M seeds of a pretrained timm model on a dataset and save them as a teacher spec for reinforce"
+
+DEFAULTS = {"split": "train", "image_column": "image", "label_column": "label"}
+NUM_MEMBERS, EPOCHS = 4, 10
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds the ``finetune-teacher`` flags to ``parser``."""
+    recipe = parser.add_argument_group("recipe")
+    recipe.add_argument("--builder", default=None, metavar="NAME",
+                        help="a recipe (hf-dr builders): its source, columns, base checkpoint, seeds and resolution "
+                             "are the defaults")
+    data = parser.add_argument_group("data")
+    data.add_argument("--dataset", default=None, help="Hub id, local folder or Parquet file")
+    data.add_argument("--split", default=None, help="training split (default: train)")
+    data.add_argument("--eval-split", default=None, help="held-out split for the metrics (default: none)")
+    data.add_argument("--name", default=None, help="dataset configuration name")
+    data.add_argument("--revision", default=None, help="dataset revision on the Hub")
+    data.add_argument("--image-column", default=None, help="(default: image)")
+    data.add_argument("--label-column", default=None, help="a ClassLabel column (default: label)")
+    data.add_argument("--key-column", default=None, help="unique key column (default: a hash of the image bytes)")
+    data.add_argument("--limit", type=int, default=None, metavar="K", help="train on the first K rows only")
+    data.add_argument("--eval-limit", type=int, default=None, metavar="K", help="evaluate on the first K rows only")
+    model = parser.add_argument_group("members")
+    model.add_argument("--arch", default=None, help="timm name with a pretrained tag, e.g. resnet152.tv2_in1k")
+    model.add_argument("--weights", default=None, metavar="FILE", help="local pretrained weights (offline)")
+    model.add_argument("--random-init", action="store_true", help="start from random weights (tests)")
+    model.add_argument("--num-members", type=int, default=None, help="M, ensemble size (default: 4)")
+    model.add_argument("--seeds", type=int, nargs="+", default=None, help="one seed per member (default: 0..M-1)")
+    model.add_argument("--image-size", type=int, default=None, help="resolution (default: the checkpoint's)")
+    train = parser.add_argument_group("training")
+    train.add_argument("--epochs", type=int, default=None, help="(default: the recipe's, else 10)")
+    train.add_argument("--batch-size", type=int, default=64)
+    train.add_argument("--optimizer", choices=["sgd", "adamw"], default="sgd")
+    train.add_argument("--lr", type=float, default=0.01)
+    train.add_argument("--weight-decay", type=float, default=5e-4)
+    train.add_argument("--warmup-fraction", type=float, default=0.05)
+    train.add_argument("--label-smoothing", type=float, default=0.1)
+    train.add_argument("--policy", default="rrc", help="augmentation policy without mixing (default: rrc)")
+    train.add_argument("--num-workers", type=int, default=0)
+    train.add_argument("--channels-last", action="store_true")
+    train.add_argument("--preload", action="store_true", help="decode the images once (small datasets)")
+    train.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--output-dir", "--output", default=None, help="(default with --builder: teachers/NAME)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Loads the splits, runs :func:`hf_dr.train.finetune.finetune_teacher`, prints metrics and the next command."""
+    from hf_dr.data.sources import load_source
+    from hf_dr.train.finetune import FinetuneConfig, finetune_teacher
+
+    builder = load_builder(args.builder)
+    _apply_builder(args, builder)
+    config = FinetuneConfig(
+        args.arch, num_members=args.num_members, seeds=args.seeds, weights=args.weights,
+        pretrained=not args.random_init, image_size=args.image_size, policy=args.policy, epochs=args.epochs,
+        batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
+        warmup_fraction=args.warmup_fraction, label_smoothing=args.label_smoothing,
+        channels_last=args.channels_last, num_workers=args.num_workers, preload=args.preload,
+    )
+    train = first_rows(load_source(args.dataset, args.split, args.name, args.revision), args.limit)
+    evaluation = None
+    if args.eval_split:
+        evaluation = load_source(args.dataset, args.eval_split, args.name, args.revision)
+        evaluation = first_rows(evaluation, args.eval_limit, "--eval-limit")
+    result = finetune_teacher(train, config, args.output_dir, evaluation, image_column=args.image_column,
+                              label_column=args.label_column, key_column=args.key_column,
+                              progress=not args.no_progress)
+    for index, member in enumerate(result.members):
+        top1 = member.get("metrics", {}).get("top1")
+        print(f"member {index} (seed {member['seed']}): " + (f"top-1 {top1:.4f}" if top1 is not None else "trained"))
+    if result.ensemble is not None:
+        print(f"ensemble of {len(result.members)}: top-1 {result.ensemble['top1']:.4f}")
+    hint = f"--builder {builder.name} " if builder is not None else f"--dataset {args.dataset} "
+    print(f"teacher spec -> {result.spec_path}\nnext: hf-dr reinforce {hint}--teacher-spec {result.spec_path}")
+    return 0
+
+
+def _apply_builder(args: argparse.Namespace, builder: Builder | None) -> None:
+    """Fills the flags left out from the recipe, then from :data:`DEFAULTS`; refuses what is still missing."""
+    from hf_dr.errors import InvalidConfigError
+
+    for flag, default in DEFAULTS.items():
+        setattr(args, flag, pick(getattr(args, flag), builder, flag, default))
+    if builder is not None:
+        args.dataset = args.dataset or builder.dataset_id
+        args.eval_split = pick(args.eval_split, builder, "eval_split")
+        args.name = pick(args.name, builder, "config_name")
+        args.revision = pick(args.revision, builder, "revision")
+        args.key_column = pick(args.key_column, builder, "key_column")
+        args.arch = args.arch or builder.teacher_base
+        args.image_size = pick(args.image_size, builder, "teacher_input_size")
+        args.output_dir = args.output_dir or builder.default_teacher_dir
+    args.epochs = pick(args.epochs, builder, "teacher_epochs", EPOCHS)
+    _resolve_seeds(args, list(builder.teacher_seeds) if builder is not None else [])
+    missing = [flag for flag, value in [("--dataset", args.dataset), ("--arch", args.arch),
+                                        ("--output-dir", args.output_dir)] if not value]
+    if missing:
+        raise InvalidConfigError(f"pass {', '.join(missing)} (or --builder NAME of a recipe with a teacher to "
+                                 "fine-tune; see `hf-dr builders`)")
+
+
+def _resolve_seeds(args: argparse.Namespace, recipe_seeds: list[int]) -> None:
+    """--seeds wins; else the first --num-members of the recipe's seeds (0..M-1 beyond them); M defaults to the
+    recipe's member count, else 4."""
+    if args.seeds is not None:
+        args.num_members = args.num_members or len(args.seeds)
+        return
+    args.num_members = args.num_members or len(recipe_seeds) or NUM_MEMBERS
+    enough = len(recipe_seeds) >= args.num_members
+    args.seeds = recipe_seeds[: args.num_members] if enough else list(range(args.num_members))

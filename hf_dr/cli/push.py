@@ -1,0 +1,61 @@
+"""Upload a finished reinforcement run to a Hub dataset repo with its dataset card. The run is refused unless its
+manifest and checksums hold; pushing again uploads only what changed.
+
+Layouts: self-contained (every row holds the image, label, key and reinforcements; for redistributable data) or
+metadata-only (keys and reinforcements; the card and hf_dr.json record the source repo, pinned revision, split and key
+column, and hf_dr.load_reinforced joins the images back by key).
+
+Example:
+    hf-dr push reinforced/ me/cifar100-plus
+    hf-dr push imagenet-run/ me/imagenet-plus --layout metadata-only --source-id ILSVRC/imagenet-1k \\
+        --source-revision COMMIT_THE_RUN_READ --generation-cost "N GPU-hours on HARDWARE"
+"""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "upload a finished reinforcement run to a Hub dataset repo with its dataset card"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds the ``push`` arguments to ``parser``."""
+    parser.add_argument("output_dir", metavar="OUTPUT_DIR", help="the folder `hf-dr reinforce` wrote")
+    parser.add_argument("repo_id", metavar="ORG/NAME", help="the dataset repo to create or update")
+    parser.add_argument("--layout", choices=["self-contained", "metadata-only"], default="self-contained",
+                        help="rows with images (default), or keys and reinforcements only (images that cannot be "
+                             "redistributed)")
+    source = parser.add_argument_group("source")
+    source.add_argument("--dataset", default=None,
+                        help="self-contained: the reinforced dataset (Hub id, folder or Parquet file); default: "
+                             "the one the run recorded")
+    source.add_argument("--split", default=None, help="split name (default: the reinforced split, else train)")
+    source.add_argument("--source-id", default=None, help="the source's Hub id, if the run did not record it")
+    source.add_argument("--source-revision", default=None,
+                        help="the source revision the run read (pinned to its commit)")
+    card = parser.add_argument_group("card")
+    card.add_argument("--license", default=None, help="Hub license id (default: the source's, else unknown)")
+    card.add_argument("--pretty-name", default=None)
+    card.add_argument("--generation-cost", default=None, help='e.g. "3 GPU-hours on one H100"')
+    hub = parser.add_argument_group("hub")
+    hub.add_argument("--private", action="store_true", help="create the repo private")
+    hub.add_argument("--commit-message", default=None)
+    hub.add_argument("--token", default=None, help="Hub token (default: the logged-in one)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs :func:`hf_dr.hub.push.push_to_hub` with the parsed arguments and prints the commit."""
+    from hf_dr.data.sources import load_source
+    from hf_dr.hub.push import push_to_hub
+
+    dataset = None
+    if args.dataset is not None:
+        dataset = load_source(args.dataset, split=args.split or "train", revision=args.source_revision)
+    commit = push_to_hub(
+        args.output_dir, args.repo_id, layout=args.layout, dataset=dataset, split=args.split,
+        source_id=args.source_id, source_revision=args.source_revision, license=args.license,
+        pretty_name=args.pretty_name, generation_cost=args.generation_cost, private=args.private or None,
+        commit_message=args.commit_message, token=args.token,
+    )
+    print(f"pushed {args.output_dir} ({args.layout}) to datasets/{args.repo_id} at commit {commit}")
+    return 0

@@ -1,0 +1,127 @@
+"""Run a teacher (ensemble) once over N random augmentations of every image and store the augmentation params with
+the teacher's top-k probabilities as Parquet shards. Resumable (rerun the same command); for several processes or
+GPUs: accelerate launch scripts/reinforce.py ... (or torchrun --nproc_per_node K scripts/reinforce.py ...).
+
+Example:
+    hf-dr reinforce --dataset ./my_imagefolder --teacher resnet50=teacher.safetensors \\
+        --policy rrc+ra_re --num-samples 100 --topk 10 --output-dir reinforced
+    hf-dr reinforce --builder imagenet_plus_small --limit 1000   # a recipe (hf-dr builders); flags override it
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import TYPE_CHECKING
+
+from hf_dr.cli._options import first_rows, load_builder, pick
+
+if TYPE_CHECKING:
+    from hf_dr.generate.recipe import Builder
+
+HELP = "run a teacher over N stored augmentations of every image; write params and top-k as Parquet shards"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds the ``reinforce`` flags to ``parser``."""
+    recipe = parser.add_argument_group("recipe")
+    recipe.add_argument("--builder", default=None, metavar="NAME",
+                        help="a recipe (hf-dr builders) whose values are the defaults of the other flags")
+    recipe.add_argument("--limit", type=int, default=None, metavar="K", help="reinforce only the first K rows")
+    data = parser.add_argument_group("data")
+    data.add_argument("--dataset", default=None,
+                      help="Hub id, local folder (imagefolder, Parquet, save_to_disk) or a Parquet file (default: the "
+                           "builder's source)")
+    data.add_argument("--split", default=None, help="split to reinforce (default: train)")
+    data.add_argument("--name", default=None, help="dataset configuration name")
+    data.add_argument("--revision", default=None, help="dataset revision (branch, tag or commit) on the Hub")
+    data.add_argument("--image-column", default=None, help="image column (default: image)")
+    data.add_argument("--label-column", default=None, help="label column (default: label); '' for unlabelled data")
+    data.add_argument("--key-column", default=None, help="unique key column (default: a hash of the image bytes)")
+    teacher = parser.add_argument_group("teacher")
+    teacher.add_argument("--teacher", action="append", default=[], metavar="MEMBER",
+                         help="timm name (Hub weights), ARCH=weights.safetensors or local-dir:DIR; repeat for an "
+                              "ensemble")
+    teacher.add_argument("--teacher-spec", default=None, metavar="FILE",
+                         help="JSON list of members {arch, weights, input_size, interpolation, mean, std, crop_pct}")
+    run = parser.add_argument_group("reinforcement")
+    run.add_argument("--policy", default=None,
+                     help="policy name (hf_dr.list_policies()) or a JSON config file (default: rrc+ra_re)")
+    run.add_argument("--num-samples", type=int, default=None, help="N, augmentations per image (default: 10)")
+    run.add_argument("--topk", type=int, default=None, help="k, probabilities kept per augmentation (default: 10)")
+    run.add_argument("--seed", type=int, default=None, help="(default: 0)")
+    output = parser.add_argument_group("output")
+    output.add_argument("--output-dir", "--output", default=None, help="(default with --builder: reinforced/NAME)")
+    output.add_argument("--shard-size", type=int, default=1000, help="rows per shard, the unit of resume")
+    output.add_argument("--overwrite", action="store_true", help="delete a previous run in --output-dir first")
+    execution = parser.add_argument_group("execution")
+    execution.add_argument("--batch-size", type=int, default=128, help="views per teacher forward")
+    execution.add_argument("--num-workers", type=int, default=None,
+                           help="DataLoader workers decoding and augmenting (default: 0 on CPU, else half the CPU "
+                                "cores, at most 8)")
+    execution.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    execution.add_argument("--channels-last", action="store_true")
+    execution.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Loads the dataset and runs :func:`hf_dr.generate.run.reinforce` with the parsed flags."""
+    from hf_dr.data.sources import load_source
+    from hf_dr.errors import InvalidConfigError
+    from hf_dr.generate.run import default_accelerator, reinforce
+    from hf_dr.generate.teacher import load_teacher_spec
+
+    builder = load_builder(args.builder)
+    _apply_builder(args, builder)
+    members = list(args.teacher) + (load_teacher_spec(args.teacher_spec) if args.teacher_spec else [])
+    if not members and builder is not None:
+        members = builder.teacher_members()  # a recipe whose teacher must be fine-tuned names the command
+    if not members:
+        raise InvalidConfigError("no teacher: pass --teacher MEMBER (repeat for an ensemble) or --teacher-spec FILE")
+    accelerator = default_accelerator()
+    with accelerator.main_process_first():
+        dataset = load_source(args.dataset, split=args.split, name=args.name, revision=args.revision)
+    dataset = first_rows(dataset, args.limit)
+    source = {"id": args.dataset, "split": args.split, "revision": args.revision}
+    if builder is not None:
+        source["builder"] = builder.name
+    reinforce(
+        dataset, members, _policy(args.policy), args.num_samples, args.topk, args.seed, args.output_dir,
+        image_column=args.image_column, label_column=args.label_column or None, key_column=args.key_column,
+        shard_size=args.shard_size, batch_size=args.batch_size, num_workers=args.num_workers,
+        precision=args.precision, channels_last=args.channels_last, overwrite=args.overwrite, source=source,
+        accelerator=accelerator, progress=not args.no_progress,
+    )
+    if accelerator.is_main_process:
+        print(f"reinforced {len(dataset)} rows x {args.num_samples} augmentations -> {args.output_dir}")
+        if builder is not None:
+            print(f"publish it with: {builder.push_command(args.output_dir)}")
+    return 0
+
+
+DEFAULTS = {"split": "train", "image_column": "image", "label_column": "label", "policy": "rrc+ra_re",
+            "num_samples": 10, "topk": 10, "seed": 0}
+
+
+def _apply_builder(args: argparse.Namespace, builder: Builder | None) -> None:
+    """Fills the flags left out: from the builder's recipe, else from :data:`DEFAULTS`; refuses a missing source."""
+    from hf_dr.errors import InvalidConfigError
+
+    for flag, default in DEFAULTS.items():
+        setattr(args, flag, pick(getattr(args, flag), builder, flag, default))
+    if builder is not None:
+        args.dataset = args.dataset or builder.dataset_id
+        args.name = pick(args.name, builder, "config_name")
+        args.revision = pick(args.revision, builder, "revision")
+        args.key_column = pick(args.key_column, builder, "key_column")
+        args.output_dir = args.output_dir or os.path.join("reinforced", builder.name)
+    if not args.dataset or not args.output_dir:
+        raise InvalidConfigError("pass --dataset and --output-dir, or --builder NAME (see `hf-dr builders`)")
+
+
+def _policy(value: str) -> str | dict:
+    if value.endswith(".json") and os.path.isfile(value):
+        with open(value) as f:
+            return json.load(f)
+    return value

@@ -1,1 +1,0 @@
-"""Subcommands of the ``hf-dr`` command line (see :mod:`hf_dr.cli` for the contract each module follows)."""

@@ -1,0 +1,218 @@
+"""``ReinforcedTransform``: the ``set_transform`` hook that replays one stored augmentation per sample per epoch."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+import datasets
+import torch
+
+import hf_dr.augment.functional as K
+from hf_dr.augment.policy import AugmentationPolicy
+from hf_dr.augment.registry import create_policy, policy_from_config
+from hf_dr.augment.seeding import choose_index
+from hf_dr.data.schema import KEY_COLUMN, REINFORCEMENTS_COLUMN
+from hf_dr.data.soft_labels import densify
+from hf_dr.errors import ClassCountMismatchError, DataMismatchError, InvalidConfigError, MissingColumnError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _require_columns(dataset: datasets.Dataset, columns: Sequence[str], role: str) -> None:
+    missing = [c for c in columns if c not in dataset.column_names]
+    if missing:
+        raise MissingColumnError(
+            f"the {role} dataset has no column(s) {missing}; it has {dataset.column_names}. Pass the right "
+            "column names (image_column=, key_column=, reinforcements_column=)."
+        )
+
+
+def _class_count(dataset: datasets.Dataset, label_column: str | None) -> int | None:
+    feature = dataset.features.get(label_column) if label_column else None
+    return feature.num_classes if isinstance(feature, datasets.ClassLabel) else None
+
+
+class ReinforcedTransform:
+    """Replays stored reinforcements on the fly: use it as ``dataset.set_transform(...)``.
+
+    Per sample it picks one of the N stored records with a generator seeded by ``(seed, epoch, key)``, so the choice
+    is the same for any number of workers or processes; it reads only that record from the Arrow table, replays
+    its augmentation on the original image and returns ``pixel_values`` (normalised ``float32 [C, H, W]``) and
+    ``labels`` (the dense soft target, ``float32 [num_classes]``).
+
+    Args:
+        reinforcements (`datasets.Dataset`): rows with a key and a list of records (``params``, ``ids``, ``probs``);
+            it may also hold the images (the self-contained layout).
+        policy (`str`, `dict` or `AugmentationPolicy`): the policy the records were made with (name or config).
+        num_classes (`int`, *optional*): class count; read from a ``ClassLabel`` column when not given.
+        size (`int` or `tuple[int, int]`, *optional*, defaults to 224): output resolution.
+        mean, std (`tuple[float, ...]`, *optional*): normalisation, ImageNet's by default.
+        data_config (`dict`, *optional*): a timm data config (``input_size``, ``mean``, ``std``) overriding the above.
+        seed (`int`, *optional*, defaults to 0): seed of the per-epoch record choice.
+        images (`datasets.Dataset`, *optional*): the dataset holding the images, for mixing partners; defaults to
+            ``reinforcements``.
+        leftover (`str`, *optional*, defaults to ``"uniform"``): see :func:`hf_dr.densify`.
+
+    Example:
+        >>> transform = ReinforcedTransform(reinforced, policy="rrc+ra_re", size=224)  # doctest: +SKIP
+        >>> transform.attach(reinforced)  # doctest: +SKIP
+        >>> batch = reinforced[0]  # doctest: +SKIP
+        >>> batch["pixel_values"].shape, batch["labels"].shape  # doctest: +SKIP
+        (torch.Size([3, 224, 224]), torch.Size([1000]))
+    """
+
+    def __init__(
+        self,
+        reinforcements: datasets.Dataset,
+        policy: str | dict[str, Any] | AugmentationPolicy,
+        num_classes: int | None = None,
+        size: int | Sequence[int] = 224,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        data_config: dict[str, Any] | None = None,
+        seed: int = 0,
+        images: datasets.Dataset | None = None,
+        image_column: str = "image",
+        key_column: str = KEY_COLUMN,
+        label_column: str | None = "label",
+        reinforcements_column: str = REINFORCEMENTS_COLUMN,
+        leftover: str = "uniform",
+    ) -> None:
+        _require_columns(reinforcements, [key_column, reinforcements_column], "reinforcement")
+        self.policy = _as_policy(policy)
+        if data_config is not None:
+            size, mean, std = data_config["input_size"][1:], data_config["mean"], data_config["std"]
+        self.size = (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.seed = int(seed)
+        self.leftover = leftover
+        self.image_column, self.key_column, self.label_column = image_column, key_column, label_column
+        self.reinforcements_column = reinforcements_column
+        self.num_classes = num_classes or _class_count(reinforcements, label_column)
+        if self.num_classes is None:
+            raise InvalidConfigError("num_classes is unknown: pass num_classes= (no ClassLabel column to read)")
+        table = reinforcements.flatten_indices() if reinforcements._indices is not None else reinforcements
+        self._table = table.select_columns([key_column, reinforcements_column])
+        self._rows = {key: row for row, key in enumerate(self._table.data.column(key_column).to_pylist())}
+        self._images = self._image_source(images if images is not None else reinforcements)
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        self._normalize = K.Normalizer(self.mean, self.std)
+
+    # -- epoch --------------------------------------------------------------------------------------------------
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Selects the records of ``epoch``; reaches persistent DataLoader workers through shared memory."""
+        self._epoch.fill_(int(epoch))
+
+    def __deepcopy__(self, memo: dict) -> ReinforcedTransform:
+        # datasets deep-copies formats (with_transform, map); copies must keep sharing the epoch counter.
+        clone = copy.copy(self)
+        memo[id(self)] = clone
+        return clone
+
+    # -- the hook -----------------------------------------------------------------------------------------------
+    @property
+    def input_columns(self) -> list[str]:
+        """The columns the hook reads: pass them to ``set_transform(columns=...)`` (see :meth:`attach`)."""
+        return [self.image_column, self.key_column]
+
+    def attach(self, dataset: datasets.Dataset) -> datasets.Dataset:
+        """Sets this transform on ``dataset`` (in place) formatting only the columns it needs; returns it."""
+        _require_columns(dataset, self.input_columns, "image")
+        dataset.set_transform(self, columns=self.input_columns)
+        return dataset
+
+    def __call__(self, batch: dict[str, list[Any]]) -> dict[str, list[torch.Tensor]]:
+        missing = [c for c in self.input_columns if c not in batch]
+        if missing:
+            raise MissingColumnError(
+                f"the batch has no column(s) {missing} (got {sorted(batch)}); set the transform with "
+                "transform.attach(dataset) or dataset.set_transform(transform, columns=transform.input_columns)"
+            )
+        pixels, labels = [], []
+        for image, key in zip(batch[self.image_column], batch[self.key_column], strict=False):
+            pixel_values, target = self.replay(image, key)
+            pixels.append(pixel_values)
+            labels.append(target)
+        return {"pixel_values": pixels, "labels": labels}
+
+    # -- replay -------------------------------------------------------------------------------------------------
+    def choose(self, key: str) -> int:
+        """The index of the record used for ``key`` in the current epoch."""
+        return choose_index(len(self._records_of(key)), self.seed, self.epoch, key)
+
+    def record(self, key: str, index: int | None = None) -> dict[str, Any]:
+        """The stored record ``index`` of ``key`` (this epoch's choice when ``index`` is None), params decoded."""
+        records = self._records_of(key)
+        index = choose_index(len(records), self.seed, self.epoch, key) if index is None else index
+        stored = records[index].as_py()
+        return {"params": self.policy.decode(stored["params"]), "ids": stored["ids"], "probs": stored["probs"]}
+
+    def replay(self, image: Any, key: str, index: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pixel values and dense soft target of ``image`` under the chosen record of ``key``."""
+        record = self.record(key, index)
+        partner = self.partner_for(record)
+        augmented = self.policy.apply(image, record["params"], self.size, partner)
+        target = densify(record["ids"], record["probs"], self.num_classes, self.leftover)
+        return self._normalize(augmented), target
+
+    def _row_of(self, key: str) -> int:
+        try:
+            return self._rows[key]
+        except KeyError:
+            raise DataMismatchError(
+                f"sample key {key!r} has no reinforcements; the images and the reinforcements come from different "
+                "versions of the dataset. Reinforce this dataset or load the source revision that was reinforced."
+            ) from None
+
+    def _records_of(self, key: str) -> Any:
+        """The Arrow list of ``key``'s stored records: only this row is read, no other row is formatted."""
+        row = self._row_of(key)
+        records = self._table.data.column(self.reinforcements_column)[row].values
+        if len(records) == 0:
+            raise DataMismatchError(f"sample key {key!r} (row {row}) holds no reinforcement records")
+        return records
+
+    def _image_source(self, images: datasets.Dataset) -> tuple[datasets.Dataset, dict[str, int]] | None:
+        if not self.policy.needs_partner:
+            return None
+        _require_columns(images, [self.image_column, self.key_column], "partner image")
+        images = images.flatten_indices() if images._indices is not None else images
+        keys = images.data.column(self.key_column).to_pylist()
+        return images.select_columns([self.image_column]), {k: i for i, k in enumerate(keys)}
+
+    def partner_for(self, record: dict[str, Any]) -> Any:
+        """The original image of a record's mixing partner (None for records that do not mix)."""
+        params = record["params"]
+        mixing = self.policy.mixing
+        if mixing is None or not params[mixing.name]["mode"]:
+            return None
+        dataset, rows = self._images
+        key = params[mixing.name]["partner_key"]
+        if key not in rows:
+            raise DataMismatchError(f"mixing partner {key!r} is not in the image dataset; pass images=<full dataset>")
+        return dataset[rows[key]][self.image_column]
+
+    def check_num_classes(self, model_num_classes: int) -> None:
+        """Raises :class:`ClassCountMismatchError` if a model's class count differs from the soft labels'."""
+        if model_num_classes != self.num_classes:
+            raise ClassCountMismatchError(
+                f"the model predicts {model_num_classes} classes but the reinforced labels have {self.num_classes}; "
+                "reset the classifier head (e.g. timm.create_model(..., num_classes=N))"
+            )
+
+
+
+
+def _as_policy(policy: str | dict[str, Any] | AugmentationPolicy) -> AugmentationPolicy:
+    if isinstance(policy, str):
+        return create_policy(policy)
+    if isinstance(policy, dict):
+        return policy_from_config(policy)
+    return policy

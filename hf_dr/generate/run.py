@@ -1,0 +1,265 @@
+"""``reinforce``: run a teacher once over N stored augmentations of every image and write the records as shards.
+
+The run is planned by sample range, never by process: shard ``i`` holds rows ``[i * shard_size, (i + 1) *
+shard_size)`` and process ``r`` of ``W`` takes shards ``r, r + W, ...``. Every view's params come from
+``generator_for(seed, key, index)`` and the teacher always runs on padded batches of ``batch_size`` views of one
+shard, so the bytes written do not depend on the number of processes or DataLoader workers. Rerunning the same
+call resumes: finished shards (checked by checksum) are skipped before the teacher is loaded; a folder made with
+another configuration is refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import datasets
+import torch
+from tqdm.auto import tqdm
+
+from hf_dr.augment.ops import PartnerPool
+from hf_dr.augment.policy import AugmentationPolicy
+from hf_dr.augment.registry import create_policy, policy_from_config
+from hf_dr.data.schema import KEY_COLUMN
+from hf_dr.data.soft_labels import sparsify
+from hf_dr.data.sources import (
+    check_columns,
+    class_count,
+    column_values,
+    encoded_images,
+    image_feature,
+    keys_sha256,
+    scan_keys,
+    scan_sizes,
+    source_info,
+)
+from hf_dr.errors import InvalidConfigError
+from hf_dr.generate.render import ChunkPlan, ViewRenderer
+from hf_dr.generate.run_config import ReinforceConfig, library_versions
+from hf_dr.generate.shard_table import ShardTable, output_features
+from hf_dr.generate.storage import (
+    Shard,
+    clear_run,
+    plan_shards,
+    remove_temporaries,
+    shard_record,
+    write_manifest,
+    write_shard,
+)
+from hf_dr.generate.teacher import MemberSpec, Teacher, create_teacher
+
+logger = logging.getLogger(__name__)
+TeacherLike = Teacher | str | MemberSpec | dict[str, Any] | Sequence[str | MemberSpec | dict[str, Any]]
+
+
+@dataclass
+class _Plan:
+    """What a process knows before any teacher work: the config, the shards, and which of its own are left."""
+
+    config: ReinforceConfig
+    existing: ReinforceConfig | None
+    shards: list[Shard]
+    todo: list[Shard]
+    keys: list[str]
+
+
+def reinforce(
+    dataset: datasets.Dataset,
+    teacher: TeacherLike,
+    policy: str | dict[str, Any] | AugmentationPolicy,
+    num_samples: int,
+    topk: int,
+    seed: int,
+    output_dir: str,
+    *,
+    image_column: str = "image",
+    label_column: str | None = "label",
+    key_column: str | None = None,
+    shard_size: int = 1000,
+    batch_size: int = 128,
+    num_workers: int | None = None,
+    precision: str = "fp32",
+    channels_last: bool = False,
+    overwrite: bool = False,
+    source: dict[str, Any] | None = None,
+    accelerator: Any = None,
+    progress: bool = True,
+) -> str:
+    """Reinforces ``dataset``: stores N augmentation params and the teacher's top-k per image, as Parquet shards.
+
+    Args:
+        dataset (`datasets.Dataset`): the source rows, with an ``Image`` column.
+        teacher (`Teacher`, or member specs): a loaded :class:`Teacher` or what :func:`create_teacher` takes; specs
+            are loaded only if this process has shards left to do.
+        policy (`str`, `dict` or `AugmentationPolicy`): a policy name, config or object.
+        num_samples (`int`): N, augmentations stored per image.
+        topk (`int`): k, teacher probabilities stored per augmentation.
+        seed (`int`): seed of every draw, with the sample key and the augmentation index.
+        output_dir (`str`): where the shards, ``manifest.json`` and ``reinforce_config.json`` go.
+        image_column, label_column, key_column (`str`, *optional*): column names; ``label_column=None`` for unlabelled
+            data; without ``key_column`` the key is a hash of the image bytes.
+        shard_size (`int`, *optional*, defaults to 1000): rows per shard (the unit of resume).
+        batch_size (`int`, *optional*, defaults to 128): views per teacher forward.
+        num_workers (`int`, *optional*): DataLoader workers decoding and augmenting; by default 0 on CPU (the
+            teacher's threads need the cores more: augmenting costs ~2 ms per view, a CPU forward tens) and half the
+            CPU cores (at most 8) on GPU.
+        precision (`str`, *optional*, defaults to ``"fp32"``): ``"fp32"``, ``"bf16"`` or ``"fp16"`` autocast (a
+            loaded :class:`Teacher` keeps its own).
+        channels_last (`bool`, *optional*, defaults to False): channels-last teacher (a loaded one keeps its own).
+        overwrite (`bool`, *optional*, defaults to False): delete a previous run in ``output_dir`` and start over.
+        source (`dict`, *optional*): provenance of ``dataset`` (``id``, ``split``, ``revision``) for the config.
+        accelerator (`accelerate.Accelerator`, *optional*): defaults to a new one (CPU when no GPU).
+        progress (`bool`, *optional*, defaults to True): progress bar on the main process.
+
+    Returns:
+        `str`: ``output_dir``, holding a complete run (load it with :func:`hf_dr.load_reinforcements`).
+
+    Example:
+        >>> from hf_dr import reinforce, load_reinforcements
+        >>> reinforce(ds, ["resnet18=r18.safetensors"], "rrc", num_samples=8, topk=5, seed=0,
+        ...           output_dir="reinforced")  # doctest: +SKIP
+        >>> load_reinforcements("reinforced")  # doctest: +SKIP
+    """
+    accelerator = accelerator or default_accelerator()
+    num_workers = default_num_workers(accelerator.device) if num_workers is None else num_workers
+    _check_arguments(num_samples, topk, shard_size, batch_size, num_workers)
+    if isinstance(teacher, Teacher):
+        precision, channels_last = teacher.precision, teacher.channels_last
+    policy = _as_policy(policy)
+    plan = _plan(dataset, teacher, policy, num_samples, topk, seed, output_dir, image_column, label_column,
+                 key_column, shard_size, precision, overwrite, source, accelerator)
+    loaded = None
+    if plan.todo or (accelerator.is_main_process and plan.existing is None):
+        loaded = _load_teacher(teacher, class_count(dataset, label_column), topk, precision, channels_last)
+        _record_teacher(plan, loaded, output_dir)
+    elif plan.existing is not None:
+        plan.config.teacher, plan.config.num_classes = plan.existing.teacher, plan.existing.num_classes
+    if accelerator.is_main_process:
+        _prepare_folder(output_dir, plan.config, overwrite)
+    accelerator.wait_for_everyone()
+    if plan.todo:
+        _generate(dataset, loaded.to(accelerator.device), policy, plan, output_dir, image_column, label_column,
+                  batch_size, num_workers, progress and accelerator.is_main_process)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        write_manifest(output_dir, plan.shards, plan.config.fingerprint(), num_samples)
+    accelerator.wait_for_everyone()
+    return output_dir
+
+
+def default_accelerator() -> Any:
+    """An ``Accelerator`` on the GPU when there is one, else on CPU processes (gloo), with a long barrier timeout."""
+    from accelerate import Accelerator, InitProcessGroupKwargs
+
+    timeout = InitProcessGroupKwargs(timeout=timedelta(hours=6))
+    return Accelerator(cpu=not torch.cuda.is_available(), kwargs_handlers=[timeout])
+
+
+def default_num_workers(device: torch.device | str) -> int:
+    """0 on CPU (decode and augment between forwards), else half the CPU cores, at most 8."""
+    return 0 if torch.device(device).type == "cpu" else min(8, (os.cpu_count() or 1) // 2)
+
+
+def _check_arguments(num_samples: int, topk: int, shard_size: int, batch_size: int, num_workers: int) -> None:
+    for name, value, low in [("num_samples", num_samples, 1), ("topk", topk, 1), ("shard_size", shard_size, 1),
+                             ("batch_size", batch_size, 1), ("num_workers", num_workers, 0)]:
+        if not isinstance(value, int) or value < low:
+            raise InvalidConfigError(f"{name} should be an integer >= {low}, but got {value!r} instead.")
+
+
+def _as_policy(policy: str | dict[str, Any] | AugmentationPolicy) -> AugmentationPolicy:
+    if isinstance(policy, str):
+        return create_policy(policy)
+    return policy_from_config(policy) if isinstance(policy, dict) else policy
+
+
+def _member_specs(teacher: TeacherLike) -> list[MemberSpec]:
+    if isinstance(teacher, Teacher):
+        return [m.spec for m in teacher.members]
+    specs = [teacher] if isinstance(teacher, (str, MemberSpec, dict)) else list(teacher)
+    return [MemberSpec.parse(s) for s in specs]
+
+
+def _plan(dataset: datasets.Dataset, teacher: TeacherLike, policy: AugmentationPolicy, num_samples: int, topk: int,
+          seed: int, output_dir: str, image_column: str, label_column: str | None, key_column: str | None,
+          shard_size: int, precision: str, overwrite: bool, source: dict[str, Any] | None, accelerator: Any) -> _Plan:
+    check_columns(dataset, image_column=image_column, label_column=label_column, key_column=key_column)
+    image_feature(dataset, image_column)
+    if len(dataset) == 0:
+        raise InvalidConfigError("the dataset has no rows; nothing to reinforce")
+    keys = scan_keys(dataset, image_column, key_column)
+    info = {**source_info(dataset), **(source or {}), "num_rows": len(keys), "keys_sha256": keys_sha256(keys)}
+    config = ReinforceConfig(
+        policy=policy.config(), num_samples=num_samples, topk=topk, seed=seed, shard_size=shard_size,
+        teacher=[{"spec": s.to_dict()} for s in _member_specs(teacher)], precision=precision,
+        columns={"image": image_column, "label": label_column, "key": key_column}, dataset=info,
+        versions=library_versions(),
+    )
+    existing = None if overwrite else ReinforceConfig.load(output_dir)
+    if existing is not None:
+        config.check_compatible(existing, output_dir)
+    shards = plan_shards(len(keys), shard_size)
+    mine = shards[accelerator.process_index :: accelerator.num_processes]
+    fingerprint = config.fingerprint()
+    todo = mine if overwrite else [s for s in mine if shard_record(output_dir, s, fingerprint) is None]
+    logger.info("process %d of %d: %d of its %d shards to do (%d shards in all)", accelerator.process_index,
+                accelerator.num_processes, len(todo), len(mine), len(shards))
+    return _Plan(config, existing, shards, todo, keys)
+
+
+def _load_teacher(teacher: TeacherLike, num_classes: int | None, topk: int, precision: str,
+                  channels_last: bool) -> Teacher:
+    if not isinstance(teacher, Teacher):
+        teacher = create_teacher(_member_specs(teacher), precision=precision, channels_last=channels_last)
+    teacher.check_num_classes(num_classes)
+    if topk > teacher.num_classes:
+        raise InvalidConfigError(f"topk should be at most the class count {teacher.num_classes}, but got {topk}.")
+    return teacher
+
+
+def _record_teacher(plan: _Plan, teacher: Teacher, output_dir: str) -> None:
+    plan.config.teacher, plan.config.num_classes = teacher.describe(), teacher.num_classes
+    if plan.existing is not None:
+        plan.config.check_compatible(plan.existing, output_dir)
+
+
+def _prepare_folder(output_dir: str, config: ReinforceConfig, overwrite: bool) -> None:
+    os.makedirs(output_dir, exist_ok=True)
+    if overwrite:
+        clear_run(output_dir)
+    remove_temporaries(output_dir)
+    if overwrite or ReinforceConfig.load(output_dir) is None:
+        config.save(output_dir)
+
+
+def _generate(dataset: datasets.Dataset, teacher: Teacher, policy: AugmentationPolicy, plan: _Plan, output_dir: str,
+              image_column: str, label_column: str | None, batch_size: int, num_workers: int, progress: bool) -> None:
+    config, device = plan.config, next(teacher.parameters()).device
+    partners = PartnerPool(plan.keys, scan_sizes(dataset, image_column)) if policy.needs_partner else None
+    chunks = ChunkPlan(plan.todo, config.num_samples, batch_size)
+    renderer = ViewRenderer(encoded_images(dataset, image_column), image_feature(dataset, image_column), plan.keys,
+                            chunks, policy, teacher.views, config.seed, batch_size, partners)
+    loader = torch.utils.data.DataLoader(renderer, batch_size=None, num_workers=num_workers,
+                                         pin_memory=device.type == "cuda")
+    labels = column_values(dataset, label_column) if label_column else None
+    key_name = config.columns["key"] or KEY_COLUMN
+    features = output_features(policy, config.topk, teacher.num_classes, key_column=key_name,
+                               label_column=label_column, label_feature=dataset.features.get(label_column))
+    tables: dict[int, ShardTable] = {}
+    total = sum(s.num_rows for s in plan.todo) * config.num_samples
+    with torch.inference_mode(), tqdm(total=total, unit="img", disable=not progress, desc="reinforce") as bar:
+        for item in loader:
+            chunk = chunks[item["chunk"]]
+            probs = teacher([v.to(device, non_blocking=True) for v in item["views"]])[: len(chunk)]
+            ids, values = sparsify(probs, config.topk)
+            table = tables.setdefault(chunk.shard.index, ShardTable(chunk.shard, features, plan.keys, labels,
+                                                                    config.num_samples, teacher.num_classes))
+            table.add(chunk.start, chunk.stop, item["params"], ids, values)
+            if chunk.last:
+                remove_temporaries(output_dir, chunk.shard)
+                write_shard(output_dir, chunk.shard, tables.pop(chunk.shard.index).build(), config.fingerprint())
+            bar.update(len(chunk))

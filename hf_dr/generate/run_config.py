@@ -1,0 +1,148 @@
+"""``ReinforceConfig``: the resolved configuration of a reinforcement run, saved as ``reinforce_config.json``.
+
+Two groups of fields decide the output, and a rerun into the same folder must agree on both:
+
+- *plan* fields, known before any teacher work: policy, N, k, seed, shard size, precision, columns, the rows
+  (count and SHA-256 of their keys) and the teacher members' names. Their hash is the run's :meth:`fingerprint`,
+  stored with every shard.
+- *teacher* fields, known once the teacher is loaded: each member's weight hash, class count and data config.
+
+Everything else (dataset id, revision, fingerprint, weight paths, library versions) is recorded for provenance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from hf_dr.errors import ConfigConflictError
+from hf_dr.generate.storage import CONFIG_FILE, read_json, write_json_atomic
+
+PLAN_FIELDS = ("format_version", "policy", "num_samples", "topk", "seed", "shard_size", "precision", "columns")
+DATASET_PLAN_FIELDS = ("num_rows", "keys_sha256")
+MEMBER_PLAN_FIELDS = ("arch", "num_classes", "input_size", "interpolation", "mean", "std", "crop_pct")
+MEMBER_TEACHER_FIELDS = ("sha256", "num_classes", "data_config")
+FIX = "Use a new output directory (--output-dir), or pass overwrite=True (--overwrite) to delete the old run."
+
+
+@dataclass
+class ReinforceConfig:
+    """The resolved configuration of a run (see the module docstring for which fields must match on a rerun).
+
+    Example:
+        >>> config = ReinforceConfig(policy={"name": "rrc", "ops": []}, num_samples=4, topk=5, seed=0,
+        ...                          shard_size=100, teacher=[{"spec": {"arch": "resnet18"}}])
+        >>> rerun = ReinforceConfig(**{**config.to_dict(), "seed": 1})
+        >>> rerun.conflicts(config)  # what changed from the recorded run to the rerun
+        ['seed: 0 -> 1']
+    """
+
+    policy: dict[str, Any]
+    num_samples: int
+    topk: int
+    seed: int
+    shard_size: int
+    teacher: list[dict[str, Any]]
+    precision: str = "fp32"
+    columns: dict[str, str | None] = field(default_factory=dict)
+    dataset: dict[str, Any] = field(default_factory=dict)
+    num_classes: int | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    format_version: int = 1
+
+    # -- identity ---------------------------------------------------------------------------------------------
+    def plan(self) -> dict[str, Any]:
+        """The fields that decide the output before any teacher is loaded."""
+        plan = {name: getattr(self, name) for name in PLAN_FIELDS}
+        plan["dataset"] = {k: self.dataset.get(k) for k in DATASET_PLAN_FIELDS}
+        plan["teacher"] = [{k: m["spec"].get(k) for k in MEMBER_PLAN_FIELDS} for m in self.teacher]
+        return _as_json(plan)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the canonical JSON of :meth:`plan`."""
+        return hashlib.sha256(json.dumps(self.plan(), sort_keys=True).encode()).hexdigest()
+
+    def conflicts(self, other: ReinforceConfig) -> list[str]:
+        """Plan fields that differ from ``other``'s, as ``"name: other -> self"``."""
+        return _differences(other.plan(), self.plan())
+
+    def teacher_conflicts(self, other: ReinforceConfig) -> list[str]:
+        """Teacher fields (weight hashes, class counts, data configs) that differ from ``other``'s."""
+        mine, theirs = self._teacher_fields(), other._teacher_fields()
+        if None in (mine, theirs):
+            return []
+        return _differences({"teacher": theirs}, {"teacher": mine})
+
+    def _teacher_fields(self) -> list[dict[str, Any]] | None:
+        if any("sha256" not in m for m in self.teacher):
+            return None
+        return _as_json([{k: m.get(k) for k in MEMBER_TEACHER_FIELDS} for m in self.teacher])
+
+    def check_compatible(self, existing: ReinforceConfig, output_dir: str) -> None:
+        """Raises :class:`ConfigConflictError` unless this config may resume ``existing``'s run."""
+        differences = self.conflicts(existing) + self.teacher_conflicts(existing)
+        if differences:
+            raise ConfigConflictError(
+                f"{output_dir!r} holds a run made with a different configuration ({'; '.join(differences)}); refusing "
+                f"to mix them. {FIX}"
+            )
+
+    # -- files ------------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return _as_json(asdict(self))
+
+    def save(self, output_dir: str) -> None:
+        """Writes ``reinforce_config.json`` atomically."""
+        write_json_atomic(os.path.join(output_dir, CONFIG_FILE), self.to_dict())
+
+    @classmethod
+    def load(cls, output_dir: str) -> ReinforceConfig | None:
+        """The config saved in ``output_dir``, or None if there is none."""
+        path = os.path.join(output_dir, CONFIG_FILE)
+        if not os.path.exists(path):
+            return None
+        try:
+            return cls(**read_json(path))
+        except (TypeError, ValueError) as err:
+            raise ConfigConflictError(f"{path} is not a hf-dr reinforce config ({err}). {FIX}") from err
+
+
+def _as_json(value: Any) -> Any:
+    return json.loads(json.dumps(value))
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [d for k in sorted(set(old) | set(new), key=str)
+                for d in _differences(old.get(k), new.get(k), f"{prefix}{k}.")]
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [d for i, (a, b) in enumerate(zip(old, new, strict=True)) for d in _differences(a, b, f"{prefix}{i}.")]
+    return [] if old == new else [f"{prefix.rstrip('.')}: {_short(old)} -> {_short(new)}"]
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries whose code decides the output."""
+    import accelerate
+    import datasets
+    import numpy
+    import PIL
+    import pyarrow
+    import timm
+    import torch
+    import torchvision
+
+    from hf_dr import __version__
+
+    modules = {"hf_dr": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+               "timm": timm.__version__, "datasets": datasets.__version__, "pyarrow": pyarrow.__version__,
+               "accelerate": accelerate.__version__, "numpy": numpy.__version__, "pillow": PIL.__version__}
+    return {**modules, "python": platform.python_version()}

@@ -1,0 +1,104 @@
+"""Assembling a shard's Arrow table (key, label, N records per row) straight from NumPy batches.
+
+Records arrive in row-major ``(row, index)`` order, chunk by chunk, with their params already in Arrow;
+:class:`ShardTable` checks that the chunks are contiguous and complete (every view of every row exactly once, in
+order) before it builds the table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import datasets
+import numpy as np
+import pyarrow as pa
+import torch
+
+from hf_dr.augment.policy import AugmentationPolicy
+from hf_dr.data.schema import REINFORCEMENTS_COLUMN, class_id_dtype, reinforcement_features
+from hf_dr.errors import CorruptShardError
+from hf_dr.generate.storage import Shard
+
+
+def output_features(
+    policy: AugmentationPolicy,
+    topk: int,
+    num_classes: int,
+    key_column: str,
+    label_column: str | None = None,
+    label_feature: Any = None,
+) -> datasets.Features:
+    """Features of the output rows: the key, the label (when the source has one) and the N records.
+
+    Example:
+        >>> from hf_dr import create_policy
+        >>> list(output_features(create_policy("rrc"), 5, 10, "key", "label", datasets.ClassLabel(num_classes=10)))
+        ['key', 'label', 'reinforcements']
+    """
+    base = reinforcement_features(policy, topk, num_classes, key_column=key_column)
+    features = {key_column: base[key_column]}
+    if label_column is not None:
+        features[label_column] = label_feature
+    features[REINFORCEMENTS_COLUMN] = base[REINFORCEMENTS_COLUMN]
+    return datasets.Features(features)
+
+
+class ShardTable:
+    """Collects one shard's records and builds its table.
+
+    Args:
+        shard (`Shard`): the rows.
+        features (`datasets.Features`): from :func:`output_features`.
+        keys (`Sequence[str]`): every source row's key.
+        labels (`Sequence`, *optional*): every source row's label.
+        num_samples (`int`): records per row (N).
+        num_classes (`int`): for the class id type.
+    """
+
+    def __init__(self, shard: Shard, features: datasets.Features, keys: Sequence[str], labels: Sequence[Any] | None,
+                 num_samples: int, num_classes: int) -> None:
+        self.shard, self.features, self.keys, self.labels = shard, features, keys, labels
+        self.num_samples, self.id_dtype = num_samples, class_id_dtype(num_classes)
+        self.received = 0
+        self.params: list[pa.Array] = []
+        self.ids: list[np.ndarray] = []
+        self.probs: list[np.ndarray] = []
+
+    def add(self, start: int, stop: int, params: pa.Array, ids: torch.Tensor, probs: torch.Tensor) -> None:
+        """Appends the records of the shard's views ``[start, stop)``: params (Arrow), top-k ids and probabilities."""
+        if start != self.received or not len(params) == len(ids) == len(probs) == stop - start:
+            raise CorruptShardError(f"{self.shard.path}: views [{start}, {stop}) arrived after {self.received}")
+        self.received = stop
+        self.params.append(params)
+        self.ids.append(ids.cpu().numpy().astype(self.id_dtype))
+        self.probs.append(probs.cpu().to(torch.float16).numpy())
+
+    def build(self) -> pa.Table:
+        """The shard's table; :class:`CorruptShardError` unless every view arrived."""
+        expected = self.shard.num_rows * self.num_samples
+        if self.received != expected:
+            raise CorruptShardError(f"{self.shard.path}: got {self.received} views, expected {expected}")
+        schema = self.features.arrow_schema
+        list_type = schema.field(REINFORCEMENTS_COLUMN).type
+        record_type = list_type.value_type
+        records = pa.StructArray.from_arrays(
+            [pa.concat_arrays(self.params).cast(record_type.field("params").type),
+             _fixed_lists(np.concatenate(self.ids), record_type.field("ids").type),
+             _fixed_lists(np.concatenate(self.probs), record_type.field("probs").type)],
+            fields=list(record_type),
+        )
+        offsets = pa.array(np.arange(0, expected + 1, self.num_samples, dtype=np.int32))
+        columns = {name: None for name in schema.names}
+        key_column = schema.names[0]
+        columns[key_column] = pa.array(self.keys[self.shard.start : self.shard.stop], type=pa.string())
+        if len(schema.names) == 3:
+            columns[schema.names[1]] = pa.array(self.labels[self.shard.start : self.shard.stop],
+                                                type=schema.field(1).type)
+        columns[REINFORCEMENTS_COLUMN] = pa.ListArray.from_arrays(offsets, records, type=list_type)
+        return pa.Table.from_arrays(list(columns.values()), schema=schema)
+
+
+def _fixed_lists(values: np.ndarray, list_type: pa.DataType) -> pa.Array:
+    flat = pa.array(values.reshape(-1), type=list_type.value_type)
+    return pa.FixedSizeListArray.from_arrays(flat, list_type.list_size)

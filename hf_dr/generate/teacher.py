@@ -1,0 +1,383 @@
+"""Teachers: one timm model or an ensemble of them whose softmax probabilities are averaged.
+
+A member is named by a *spec*:
+
+- ``"resnet50.a1_in1k"``: a timm model with its pretrained weights from the Hub (needs network access);
+- ``"resnet50=path/to/weights.safetensors"``: a timm architecture with local weights (``.safetensors``, ``.pth``);
+- ``"local-dir:path/to/dir"`` (or just an existing directory): a model saved with ``timm.models.save_for_hf``;
+- a dict ``{"arch": ..., "weights": ..., "input_size": [3, 288, 288], ...}``, e.g. one entry of a teacher spec file
+  (:func:`load_teacher_spec`), whose optional ``input_size``, ``interpolation``, ``mean``, ``std``, ``crop_pct``
+  override the member's timm data config.
+
+Every member sees the augmented crop at its own input size, interpolation and normalisation (its resolved timm data
+config). Members with the same weights are refused (timm 1.0.31 maps the four ``ig_resnext101_32x*d`` names to one
+checkpoint), checked by :func:`state_dict_sha256`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import torch
+
+from hf_dr.errors import ClassCountMismatchError, HfDrError, InvalidConfigError, TeacherError
+
+DATA_CONFIG_KEYS = ("input_size", "interpolation", "mean", "std", "crop_pct")
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class WeightsNotFoundError(HfDrError, FileNotFoundError):
+    """A teacher member's local weights file or directory does not exist."""
+
+
+@dataclass(frozen=True)
+class MemberSpec:
+    """How to build one teacher member (see the module docstring for the string forms).
+
+    Args:
+        arch (`str`): timm model name, optionally with a pretrained tag (``"resnet50.a1_in1k"``); ``"local-dir"``
+            for a directory saved with ``save_for_hf``.
+        weights (`str`, *optional*): a local weights file or ``save_for_hf`` directory; Hub weights when None.
+        num_classes (`int`, *optional*): head size; read from the weights file when not given.
+        input_size, interpolation, mean, std, crop_pct (*optional*): overrides of the member's timm data config.
+
+    Example:
+        >>> MemberSpec.parse("resnet18=weights/r18.safetensors")
+        MemberSpec(arch='resnet18', weights='weights/r18.safetensors', num_classes=None, input_size=None, \
+interpolation=None, mean=None, std=None, crop_pct=None)
+    """
+
+    arch: str
+    weights: str | None = None
+    num_classes: int | None = None
+    input_size: tuple[int, int, int] | None = None
+    interpolation: str | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    crop_pct: float | None = None
+
+    @classmethod
+    def parse(cls, spec: str | dict[str, Any] | MemberSpec) -> MemberSpec:
+        """A spec from a string, a dict (one entry of a spec file) or a spec."""
+        if isinstance(spec, MemberSpec):
+            return spec
+        if isinstance(spec, dict):
+            return cls.from_dict(spec)
+        if spec.startswith("local-dir:"):
+            return cls("local-dir", weights=spec[len("local-dir:"):])
+        if "=" in spec:
+            arch, weights = spec.split("=", 1)
+            return cls(arch.strip(), weights=weights.strip())
+        if os.path.isdir(spec):
+            return cls("local-dir", weights=spec)
+        return cls(spec)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> MemberSpec:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown or "arch" not in values:
+            raise InvalidConfigError(
+                f"a teacher member needs 'arch' and accepts only {sorted(known)}, but got keys {sorted(values)}"
+            )
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The non-empty fields, JSON-serialisable (the inverse of :meth:`from_dict`)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items() if v is not None}
+
+    @property
+    def overrides(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in DATA_CONFIG_KEYS if getattr(self, k) is not None}
+
+    def __str__(self) -> str:
+        if self.weights is None:
+            return self.arch
+        return f"local-dir:{self.weights}" if self.arch == "local-dir" else f"{self.arch}={self.weights}"
+
+
+def load_teacher_spec(path: str | os.PathLike) -> list[MemberSpec]:
+    """Reads a teacher spec file: a JSON list of members, or ``{"members": [...]}``.
+
+    Example:
+        >>> import json, tempfile
+        >>> with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        ...     json.dump([{"arch": "resnet18", "weights": "r18.safetensors", "input_size": [3, 64, 64]}], f)
+        >>> load_teacher_spec(f.name)[0].input_size
+        (3, 64, 64)
+    """
+    if not os.path.isfile(path):
+        raise WeightsNotFoundError(f"teacher spec file {str(path)!r} does not exist; pass the path of a JSON file")
+    with open(path) as f:
+        content = json.load(f)
+    members = content.get("members") if isinstance(content, dict) else content
+    if not isinstance(members, list) or not members:
+        raise InvalidConfigError(f"{path}: a teacher spec is a non-empty JSON list of members or {{'members': [...]}}")
+    return [MemberSpec.parse(m) for m in members]
+
+
+def state_dict_sha256(module: torch.nn.Module) -> str:
+    """SHA-256 over a module's state dict: every tensor's name, dtype, shape and bytes, in sorted name order.
+
+    Example:
+        >>> state_dict_sha256(torch.nn.Linear(2, 2)) == state_dict_sha256(torch.nn.Linear(2, 2))
+        False
+    """
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    """The pixels a member needs: channels, height, width and the crop's resize interpolation."""
+
+    channels: int
+    height: int
+    width: int
+    interpolation: str
+
+
+@dataclass
+class Member:
+    """A loaded member: the model, its spec, resolved data config and weight hash."""
+
+    spec: MemberSpec
+    model: torch.nn.Module
+    data_config: dict[str, Any]
+    sha256: str
+    num_classes: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.num_classes = int(self.model.num_classes)
+
+    @property
+    def view(self) -> ViewSpec:
+        channels, height, width = (int(v) for v in self.data_config["input_size"])
+        return ViewSpec(channels, height, width, str(self.data_config["interpolation"]))
+
+    def describe(self) -> dict[str, Any]:
+        """Spec, weight hash, class count and resolved data config, for the run's config file."""
+        config = {k: list(v) if isinstance(v, tuple) else v for k, v in self.data_config.items()}
+        return {"spec": self.spec.to_dict(), "sha256": self.sha256, "num_classes": self.num_classes,
+                "data_config": config}
+
+
+def load_member(spec: str | dict[str, Any] | MemberSpec) -> Member:
+    """Builds one member in eval mode on the CPU (see :class:`MemberSpec` for the forms).
+
+    Example:
+        >>> member = load_member("resnet18=weights/r18.safetensors")  # doctest: +SKIP
+        >>> member.view  # doctest: +SKIP
+        ViewSpec(channels=3, height=224, width=224, interpolation='bicubic')
+    """
+    import timm
+
+    spec = MemberSpec.parse(spec)
+    overlay = dict(spec.overrides)
+    kwargs: dict[str, Any] = {}
+    name = spec.arch
+    if spec.weights is not None:
+        _check_exists(spec)
+        if spec.arch == "local-dir" or os.path.isdir(spec.weights):
+            name = f"local-dir:{spec.weights}"
+        else:
+            num_classes = spec.num_classes or head_size(spec.arch, spec.weights)
+            overlay["file"] = spec.weights
+            if num_classes is not None:
+                overlay["num_classes"] = kwargs["num_classes"] = num_classes
+    elif spec.num_classes is not None:
+        _refuse_random_head(spec)
+    try:
+        model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
+    except (RuntimeError, OSError, ValueError) as err:
+        raise TeacherError(
+            f"could not build teacher member {str(spec)!r}: {_first_line(err)}. Check the architecture name "
+            "(timm.list_models()), that the weights belong to it, and for Hub weights that the Hub is reachable."
+        ) from err
+    model.eval().requires_grad_(False)
+    data_config = timm.data.resolve_model_data_config(model)
+    return Member(spec, model, data_config, state_dict_sha256(model))
+
+
+def _refuse_random_head(spec: MemberSpec) -> None:
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(spec.arch)
+    if cfg is not None and cfg.num_classes != spec.num_classes:
+        raise TeacherError(
+            f"teacher member {str(spec)!r}: num_classes={spec.num_classes} would replace the pretrained "
+            f"{cfg.num_classes}-class head with a random one. A teacher needs a head trained on your classes: pass "
+            "its fine-tuned weights (ARCH=weights.safetensors)."
+        )
+
+
+def head_size(arch: str, weights: str) -> int | None:
+    """The class count of the classifier stored in ``weights`` for timm architecture ``arch`` (None if unknown)."""
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(arch)
+    classifiers = cfg.classifier if cfg is not None else None
+    classifiers = [classifiers] if isinstance(classifiers, str) else list(classifiers or [])
+    shapes = _tensor_shapes(weights)
+    for classifier in classifiers:
+        shape = shapes.get(f"{classifier}.weight") or shapes.get(f"{classifier}.bias")
+        if shape:
+            return int(shape[0])
+    return None
+
+
+def _tensor_shapes(path: str) -> dict[str, tuple[int, ...]]:
+    if path.endswith(".safetensors"):
+        from safetensors import safe_open
+
+        with safe_open(path, framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    state = state.get("state_dict", state) if isinstance(state, dict) else {}
+    return {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
+def _check_exists(spec: MemberSpec) -> None:
+    if not os.path.exists(spec.weights):
+        raise WeightsNotFoundError(
+            f"weights of teacher member {str(spec)!r} not found at {os.path.abspath(spec.weights)!r}; pass an "
+            "existing .safetensors/.pth file (ARCH=FILE) or a directory saved with timm's save_for_hf"
+        )
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
+class Teacher(torch.nn.Module):
+    """An ensemble of :class:`Member` models: averages their softmax probabilities (float32).
+
+    Each member reads the ``uint8`` view of its :class:`ViewSpec`; :attr:`views` lists the distinct views (members
+    with equal views share one) and :meth:`forward` takes one batch per view.
+
+    Args:
+        members (`Sequence[Member]`): loaded members (see :func:`create_teacher`).
+        precision (`str`, *optional*, defaults to ``"fp32"``): ``"fp32"``, ``"bf16"`` or ``"fp16"`` (autocast).
+        channels_last (`bool`, *optional*, defaults to False): run the members in channels-last memory format.
+    """
+
+    def __init__(self, members: Sequence[Member], precision: str = "fp32", channels_last: bool = False) -> None:
+        super().__init__()
+        if not members:
+            raise TeacherError("a teacher needs at least one member")
+        if precision not in PRECISIONS:
+            raise InvalidConfigError(f"precision should be one of {sorted(PRECISIONS)}, but got {precision!r}.")
+        _refuse_duplicates(members)
+        counts = {m.num_classes for m in members}
+        if len(counts) > 1:
+            raise TeacherError(f"ensemble members predict different class counts: {_names_by(members, 'num_classes')}")
+        self.members = list(members)
+        self.models = torch.nn.ModuleList(m.model for m in members)
+        self.num_classes = counts.pop()
+        self.precision, self.channels_last = precision, bool(channels_last)
+        self.views: list[ViewSpec] = list(dict.fromkeys(m.view for m in members))
+        self._view_of = [self.views.index(m.view) for m in members]
+        if self.channels_last:
+            self.models.to(memory_format=torch.channels_last)
+
+    def forward(self, views: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Averaged class probabilities ``float32 [B, num_classes]`` from ``uint8 [B, C, H, W]`` batches, one per
+        entry of :attr:`views`."""
+        total = None
+        for member, model, view in zip(self.members, self.models, self._view_of, strict=True):
+            pixels = _normalize(views[view], member.data_config["mean"], member.data_config["std"])
+            if self.channels_last:
+                pixels = pixels.contiguous(memory_format=torch.channels_last)
+            with self._autocast(pixels.device.type):
+                logits = model(pixels)
+            probs = logits.float().softmax(dim=-1)
+            total = probs if total is None else total + probs
+        return total / len(self.members)
+
+    def _autocast(self, device_type: str) -> contextlib.AbstractContextManager:
+        dtype = PRECISIONS[self.precision]
+        return contextlib.nullcontext() if dtype is None else torch.autocast(device_type, dtype=dtype)
+
+    def describe(self) -> list[dict[str, Any]]:
+        """One entry per member (spec, weight hash, class count, data config)."""
+        return [m.describe() for m in self.members]
+
+    def check_num_classes(self, num_classes: int | None) -> None:
+        """Raises :class:`ClassCountMismatchError` if the dataset's class count differs from the teacher's."""
+        if num_classes is not None and num_classes != self.num_classes:
+            raise ClassCountMismatchError(
+                f"the teacher predicts {self.num_classes} classes but the dataset's labels have {num_classes}; use "
+                f"a teacher fine-tuned on this dataset's labels (a head with {num_classes} outputs)"
+            )
+
+
+def _normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """Batched :class:`hf_dr.augment.functional.Normalizer`, same float32 arithmetic (so replay matches exactly)."""
+    channels = images.shape[1]
+    mean_t = torch.tensor(_per_channel(mean, channels), dtype=torch.float32).view(1, -1, 1, 1)
+    std_t = torch.tensor(_per_channel(std, channels), dtype=torch.float32).view(1, -1, 1, 1)
+    offset, scale = (mean_t * 255.0).to(images.device), (1.0 / (std_t * 255.0)).to(images.device)
+    return images.float().sub_(offset).mul_(scale)
+
+
+def _per_channel(values: Sequence[float], channels: int) -> list[float]:
+    values = [float(v) for v in values]
+    if len(values) == channels:
+        return values
+    return [sum(values) / len(values)] * channels
+
+
+def _refuse_duplicates(members: Sequence[Member]) -> None:
+    by_hash: dict[str, list[str]] = {}
+    for member in members:
+        by_hash.setdefault(member.sha256, []).append(str(member.spec))
+    same = [names for names in by_hash.values() if len(names) > 1]
+    if same:
+        raise TeacherError(
+            f"ensemble members {same} have identical weights (same state-dict SHA-256); an ensemble of copies is "
+            "one model. Pin distinct checkpoints (exact pretrained tags or different weight files)."
+        )
+
+
+def _names_by(members: Sequence[Member], attribute: str) -> dict[str, Any]:
+    return {str(m.spec): getattr(m, attribute) for m in members}
+
+
+def create_teacher(
+    members: str | MemberSpec | dict[str, Any] | Sequence[str | MemberSpec | dict[str, Any]],
+    num_classes: int | None = None,
+    precision: str = "fp32",
+    channels_last: bool = False,
+    device: str | torch.device = "cpu",
+) -> Teacher:
+    """Loads a teacher: one member or an ensemble averaging its members' probabilities.
+
+    Args:
+        members: one spec or a list of specs (strings, dicts or :class:`MemberSpec`; see the module docstring).
+        num_classes (`int`, *optional*): the class count the dataset has; a teacher predicting another count is
+            refused with :class:`ClassCountMismatchError`.
+        precision (`str`, *optional*, defaults to ``"fp32"``): autocast precision (``"bf16"``/``"fp16"`` on GPU).
+        channels_last (`bool`, *optional*, defaults to False): channels-last memory format.
+        device (`str` or `torch.device`, *optional*, defaults to ``"cpu"``): where the members run.
+
+    Example:
+        >>> members = ["resnet18=a.safetensors", "resnet18=b.safetensors"]
+        >>> teacher = create_teacher(members, num_classes=10)  # doctest: +SKIP
+        >>> teacher.num_classes, len(teacher.members)  # doctest: +SKIP
+        (10, 2)
+    """
+    specs = [members] if isinstance(members, (str, MemberSpec, dict)) else list(members)
+    teacher = Teacher([load_member(s) for s in specs], precision=precision, channels_last=channels_last)
+    teacher.check_num_classes(num_classes)
+    return teacher.to(device)

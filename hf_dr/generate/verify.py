@@ -1,0 +1,190 @@
+"""Verify that a reinforced dataset replays what its teacher saw: replay stored augmentations, run the teacher
+again, compare with the stored top-k. Also compares recorded library versions and source keys with today's."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import datasets
+import numpy as np
+import torch
+
+from hf_dr.augment.policy import AugmentationPolicy
+from hf_dr.augment.registry import policy_from_config
+from hf_dr.data.soft_labels import densify
+from hf_dr.data.sources import keys_sha256, scan_keys
+from hf_dr.errors import DataMismatchError
+from hf_dr.generate.render import policy_for_view, render_view
+from hf_dr.generate.run_config import ReinforceConfig, library_versions
+from hf_dr.generate.teacher import Teacher, create_teacher
+
+DRIFT_SENSITIVE = ("torch", "torchvision", "pillow", "hf_dr")
+# float16 storage rounds probabilities by at most 2.5e-4; half-precision teachers add ~1e-2 run to run
+PROB_TOLERANCE = {"fp32": 0.005, "bf16": 0.05, "fp16": 0.05}
+
+
+@dataclass
+class VerifyReport:
+    """What :func:`verify` found. ``passed`` is False when agreement falls below the thresholds."""
+
+    checked: int
+    top1_agreement: float
+    max_abs_prob_diff: float
+    mean_kl: float
+    min_agreement: float
+    prob_tolerance: float
+    version_changes: list[str] = field(default_factory=list)
+    source_changes: list[str] = field(default_factory=list)
+    teacher_changes: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.top1_agreement >= self.min_agreement and self.max_abs_prob_diff <= self.prob_tolerance
+
+    @property
+    def likely_cause(self) -> str | None:
+        """The most likely reason for a failure, from what changed since generation."""
+        if self.passed:
+            return None
+        if self.teacher_changes:
+            return "the teacher differs from the one that labelled the data: " + "; ".join(self.teacher_changes)
+        drift = [c for c in self.version_changes if c.split(":")[0] in DRIFT_SENSITIVE]
+        if drift:
+            return f"library drift changed the replayed images: {'; '.join(drift)} (install the recorded versions)"
+        if self.source_changes:
+            return "the source rows changed since reinforcement: " + "; ".join(self.source_changes)
+        return ("the replayed images differ from the ones the teacher saw: an augmentation op or its settings "
+                "changed, or images were re-encoded or no longer match their keys")
+
+    def summary(self) -> str:
+        lines = [
+            f"checked {self.checked} (sample, reinforcement) pairs",
+            f"top-1 agreement {self.top1_agreement:.4f} (needs >= {self.min_agreement})",
+            f"max |p_stored - p_teacher| on stored classes {self.max_abs_prob_diff:.4f} "
+            f"(needs <= {self.prob_tolerance})",
+            f"mean KL(stored || teacher) {self.mean_kl:.5f}",
+        ]
+        lines += [f"version changed: {c}" for c in self.version_changes]
+        lines += [f"source changed: {c}" for c in self.source_changes]
+        lines += [f"teacher changed: {c}" for c in self.teacher_changes]
+        lines.append("PASSED" if self.passed else f"FAILED: {self.likely_cause}")
+        return "\n".join(lines)
+
+
+def verify(
+    reinforcements: datasets.Dataset,
+    images: datasets.Dataset,
+    config: ReinforceConfig,
+    teacher: Teacher | None = None,
+    samples: int = 64,
+    seed: int = 0,
+    policy: AugmentationPolicy | None = None,
+    min_agreement: float = 0.98,
+    prob_tolerance: float | None = None,
+) -> VerifyReport:
+    """Replays ``samples`` random (sample, reinforcement) pairs and compares the teacher's output with the stored one.
+
+    Args:
+        reinforcements (`datasets.Dataset`): rows with ``key`` and ``reinforcements`` (see ``load_reinforcements``).
+        images (`datasets.Dataset`): the source images (columns as recorded in ``config.columns``).
+        config (`ReinforceConfig`): the run's recorded config.
+        teacher (`Teacher`, *optional*): defaults to the recorded members (their weights must be reachable).
+        samples (`int`, *optional*, defaults to 64): pairs to check.
+        seed (`int`, *optional*, defaults to 0): which pairs.
+        policy (`AugmentationPolicy`, *optional*): replay with this policy instead of the recorded one.
+        min_agreement (`float`, *optional*, defaults to 0.98): least top-1 agreement that passes.
+        prob_tolerance (`float`, *optional*): largest probability difference that passes; defaults to 0.005 for a
+            run labelled in fp32 and 0.05 in bf16/fp16.
+
+    Example:
+        >>> report = verify(load_reinforcements("out"), source, ReinforceConfig.load("out"))  # doctest: +SKIP
+        >>> report.passed  # doctest: +SKIP
+        True
+    """
+    teacher = teacher or create_teacher([m["spec"] for m in config.teacher])
+    prob_tolerance = PROB_TOLERANCE.get(config.precision, 0.05) if prob_tolerance is None else prob_tolerance
+    policy = policy or policy_from_config(config.policy)
+    image_column, key_column = config.columns.get("image", "image"), config.columns.get("key")
+    keys = scan_keys(images, image_column, key_column)
+    rows = {key: row for row, key in enumerate(keys)}
+    pairs = _pick_pairs(reinforcements, samples, seed)
+    stored_ids, stored_probs, teacher_probs = [], [], []
+    for key, _, record in pairs:
+        if key not in rows:
+            raise DataMismatchError(f"reinforced key {key!r} is not in the source images; load the source revision "
+                                    f"{config.dataset.get('revision')!r} of {config.dataset.get('id')!r}")
+        params = policy.decode(record["params"])
+        image = images[rows[key]][image_column]
+        partner = _partner(policy, params, images, rows, image_column)
+        views = [render_view(policy_for_view(policy, v.interpolation), image, params, v, partner)[None]
+                 for v in teacher.views]
+        with torch.inference_mode():
+            teacher_probs.append(teacher(views)[0])
+        stored_ids.append(record["ids"])
+        stored_probs.append(record["probs"])
+    return _report(stored_ids, stored_probs, torch.stack(teacher_probs), config, teacher, keys, min_agreement,
+                   prob_tolerance)
+
+
+def _pick_pairs(reinforcements: datasets.Dataset, samples: int, seed: int) -> list[tuple[str, int, dict[str, Any]]]:
+    generator = np.random.default_rng(seed)
+    table = reinforcements.with_format("arrow")
+    rows = generator.choice(len(reinforcements), size=min(samples, len(reinforcements)), replace=False)
+    pairs = []
+    for row in sorted(int(r) for r in rows):
+        record_row = table[row]
+        records = record_row.column("reinforcements")[0].values
+        index = int(generator.integers(len(records)))
+        pairs.append((record_row.column("key")[0].as_py(), index, records[index].as_py()))
+    return pairs
+
+
+def _partner(policy: AugmentationPolicy, params: dict[str, Any], images: datasets.Dataset, rows: dict[str, int],
+             image_column: str) -> Any:
+    mixing = policy.mixing
+    if mixing is None or not params[mixing.name]["mode"]:
+        return None
+    return images[rows[params[mixing.name]["partner_key"]]][image_column]
+
+
+def _report(stored_ids: list[list[int]], stored_probs: list[list[float]], teacher_probs: torch.Tensor,
+            config: ReinforceConfig, teacher: Teacher, keys: list[str], min_agreement: float,
+            prob_tolerance: float) -> VerifyReport:
+    ids = torch.tensor(stored_ids)
+    probs = torch.tensor(stored_probs, dtype=torch.float32)
+    agreement = (teacher_probs.argmax(-1) == ids[:, 0]).float().mean().item()
+    max_diff = (teacher_probs.gather(-1, ids) - probs).abs().max().item()
+    stored_dense = densify(ids, probs, teacher_probs.shape[-1])
+    kl = (stored_dense * (stored_dense.clamp_min(1e-12).log() - teacher_probs.clamp_min(1e-12).log())).sum(-1)
+    return VerifyReport(
+        checked=len(stored_ids), top1_agreement=agreement, max_abs_prob_diff=max_diff,
+        mean_kl=float(kl.mean()) if math.isfinite(float(kl.mean())) else float("inf"),
+        min_agreement=min_agreement, prob_tolerance=prob_tolerance,
+        version_changes=_version_changes(config.versions), source_changes=_source_changes(config, keys),
+        teacher_changes=_teacher_changes(config, teacher),
+    )
+
+
+def _version_changes(recorded: dict[str, str]) -> list[str]:
+    current = library_versions()
+    return [f"{name}: {old} -> {current.get(name)}" for name, old in recorded.items() if current.get(name) != old]
+
+
+def _source_changes(config: ReinforceConfig, keys: list[str]) -> list[str]:
+    changes = []
+    if config.dataset.get("num_rows") not in (None, len(keys)):
+        changes.append(f"{config.dataset['num_rows']} rows reinforced, {len(keys)} now")
+    if config.dataset.get("keys_sha256") not in (None, keys_sha256(keys)):
+        changes.append("the keys or their row order differ from the reinforced source (samples are matched by key; "
+                       "check that images still match their keys)")
+    return changes
+
+
+def _teacher_changes(config: ReinforceConfig, teacher: Teacher) -> list[str]:
+    recorded = [m.get("sha256") for m in config.teacher]
+    current = [m.sha256 for m in teacher.members]
+    if None in recorded or recorded == current:
+        return []
+    return [f"member weight hashes {[h[:12] for h in recorded]} -> {[h[:12] for h in current]}"]

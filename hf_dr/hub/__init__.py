@@ -1,0 +1,6 @@
+"""Publishing and loading reinforced datasets on the Hugging Face Hub: push with a dataset card, load back with the
+replay set, and pictures of a sample's reinforcements.
+
+May import: ``hf_dr.errors``, ``hf_dr.augment``, ``hf_dr.data``, ``hf_dr.generate`` and third-party libraries.
+Not ``train``, ``demo`` or ``cli``.
+"""

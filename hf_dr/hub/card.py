@@ -1,0 +1,274 @@
+"""Dataset cards of pushed reinforcement runs: statistics, figures and the card rendered from ``cards/``.
+
+The card is a :class:`huggingface_hub.DatasetCard` rendered with :meth:`~huggingface_hub.DatasetCard.from_template`
+from ``cards/reinforced_dataset.md``. Its YAML carries the license, task category, tags, ``configs`` (so
+``datasets.load_dataset(repo_id)`` finds the split) and ``dataset_info``; its prose says what the dataset is, how to
+load and train on it, the teacher members and their hashes, the policy and its parameters, N, k, bytes per
+reinforcement, the generation cost, figures and the paper's citation.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from datasets.info import DatasetInfosDict
+from datasets.utils.metadata import MetadataConfigs
+from huggingface_hub import DatasetCard, DatasetCardData
+
+from hf_dr.data.schema import REINFORCEMENTS_COLUMN
+from hf_dr.errors import DataMismatchError
+from hf_dr.generate.run_config import ReinforceConfig
+
+TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "cards" / "reinforced_dataset.md"
+CONFIDENCE_FIGURE = "assets/teacher_confidence.png"
+SAMPLES_FIGURE = "assets/replayed_samples.png"
+HISTOGRAM_BINS = 20
+GRID_PANELS = 7
+TAGS = ["dataset-reinforcement", "knowledge-distillation", "soft-labels", "data-augmentation", "hf-dr"]
+PAPER_URL = "https://arxiv.org/abs/2303.08983"
+CITATION = """@InProceedings{Faghri_2023_ICCV,
+    author    = {Faghri, Fartash and Pouransari, Hadi and Mehta, Sachin and Farajtabar, Mehrdad and Farhadi, Ali and
+                 Rastegari, Mohammad and Tuzel, Oncel},
+    title     = {Reinforce Data, Multiply Impact: Improved Model Accuracy and Robustness with Dataset Reinforcement},
+    booktitle = {Proceedings of the IEEE/CVF International Conference on Computer Vision (ICCV)},
+    month     = {October},
+    year      = {2023}
+}"""
+
+
+# -- statistics -----------------------------------------------------------------------------------------------------
+def reinforcement_stats(shard_paths: Sequence[str], manifest: dict[str, Any], config: ReinforceConfig
+                        ) -> dict[str, Any]:
+    """Sizes and teacher-confidence statistics of a run, read shard by shard.
+
+    Returns a dict with ``num_rows``, ``num_reinforcements``, ``num_bytes``, ``bytes_per_reinforcement``,
+    ``forward_passes`` (views x teacher members), ``histogram`` (counts of the stored top-1 probabilities in
+    ``HISTOGRAM_BINS`` bins over [0, 1]), ``mean_top1`` and ``label_agreement`` (share of stored views whose teacher
+    top-1 is the label; None without labels).
+
+    Example:
+        >>> stats = reinforcement_stats(paths, verify_run("run/"), ReinforceConfig.load("run/"))  # doctest: +SKIP
+        >>> round(stats["bytes_per_reinforcement"], 1)  # doctest: +SKIP
+        39.4
+    """
+    counts = np.zeros(HISTOGRAM_BINS, dtype=np.int64)
+    top1_sum, agree, total = 0.0, 0, 0
+    label_column = config.columns.get("label")
+    for path in shard_paths:
+        table = pq.read_table(path, columns=[REINFORCEMENTS_COLUMN] + ([label_column] if label_column else []))
+        records = pc.list_flatten(table.column(REINFORCEMENTS_COLUMN))
+        top1 = pc.list_element(pc.struct_field(records, "probs"), 0).to_numpy().astype(np.float64)
+        counts += np.histogram(top1, bins=HISTOGRAM_BINS, range=(0.0, 1.0))[0]
+        top1_sum, total = top1_sum + float(top1.sum()), total + len(top1)
+        if label_column is not None:
+            lengths = pc.list_value_length(table.column(REINFORCEMENTS_COLUMN)).to_numpy()
+            labels = np.repeat(table.column(label_column).to_numpy(), lengths)
+            agree += int((pc.list_element(pc.struct_field(records, "ids"), 0).to_numpy() == labels).sum())
+    num_bytes = sum(record["num_bytes"] for record in manifest["shards"])
+    return {
+        "num_rows": manifest["num_rows"], "num_reinforcements": total, "num_bytes": num_bytes,
+        "bytes_per_reinforcement": num_bytes / max(total, 1), "forward_passes": total * len(config.teacher),
+        "histogram": counts.tolist(), "mean_top1": top1_sum / max(total, 1),
+        "label_agreement": agree / max(total, 1) if label_column is not None else None,
+    }
+
+
+# -- figures --------------------------------------------------------------------------------------------------------
+def save_figures(staging: str, data_files: Sequence[str], stats: dict[str, Any], config: ReinforceConfig,
+                 layout: str) -> list[dict[str, str]]:
+    """Writes the card's figures under ``staging/assets``; returns ``{"path", "caption"}`` per figure.
+
+    The replayed-samples grid is made for the self-contained layout only: the metadata-only layout exists because
+    the images may not be redistributed, and a grid would publish some.
+    """
+    os.makedirs(os.path.join(staging, "assets"), exist_ok=True)
+    figures = [{"path": CONFIDENCE_FIGURE, "caption": "Teacher confidence: the stored top-1 probability of every "
+                "reinforcement."}]
+    save_confidence_histogram(stats["histogram"], os.path.join(staging, CONFIDENCE_FIGURE))
+    if layout == "self-contained":
+        save_samples_grid(os.path.join(staging, data_files[0]), config, os.path.join(staging, SAMPLES_FIGURE))
+        figures.append({"path": SAMPLES_FIGURE, "caption": "One image and some of its stored reinforcements, "
+                        "replayed, with the teacher's top-3 classes."})
+    return figures
+
+
+def save_confidence_histogram(counts: Sequence[int], path: str) -> str:
+    """A bar chart of stored top-1 probabilities (PNG, same bytes for the same counts)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6, 3.2), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    edges = np.linspace(0.0, 1.0, len(counts) + 1)
+    total = max(int(np.sum(counts)), 1)
+    axes.bar(edges[:-1], np.asarray(counts) / total, width=np.diff(edges), align="edge", color="#3b75af",
+             edgecolor="white")
+    axes.set_xlabel("teacher top-1 probability of a stored augmentation")
+    axes.set_ylabel("share of reinforcements")
+    axes.set_xlim(0.0, 1.0)
+    figure.tight_layout()
+    figure.savefig(path, format="png", metadata={"Software": None})
+    return path
+
+
+def save_samples_grid(data_file: str, config: ReinforceConfig, path: str) -> str:
+    """The first row of a self-contained data file and up to ``GRID_PANELS`` of its replayed reinforcements."""
+    from hf_dr.data.replay import ReinforcedTransform
+    from hf_dr.hub.show import render_grid, save_grid
+
+    columns = config.columns
+    table = datasets.Dataset(datasets.table.InMemoryTable(pq.read_table(data_file)))
+    transform = ReinforcedTransform(
+        table, config.policy, num_classes=config.num_classes, size=_grid_size(config), images=table,
+        image_column=columns.get("image", "image"), key_column=columns.get("key") or "key",
+        label_column=columns.get("label"),
+    )
+    row = table[0]
+    key = row[transform.key_column]
+    indices = [i for i in range(config.num_samples) if _replayable(transform, key, i)][:GRID_PANELS]
+    label = table.features.get(columns.get("label") or "")
+    names = label.names if isinstance(label, datasets.ClassLabel) else None
+    return save_grid(render_grid(transform, row[transform.image_column], key, indices, names), path)
+
+
+def _replayable(transform: Any, key: str, index: int) -> bool:
+    try:
+        transform.partner_for(transform.record(key, index))
+    except DataMismatchError:  # a mixing partner outside this file
+        return False
+    return True
+
+
+def _grid_size(config: ReinforceConfig) -> int:
+    side = _teacher_size(config)
+    return int(min(max(side, 96), 224))
+
+
+def _teacher_size(config: ReinforceConfig | dict[str, Any]) -> int:
+    teacher = config["teacher"] if isinstance(config, dict) else config.teacher
+    data_config = teacher[0].get("data_config") or {}
+    size = data_config.get("input_size") or teacher[0]["spec"].get("input_size") or (3, 224, 224)
+    return int(size[-1])
+
+
+# -- the card -------------------------------------------------------------------------------------------------------
+def card_data(meta: dict[str, Any], info: datasets.DatasetInfo, license: str, pretty_name: str) -> DatasetCardData:
+    """The card's YAML: license, task category, tags, size category, source, ``configs`` and ``dataset_info``."""
+    source = meta["source"]
+    data = DatasetCardData(
+        license=license, task_categories=["image-classification"], tags=list(TAGS), pretty_name=pretty_name,
+        size_categories=[size_category(meta["num_rows"] or 0)],
+        source_datasets=[f"extended|{source['id']}"] if source.get("id") else None,
+    )
+    split = meta["split"]
+    MetadataConfigs({"default": {"data_files": [{"split": split, "path": f"data/{split}-*"}]}}).to_dataset_card_data(
+        data)
+    DatasetInfosDict({"default": info}).to_dataset_card_data(data)
+    return data
+
+
+def size_category(num_rows: int) -> str:
+    """The Hub's ``size_categories`` value for a row count.
+
+    Example:
+        >>> size_category(50_000)
+        '10K<n<100K'
+    """
+    bounds = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
+              (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B")]
+    return next((name for bound, name in bounds if num_rows < bound), "n>1T")
+
+
+def build_card(repo_id: str, meta: dict[str, Any], config: dict[str, Any], stats: dict[str, Any],
+               figures: Sequence[dict[str, str]], info: datasets.DatasetInfo, *, license: str = "unknown",
+               pretty_name: str | None = None, generation_cost: str | None = None,
+               template_path: str | os.PathLike | None = None) -> DatasetCard:
+    """Renders the dataset card of a pushed run from the Jinja template in ``cards/``.
+
+    Args:
+        repo_id (`str`): the dataset repo, used in the loading code.
+        meta (`dict`): the content of ``hf_dr.json`` (see :func:`hf_dr.hub.push.hub_metadata`).
+        config (`dict`): the published run config (see :func:`hf_dr.hub.push.public_config`).
+        stats (`dict`): from :func:`reinforcement_stats`.
+        figures (`Sequence[dict]`): ``{"path", "caption"}`` of each figure uploaded beside the card.
+        info (`datasets.DatasetInfo`): features and sizes of the data files, for ``dataset_info``.
+        license (`str`, *optional*, defaults to ``"unknown"``): a Hub license id.
+        pretty_name (`str`, *optional*): the title; defaults to the source's name with a ``+``.
+        generation_cost (`str`, *optional*): the run's cost in words (hardware, hours).
+        template_path (`str`, *optional*): another Jinja template.
+
+    Example:
+        >>> card = build_card("me/digits-plus", meta, config, stats, figures, info)  # doctest: +SKIP
+        >>> card.data.tags[0]  # doctest: +SKIP
+        'dataset-reinforcement'
+    """
+    pretty_name = pretty_name or _default_name(repo_id, meta)
+    data = card_data(meta, info, license, pretty_name)
+    return DatasetCard.from_template(
+        data, template_path=str(template_path or TEMPLATE_PATH), repo_id=repo_id, meta=meta,
+        source=meta["source"], layout=meta["layout"], split=meta["split"], columns=meta["columns"],
+        num_rows=meta["num_rows"], num_samples=config["num_samples"], topk=config["topk"], seed=config["seed"],
+        num_classes=config["num_classes"], policy_name=config["policy"]["name"], policy_ops=_ops(config["policy"]),
+        members=_members(config["teacher"]), size=_teacher_size(config), stats=stats,
+        stats_text=_stats_text(stats), generation_cost=generation_cost, figures=list(figures),
+        versions=config.get("versions", {}), citation=CITATION, paper_url=PAPER_URL, pretty_name=pretty_name,
+        num_files=len(meta["data_files"]),
+    )
+
+
+def _default_name(repo_id: str, meta: dict[str, Any]) -> str:
+    name = (meta["source"].get("id") or repo_id).split("/")[-1]
+    return f"{name}+ (reinforced)"
+
+
+def _ops(policy: dict[str, Any]) -> list[dict[str, str]]:
+    return [{"op": op["op"], "params": ", ".join(f"{k}={_short(v)}" for k, v in sorted(op.items()) if k != "op")}
+            for op in policy["ops"]]
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return "(" + ", ".join(_short(v) for v in value) + ")"
+    return str(value)
+
+
+def _members(teacher: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    members = []
+    for member in teacher:
+        spec, data_config = member["spec"], member.get("data_config") or {}
+        size = data_config.get("input_size") or spec.get("input_size")
+        members.append({
+            "arch": spec["arch"], "weights": spec.get("weights") or "(timm pretrained)",
+            "sha256": member.get("sha256", "?"), "num_classes": member.get("num_classes"),
+            "input": f"{size[-2]}x{size[-1]} {data_config.get('interpolation', '')}".strip() if size else "?",
+        })
+    return members
+
+
+def _stats_text(stats: dict[str, Any]) -> dict[str, str]:
+    agreement = stats["label_agreement"]
+    return {
+        "bytes_per_reinforcement": f"{stats['bytes_per_reinforcement']:.1f}",
+        "num_bytes": _human_bytes(stats["num_bytes"]), "num_reinforcements": f"{stats['num_reinforcements']:,}",
+        "forward_passes": f"{stats['forward_passes']:,}", "mean_top1": f"{stats['mean_top1']:.3f}",
+        "label_agreement": f"{100 * agreement:.1f}%" if agreement is not None else None,
+    }
+
+
+def _human_bytes(num_bytes: float) -> str:
+    value = float(num_bytes)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000:
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"

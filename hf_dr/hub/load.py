@@ -1,0 +1,206 @@
+"""``load_reinforced``: a pushed reinforced dataset, ready to train on, from the Hub.
+
+The repo revision is resolved to one commit first, so ``hf_dr.json``, ``reinforce_config.json`` and the data all come
+from the same commit. Self-contained repos load with ``datasets.load_dataset``; metadata-only repos also load the
+source recorded in ``hf_dr.json`` (repo id, pinned revision, split) and join the two by key, after checking that
+the source holds exactly the reinforced rows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import datasets
+from datasets.exceptions import DatasetNotFoundError
+from huggingface_hub import HfApi, hf_hub_download
+from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+
+from hf_dr.data.replay import ReinforcedTransform
+from hf_dr.data.sources import image_feature, keys_sha256, load_source, scan_keys
+from hf_dr.data.streaming import ReinforcedIterableDataset, empty_reinforcements, stream_replay
+from hf_dr.errors import DataMismatchError, InvalidConfigError
+from hf_dr.generate.storage import CONFIG_FILE
+from hf_dr.hub.push import HUB_FORMAT, HUB_META_FILE, SELF_CONTAINED, HubNotFoundError, resolve_revision
+
+MAX_KEYS_SHOWN = 5
+
+
+def load_reinforced(
+    repo_id: str,
+    split: str = "train",
+    revision: str | None = None,
+    *,
+    streaming: bool = False,
+    source: str | datasets.Dataset | datasets.IterableDataset | None = None,
+    source_revision: str | None = None,
+    verify_source: bool = True,
+    cache_dir: str | None = None,
+    token: str | None = None,
+    **transform_options: Any,
+) -> datasets.Dataset | ReinforcedIterableDataset:
+    """Loads a dataset pushed by :func:`hf_dr.push_to_hub` with the replay of its reinforcements set.
+
+    Args:
+        repo_id (`str`): the reinforced dataset repo.
+        split (`str`, *optional*, defaults to ``"train"``): the split.
+        revision (`str`, *optional*): a branch, tag or commit id of ``repo_id``; the default branch by default.
+        streaming (`bool`, *optional*, defaults to False): return a lazily replayed :class:`ReinforcedIterableDataset`
+            (``set_epoch`` advances the choice) instead of a map-style Dataset. A streamed metadata-only source is
+            checked row by row as it arrives (a row without reinforcements raises); a source that lost rows can only
+            be caught before training map-style.
+        source (`str` or `datasets.Dataset`, *optional*): metadata-only layout: the images, as a Hub id, a local
+            folder or file, or a loaded dataset; by default the recorded source at its pinned revision.
+        source_revision (`str`, *optional*): metadata-only layout: another revision of the source.
+        verify_source (`bool`, *optional*, defaults to True): metadata-only layout: refuse a source whose rows are not
+            exactly the reinforced ones in the recorded order. With False, extra rows are dropped and the order is
+            free (rows are always joined by key); missing keys are refused either way.
+        cache_dir (`str`, *optional*): the ``datasets`` cache.
+        token (`str`, *optional*): a Hub token; the logged-in one by default.
+        transform_options: passed to :class:`hf_dr.ReinforcedTransform` (``size``, ``seed``, ``mean``, ``std``,
+            ``data_config``, ``leftover``).
+
+    Returns:
+        A `datasets.Dataset` whose rows are ``{"pixel_values", "labels"}`` (call ``hf_dr.train.loop.set_epoch(ds, e)``
+        or the transform's ``set_epoch`` every epoch), or with ``streaming=True`` a :class:`ReinforcedIterableDataset`
+        of ``{"key", "pixel_values", "labels"}``.
+
+    Example:
+        >>> from hf_dr import load_reinforced
+        >>> train = load_reinforced("me/cifar100-plus", split="train", size=32)  # doctest: +SKIP
+        >>> train[0]["pixel_values"].shape, train[0]["labels"].shape  # doctest: +SKIP
+        (torch.Size([3, 32, 32]), torch.Size([100]))
+        >>> imagenet = load_reinforced("me/imagenet-plus", source="/data/imagenet-1k")  # doctest: +SKIP
+    """
+    commit = resolve_revision(HfApi(token=token), repo_id, revision)
+    meta = read_repo_json(repo_id, HUB_META_FILE, commit, token)
+    _check_meta(meta, repo_id, split)
+    config = read_repo_json(repo_id, CONFIG_FILE, commit, token)
+    options = {"policy": config["policy"], "num_classes": config["num_classes"], **transform_options}
+    columns = meta["columns"]
+    layout_streams = streaming and meta["layout"] == SELF_CONTAINED
+    reinforced = datasets.load_dataset(repo_id, split=split, revision=commit, cache_dir=cache_dir, token=token,
+                                       streaming=layout_streams)
+    if meta["layout"] == SELF_CONTAINED:
+        return _self_contained(reinforced, columns, streaming, options)
+    images = _source_dataset(meta["source"], source, source_revision, streaming, cache_dir, token)
+    transform_columns = {"key_column": columns["key"], "label_column": columns["label"]}
+    image_column = meta["source"]["image_column"]
+    if streaming:
+        transform = ReinforcedTransform(reinforced, **transform_columns, **options)
+        return stream_replay(images, transform, image_column, meta["source"]["key_column"])
+    images = _matched_source(images, reinforced, meta["source"], columns["key"], verify_source)
+    transform = ReinforcedTransform(reinforced, images=images, image_column=image_column, **transform_columns,
+                                    **options)
+    return transform.attach(images)
+
+
+def read_repo_json(repo_id: str, filename: str, revision: str, token: str | None = None) -> dict[str, Any]:
+    """A JSON file of a dataset repo at ``revision``; :class:`HubNotFoundError` if the repo has no such file."""
+    try:
+        path = hf_hub_download(repo_id, filename, repo_type="dataset", revision=revision, token=token)
+    except EntryNotFoundError as err:
+        raise HubNotFoundError(
+            f"the dataset repo {repo_id!r} (revision {revision}) has no {filename}: it was not pushed by "
+            "hf_dr.push_to_hub. Load it with datasets.load_dataset, or reinforce and push it with hf-dr."
+        ) from err
+    with open(path) as f:
+        return json.load(f)
+
+
+def _check_meta(meta: dict[str, Any], repo_id: str, split: str) -> None:
+    if meta.get("format") != HUB_FORMAT:
+        raise HubNotFoundError(f"{HUB_META_FILE} of {repo_id!r} is not an hf-dr file (format {meta.get('format')!r})")
+    if meta["split"] != split:
+        raise InvalidConfigError(f"{repo_id!r} holds the reinforced split {meta['split']!r}, not {split!r}; pass "
+                                 f"split={meta['split']!r}.")
+
+
+def _self_contained(reinforced: datasets.Dataset | datasets.IterableDataset, columns: dict[str, Any],
+                    streaming: bool, options: dict[str, Any]) -> datasets.Dataset | ReinforcedIterableDataset:
+    names = {"image_column": columns["image"], "key_column": columns["key"], "label_column": columns["label"],
+             "reinforcements_column": columns["reinforcements"]}
+    if streaming:
+        table = empty_reinforcements(reinforced.features, columns["key"], columns["reinforcements"])
+        transform = ReinforcedTransform(table, **names, **options)
+        return stream_replay(reinforced, transform, columns["image"], columns["key"], columns["reinforcements"])
+    return ReinforcedTransform(reinforced, **names, **options).attach(reinforced)
+
+
+# -- the source of a metadata-only repo -----------------------------------------------------------------------------
+def _source_dataset(recorded: dict[str, Any], source: Any, source_revision: str | None, streaming: bool,
+                    cache_dir: str | None, token: str | None) -> datasets.Dataset | datasets.IterableDataset:
+    """The images: the given dataset, a given id or path, or the recorded repo at its pinned revision."""
+    if isinstance(source, (datasets.Dataset, datasets.IterableDataset)):
+        return source.to_iterable_dataset() if streaming and isinstance(source, datasets.Dataset) else source
+    ident = source or recorded["id"]
+    revision = source_revision or (recorded["revision"] if source is None else None)
+    if os.path.exists(ident):
+        local = load_source(ident, split=recorded["split"])
+        return local.to_iterable_dataset() if streaming else local
+    try:
+        return datasets.load_dataset(ident, split=recorded["split"], revision=revision, cache_dir=cache_dir,
+                                     token=token, streaming=streaming)
+    except (DatasetNotFoundError, RepositoryNotFoundError, RevisionNotFoundError, FileNotFoundError) as err:
+        raise HubNotFoundError(
+            f"cannot load the source {ident!r} (revision {revision}, split {recorded['split']!r}) of this reinforced "
+            f"dataset: {err}. Check your access to it (log in, accept its terms), or pass source= with a local copy."
+        ) from err
+
+
+def _matched_source(images: datasets.Dataset, reinforced: datasets.Dataset, recorded: dict[str, Any],
+                    key_name: str, verify_source: bool) -> datasets.Dataset:
+    """``images`` checked against the reinforced keys, with a key column; extra rows dropped when not verifying."""
+    image_column, key_column = recorded["image_column"], recorded["key_column"]
+    image_feature(images, image_column)
+    keys = scan_keys(images, image_column, key_column)
+    reinforced_keys = reinforced.data.column(key_name).to_pylist()
+    keep = check_source_keys(keys, reinforced_keys, recorded, verify_source)
+    if key_column is None:
+        images = images.add_column(key_name, keys)
+    return images.select(keep) if keep is not None else images
+
+
+def check_source_keys(keys: Sequence[str], reinforced_keys: Sequence[str], recorded: dict[str, Any],
+                      verify_source: bool = True) -> list[int] | None:
+    """Checks a source's keys against the reinforced ones; returns the rows to keep (None: all).
+
+    Missing keys are always refused (:class:`DataMismatchError` naming a few and their count). Extra rows and a
+    different order are refused when ``verify_source``: the source is then not the version that was reinforced.
+
+    Example:
+        >>> recorded = {"id": "me/src", "revision": "abc", "num_rows": 2, "keys_sha256": keys_sha256(["a", "b"])}
+        >>> check_source_keys(["b", "a"], ["a", "b"], recorded, verify_source=False) is None
+        True
+        >>> check_source_keys(["a"], ["a", "b"], recorded)
+        Traceback (most recent call last):
+        ...
+        hf_dr.errors.DataMismatchError: the source lacks 1 of the 2 reinforced keys (first: ['b'])...
+    """
+    present = set(keys)
+    missing = [key for key in reinforced_keys if key not in present]
+    where = f"the recorded version ({recorded.get('id')} at revision {recorded.get('revision')})"
+    if missing:
+        raise DataMismatchError(
+            f"the source lacks {len(missing)} of the {len(reinforced_keys)} reinforced keys (first: "
+            f"{missing[:MAX_KEYS_SHOWN]}): it lost rows or is another version. Load {where}, or pass source= with the "
+            "dataset that was reinforced."
+        )
+    reinforced_set = set(reinforced_keys)
+    extra = [row for row, key in enumerate(keys) if key not in reinforced_set]
+    if extra and verify_source:
+        raise DataMismatchError(
+            f"the source has {len(extra)} rows that were not reinforced (first keys: "
+            f"{[keys[row] for row in extra[:MAX_KEYS_SHOWN]]}): it is not {where}. Load that version, or pass "
+            "verify_source=False to drop those rows."
+        )
+    if verify_source and recorded.get("keys_sha256") and keys_sha256(keys) != recorded["keys_sha256"]:
+        raise DataMismatchError(
+            f"the source holds the reinforced keys in another order than the run read (SHA-256 of its keys "
+            f"{keys_sha256(keys)[:12]}..., recorded {recorded['keys_sha256'][:12]}...): it is not {where}. Rows are "
+            "joined by key, so training stays correct: pass verify_source=False to accept the new order, or load the "
+            "recorded version."
+        )
+    return [row for row, key in enumerate(keys) if key in reinforced_set] if extra else None

@@ -1,0 +1,63 @@
+"""Open a finished reinforcement run for inspection: its table, its source images and its recorded config."""
+
+from __future__ import annotations
+
+import os
+
+import datasets
+from PIL import Image
+
+from hf_dr.data.replay import ReinforcedTransform
+from hf_dr.data.sources import load_source, scan_keys
+from hf_dr.errors import IncompleteRunError, InvalidConfigError
+from hf_dr.generate.run_config import ReinforceConfig
+from hf_dr.generate.storage import load_reinforcements
+from hf_dr.hub.show import render_grid
+
+
+def load_target(
+    target: str, source: str | None = None, split: str | None = None, revision: str | None = None
+) -> tuple[datasets.Dataset, datasets.Dataset, ReinforceConfig]:
+    """Loads a reinforce output folder: (reinforcements, source images, config).
+
+    The source defaults to the one recorded in ``reinforce_config.json`` (Hub id, revision, split, or local path).
+    """
+    if not os.path.isdir(target):
+        raise IncompleteRunError(f"{target!r} is not a reinforce output folder; pass the folder given to "
+                                 "`hf-dr reinforce --output-dir`")
+    config = ReinforceConfig.load(target)
+    if config is None:
+        raise IncompleteRunError(f"{target!r} has no reinforce_config.json: not a finished hf-dr run")
+    recorded = config.dataset
+    path = source or recorded.get("id")
+    if not path:
+        raise InvalidConfigError("the run does not record where its source images are; pass --source PATH_OR_ID")
+    images = load_source(path, split=split or recorded.get("split") or "train",
+                         revision=revision or recorded.get("revision"))
+    return load_reinforcements(target), images, config
+
+
+def sample_grid(
+    reinforcements: datasets.Dataset,
+    images: datasets.Dataset,
+    config: ReinforceConfig,
+    key: str | None = None,
+    index: int = 0,
+    count: int = 7,
+    size: int = 160,
+    columns: int = 4,
+) -> Image.Image:
+    """The :func:`hf_dr.hub.show.render_grid` figure of one sample (by key, or by row of the reinforcement table)."""
+    key_column, image_column = config.columns.get("key"), config.columns.get("image", "image")
+    key = key if key is not None else reinforcements[index]["key"]
+    keys = scan_keys(images, image_column, key_column)
+    if key not in keys:
+        raise InvalidConfigError(f"key {key!r} is not in the source images")
+    keyed = images.remove_columns([c for c in ("key",) if c in images.column_names]).add_column("key", keys)
+    label = config.columns.get("label")
+    names = images.features[label].names if label and isinstance(images.features.get(label), datasets.ClassLabel) \
+        else None
+    transform = ReinforcedTransform(reinforcements, policy=config.policy, num_classes=config.num_classes, size=size,
+                                    images=keyed, image_column=image_column, label_column=None)
+    return render_grid(transform, keyed[keys.index(key)][image_column], key, range(min(count, config.num_samples)),
+                       names, columns)

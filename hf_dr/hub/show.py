@@ -1,0 +1,99 @@
+"""Look at a reinforced sample: the original image and its replayed reinforcements in one captioned grid."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from PIL import Image, ImageDraw, ImageFont
+
+from hf_dr.augment.functional import to_pil
+from hf_dr.augment.ops.mixing import MIXUP
+from hf_dr.augment.ops.randaugment import OP_NAMES
+from hf_dr.augment.policy import AugmentationPolicy
+from hf_dr.data.replay import ReinforcedTransform
+
+CAPTION_LINES = 7  # ops (up to 4 lines) and the top-3 classes
+LINE_HEIGHT = 12
+
+
+def describe_params(policy: AugmentationPolicy, params: dict[str, Any]) -> list[str]:
+    """Short human-readable lines for one record's augmentation.
+
+    Example:
+        >>> from hf_dr import create_policy
+        >>> describe_params(create_policy("rrc"), {"crop": {"top": 0.1, "left": 0.2, "height": 0.5, "width": 0.4,
+        ...                                                  "flip": True}})
+        ['crop y0.10 x0.20 h0.50 w0.40 flip']
+    """
+    crop = params["crop"]
+    lines = [f"crop y{crop['top']:.2f} x{crop['left']:.2f} h{crop['height']:.2f} w{crop['width']:.2f}"
+             + (" flip" if crop["flip"] else "")]
+    if "randaugment" in params:
+        ra = params["randaugment"]
+        ops = [OP_NAMES[o] + (f"({m:+d})" if m else "") for o, m in zip(ra["ops"], ra["magnitudes"], strict=True)]
+        lines.append("RA " + " ".join(ops))
+    if params.get("erasing", {}).get("erase"):
+        lines.append("erase")
+    mix = params.get("mixing")
+    if mix and mix["mode"]:
+        box = f"cutmix {mix['height']:.2f}x{mix['width']:.2f}"
+        what = f"mixup lam{mix['lam']:.2f}" if mix["mode"] == MIXUP else box
+        lines.append(f"{what} with {mix['partner_key'][:12]}")
+    return lines
+
+
+def _top_lines(record: dict[str, Any], class_names: Sequence[str] | None, count: int = 3) -> list[str]:
+    pairs = list(zip(record["ids"], record["probs"], strict=True))[:count]
+    return [f"{class_names[i] if class_names else i}: {p:.2f}" for i, p in pairs]
+
+
+def render_grid(
+    transform: ReinforcedTransform,
+    image: Any,
+    key: str,
+    indices: Sequence[int],
+    class_names: Sequence[str] | None = None,
+    columns: int = 4,
+) -> Image.Image:
+    """A grid: the original image, then one panel per stored record in ``indices``, each captioned with its ops
+    and the teacher's top-3 classes. Panels are ``transform.size`` pixels plus a caption band.
+
+    Example:
+        >>> grid = render_grid(transform, row["image"], row["key"], [0, 1, 2])  # doctest: +SKIP
+        >>> grid.size  # (4 panels of 224 px, one row, 224 + 60 px of caption)  # doctest: +SKIP
+        (896, 284)
+    """
+    height, width = transform.size
+    panels = [(to_pil(image).convert("RGB").resize((width, height)), ["original", key[:24]])]
+    for index in indices:
+        record = transform.record(key, index)
+        view = transform.policy.apply(image, record["params"], transform.size, transform.partner_for(record))
+        ops = describe_params(transform.policy, record["params"])
+        caption = [f"#{index} {ops[0]}", *ops[1:], *_top_lines(record, class_names)]
+        panels.append((to_pil(view).convert("RGB"), caption))
+    return _compose(panels, columns, (width, height))
+
+
+def _compose(panels: list[tuple[Image.Image, list[str]]], columns: int, size: tuple[int, int]) -> Image.Image:
+    width, height = size
+    band = CAPTION_LINES * LINE_HEIGHT + 4
+    columns = min(columns, len(panels))
+    rows = -(-len(panels) // columns)
+    grid = Image.new("RGB", (columns * width, rows * (height + band)), "white")
+    draw, font = ImageDraw.Draw(grid), ImageFont.load_default()
+    for i, (panel, caption) in enumerate(panels):
+        x, y = (i % columns) * width, (i // columns) * (height + band)
+        grid.paste(panel, (x, y))
+        for line_no, line in enumerate(caption[:CAPTION_LINES]):
+            draw.text((x + 2, y + height + 2 + line_no * LINE_HEIGHT), line[: max(8, width // 6)], fill="black",
+                      font=font)
+    return grid
+
+
+def save_grid(grid: Image.Image, path: str | os.PathLike) -> str:
+    """Writes ``grid`` as PNG (creating the folder) and returns the path."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    grid.save(path, format="PNG")
+    return str(path)

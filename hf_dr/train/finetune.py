@@ -1,0 +1,312 @@
+"""Teacher fine-tuning (paper Sec. 2.3): M copies of one timm architecture, each fine-tuned from a pretrained
+checkpoint on the target dataset with its own seed, evaluated alone and as an ensemble, and saved as a teacher spec.
+
+The paper builds the CIFAR-100+, Flowers-102+ and Food-101+ teachers this way (4 x ResNet-152). Members differ by
+seed: the new classifier head's initialisation, the data order and the augmentation draws. Each member trains on the
+views :func:`hf_dr.reinforce` will show it (the policy's crop at the member's input size and interpolation, its own
+normalisation), with cross-entropy and label smoothing, SGD or AdamW with warmup and cosine decay
+(:func:`hf_dr.train.loop.fit`). The output folder holds::
+
+    member-{i}.safetensors     the weights of member i (timm state dict; hf_dr metadata in the header)
+    teacher_spec.json          the members as `hf-dr reinforce --teacher-spec` reads them
+    finetune_metrics.json      the config, each member's training record and eval metrics, and the ensemble's
+
+Example:
+    >>> from hf_dr.train.finetune import FinetuneConfig, finetune_teacher
+    >>> config = FinetuneConfig("resnet152.tv2_in1k", num_members=4, image_size=224, epochs=10)
+    >>> result = finetune_teacher(train, config, "teachers/cifar100", eval_dataset=test,
+    ...                           image_column="img", label_column="fine_label")  # doctest: +SKIP
+    >>> result.ensemble["top1"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import datasets
+import torch
+
+from hf_dr.data.schema import KEY_COLUMN
+from hf_dr.errors import InvalidConfigError, TeacherError
+
+logger = logging.getLogger(__name__)
+
+SPEC_FILE = "teacher_spec.json"
+METRICS_FILE = "finetune_metrics.json"
+
+
+@dataclass
+class FinetuneConfig:
+    """How :func:`finetune_teacher` builds and trains the members.
+
+    Args:
+        arch (`str`): timm name, with a pretrained tag for Hub weights (``"resnet152.tv2_in1k"``).
+        num_members (`int`, *optional*, defaults to 4): ensemble size M.
+        seeds (`tuple[int, ...]`, *optional*): one seed per member; ``0 .. M-1`` by default.
+        weights (`str`, *optional*): local pretrained weights of ``arch`` (``.safetensors``, ``.pth``), not the Hub's.
+        pretrained (`bool`, *optional*, defaults to True): False starts from random weights (tests, ablations).
+        image_size (`int`, *optional*): training and labelling resolution; the checkpoint's input size by default.
+        policy (`str`, *optional*, defaults to ``"rrc"``): augmentation policy without mixing (random-resized-crop +
+            flip); ``"rrc+ra_re"`` trains on views like the reinforcement's.
+        epochs, batch_size, lr, weight_decay, warmup_fraction, label_smoothing, optimizer: as in
+            :class:`hf_dr.TrainConfig` (defaults follow the paper's fine-tuning: SGD, weight decay 5e-4, label
+            smoothing 0.1, cosine to zero).
+        channels_last (`bool`, *optional*, defaults to False): channels-last training (faster CNNs on CPU).
+        num_workers (`int`, *optional*, defaults to 0): DataLoader workers.
+        preload (`bool`, *optional*, defaults to False): decode the images once (small datasets that fit in memory).
+
+    Example:
+        >>> FinetuneConfig("test_resnet", num_members=2, pretrained=False).member_seeds()
+        [0, 1]
+    """
+
+    arch: str
+    num_members: int = 4
+    seeds: tuple[int, ...] | None = None
+    weights: str | None = None
+    pretrained: bool = True
+    image_size: int | None = None
+    policy: str = "rrc"
+    epochs: int = 10
+    batch_size: int = 64
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    weight_decay: float = 5e-4
+    warmup_fraction: float = 0.05
+    label_smoothing: float = 0.1
+    channels_last: bool = False
+    num_workers: int = 0
+    preload: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.num_members, int) or self.num_members < 1:
+            raise InvalidConfigError(f"num_members should be a positive integer, but got {self.num_members!r}.")
+        if self.seeds is not None:
+            self.seeds = tuple(int(s) for s in self.seeds)
+            if len(self.seeds) != self.num_members or len(set(self.seeds)) != len(self.seeds):
+                raise InvalidConfigError(f"seeds should be {self.num_members} distinct integers (one per member), "
+                                         f"but got {list(self.seeds)}.")
+        if self.weights is not None and not self.pretrained:
+            raise InvalidConfigError("weights= and pretrained=False contradict each other; pass one of them.")
+        if self.image_size is not None and self.image_size < 1:
+            raise InvalidConfigError(f"image_size should be a positive integer, but got {self.image_size}.")
+        self.train_config(0)  # validates the optimisation fields
+
+    def member_seeds(self) -> list[int]:
+        return list(self.seeds) if self.seeds is not None else list(range(self.num_members))
+
+    def train_config(self, seed: int) -> Any:
+        """The :class:`hf_dr.TrainConfig` of the member trained with ``seed``."""
+        from hf_dr.train.loop import TrainConfig
+
+        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer, lr=self.lr,
+                           weight_decay=self.weight_decay, warmup_fraction=self.warmup_fraction,
+                           label_smoothing=self.label_smoothing, num_workers=self.num_workers, seed=seed,
+                           channels_last=self.channels_last)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+@dataclass
+class FinetuneResult:
+    """What :func:`finetune_teacher` wrote: the folder, the spec file, one record per member and the ensemble's
+    eval metrics (None without an eval split)."""
+
+    output_dir: str
+    spec_path: str
+    members: list[dict[str, Any]] = field(default_factory=list)
+    ensemble: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# -- members ---------------------------------------------------------------------------------------------------------
+def create_member(config: FinetuneConfig, num_classes: int, seed: int) -> torch.nn.Module:
+    """``config.arch`` with a fresh ``num_classes`` head (initialised from ``seed``) on the pretrained body: Hub
+    weights, ``config.weights``, or random weights when ``config.pretrained`` is False.
+
+    Example:
+        >>> model = create_member(FinetuneConfig("test_resnet", pretrained=False), num_classes=10, seed=0)
+        >>> model.num_classes
+        10
+    """
+    import timm
+
+    torch.manual_seed(seed)
+    kwargs: dict[str, Any] = {"num_classes": num_classes, "pretrained": config.pretrained}
+    if config.weights is not None:
+        kwargs["pretrained_cfg_overlay"] = _local_weights_overlay(config.arch, config.weights)
+    try:
+        return timm.create_model(config.arch, **kwargs)
+    except (RuntimeError, OSError, ValueError) as err:
+        source = config.weights or ("the Hub" if config.pretrained else "random weights")
+        raise TeacherError(
+            f"could not build {config.arch!r} from {source}: {str(err).strip().splitlines()[0].rstrip('.')}. "
+            "Check the name (timm.list_pretrained()), that the weights belong to it, and for Hub weights that the "
+            "Hub is reachable (offline: pass weights=FILE / --weights FILE)."
+        ) from err
+
+
+def _local_weights_overlay(arch: str, weights: str) -> dict[str, Any]:
+    from hf_dr.generate.teacher import WeightsNotFoundError, head_size
+
+    if not os.path.isfile(weights):
+        raise WeightsNotFoundError(f"pretrained weights {os.path.abspath(weights)!r} of {arch!r} do not exist; pass "
+                                   "an existing .safetensors/.pth file")
+    overlay: dict[str, Any] = {"file": weights}
+    classes = head_size(arch, weights)
+    if classes is not None:
+        overlay["num_classes"] = classes  # timm drops a head of another size and keeps the body
+    return overlay
+
+
+def member_data_config(model: torch.nn.Module, image_size: int | None = None) -> dict[str, Any]:
+    """The member's input size, interpolation, mean, std and crop_pct (timm's resolved config; ``image_size``
+    overrides the resolution)."""
+    import timm
+
+    config = dict(timm.data.resolve_model_data_config(model))
+    if image_size is not None:
+        config["input_size"] = (int(config["input_size"][0]), int(image_size), int(image_size))
+    keys = ("input_size", "interpolation", "mean", "std", "crop_pct")
+    return {k: list(config[k]) if isinstance(config[k], tuple) else config[k] for k in keys}
+
+
+def member_spec(arch: str, weights: str, num_classes: int, data_config: dict[str, Any]) -> dict[str, Any]:
+    """One entry of ``teacher_spec.json`` (see :func:`hf_dr.load_teacher_spec`); ``weights`` is made absolute."""
+    return {"arch": arch, "weights": os.path.abspath(weights), "num_classes": num_classes, **data_config}
+
+
+# -- data ------------------------------------------------------------------------------------------------------------
+def _num_classes(dataset: datasets.Dataset, label_column: str, num_classes: int | None) -> int:
+    feature = dataset.features.get(label_column)
+    found = feature.num_classes if isinstance(feature, datasets.ClassLabel) else None
+    if num_classes is None and found is None:
+        raise InvalidConfigError(f"column {label_column!r} is not a ClassLabel; pass num_classes= (--num-classes)")
+    if num_classes is not None and found is not None and num_classes != found:
+        raise InvalidConfigError(f"num_classes={num_classes} but column {label_column!r} has {found} classes")
+    return int(num_classes or found)
+
+
+def _with_keys(dataset: datasets.Dataset, image_column: str, key_column: str | None) -> tuple[datasets.Dataset, str]:
+    """The dataset and a key column for the per-sample augmentation seeds (a content hash when there is none)."""
+    if key_column is not None:
+        return dataset, key_column
+    from hf_dr.data.sources import scan_keys
+
+    name = KEY_COLUMN if KEY_COLUMN not in dataset.column_names else "_hf_dr_key"
+    return dataset.add_column(name, scan_keys(dataset, image_column, None)), name
+
+
+def _training_data(dataset: datasets.Dataset, data_config: dict[str, Any], config: FinetuneConfig, seed: int,
+                   columns: dict[str, str]) -> Any:
+    from hf_dr.augment.registry import create_policy
+    from hf_dr.data.preloaded import PreloadedDataset
+    from hf_dr.data.transforms import AugmentTransform
+    from hf_dr.generate.render import policy_for_view
+
+    policy = policy_for_view(create_policy(config.policy), data_config["interpolation"])
+    transform = AugmentTransform(policy, size=data_config["input_size"][1:], mean=data_config["mean"],
+                                 std=data_config["std"], seed=seed, **columns)
+    return PreloadedDataset(dataset, transform) if config.preload else transform.attach(dataset.with_format(None))
+
+
+def _eval_data(dataset: datasets.Dataset, data_config: dict[str, Any], preload: bool, image_column: str,
+               label_column: str) -> Any:
+    from hf_dr.data.preloaded import PreloadedDataset
+    from hf_dr.data.transforms import EvalTransform
+
+    transform = EvalTransform(data_config=data_config, image_column=image_column, label_column=label_column)
+    return PreloadedDataset(dataset, transform) if preload else transform.attach(dataset.with_format(None))
+
+
+# -- the run ---------------------------------------------------------------------------------------------------------
+def finetune_teacher(
+    train_dataset: datasets.Dataset,
+    config: FinetuneConfig,
+    output_dir: str,
+    eval_dataset: datasets.Dataset | None = None,
+    *,
+    image_column: str = "image",
+    label_column: str = "label",
+    key_column: str | None = None,
+    num_classes: int | None = None,
+    progress: bool = False,
+) -> FinetuneResult:
+    """Fine-tunes ``config.num_members`` members, evaluates each and their ensemble, and saves them as a teacher.
+
+    Args:
+        train_dataset (`datasets.Dataset`): the target dataset's training rows (an ``Image`` and a label column).
+        config (`FinetuneConfig`): architecture, checkpoint, seeds and optimisation.
+        output_dir (`str`): where ``member-{i}.safetensors``, ``teacher_spec.json`` and ``finetune_metrics.json`` go.
+        eval_dataset (`datasets.Dataset`, *optional*): held-out rows with the same columns; top-1, NLL and ECE of
+            each member and of the ensemble (averaged probabilities, as :class:`hf_dr.Teacher` averages them).
+        image_column, label_column, key_column (`str`, *optional*): column names; without a key column the
+            augmentation seeds use a hash of the image bytes.
+        num_classes (`int`, *optional*): the class count; read from a ``ClassLabel`` label column by default.
+        progress (`bool`, *optional*, defaults to False): tqdm bars while training.
+
+    Returns:
+        `FinetuneResult`: pass ``result.spec_path`` to :func:`hf_dr.reinforce` (``teacher=load_teacher_spec(...)``)
+        or to ``hf-dr reinforce --teacher-spec``.
+
+    Example:
+        >>> config = FinetuneConfig("test_resnet", num_members=2, pretrained=False, image_size=32, epochs=1)
+        >>> result = finetune_teacher(digits, config, "teachers/digits", eval_dataset=digits)  # doctest: +SKIP
+        >>> load_teacher_spec(result.spec_path)[0].input_size  # doctest: +SKIP
+        (3, 32, 32)
+    """
+    from hf_dr.data.sources import check_columns
+    from hf_dr.train.evaluation import classification_metrics, predict
+    from hf_dr.train.loop import checkpoint_model_metadata, fit, save_checkpoint
+
+    for dataset in (train_dataset, eval_dataset):
+        if dataset is not None:
+            check_columns(dataset, image_column=image_column, label_column=label_column)
+    num_classes = _num_classes(train_dataset, label_column, num_classes)
+    train_dataset, key_name = _with_keys(train_dataset, image_column, key_column)
+    columns = {"image_column": image_column, "label_column": label_column, "key_column": key_name}
+    os.makedirs(output_dir, exist_ok=True)
+    result = FinetuneResult(output_dir=output_dir, spec_path=os.path.join(output_dir, SPEC_FILE))
+    probs, labels = [], None
+    for index, seed in enumerate(config.member_seeds()):
+        model = create_member(config, num_classes, seed)
+        data_config = member_data_config(model, config.image_size)
+        train = fit(model, _training_data(train_dataset, data_config, config, seed, columns),
+                    config.train_config(seed), num_classes=num_classes, progress=progress)
+        path = os.path.join(output_dir, f"member-{index}.safetensors")
+        save_checkpoint(model, path, {**checkpoint_model_metadata(model, config.arch, data_config), "seed": seed})
+        record = {"seed": seed, "spec": member_spec(config.arch, path, num_classes, data_config),
+                  "train": {"steps": train.steps, "wall_time": train.wall_time,
+                            "final_loss": train.history[-1]["loss"] if train.history else None}}
+        if eval_dataset is not None:
+            data = _eval_data(eval_dataset, data_config, config.preload, image_column, label_column)
+            logits, labels = predict(model, data, batch_size=max(256, config.batch_size),
+                                     num_workers=config.num_workers, channels_last=config.channels_last)
+            record["metrics"] = classification_metrics(logits, labels)
+            probs.append(logits.float().softmax(-1))
+            logger.info("member %d/%d (seed %d): top-1 %.4f", index + 1, config.num_members, seed,
+                        record["metrics"]["top1"])
+        result.members.append(record)
+    if probs:
+        result.ensemble = classification_metrics(torch.stack(probs).mean(0).clamp_min(1e-12).log(), labels)
+        logger.info("ensemble of %d: top-1 %.4f", len(probs), result.ensemble["top1"])
+    _write_outputs(result, config, num_classes)
+    return result
+
+
+def _write_outputs(result: FinetuneResult, config: FinetuneConfig, num_classes: int) -> None:
+    with open(result.spec_path, "w") as f:
+        json.dump([m["spec"] for m in result.members], f, indent=2)
+        f.write("\n")
+    metrics = {"config": config.to_dict(), "num_classes": num_classes, "members": result.members,
+               "ensemble": result.ensemble}
+    with open(os.path.join(result.output_dir, METRICS_FILE), "w") as f:
+        json.dump(metrics, f, indent=2)
+        f.write("\n")

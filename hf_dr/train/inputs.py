@@ -1,0 +1,136 @@
+"""The pieces of a training run built from names, shared by ``scripts/train.py`` and ``scripts/train_trainer.py``:
+the image dataset, the training transform (reinforced replay or plain augmentation) and the student.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import datasets
+import torch
+
+from hf_dr.data.preloaded import PreloadedDataset
+from hf_dr.data.replay import ReinforcedTransform
+from hf_dr.data.transforms import AugmentTransform, EvalTransform
+from hf_dr.errors import InvalidConfigError
+
+logger = logging.getLogger(__name__)
+
+
+def load_image_dataset(name: str, split: str, data_root: str | None = None) -> datasets.Dataset:
+    """``"fashion-mnist"`` (Debian's files, with a ``key`` column) or any source :func:`hf_dr.data.sources.load_source`
+    reads: a Hub id, a local folder (imagefolder, Parquet, ``save_to_disk``) or a Parquet file."""
+    if name.lower().replace("_", "-") == "fashion-mnist":
+        from hf_dr.data.fashion_mnist import DEFAULT_ROOT, load_fashion_mnist
+
+        return load_fashion_mnist(split, root=data_root or DEFAULT_ROOT)
+    from hf_dr.data.sources import load_source
+
+    return load_source(name, split=split)
+
+
+def class_count(dataset: datasets.Dataset, label_column: str = "label") -> int | None:
+    feature = dataset.features.get(label_column)
+    return feature.num_classes if isinstance(feature, datasets.ClassLabel) else None
+
+
+@dataclass
+class DataConfig:
+    """Input resolution and normalisation of a student: ``size`` (height, width), ``mean``, ``std``."""
+
+    size: tuple[int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    in_chans: int
+
+    @classmethod
+    def resolve(cls, model: torch.nn.Module, size: int | None = None, mean: Sequence[float] | None = None,
+                std: Sequence[float] | None = None) -> DataConfig:
+        """The model's timm data config, with any of ``size``/``mean``/``std`` overridden."""
+        import timm
+
+        inner = getattr(model, "timm_model", model)
+        config = timm.data.resolve_model_data_config(inner) if hasattr(inner, "pretrained_cfg") else {}
+        channels, height, width = config.get("input_size", (3, 224, 224))
+        return cls(size=(size, size) if size else (int(height), int(width)),
+                   mean=tuple(mean or config.get("mean", (0.485, 0.456, 0.406))),
+                   std=tuple(std or config.get("std", (0.229, 0.224, 0.225))), in_chans=int(channels))
+
+
+def training_data(
+    dataset: datasets.Dataset,
+    data: DataConfig,
+    reinforcements: str | None = None,
+    policy: str | dict[str, Any] = "rrc",
+    seed: int = 0,
+    preload: bool = False,
+    key_column: str = "key",
+) -> tuple[Any, Any]:
+    """The training dataset and its transform: replay of a reinforcement run (``reinforcements``: its folder), or
+    on-the-fly augmentation with ``policy`` and hard labels. ``preload`` decodes the images once
+    (:class:`hf_dr.PreloadedDataset`); otherwise the transform is set on ``dataset`` (in place)."""
+    if reinforcements:
+        from hf_dr.generate.run_config import ReinforceConfig
+        from hf_dr.generate.storage import load_reinforcements
+
+        run = ReinforceConfig.load(reinforcements)
+        if run is None:
+            raise InvalidConfigError(f"{reinforcements} holds no reinforcement run (no reinforce_config.json)")
+        table = load_reinforcements(reinforcements)
+        image_column = run.columns.get("image") or "image"
+        if not run.columns.get("key"):  # the run keyed rows by a hash of the image bytes: compute the same keys
+            from hf_dr.data.sources import scan_keys
+
+            dataset = dataset.add_column(key_column, scan_keys(dataset, image_column, None))
+        dataset = _reinforced_rows(dataset, table, run.columns.get("key") or key_column)
+        transform: Any = ReinforcedTransform(
+            table, policy=run.policy, num_classes=run.num_classes, size=data.size, mean=data.mean, std=data.std,
+            seed=seed, images=dataset, image_column=image_column, key_column=run.columns.get("key") or key_column,
+        )
+    else:
+        transform = AugmentTransform(policy, size=data.size, mean=data.mean, std=data.std, seed=seed,
+                                     key_column=key_column)
+    if preload:
+        return PreloadedDataset(dataset, transform), transform
+    return transform.attach(dataset.with_format(None)), transform
+
+
+def _reinforced_rows(dataset: datasets.Dataset, table: datasets.Dataset, key_column: str) -> datasets.Dataset:
+    """The rows of ``dataset`` that were reinforced (a run may cover a subset of a split)."""
+    from hf_dr.errors import DataMismatchError
+
+    reinforced = set(table[key_column])
+    keys = dataset.with_format(None)[key_column]
+    rows = [i for i, key in enumerate(keys) if key in reinforced]
+    if not rows:
+        raise DataMismatchError(f"no row of the dataset has a key of the reinforcement run (e.g. {keys[:2]} vs "
+                                f"{sorted(reinforced)[:2]}); load the dataset that was reinforced")
+    if len(rows) < len(keys):
+        logger.info("training on the %d of %d rows that were reinforced", len(rows), len(keys))
+        dataset = dataset.select(rows)
+    if len(rows) < len(reinforced):
+        logger.warning("%d reinforced keys are not in the dataset", len(reinforced) - len(rows))
+    return dataset
+
+
+def eval_data(dataset: datasets.Dataset, data: DataConfig, preload: bool = False) -> Any:
+    """``dataset`` prepared for :func:`hf_dr.evaluate` (resize, normalise, integer labels)."""
+    transform = EvalTransform(size=data.size, mean=data.mean, std=data.std)
+    return PreloadedDataset(dataset, transform) if preload else transform.attach(dataset.with_format(None))
+
+
+def student(architecture: str, num_classes: int, in_chans: int | None = None, init_from: str | None = None,
+            **kwargs: Any) -> torch.nn.Module:
+    """A timm student with a ``num_classes`` head; ``init_from`` loads a checkpoint first (pretrain on X+, fine-tune
+    on Y+): tensors of another shape, such as a head for another class count, keep their fresh initialisation."""
+    from hf_dr.train.loop import load_checkpoint
+    from hf_dr.train.models import create_model
+
+    model = create_model(architecture, num_classes, **({"in_chans": in_chans} if in_chans else {}), **kwargs)
+    if init_from:
+        skipped = load_checkpoint(model, init_from, ignore_mismatched_sizes=True)
+        logger.info("initialised from %s (%d tensors kept fresh: %s)", init_from, len(skipped), skipped[:4])
+    return model

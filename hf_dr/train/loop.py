@@ -1,0 +1,433 @@
+"""A plain PyTorch + Accelerate training loop for reinforced, plain and online-distillation runs, and checkpoints.
+
+One loop, three kinds of batches, told apart by their labels:
+
+- dense soft ``labels [B, C]`` (from :class:`hf_dr.ReinforcedTransform`): KL to the stored teacher label
+  (:func:`hf_dr.soft_target_loss`), the paper's reinforced training;
+- integer ``labels [B]`` and no teacher (from :class:`hf_dr.AugmentTransform`): cross-entropy, the baseline;
+- integer ``labels [B]`` and a ``teacher``: online knowledge distillation, the teacher runs on every batch.
+
+The recipe follows the paper: SGD (Nesterov) or AdamW, linear warmup then cosine decay, and the same
+hyperparameters for plain and reinforced runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hf_dr.errors import InvalidConfigError
+from hf_dr.train.losses import soft_target_loss
+from hf_dr.train.models import check_model_num_classes, forward_logits
+
+logger = logging.getLogger(__name__)
+
+OPTIMIZERS = ("sgd", "adamw")
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters of :func:`fit` (saved as JSON next to a run's outputs).
+
+    Args:
+        epochs (`int`, *optional*, defaults to 10): passes over the training set.
+        max_steps (`int`, *optional*): optimizer steps; overrides ``epochs`` when set.
+        batch_size (`int`, *optional*, defaults to 128): samples per forward pass.
+        gradient_accumulation_steps (`int`, *optional*, defaults to 1): forward passes per optimizer step.
+        optimizer (`str`, *optional*, defaults to ``"sgd"``): ``"sgd"`` (momentum, Nesterov) or ``"adamw"``.
+        lr (`float`, *optional*, defaults to 0.1): peak learning rate.
+        momentum (`float`, *optional*, defaults to 0.9): SGD momentum.
+        weight_decay (`float`, *optional*, defaults to 5e-4): weight decay (not applied to norms and biases).
+        warmup_fraction (`float`, *optional*, defaults to 0.05): linear warmup, as a fraction of the steps.
+        min_lr_ratio (`float`, *optional*, defaults to 0.0): final learning rate over the peak.
+        temperature (`float`, *optional*, defaults to 1.0): distillation temperature (the paper uses 1).
+        label_smoothing (`float`, *optional*, defaults to 0.0): for hard-label (cross-entropy) runs only.
+        clip_grad_norm (`float`, *optional*): clip the gradient norm.
+        num_workers (`int`, *optional*, defaults to 0): DataLoader workers.
+        seed (`int`, *optional*, defaults to 0): seed of the initialisation and the shuffling.
+        channels_last (`bool`, *optional*, defaults to `False`): channels-last inputs and weights (faster CNNs on
+            CPU).
+        log_every (`int`, *optional*, defaults to 50): optimizer steps between loss records.
+    """
+
+    epochs: int = 10
+    max_steps: int | None = None
+    batch_size: int = 128
+    gradient_accumulation_steps: int = 1
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_fraction: float = 0.05
+    min_lr_ratio: float = 0.0
+    temperature: float = 1.0
+    label_smoothing: float = 0.0
+    clip_grad_norm: float | None = None
+    num_workers: int = 0
+    seed: int = 0
+    channels_last: bool = False
+    log_every: int = 50
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise InvalidConfigError(f"optimizer should be one of {OPTIMIZERS}, but got {self.optimizer!r} instead.")
+        for name in ("epochs", "batch_size", "gradient_accumulation_steps"):
+            if int(getattr(self, name)) < 1:
+                raise InvalidConfigError(f"{name} should be a positive integer, but got {getattr(self, name)}.")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise InvalidConfigError(f"max_steps should be a positive integer, but got {self.max_steps} instead.")
+        if not 0.0 <= self.warmup_fraction < 1.0:
+            raise InvalidConfigError(f"warmup_fraction should be in [0, 1), but got {self.warmup_fraction}.")
+        if self.temperature <= 0:
+            raise InvalidConfigError(f"temperature should be positive, but got {self.temperature} instead.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`fit` returns: steps taken, wall time (seconds), the loss record and, if asked, final metrics."""
+
+    steps: int
+    samples: int
+    wall_time: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    metrics: dict[str, float] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# -- schedule and optimizer ----------------------------------------------------------------------------------------
+def cosine_with_warmup(
+    optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, min_lr_ratio: float = 0.0
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warmup from ~0 to the peak over ``warmup_steps``, then cosine decay to ``min_lr_ratio`` x peak.
+
+    Example:
+        >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+        >>> schedule = cosine_with_warmup(opt, warmup_steps=2, total_steps=10)
+        >>> [round(schedule.get_last_lr()[0], 2)]
+        [0.5]
+    """
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """SGD (Nesterov momentum) or AdamW; no weight decay on biases and normalisation weights (1-d tensors)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0)
+    return torch.optim.AdamW(groups, lr=config.lr)
+
+
+# -- data ----------------------------------------------------------------------------------------------------------
+def transform_of(dataset: Any) -> Any:
+    """The ``set_transform`` hook of a ``datasets.Dataset`` or the transform of a :class:`hf_dr.PreloadedDataset`
+    (None when it has none)."""
+    from hf_dr.data.preloaded import PreloadedDataset
+
+    if isinstance(dataset, datasets.Dataset):
+        return dataset.format.get("format_kwargs", {}).get("transform")
+    if isinstance(dataset, PreloadedDataset):
+        return dataset.transform
+    return None
+
+
+def set_epoch(dataset: Any, epoch: int) -> None:
+    """Advances the per-epoch draws of the dataset's transform (reinforced record or plain augmentation)."""
+    for target in (transform_of(dataset), dataset):
+        if target is not None and hasattr(target, "set_epoch"):
+            target.set_epoch(epoch)
+            return
+
+
+def training_dataloader(dataset: Any, config: TrainConfig) -> torch.utils.data.DataLoader:
+    """A shuffled, ``drop_last`` DataLoader seeded by ``config.seed`` (same batches for the same seed)."""
+    generator = torch.Generator().manual_seed(config.seed)
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=config.batch_size, shuffle=True, drop_last=True, generator=generator,
+        num_workers=config.num_workers, persistent_workers=config.num_workers > 0,
+    )
+
+
+# -- loss ----------------------------------------------------------------------------------------------------------
+def batch_loss(
+    model: nn.Module, batch: dict[str, torch.Tensor], config: TrainConfig, teacher: nn.Module | None = None
+) -> torch.Tensor:
+    """The loss of one batch: soft-target KL, online distillation from ``teacher``, or cross-entropy (see module)."""
+    pixels, labels = batch["pixel_values"], batch["labels"]
+    if config.channels_last and pixels.ndim == 4:
+        pixels = pixels.contiguous(memory_format=torch.channels_last)
+    logits = forward_logits(model, pixels)
+    if torch.is_floating_point(labels):
+        return soft_target_loss(logits, labels, temperature=config.temperature)
+    if teacher is not None:
+        with torch.no_grad():
+            target = forward_logits(teacher, pixels).float().softmax(-1)
+        return soft_target_loss(logits, target, temperature=config.temperature)
+    return F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
+
+
+# -- the loop ------------------------------------------------------------------------------------------------------
+def fit(
+    model: nn.Module,
+    train_dataset: Any,
+    config: TrainConfig | None = None,
+    eval_dataset: Any = None,
+    teacher: nn.Module | None = None,
+    num_classes: int | None = None,
+    accelerator: Any = None,
+    progress: bool = False,
+) -> TrainResult:
+    """Trains ``model`` on ``train_dataset`` with Accelerate; returns steps, wall time, loss record and metrics.
+
+    Args:
+        model (`torch.nn.Module`): a timm model, a transformers image classifier, or any module returning logits.
+        train_dataset (`datasets.Dataset` or `torch.utils.data.Dataset`): rows of ``pixel_values`` and ``labels``
+            (soft, from :class:`hf_dr.ReinforcedTransform`, or integer, from :class:`hf_dr.AugmentTransform`).
+        config (`TrainConfig`, *optional*): hyperparameters; defaults to ``TrainConfig()``.
+        eval_dataset (*optional*): evaluated with :func:`hf_dr.evaluate` at the end (integer labels).
+        teacher (`torch.nn.Module`, *optional*): run on every batch for online distillation (hard-label data).
+        num_classes (`int`, *optional*): checked against the model's head; read from the reinforced transform.
+        accelerator (`accelerate.Accelerator`, *optional*): defaults to one with the config's accumulation steps.
+        progress (`bool`, *optional*, defaults to `False`): show a tqdm bar.
+
+    Example:
+        >>> from hf_dr import ReinforcedTransform, TrainConfig, create_model, fit
+        >>> ReinforcedTransform(reinforcements, policy="rrc", size=28).attach(train)  # doctest: +SKIP
+        >>> model = create_model("hf_dr_cnn_small", num_classes=10, in_chans=1)
+        >>> fit(model, train, TrainConfig(epochs=5, lr=0.1)).steps  # doctest: +SKIP
+        390
+    """
+    from accelerate import Accelerator
+    from tqdm.auto import tqdm
+
+    config = config or TrainConfig()
+    transform = transform_of(train_dataset)
+    num_classes = num_classes or getattr(transform, "num_classes", None)
+    if num_classes is not None:
+        check_model_num_classes(model, num_classes)
+    if teacher is not None and num_classes is not None:
+        check_model_num_classes(teacher, num_classes)
+    torch.manual_seed(config.seed)
+    accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available(),
+                                             gradient_accumulation_steps=config.gradient_accumulation_steps)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model, config)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, training_dataloader(train_dataset, config))
+    steps_per_epoch = len(loader) // config.gradient_accumulation_steps  # per process, after sharding
+    if steps_per_epoch < 1:
+        raise InvalidConfigError(
+            f"the dataset ({len(train_dataset)} rows) is smaller than one optimizer step "
+            f"({config.batch_size} x {config.gradient_accumulation_steps} x {accelerator.num_processes} processes)"
+        )
+    total_steps = config.max_steps or config.epochs * steps_per_epoch
+    # stepped by hand once per optimizer step (not prepared: accelerate would step it once per process)
+    scheduler = cosine_with_warmup(optimizer, int(config.warmup_fraction * total_steps), total_steps,
+                                   config.min_lr_ratio)
+    if teacher is not None:
+        if config.channels_last:
+            teacher = teacher.to(memory_format=torch.channels_last)
+        teacher = accelerator.prepare_model(teacher, evaluation_mode=True).eval()
+
+    result = TrainResult(steps=0, samples=0, wall_time=0.0)
+    bar = tqdm(total=total_steps, disable=not progress, desc="train", leave=False)
+    start, running, window, epoch = time.perf_counter(), 0.0, [], 0
+    model.train()
+    while result.steps < total_steps:
+        set_epoch(train_dataset, epoch)
+        for batch in loader:
+            with accelerator.accumulate(model):
+                loss = batch_loss(model, batch, config, teacher)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and config.clip_grad_norm:
+                    accelerator.clip_grad_norm_(model.parameters(), config.clip_grad_norm)
+                optimizer.step()
+                if accelerator.sync_gradients:
+                    scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            running += float(loss.detach()) / config.gradient_accumulation_steps  # this step's mean loss
+            result.samples += batch["pixel_values"].shape[0]
+            if not accelerator.sync_gradients:
+                continue
+            result.steps += 1
+            bar.update(1)
+            window.append(running)
+            running = 0.0
+            if result.steps % config.log_every == 0 or result.steps == total_steps:
+                result.history.append({"step": result.steps, "epoch": epoch, "loss": sum(window) / len(window),
+                                       "lr": scheduler.get_last_lr()[0]})
+                window = []
+            if result.steps >= total_steps:
+                break
+        epoch += 1
+    bar.close()
+    result.wall_time = time.perf_counter() - start
+    model = accelerator.unwrap_model(model)
+    if eval_dataset is not None:
+        from hf_dr.train.evaluation import evaluate
+
+        result.metrics = evaluate(model, eval_dataset, batch_size=max(256, config.batch_size),
+                                  channels_last=config.channels_last)
+    return result
+
+
+# -- checkpoints ---------------------------------------------------------------------------------------------------
+_WRAPPER_PREFIXES = ("model.", "timm_model.", "module.")
+
+
+def save_checkpoint(model: nn.Module, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
+    """Saves ``model``'s weights as safetensors; ``metadata`` (JSON-serialisable) is stored in the file header.
+
+    Example:
+        >>> save_checkpoint(model, "runs/student.safetensors", {"architecture": "hf_dr_cnn_small"})  # doctest: +SKIP
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(path), metadata={"hf_dr": json.dumps(metadata or {})})
+    return path
+
+
+def checkpoint_metadata(path: str | Path) -> dict[str, Any]:
+    """The metadata saved by :func:`save_checkpoint` (empty for other safetensors files)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return json.loads((f.metadata() or {}).get("hf_dr", "{}"))
+
+
+def load_checkpoint(model: nn.Module, path: str | Path, ignore_mismatched_sizes: bool = False) -> list[str]:
+    """Loads safetensors weights into ``model``; returns the names of the tensors left at their initial values.
+
+    Keys saved through a wrapper (``transformers.Trainer`` with :class:`hf_dr.PixelValuesClassifier`,
+    ``TimmWrapperForImageClassification``) load into the bare model and the other way round. With
+    ``ignore_mismatched_sizes`` tensors whose shape differs (a classifier head of another class count: pretrain on
+    X+, fine-tune on Y+) are skipped instead of raising.
+
+    Args:
+        model (`torch.nn.Module`): the model to fill.
+        path (`str` or `Path`): a ``.safetensors`` file, or a folder holding ``model.safetensors``.
+        ignore_mismatched_sizes (`bool`, *optional*, defaults to `False`): skip tensors of another shape.
+    """
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.safetensors"
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    state = _match_prefixes(load_file(str(path)), model.state_dict())
+    own = model.state_dict()
+    mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    if mismatched and not ignore_mismatched_sizes:
+        shapes = {k: (tuple(state[k].shape), tuple(own[k].shape)) for k in mismatched}
+        raise InvalidConfigError(
+            f"checkpoint {path} has tensors of other shapes {shapes} (checkpoint, model); pass "
+            "ignore_mismatched_sizes=True to fine-tune with a new head"
+        )
+    state = {k: v for k, v in state.items() if k not in mismatched}
+    unexpected = sorted(set(state) - set(own))
+    if unexpected:
+        raise InvalidConfigError(f"checkpoint {path} holds tensors the model lacks: {unexpected[:5]}")
+    model.load_state_dict(state, strict=False)
+    missing = sorted(set(own) - set(state))
+    if missing:
+        logger.warning("%d tensors not loaded from %s (kept at init): %s", len(missing), path, missing[:5])
+    return missing
+
+
+def _match_prefixes(state: dict[str, torch.Tensor], own: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    if set(state) & set(own):
+        return state
+    for prefix in _WRAPPER_PREFIXES:
+        stripped = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if stripped and set(stripped) & set(own):
+            return stripped
+        added = {prefix + k: v for k, v in state.items()}
+        if set(added) & set(own):
+            return added
+    return state
+
+
+def checkpoint_model_metadata(model: nn.Module, architecture: str, data_config: dict[str, Any] | None = None
+                              ) -> dict[str, Any]:
+    """The metadata :func:`load_classifier` needs to rebuild ``model``: architecture, class count, preprocessing."""
+    from hf_dr.train.models import model_num_classes
+
+    data_config = data_config or getattr(model, "pretrained_cfg", None) or {}
+    metadata: dict[str, Any] = {"architecture": architecture, "num_classes": model_num_classes(model)}
+    for key in ("input_size", "mean", "std"):
+        if data_config.get(key) is not None:
+            metadata[key] = list(data_config[key])
+    if "input_size" in metadata:
+        metadata["in_chans"] = int(metadata["input_size"][0])
+    return metadata
+
+
+def load_classifier(
+    checkpoint: str | Path,
+    architecture: str | None = None,
+    num_classes: int | None = None,
+    in_chans: int | None = None,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuilds a classifier from a checkpoint; returns it (eval mode) and its preprocessing (``input_size``,
+    ``mean``, ``std`` where known).
+
+    Args:
+        checkpoint (`str` or `Path`): a ``.safetensors`` file from :func:`save_checkpoint` (architecture and
+            preprocessing stored in it), a folder holding ``model.safetensors`` (e.g. a Trainer output), or a
+            transformers folder with ``config.json``.
+        architecture (`str`, *optional*): timm name; overrides the stored one (needed for bare weight files).
+        num_classes, in_chans (`int`, *optional*): override the stored values.
+    """
+    import timm
+
+    path = Path(checkpoint)
+    if path.is_dir() and (path / "config.json").exists() and architecture is None:
+        from transformers import AutoModelForImageClassification
+
+        model = AutoModelForImageClassification.from_pretrained(str(path))
+        inner = getattr(model, "timm_model", None)
+        data_config = timm.data.resolve_model_data_config(inner) if inner is not None else {}
+        return model.eval(), dict(data_config)
+    weights = path / "model.safetensors" if path.is_dir() else path
+    metadata = checkpoint_metadata(weights) if weights.exists() else {}
+    architecture = architecture or metadata.get("architecture")
+    num_classes = num_classes or metadata.get("num_classes")
+    in_chans = in_chans or metadata.get("in_chans")
+    if architecture is None or num_classes is None:
+        raise InvalidConfigError(
+            f"{checkpoint} does not say which model it holds; pass the timm architecture and the class count "
+            "(--model, --num-classes)"
+        )
+    kwargs = {"in_chans": in_chans} if in_chans else {}
+    model = timm.create_model(architecture, pretrained=False, num_classes=num_classes, **kwargs)
+    load_checkpoint(model, weights)
+    data_config = dict(timm.data.resolve_model_data_config(model))
+    data_config.update({k: tuple(metadata[k]) for k in ("input_size", "mean", "std") if k in metadata})
+    return model.eval(), data_config

@@ -1,0 +1,215 @@
+"""Training on reinforced data with ``transformers.Trainer``, without subclassing it.
+
+The recipe (see :func:`reinforced_trainer`, which builds exactly this and checks its inputs)::
+
+    args = hf_dr.reinforced_training_args("out", per_device_train_batch_size=128, num_train_epochs=10)
+    trainer = Trainer(model, args, train_dataset=reinforced, compute_loss_func=hf_dr.soft_target_loss,
+                      callbacks=[hf_dr.ReinforcedEpochCallback()])
+
+What each piece is for:
+
+- ``remove_unused_columns=False``: the Trainer otherwise drops the ``image`` and ``key`` columns the transform reads
+  (they are not arguments of the model's ``forward``) and the first batch fails;
+- ``label_names=["labels"]``: lets ``Trainer.evaluate`` find the labels of models whose ``forward`` has no
+  ``labels`` argument (timm models wrapped by :class:`hf_dr.PixelValuesClassifier`);
+- ``compute_loss_func=soft_target_loss``: the Trainer passes ``num_items_in_batch`` = samples x classes of the whole
+  accumulated batch, and the loss divides by the accumulated sample count, so gradient accumulation gives the loss
+  scale of the larger batch;
+- :class:`ReinforcedEpochCallback`: the Trainer cannot advance a ``set_transform`` hook's epoch by itself; without
+  the callback every epoch would replay the same stored augmentation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArguments
+
+from hf_dr.data.replay import ReinforcedTransform
+from hf_dr.errors import HfDrError, InvalidConfigError, MissingSoftLabelsError
+from hf_dr.train.loop import set_epoch, transform_of
+from hf_dr.train.losses import soft_target_loss
+from hf_dr.train.models import PixelValuesClassifier, check_model_num_classes
+
+LABEL_NAMES = ["labels"]
+
+
+class TrainerArgumentsError(HfDrError, ValueError):
+    """``TrainingArguments`` that would silently break training on a ``set_transform`` dataset."""
+
+
+def reinforced_training_args(output_dir: str, **kwargs: Any) -> TrainingArguments:
+    """``TrainingArguments`` for a reinforced dataset: ``remove_unused_columns=False``, ``label_names=["labels"]``.
+
+    Other keyword arguments pass through; asking for ``remove_unused_columns=True`` raises
+    :class:`TrainerArgumentsError`. ``report_to`` defaults to ``"none"``.
+
+    Example:
+        >>> args = reinforced_training_args("out", per_device_train_batch_size=64, use_cpu=True)
+        >>> args.remove_unused_columns, args.label_names
+        (False, ['labels'])
+    """
+    if kwargs.get("remove_unused_columns"):
+        raise TrainerArgumentsError(
+            "remove_unused_columns=True drops the image and key columns the reinforced transform reads; it must be "
+            "False for a dataset with hf_dr.ReinforcedTransform set"
+        )
+    label_names = kwargs.pop("label_names", LABEL_NAMES)
+    kwargs.pop("remove_unused_columns", None)
+    kwargs.setdefault("report_to", "none")
+    args = TrainingArguments(output_dir=output_dir, remove_unused_columns=False, label_names=label_names, **kwargs)
+    check_trainer_args(args)
+    return args
+
+
+def check_trainer_args(args: TrainingArguments) -> None:
+    """Raises :class:`TrainerArgumentsError` for arguments that break training on a ``set_transform`` dataset.
+
+    Example:
+        >>> check_trainer_args(TrainingArguments("out", report_to="none"))
+        Traceback (most recent call last):
+        ...
+        hf_dr.train.trainer.TrainerArgumentsError: TrainingArguments(remove_unused_columns=True) ...
+    """
+    if args.remove_unused_columns:
+        raise TrainerArgumentsError(
+            "TrainingArguments(remove_unused_columns=True) (the default) makes the Trainer drop the image and key "
+            "columns the reinforced transform reads, and the first batch fails with a KeyError; build the arguments "
+            "with hf_dr.reinforced_training_args(...) or pass remove_unused_columns=False, label_names=['labels']"
+        )
+    if args.label_smoothing_factor:
+        raise TrainerArgumentsError(
+            f"label_smoothing_factor={args.label_smoothing_factor} is ignored when the loss is compute_loss_func "
+            "(soft targets need no smoothing); set it to 0"
+        )
+    if args.label_names is not None and list(args.label_names) != LABEL_NAMES:
+        raise TrainerArgumentsError(
+            f"label_names={args.label_names} but the reinforced transform returns the soft labels as 'labels'; pass "
+            "label_names=['labels']"
+        )
+
+
+class ReinforcedEpochCallback(TrainerCallback):
+    """Advances the epoch of the training dataset's transform at the start of every Trainer epoch.
+
+    Works for :class:`hf_dr.ReinforcedTransform` and :class:`hf_dr.AugmentTransform`; the transform is found on the
+    Trainer's training DataLoader, or given explicitly.
+
+    Args:
+        transform (*optional*): the transform to advance; found on the training dataset when not given.
+    """
+
+    def __init__(self, transform: Any = None) -> None:
+        self.transform = transform
+
+    def on_epoch_begin(self, args: TrainingArguments, state: Any, control: Any, **kwargs: Any) -> None:
+        epoch = int(round(state.epoch or 0))
+        if self.transform is not None:
+            self.transform.set_epoch(epoch)
+            return
+        loader = kwargs.get("train_dataloader")
+        dataset = getattr(loader, "dataset", None)
+        if dataset is not None:
+            set_epoch(dataset, epoch)
+
+
+class ReinforcedLoss:
+    """``compute_loss_func`` for a Trainer that also evaluates: soft-target KL while training, and cross-entropy
+    on integer labels while evaluating (``Trainer.evaluate`` on a dataset with :class:`hf_dr.EvalTransform`).
+
+    Integer labels *while training* still raise :class:`MissingSoftLabelsError`.
+
+    Args:
+        temperature (`float`, *optional*, defaults to 1.0): distillation temperature (the paper uses 1).
+    """
+
+    def __init__(self, temperature: float = 1.0) -> None:
+        if temperature <= 0:
+            raise InvalidConfigError(f"temperature should be positive, but got {temperature} instead.")
+        self.temperature = temperature
+
+    def __call__(self, outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
+        if labels is not None and not torch.is_floating_point(labels) and not torch.is_grad_enabled():
+            logits = outputs["logits"] if isinstance(outputs, dict) else outputs.logits
+            return F.cross_entropy(logits.float(), labels.long())
+        return soft_target_loss(outputs, labels, num_items_in_batch=num_items_in_batch, temperature=self.temperature)
+
+
+def compute_classification_metrics(eval_pred: Any) -> dict[str, float]:
+    """``compute_metrics`` for ``Trainer``: top-1, NLL and ECE (15 bins) of the eval logits and integer labels."""
+    from hf_dr.train.evaluation import classification_metrics
+
+    logits, labels = eval_pred.predictions, eval_pred.label_ids
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    metrics = classification_metrics(torch.as_tensor(np.asarray(logits)), torch.as_tensor(np.asarray(labels)).long())
+    metrics.pop("num_samples")
+    return metrics
+
+
+def check_soft_label_dataset(dataset: Any) -> ReinforcedTransform | None:
+    """Raises :class:`MissingSoftLabelsError` unless ``dataset`` yields dense soft ``labels``; returns its hook."""
+    transform = transform_of(dataset)
+    if isinstance(transform, ReinforcedTransform):
+        return transform
+    try:
+        labels = dataset[0]["labels"]
+    except (KeyError, TypeError, IndexError):
+        labels = None
+    if not (isinstance(labels, torch.Tensor) and torch.is_floating_point(labels) and labels.ndim == 1):
+        raise MissingSoftLabelsError(
+            "the training dataset does not yield dense soft 'labels'; set hf_dr.ReinforcedTransform on it "
+            "(transform.attach(dataset)) before training with the soft-target loss"
+        )
+    return None
+
+
+def reinforced_trainer(
+    model: torch.nn.Module,
+    args: TrainingArguments,
+    train_dataset: Any,
+    eval_dataset: Any = None,
+    temperature: float = 1.0,
+    channels_last: bool = False,
+    **trainer_kwargs: Any,
+) -> Trainer:
+    """A ``transformers.Trainer`` that trains ``model`` on reinforced data, after checking every input.
+
+    The Trainer is the documented recipe (see the module docstring): ``compute_loss_func`` = the soft-target loss,
+    :class:`ReinforcedEpochCallback`, and ``compute_metrics`` = top-1 / NLL / ECE when ``eval_dataset`` is given.
+    A model that does not take ``pixel_values=`` (a timm model) is wrapped in :class:`PixelValuesClassifier`.
+
+    Args:
+        model (`torch.nn.Module`): a transformers image classifier (``TimmWrapperForImageClassification``
+            included) or a timm model.
+        args (`TrainingArguments`): checked with :func:`check_trainer_args`.
+        train_dataset (`datasets.Dataset`): a dataset with :class:`hf_dr.ReinforcedTransform` set.
+        eval_dataset (`datasets.Dataset`, *optional*): integer labels (:class:`hf_dr.EvalTransform`).
+        temperature (`float`, *optional*, defaults to 1.0): distillation temperature.
+        channels_last (`bool`, *optional*, defaults to `False`): channels-last inputs when wrapping a timm model.
+        trainer_kwargs: passed to ``Trainer`` (``callbacks`` are kept and extended).
+
+    Raises:
+        TrainerArgumentsError: ``remove_unused_columns=True`` or other ``label_names``.
+        MissingSoftLabelsError: a training dataset without soft labels.
+        ClassCountMismatchError: a model whose head has another class count than the soft labels.
+
+    Example:
+        >>> args = reinforced_training_args("out", num_train_epochs=10, use_cpu=True)  # doctest: +SKIP
+        >>> reinforced_trainer(model, args, train_dataset=reinforced).train()  # doctest: +SKIP
+    """
+    check_trainer_args(args)
+    transform = check_soft_label_dataset(train_dataset)
+    if not isinstance(model, (PreTrainedModel, PixelValuesClassifier)):
+        model = PixelValuesClassifier(model, channels_last=channels_last)
+    if transform is not None:
+        check_model_num_classes(model, transform.num_classes)
+    callbacks = list(trainer_kwargs.pop("callbacks", None) or [])
+    if not any(isinstance(c, ReinforcedEpochCallback) for c in callbacks):
+        callbacks.append(ReinforcedEpochCallback(transform))
+    if eval_dataset is not None:
+        trainer_kwargs.setdefault("compute_metrics", compute_classification_metrics)
+    return Trainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                   compute_loss_func=ReinforcedLoss(temperature), callbacks=callbacks, **trainer_kwargs)
