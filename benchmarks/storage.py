@@ -31,7 +31,7 @@ def build(policy_name: str, samples: int, num_samples: int, topk: int, num_class
     policy = hf_dr.create_policy(policy_name)
     rng = np.random.default_rng(0)
     keys = [f"n{c:08d}_{s}" for s, c in enumerate(rng.integers(0, 10**8, samples))]
-    pool = hf_dr.PartnerPool(keys, [(375, 500)] * samples)
+    pool = hf_dr.augment.ops.PartnerPool(keys, [(375, 500)] * samples)
     rows = []
     for key in keys:
         base = rng.normal(0, 1, num_classes)

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import importlib
 
-from hf_dr.generate.recipe import Builder, UnknownBuilderError
+from hf_dr.errors import UnknownBuilderError
+from hf_dr.generate.recipe import Builder
 
 __all__ = ["Builder", "UnknownBuilderError", "get_builder", "list_builders", "register_builder"]
 

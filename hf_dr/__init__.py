@@ -2,84 +2,100 @@
 
 A teacher is run once over many stored augmentations of every image; students replay one stored augmentation
 per sample per epoch and learn from the stored soft label.
+
+The public API, by flow (everything else lives in the subpackages named in brackets):
+
+- reinforce [``hf_dr.augment``, ``hf_dr.generate``]: :func:`create_policy`, :func:`list_policies`,
+  :class:`AugmentationPolicy`, :func:`create_teacher`, :func:`load_teacher_spec`, :func:`reinforce`, :func:`verify`;
+- load and replay [``hf_dr.data``, ``hf_dr.hub``]: :func:`load_reinforcements`, :func:`load_reinforced`,
+  :class:`ReinforcedTransform`, :class:`AugmentTransform`, :class:`EvalTransform`, :func:`set_epoch`,
+  :func:`sparsify`, :func:`densify`;
+- publish [``hf_dr.hub``]: :func:`push_to_hub`;
+- train [``hf_dr.train``]: :func:`soft_target_loss`, :class:`TrainConfig`, :func:`fit`,
+  :func:`reinforced_training_args`, :func:`reinforced_trainer`, :class:`ReinforcedEpochCallback`,
+  :func:`create_model`, :class:`FinetuneConfig`, :func:`finetune_teacher`;
+- evaluate [``hf_dr.train``]: :func:`evaluate`, :func:`evaluate_checkpoint`, :func:`load_classifier`;
+- errors [``hf_dr.errors``]: :class:`HfDrError`, the base of every error hf_dr raises.
+
+Names are imported on first use, so ``import hf_dr`` loads neither transformers, timm nor matplotlib.
+
+Example:
+    >>> import hf_dr
+    >>> hf_dr.list_policies()
+    ['crop_flip', 'rrc', 'rrc+mix', 'rrc+mix+ra_re', 'rrc+ra_re']
 """
 
-from hf_dr.augment.ops import PartnerPool
-from hf_dr.augment.policy import AugmentationPolicy
-from hf_dr.augment.registry import create_policy, list_policies, policy_from_config, register_policy
-from hf_dr.data.replay import ReinforcedTransform
-from hf_dr.data.schema import record_features, reinforcement_features
-from hf_dr.data.soft_labels import densify, sparsify
-from hf_dr.errors import (
-    ClassCountMismatchError,
-    ConfigConflictError,
-    CorruptShardError,
-    DataMismatchError,
-    HfDrError,
-    IncompleteRunError,
-    InvalidConfigError,
-    MissingColumnError,
-    MissingSoftLabelsError,
-    ParamsMismatchError,
-    TeacherError,
-    UnknownPolicyError,
-)
-from hf_dr.train.losses import soft_target_loss
+from __future__ import annotations
 
-__version__ = "0.1.0"
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.2.0"
+
+_EXPORTS: dict[str, str] = {
+    # reinforce
+    "create_policy": "hf_dr.augment.registry", "list_policies": "hf_dr.augment.registry",
+    "AugmentationPolicy": "hf_dr.augment.policy", "create_teacher": "hf_dr.generate.teacher",
+    "load_teacher_spec": "hf_dr.generate.teacher", "reinforce": "hf_dr.generate.run",
+    "verify": "hf_dr.generate.verify",
+    # load and replay
+    "load_reinforcements": "hf_dr.generate.storage", "load_reinforced": "hf_dr.hub.load",
+    "ReinforcedTransform": "hf_dr.data.replay", "AugmentTransform": "hf_dr.data.transforms",
+    "EvalTransform": "hf_dr.data.transforms", "set_epoch": "hf_dr.data.epochs", "sparsify": "hf_dr.data.soft_labels",
+    "densify": "hf_dr.data.soft_labels",
+    # publish
+    "push_to_hub": "hf_dr.hub.push",
+    # train
+    "soft_target_loss": "hf_dr.train.losses", "TrainConfig": "hf_dr.train.loop", "fit": "hf_dr.train.loop",
+    "reinforced_training_args": "hf_dr.train.trainer", "reinforced_trainer": "hf_dr.train.trainer",
+    "ReinforcedEpochCallback": "hf_dr.train.trainer", "create_model": "hf_dr.train.models",
+    "FinetuneConfig": "hf_dr.train.finetune", "finetune_teacher": "hf_dr.train.finetune",
+    # evaluate
+    "evaluate": "hf_dr.train.evaluation", "evaluate_checkpoint": "hf_dr.train.evaluation",
+    "load_classifier": "hf_dr.train.checkpoints",
+    # errors
+    "HfDrError": "hf_dr.errors",
+}
 
 __all__ = [
-    "AugmentationPolicy", "ClassCountMismatchError", "ConfigConflictError", "CorruptShardError",
-    "DataMismatchError", "HfDrError", "IncompleteRunError", "InvalidConfigError", "MissingColumnError",
-    "MissingSoftLabelsError", "ParamsMismatchError", "PartnerPool", "ReinforcedTransform", "TeacherError",
-    "UnknownPolicyError", "create_policy", "densify", "list_policies", "policy_from_config", "record_features",
-    "register_policy", "reinforcement_features", "soft_target_loss", "sparsify",
+    "__version__", "create_policy", "list_policies", "AugmentationPolicy", "create_teacher", "load_teacher_spec",
+    "reinforce", "verify", "load_reinforcements", "load_reinforced", "ReinforcedTransform", "AugmentTransform",
+    "EvalTransform", "set_epoch", "sparsify", "densify", "push_to_hub", "soft_target_loss", "TrainConfig", "fit",
+    "reinforced_training_args", "reinforced_trainer", "ReinforcedEpochCallback", "create_model", "FinetuneConfig",
+    "finetune_teacher", "evaluate", "evaluate_checkpoint", "load_classifier", "HfDrError",
 ]
 
-# Hub: push reinforced datasets with their cards, load them back (issue #4).
-from hf_dr.data.streaming import ReinforcedIterableDataset  # noqa: E402
-from hf_dr.hub.load import load_reinforced  # noqa: E402
-from hf_dr.hub.push import HubNotFoundError, push_to_hub  # noqa: E402
 
-__all__ += ["HubNotFoundError", "ReinforcedIterableDataset", "load_reinforced", "push_to_hub"]
-
-# Generation: teachers, `reinforce`, and the output folder of a run (issue #3).
-from hf_dr.generate.run import reinforce  # noqa: E402
-from hf_dr.generate.run_config import ReinforceConfig  # noqa: E402
-from hf_dr.generate.storage import load_reinforcements, verify_run  # noqa: E402
-from hf_dr.generate.teacher import MemberSpec, Teacher, WeightsNotFoundError, create_teacher, load_teacher_spec  # noqa: E402
-
-__all__ += ["MemberSpec", "ReinforceConfig", "Teacher", "WeightsNotFoundError", "create_teacher",
-            "load_reinforcements", "load_teacher_spec", "reinforce", "verify_run"]
-
-# Training on reinforced data, evaluation and the demo (issue #5). Imported on first use: they pull in transformers'
-# Trainer, accelerate and matplotlib, which `import hf_dr` should not pay for.
-_LAZY_EXPORTS = {
-    "AugmentTransform": "augment", "EvalTransform": "augment", "PreloadedDataset": "preloaded",
-    "TrainConfig": "training", "TrainResult": "training", "fit": "training", "save_checkpoint": "training",
-    "load_checkpoint": "training", "load_classifier": "training", "cosine_with_warmup": "training",
-    "evaluate": "evaluation", "evaluate_checkpoint": "evaluation", "expected_calibration_error": "evaluation",
-    "negative_log_likelihood": "evaluation", "top1_accuracy": "evaluation", "classification_metrics": "evaluation",
-    "reinforced_training_args": "trainer_utils", "reinforced_trainer": "trainer_utils",
-    "check_trainer_args": "trainer_utils", "ReinforcedEpochCallback": "trainer_utils",
-    "ReinforcedLoss": "trainer_utils",
-    "TrainerArgumentsError": "trainer_utils", "PixelValuesClassifier": "models", "ProbabilityEnsemble": "models",
-    "create_model": "models", "forward_logits": "models", "load_fashion_mnist": "fashion_mnist",
-    "DemoConfig": "demo", "run_demo": "demo",
-}
-__all__ += sorted(_LAZY_EXPORTS)
+def __getattr__(name: str) -> Any:  # PEP 562: import on first use
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'hf_dr' has no attribute {name!r}")
 
 
-def __getattr__(name: str):  # noqa: ANN202 (PEP 562 lazy exports)
-    if name in _LAZY_EXPORTS:
-        import importlib
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
 
-        return getattr(importlib.import_module(f".{_LAZY_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-# Recipes of the paper's reinforced datasets (the `builders` package) and teacher fine-tuning (issue #6).
-from hf_dr.generate.recipe import Builder, MissingTeacherError, UnknownBuilderError  # noqa: E402
-
-__all__ += ["Builder", "MissingTeacherError", "UnknownBuilderError"]
-_LAZY_EXPORTS.update({"FinetuneConfig": "finetune", "FinetuneResult": "finetune", "finetune_teacher": "finetune"})
-__all__ += ["FinetuneConfig", "FinetuneResult", "finetune_teacher"]
+if TYPE_CHECKING:  # for type checkers and IDEs; never executed
+    from hf_dr.augment.policy import AugmentationPolicy
+    from hf_dr.augment.registry import create_policy, list_policies
+    from hf_dr.data.epochs import set_epoch
+    from hf_dr.data.replay import ReinforcedTransform
+    from hf_dr.data.soft_labels import densify, sparsify
+    from hf_dr.data.transforms import AugmentTransform, EvalTransform
+    from hf_dr.errors import HfDrError
+    from hf_dr.generate.run import reinforce
+    from hf_dr.generate.storage import load_reinforcements
+    from hf_dr.generate.teacher import create_teacher, load_teacher_spec
+    from hf_dr.generate.verify import verify
+    from hf_dr.hub.load import load_reinforced
+    from hf_dr.hub.push import push_to_hub
+    from hf_dr.train.checkpoints import load_classifier
+    from hf_dr.train.evaluation import evaluate, evaluate_checkpoint
+    from hf_dr.train.finetune import FinetuneConfig, finetune_teacher
+    from hf_dr.train.loop import TrainConfig, fit
+    from hf_dr.train.losses import soft_target_loss
+    from hf_dr.train.models import create_model
+    from hf_dr.train.trainer import ReinforcedEpochCallback, reinforced_trainer, reinforced_training_args

@@ -56,3 +56,26 @@ class ConfigConflictError(HfDrError, ValueError):
 
 class TeacherError(HfDrError, ValueError):
     """A teacher that cannot be built or is not what it claims (e.g. an ensemble of identical members)."""
+
+
+class HubNotFoundError(HfDrError, FileNotFoundError):
+    """A Hub repo, revision or file that does not exist (or that the token cannot read)."""
+
+
+class TrainerArgumentsError(HfDrError, ValueError):
+    """``TrainingArguments`` that would silently break training on a ``set_transform`` dataset."""
+
+
+class UnknownBuilderError(HfDrError, KeyError):
+    """A builder name that is not registered (the message lists the valid names)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class MissingTeacherError(TeacherError):
+    """A recipe whose teacher must be fine-tuned first, run without a teacher spec."""
+
+
+class WeightsNotFoundError(HfDrError, FileNotFoundError):
+    """A teacher member's local weights file or directory does not exist."""

@@ -24,8 +24,9 @@ from pathlib import Path
 
 import torch
 
+from hf_dr.train.checkpoints import checkpoint_model_metadata, save_checkpoint
 from hf_dr.train.inputs import DataConfig, class_count, eval_data, load_image_dataset, student, training_data
-from hf_dr.train.loop import TrainConfig, checkpoint_model_metadata, fit, save_checkpoint
+from hf_dr.train.loop import TrainConfig, fit
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

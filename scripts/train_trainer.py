@@ -23,8 +23,9 @@ from pathlib import Path
 
 import torch
 
+from hf_dr.train.checkpoints import checkpoint_model_metadata, load_checkpoint, save_checkpoint
 from hf_dr.train.inputs import DataConfig, class_count, eval_data, load_image_dataset, student, training_data
-from hf_dr.train.loop import TrainConfig, build_optimizer, checkpoint_model_metadata, load_checkpoint, save_checkpoint
+from hf_dr.train.loop import TrainConfig, build_optimizer
 from hf_dr.train.models import model_num_classes
 from hf_dr.train.trainer import reinforced_trainer, reinforced_training_args
 

@@ -80,7 +80,7 @@ def test_summary_and_table_on_fixed_numbers():
 def test_demo_config_round_trips_and_refuses_unknown_settings():
     config = DemoConfig.quick(seeds=[3])
     assert DemoConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
-    from hf_dr import InvalidConfigError
+    from hf_dr.errors import InvalidConfigError
 
     with pytest.raises(InvalidConfigError, match="unknown demo settings"):
         DemoConfig.from_dict({"subset": 10})
@@ -99,7 +99,7 @@ def test_fashion_mnist_reader():
     row = dataset[1]
     assert row["image"].size == (28, 28) and row["image"].mode == "L"
     assert np.array_equal(np.asarray(row["image"]), images[5]) and row["label"] == labels[5]
-    from hf_dr import InvalidConfigError
+    from hf_dr.errors import InvalidConfigError
 
     with pytest.raises(InvalidConfigError, match="split"):
         fashion_mnist_arrays("validation")

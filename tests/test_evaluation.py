@@ -7,8 +7,9 @@ import math
 import pytest
 import torch
 
-from hf_dr import InvalidConfigError, MissingColumnError
 from hf_dr.data.transforms import EvalTransform
+from hf_dr.errors import InvalidConfigError, MissingColumnError
+from hf_dr.train.checkpoints import save_checkpoint
 from hf_dr.train.evaluation import (
     classification_metrics,
     evaluate,
@@ -17,7 +18,6 @@ from hf_dr.train.evaluation import (
     negative_log_likelihood,
     top1_accuracy,
 )
-from hf_dr.train.loop import save_checkpoint
 from hf_dr.train.models import create_model
 from tests.data_utils import digits_dataset
 

@@ -16,24 +16,13 @@ import torch
 from huggingface_hub import HfApi, hf_hub_download
 from torch.utils.data import DataLoader
 
-from hf_dr import (
-    CorruptShardError,
-    DataMismatchError,
-    HubNotFoundError,
-    IncompleteRunError,
-    InvalidConfigError,
-    ReinforcedIterableDataset,
-    ReinforcedTransform,
-    create_policy,
-    load_reinforced,
-    push_to_hub,
-    soft_target_loss,
-)
+from hf_dr import ReinforcedTransform, create_policy, load_reinforced, push_to_hub, soft_target_loss
 from hf_dr.cli import main as cli_main
+from hf_dr.data.epochs import set_epoch, transform_of
 from hf_dr.data.sources import scan_keys
-from hf_dr.data.streaming import StreamReplay
+from hf_dr.data.streaming import ReinforcedIterableDataset, StreamReplay
+from hf_dr.errors import CorruptShardError, DataMismatchError, HubNotFoundError, IncompleteRunError, InvalidConfigError
 from hf_dr.generate.storage import load_reinforcements, verify_run
-from hf_dr.train.loop import set_epoch, transform_of
 from tests.data_utils import ProjectionTeacher, digit_images, digits_dataset, reinforce_in_memory
 from tests.utils_hub import (
     NUM_ROWS,

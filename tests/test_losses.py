@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hf_dr import MissingSoftLabelsError, soft_target_loss
+from hf_dr import soft_target_loss
+from hf_dr.errors import MissingSoftLabelsError
 
 
 def test_matches_kl_divergence():

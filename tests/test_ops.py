@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from hf_dr import InvalidConfigError, ParamsMismatchError
 from hf_dr.augment.ops import (
     OP_NAMES,
     Mixing,
@@ -18,6 +17,7 @@ from hf_dr.augment.ops import (
     RandomErasing,
     RandomResizedCropFlip,
 )
+from hf_dr.errors import InvalidConfigError, ParamsMismatchError
 
 SIZE = (427, 640)
 POOL = PartnerPool(keys=["a", "b", "c"], sizes=[(427, 640), (100, 80), (64, 64)])

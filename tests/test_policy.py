@@ -10,15 +10,11 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from hf_dr import (
-    ParamsMismatchError,
-    PartnerPool,
-    UnknownPolicyError,
-    create_policy,
-    list_policies,
-    policy_from_config,
-)
+from hf_dr import create_policy, list_policies
+from hf_dr.augment.ops import PartnerPool
+from hf_dr.augment.registry import policy_from_config
 from hf_dr.augment.seeding import generator_for
+from hf_dr.errors import ParamsMismatchError, UnknownPolicyError
 
 KEYS = ["china", "flower"]
 

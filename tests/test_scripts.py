@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from hf_dr.generate.run import reinforce
+from hf_dr.train.checkpoints import checkpoint_metadata, load_classifier, save_checkpoint
 from hf_dr.train.evaluation import evaluate_checkpoint
 from hf_dr.train.inputs import student
-from hf_dr.train.loop import checkpoint_metadata, load_classifier, save_checkpoint
 from tests.data_utils import digits_dataset
 from tests.utils_teacher import save_teacher
 

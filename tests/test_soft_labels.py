@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hf_dr import ClassCountMismatchError, densify, sparsify
+from hf_dr import densify, sparsify
+from hf_dr.errors import ClassCountMismatchError
 
 
 def test_sparsify_keeps_top_k_in_order():

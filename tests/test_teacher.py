@@ -9,12 +9,11 @@ import pytest
 import safetensors.torch
 import torch
 
-from hf_dr.errors import ClassCountMismatchError, HfDrError, InvalidConfigError, TeacherError
+from hf_dr.errors import ClassCountMismatchError, HfDrError, InvalidConfigError, TeacherError, WeightsNotFoundError
 from hf_dr.generate.teacher import (
     MemberSpec,
     Teacher,
     ViewSpec,
-    WeightsNotFoundError,
     create_teacher,
     head_size,
     load_member,

@@ -9,13 +9,14 @@ import pytest
 import torch
 from transformers import Trainer, TrainingArguments
 
-from hf_dr import ClassCountMismatchError, MissingSoftLabelsError, soft_target_loss
+from hf_dr import soft_target_loss
 from hf_dr.data.preloaded import PreloadedDataset
 from hf_dr.data.transforms import AugmentTransform, EvalTransform
-from hf_dr.train.models import MLPNet, PixelValuesClassifier, create_model, forward_logits
+from hf_dr.errors import ClassCountMismatchError, MissingSoftLabelsError, TrainerArgumentsError
+from hf_dr.networks import MLPNet
+from hf_dr.train.models import PixelValuesClassifier, create_model, forward_logits
 from hf_dr.train.trainer import (
     ReinforcedEpochCallback,
-    TrainerArgumentsError,
     check_trainer_args,
     reinforced_trainer,
     reinforced_training_args,

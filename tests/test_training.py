@@ -8,21 +8,15 @@ import copy
 import pytest
 import torch
 
-from hf_dr import ClassCountMismatchError, InvalidConfigError, MissingSoftLabelsError, soft_target_loss
+from hf_dr import soft_target_loss
+from hf_dr.data.epochs import set_epoch
 from hf_dr.data.preloaded import PreloadedDataset
 from hf_dr.data.transforms import AugmentTransform, EvalTransform
-from hf_dr.train.loop import (
-    TrainConfig,
-    batch_loss,
-    checkpoint_metadata,
-    cosine_with_warmup,
-    fit,
-    load_checkpoint,
-    save_checkpoint,
-    set_epoch,
-    training_dataloader,
-)
-from hf_dr.train.models import MLPNet, ProbabilityEnsemble, create_model
+from hf_dr.errors import ClassCountMismatchError, InvalidConfigError, MissingSoftLabelsError
+from hf_dr.networks import MLPNet
+from hf_dr.train.checkpoints import checkpoint_metadata, load_checkpoint, save_checkpoint
+from hf_dr.train.loop import TrainConfig, batch_loss, cosine_with_warmup, fit, training_dataloader
+from hf_dr.train.models import ProbabilityEnsemble, create_model
 from tests.training_utils import SIZE, reinforced_digits, reinforced_transform
 
 pytestmark = pytest.mark.usefixtures("one_thread")

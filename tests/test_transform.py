@@ -9,14 +9,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from hf_dr import (
-    ClassCountMismatchError,
-    DataMismatchError,
-    MissingColumnError,
-    ReinforcedTransform,
-    create_policy,
-    densify,
-)
+from hf_dr import ReinforcedTransform, create_policy, densify
+from hf_dr.errors import ClassCountMismatchError, DataMismatchError, MissingColumnError
 from tests.data_utils import ProjectionTeacher, digits_dataset, reinforce_in_memory
 
 N, K = 6, 5

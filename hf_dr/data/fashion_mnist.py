@@ -15,6 +15,8 @@ import numpy as np
 
 from hf_dr.errors import InvalidConfigError
 
+FASHION_MNIST_MEAN = (0.2860,)  # pixel statistics of the 60k training images
+FASHION_MNIST_STD = (0.3530,)
 DEFAULT_ROOT = Path(os.environ.get("HF_DR_FASHION_MNIST", "/usr/share/datasets/fashion-mnist"))
 CLASS_NAMES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",

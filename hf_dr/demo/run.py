@@ -31,14 +31,21 @@ import numpy as np
 import torch
 
 from hf_dr.augment.registry import create_policy
-from hf_dr.data.fashion_mnist import DEFAULT_ROOT, fashion_mnist_arrays, load_fashion_mnist
+from hf_dr.data.fashion_mnist import (
+    DEFAULT_ROOT,
+    FASHION_MNIST_MEAN,
+    FASHION_MNIST_STD,
+    fashion_mnist_arrays,
+    load_fashion_mnist,
+)
 from hf_dr.data.preloaded import PreloadedDataset
 from hf_dr.data.replay import ReinforcedTransform
 from hf_dr.data.transforms import AugmentTransform, EvalTransform
 from hf_dr.errors import InvalidConfigError
+from hf_dr.train.checkpoints import load_checkpoint, save_checkpoint
 from hf_dr.train.evaluation import evaluate
-from hf_dr.train.loop import TrainConfig, fit, save_checkpoint
-from hf_dr.train.models import FASHION_MNIST_MEAN, FASHION_MNIST_STD, ProbabilityEnsemble, create_model
+from hf_dr.train.loop import TrainConfig, fit
+from hf_dr.train.models import ProbabilityEnsemble, create_model
 
 logger = logging.getLogger(__name__)
 
@@ -262,8 +269,10 @@ def run_demo(config: DemoConfig | None = None) -> dict[str, Any]:
 
     logger.info("stage 1/3: training %d teachers on the full training split", config.num_teachers)
     specs, teachers, teacher_seconds = _train_teachers(config, out, test)
-    ensemble = ProbabilityEnsemble([create_model(config.teacher_arch, NUM_CLASSES, in_chans=1,
-                                                 checkpoint=s.split("=", 1)[1]) for s in specs]).eval()
+    members = [create_model(config.teacher_arch, NUM_CLASSES, in_chans=1) for _ in specs]
+    for member, spec in zip(members, specs, strict=True):
+        load_checkpoint(member, spec.split("=", 1)[1])
+    ensemble = ProbabilityEnsemble(members).eval()
     ensemble_metrics = evaluate(ensemble, test)
 
     logger.info("stage 2/3: reinforcing %d images (N=%d, k=%d)", config.subset_size, config.num_samples, config.topk)

@@ -20,21 +20,14 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from hf_dr.errors import HfDrError, InvalidConfigError, TeacherError
+from hf_dr.errors import InvalidConfigError, MissingTeacherError
 from hf_dr.generate.teacher import MemberSpec, load_teacher_spec
 
 LAYOUTS = ("self-contained", "metadata-only")
 
 
-class UnknownBuilderError(HfDrError, KeyError):
-    """A builder name that is not registered (the message lists the valid names)."""
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0]) if self.args else ""
 
 
-class MissingTeacherError(TeacherError):
-    """A recipe whose teacher must be fine-tuned first, run without a teacher spec."""
 
 
 @dataclass(frozen=True)

@@ -26,14 +26,12 @@ from typing import Any
 
 import torch
 
-from hf_dr.errors import ClassCountMismatchError, HfDrError, InvalidConfigError, TeacherError
+from hf_dr.errors import ClassCountMismatchError, InvalidConfigError, TeacherError, WeightsNotFoundError
 
 DATA_CONFIG_KEYS = ("input_size", "interpolation", "mean", "std", "crop_pct")
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-class WeightsNotFoundError(HfDrError, FileNotFoundError):
-    """A teacher member's local weights file or directory does not exist."""
 
 
 @dataclass(frozen=True)
@@ -182,6 +180,8 @@ def load_member(spec: str | dict[str, Any] | MemberSpec) -> Member:
         ViewSpec(channels=3, height=224, width=224, interpolation='bicubic')
     """
     import timm
+
+    import hf_dr.networks  # noqa: F401 (the small networks are teachers too: register them with timm)
 
     spec = MemberSpec.parse(spec)
     overlay = dict(spec.overrides)

@@ -21,9 +21,9 @@ from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, 
 from hf_dr.data.replay import ReinforcedTransform
 from hf_dr.data.sources import image_feature, keys_sha256, load_source, scan_keys
 from hf_dr.data.streaming import ReinforcedIterableDataset, empty_reinforcements, stream_replay
-from hf_dr.errors import DataMismatchError, InvalidConfigError
+from hf_dr.errors import DataMismatchError, HubNotFoundError, InvalidConfigError
 from hf_dr.generate.storage import CONFIG_FILE
-from hf_dr.hub.push import HUB_FORMAT, HUB_META_FILE, SELF_CONTAINED, HubNotFoundError, resolve_revision
+from hf_dr.hub.push import HUB_FORMAT, HUB_META_FILE, SELF_CONTAINED, resolve_revision
 
 MAX_KEYS_SHOWN = 5
 
@@ -63,7 +63,7 @@ def load_reinforced(
             ``data_config``, ``leftover``).
 
     Returns:
-        A `datasets.Dataset` whose rows are ``{"pixel_values", "labels"}`` (call ``hf_dr.train.loop.set_epoch(ds, e)``
+        A `datasets.Dataset` whose rows are ``{"pixel_values", "labels"}`` (call ``hf_dr.set_epoch(ds, e)``
         or the transform's ``set_epoch`` every epoch), or with ``streaming=True`` a :class:`ReinforcedIterableDataset`
         of ``{"key", "pixel_values", "labels"}``.
 

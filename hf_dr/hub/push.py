@@ -38,7 +38,7 @@ from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundErro
 
 from hf_dr.data.schema import KEY_COLUMN, REINFORCEMENTS_COLUMN
 from hf_dr.data.sources import image_feature, keys_sha256, load_source, scan_keys
-from hf_dr.errors import DataMismatchError, HfDrError, IncompleteRunError, InvalidConfigError
+from hf_dr.errors import DataMismatchError, HubNotFoundError, IncompleteRunError, InvalidConfigError
 from hf_dr.generate.parquet import write_parquet
 from hf_dr.generate.run_config import ReinforceConfig
 from hf_dr.generate.storage import CONFIG_FILE, verify_run
@@ -57,8 +57,6 @@ IMAGE_COMPRESSION_LEVEL = 3  # images are already compressed; zstd 19 on them co
 _COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
 
 
-class HubNotFoundError(HfDrError, FileNotFoundError):
-    """A Hub repo, revision or file that does not exist (or that the token cannot read)."""
 
 
 # -- public API -----------------------------------------------------------------------------------------------------

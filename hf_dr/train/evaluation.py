@@ -200,7 +200,7 @@ def evaluate_checkpoint(
     import datasets
 
     from hf_dr.data.transforms import EvalTransform
-    from hf_dr.train.loop import load_classifier
+    from hf_dr.train.checkpoints import load_classifier
 
     if isinstance(dataset, str):
         name = dataset

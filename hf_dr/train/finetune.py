@@ -154,7 +154,8 @@ def create_member(config: FinetuneConfig, num_classes: int, seed: int) -> torch.
 
 
 def _local_weights_overlay(arch: str, weights: str) -> dict[str, Any]:
-    from hf_dr.generate.teacher import WeightsNotFoundError, head_size
+    from hf_dr.errors import WeightsNotFoundError
+    from hf_dr.generate.teacher import head_size
 
     if not os.path.isfile(weights):
         raise WeightsNotFoundError(f"pretrained weights {os.path.abspath(weights)!r} of {arch!r} do not exist; pass "
@@ -246,7 +247,8 @@ def finetune_teacher(
         config (`FinetuneConfig`): architecture, checkpoint, seeds and optimisation.
         output_dir (`str`): where ``member-{i}.safetensors``, ``teacher_spec.json`` and ``finetune_metrics.json`` go.
         eval_dataset (`datasets.Dataset`, *optional*): held-out rows with the same columns; top-1, NLL and ECE of
-            each member and of the ensemble (averaged probabilities, as :class:`hf_dr.Teacher` averages them).
+            each member and of the ensemble (averaged probabilities, as :class:`~hf_dr.generate.teacher.Teacher`
+            averages them).
         image_column, label_column, key_column (`str`, *optional*): column names; without a key column the
             augmentation seeds use a hash of the image bytes.
         num_classes (`int`, *optional*): the class count; read from a ``ClassLabel`` label column by default.
@@ -263,8 +265,9 @@ def finetune_teacher(
         (3, 32, 32)
     """
     from hf_dr.data.sources import check_columns
+    from hf_dr.train.checkpoints import checkpoint_model_metadata, save_checkpoint
     from hf_dr.train.evaluation import classification_metrics, predict
-    from hf_dr.train.loop import checkpoint_model_metadata, fit, save_checkpoint
+    from hf_dr.train.loop import fit
 
     for dataset in (train_dataset, eval_dataset):
         if dataset is not None:

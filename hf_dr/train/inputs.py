@@ -71,7 +71,7 @@ def training_data(
 ) -> tuple[Any, Any]:
     """The training dataset and its transform: replay of a reinforcement run (``reinforcements``: its folder), or
     on-the-fly augmentation with ``policy`` and hard labels. ``preload`` decodes the images once
-    (:class:`hf_dr.PreloadedDataset`); otherwise the transform is set on ``dataset`` (in place)."""
+    (:class:`hf_dr.data.preloaded.PreloadedDataset`); otherwise the transform is set on ``dataset`` (in place)."""
     if reinforcements:
         from hf_dr.generate.run_config import ReinforceConfig
         from hf_dr.generate.storage import load_reinforcements
@@ -126,7 +126,7 @@ def student(architecture: str, num_classes: int, in_chans: int | None = None, in
             **kwargs: Any) -> torch.nn.Module:
     """A timm student with a ``num_classes`` head; ``init_from`` loads a checkpoint first (pretrain on X+, fine-tune
     on Y+): tensors of another shape, such as a head for another class count, keep their fresh initialisation."""
-    from hf_dr.train.loop import load_checkpoint
+    from hf_dr.train.checkpoints import load_checkpoint
     from hf_dr.train.models import create_model
 
     model = create_model(architecture, num_classes, **({"in_chans": in_chans} if in_chans else {}), **kwargs)
