@@ -1,8 +1,6 @@
 """Rendering the augmented views a teacher labels, in DataLoader workers.
 
-A shard's work is the row-major list of its views, view ``v`` being reinforcement ``v % N`` of row
-``shard.start + v // N``, cut into chunks of ``batch_size`` views (:class:`ChunkPlan`, computed on demand: a run's
-plan takes memory per shard, not per view). A worker renders one chunk: it decodes each image once, draws the params
+A worker renders one chunk of the plan (:mod:`hf_dr.generate.plan`): it decodes each image once, draws the params
 of each view from ``generator_for(seed, key, index)``, applies them at every teacher view size and converts the
 params to Arrow. Chunks are padded to ``batch_size`` so the teacher always runs on one batch shape; the draws depend
 only on (seed, key, index), so the output does not depend on the number of processes or workers.
@@ -11,7 +9,6 @@ only on (seed, key, index), so the output does not depend on the number of proce
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import datasets
@@ -26,57 +23,10 @@ from hf_dr.augment.policy import AugmentationPolicy
 from hf_dr.augment.registry import policy_from_config
 from hf_dr.augment.seeding import generator_for
 from hf_dr.errors import InvalidConfigError
-from hf_dr.generate.storage import Shard
+from hf_dr.generate.plan import Chunk
 from hf_dr.generate.teacher import ViewSpec
 
 TENSOR_INTERPOLATIONS = ("nearest", "nearest-exact", "bilinear", "bicubic")
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """Views ``[start, stop)`` of a shard (row-major over its rows and ``num_samples`` reinforcements)."""
-
-    shard: Shard
-    start: int
-    stop: int
-    num_samples: int
-
-    def __len__(self) -> int:
-        return self.stop - self.start
-
-    @property
-    def last(self) -> bool:
-        """Whether this chunk completes its shard."""
-        return self.stop == self.shard.num_rows * self.num_samples
-
-    def views(self) -> list[tuple[int, int]]:
-        """The ``(row, reinforcement index)`` of each view."""
-        return [(self.shard.start + v // self.num_samples, v % self.num_samples) for v in range(self.start, self.stop)]
-
-
-class ChunkPlan(Sequence[Chunk]):
-    """The shards' views cut into chunks of ``batch_size`` (a chunk never spans two shards), computed on demand.
-
-    Example:
-        >>> plan = ChunkPlan([Shard(0, 0, 3)], num_samples=2, batch_size=4)
-        >>> [c.views() for c in plan]
-        [[(0, 0), (0, 1), (1, 0), (1, 1)], [(2, 0), (2, 1)]]
-    """
-
-    def __init__(self, shards: Sequence[Shard], num_samples: int, batch_size: int) -> None:
-        self.shards, self.num_samples, self.batch_size = list(shards), num_samples, batch_size
-        counts = [-(-s.num_rows * num_samples // batch_size) for s in self.shards]
-        self._offsets = np.cumsum([0, *counts])
-
-    def __len__(self) -> int:
-        return int(self._offsets[-1])
-
-    def __getitem__(self, i: int) -> Chunk:  # type: ignore[override]
-        if not 0 <= i < len(self):
-            raise IndexError(i)
-        k = int(np.searchsorted(self._offsets, i, side="right")) - 1
-        shard, start = self.shards[k], (i - int(self._offsets[k])) * self.batch_size
-        return Chunk(shard, start, min(start + self.batch_size, shard.num_rows * self.num_samples), self.num_samples)
 
 
 def policy_for_view(policy: AugmentationPolicy, interpolation: str) -> AugmentationPolicy:

@@ -38,13 +38,12 @@ from hf_dr.data.sources import (
     source_info,
 )
 from hf_dr.errors import InvalidConfigError
-from hf_dr.generate.render import ChunkPlan, ViewRenderer
+from hf_dr.generate.plan import ChunkPlan, Shard, plan_shards
+from hf_dr.generate.render import ViewRenderer
 from hf_dr.generate.run_config import ReinforceConfig, library_versions
 from hf_dr.generate.shard_table import ShardTable, output_features
 from hf_dr.generate.storage import (
-    Shard,
     clear_run,
-    plan_shards,
     remove_temporaries,
     shard_record,
     write_manifest,

@@ -18,7 +18,7 @@ import torch
 from hf_dr.augment.policy import AugmentationPolicy
 from hf_dr.data.schema import REINFORCEMENTS_COLUMN, class_id_dtype, reinforcement_features
 from hf_dr.errors import CorruptShardError
-from hf_dr.generate.storage import Shard
+from hf_dr.generate.plan import Shard
 
 
 def output_features(

@@ -22,7 +22,6 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import datasets
@@ -31,41 +30,13 @@ import pyarrow.parquet as pq
 
 from hf_dr.errors import ConfigConflictError, CorruptShardError, IncompleteRunError
 from hf_dr.generate.parquet import write_parquet
+from hf_dr.generate.plan import SHARDS_DIR, Shard
 
-SHARDS_DIR = "shards"
 MANIFEST_FILE = "manifest.json"
 CONFIG_FILE = "reinforce_config.json"
 DONE_SUFFIX = ".done"
 FORMAT = "hf-dr-reinforcements"
 FORMAT_VERSION = 1
-
-
-@dataclass(frozen=True)
-class Shard:
-    """Rows ``[start, stop)`` of the source dataset, written to :attr:`path` (relative to the output folder)."""
-
-    index: int
-    start: int
-    stop: int
-
-    @property
-    def path(self) -> str:
-        return f"{SHARDS_DIR}/reinforcements-{self.index:05d}.parquet"
-
-    @property
-    def num_rows(self) -> int:
-        return self.stop - self.start
-
-
-def plan_shards(num_rows: int, shard_size: int) -> list[Shard]:
-    """Fixed row ranges of ``shard_size`` rows, independent of the number of processes.
-
-    Example:
-        >>> [(s.start, s.stop) for s in plan_shards(5, 2)]
-        [(0, 2), (2, 4), (4, 5)]
-    """
-    starts = range(0, num_rows, shard_size)
-    return [Shard(i, start, min(start + shard_size, num_rows)) for i, start in enumerate(starts)]
 
 
 # -- atomic writes ------------------------------------------------------------------------------------------------
