@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,15 @@ configs:
 
 Rows with an integer label and a binary payload.
 """
+
+
+@pytest.fixture(autouse=True)
+def _server_stays_consistent(hub: HubServer) -> Iterator[None]:
+    """Fails a test whose clients hit an endpoint the server lacks, or made the server raise."""
+    unhandled, errors = len(hub.unhandled), len(hub.errors)
+    yield
+    assert hub.unhandled[unhandled:] == [], "clients called endpoints the test server does not implement"
+    assert hub.errors[errors:] == [], "the test server raised while answering"
 
 
 @dataclass

@@ -14,12 +14,12 @@ import pytest
 
 from hf_dr.generate.storage import load_reinforcements
 from tests.data_utils import digits_dataset
-from tests.test_generation import _files, _same_tree
+from tests.generate.test_run import _files, _same_tree
 from tests.utils_teacher import save_teacher
 
 pytestmark = pytest.mark.slow
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(ROOT, "scripts", "reinforce.py")
 NUM_ROWS, SHARD_SIZE = 96, 8
 
