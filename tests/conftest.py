@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-# huggingface_hub and datasets read HF_ENDPOINT, HF_HUB_DISABLE_XET, HF_TOKEN and their cache paths at import time:
-# start the local Hub server (127.0.0.1) and set them before anything imports those libraries.
+# The root conftest.py has pointed huggingface_hub and datasets at the local Hub server's address; the server starts
+# when a test first asks for the `hub` fixture.
+import numpy as np
+import pytest
+import torch
+
 from tests.hub_server import HubServer, start_session_server
-
-HUB_SERVER = start_session_server()
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def hub() -> HubServer:
-    """The session's local Hub server; every ``huggingface_hub``/``datasets`` call in the tests goes to it."""
-    return HUB_SERVER
+    """The session's local Hub server (started on first use); every ``huggingface_hub``/``datasets`` call in the
+    tests goes to it."""
+    return start_session_server()
 
 
 @pytest.fixture(autouse=True)

@@ -28,6 +28,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import sys
 import tempfile
 import threading
@@ -968,6 +969,7 @@ class HubServer:
 # --------------------------------------------------------------------------------------------------------------------
 
 _SESSION_SERVER: HubServer | None = None
+_SESSION_PORT: int | None = None
 _IMPORT_TIME_MODULES = ("huggingface_hub.constants", "datasets.config")
 # Variables that would redirect the endpoint or caches, or switch the clients offline.
 _CLEARED_ENV = (
@@ -978,30 +980,46 @@ _CLEARED_ENV = (
 )
 
 
-def start_session_server(cache_root: str | os.PathLike[str] | None = None) -> HubServer:
-    """Starts (once per process) the server every test shares and points the HF libraries at it.
+def configure_session(cache_root: str | os.PathLike[str] | None = None) -> str:
+    """Points the HF libraries at the session server's address (a free port on 127.0.0.1) without starting it.
 
     Must run before ``huggingface_hub`` or ``datasets`` is imported: both read these variables at import time.
-    Caches go to ``cache_root`` or, by default, to a private temporary folder removed at interpreter exit.
+    Caches go to ``cache_root`` or, by default, to a private temporary folder removed at interpreter exit. The server
+    itself starts on first use (:func:`start_session_server`, i.e. the ``hub`` fixture), so test runs that never touch
+    the Hub never start it, and any client call without it fails fast (connection refused) instead of leaving the
+    machine.
 
     Raises:
         RuntimeError: if either library was imported first (its endpoint and caches are already frozen).
     """
-    global _SESSION_SERVER
-    if _SESSION_SERVER is not None:
-        return _SESSION_SERVER
+    global _SESSION_PORT
+    if _SESSION_PORT is not None:
+        return f"http://127.0.0.1:{_SESSION_PORT}"
     too_early = [name for name in _IMPORT_TIME_MODULES if name in sys.modules]
     if too_early:
         raise RuntimeError(
-            f"{', '.join(too_early)} imported before start_session_server(): call it at the very top of the root "
-            "tests/conftest.py, before anything imports huggingface_hub or datasets."
+            f"{', '.join(too_early)} imported before configure_session(): call it at the very top of the root "
+            "conftest.py, before anything imports huggingface_hub or datasets."
         )
     if cache_root is None:
         cache_root = tempfile.mkdtemp(prefix="hf-hub-test-")
         atexit.register(shutil.rmtree, cache_root, ignore_errors=True)
-    server = HubServer().start()
+    with socket.socket() as probe:  # a free port now; the server binds it when first asked for
+        probe.bind(("127.0.0.1", 0))
+        _SESSION_PORT = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{_SESSION_PORT}"
+    _configure_environment(url, os.fspath(cache_root))
+    return url
+
+
+def start_session_server(cache_root: str | os.PathLike[str] | None = None) -> HubServer:
+    """Starts (once per process) the server every test shares, at the address :func:`configure_session` set."""
+    global _SESSION_SERVER
+    if _SESSION_SERVER is not None:
+        return _SESSION_SERVER
+    configure_session(cache_root)
+    server = HubServer(port=_SESSION_PORT).start()
     atexit.register(server.stop)
-    _configure_environment(server.url, os.fspath(cache_root))
     _SESSION_SERVER = server
     return server
 

@@ -1,0 +1,170 @@
+"""The package's layout as a contract: what each subpackage may import, no import cycles (function-level imports
+included), module and function sizes, self-describing folders, and a cheap ``import hf_dr``."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "hf_dr"
+MAX_MODULE_LINES = 400
+MAX_SCRIPT_LINES = 200
+MAX_FUNCTION_LINES = 60  # code lines, docstring excluded
+# Subpackage (or top-level module) -> the hf_dr parts it may import. The data's path: augment -> data -> generate ->
+# hub; train builds on data and generate (teachers, views); demo on everything; cli on everything.
+LEAVES = {"errors", "files"}
+ALLOWED = {
+    "errors": set(),
+    "files": {"errors"},
+    "augment": LEAVES,
+    "data": LEAVES | {"augment"},
+    "networks": LEAVES | {"data"},
+    "generate": LEAVES | {"augment", "data", "networks"},
+    "hub": LEAVES | {"augment", "data", "generate"},
+    "train": LEAVES | {"augment", "data", "generate", "networks"},
+    "demo": LEAVES | {"augment", "data", "generate", "hub", "train", "networks"},
+    "cli": LEAVES | {"augment", "data", "generate", "hub", "train", "networks", "demo"},
+}
+HEAVY = ("transformers", "timm", "matplotlib")
+
+
+def _modules() -> dict[str, Path]:
+    modules = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        modules[name] = path
+    return modules
+
+
+MODULES = _modules()
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _imports(path: Path) -> set[str]:
+    """hf_dr modules imported anywhere in ``path`` (function bodies included, ``if TYPE_CHECKING:`` excluded)."""
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and _is_type_checking(node):
+            return
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.split(".")[0] == "hf_dr")
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "hf_dr":
+            for alias in node.names:  # `from hf_dr.x import y` imports the submodule y when there is one
+                sub = f"{node.module}.{alias.name}"
+                found.add(sub if sub in MODULES else node.module)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse(path.read_text()))
+    return found
+
+
+GRAPH = {name: _imports(path) - {name} for name, path in MODULES.items()}
+
+
+def _part(module: str) -> str:
+    return module.split(".")[1] if module.count(".") else ""
+
+
+def test_every_subpackage_imports_only_what_its_docstring_allows() -> None:
+    """Each subpackage imports only the parts below it on the data's path (see ALLOWED)."""
+    wrong = []
+    for module, imported in GRAPH.items():
+        part = _part(module)
+        if not part:  # hf_dr/__init__.py: lazy exports only
+            assert imported == set(), f"hf_dr/__init__.py imports {sorted(imported)} eagerly"
+            continue
+        for target in imported - {"hf_dr"}:  # the root is lazy-only (__version__): importing it loads nothing
+            if _part(target) not in ALLOWED[part] | {part}:
+                wrong.append(f"{module} -> {target}")
+    assert wrong == []
+
+
+def test_no_import_cycle() -> None:
+    """No cycle among hf_dr modules, counting imports inside functions (Tarjan's strongly connected components)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def connect(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in GRAPH.get(node, ()):
+            if target not in GRAPH:
+                continue
+            if target not in index:
+                connect(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
+    for module in GRAPH:
+        if module not in index:
+            connect(module)
+    assert cycles == []
+
+
+def test_subpackages_describe_themselves() -> None:
+    """Every folder's ``__init__`` says what lives there and what it may import."""
+    for module, path in MODULES.items():
+        if path.name == "__init__.py" and module != "hf_dr" and module.count(".") == 1:
+            doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+            assert len(doc) > 80 and "import" in doc.lower(), f"{path} needs a docstring: contents and imports"
+
+
+def test_modules_and_functions_stay_small() -> None:
+    too_long = [f"{p.relative_to(ROOT)}: {n} lines" for p in MODULES.values()
+                if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES]
+    too_long += [f"{p.relative_to(ROOT)}: {n} lines" for p in sorted((ROOT / "scripts").glob("*.py"))
+                 if (n := len(p.read_text().splitlines())) > MAX_SCRIPT_LINES]
+    for path in [*MODULES.values(), *sorted((ROOT / "scripts").glob("*.py"))]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                first = node.body[0]
+                if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(
+                        first.value.value, str):
+                    lines -= first.end_lineno - first.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    too_long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}(): {lines} lines")
+    assert too_long == []
+
+
+def test_import_hf_dr_is_cheap() -> None:
+    """``import hf_dr`` loads none of transformers, timm, matplotlib; its public names are importable on use."""
+    code = ("import sys, hf_dr; heavy = sorted({m.split('.')[0] for m in sys.modules} & set(%r)); "
+            "print(','.join(heavy))" % (HEAVY,))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == ""
+
+
+@pytest.mark.parametrize("name", sorted(__import__("hf_dr").__all__))
+def test_public_name_resolves(name: str) -> None:
+    """Every name of the public API resolves and has a docstring."""
+    import hf_dr
+
+    value = getattr(hf_dr, name)
+    assert name == "__version__" or (value.__doc__ or "").strip(), f"hf_dr.{name} has no docstring"
