@@ -8,6 +8,7 @@ depend on resolution. Mixing works on ``uint8 [C, H, W]`` tensors, after the per
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -16,7 +17,13 @@ from PIL import Image
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
+from hf_dr.errors import InvalidConfigError
+
 ImageLike = Image.Image | torch.Tensor | np.ndarray
+
+# ImageNet's per-channel statistics in [0, 1] (timm.data.IMAGENET_DEFAULT_MEAN/STD): the default normalisation
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def to_pil(image: ImageLike) -> Image.Image:
@@ -38,7 +45,9 @@ def to_pil(image: ImageLike) -> Image.Image:
 
 
 def to_tensor(image: ImageLike) -> torch.Tensor:
-    """Converts any supported image to a ``uint8 [C, H, W]`` tensor (1 or 3 channels).
+    """Converts any supported image to a ``uint8 [C, H, W]`` tensor (1 or 3 channels), by :func:`to_pil`'s rules.
+
+    A ``uint8 [C, H, W]`` tensor is returned as is; arrays and images are copied.
 
     Example:
         >>> to_tensor(Image.new("RGB", (4, 3))).shape
@@ -46,6 +55,10 @@ def to_tensor(image: ImageLike) -> torch.Tensor:
     """
     if isinstance(image, torch.Tensor) and image.dtype == torch.uint8 and image.ndim == 3:
         return image
+    if isinstance(image, np.ndarray) and image.dtype == np.uint8 and (
+        image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 3))
+    ):  # what Pillow would give, without the round trip; a copy, so the array is never shared
+        return torch.from_numpy((image[:, :, None] if image.ndim == 2 else image).transpose(2, 0, 1).copy())
     return F.pil_to_tensor(to_pil(image))
 
 
@@ -120,28 +133,62 @@ def cutmix(
 
 
 def normalize(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """Scales a ``uint8`` image to ``[0, 1]`` and normalizes it per channel (returns ``float32``)."""
-    return Normalizer(mean, std)(image)
+    """Scales ``uint8`` pixels to ``[0, 1]`` and normalises them per channel; returns ``float32``.
+
+    The one normalisation of hf_dr: generation (the teacher's batches), replay and the plain and evaluation
+    transforms all call it, so a replayed view equals the teacher's input bit for bit. The per-channel constants of
+    each ``(mean, std)`` are computed once (see :class:`Normalizer`).
+
+    Args:
+        image (`torch.Tensor`): ``uint8 [C, H, W]`` or a batch ``uint8 [B, C, H, W]`` (channels at dim -3), on any
+            device.
+        mean (`Sequence[float]`): per-channel means in ``[0, 1]``: one value, one per channel, or RGB statistics
+            on a grayscale image (their average is used).
+        std (`Sequence[float]`): per-channel standard deviations, same rule.
+
+    Example:
+        >>> image = torch.full((1, 2, 2), 255, dtype=torch.uint8)  # grayscale with RGB statistics: their average
+        >>> round(normalize(image, IMAGENET_MEAN, IMAGENET_STD)[0, 0, 0].item(), 4)  # (1 - 0.449) / 0.226
+        2.4381
+        >>> normalize(torch.zeros(8, 3, 4, 4, dtype=torch.uint8), (0.5,), (0.5,)).shape
+        torch.Size([8, 3, 4, 4])
+    """
+    return _normalizer(tuple(mean), tuple(std))(image)
 
 
 class Normalizer:
-    """:func:`normalize` with its per-channel constants computed once (for the per-sample hot path)."""
+    """:func:`normalize` for one ``(mean, std)``, its per-channel constants computed once per channel count and device.
+
+    Computes ``(x - 255 * mean) * (1 / (255 * std))`` in ``float32``: the constants are made on the CPU and then
+    moved, so every device gets the same values.
+    """
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         self.mean, self.std = tuple(mean), tuple(std)
-        self._constants: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._constants: dict[tuple[int, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        channels = image.shape[0]
-        if channels not in self._constants:
-            mean = torch.tensor(_per_channel(self.mean, channels), dtype=torch.float32).view(-1, 1, 1)
-            std = torch.tensor(_per_channel(self.std, channels), dtype=torch.float32).view(-1, 1, 1)
-            self._constants[channels] = (mean * 255.0, 1.0 / (std * 255.0))
-        offset, scale = self._constants[channels]
+        if not isinstance(image, torch.Tensor) or image.dtype != torch.uint8 or image.ndim not in (3, 4):
+            got = f"{image.dtype} {tuple(image.shape)}" if isinstance(image, torch.Tensor) else type(image).__name__
+            raise InvalidConfigError(f"normalize expects a uint8 [C, H, W] or [B, C, H, W] tensor, got {got}")
+        cache_key = (image.shape[-3], image.device)
+        if cache_key not in self._constants:
+            with torch.inference_mode(False):  # cached constants made under inference mode must serve outside it
+                channels = image.shape[-3]
+                mean = torch.tensor(_per_channel(self.mean, channels), dtype=torch.float32).view(-1, 1, 1)
+                std = torch.tensor(_per_channel(self.std, channels), dtype=torch.float32).view(-1, 1, 1)
+                self._constants[cache_key] = ((mean * 255.0).to(image.device), (1.0 / (std * 255.0)).to(image.device))
+        offset, scale = self._constants[cache_key]
         return image.float().sub_(offset).mul_(scale)
 
 
+@functools.lru_cache(maxsize=64)
+def _normalizer(mean: tuple[float, ...], std: tuple[float, ...]) -> Normalizer:
+    return Normalizer(mean, std)
+
+
 def _per_channel(value: Sequence[float] | float, channels: int) -> list[float]:
+    """Per-channel values (normalisation statistics, erasing fills) for an image of ``channels`` channels."""
     values = [value] if isinstance(value, (int, float)) else list(value)
     if len(values) == channels:
         return values
@@ -149,7 +196,7 @@ def _per_channel(value: Sequence[float] | float, channels: int) -> list[float]:
         return [sum(values) / len(values)]
     if len(values) == 1:
         return values * channels
-    raise ValueError(f"expected 1 or {channels} per-channel values, got {len(values)}")
+    raise InvalidConfigError(f"expected 1 or {channels} per-channel values, got {len(values)}: {values}")
 
 
 def _check_same_shape(image: torch.Tensor, partner: torch.Tensor) -> None:

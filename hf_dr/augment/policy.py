@@ -70,6 +70,18 @@ class AugmentationPolicy:
     def needs_partner(self) -> bool:
         return self.mixing is not None
 
+    def partner_key(self, params: Params) -> str | None:
+        """The key of the mixing partner ``params`` blend with, or None when they do not mix.
+
+        Example:
+            >>> from hf_dr import create_policy
+            >>> create_policy("rrc").partner_key({"crop": {}}) is None
+            True
+        """
+        if self.mixing is None or not params[self.mixing.name]["mode"]:
+            return None
+        return params[self.mixing.name]["partner_key"]
+
     # -- sampling ---------------------------------------------------------------------------------------------
     def sample_params(
         self, image_size: ImageSize, generator: np.random.Generator, partners: PartnerPool | None = None
@@ -142,11 +154,11 @@ class AugmentationPolicy:
         """Samples and applies in one go; returns the augmented image and its params."""
         image = to_pil(image)
         params = self.sample_params((image.height, image.width), generator, partners)
-        partner = None
-        if self.mixing is not None and params[self.mixing.name]["mode"]:
+        partner, partner_key = None, self.partner_key(params)
+        if partner_key is not None:
             if load_partner is None:
                 raise InvalidConfigError(f"policy '{self.name}' mixes samples: pass load_partner=callable(key)")
-            partner = load_partner(params[self.mixing.name]["partner_key"])
+            partner = load_partner(partner_key)
         return self.apply(image, params, size, partner), params
 
     # -- schema -----------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Named augmentation policies: ``create_policy(name, **overrides)`` and ``list_policies()``."""
+"""Named augmentation policies: ``create_policy(name, **overrides)``, ``list_policies()`` and ``as_policy``."""
 
 from __future__ import annotations
 
@@ -55,12 +55,40 @@ def policy_from_config(config: dict[str, Any]) -> AugmentationPolicy:
     ops_classes = (RandomCropFlip, RandomResizedCropFlip, RandAugment, RandomErasing, Mixing)
     classes = {cls.__name__: cls for cls in ops_classes}
     try:
+        name = config["name"]
         ops = [classes[op["op"]](**{k: v for k, v in op.items() if k != "op"}) for op in config["ops"]]
     except (KeyError, TypeError) as err:
         raise InvalidConfigError(f"not a policy config: {config!r} ({err})") from err
     mixing = [op for op in ops if isinstance(op, Mixing)]
     rest = [op for op in ops if not isinstance(op, Mixing)]
-    return AugmentationPolicy(config["name"], rest[0], rest[1:], mixing[0] if mixing else None)
+    if not rest:
+        raise InvalidConfigError(f"not a policy config: {config!r} (no crop op)")
+    return AugmentationPolicy(name, rest[0], rest[1:], mixing[0] if mixing else None)
+
+
+def as_policy(policy: str | dict[str, Any] | AugmentationPolicy) -> AugmentationPolicy:
+    """The policy named by ``policy``: a registered name, a saved config or a policy (returned as is).
+
+    Args:
+        policy (`str`, `dict` or `AugmentationPolicy`): a name of :func:`list_policies` (built with its defaults),
+            an :meth:`AugmentationPolicy.config` dict (as recorded with a reinforcement run) or a policy.
+
+    Example:
+        >>> as_policy("rrc").name
+        'rrc'
+        >>> policy = create_policy("rrc", crop={"scale": (0.35, 1.0)})
+        >>> as_policy(policy.config()).config() == policy.config(), as_policy(policy) is policy
+        (True, True)
+    """
+    if isinstance(policy, str):
+        return create_policy(policy)
+    if isinstance(policy, dict):
+        return policy_from_config(policy)
+    if not isinstance(policy, AugmentationPolicy):
+        raise InvalidConfigError(
+            f"expected a policy name, a policy config dict or an AugmentationPolicy, got {type(policy).__name__}"
+        )
+    return policy
 
 
 def _checked(op_name: str, overrides: dict[str, dict[str, Any]], allowed: set[str]) -> dict[str, Any]:

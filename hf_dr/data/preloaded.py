@@ -14,7 +14,7 @@ from typing import Any
 import datasets
 import torch
 
-from hf_dr.errors import MissingColumnError
+from hf_dr.data.sources import check_columns
 
 
 class PreloadedDataset(torch.utils.data.Dataset):
@@ -34,9 +34,11 @@ class PreloadedDataset(torch.utils.data.Dataset):
 
     def __init__(self, dataset: datasets.Dataset, transform: Any) -> None:
         columns = list(transform.input_columns)
-        missing = [c for c in columns if c not in dataset.column_names]
-        if missing:
-            raise MissingColumnError(f"the dataset has no column(s) {missing}; it has {dataset.column_names}")
+        options = getattr(transform, "column_options", None)  # hf_dr's hooks name the option of each column
+        if options is not None:
+            check_columns(dataset, **options)
+        else:
+            check_columns(dataset, *columns, fix="Pass a transform whose input_columns the dataset has.")
         decoded = dataset.with_format(None).select_columns(columns)[:]  # decoded once: Pillow images, lists
         self.columns = {name: list(decoded[name]) for name in columns}
         self.transform = transform

@@ -10,29 +10,22 @@ import datasets
 import torch
 
 import hf_dr.augment.functional as K
+from hf_dr.augment.functional import IMAGENET_MEAN, IMAGENET_STD
 from hf_dr.augment.policy import AugmentationPolicy
-from hf_dr.augment.registry import create_policy, policy_from_config
+from hf_dr.augment.registry import as_policy
 from hf_dr.augment.seeding import choose_index
+from hf_dr.data.keys import KeyIndex
 from hf_dr.data.schema import KEY_COLUMN, REINFORCEMENTS_COLUMN
 from hf_dr.data.soft_labels import densify
-from hf_dr.errors import ClassCountMismatchError, DataMismatchError, InvalidConfigError, MissingColumnError
+from hf_dr.data.sources import check_columns, class_count
+from hf_dr.errors import ClassCountMismatchError, DataMismatchError, InvalidConfigError
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ReinforcedTransform"]
 
-
-def _require_columns(dataset: datasets.Dataset, columns: Sequence[str], role: str) -> None:
-    missing = [c for c in columns if c not in dataset.column_names]
-    if missing:
-        raise MissingColumnError(
-            f"the {role} dataset has no column(s) {missing}; it has {dataset.column_names}. Pass the right "
-            "column names (image_column=, key_column=, reinforcements_column=)."
-        )
-
-
-def _class_count(dataset: datasets.Dataset, label_column: str | None) -> int | None:
-    feature = dataset.features.get(label_column) if label_column else None
-    return feature.num_classes if isinstance(feature, datasets.ClassLabel) else None
+ATTACH_FIX = ("Set the transform with transform.attach(dataset) or "
+              "dataset.set_transform(transform, columns=transform.input_columns).")
+_UNREINFORCED_FIX = ("the images and the reinforcements come from different versions of the dataset. Reinforce "
+                     "this dataset or load the source revision that was reinforced.")
 
 
 class ReinforcedTransform:
@@ -54,6 +47,11 @@ class ReinforcedTransform:
         seed (`int`, *optional*, defaults to 0): seed of the per-epoch record choice.
         images (`datasets.Dataset`, *optional*): the dataset holding the images, for mixing partners; defaults to
             ``reinforcements``.
+        image_column, key_column (`str`, *optional*, default to ``"image"`` and ``"key"``): the columns the hook
+            reads (see :attr:`column_options`).
+        label_column (`str`, *optional*, defaults to ``"label"``): a ``ClassLabel`` column to read the class count
+            from (see :func:`hf_dr.data.sources.class_count`).
+        reinforcements_column (`str`, *optional*, defaults to ``"reinforcements"``): the records column.
         leftover (`str`, *optional*, defaults to ``"uniform"``): see :func:`hf_dr.densify`.
 
     Example:
@@ -81,8 +79,9 @@ class ReinforcedTransform:
         reinforcements_column: str = REINFORCEMENTS_COLUMN,
         leftover: str = "uniform",
     ) -> None:
-        _require_columns(reinforcements, [key_column, reinforcements_column], "reinforcement")
-        self.policy = _as_policy(policy)
+        check_columns(reinforcements, role="reinforcement dataset", key_column=key_column,
+                      reinforcements_column=reinforcements_column)
+        self.policy = as_policy(policy)
         if data_config is not None:
             size, mean, std = data_config["input_size"][1:], data_config["mean"], data_config["std"]
         self.size = (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
@@ -91,15 +90,15 @@ class ReinforcedTransform:
         self.leftover = leftover
         self.image_column, self.key_column, self.label_column = image_column, key_column, label_column
         self.reinforcements_column = reinforcements_column
-        self.num_classes = num_classes or _class_count(reinforcements, label_column)
+        self.num_classes = num_classes or class_count(reinforcements, label_column)
         if self.num_classes is None:
             raise InvalidConfigError("num_classes is unknown: pass num_classes= (no ClassLabel column to read)")
         table = reinforcements.flatten_indices() if reinforcements._indices is not None else reinforcements
         self._table = table.select_columns([key_column, reinforcements_column])
-        self._rows = {key: row for row, key in enumerate(self._table.data.column(key_column).to_pylist())}
-        self._images = self._image_source(images if images is not None else reinforcements)
+        keys = self._table.data.column(key_column).to_pylist()
+        self._rows = KeyIndex(keys, where="the reinforcements", fix=_UNREINFORCED_FIX)
+        self._partners = self._partner_source(images if images is not None else reinforcements)
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
-        self._normalize = K.Normalizer(self.mean, self.std)
 
     # -- epoch --------------------------------------------------------------------------------------------------
     @property
@@ -118,23 +117,23 @@ class ReinforcedTransform:
 
     # -- the hook -----------------------------------------------------------------------------------------------
     @property
+    def column_options(self) -> dict[str, str]:
+        """The columns the hook reads, by the option naming them."""
+        return {"image_column": self.image_column, "key_column": self.key_column}
+
+    @property
     def input_columns(self) -> list[str]:
         """The columns the hook reads: pass them to ``set_transform(columns=...)`` (see :meth:`attach`)."""
-        return [self.image_column, self.key_column]
+        return list(self.column_options.values())
 
     def attach(self, dataset: datasets.Dataset) -> datasets.Dataset:
         """Sets this transform on ``dataset`` (in place) formatting only the columns it needs; returns it."""
-        _require_columns(dataset, self.input_columns, "image")
+        check_columns(dataset, role="image dataset", **self.column_options)
         dataset.set_transform(self, columns=self.input_columns)
         return dataset
 
     def __call__(self, batch: dict[str, list[Any]]) -> dict[str, list[torch.Tensor]]:
-        missing = [c for c in self.input_columns if c not in batch]
-        if missing:
-            raise MissingColumnError(
-                f"the batch has no column(s) {missing} (got {sorted(batch)}); set the transform with "
-                "transform.attach(dataset) or dataset.set_transform(transform, columns=transform.input_columns)"
-            )
+        check_columns(batch, role="batch", fix=ATTACH_FIX, **self.column_options)
         pixels, labels = [], []
         for image, key in zip(batch[self.image_column], batch[self.key_column], strict=False):
             pixel_values, target = self.replay(image, key)
@@ -147,57 +146,55 @@ class ReinforcedTransform:
         """The index of the record used for ``key`` in the current epoch."""
         return choose_index(len(self._records_of(key)), self.seed, self.epoch, key)
 
-    def record(self, key: str, index: int | None = None) -> dict[str, Any]:
-        """The stored record ``index`` of ``key`` (this epoch's choice when ``index`` is None), params decoded."""
-        records = self._records_of(key)
+    def record(self, key: str, index: int | None = None, records: Sequence[Any] | None = None) -> dict[str, Any]:
+        """The stored record ``index`` of ``key`` (this epoch's choice when ``index`` is None), params decoded.
+
+        Args:
+            key (`str`): the sample key (it also seeds the choice).
+            index (`int`, *optional*): a given record instead of this epoch's choice.
+            records (`Sequence`, *optional*): ``key``'s stored records when they are already read, e.g. a streamed
+                row's own records column; looked up by key in the reinforcement table otherwise.
+        """
+        records = self._records_of(key) if records is None else records
+        if len(records) == 0:
+            raise DataMismatchError(f"sample key {key!r} holds no reinforcement records")
         index = choose_index(len(records), self.seed, self.epoch, key) if index is None else index
-        stored = records[index].as_py()
+        stored = records[index]
+        stored = stored.as_py() if hasattr(stored, "as_py") else stored
         return {"params": self.policy.decode(stored["params"]), "ids": stored["ids"], "probs": stored["probs"]}
 
-    def replay(self, image: Any, key: str, index: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Pixel values and dense soft target of ``image`` under the chosen record of ``key``."""
-        record = self.record(key, index)
-        partner = self.partner_for(record)
-        augmented = self.policy.apply(image, record["params"], self.size, partner)
-        target = densify(record["ids"], record["probs"], self.num_classes, self.leftover)
-        return self._normalize(augmented), target
+    def replay(self, image: Any, key: str, index: int | None = None, records: Sequence[Any] | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pixel values and dense soft target of ``image`` under the chosen record of ``key``.
 
-    def _row_of(self, key: str) -> int:
-        try:
-            return self._rows[key]
-        except KeyError:
-            raise DataMismatchError(
-                f"sample key {key!r} has no reinforcements; the images and the reinforcements come from different "
-                "versions of the dataset. Reinforce this dataset or load the source revision that was reinforced."
-            ) from None
+        The one replay of map-style rows and streamed ones: ``records`` are ``key``'s stored records when already
+        read (a self-contained stream's rows hold their own), else they are looked up by key (see :meth:`record`).
+        """
+        record = self.record(key, index, records)
+        augmented = self.policy.apply(image, record["params"], self.size, self.partner_for(record))
+        target = densify(record["ids"], record["probs"], self.num_classes, self.leftover)
+        return K.normalize(augmented, self.mean, self.std), target
 
     def _records_of(self, key: str) -> Any:
         """The Arrow list of ``key``'s stored records: only this row is read, no other row is formatted."""
-        row = self._row_of(key)
-        records = self._table.data.column(self.reinforcements_column)[row].values
-        if len(records) == 0:
-            raise DataMismatchError(f"sample key {key!r} (row {row}) holds no reinforcement records")
-        return records
+        return self._table.data.column(self.reinforcements_column)[self._rows.row(key)].values
 
-    def _image_source(self, images: datasets.Dataset) -> tuple[datasets.Dataset, dict[str, int]] | None:
+    def _partner_source(self, images: datasets.Dataset) -> tuple[datasets.Dataset, KeyIndex] | None:
         if not self.policy.needs_partner:
             return None
-        _require_columns(images, [self.image_column, self.key_column], "partner image")
+        check_columns(images, role="partner image dataset", **self.column_options)
         images = images.flatten_indices() if images._indices is not None else images
-        keys = images.data.column(self.key_column).to_pylist()
-        return images.select_columns([self.image_column]), {k: i for i, k in enumerate(keys)}
+        keys = KeyIndex(images.data.column(self.key_column).to_pylist(), where="the image dataset",
+                        fix="mixing partners are looked up by key: pass images=<the full dataset>.")
+        return images.select_columns([self.image_column]), keys
 
     def partner_for(self, record: dict[str, Any]) -> Any:
         """The original image of a record's mixing partner (None for records that do not mix)."""
-        params = record["params"]
-        mixing = self.policy.mixing
-        if mixing is None or not params[mixing.name]["mode"]:
+        key = self.policy.partner_key(record["params"])
+        if key is None:
             return None
-        dataset, rows = self._images
-        key = params[mixing.name]["partner_key"]
-        if key not in rows:
-            raise DataMismatchError(f"mixing partner {key!r} is not in the image dataset; pass images=<full dataset>")
-        return dataset[rows[key]][self.image_column]
+        dataset, keys = self._partners
+        return dataset[keys.row(key)][self.image_column]
 
     def check_num_classes(self, model_num_classes: int) -> None:
         """Raises :class:`ClassCountMismatchError` if a model's class count differs from the soft labels'."""
@@ -206,13 +203,3 @@ class ReinforcedTransform:
                 f"the model predicts {model_num_classes} classes but the reinforced labels have {self.num_classes}; "
                 "reset the classifier head (e.g. timm.create_model(..., num_classes=N))"
             )
-
-
-
-
-def _as_policy(policy: str | dict[str, Any] | AugmentationPolicy) -> AugmentationPolicy:
-    if isinstance(policy, str):
-        return create_policy(policy)
-    if isinstance(policy, dict):
-        return policy_from_config(policy)
-    return policy

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import datasets
@@ -46,8 +46,27 @@ def source_info(dataset: datasets.Dataset, path: str | None = None, split: str |
     return {"id": path, "split": split, "revision": revision, "fingerprint": dataset._fingerprint}
 
 
-def check_columns(dataset: datasets.Dataset, **columns: str | None) -> None:
-    """Raises :class:`MissingColumnError` naming the role, the missing column and the available ones.
+_CLI_FLAGS = ("image_column", "label_column", "key_column")  # the options the command-line tools also take
+
+
+def check_columns(
+    dataset: datasets.Dataset | datasets.IterableDataset | Mapping[str, Any],
+    *columns: str,
+    role: str = "dataset",
+    fix: str | None = None,
+    **options: str | None,
+) -> None:
+    """Raises :class:`MissingColumnError` naming the role, the missing column(s), the available ones and the fix.
+
+    The one column check of hf_dr: sources, reinforcement tables, ``set_transform`` hooks and their batches.
+
+    Args:
+        dataset (`datasets.Dataset`, `datasets.IterableDataset` or `dict`): a dataset, or a batch of columns.
+        *columns (`str`): columns needed that no option names (e.g. a transform's ``input_columns``).
+        role (`str`, *optional*, defaults to ``"dataset"``): what ``dataset`` is, e.g. ``"reinforcement dataset"``.
+        fix (`str`, *optional*): how to fix it; defaults to passing the right names to the options.
+        **options (`str` or None): columns needed, by the option naming them (``image_column="image"``); None
+            values are skipped.
 
     Example:
         >>> ds = datasets.Dataset.from_dict({"img": [None]})
@@ -56,13 +75,22 @@ def check_columns(dataset: datasets.Dataset, **columns: str | None) -> None:
         ...
         hf_dr.errors.MissingColumnError: the dataset has no column 'image' (image_column); its columns are ['img']...
     """
-    for role, column in columns.items():
-        if column is not None and column not in dataset.column_names:
-            flag = "--" + role.replace("_", "-")
-            raise MissingColumnError(
-                f"the dataset has no column {column!r} ({role}); its columns are {dataset.column_names}. "
-                f"Pass the right name ({role}= or {flag})."
-            )
+    available = dataset.column_names if isinstance(dataset, (datasets.Dataset, datasets.IterableDataset)) \
+        else list(dataset)
+    if available is None:  # a stream whose features are not known yet
+        return
+    needed = [(None, c) for c in columns] + [(option, c) for option, c in options.items() if c is not None]
+    missing = [(option, column) for option, column in needed if column not in available]
+    if not missing:
+        return
+    names = ", ".join(f"{column!r} ({option})" if option else repr(column) for option, column in missing)
+    if fix is None:
+        named = [option for option, _ in missing if option]
+        hints = [f"{o}= or --{o.replace('_', '-')}" if o in _CLI_FLAGS else f"{o}=" for o in named]
+        fix = f"Pass the right name ({'; '.join(hints)})." if named else "Rename the column or pass its name."
+    raise MissingColumnError(
+        f"the {role} has no column{'s' if len(missing) > 1 else ''} {names}; its columns are {available}. {fix}"
+    )
 
 
 def image_feature(dataset: datasets.Dataset, column: str) -> datasets.Image:

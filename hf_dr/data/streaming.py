@@ -20,11 +20,9 @@ from typing import Any
 import datasets
 import torch
 
-import hf_dr.augment.functional as K
-from hf_dr.augment.seeding import choose_index
 from hf_dr.data.keys import content_key
 from hf_dr.data.replay import ReinforcedTransform
-from hf_dr.data.soft_labels import densify
+from hf_dr.data.sources import check_columns
 from hf_dr.errors import InvalidConfigError
 
 _DERIVING_METHODS = (
@@ -96,25 +94,14 @@ class StreamReplay:
             )
         self.transform, self.image_feature = transform, image_feature
         self.image_column, self.key_column, self.records_column = image_column, key_column, records_column
-        self._normalize = K.Normalizer(transform.mean, transform.std)
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         cell = row[self.image_column]
         key = str(row[self.key_column]) if self.key_column else content_key(cell)
         image = self.image_feature.decode_example(cell)
-        if self.records_column is None:
-            pixel_values, labels = self.transform.replay(image, key)
-        else:
-            pixel_values, labels = self._replay_own(image, key, row[self.records_column])
+        records = None if self.records_column is None else row[self.records_column]
+        pixel_values, labels = self.transform.replay(image, key, records=records)
         return {"key": key, "pixel_values": pixel_values, "labels": labels}
-
-    def _replay_own(self, image: Any, key: str, records: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """What ``ReinforcedTransform.replay`` does, with the record read from the row instead of a table."""
-        transform = self.transform
-        stored = records[choose_index(len(records), transform.seed, transform.epoch, key)]
-        augmented = transform.policy.apply(image, transform.policy.decode(stored["params"]), transform.size, None)
-        target = densify(stored["ids"], stored["probs"], transform.num_classes, transform.leftover)
-        return self._normalize(augmented), target
 
 
 def stream_replay(stream: datasets.IterableDataset, transform: ReinforcedTransform, image_column: str,
@@ -122,6 +109,8 @@ def stream_replay(stream: datasets.IterableDataset, transform: ReinforcedTransfo
     """``stream`` mapped lazily through :class:`StreamReplay`, sharing ``transform``'s epoch with the dataset."""
     if stream.features is None:  # e.g. after a user's .map(): infer them from the first rows to know the columns
         stream = stream._resolve_features()
+    check_columns(stream, role="stream", image_column=image_column, key_column=key_column,
+                  reinforcements_column=records_column)
     feature = stream.features[image_column]
     if not isinstance(feature, datasets.Image):
         raise InvalidConfigError(f"column {image_column!r} of the stream holds {feature!r}, not images")

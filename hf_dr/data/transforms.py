@@ -12,16 +12,18 @@ from collections.abc import Sequence
 from typing import Any
 
 import datasets
-import numpy as np
 import torch
-from PIL import Image
 from torchvision.transforms.v2 import functional as TF
 
+import hf_dr.augment.functional as K
+from hf_dr.augment.functional import IMAGENET_MEAN, IMAGENET_STD
 from hf_dr.augment.policy import AugmentationPolicy
+from hf_dr.augment.registry import as_policy
 from hf_dr.augment.seeding import generator_for
-from hf_dr.data.replay import IMAGENET_MEAN, IMAGENET_STD, _as_policy
+from hf_dr.data.replay import ATTACH_FIX
 from hf_dr.data.schema import KEY_COLUMN
-from hf_dr.errors import InvalidConfigError, MissingColumnError
+from hf_dr.data.sources import check_columns
+from hf_dr.errors import InvalidConfigError
 
 _PLAIN_STREAM = 1  # separates the plain baseline's draws from any other use of (seed, epoch, key)
 
@@ -35,8 +37,14 @@ class _ImageTransform:
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
 
     @property
+    def column_options(self) -> dict[str, str]:
+        """The columns the hook reads, by the option naming them."""
+        return {"image_column": self.image_column, "label_column": self.label_column}
+
+    @property
     def input_columns(self) -> list[str]:
-        return [self.image_column, self.label_column]
+        """The columns the hook reads: pass them to ``set_transform(columns=...)`` (see :meth:`attach`)."""
+        return list(self.column_options.values())
 
     @property
     def epoch(self) -> int:
@@ -53,17 +61,14 @@ class _ImageTransform:
 
     def attach(self, dataset: datasets.Dataset) -> datasets.Dataset:
         """Sets this transform on ``dataset`` (in place), formatting only the columns it reads; returns it."""
-        missing = [c for c in self.input_columns if c not in dataset.column_names]
-        if missing:
-            raise MissingColumnError(f"the dataset has no column(s) {missing}; it has {dataset.column_names}")
+        check_columns(dataset, **self.column_options)
         dataset.set_transform(self, columns=self.input_columns)
         return dataset
 
     def __call__(self, batch: dict[str, list[Any]]) -> dict[str, list[torch.Tensor] | list[int]]:
-        missing = [c for c in self.input_columns if c not in batch]
-        if missing:
-            raise MissingColumnError(f"the batch has no column(s) {missing} (got {sorted(batch)}); use .attach(ds)")
-        pixels = [normalize(self._image(i, batch), self.mean, self.std) for i in range(len(batch[self.image_column]))]
+        check_columns(batch, role="batch", fix=ATTACH_FIX, **self.column_options)
+        rows = range(len(batch[self.image_column]))
+        pixels = [K.normalize(self._image(row, batch), self.mean, self.std) for row in rows]
         return {"pixel_values": pixels, "labels": [int(label) for label in batch[self.label_column]]}
 
     def _image(self, row: int, batch: dict[str, list[Any]]) -> torch.Tensor:
@@ -101,7 +106,7 @@ class AugmentTransform(_ImageTransform):
         key_column: str = KEY_COLUMN,
     ) -> None:
         super().__init__(size, mean, std, image_column, label_column)
-        self.policy = _as_policy(policy)
+        self.policy = as_policy(policy)
         if self.policy.needs_partner:
             raise InvalidConfigError(
                 f"policy '{self.policy.name}' mixes samples, which needs soft labels; use a policy without mixing "
@@ -111,14 +116,15 @@ class AugmentTransform(_ImageTransform):
         self.key_column = key_column
 
     @property
-    def input_columns(self) -> list[str]:
-        return [self.image_column, self.label_column, self.key_column]
+    def column_options(self) -> dict[str, str]:
+        """The columns the hook reads, by the option naming them."""
+        return {**super().column_options, "key_column": self.key_column}
 
     def _image(self, row: int, batch: dict[str, list[Any]]) -> torch.Tensor:
-        image = batch[self.image_column][row]
+        image = K.to_pil(batch[self.image_column][row])
         generator = generator_for(self.seed, self.epoch, batch[self.key_column][row], _PLAIN_STREAM)
-        params = self.policy.sample_params(_height_width(image), generator)
-        return uint8_tensor(self.policy.apply(image, params, self.size))
+        params = self.policy.sample_params((image.height, image.width), generator)
+        return self.policy.apply(image, params, self.size)
 
 
 class EvalTransform(_ImageTransform):
@@ -144,41 +150,8 @@ class EvalTransform(_ImageTransform):
         super().__init__(size, mean, std, image_column, label_column)
 
     def _image(self, row: int, batch: dict[str, list[Any]]) -> torch.Tensor:
-        image = uint8_tensor(batch[self.image_column][row])
+        image = K.to_tensor(batch[self.image_column][row])
         if tuple(image.shape[-2:]) == self.size:
             return image
         return TF.resize(image, list(self.size), antialias=True)
 
-
-def uint8_tensor(image: Any) -> torch.Tensor:
-    """A ``uint8 [C, H, W]`` tensor from a Pillow image (grayscale kept, other modes to RGB), array or tensor."""
-    if isinstance(image, Image.Image):
-        return TF.pil_to_tensor(image if image.mode in ("L", "RGB") else image.convert("RGB"))
-    if isinstance(image, np.ndarray):
-        array = image if image.ndim == 3 else image[:, :, None]
-        return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
-    return image
-
-
-def normalize(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """``uint8 [C, H, W]`` to normalised ``float32``; RGB statistics on a grayscale image use their average."""
-    channels = image.shape[0]
-    mean_t, std_t = (torch.tensor(_per_channel(v, channels), dtype=torch.float32).view(-1, 1, 1) for v in (mean, std))
-    return (image.float() / 255.0 - mean_t) / std_t
-
-
-def _per_channel(values: Sequence[float], channels: int) -> list[float]:
-    values = list(values)
-    if len(values) == channels:
-        return values
-    if len(values) == 1:
-        return values * channels
-    if channels == 1:
-        return [sum(values) / len(values)]
-    raise InvalidConfigError(f"expected 1 or {channels} per-channel statistics, got {len(values)}")
-
-
-def _height_width(image: Any) -> tuple[int, int]:
-    if isinstance(image, Image.Image):
-        return image.height, image.width
-    return tuple(uint8_tensor(image).shape[-2:])

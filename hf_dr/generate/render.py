@@ -22,6 +22,7 @@ from hf_dr.augment.ops import PartnerPool
 from hf_dr.augment.policy import AugmentationPolicy
 from hf_dr.augment.registry import policy_from_config
 from hf_dr.augment.seeding import generator_for
+from hf_dr.data.keys import KeyIndex
 from hf_dr.errors import InvalidConfigError
 from hf_dr.generate.plan import Chunk
 from hf_dr.generate.teacher import ViewSpec
@@ -78,7 +79,7 @@ class ViewRenderer(torch.utils.data.Dataset):
         self.view_policies = [policy_for_view(policy, v.interpolation) for v in self.views]
         self.seed, self.batch_size, self.partners = int(seed), int(batch_size), partners
         self.params_type = datasets.Features({"params": policy.features()}).arrow_schema.field("params").type
-        self._partner_rows: dict[str, int] | None = None
+        self._partner_rows: KeyIndex | None = None
 
     def __len__(self) -> int:
         return len(self.chunks)
@@ -107,12 +108,13 @@ class ViewRenderer(torch.utils.data.Dataset):
         return cache[row]
 
     def _partner(self, params: dict[str, Any], cache: dict[int, Image.Image]) -> Image.Image | None:
-        mixing = self.policy.mixing
-        if mixing is None or not params[mixing.name]["mode"]:
+        key = self.policy.partner_key(params)
+        if key is None:
             return None
         if self._partner_rows is None:
-            self._partner_rows = {key: row for row, key in enumerate(self.keys)}
-        return self._image(self._partner_rows[params[mixing.name]["partner_key"]], cache)
+            self._partner_rows = KeyIndex(self.keys, where="the reinforced dataset",
+                                          fix="mixing partners must be drawn from the dataset's own keys.")
+        return self._image(self._partner_rows.row(key), cache)
 
 
 def fit_channels(image: torch.Tensor, channels: int) -> torch.Tensor:

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from hf_dr.augment.ops import PartnerPool
 from hf_dr.augment.policy import AugmentationPolicy
-from hf_dr.augment.registry import create_policy, policy_from_config
+from hf_dr.augment.registry import as_policy
 from hf_dr.data.schema import KEY_COLUMN
 from hf_dr.data.soft_labels import sparsify
 from hf_dr.data.sources import (
@@ -128,7 +128,7 @@ def reinforce(
     _check_arguments(num_samples, topk, shard_size, batch_size, num_workers)
     if isinstance(teacher, Teacher):
         precision, channels_last = teacher.precision, teacher.channels_last
-    policy = _as_policy(policy)
+    policy = as_policy(policy)
     plan = _plan(dataset, teacher, policy, num_samples, topk, seed, output_dir, image_column, label_column,
                  key_column, shard_size, precision, overwrite, source, accelerator)
     loaded = None
@@ -168,12 +168,6 @@ def _check_arguments(num_samples: int, topk: int, shard_size: int, batch_size: i
                              ("batch_size", batch_size, 1), ("num_workers", num_workers, 0)]:
         if not isinstance(value, int) or value < low:
             raise InvalidConfigError(f"{name} should be an integer >= {low}, but got {value!r} instead.")
-
-
-def _as_policy(policy: str | dict[str, Any] | AugmentationPolicy) -> AugmentationPolicy:
-    if isinstance(policy, str):
-        return create_policy(policy)
-    return policy_from_config(policy) if isinstance(policy, dict) else policy
 
 
 def _member_specs(teacher: TeacherLike) -> list[MemberSpec]:

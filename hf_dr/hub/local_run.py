@@ -7,6 +7,7 @@ import os
 import datasets
 from PIL import Image
 
+from hf_dr.data.keys import KeyIndex
 from hf_dr.data.replay import ReinforcedTransform
 from hf_dr.data.sources import load_source, scan_keys
 from hf_dr.errors import IncompleteRunError, InvalidConfigError
@@ -51,13 +52,13 @@ def sample_grid(
     key_column, image_column = config.columns.get("key"), config.columns.get("image", "image")
     key = key if key is not None else reinforcements[index]["key"]
     keys = scan_keys(images, image_column, key_column)
-    if key not in keys:
-        raise InvalidConfigError(f"key {key!r} is not in the source images")
+    fix = "pass a key the run reinforced (--key) and the source it reinforced (--source)."
+    row = KeyIndex(keys, where="the source images", fix=fix).row(key)
     keyed = images.remove_columns([c for c in ("key",) if c in images.column_names]).add_column("key", keys)
     label = config.columns.get("label")
     names = images.features[label].names if label and isinstance(images.features.get(label), datasets.ClassLabel) \
         else None
     transform = ReinforcedTransform(reinforcements, policy=config.policy, num_classes=config.num_classes, size=size,
                                     images=keyed, image_column=image_column, label_column=None)
-    return render_grid(transform, keyed[keys.index(key)][image_column], key, range(min(count, config.num_samples)),
+    return render_grid(transform, keyed[row][image_column], key, range(min(count, config.num_samples)),
                        names, columns)

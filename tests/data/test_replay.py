@@ -10,7 +10,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from hf_dr import ReinforcedTransform, create_policy, densify
-from hf_dr.errors import ClassCountMismatchError, DataMismatchError, MissingColumnError
+from hf_dr.augment.functional import normalize
+from hf_dr.data.keys import KeyIndex
+from hf_dr.errors import ClassCountMismatchError, DataMismatchError, InvalidConfigError, MissingColumnError
 from tests.data_utils import ProjectionTeacher, digits_dataset, reinforce_in_memory
 
 N, K = 6, 5
@@ -126,7 +128,7 @@ def test_mixing_policy_fetches_partner_by_key(images, teacher):
 
 
 def test_missing_columns_name_the_fix(reinforced, images):
-    with pytest.raises(MissingColumnError, match="no column\\(s\\) \\['reinforcements'\\]") as info:
+    with pytest.raises(MissingColumnError, match="no column 'reinforcements' \\(reinforcements_column\\)") as info:
         ReinforcedTransform(images, policy="rrc+ra_re")
     assert isinstance(info.value, KeyError)
     transform = _transform(reinforced)
@@ -138,7 +140,7 @@ def test_missing_columns_name_the_fix(reinforced, images):
 
 def test_unknown_key_is_a_data_mismatch(reinforced, images):
     transform = _transform(reinforced)
-    with pytest.raises(DataMismatchError, match="no reinforcements"):
+    with pytest.raises(DataMismatchError, match="'not-a-key' is not in the reinforcements; .* different versions"):
         transform.replay(images[0]["image"], "not-a-key")
 
 
@@ -149,3 +151,124 @@ def test_class_count_mismatch(reinforced):
         transform.check_num_classes(1000)
     with pytest.raises(ClassCountMismatchError):
         _transform(reinforced, num_classes=3).replay(reinforced[0]["image"], reinforced[0]["key"], 0)
+
+
+# -- one replay for map-style and streamed rows ---------------------------------------------------------------------
+def test_records_already_read_replay_like_records_looked_up(reinforced):
+    transform = _transform(reinforced)
+    transform.set_epoch(2)
+    for row in reinforced.select(range(6)):
+        own = row["reinforcements"]  # the dicts a streamed self-contained row holds
+        assert transform.record(row["key"], records=own) == transform.record(row["key"])
+        for got, expected in zip(transform.replay(row["image"], row["key"], records=own),
+                                 transform.replay(row["image"], row["key"]), strict=True):
+            assert torch.equal(got, expected)
+    with pytest.raises(DataMismatchError, match="holds no reinforcement records"):
+        transform.replay(reinforced[0]["image"], reinforced[0]["key"], records=[])
+
+
+@pytest.mark.parametrize("layout", ["self_contained", "metadata_only"])
+def test_streamed_replay_equals_map_style_for_each_seed_and_epoch(layout, images, reinforced):
+    from hf_dr.data.streaming import empty_reinforcements, stream_replay
+
+    if layout == "self_contained":
+        table = empty_reinforcements(reinforced.features, "key", "reinforcements")
+        source, records_column = reinforced, "reinforcements"
+    else:
+        table, source, records_column = reinforced.select_columns(["key", "reinforcements"]), images, None
+    streamed_transform = ReinforcedTransform(table, policy="rrc+ra_re", size=24, seed=11, num_classes=10)
+    stream = stream_replay(source.to_iterable_dataset(), streamed_transform, "image", "key", records_column)
+    mapped_transform = _transform(reinforced)
+    mapped = mapped_transform.attach(reinforced.with_format(None))
+    for epoch in (0, 4):
+        stream.set_epoch(epoch)
+        mapped_transform.set_epoch(epoch)
+        rows = list(stream)
+        assert [r["key"] for r in rows] == reinforced["key"]
+        for row, streamed in enumerate(rows):
+            assert torch.equal(streamed["pixel_values"], mapped[row]["pixel_values"])
+            assert torch.equal(streamed["labels"], mapped[row]["labels"])
+
+
+# -- class count, statistics ----------------------------------------------------------------------------------------
+def test_class_count_is_read_from_the_classlabel_column(reinforced):
+    from hf_dr.data.sources import class_count
+
+    assert _transform(reinforced).num_classes == class_count(reinforced, "label") == 10
+    assert class_count(reinforced, None) is None and class_count(reinforced, "key") is None
+    with pytest.raises(InvalidConfigError, match="num_classes is unknown"):
+        ReinforcedTransform(reinforced, policy="rrc+ra_re", label_column="key")
+
+
+def test_replayed_pixels_are_functional_normalize_of_the_replayed_view(reinforced):
+    transform = ReinforcedTransform(reinforced, policy="rrc+ra_re", size=24, seed=11, mean=(0.3,), std=(0.2,))
+    row = reinforced[3]
+    record = transform.record(row["key"], 2)
+    view = transform.policy.apply(row["image"], record["params"], 24)
+    assert torch.equal(transform.replay(row["image"], row["key"], 2)[0], normalize(view, (0.3,), (0.2,)))
+
+
+def test_the_teachers_batched_input_equals_the_replayed_pixels(reinforced, tmp_path):
+    """Generation normalises views in batches, replay one sample at a time: identical float32 values."""
+    from hf_dr.generate.teacher import Teacher, load_member
+    from tests.utils_teacher import save_teacher
+
+    member = load_member(save_teacher(str(tmp_path), seed=0, size=24))
+    seen = []
+    member.model.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
+    teacher = Teacher([member])
+    transform = ReinforcedTransform(reinforced, policy="rrc+ra_re", size=24, seed=11,
+                                    data_config=member.data_config)
+    rows = reinforced.select(range(8))
+    records = [transform.record(row["key"], 1) for row in rows]
+    views = torch.stack([transform.policy.apply(row["image"], record["params"], 24)
+                         for row, record in zip(rows, records, strict=True)])
+    with torch.inference_mode():
+        teacher([views])
+    replayed = torch.stack([transform.replay(row["image"], row["key"], 1)[0] for row in rows])
+    assert seen[0].dtype == torch.float32 and torch.equal(seen[0], replayed)
+
+
+# -- partners and other rows found by key ---------------------------------------------------------------------------
+def test_key_index_names_the_missing_key_the_table_and_the_fix():
+    index = KeyIndex(["a", "b", "c"], where="the image dataset", fix="pass images=<the full dataset>.")
+    assert [index.row(k) for k in "cab"] == [2, 0, 1] and "b" in index and len(index) == 3
+    with pytest.raises(DataMismatchError, match=r"^sample key 'z' is not in the image dataset; pass images=<"):
+        index.row("z")
+
+
+def test_missing_mixing_partner_names_the_key_and_the_fix(images, teacher):
+    policy = create_policy("rrc+mix")
+    subset = images.select(range(12))
+    table = reinforce_in_memory(subset, policy, teacher, 3, K, seed=1)
+    transform = ReinforcedTransform(table, policy=policy, size=24, images=subset.select(range(1)), num_classes=10)
+    records = [transform.record(key, i) for key in subset["key"][1:] for i in range(3)]
+    mixing = [r for r in records if policy.partner_key(r["params"]) not in (None, subset[0]["key"])]
+    assert mixing, "the seeded records include mixing ones"
+    with pytest.raises(DataMismatchError, match="is not in the image dataset; .*images=<the full dataset>"):
+        transform.partner_for(mixing[0])
+
+
+def test_generation_and_replay_fetch_the_same_partner(images, teacher):
+    """ViewRenderer (generation) and ReinforcedTransform (replay) both find a mixing partner's image by key."""
+    from hf_dr.augment.ops import PartnerPool
+    from hf_dr.data.sources import encoded_images, image_feature, scan_keys, scan_sizes
+    from hf_dr.generate.plan import ChunkPlan, Shard
+    from hf_dr.generate.render import ViewRenderer
+    from hf_dr.generate.teacher import ViewSpec
+
+    policy, subset = create_policy("rrc+mix"), images.select(range(10))
+    keys = scan_keys(subset, "image", "key")
+    renderer = ViewRenderer(encoded_images(subset, "image"), image_feature(subset, "image"), keys,
+                            ChunkPlan([Shard(0, 0, len(keys))], 2, 20), policy, [ViewSpec(3, 24, 24, "bilinear")],
+                            seed=3, batch_size=20, partners=PartnerPool(keys, scan_sizes(subset, "image")))
+    item = renderer[0]
+    table = reinforce_in_memory(subset.select(range(1)), policy, teacher, 1, K)
+    transform = ReinforcedTransform(table, policy=policy, size=24, images=subset, num_classes=10)
+    mixed = 0
+    for slot, (row, _) in enumerate(renderer.chunks[0].views()):
+        record = {"params": policy.decode(item["params"][slot].as_py())}
+        mixed += policy.partner_key(record["params"]) is not None
+        expected = policy.apply(subset[row]["image"], record["params"], 24, transform.partner_for(record))
+        assert torch.equal(item["views"][0][slot], expected)
+    assert mixed > 0

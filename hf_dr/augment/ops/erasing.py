@@ -12,7 +12,7 @@ import hf_dr.augment.functional as K
 from hf_dr.augment.fields import BOOL, FRACTION, Field, snap_fraction
 from hf_dr.augment.ops.base import AugmentationOp, ImageSize, check_probability, check_range
 
-IMAGENET_MEAN_UINT8 = (124, 116, 104)
+IMAGENET_MEAN_UINT8 = tuple(round(255 * m) for m in K.IMAGENET_MEAN)  # (124, 116, 104)
 
 
 class RandomErasing(AugmentationOp):
