@@ -13,9 +13,10 @@ import torch
 
 from hf_dr.augment.policy import AugmentationPolicy
 from hf_dr.augment.registry import policy_from_config
+from hf_dr.data.keys import KeyIndex
+from hf_dr.data.schema import KEY_COLUMN, REINFORCEMENTS_COLUMN
 from hf_dr.data.soft_labels import densify
 from hf_dr.data.sources import keys_sha256, scan_keys
-from hf_dr.errors import DataMismatchError
 from hf_dr.generate.render import policy_for_view, render_view
 from hf_dr.generate.run_config import ReinforceConfig, library_versions
 from hf_dr.generate.teacher import Teacher, create_teacher
@@ -108,16 +109,15 @@ def verify(
     policy = policy or policy_from_config(config.policy)
     image_column, key_column = config.columns.get("image", "image"), config.columns.get("key")
     keys = scan_keys(images, image_column, key_column)
-    rows = {key: row for row, key in enumerate(keys)}
-    pairs = _pick_pairs(reinforcements, samples, seed)
+    rows = KeyIndex(keys, where="the source images", fix=f"load the source revision "
+                    f"{config.dataset.get('revision')!r} of {config.dataset.get('id')!r}")
+    pairs = _pick_pairs(reinforcements, key_column or KEY_COLUMN, config.num_samples, samples, seed)
     stored_ids, stored_probs, teacher_probs = [], [], []
     for key, _, record in pairs:
-        if key not in rows:
-            raise DataMismatchError(f"reinforced key {key!r} is not in the source images; load the source revision "
-                                    f"{config.dataset.get('revision')!r} of {config.dataset.get('id')!r}")
         params = policy.decode(record["params"])
-        image = images[rows[key]][image_column]
-        partner = _partner(policy, params, images, rows, image_column)
+        image = images[rows.row(key)][image_column]
+        partner_key = policy.partner_key(params)
+        partner = None if partner_key is None else images[rows.row(partner_key)][image_column]
         views = [render_view(policy_for_view(policy, v.interpolation), image, params, v, partner)[None]
                  for v in teacher.views]
         with torch.inference_mode():
@@ -128,25 +128,20 @@ def verify(
                    prob_tolerance)
 
 
-def _pick_pairs(reinforcements: datasets.Dataset, samples: int, seed: int) -> list[tuple[str, int, dict[str, Any]]]:
+def _pick_pairs(reinforcements: datasets.Dataset, key_column: str, num_samples: int, samples: int, seed: int
+                ) -> list[tuple[str, int, dict[str, Any]]]:
+    """``samples`` distinct (key, record index, record) pairs drawn from every row's ``num_samples`` records, so a
+    check larger than the row count covers several records of a row."""
     generator = np.random.default_rng(seed)
     table = reinforcements.with_format("arrow")
-    rows = generator.choice(len(reinforcements), size=min(samples, len(reinforcements)), replace=False)
+    total = len(reinforcements) * num_samples
+    flat = generator.choice(total, size=min(samples, total), replace=False)
     pairs = []
-    for row in sorted(int(r) for r in rows):
+    for row, index in sorted(divmod(int(f), num_samples) for f in flat):
         record_row = table[row]
-        records = record_row.column("reinforcements")[0].values
-        index = int(generator.integers(len(records)))
-        pairs.append((record_row.column("key")[0].as_py(), index, records[index].as_py()))
+        records = record_row.column(REINFORCEMENTS_COLUMN)[0].values
+        pairs.append((record_row.column(key_column)[0].as_py(), index, records[index].as_py()))
     return pairs
-
-
-def _partner(policy: AugmentationPolicy, params: dict[str, Any], images: datasets.Dataset, rows: dict[str, int],
-             image_column: str) -> Any:
-    mixing = policy.mixing
-    if mixing is None or not params[mixing.name]["mode"]:
-        return None
-    return images[rows[params[mixing.name]["partner_key"]]][image_column]
 
 
 def _report(stored_ids: list[list[int]], stored_probs: list[list[float]], teacher_probs: torch.Tensor,

@@ -90,3 +90,15 @@ def test_cli_verify_and_show_on_a_run_folder(tmp_path, capsys):
     assert grid.width == 3 * 48 and grid.height > 2 * 48  # 6 panels: original + 5, in two rows of three
     assert main(["verify", str(tmp_path / "nowhere")]) == 1
     assert "not a reinforce output folder" in capsys.readouterr().err
+
+
+def test_any_key_column_name_works_and_checks_several_records_per_row(tmp_path):
+    """Bug (issue 11): verify read a column literally named 'key' and at most one record per row."""
+    images = digits_dataset(6).rename_column("key", "image_id")
+    member = save_teacher(str(tmp_path / "teachers"), seed=0)
+    out = str(tmp_path / "run")
+    reinforce(images, [member], "rrc", num_samples=5, topk=3, seed=0, output_dir=out, key_column="image_id",
+              num_workers=0, progress=False)
+    report = verify(load_reinforcements(out), images, ReinforceConfig.load(out), samples=20)
+    assert report.passed, report.summary()
+    assert report.checked == 20  # 6 rows x 5 records: 20 distinct records, several per row
