@@ -155,8 +155,8 @@ def test_modules_and_functions_stay_small() -> None:
 
 def test_import_hf_dr_is_cheap() -> None:
     """``import hf_dr`` loads none of transformers, timm, matplotlib; its public names are importable on use."""
-    code = ("import sys, hf_dr; heavy = sorted({m.split('.')[0] for m in sys.modules} & set(%r)); "
-            "print(','.join(heavy))" % (HEAVY,))
+    code = (f"import sys, hf_dr; heavy = sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})); "
+            "print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == ""
 

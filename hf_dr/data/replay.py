@@ -12,13 +12,14 @@ import torch
 import hf_dr.augment.functional as K
 from hf_dr.augment.functional import IMAGENET_MEAN, IMAGENET_STD
 from hf_dr.augment.policy import AugmentationPolicy
-from hf_dr.augment.registry import as_policy
+from hf_dr.augment.registry import as_policy, policy_from_config
 from hf_dr.augment.seeding import choose_index
+from hf_dr.data.description import RunDescription, differences, read_description
 from hf_dr.data.keys import KeyIndex
 from hf_dr.data.schema import KEY_COLUMN, REINFORCEMENTS_COLUMN
 from hf_dr.data.soft_labels import densify
 from hf_dr.data.sources import check_columns, class_count
-from hf_dr.errors import ClassCountMismatchError, DataMismatchError, InvalidConfigError
+from hf_dr.errors import ClassCountMismatchError, DataMismatchError, InvalidConfigError, ParamsMismatchError
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ReinforcedTransform"]
 
@@ -36,26 +37,32 @@ class ReinforcedTransform:
     its augmentation on the original image and returns ``pixel_values`` (normalised ``float32 [C, H, W]``) and
     ``labels`` (the dense soft target, ``float32 [num_classes]``).
 
+    The dataset describes itself (:mod:`hf_dr.data.description`): the policy, the class count and the column roles
+    are read from it, so ``ReinforcedTransform(dataset, size=224)`` needs nothing else. An argument that contradicts
+    the recorded value is refused, naming the fields that differ. Datasets made before hf-dr 0.2 carry no description:
+    pass ``policy=`` (and ``num_classes=`` without a ``ClassLabel`` column) for them.
+
     Args:
         reinforcements (`datasets.Dataset`): rows with a key and a list of records (``params``, ``ids``, ``probs``);
             it may also hold the images (the self-contained layout).
-        policy (`str`, `dict` or `AugmentationPolicy`): the policy the records were made with (name or config).
-        num_classes (`int`, *optional*): class count; read from a ``ClassLabel`` column when not given.
+        policy (`str`, `dict` or `AugmentationPolicy`, *optional*): the policy the records were made with; read from
+            the dataset's description by default.
+        num_classes (`int`, *optional*): class count; read from the description or a ``ClassLabel`` column.
         size (`int` or `tuple[int, int]`, *optional*, defaults to 224): output resolution.
         mean, std (`tuple[float, ...]`, *optional*): normalisation, ImageNet's by default.
         data_config (`dict`, *optional*): a timm data config (``input_size``, ``mean``, ``std``) overriding the above.
         seed (`int`, *optional*, defaults to 0): seed of the per-epoch record choice.
         images (`datasets.Dataset`, *optional*): the dataset holding the images, for mixing partners; defaults to
             ``reinforcements``.
-        image_column, key_column (`str`, *optional*, default to ``"image"`` and ``"key"``): the columns the hook
-            reads (see :attr:`column_options`).
+        image_column, key_column (`str`, *optional*): the columns the hook reads (see :attr:`column_options`); the
+            recorded ones by default (``"image"`` and ``"key"`` without a description).
         label_column (`str`, *optional*, defaults to ``"label"``): a ``ClassLabel`` column to read the class count
             from (see :func:`hf_dr.data.sources.class_count`).
-        reinforcements_column (`str`, *optional*, defaults to ``"reinforcements"``): the records column.
+        reinforcements_column (`str`, *optional*): the records column (the recorded one, else ``"reinforcements"``).
         leftover (`str`, *optional*, defaults to ``"uniform"``): see :func:`hf_dr.densify`.
 
     Example:
-        >>> transform = ReinforcedTransform(reinforced, policy="rrc+ra_re", size=224)  # doctest: +SKIP
+        >>> transform = ReinforcedTransform(reinforced, size=224)  # doctest: +SKIP
         >>> transform.attach(reinforced)  # doctest: +SKIP
         >>> batch = reinforced[0]  # doctest: +SKIP
         >>> batch["pixel_values"].shape, batch["labels"].shape  # doctest: +SKIP
@@ -65,7 +72,7 @@ class ReinforcedTransform:
     def __init__(
         self,
         reinforcements: datasets.Dataset,
-        policy: str | dict[str, Any] | AugmentationPolicy,
+        policy: str | dict[str, Any] | AugmentationPolicy | None = None,
         num_classes: int | None = None,
         size: int | Sequence[int] = 224,
         mean: Sequence[float] = IMAGENET_MEAN,
@@ -73,15 +80,21 @@ class ReinforcedTransform:
         data_config: dict[str, Any] | None = None,
         seed: int = 0,
         images: datasets.Dataset | None = None,
-        image_column: str = "image",
-        key_column: str = KEY_COLUMN,
+        image_column: str | None = None,
+        key_column: str | None = None,
         label_column: str | None = "label",
-        reinforcements_column: str = REINFORCEMENTS_COLUMN,
+        reinforcements_column: str | None = None,
         leftover: str = "uniform",
     ) -> None:
+        self.description = read_description(reinforcements)
+        recorded = _recorded(self.description, reinforcements)
+        image_column = _column("image_column", image_column, recorded["image"], None)
+        key_column = _column("key_column", key_column, recorded["key"], reinforcements)
+        reinforcements_column = _column("reinforcements_column", reinforcements_column, recorded["reinforcements"],
+                                        reinforcements)
         check_columns(reinforcements, role="reinforcement dataset", key_column=key_column,
                       reinforcements_column=reinforcements_column)
-        self.policy = as_policy(policy)
+        self.policy = _policy(self.description, policy)
         if data_config is not None:
             size, mean, std = data_config["input_size"][1:], data_config["mean"], data_config["std"]
         self.size = (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
@@ -90,9 +103,7 @@ class ReinforcedTransform:
         self.leftover = leftover
         self.image_column, self.key_column, self.label_column = image_column, key_column, label_column
         self.reinforcements_column = reinforcements_column
-        self.num_classes = num_classes or class_count(reinforcements, label_column)
-        if self.num_classes is None:
-            raise InvalidConfigError("num_classes is unknown: pass num_classes= (no ClassLabel column to read)")
+        self.num_classes = _num_classes(self.description, num_classes, class_count(reinforcements, label_column))
         table = reinforcements.flatten_indices() if reinforcements._indices is not None else reinforcements
         self._table = table.select_columns([key_column, reinforcements_column])
         keys = self._table.data.column(key_column).to_pylist()
@@ -203,3 +214,61 @@ class ReinforcedTransform:
                 f"the model predicts {model_num_classes} classes but the reinforced labels have {self.num_classes}; "
                 "reset the classifier head (e.g. timm.create_model(..., num_classes=N))"
             )
+
+
+_NO_DESCRIPTION = ("this dataset carries no hf-dr run description (made before hf-dr 0.2, or its records column was "
+                   "rebuilt)")
+
+
+def _recorded(description: RunDescription | None, dataset: datasets.Dataset) -> dict[str, str]:
+    if description is None:
+        return {"image": "image", "key": KEY_COLUMN, "reinforcements": REINFORCEMENTS_COLUMN}
+    return {"image": description.columns.get("image") or "image", "key": description.key_column,
+            "reinforcements": description.reinforcements_column}
+
+
+def _column(option: str, given: str | None, recorded: str, dataset: datasets.Dataset | None) -> str:
+    """The given column, else the recorded one. A given name that differs from a recorded column still present in
+    ``dataset`` is a contradiction (a renamed column is not: the recorded name is then gone)."""
+    if given is None or given == recorded:
+        return recorded
+    if dataset is not None and recorded in dataset.column_names:
+        raise ParamsMismatchError(
+            f"{option}={given!r} contradicts the dataset's recorded column {recorded!r}, which it still has; leave "
+            f"{option} out (the dataset describes itself) or rename the column first."
+        )
+    return given
+
+
+def _policy(description: RunDescription | None, given: Any) -> AugmentationPolicy:
+    if description is None:
+        if given is None:
+            raise InvalidConfigError(f"the policy is unknown: {_NO_DESCRIPTION}; pass policy= (a name or config).")
+        return as_policy(given)
+    recorded = policy_from_config(description.policy)
+    if given is None:
+        return recorded
+    given = as_policy(given)
+    # like the size, the crop's resize interpolation is a view setting chosen at replay (teachers use their own)
+    view_settings = {"interpolation": given.config()["ops"][0].get("interpolation")}
+    recorded_config = recorded.config()
+    recorded_config["ops"][0].update(view_settings)
+    changed = differences(recorded_config, given.config())
+    if changed:
+        raise ParamsMismatchError(
+            f"policy= contradicts the policy the records were made with ({'; '.join(changed)}): replaying it would "
+            "show the student other views than the teacher labelled. Leave policy= out: the dataset carries it."
+        )
+    return given
+
+
+def _num_classes(description: RunDescription | None, given: int | None, from_labels: int | None) -> int:
+    recorded = description.num_classes if description is not None else from_labels
+    if given is not None and recorded is not None and given != recorded:
+        raise ClassCountMismatchError(
+            f"num_classes={given} contradicts the {recorded} classes the records were made with; leave it out."
+        )
+    if (given or recorded) is None:
+        raise InvalidConfigError(f"num_classes is unknown: {_NO_DESCRIPTION} and no ClassLabel column; pass "
+                                 "num_classes=.")
+    return int(given or recorded)

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from hf_dr.augment.ops import PartnerPool
 from hf_dr.augment.policy import AugmentationPolicy
 from hf_dr.augment.registry import as_policy
+from hf_dr.data.description import RunDescription
 from hf_dr.data.schema import KEY_COLUMN
 from hf_dr.data.soft_labels import sparsify
 from hf_dr.data.sources import (
@@ -240,8 +241,10 @@ def _generate(dataset: datasets.Dataset, teacher: Teacher, policy: AugmentationP
                                          pin_memory=device.type == "cuda")
     labels = column_values(dataset, label_column) if label_column else None
     key_name = config.columns["key"] or KEY_COLUMN
+    label_feature = dataset.features.get(label_column)
     features = output_features(policy, config.topk, teacher.num_classes, key_column=key_name,
-                               label_column=label_column, label_feature=dataset.features.get(label_column))
+                               label_column=label_column, label_feature=label_feature,
+                               description=RunDescription.from_run(config.to_dict(), label_feature, key_name))
     tables: dict[int, ShardTable] = {}
     total = sum(s.num_rows for s in plan.todo) * config.num_samples
     with torch.inference_mode(), tqdm(total=total, unit="img", disable=not progress, desc="reinforce") as bar:

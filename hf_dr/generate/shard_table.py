@@ -16,6 +16,7 @@ import pyarrow as pa
 import torch
 
 from hf_dr.augment.policy import AugmentationPolicy
+from hf_dr.data.description import RunDescription, with_description
 from hf_dr.data.schema import REINFORCEMENTS_COLUMN, class_id_dtype, reinforcement_features
 from hf_dr.errors import CorruptShardError
 from hf_dr.generate.plan import Shard
@@ -28,8 +29,10 @@ def output_features(
     key_column: str,
     label_column: str | None = None,
     label_feature: Any = None,
+    description: RunDescription | None = None,
 ) -> datasets.Features:
-    """Features of the output rows: the key, the label (when the source has one) and the N records.
+    """Features of the output rows: the key, the label (when the source has one) and the N records, carrying the
+    run's ``description`` (see :mod:`hf_dr.data.description`) when given.
 
     Example:
         >>> from hf_dr import create_policy
@@ -41,7 +44,8 @@ def output_features(
     if label_column is not None:
         features[label_column] = label_feature
     features[REINFORCEMENTS_COLUMN] = base[REINFORCEMENTS_COLUMN]
-    return datasets.Features(features)
+    features = datasets.Features(features)
+    return features if description is None else with_description(features, description)
 
 
 class ShardTable:

@@ -1,0 +1,177 @@
+"""Streamed replay on small in-memory reinforced digits: every stream layout gives the map-style samples of the same
+(seed, epoch); the epoch is shared with derived datasets (shuffle, take, filter, map); refused inputs."""
+
+from __future__ import annotations
+
+import datasets
+import pyarrow as pa
+import pytest
+import torch
+
+from hf_dr import ReinforcedTransform, create_policy
+from hf_dr.data.epochs import set_epoch
+from hf_dr.data.sources import scan_keys
+from hf_dr.data.streaming import ReinforcedIterableDataset, empty_reinforcements, stream_replay
+from hf_dr.errors import InvalidConfigError, MissingColumnError
+from tests.data_utils import ProjectionTeacher, digits_dataset, reinforce_in_memory
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+POLICY, NUM_ROWS, NUM_SAMPLES, SIZE, SEED = "rrc+ra_re", 16, 4, 24, 3
+
+
+@pytest.fixture(scope="module")
+def digits() -> datasets.Dataset:
+    return digits_dataset(NUM_ROWS)
+
+
+@pytest.fixture(scope="module")
+def table(digits) -> datasets.Dataset:
+    """A metadata-only reinforcement table (key, N records) of the digits."""
+    return reinforce_in_memory(digits, create_policy(POLICY), ProjectionTeacher(size=SIZE), NUM_SAMPLES, topk=3)
+
+
+def _self_contained(digits: datasets.Dataset, table: datasets.Dataset) -> datasets.Dataset:
+    """Images, labels, keys and each row's own records in one dataset (a fresh object each call)."""
+    assert table["key"][:] == digits["key"][:]
+    return datasets.concatenate_datasets([digits, table.remove_columns("key")], axis=1)
+
+
+def _transform(table: datasets.Dataset, **options) -> ReinforcedTransform:
+    return ReinforcedTransform(table, POLICY, num_classes=10, size=SIZE, seed=SEED, **options)
+
+
+def _mapped(digits: datasets.Dataset, table: datasets.Dataset) -> datasets.Dataset:
+    """The map-style reference: the self-contained rows with the replay attached."""
+    dataset = _self_contained(digits, table)
+    return _transform(dataset).attach(dataset)
+
+
+def _self_contained_stream(digits, table) -> ReinforcedIterableDataset:
+    dataset = _self_contained(digits, table)
+    transform = _transform(empty_reinforcements(dataset.features, "key", "reinforcements"))
+    return stream_replay(dataset.to_iterable_dataset(num_shards=2), transform, "image", "key", "reinforcements")
+
+
+def _metadata_only_stream(digits, table) -> ReinforcedIterableDataset:
+    return stream_replay(digits.to_iterable_dataset(), _transform(table), "image", "key")
+
+
+def _assert_same_as_mapped(rows: list[dict], mapped: datasets.Dataset) -> None:
+    """Every streamed row equals the map-style row of its key, bit for bit."""
+    keys = mapped.with_format("arrow")[:].column("key").to_pylist()
+    for row in rows:
+        expected = mapped[keys.index(row["key"])]
+        assert torch.equal(row["pixel_values"], expected["pixel_values"]), row["key"]
+        assert torch.equal(row["labels"], expected["labels"]), row["key"]
+
+
+@pytest.mark.parametrize("layout", ["self_contained", "metadata_only"])
+def test_streamed_samples_equal_map_style_for_each_epoch(layout, digits, table):
+    """Both layouts stream every key once, with the same pixels and soft labels as map-style, epoch by epoch."""
+    stream = (_self_contained_stream if layout == "self_contained" else _metadata_only_stream)(digits, table)
+    mapped = _mapped(digits, table)
+    assert isinstance(stream, ReinforcedIterableDataset)
+    labels = {}
+    for epoch in (0, 2):
+        stream.set_epoch(epoch)
+        set_epoch(mapped, epoch)
+        rows = list(stream)
+        assert sorted(row["key"] for row in rows) == digits["key"][:]
+        assert set(rows[0]) == {"key", "pixel_values", "labels"}
+        assert rows[0]["pixel_values"].shape == (3, SIZE, SIZE) and rows[0]["labels"].shape == (10,)
+        _assert_same_as_mapped(rows, mapped)
+        labels[epoch] = {row["key"]: row["labels"] for row in rows}
+    assert any(not torch.equal(labels[0][k], labels[2][k]) for k in labels[0])  # the epoch changed the records
+
+
+def test_content_keys_when_the_stream_has_no_key_column(digits):
+    """Without a key column each streamed row is keyed by its image bytes, as a run without keys stores them."""
+    unkeyed = digits.remove_columns("key")
+    keyed = unkeyed.add_column("key", scan_keys(unkeyed, "image"))
+    table = reinforce_in_memory(keyed, create_policy(POLICY), ProjectionTeacher(size=SIZE), NUM_SAMPLES, topk=3)
+    stream = stream_replay(unkeyed.to_iterable_dataset(), _transform(table), "image", None)
+    stream.set_epoch(1)
+    mapped = _mapped(keyed, table)
+    set_epoch(mapped, 1)
+    rows = list(stream)
+    assert [row["key"] for row in rows] == keyed["key"][:]
+    _assert_same_as_mapped(rows, mapped)
+
+
+def test_the_stream_and_its_transform_share_one_epoch(digits, table):
+    """Setting the epoch on either side moves the other: the replay reads the dataset's own epoch."""
+    transform = _transform(table)
+    stream = stream_replay(digits.to_iterable_dataset(), transform, "image", "key")
+    stream.set_epoch(4)
+    assert transform.epoch == 4
+    transform.set_epoch(1)
+    mapped = _mapped(digits, table)
+    set_epoch(mapped, 1)
+    _assert_same_as_mapped(list(stream.take(5)), mapped)
+
+
+def test_set_epoch_reaches_derived_datasets(digits, table):
+    """shuffle/take/filter/map derive datasets that share the replay's epoch: ``set_epoch`` on the derived one picks
+    that epoch's records and reshuffles."""
+    transform = _transform(table)
+    stream = stream_replay(digits.to_iterable_dataset(), transform, "image", "key")
+    derived = stream.shuffle(seed=0, buffer_size=8).filter(lambda row: row["key"] != "digit-00003").take(12)
+    derived = derived.map(lambda row: {**row, "labels": row["labels"] * 1})
+    assert isinstance(derived, ReinforcedIterableDataset)
+    mapped = _mapped(digits, table)
+    orders = []
+    for epoch in (0, 5):
+        set_epoch(derived, epoch)  # the library's set_epoch, as a training loop calls it
+        assert transform.epoch == epoch
+        set_epoch(mapped, epoch)
+        rows = list(derived)
+        assert len(rows) == 12 and "digit-00003" not in [row["key"] for row in rows]
+        _assert_same_as_mapped(rows, mapped)
+        orders.append([row["key"] for row in rows])
+    assert orders[0] != orders[1]  # the shuffle follows the same epoch
+
+
+def test_a_stream_after_a_user_map_with_features(digits, table):
+    """A user's ``.map`` that declares its features streams like the original."""
+    plain = digits.to_iterable_dataset().map(lambda row: {**row, "key": row["key"]}, features=digits.features)
+    stream = stream_replay(plain, _transform(table), "image", "key")
+    _assert_same_as_mapped(list(stream.take(4)), _mapped(digits, table))
+
+
+@pytest.mark.xfail(strict=True, raises=pa.ArrowInvalid, reason="stream_replay infers the features of a stream whose "
+                   "features a .map() dropped with IterableDataset._resolve_features, which cannot infer a feature "
+                   "from decoded PIL images (ArrowInvalid), and would give a struct, not Image, for undecoded cells")
+def test_a_stream_after_a_user_map_resolves_its_columns(digits, table):
+    """A stream whose features were dropped by a plain ``.map`` (the case stream_replay's fallback is for) still
+    finds its image column and replays."""
+    plain = digits.to_iterable_dataset().map(lambda row: row)
+    assert plain.features is None
+    stream = stream_replay(plain, _transform(table), "image", "key")
+    _assert_same_as_mapped(list(stream.take(4)), _mapped(digits, table))
+
+
+def test_mixing_policies_are_refused_in_streams(digits):
+    """Mixing needs a partner image looked up by key, which a stream cannot fetch: the error says to load map-style."""
+    mix = reinforce_in_memory(digits, create_policy("rrc+mix"), ProjectionTeacher(size=SIZE), 2, topk=3)
+    transform = ReinforcedTransform(mix, "rrc+mix", num_classes=10, size=SIZE, images=digits)
+    with pytest.raises(InvalidConfigError, match=r"'rrc\+mix' mixes .*partner.*streaming=False"):
+        stream_replay(digits.to_iterable_dataset(), transform, "image", "key")
+
+
+def test_a_column_without_images_is_refused(digits, table):
+    with pytest.raises(InvalidConfigError, match="column 'label' of the stream holds .*not images"):
+        stream_replay(digits.to_iterable_dataset(), _transform(table), "label", "key")
+
+
+def test_a_missing_column_is_refused_naming_it(digits, table):
+    with pytest.raises(MissingColumnError, match=r"'id' \(key_column\)"):
+        stream_replay(digits.to_iterable_dataset(), _transform(table), "image", "id")
+
+
+def test_empty_reinforcements_keeps_the_key_and_records_features(digits, table):
+    """A 0-row table with exactly the stream's key and records features."""
+    features = _self_contained(digits, table).features
+    empty = empty_reinforcements(features, "key", "reinforcements")
+    assert len(empty) == 0 and empty.column_names == ["key", "reinforcements"]
+    assert empty.features == datasets.Features({"key": features["key"], "reinforcements": features["reinforcements"]})

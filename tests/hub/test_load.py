@@ -1,0 +1,105 @@
+"""``hf_dr.hub.load``'s helpers: ``check_source_keys`` on missing, extra and reordered source keys, and
+``read_repo_json`` against the local Hub server (pinned commits, a missing file). Full round trips are in
+test_push_load.py."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from huggingface_hub import HfApi
+
+from hf_dr.data.sources import keys_sha256
+from hf_dr.errors import DataMismatchError, HubNotFoundError
+from hf_dr.hub.load import MAX_KEYS_SHOWN, check_source_keys, read_repo_json
+from hf_dr.hub.push import HUB_META_FILE
+from tests.utils_hub import server_stays_consistent, unique_repo  # noqa: F401  (autouse fixture)
+
+KEYS = [f"digit-{i:05d}" for i in range(20)]
+RECORDED = {"id": "tester/digits", "revision": "abc123", "num_rows": len(KEYS), "keys_sha256": keys_sha256(KEYS)}
+
+
+# -- check_source_keys --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("verify_source", [True, False])
+def test_the_reinforced_source_is_kept_whole(verify_source):
+    """Exactly the reinforced keys in the recorded order: every row is kept (None)."""
+    assert check_source_keys(KEYS, KEYS, RECORDED, verify_source) is None
+
+
+@pytest.mark.parametrize("verify_source", [True, False])
+def test_missing_keys_are_always_refused(verify_source):
+    """A source that lost rows is refused either way; the error counts them, shows the first few and the version."""
+    lost = [k for i, k in enumerate(KEYS) if i % 3]  # 7 of 20 lost
+    with pytest.raises(DataMismatchError, match=r"the source lacks 7 of the 20 reinforced keys") as info:
+        check_source_keys(lost, KEYS, RECORDED, verify_source)
+    message = str(info.value)
+    missing = KEYS[::3]
+    assert str(missing[:MAX_KEYS_SHOWN]) in message and missing[MAX_KEYS_SHOWN] not in message
+    assert "tester/digits at revision abc123" in message and "source=" in message
+
+
+def test_extra_rows_are_refused_when_verifying_and_dropped_otherwise():
+    """Rows that were not reinforced: refused (naming them) with verify_source, else the reinforced rows' positions."""
+    source = ["new-0", *KEYS[:10], "new-1", *KEYS[10:]]
+    with pytest.raises(DataMismatchError, match=r"has 2 rows that were not reinforced \(first keys: \['new-0', "
+                                                r"'new-1'\]\).*verify_source=False"):
+        check_source_keys(source, KEYS, RECORDED)
+    keep = check_source_keys(source, KEYS, RECORDED, verify_source=False)
+    assert keep == [i for i, key in enumerate(source) if not key.startswith("new")]
+    assert [source[i] for i in keep] == KEYS
+
+
+def test_reordered_keys_are_refused_when_verifying_and_accepted_otherwise():
+    """The same keys in another order: another version of the source, unless the order is allowed to differ."""
+    reordered = KEYS[1:] + KEYS[:1]
+    with pytest.raises(DataMismatchError, match=r"in another order than the run read .*verify_source=False") as info:
+        check_source_keys(reordered, KEYS, RECORDED)
+    assert keys_sha256(reordered)[:12] in str(info.value) and RECORDED["keys_sha256"][:12] in str(info.value)
+    assert check_source_keys(reordered, KEYS, RECORDED, verify_source=False) is None
+
+
+def test_reordered_source_with_extra_rows_keeps_the_reinforced_ones_in_source_order():
+    """Without verifying, extra rows are dropped and the kept rows stay in the source's own order (joined by key)."""
+    source = [KEYS[5], "extra", KEYS[0], *KEYS[1:5], *KEYS[6:]]
+    keep = check_source_keys(source, KEYS, RECORDED, verify_source=False)
+    assert [source[i] for i in keep] == [k for k in source if k != "extra"]
+
+
+def test_a_recorded_source_without_a_key_hash_only_checks_the_key_set():
+    """Older records without keys_sha256: the order cannot be checked, so it is not refused."""
+    recorded = {k: v for k, v in RECORDED.items() if k != "keys_sha256"}
+    assert check_source_keys(KEYS[::-1], KEYS, recorded) is None
+    with pytest.raises(DataMismatchError, match="lacks 1 of the 20"):
+        check_source_keys(KEYS[1:], KEYS, recorded)
+
+
+# -- read_repo_json -----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def repo(hub) -> tuple[str, str, str]:
+    """A dataset repo on the local Hub whose hf_dr.json changed in a second commit: (repo id, first, second)."""
+    api = HfApi()
+    repo_id = unique_repo("load-json")
+    api.create_repo(repo_id, repo_type="dataset")
+    commits = []
+    for version in (1, 2):
+        content = json.dumps({"format": "hf-dr-hub", "version": version}).encode()
+        commits.append(api.upload_file(path_or_fileobj=content, path_in_repo=HUB_META_FILE, repo_id=repo_id,
+                                       repo_type="dataset").oid)
+    return repo_id, commits[0], commits[1]
+
+
+def test_read_repo_json_reads_the_file_at_the_pinned_commit(repo):
+    """Each commit gives its own content: the first commit still reads version 1 after the second was pushed."""
+    repo_id, first, second = repo
+    assert read_repo_json(repo_id, HUB_META_FILE, first) == {"format": "hf-dr-hub", "version": 1}
+    assert read_repo_json(repo_id, HUB_META_FILE, second) == {"format": "hf-dr-hub", "version": 2}
+
+
+def test_read_repo_json_names_a_missing_file(repo):
+    """A repo without the file was not pushed by hf-dr: HubNotFoundError naming the repo, revision and file."""
+    repo_id, first, _ = repo
+    with pytest.raises(HubNotFoundError, match=r"has no reinforce_config.json: it was not pushed by "
+                                               r"hf_dr.push_to_hub") as info:
+        read_repo_json(repo_id, "reinforce_config.json", first)
+    assert repo_id in str(info.value) and first in str(info.value)
+    assert isinstance(info.value, FileNotFoundError)
