@@ -14,6 +14,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from hf_dr.files import write_atomic
+
 
 def _numeric_columns(schema: pa.Schema) -> list[str]:
     """Dotted leaf paths of numeric columns (nested lists and structs included)."""
@@ -36,7 +38,7 @@ def _numeric_columns(schema: pa.Schema) -> list[str]:
 
 
 def write_parquet(table: pa.Table, path: str | os.PathLike, compression_level: int = 19) -> Path:
-    """Writes ``table`` to ``path`` atomically (temporary file, fsync, rename) in the compact layout.
+    """Writes ``table`` to ``path`` atomically (:func:`hf_dr.files.write_atomic`) in the compact layout.
 
     Example:
         >>> import pyarrow as pa, tempfile, os
@@ -44,14 +46,12 @@ def write_parquet(table: pa.Table, path: str | os.PathLike, compression_level: i
         >>> pa.parquet.read_table(out).num_rows
         2
     """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     numeric = _numeric_columns(table.schema)
-    pq.write_table(
-        table, tmp, compression="zstd", compression_level=compression_level, use_dictionary=False,
-        column_encoding={c: "BYTE_STREAM_SPLIT" for c in numeric} or None, write_statistics=False,
-    )
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
+
+    def write(temporary: str) -> None:
+        pq.write_table(
+            table, temporary, compression="zstd", compression_level=compression_level, use_dictionary=False,
+            column_encoding={c: "BYTE_STREAM_SPLIT" for c in numeric} or None, write_statistics=False,
+        )
+
+    return Path(write_atomic(path, write))

@@ -21,13 +21,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from hf_dr.errors import InvalidConfigError, MissingTeacherError
+from hf_dr.files import to_json_value
 from hf_dr.generate.teacher import MemberSpec, load_teacher_spec
 
-LAYOUTS = ("self-contained", "metadata-only")
-
-
-
-
+SELF_CONTAINED = "self-contained"  # rows carry the images (redistributable data)
+METADATA_ONLY = "metadata-only"  # rows carry keys and reinforcements; the images stay in the source repo
+LAYOUTS = (SELF_CONTAINED, METADATA_ONLY)  # the push layouts of hf_dr.hub.push
 
 
 @dataclass(frozen=True)
@@ -84,7 +83,7 @@ class Builder:
     num_samples: int = 10
     topk: int = 10
     seed: int = 0
-    layout: str = "self-contained"
+    layout: str = SELF_CONTAINED
     license: str = "unknown"
     source_citation: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
@@ -206,4 +205,4 @@ class Builder:
                 f"N={self.num_samples}, k={self.topk}; {self.layout}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        return to_json_value(asdict(self))

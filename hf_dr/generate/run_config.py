@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from hf_dr.errors import ConfigConflictError
-from hf_dr.generate.storage import CONFIG_FILE, read_json, write_json_atomic
+from hf_dr.files import read_json, write_json_atomic
+from hf_dr.generate.storage import CONFIG_FILE
 
 PLAN_FIELDS = ("format_version", "policy", "num_samples", "topk", "seed", "shard_size", "precision", "columns")
 DATASET_PLAN_FIELDS = ("num_rows", "keys_sha256")

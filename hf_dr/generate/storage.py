@@ -8,20 +8,17 @@ Layout of an output folder::
     ...
     manifest.json                               written last, once every shard is done: the run is complete
 
-Every file is written under a temporary name and renamed into place, so a killed run leaves either a whole file
-or none (temporaries are removed on the next run). A shard counts as done only if its ``.done`` record exists and
-the file's size and SHA-256 match it.
+Every file is written by :func:`hf_dr.files.write_atomic` (a temporary next to the target, fsync, rename), so a
+killed run leaves either a whole file or none (temporaries are removed on the next run). A shard counts as done only
+if its ``.done`` record exists and the file's size and SHA-256 match it.
 """
 
 from __future__ import annotations
 
 import glob
-import hashlib
-import json
 import os
 import shutil
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import datasets
@@ -29,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hf_dr.errors import ConfigConflictError, CorruptShardError, IncompleteRunError
+from hf_dr.files import file_sha256, find_temporaries, read_json, write_json_atomic
 from hf_dr.generate.parquet import write_parquet
 from hf_dr.generate.plan import SHARDS_DIR, Shard
 
@@ -39,52 +37,17 @@ FORMAT = "hf-dr-reinforcements"
 FORMAT_VERSION = 1
 
 
-# -- atomic writes ------------------------------------------------------------------------------------------------
-def write_atomic(path: str, write: Callable[[str], None]) -> None:
-    """Calls ``write(temporary_path)``, flushes it to disk, then renames it to ``path`` (all or nothing)."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    temporary = f"{path}.tmp-{uuid.uuid4().hex[:12]}"
-    try:
-        write(temporary)
-        with open(temporary, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-
-
-def write_json_atomic(path: str, content: Any) -> None:
-    """Writes ``content`` as indented, key-sorted JSON (same content, same bytes), atomically."""
-    text = json.dumps(content, indent=2, sort_keys=True) + "\n"
-
-    def write(temporary: str) -> None:
-        with open(temporary, "w") as f:
-            f.write(text)
-
-    write_atomic(path, write)
-
-
-def read_json(path: str) -> Any:
-    with open(path) as f:
-        return json.load(f)
-
-
-def file_sha256(path: str, block: int = 1 << 20) -> str:
-    """SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(block):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
+# -- temporaries --------------------------------------------------------------------------------------------------
 def remove_temporaries(output_dir: str, shard: Shard | None = None) -> None:
-    """Deletes temporary files left by killed runs (those of ``shard`` only, when given)."""
-    folder, name = os.path.split(shard.path) if shard else ("**", "")
-    for pattern in (f"{name}*.tmp-*", f".{name}*.tmp-*"):  # ours, and parquet_io's hidden ones
-        for path in glob.glob(os.path.join(output_dir, folder, pattern), recursive=True):
-            os.remove(path)
+    """Deletes the temporaries (:func:`hf_dr.files.find_temporaries`) that killed runs left in ``output_dir`` (those
+    of ``shard`` only, when given)."""
+    if shard is None:
+        paths = find_temporaries(output_dir, recursive=True)
+    else:
+        folder, name = os.path.split(shard.path)
+        paths = find_temporaries(os.path.join(output_dir, folder), name)
+    for path in paths:
+        os.remove(path)
 
 
 # -- shards -------------------------------------------------------------------------------------------------------
@@ -93,7 +56,6 @@ def write_shard(output_dir: str, shard: Shard, table: pa.Table, fingerprint: str
     if table.num_rows != shard.num_rows:
         raise CorruptShardError(f"{shard.path}: built {table.num_rows} rows for a shard of {shard.num_rows}")
     path = os.path.join(output_dir, shard.path)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
     write_parquet(table, path)
     record = {"path": shard.path, "start": shard.start, "stop": shard.stop, "num_rows": shard.num_rows,
               "num_bytes": os.path.getsize(path), "sha256": file_sha256(path), "fingerprint": fingerprint}

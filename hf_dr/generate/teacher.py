@@ -20,13 +20,15 @@ import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import torch
 
+from hf_dr.augment.functional import normalize
 from hf_dr.errors import ClassCountMismatchError, InvalidConfigError, TeacherError, WeightsNotFoundError
+from hf_dr.files import to_json_value
 
 DATA_CONFIG_KEYS = ("input_size", "interpolation", "mean", "std", "crop_pct")
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -89,7 +91,7 @@ interpolation=None, mean=None, std=None, crop_pct=None)
 
     def to_dict(self) -> dict[str, Any]:
         """The non-empty fields, JSON-serialisable (the inverse of :meth:`from_dict`)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items() if v is not None}
+        return {k: to_json_value(v) for k, v in asdict(self).items() if v is not None}
 
     @property
     def overrides(self) -> dict[str, Any]:
@@ -166,7 +168,7 @@ class Member:
 
     def describe(self) -> dict[str, Any]:
         """Spec, weight hash, class count and resolved data config, for the run's config file."""
-        config = {k: list(v) if isinstance(v, tuple) else v for k, v in self.data_config.items()}
+        config = to_json_value(dict(self.data_config))
         return {"spec": self.spec.to_dict(), "sha256": self.sha256, "num_classes": self.num_classes,
                 "data_config": config}
 
@@ -260,6 +262,33 @@ def _first_line(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
+def mean_probabilities(member_logits: Iterable[torch.Tensor]) -> torch.Tensor:
+    """The ensemble rule of hf_dr: the mean of the members' softmax probabilities, in float32.
+
+    :class:`Teacher`, :class:`hf_dr.train.models.ProbabilityEnsemble` and the ensemble metrics of
+    :func:`hf_dr.train.finetune.finetune_teacher` all average with this function (summed member by member, then
+    divided by the member count).
+
+    Args:
+        member_logits (`Iterable[torch.Tensor]`): one ``[B, num_classes]`` logits tensor per member (any dtype).
+
+    Returns:
+        `torch.Tensor`: ``float32 [B, num_classes]`` probabilities.
+
+    Example:
+        >>> mean_probabilities([torch.tensor([[0.0, 0.0]]), torch.tensor([[0.0, 1.0986123]])])  # 1:1 and 1:3
+        tensor([[0.3750, 0.6250]])
+    """
+    total, count = None, 0
+    for logits in member_logits:
+        probs = logits.float().softmax(dim=-1)
+        total = probs if total is None else total + probs
+        count += 1
+    if total is None:
+        raise TeacherError("an ensemble needs at least one member")
+    return total / count
+
+
 class Teacher(torch.nn.Module):
     """An ensemble of :class:`Member` models: averages their softmax probabilities (float32).
 
@@ -294,16 +323,14 @@ class Teacher(torch.nn.Module):
     def forward(self, views: Sequence[torch.Tensor]) -> torch.Tensor:
         """Averaged class probabilities ``float32 [B, num_classes]`` from ``uint8 [B, C, H, W]`` batches, one per
         entry of :attr:`views`."""
-        total = None
+        member_logits = []
         for member, model, view in zip(self.members, self.models, self._view_of, strict=True):
-            pixels = _normalize(views[view], member.data_config["mean"], member.data_config["std"])
+            pixels = normalize(views[view], member.data_config["mean"], member.data_config["std"])
             if self.channels_last:
                 pixels = pixels.contiguous(memory_format=torch.channels_last)
             with self._autocast(pixels.device.type):
-                logits = model(pixels)
-            probs = logits.float().softmax(dim=-1)
-            total = probs if total is None else total + probs
-        return total / len(self.members)
+                member_logits.append(model(pixels))
+        return mean_probabilities(member_logits)
 
     def _autocast(self, device_type: str) -> contextlib.AbstractContextManager:
         dtype = PRECISIONS[self.precision]
@@ -320,22 +347,6 @@ class Teacher(torch.nn.Module):
                 f"the teacher predicts {self.num_classes} classes but the dataset's labels have {num_classes}; use "
                 f"a teacher fine-tuned on this dataset's labels (a head with {num_classes} outputs)"
             )
-
-
-def _normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """Batched :class:`hf_dr.augment.functional.Normalizer`, same float32 arithmetic (so replay matches exactly)."""
-    channels = images.shape[1]
-    mean_t = torch.tensor(_per_channel(mean, channels), dtype=torch.float32).view(1, -1, 1, 1)
-    std_t = torch.tensor(_per_channel(std, channels), dtype=torch.float32).view(1, -1, 1, 1)
-    offset, scale = (mean_t * 255.0).to(images.device), (1.0 / (std_t * 255.0)).to(images.device)
-    return images.float().sub_(offset).mul_(scale)
-
-
-def _per_channel(values: Sequence[float], channels: int) -> list[float]:
-    values = [float(v) for v in values]
-    if len(values) == channels:
-        return values
-    return [sum(values) / len(values)] * channels
 
 
 def _refuse_duplicates(members: Sequence[Member]) -> None:

@@ -24,6 +24,8 @@ from huggingface_hub import DatasetCard, DatasetCardData
 
 from hf_dr.data.schema import REINFORCEMENTS_COLUMN
 from hf_dr.errors import DataMismatchError
+from hf_dr.files import write_atomic
+from hf_dr.generate.recipe import SELF_CONTAINED
 from hf_dr.generate.run_config import ReinforceConfig
 
 TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "cards" / "reinforced_dataset.md"
@@ -92,7 +94,7 @@ def save_figures(staging: str, data_files: Sequence[str], stats: dict[str, Any],
     figures = [{"path": CONFIDENCE_FIGURE, "caption": "Teacher confidence: the stored top-1 probability of every "
                 "reinforcement."}]
     save_confidence_histogram(stats["histogram"], os.path.join(staging, CONFIDENCE_FIGURE))
-    if layout == "self-contained":
+    if layout == SELF_CONTAINED:
         save_samples_grid(os.path.join(staging, data_files[0]), config, os.path.join(staging, SAMPLES_FIGURE))
         figures.append({"path": SAMPLES_FIGURE, "caption": "One image and some of its stored reinforcements, "
                         "replayed, with the teacher's top-3 classes."})
@@ -115,8 +117,7 @@ def save_confidence_histogram(counts: Sequence[int], path: str) -> str:
     axes.set_ylabel("share of reinforcements")
     axes.set_xlim(0.0, 1.0)
     figure.tight_layout()
-    figure.savefig(path, format="png", metadata={"Software": None})
-    return path
+    return write_atomic(path, lambda temporary: figure.savefig(temporary, format="png", metadata={"Software": None}))
 
 
 def save_samples_grid(data_file: str, config: ReinforceConfig, path: str) -> str:
@@ -136,7 +137,8 @@ def save_samples_grid(data_file: str, config: ReinforceConfig, path: str) -> str
     indices = [i for i in range(config.num_samples) if _replayable(transform, key, i)][:GRID_PANELS]
     label = table.features.get(columns.get("label") or "")
     names = label.names if isinstance(label, datasets.ClassLabel) else None
-    return save_grid(render_grid(transform, row[transform.image_column], key, indices, names), path)
+    grid = render_grid(transform, row[transform.image_column], key, indices, names)
+    return write_atomic(path, lambda temporary: save_grid(grid, temporary))
 
 
 def _replayable(transform: Any, key: str, index: int) -> bool:

@@ -21,7 +21,6 @@ hash the repo already has) and a changed card uploads only the card.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -39,15 +38,14 @@ from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundErro
 from hf_dr.data.schema import KEY_COLUMN, REINFORCEMENTS_COLUMN
 from hf_dr.data.sources import image_feature, keys_sha256, load_source, scan_keys
 from hf_dr.errors import DataMismatchError, HubNotFoundError, IncompleteRunError, InvalidConfigError
+from hf_dr.files import write_atomic, write_json_atomic
 from hf_dr.generate.parquet import write_parquet
+from hf_dr.generate.recipe import LAYOUTS, METADATA_ONLY, SELF_CONTAINED
 from hf_dr.generate.run_config import ReinforceConfig
 from hf_dr.generate.storage import CONFIG_FILE, verify_run
 
 logger = logging.getLogger(__name__)
 
-SELF_CONTAINED = "self-contained"
-METADATA_ONLY = "metadata-only"
-LAYOUTS = (SELF_CONTAINED, METADATA_ONLY)
 HUB_META_FILE = "hf_dr.json"
 HUB_FORMAT = "hf-dr-hub"
 HUB_FORMAT_VERSION = 1
@@ -120,8 +118,8 @@ def push_to_hub(
         else:
             data_files = _write_metadata_only(staging, shard_paths, source["split"])
         meta = hub_metadata(layout, source["split"], config, source, data_files)
-        _write_json(os.path.join(staging, HUB_META_FILE), meta)
-        _write_json(os.path.join(staging, CONFIG_FILE), public_config(config))
+        write_json_atomic(os.path.join(staging, HUB_META_FILE), meta)
+        write_json_atomic(os.path.join(staging, CONFIG_FILE), public_config(config))
         _write_card(staging, repo_id, meta, config, shard_paths, manifest, card_options)
         api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
         commit = api.upload_folder(
@@ -260,7 +258,7 @@ def _write_metadata_only(staging: str, shard_paths: Sequence[str], split: str) -
     names = [data_file_name(split, i, len(shard_paths)) for i in range(len(shard_paths))]
     os.makedirs(os.path.join(staging, DATA_DIR))
     for path, name in zip(shard_paths, names, strict=True):
-        shutil.copyfile(path, os.path.join(staging, name))
+        write_atomic(os.path.join(staging, name), lambda temporary, source=path: shutil.copyfile(source, temporary))
     return names
 
 
@@ -327,9 +325,4 @@ def _write_card(staging: str, repo_id: str, meta: dict[str, Any], config: Reinfo
     figures = save_figures(staging, meta["data_files"], stats, config, meta["layout"])
     info = _dataset_info(staging, meta["data_files"], meta["split"])
     card = build_card(repo_id, meta, public_config(config), stats, figures, info, **options)
-    card.save(os.path.join(staging, "README.md"))
-
-
-def _write_json(path: str, content: Any) -> None:
-    with open(path, "w") as f:
-        f.write(json.dumps(content, indent=2, sort_keys=True) + "\n")
+    write_atomic(os.path.join(staging, "README.md"), card.save)

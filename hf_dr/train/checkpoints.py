@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from hf_dr.errors import InvalidConfigError
+from hf_dr.files import write_atomic
 from hf_dr.train.models import model_num_classes
 
 logger = logging.getLogger(__name__)
@@ -20,17 +21,23 @@ _WRAPPER_PREFIXES = ("model.", "timm_model.", "module.")
 
 
 def save_checkpoint(model: nn.Module, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
-    """Saves ``model``'s weights as safetensors; ``metadata`` (JSON-serialisable) is stored in the file header.
+    """Saves ``model``'s weights as safetensors, atomically (:func:`hf_dr.files.write_atomic`); ``metadata``
+    (JSON-serialisable) is stored in the file header.
 
     Example:
-        >>> save_checkpoint(model, "runs/student.safetensors", {"architecture": "hf_dr_cnn_small"})  # doctest: +SKIP
+        >>> import tempfile
+        >>> from hf_dr.train.models import create_model
+        >>> path = save_checkpoint(create_model("hf_dr_mlp", num_classes=10, in_chans=1),
+        ...                        Path(tempfile.mkdtemp()) / "student.safetensors", {"architecture": "hf_dr_mlp"})
+        >>> checkpoint_metadata(path)
+        {'architecture': 'hf_dr_mlp'}
     """
     from safetensors.torch import save_file
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(path), metadata={"hf_dr": json.dumps(metadata or {})})
+    header = {"hf_dr": json.dumps(metadata or {})}
+    write_atomic(path, lambda temporary: save_file(state, temporary, metadata=header))
     return path
 
 

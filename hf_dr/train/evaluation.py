@@ -197,11 +197,24 @@ def evaluate_checkpoint(
         >>> evaluate_checkpoint("runs/demo/students/reinforced-seed0.safetensors")  # doctest: +SKIP
         {'top1': 0.86, 'nll': 0.39, 'ece': 0.011, 'num_samples': 10000, 'checkpoint': '...', 'split': 'test'}
     """
-    import datasets
-
-    from hf_dr.data.transforms import EvalTransform
+    from hf_dr.data.sources import class_count
     from hf_dr.train.checkpoints import load_classifier
 
+    dataset, name = _evaluation_rows(dataset, split, limit)
+    num_classes = num_classes or class_count(dataset, label_column)
+    classifier, data_config = load_classifier(checkpoint, model, num_classes, in_chans)
+    if num_classes is not None:
+        from hf_dr.train.models import check_model_num_classes
+
+        check_model_num_classes(classifier, num_classes)
+    transform = _eval_transform(data_config, size, mean, std, image_column, label_column)
+    metrics = evaluate(classifier, transform.attach(dataset.with_format(None)), batch_size=batch_size,
+                       num_workers=num_workers)
+    return {**metrics, "checkpoint": str(checkpoint), "dataset": name, "split": split}
+
+
+def _evaluation_rows(dataset: Any, split: str, limit: int | None) -> tuple[Any, str | None]:
+    """The rows :func:`evaluate_checkpoint` evaluates (the first ``limit`` of ``split``) and the dataset's name."""
     if isinstance(dataset, str):
         name = dataset
         if dataset.lower().replace("_", "-") == "fashion-mnist":
@@ -216,20 +229,17 @@ def evaluate_checkpoint(
         name = getattr(dataset, "info", None) and dataset.info.dataset_name
     if limit is not None:
         dataset = dataset.select(range(min(limit, len(dataset))))
-    feature = dataset.features.get(label_column)
-    if num_classes is None and isinstance(feature, datasets.ClassLabel):
-        num_classes = feature.num_classes
-    classifier, data_config = load_classifier(checkpoint, model, num_classes, in_chans)
-    if num_classes is not None:
-        from hf_dr.train.models import check_model_num_classes
+    return dataset, name
 
-        check_model_num_classes(classifier, num_classes)
+
+def _eval_transform(data_config: dict[str, Any], size: int | None, mean: Sequence[float] | None,
+                    std: Sequence[float] | None, image_column: str, label_column: str) -> Any:
+    """An :class:`hf_dr.EvalTransform` with the given preprocessing, else the checkpoint's (else ImageNet's at 224)."""
+    from hf_dr.data.transforms import EvalTransform
+
     input_size = data_config.get("input_size", (3, 224, 224))
-    transform = EvalTransform(
+    return EvalTransform(
         size=size or tuple(input_size[1:]), mean=mean or data_config.get("mean", (0.485, 0.456, 0.406)),
         std=std or data_config.get("std", (0.229, 0.224, 0.225)), image_column=image_column,
         label_column=label_column,
     )
-    metrics = evaluate(classifier, transform.attach(dataset.with_format(None)), batch_size=batch_size,
-                       num_workers=num_workers)
-    return {**metrics, "checkpoint": str(checkpoint), "dataset": name, "split": split}

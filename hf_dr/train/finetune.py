@@ -13,7 +13,9 @@ normalisation), with cross-entropy and label smoothing, SGD or AdamW with warmup
 
 Example:
     >>> from hf_dr.train.finetune import FinetuneConfig, finetune_teacher
-    >>> config = FinetuneConfig("resnet152.tv2_in1k", num_members=4, image_size=224, epochs=10)
+    >>> from hf_dr.train.finetune import finetune_train_config
+    >>> config = FinetuneConfig("resnet152.tv2_in1k", num_members=4, image_size=224,
+    ...                         train=finetune_train_config(epochs=10))
     >>> result = finetune_teacher(train, config, "teachers/cifar100", eval_dataset=test,
     ...                           image_column="img", label_column="fine_label")  # doctest: +SKIP
     >>> result.ensemble["top1"]  # doctest: +SKIP
@@ -21,22 +23,40 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import datasets
 import torch
 
 from hf_dr.data.schema import KEY_COLUMN
+from hf_dr.data.sources import check_columns, class_count
 from hf_dr.errors import InvalidConfigError, TeacherError
+from hf_dr.files import to_json_value, write_json_atomic
+from hf_dr.train.loop import TRAIN_FIELDS, TrainConfig
 
 logger = logging.getLogger(__name__)
 
 SPEC_FILE = "teacher_spec.json"
 METRICS_FILE = "finetune_metrics.json"
+
+
+FINETUNE_TRAINING = {"epochs": 10, "batch_size": 64, "lr": 0.01, "label_smoothing": 0.1}
+
+
+def finetune_train_config(**overrides: Any) -> TrainConfig:
+    """The members' :class:`hf_dr.TrainConfig` by default: the paper's fine-tuning (SGD with Nesterov momentum,
+    batch 64, learning rate 0.01, weight decay 5e-4, label smoothing 0.1, 5% warmup then cosine to zero, 10 epochs),
+    with ``overrides``. Its ``seed`` is replaced by each member's.
+
+    Example:
+        >>> config = finetune_train_config(epochs=20)
+        >>> config.epochs, config.batch_size, config.lr, config.label_smoothing
+        (20, 64, 0.01, 0.1)
+    """
+    return TrainConfig.from_dict(overrides, defaults=TrainConfig(**FINETUNE_TRAINING))
 
 
 @dataclass
@@ -52,16 +72,17 @@ class FinetuneConfig:
         image_size (`int`, *optional*): training and labelling resolution; the checkpoint's input size by default.
         policy (`str`, *optional*, defaults to ``"rrc"``): augmentation policy without mixing (random-resized-crop +
             flip); ``"rrc+ra_re"`` trains on views like the reinforcement's.
-        epochs, batch_size, lr, weight_decay, warmup_fraction, label_smoothing, optimizer: as in
-            :class:`hf_dr.TrainConfig` (defaults follow the paper's fine-tuning: SGD, weight decay 5e-4, label
-            smoothing 0.1, cosine to zero).
-        channels_last (`bool`, *optional*, defaults to False): channels-last training (faster CNNs on CPU).
-        num_workers (`int`, *optional*, defaults to 0): DataLoader workers.
+        train (`TrainConfig`, *optional*, defaults to :func:`finetune_train_config`): each member's optimisation
+            (epochs, batch size, optimizer, learning rate, weight decay, warmup, label smoothing, channels-last,
+            DataLoader workers); its ``seed`` is replaced by the member's.
         preload (`bool`, *optional*, defaults to False): decode the images once (small datasets that fit in memory).
 
     Example:
-        >>> FinetuneConfig("test_resnet", num_members=2, pretrained=False).member_seeds()
-        [0, 1]
+        >>> config = FinetuneConfig("test_resnet", num_members=2, train=finetune_train_config(epochs=3))
+        >>> config.member_seeds(), config.train_config(1).seed, config.train_config(1).epochs
+        ([0, 1], 1, 3)
+        >>> FinetuneConfig.from_dict(config.to_dict()) == config
+        True
     """
 
     arch: str
@@ -71,15 +92,7 @@ class FinetuneConfig:
     pretrained: bool = True
     image_size: int | None = None
     policy: str = "rrc"
-    epochs: int = 10
-    batch_size: int = 64
-    optimizer: str = "sgd"
-    lr: float = 0.01
-    weight_decay: float = 5e-4
-    warmup_fraction: float = 0.05
-    label_smoothing: float = 0.1
-    channels_last: bool = False
-    num_workers: int = 0
+    train: TrainConfig = field(default_factory=finetune_train_config)
     preload: bool = False
 
     def __post_init__(self) -> None:
@@ -94,22 +107,41 @@ class FinetuneConfig:
             raise InvalidConfigError("weights= and pretrained=False contradict each other; pass one of them.")
         if self.image_size is not None and self.image_size < 1:
             raise InvalidConfigError(f"image_size should be a positive integer, but got {self.image_size}.")
-        self.train_config(0)  # validates the optimisation fields
+        if isinstance(self.train, dict):
+            self.train = finetune_train_config(**self.train)
+        if not isinstance(self.train, TrainConfig):
+            raise InvalidConfigError(f"train should be a TrainConfig, but got {type(self.train).__name__}.")
 
     def member_seeds(self) -> list[int]:
         return list(self.seeds) if self.seeds is not None else list(range(self.num_members))
 
-    def train_config(self, seed: int) -> Any:
+    def train_config(self, seed: int) -> TrainConfig:
         """The :class:`hf_dr.TrainConfig` of the member trained with ``seed``."""
-        from hf_dr.train.loop import TrainConfig
-
-        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer, lr=self.lr,
-                           weight_decay=self.weight_decay, warmup_fraction=self.warmup_fraction,
-                           label_smoothing=self.label_smoothing, num_workers=self.num_workers, seed=seed,
-                           channels_last=self.channels_last)
+        return replace(self.train, seed=seed)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        """JSON-ready settings, the training ones under ``"train"`` (what ``finetune_metrics.json`` records)."""
+        return to_json_value(asdict(self))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> FinetuneConfig:
+        """The inverse of :meth:`to_dict`. Also reads the flat layout of earlier ``finetune_metrics.json`` files
+        (``epochs``, ``lr``... next to ``arch``), whose training keys override those under ``"train"``.
+
+        Example:
+            >>> FinetuneConfig.from_dict({"arch": "test_resnet", "epochs": 2, "lr": 0.1}).train.batch_size
+            64
+        """
+        values = dict(values)
+        train = values.pop("train", {})
+        train = train.to_dict() if isinstance(train, TrainConfig) else dict(train)
+        train.update({k: values.pop(k) for k in list(values) if k in TRAIN_FIELDS})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise InvalidConfigError(f"unknown fine-tuning settings {unknown}; valid ones are {sorted(known)} and "
+                                     f"the training settings {sorted(TRAIN_FIELDS)}")
+        return cls(**values, train=finetune_train_config(**train))
 
 
 @dataclass
@@ -176,7 +208,7 @@ def member_data_config(model: torch.nn.Module, image_size: int | None = None) ->
     if image_size is not None:
         config["input_size"] = (int(config["input_size"][0]), int(image_size), int(image_size))
     keys = ("input_size", "interpolation", "mean", "std", "crop_pct")
-    return {k: list(config[k]) if isinstance(config[k], tuple) else config[k] for k in keys}
+    return to_json_value({k: config[k] for k in keys})
 
 
 def member_spec(arch: str, weights: str, num_classes: int, data_config: dict[str, Any]) -> dict[str, Any]:
@@ -186,8 +218,8 @@ def member_spec(arch: str, weights: str, num_classes: int, data_config: dict[str
 
 # -- data ------------------------------------------------------------------------------------------------------------
 def _num_classes(dataset: datasets.Dataset, label_column: str, num_classes: int | None) -> int:
-    feature = dataset.features.get(label_column)
-    found = feature.num_classes if isinstance(feature, datasets.ClassLabel) else None
+    """``num_classes``, else the label column's ``ClassLabel`` count; refuses a missing or contradicting count."""
+    found = class_count(dataset, label_column)
     if num_classes is None and found is None:
         raise InvalidConfigError(f"column {label_column!r} is not a ClassLabel; pass num_classes= (--num-classes)")
     if num_classes is not None and found is not None and num_classes != found:
@@ -259,15 +291,14 @@ def finetune_teacher(
         or to ``hf-dr reinforce --teacher-spec``.
 
     Example:
-        >>> config = FinetuneConfig("test_resnet", num_members=2, pretrained=False, image_size=32, epochs=1)
+        >>> config = FinetuneConfig("test_resnet", num_members=2, pretrained=False, image_size=32,
+        ...                         train=finetune_train_config(epochs=1))
         >>> result = finetune_teacher(digits, config, "teachers/digits", eval_dataset=digits)  # doctest: +SKIP
         >>> load_teacher_spec(result.spec_path)[0].input_size  # doctest: +SKIP
         (3, 32, 32)
     """
-    from hf_dr.data.sources import check_columns
-    from hf_dr.train.checkpoints import checkpoint_model_metadata, save_checkpoint
-    from hf_dr.train.evaluation import classification_metrics, predict
-    from hf_dr.train.loop import fit
+    from hf_dr.train.evaluation import classification_metrics
+    from hf_dr.train.models import ensemble_logits
 
     for dataset in (train_dataset, eval_dataset):
         if dataset is not None:
@@ -277,39 +308,57 @@ def finetune_teacher(
     columns = {"image_column": image_column, "label_column": label_column, "key_column": key_name}
     os.makedirs(output_dir, exist_ok=True)
     result = FinetuneResult(output_dir=output_dir, spec_path=os.path.join(output_dir, SPEC_FILE))
-    probs, labels = [], None
+    member_logits, labels = [], None
     for index, seed in enumerate(config.member_seeds()):
-        model = create_member(config, num_classes, seed)
-        data_config = member_data_config(model, config.image_size)
-        train = fit(model, _training_data(train_dataset, data_config, config, seed, columns),
-                    config.train_config(seed), num_classes=num_classes, progress=progress)
         path = os.path.join(output_dir, f"member-{index}.safetensors")
-        save_checkpoint(model, path, {**checkpoint_model_metadata(model, config.arch, data_config), "seed": seed})
-        record = {"seed": seed, "spec": member_spec(config.arch, path, num_classes, data_config),
-                  "train": {"steps": train.steps, "wall_time": train.wall_time,
-                            "final_loss": train.history[-1]["loss"] if train.history else None}}
+        model, data_config, record = _finetune_member(train_dataset, config, seed, num_classes, columns, path,
+                                                      progress)
         if eval_dataset is not None:
-            data = _eval_data(eval_dataset, data_config, config.preload, image_column, label_column)
-            logits, labels = predict(model, data, batch_size=max(256, config.batch_size),
-                                     num_workers=config.num_workers, channels_last=config.channels_last)
+            logits, labels = _member_logits(model, eval_dataset, data_config, config, columns)
             record["metrics"] = classification_metrics(logits, labels)
-            probs.append(logits.float().softmax(-1))
+            member_logits.append(logits)
             logger.info("member %d/%d (seed %d): top-1 %.4f", index + 1, config.num_members, seed,
                         record["metrics"]["top1"])
         result.members.append(record)
-    if probs:
-        result.ensemble = classification_metrics(torch.stack(probs).mean(0).clamp_min(1e-12).log(), labels)
-        logger.info("ensemble of %d: top-1 %.4f", len(probs), result.ensemble["top1"])
+    if member_logits:  # the teacher's rule: the mean of the members' probabilities
+        result.ensemble = classification_metrics(ensemble_logits(member_logits), labels)
+        logger.info("ensemble of %d: top-1 %.4f", len(member_logits), result.ensemble["top1"])
     _write_outputs(result, config, num_classes)
     return result
 
 
+def _finetune_member(train_dataset: datasets.Dataset, config: FinetuneConfig, seed: int, num_classes: int,
+                     columns: dict[str, str], path: str, progress: bool
+                     ) -> tuple[torch.nn.Module, dict[str, Any], dict[str, Any]]:
+    """Trains the member of ``seed`` on its own views and saves it to ``path``; returns it, its data config and its
+    record (seed, spec, training summary)."""
+    from hf_dr.train.checkpoints import checkpoint_model_metadata, save_checkpoint
+    from hf_dr.train.loop import fit
+
+    model = create_member(config, num_classes, seed)
+    data_config = member_data_config(model, config.image_size)
+    train = fit(model, _training_data(train_dataset, data_config, config, seed, columns), config.train_config(seed),
+                num_classes=num_classes, progress=progress)
+    save_checkpoint(model, path, {**checkpoint_model_metadata(model, config.arch, data_config), "seed": seed})
+    record = {"seed": seed, "spec": member_spec(config.arch, path, num_classes, data_config),
+              "train": {"steps": train.steps, "wall_time": train.wall_time,
+                        "final_loss": train.history[-1]["loss"] if train.history else None}}
+    return model, data_config, record
+
+
+def _member_logits(model: torch.nn.Module, eval_dataset: datasets.Dataset, data_config: dict[str, Any],
+                   config: FinetuneConfig, columns: dict[str, str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The member's logits and the labels of ``eval_dataset``, at the member's resolution and normalisation."""
+    from hf_dr.train.evaluation import predict
+
+    data = _eval_data(eval_dataset, data_config, config.preload, columns["image_column"], columns["label_column"])
+    return predict(model, data, batch_size=max(256, config.train.batch_size), num_workers=config.train.num_workers,
+                   channels_last=config.train.channels_last)
+
+
 def _write_outputs(result: FinetuneResult, config: FinetuneConfig, num_classes: int) -> None:
-    with open(result.spec_path, "w") as f:
-        json.dump([m["spec"] for m in result.members], f, indent=2)
-        f.write("\n")
+    """``teacher_spec.json`` and ``finetune_metrics.json``, each written atomically."""
+    write_json_atomic(result.spec_path, [m["spec"] for m in result.members])
     metrics = {"config": config.to_dict(), "num_classes": num_classes, "members": result.members,
                "ensemble": result.ensemble}
-    with open(os.path.join(result.output_dir, METRICS_FILE), "w") as f:
-        json.dump(metrics, f, indent=2)
-        f.write("\n")
+    write_json_atomic(os.path.join(result.output_dir, METRICS_FILE), metrics)

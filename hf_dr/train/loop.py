@@ -1,4 +1,4 @@
-"""A plain PyTorch + Accelerate training loop for reinforced, plain and online-distillation runs, and checkpoints.
+"""A plain PyTorch + Accelerate training loop for reinforced, plain and online-distillation runs.
 
 One loop, three kinds of batches, told apart by their labels:
 
@@ -7,8 +7,9 @@ One loop, three kinds of batches, told apart by their labels:
 - integer ``labels [B]`` and no teacher (from :class:`hf_dr.AugmentTransform`): cross-entropy, the baseline;
 - integer ``labels [B]`` and a ``teacher``: online knowledge distillation, the teacher runs on every batch.
 
-The recipe follows the paper: SGD (Nesterov) or AdamW, linear warmup then cosine decay, and the same
-hyperparameters for plain and reinforced runs.
+The recipe follows the paper: SGD (Nesterov) or AdamW from :func:`timm.optim.create_optimizer_v2` (no weight decay
+on biases, norms and a model's ``no_weight_decay()``), linear warmup then cosine decay, and the same hyperparameters
+for plain and reinforced runs.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import torch
@@ -92,6 +93,25 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], defaults: TrainConfig | None = None) -> TrainConfig:
+        """The inverse of :meth:`to_dict`: ``values`` replace the fields of ``defaults`` (``TrainConfig()`` when not
+        given). Unknown keys are refused, naming the valid ones.
+
+        Example:
+            >>> TrainConfig.from_dict(TrainConfig(epochs=3).to_dict()) == TrainConfig(epochs=3)
+            True
+            >>> TrainConfig.from_dict({"lr": 0.5}, defaults=TrainConfig(epochs=3)).epochs
+            3
+        """
+        unknown = sorted(set(values) - TRAIN_FIELDS)
+        if unknown:
+            raise InvalidConfigError(f"unknown training settings {unknown}; valid ones are {sorted(TRAIN_FIELDS)}")
+        return replace(defaults if defaults is not None else cls(), **values)
+
+
+TRAIN_FIELDS = frozenset(f.name for f in fields(TrainConfig))
+
 
 @dataclass
 class TrainResult:
@@ -130,13 +150,25 @@ def cosine_with_warmup(
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """SGD (Nesterov momentum) or AdamW; no weight decay on biases and normalisation weights (1-d tensors)."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0)
-    return torch.optim.AdamW(groups, lr=config.lr)
+    """The optimizer of ``config`` from :func:`timm.optim.create_optimizer_v2`: SGD with Nesterov momentum
+    (``"sgd"``; plain SGD when ``momentum`` is 0) or AdamW, with no weight decay on 1-d parameters (biases,
+    normalisation weights) and on the names the model's ``no_weight_decay()`` lists.
+
+    Example:
+        >>> model = torch.nn.Sequential(torch.nn.Linear(4, 2), torch.nn.BatchNorm1d(2))
+        >>> optimizer = build_optimizer(model, TrainConfig(weight_decay=1e-4))
+        >>> sorted((g["weight_decay"], len(g["params"])) for g in optimizer.param_groups)  # 3 1-d, 1 matrix
+        [(0.0, 3), (0.0001, 1)]
+        >>> type(optimizer).__name__, optimizer.defaults["nesterov"]
+        ('SGD', True)
+    """
+    from timm.optim import create_optimizer_v2
+
+    if config.optimizer == "adamw":
+        return create_optimizer_v2(model, opt="adamw", lr=config.lr, weight_decay=config.weight_decay)
+    opt = "sgd" if config.momentum > 0 else "momentum"  # timm's "sgd" is Nesterov, which needs a momentum
+    return create_optimizer_v2(model, opt=opt, lr=config.lr, weight_decay=config.weight_decay,
+                               momentum=config.momentum)
 
 
 # -- data ----------------------------------------------------------------------------------------------------------
@@ -199,18 +231,46 @@ def fit(
         390
     """
     from accelerate import Accelerator
-    from tqdm.auto import tqdm
 
     config = config or TrainConfig()
-    transform = transform_of(train_dataset)
-    num_classes = num_classes or getattr(transform, "num_classes", None)
-    if num_classes is not None:
-        check_model_num_classes(model, num_classes)
-    if teacher is not None and num_classes is not None:
-        check_model_num_classes(teacher, num_classes)
+    _check_num_classes(model, teacher, num_classes or getattr(transform_of(train_dataset), "num_classes", None))
     torch.manual_seed(config.seed)
     accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available(),
                                              gradient_accumulation_steps=config.gradient_accumulation_steps)
+    run = _prepare(model, train_dataset, config, accelerator, teacher)
+    result = _train(run, train_dataset, config, accelerator, progress)
+    model = accelerator.unwrap_model(run.model)
+    if eval_dataset is not None:
+        from hf_dr.train.evaluation import evaluate
+
+        result.metrics = evaluate(model, eval_dataset, batch_size=max(256, config.batch_size),
+                                  channels_last=config.channels_last)
+    return result
+
+
+@dataclass
+class _Prepared:
+    """What :func:`fit` trains with, after ``accelerator.prepare``."""
+
+    model: nn.Module
+    optimizer: Any
+    loader: Any
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    total_steps: int
+    teacher: nn.Module | None
+
+
+def _check_num_classes(model: nn.Module, teacher: nn.Module | None, num_classes: int | None) -> None:
+    if num_classes is None:
+        return
+    check_model_num_classes(model, num_classes)
+    if teacher is not None:
+        check_model_num_classes(teacher, num_classes)
+
+
+def _prepare(model: nn.Module, train_dataset: Any, config: TrainConfig, accelerator: Any,
+             teacher: nn.Module | None) -> _Prepared:
+    """The optimizer, the sharded loader, the schedule over the run's optimizer steps, and the teacher in eval mode."""
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, config)
@@ -229,24 +289,21 @@ def fit(
         if config.channels_last:
             teacher = teacher.to(memory_format=torch.channels_last)
         teacher = accelerator.prepare_model(teacher, evaluation_mode=True).eval()
+    return _Prepared(model, optimizer, loader, scheduler, total_steps, teacher)
+
+
+def _train(run: _Prepared, train_dataset: Any, config: TrainConfig, accelerator: Any, progress: bool) -> TrainResult:
+    """Epochs of :func:`_step` until ``run.total_steps`` optimizer steps; the loss is recorded every ``log_every``."""
+    from tqdm.auto import tqdm
 
     result = TrainResult(steps=0, samples=0, wall_time=0.0)
-    bar = tqdm(total=total_steps, disable=not progress, desc="train", leave=False)
+    bar = tqdm(total=run.total_steps, disable=not progress, desc="train", leave=False)
     start, running, window, epoch = time.perf_counter(), 0.0, [], 0
-    model.train()
-    while result.steps < total_steps:
+    run.model.train()
+    while result.steps < run.total_steps:
         set_epoch(train_dataset, epoch)
-        for batch in loader:
-            with accelerator.accumulate(model):
-                loss = batch_loss(model, batch, config, teacher)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and config.clip_grad_norm:
-                    accelerator.clip_grad_norm_(model.parameters(), config.clip_grad_norm)
-                optimizer.step()
-                if accelerator.sync_gradients:
-                    scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-            running += float(loss.detach()) / config.gradient_accumulation_steps  # this step's mean loss
+        for batch in run.loader:
+            running += _step(run, batch, config, accelerator) / config.gradient_accumulation_steps  # step's mean
             result.samples += batch["pixel_values"].shape[0]
             if not accelerator.sync_gradients:
                 continue
@@ -254,19 +311,28 @@ def fit(
             bar.update(1)
             window.append(running)
             running = 0.0
-            if result.steps % config.log_every == 0 or result.steps == total_steps:
+            if result.steps % config.log_every == 0 or result.steps == run.total_steps:
                 result.history.append({"step": result.steps, "epoch": epoch, "loss": sum(window) / len(window),
-                                       "lr": scheduler.get_last_lr()[0]})
+                                       "lr": run.scheduler.get_last_lr()[0]})
                 window = []
-            if result.steps >= total_steps:
+            if result.steps >= run.total_steps:
                 break
         epoch += 1
     bar.close()
     result.wall_time = time.perf_counter() - start
-    model = accelerator.unwrap_model(model)
-    if eval_dataset is not None:
-        from hf_dr.train.evaluation import evaluate
-
-        result.metrics = evaluate(model, eval_dataset, batch_size=max(256, config.batch_size),
-                                  channels_last=config.channels_last)
     return result
+
+
+def _step(run: _Prepared, batch: dict[str, torch.Tensor], config: TrainConfig, accelerator: Any) -> float:
+    """One forward and backward pass; the optimizer and the schedule step when the accumulation is complete.
+    Returns the batch's loss."""
+    with accelerator.accumulate(run.model):
+        loss = batch_loss(run.model, batch, config, run.teacher)
+        accelerator.backward(loss)
+        if accelerator.sync_gradients and config.clip_grad_norm:
+            accelerator.clip_grad_norm_(run.model.parameters(), config.clip_grad_norm)
+        run.optimizer.step()
+        if accelerator.sync_gradients:
+            run.scheduler.step()
+        run.optimizer.zero_grad(set_to_none=True)
+    return float(loss.detach())

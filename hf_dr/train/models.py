@@ -8,6 +8,7 @@ small CPU networks of :mod:`hf_dr.networks` are registered with timm when this m
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import timm
@@ -17,10 +18,11 @@ from transformers.modeling_outputs import ImageClassifierOutput
 
 import hf_dr.networks  # noqa: F401 (registers the small networks with timm)
 from hf_dr.errors import ClassCountMismatchError, InvalidConfigError
+from hf_dr.generate.teacher import mean_probabilities
 from hf_dr.train.losses import _logits_of
 
 __all__ = [
-    "PixelValuesClassifier", "ProbabilityEnsemble", "check_model_num_classes", "create_model",
+    "PixelValuesClassifier", "ProbabilityEnsemble", "check_model_num_classes", "create_model", "ensemble_logits",
     "forward_logits", "model_num_classes",
 ]
 
@@ -90,6 +92,12 @@ class PixelValuesClassifier(nn.Module):
             pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
         return ImageClassifierOutput(logits=_logits_of(self.model(pixel_values)))
 
+    def no_weight_decay(self) -> set[str]:
+        """The wrapped model's ``no_weight_decay()`` names under this wrapper's ``model.`` prefix (read by
+        :func:`timm.optim.create_optimizer_v2`)."""
+        inner = getattr(self.model, "no_weight_decay", None)
+        return {f"model.{name}" for name in inner()} if callable(inner) else set()
+
 
 def create_model(
     name: str, num_classes: int, in_chans: int | None = None, **kwargs: Any
@@ -129,5 +137,15 @@ class ProbabilityEnsemble(nn.Module):
         self.num_classes = counts.pop() if counts else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        probs = torch.stack([forward_logits(m, x).float().softmax(-1) for m in self.models]).mean(0)
-        return probs.clamp(min=1e-12).log()
+        return ensemble_logits(forward_logits(m, x) for m in self.models)
+
+
+def ensemble_logits(member_logits: Iterable[torch.Tensor]) -> torch.Tensor:
+    """The log of the members' mean probabilities (:func:`hf_dr.generate.teacher.mean_probabilities`, the
+    teacher's rule), clamped at ``1e-12``: logits whose softmax is the ensemble's prediction.
+
+    Example:
+        >>> ensemble_logits([torch.tensor([[0.0, 0.0]]), torch.tensor([[0.0, 1.0986123]])]).softmax(-1)
+        tensor([[0.3750, 0.6250]])
+    """
+    return mean_probabilities(member_logits).clamp(min=1e-12).log()

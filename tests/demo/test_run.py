@@ -4,12 +4,18 @@ the reporting logic on fixed numbers; the Fashion-MNIST reader."""
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from hf_dr.data.fashion_mnist import CLASS_NAMES, DEFAULT_ROOT, fashion_mnist_arrays, load_fashion_mnist
 from hf_dr.demo.run import DemoConfig, format_table, summarize
+from hf_dr.train.loop import TrainConfig
+from tests.test_files import RenameLog
 
 HAVE_FASHION_MNIST = (DEFAULT_ROOT / "t10k-images-idx3-ubyte.gz").exists()
 needs_data = pytest.mark.skipif(not HAVE_FASHION_MNIST, reason="apt-get install dataset-fashion-mnist")
@@ -25,9 +31,12 @@ def _cli(argv: list[str]) -> int:
 
 @needs_data
 @pytest.mark.slow
-def test_demo_quick_runs_every_stage_and_reports_every_row(tmp_path, capsys):
+def test_demo_quick_runs_every_stage_and_reports_every_row(tmp_path, capsys, monkeypatch):
     out = tmp_path / "demo"
+    renamed = RenameLog(monkeypatch)
     assert _cli(["demo", "--quick", "--output-dir", str(out), "--num-threads", "2"]) == 0
+    written = {os.path.abspath(os.path.join(root, name)) for root, _, names in os.walk(out) for name in names}
+    assert written <= set(renamed.targets) and renamed.others == []  # every file, JSON to PNG, written atomically
     printed = capsys.readouterr().out
     table = (out / "table.md").read_text()
     for row in TABLE_ROWS:
@@ -38,10 +47,11 @@ def test_demo_quick_runs_every_stage_and_reports_every_row(tmp_path, capsys):
     assert summary["plain"]["runs"] == summary["reinforced"]["runs"] == len(quick.seeds)
     assert summary["online_kd"]["runs"] == len(quick.kd_seeds)
     steps = {r["steps"] for r in results["runs"]}
-    assert steps == {quick.epochs * (quick.subset_size // quick.batch_size)}  # same iterations for every arm
+    assert steps == {quick.student.epochs * (quick.subset_size // quick.student.batch_size)}  # same for every arm
     assert {"top1_points", "exceeds_2_std", "ece_points"} <= set(summary["gain"])
     assert results["reinforcement"]["bytes"] > 0 and results["ensemble"]["members"] >= 1
-    assert json.loads((out / "demo_config.json").read_text())["subset_size"] == quick.subset_size
+    assert DemoConfig.from_dict(json.loads((out / "demo_config.json").read_text())) == replace(
+        quick, output_dir=str(out), num_threads=2)
     assert (out / "demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "reinforced" / "manifest.json").exists()
 
@@ -75,6 +85,77 @@ def test_summary_and_table_on_fixed_numbers():
         assert row in table
     assert "82.00 ± 1.00" not in table and "85.00 ± 1.00" in table and "+4.00 points" in table
     assert "3.0x its training time" in table
+
+
+# What DemoConfig.student_config(seed) and the teachers' TrainConfig resolved to before the demo's config held
+# TrainConfig instances (flat fields): the default and the quick demo must train exactly as they did.
+FLAT_STUDENT = {"epochs": 60, "batch_size": 128, "optimizer": "sgd", "lr": 0.1, "weight_decay": 5e-4,
+                "warmup_fraction": 0.05, "temperature": 1.0, "channels_last": True, "log_every": 10_000}
+FLAT_TEACHER = {"epochs": 4, "batch_size": 128, "lr": 0.1, "weight_decay": 5e-4, "channels_last": True,
+                "log_every": 10_000}
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_demo_trains_with_the_hyperparameters_of_the_flat_config(quick):
+    from hf_dr.cli import build_parser
+    from hf_dr.cli.demo import config_from_args
+
+    config = DemoConfig.quick() if quick else DemoConfig()
+    student = {**FLAT_STUDENT, "epochs": 2} if quick else FLAT_STUDENT
+    teacher = {**FLAT_TEACHER, "epochs": 1, "lr": 0.02} if quick else FLAT_TEACHER
+    assert [config.student_config(s) for s in config.seeds + config.kd_seeds] == [
+        TrainConfig(**student, seed=s) for s in config.seeds + config.kd_seeds]
+    assert [config.teacher_config(m) for m in range(config.num_teachers)] == [
+        TrainConfig(**teacher, seed=1000 + 17 * m) for m in range(config.num_teachers)]
+    assert (config.teacher.to_dict(), config.student.to_dict()) == (TrainConfig(**teacher).to_dict(),
+                                                                   TrainConfig(**student).to_dict())
+    args = build_parser().parse_args(["demo", *(["--quick"] if quick else [])])
+    assert config_from_args(args) == config  # what `hf-dr demo` runs
+
+
+def test_the_flat_record_of_the_last_full_run_reads_to_the_default_config():
+    """docs/demo_config.json, written before the nesting, holds the default settings."""
+    path = Path(__file__).resolve().parents[2] / "docs" / "demo_config.json"
+    recorded = DemoConfig.from_dict(json.loads(path.read_text()))
+    default = DemoConfig()
+    assert replace(recorded, output_dir=default.output_dir, data_root=default.data_root) == default
+    overridden = DemoConfig.from_dict({**json.loads(path.read_text()), "epochs": 5, "teacher_lr": 0.3,
+                                       "student_batch_size": 64})
+    assert (overridden.student.epochs, overridden.teacher.lr, overridden.student.batch_size) == (5, 0.3, 64)
+    assert (overridden.teacher.epochs, overridden.teacher.batch_size, overridden.student.lr) == (4, 128, 0.1)
+    nested = DemoConfig.from_dict({"student": {"epochs": 7}, "epochs": 9})
+    assert nested.student.epochs == 9 and nested.student.lr == 0.1  # flat names win, nested ones keep defaults
+
+
+def test_teacher_batches_use_the_one_normalisation():
+    """The teachers' training arrays are normalised by hf_dr.augment.functional.normalize, as EvalTransform does."""
+    from hf_dr.augment.functional import normalize
+    from hf_dr.data.fashion_mnist import FASHION_MNIST_MEAN, FASHION_MNIST_STD
+    from hf_dr.data.transforms import EvalTransform
+    from hf_dr.demo.run import _ArrayImages
+    from tests.data_utils import digit_images
+
+    images, labels = digit_images(16, size=28)
+    arrays = np.stack([np.asarray(image.convert("L")) for image in images])
+    batch = _ArrayImages(arrays, np.array(labels), seed=0).__getitems__(list(range(16)))
+    evaluation = EvalTransform(28, FASHION_MNIST_MEAN, FASHION_MNIST_STD)
+    flipped = 0
+    for row, image, label in zip(batch, images, labels, strict=True):
+        expected = evaluation.attach(_one_image(image.convert("L")))[0]["pixel_values"]
+        assert torch.equal(expected, normalize(torch.from_numpy(np.asarray(image.convert("L")))[None],
+                                               FASHION_MNIST_MEAN, FASHION_MNIST_STD))
+        flipped += not torch.equal(row["pixel_values"], expected)
+        assert torch.equal(row["pixel_values"], expected) or torch.equal(row["pixel_values"], expected.flip(-1))
+        assert int(row["labels"]) == label
+    assert 0 < flipped < 16
+
+
+def _one_image(image):
+    import datasets
+
+    return datasets.Dataset.from_dict({"image": [image], "label": [0]},
+                                      features=datasets.Features({"image": datasets.Image(),
+                                                                  "label": datasets.Value("int64")}))
 
 
 def test_demo_config_round_trips_and_refuses_unknown_settings():

@@ -18,8 +18,10 @@ from hf_dr.errors import InvalidConfigError
 from hf_dr.generate.run_config import ReinforceConfig
 from hf_dr.generate.storage import load_reinforcements
 from hf_dr.generate.teacher import create_teacher, load_teacher_spec
-from hf_dr.train.finetune import FinetuneConfig, create_member
+from hf_dr.train.finetune import FinetuneConfig, create_member, finetune_teacher, finetune_train_config
+from hf_dr.train.loop import TrainConfig
 from tests.data_utils import digits_dataset
+from tests.test_files import RenameLog
 from tests.utils_builders import standin
 from tests.utils_teacher import save_teacher
 
@@ -40,12 +42,20 @@ def digits_dir(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="module")
-def finetuned(digits_dir, tmp_path_factory) -> str:
+def finetuned_run(digits_dir, tmp_path_factory) -> tuple[str, RenameLog]:
+    """``hf-dr finetune-teacher`` on the digits, with every rename into place recorded."""
     out = str(tmp_path_factory.mktemp("teachers") / "digits")
-    assert cli_main(["finetune-teacher", "--dataset", digits_dir, "--eval-split", "test", "--key-column", "key",
-                     *TINY, "--num-members", "2", "--epochs", "8", "--batch-size", "32", "--optimizer", "adamw",
-                     "--lr", "0.003", "--label-smoothing", "0", "--output-dir", out]) == 0
-    return out
+    with pytest.MonkeyPatch.context() as patch:
+        log = RenameLog(patch)
+        assert cli_main(["finetune-teacher", "--dataset", digits_dir, "--eval-split", "test", "--key-column", "key",
+                         *TINY, "--num-members", "2", "--epochs", "8", "--batch-size", "32", "--optimizer", "adamw",
+                         "--lr", "0.003", "--label-smoothing", "0", "--output-dir", out]) == 0
+    return out, log
+
+
+@pytest.fixture(scope="module")
+def finetuned(finetuned_run) -> str:
+    return finetuned_run[0]
 
 
 def test_members_and_ensemble_learn_and_are_saved(finetuned):
@@ -134,3 +144,71 @@ def test_flags_override_the_recipe_which_overrides_the_command_defaults():
     reinforce._apply_builder(args, None)
     assert (args.split, args.image_column, args.label_column, args.num_samples, args.topk) == ("train", "image",
                                                                                               "label", 10, 10)
+
+
+def test_every_output_file_is_renamed_into_place(finetuned_run):
+    """Checkpoints and JSON records alike go through hf_dr.files.write_atomic."""
+    out, log = finetuned_run
+    files = {os.path.abspath(os.path.join(out, name)) for name in os.listdir(out)}
+    assert len(files) == 4 and files <= set(log.targets) and log.others == []
+
+
+def test_the_teacher_the_probability_ensemble_and_the_ensemble_metrics_agree(finetuned, digits_dir):
+    """One ensemble rule (hf_dr.generate.teacher.mean_probabilities) for the three places that average members."""
+    from hf_dr.augment.functional import normalize, to_tensor
+    from hf_dr.data.transforms import EvalTransform
+    from hf_dr.generate.teacher import mean_probabilities
+    from hf_dr.train.evaluation import evaluate
+    from hf_dr.train.models import ProbabilityEnsemble
+
+    with open(os.path.join(finetuned, "teacher_spec.json")) as f:
+        spec = json.load(f)[0]
+    with open(os.path.join(finetuned, "finetune_metrics.json")) as f:
+        recorded = json.load(f)["ensemble"]
+    teacher = create_teacher(load_teacher_spec(os.path.join(finetuned, "teacher_spec.json")), num_classes=10)
+    test = datasets.load_from_disk(digits_dir)["test"]
+    views = torch.stack([to_tensor(image) for image in test["image"]])  # 32x32: the members' own resolution
+    pixels = normalize(views, spec["mean"], spec["std"])
+    models = [member.model for member in teacher.members]
+    ensemble = ProbabilityEnsemble(models).eval()
+    with torch.no_grad():
+        probs = teacher([views])
+        assert torch.equal(probs, mean_probabilities([model(pixels) for model in models]))
+        torch.testing.assert_close(ensemble(pixels).softmax(-1), probs, atol=1e-6, rtol=0)
+    data = EvalTransform(data_config=spec).attach(test.with_format(None))
+    assert all(torch.equal(data[i]["pixel_values"], pixels[i]) for i in (0, 57, 99))
+    metrics = evaluate(ensemble, data)
+    assert metrics["top1"] == recorded["top1"] and metrics["num_samples"] == recorded["num_samples"] == 100
+    assert metrics["nll"] == pytest.approx(recorded["nll"], abs=1e-5)
+    assert metrics["ece"] == pytest.approx(recorded["ece"], abs=1e-5)
+
+
+def test_config_holds_one_train_config_with_the_old_defaults(finetuned):
+    """FinetuneConfig composes a TrainConfig: the defaults are the old flat ones, the flags land in it, and the old
+    flat layout still reads."""
+    before = {"epochs": 10, "batch_size": 64, "optimizer": "sgd", "lr": 0.01, "weight_decay": 5e-4,
+              "warmup_fraction": 0.05, "label_smoothing": 0.1, "num_workers": 0, "channels_last": False}
+    config = FinetuneConfig("test_resnet")
+    assert [config.train_config(s) for s in (0, 3)] == [TrainConfig(**before, seed=s) for s in (0, 3)]
+    assert FinetuneConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    flat = FinetuneConfig.from_dict({"arch": "test_resnet", "num_members": 2, **before, "epochs": 3,
+                                     "preload": True})
+    assert flat == FinetuneConfig("test_resnet", num_members=2, preload=True, train=finetune_train_config(epochs=3))
+    with pytest.raises(InvalidConfigError, match="unknown fine-tuning settings"):
+        FinetuneConfig.from_dict({"arch": "test_resnet", "learning_rate": 0.1})
+    with open(os.path.join(finetuned, "finetune_metrics.json")) as f:
+        recorded = FinetuneConfig.from_dict(json.load(f)["config"])
+    flags = {"epochs": 8, "batch_size": 32, "optimizer": "adamw", "lr": 0.003, "label_smoothing": 0.0}
+    assert recorded.train == TrainConfig(**{**before, **flags})
+    assert (recorded.num_members, recorded.image_size, recorded.pretrained, recorded.preload) == (2, 32, False, True)
+
+
+def test_class_count_missing_or_contradicting_is_refused_naming_the_flag(tmp_path):
+    digits = digits_dataset(40)
+    config = FinetuneConfig("test_resnet", num_members=1, pretrained=False, image_size=32)
+    unlabelled = digits.cast_column("label", datasets.Value("int64"))
+    with pytest.raises(InvalidConfigError, match="not a ClassLabel; pass num_classes= \\(--num-classes\\)"):
+        finetune_teacher(unlabelled, config, str(tmp_path / "a"), key_column="key")
+    with pytest.raises(InvalidConfigError, match="num_classes=5 but column 'label' has 10 classes"):
+        finetune_teacher(digits, config, str(tmp_path / "b"), key_column="key", num_classes=5)
+    assert not os.path.exists(tmp_path / "a") and not os.path.exists(tmp_path / "b")

@@ -164,3 +164,40 @@ def test_bad_inputs_are_refused(reinforced):
         TrainConfig(optimizer="lamb")
     with pytest.raises(InvalidConfigError, match="smaller than one optimizer step"):
         fit(create_model("hf_dr_cnn_tiny", num_classes=10, in_chans=3), dataset, TrainConfig(batch_size=128))
+
+
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_optimizer_skips_weight_decay_on_1d_parameters_and_no_weight_decay_names(wrapped):
+    """timm's factory: ``no_weight_decay()`` names (a ViT's 3-d ``pos_embed``, ``cls_token``) and every 1-d tensor
+    (biases, norm weights) get weight decay 0, the rest the configured decay, also through the Trainer wrapper."""
+    import timm
+
+    from hf_dr.train.loop import build_optimizer
+    from hf_dr.train.models import PixelValuesClassifier
+
+    vit = timm.create_model("test_vit", num_classes=10)
+    model = PixelValuesClassifier(vit) if wrapped else vit
+    exempt = model.no_weight_decay()
+    assert {"pos_embed", "cls_token"} <= {name.removeprefix("model.") for name in exempt}
+    for name in ("sgd", "adamw"):
+        optimizer = build_optimizer(model, TrainConfig(optimizer=name, lr=0.01, weight_decay=0.05))
+        decay = {id(p): group["weight_decay"] for group in optimizer.param_groups for p in group["params"]}
+        named = dict(model.named_parameters())
+        assert set(decay) == {id(p) for p in named.values()}
+        for key, parameter in named.items():
+            expected = 0.0 if parameter.ndim <= 1 or key in exempt else 0.05
+            assert decay[id(parameter)] == expected, (name, key)
+        assert optimizer.defaults["lr"] == 0.01
+    sgd = build_optimizer(model, TrainConfig())
+    assert type(sgd) is torch.optim.SGD and sgd.defaults["nesterov"] and sgd.defaults["momentum"] == 0.9
+    assert type(build_optimizer(model, TrainConfig(optimizer="adamw"))) is torch.optim.AdamW
+    assert not build_optimizer(model, TrainConfig(momentum=0.0)).defaults["nesterov"]  # plain SGD
+
+
+def test_train_config_round_trips_and_refuses_unknown_keys():
+    config = TrainConfig(epochs=3, optimizer="adamw", clip_grad_norm=1.0)
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    assert TrainConfig.from_dict({"lr": 0.5}, defaults=config) == TrainConfig(epochs=3, optimizer="adamw",
+                                                                              clip_grad_norm=1.0, lr=0.5)
+    with pytest.raises(InvalidConfigError, match="unknown training settings"):
+        TrainConfig.from_dict({"learning_rate": 0.1})

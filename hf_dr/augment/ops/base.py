@@ -11,6 +11,7 @@ from PIL import Image
 
 from hf_dr.augment.fields import Field
 from hf_dr.errors import InvalidConfigError, ParamsMismatchError
+from hf_dr.files import to_json_value
 
 ImageSize = tuple[int, int]  # (height, width)
 
@@ -35,7 +36,7 @@ class AugmentationOp(ABC):
 
     def config(self) -> dict[str, Any]:
         """The op's constructor arguments, JSON-serialisable (saved with every reinforcement run)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(self).items() if not k.startswith("_")}
+        return {k: to_json_value(v) for k, v in vars(self).items() if not k.startswith("_")}
 
     def check(self, params: Any) -> None:
         """Raises :class:`ParamsMismatchError` unless ``params`` has exactly this op's fields."""

@@ -1,0 +1,177 @@
+"""The demo's settings: :class:`DemoConfig`, holding the teachers' and the students' :class:`hf_dr.TrainConfig`.
+
+``demo_config.json`` records a run's settings with the two training configs nested under ``"teacher"`` and
+``"student"``. :meth:`DemoConfig.from_dict` also reads the flat layout of earlier records (``teacher_epochs``,
+``teacher_lr``, ``epochs``, ``lr``... beside the other settings) and the flags of ``hf-dr demo``, which use the same
+names: ``teacher_<field>`` sets a field of the teachers' config, ``<field>`` or ``student_<field>`` one of the
+students'.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from hf_dr.data.fashion_mnist import DEFAULT_ROOT
+from hf_dr.errors import InvalidConfigError
+from hf_dr.files import to_json_value
+from hf_dr.train.loop import TRAIN_FIELDS, TrainConfig
+
+NUM_CLASSES = 10
+IMAGE_SIZE = 28
+ARMS = ("plain", "reinforced", "online_kd")
+ROLES = ("teacher", "student")
+
+# Each member: 4 epochs over the 60k images with random flips and cross-entropy, SGD (Nesterov) at 0.1, cosine.
+TEACHER_TRAINING = {"epochs": 4, "batch_size": 128, "lr": 0.1, "weight_decay": 5e-4, "channels_last": True,
+                    "log_every": 10_000}
+# Every arm: 60 epochs over the subset, SGD (Nesterov) at 0.1 with 5% warmup and cosine, distillation at T = 1.
+STUDENT_TRAINING = {"epochs": 60, "batch_size": 128, "optimizer": "sgd", "lr": 0.1, "weight_decay": 5e-4,
+                    "warmup_fraction": 0.05, "temperature": 1.0, "channels_last": True, "log_every": 10_000}
+QUICK = {"subset_size": 512, "test_size": 1000, "num_teachers": 2, "teacher_train_size": 4096, "num_samples": 3,
+         "seeds": [0, 1], "kd_seeds": [0], "teacher": {"epochs": 1, "lr": 0.02}, "student": {"epochs": 2}}
+
+
+def teacher_train_config(**overrides: Any) -> TrainConfig:
+    """The teachers' :class:`hf_dr.TrainConfig` by default (:data:`TEACHER_TRAINING`), with ``overrides``."""
+    return TrainConfig.from_dict(overrides, defaults=TrainConfig(**TEACHER_TRAINING))
+
+
+def student_train_config(**overrides: Any) -> TrainConfig:
+    """The students' :class:`hf_dr.TrainConfig` by default (:data:`STUDENT_TRAINING`), with ``overrides``."""
+    return TrainConfig.from_dict(overrides, defaults=TrainConfig(**STUDENT_TRAINING))
+
+
+@dataclass
+class DemoConfig:
+    """Every setting of the demo (written to ``demo_config.json`` next to its outputs).
+
+    Args:
+        output_dir (`str`, *optional*, defaults to ``"runs/demo"``): where everything is written.
+        data_root (`str`, *optional*): folder of the Fashion-MNIST idx files (Debian's by default).
+        subset_size (`int`, *optional*, defaults to 2500): images of the reinforced (and student) training set.
+        test_size (`int`, *optional*): test images to evaluate on (all 10,000 when not set).
+        teacher_arch (`str`, *optional*, defaults to ``"hf_dr_cnn_fc"``): timm name of each teacher.
+        num_teachers (`int`, *optional*, defaults to 4): ensemble members (different seeds).
+        teacher_train_size (`int`, *optional*): images the teachers learn from (all 60,000 when not set).
+        teacher (`TrainConfig`, *optional*, defaults to :func:`teacher_train_config`): the teachers' training
+            (random flips, cross-entropy): 4 epochs, SGD at 0.1, cosine. Its ``seed`` is replaced by each member's.
+        policy (`str`, *optional*, defaults to ``"rrc"``): augmentation policy of reinforcement and plain training.
+        crop_scale (`tuple[float, float]`, *optional*, defaults to ``(0.6, 1.0)``): random-resized-crop area range.
+        num_samples (`int`, *optional*, defaults to 20): N, stored augmentations per image.
+        topk (`int`, *optional*, defaults to 5): k, stored teacher probabilities per augmentation.
+        student_arch (`str`, *optional*, defaults to ``"hf_dr_cnn_fc"``): timm name of the student (the teachers'
+            architecture: what the student gains is the knowledge of the 60k images, not a bigger network).
+        student (`TrainConfig`, *optional*, defaults to :func:`student_train_config`): the students' training, the
+            same for every arm: 60 epochs, batch 128, SGD at 0.1 with warmup and cosine, distillation temperature 1
+            (the paper's) for the reinforced and online-KD arms. Its ``seed`` is replaced by each run's.
+        seeds (`list[int]`, *optional*, defaults to ``[0, 1, 2]``): student seeds of the plain and reinforced arms.
+        kd_seeds (`list[int]`, *optional*, defaults to ``[0, 1, 2]``): student seeds of the online-KD arm.
+        num_threads (`int`, *optional*, defaults to 2): ``torch.set_num_threads``.
+        seed (`int`, *optional*, defaults to 0): seed of the subset, the teachers and the reinforcement.
+
+    Example:
+        >>> config = DemoConfig.from_dict({"epochs": 30, "teacher_lr": 0.05})  # flat names, as the CLI flags
+        >>> config.student.epochs, config.teacher.lr, config.student_config(seed=2).seed
+        (30, 0.05, 2)
+        >>> DemoConfig.from_dict(config.to_dict()) == config
+        True
+    """
+
+    output_dir: str = "runs/demo"
+    data_root: str = str(DEFAULT_ROOT)
+    subset_size: int = 2500
+    test_size: int | None = None
+    teacher_arch: str = "hf_dr_cnn_fc"
+    num_teachers: int = 4
+    teacher_train_size: int | None = None
+    teacher: TrainConfig = field(default_factory=teacher_train_config)
+    policy: str = "rrc"
+    crop_scale: tuple[float, float] = (0.6, 1.0)
+    num_samples: int = 20
+    topk: int = 5
+    student_arch: str = "hf_dr_cnn_fc"
+    student: TrainConfig = field(default_factory=student_train_config)
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    kd_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    num_threads: int = 2
+    seed: int = 0
+
+    @classmethod
+    def quick(cls, **overrides: Any) -> DemoConfig:
+        """A setting for CI that runs every stage in about a minute (its numbers show nothing); ``overrides`` as in
+        :meth:`from_dict`."""
+        return cls.from_dict(overrides, defaults=cls.from_dict(QUICK))
+
+    def __post_init__(self) -> None:
+        if isinstance(self.teacher, dict):
+            self.teacher = teacher_train_config(**self.teacher)
+        if isinstance(self.student, dict):
+            self.student = student_train_config(**self.student)
+        self.crop_scale = tuple(float(v) for v in self.crop_scale)
+        self.seeds, self.kd_seeds = [int(s) for s in self.seeds], [int(s) for s in self.kd_seeds]
+        if self.subset_size < self.student.batch_size:
+            raise InvalidConfigError(f"subset_size ({self.subset_size}) should be at least the students' batch_size "
+                                     f"({self.student.batch_size})")
+        if not self.seeds:
+            raise InvalidConfigError("seeds should hold at least one seed")
+        if self.num_teachers < 1:
+            raise InvalidConfigError(f"num_teachers should be positive, but got {self.num_teachers} instead.")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready settings, the two training configs nested under ``"teacher"`` and ``"student"``."""
+        return to_json_value(asdict(self))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], defaults: DemoConfig | None = None) -> DemoConfig:
+        """The config ``values`` describe, on top of ``defaults`` (``DemoConfig()`` when not given).
+
+        ``values`` may nest training settings (``{"student": {"epochs": 30}}``, or a :class:`hf_dr.TrainConfig`) or
+        give them flat (``{"epochs": 30, "teacher_lr": 0.05}``: the layout of earlier ``demo_config.json`` files and
+        the names of the ``hf-dr demo`` flags); flat ones win. Unknown settings are refused.
+        """
+        base = defaults if defaults is not None else cls()
+        values = dict(values)
+        training = {role: _training_values(values.pop(role, {})) for role in ROLES}
+        for key in list(values):
+            role, name = _training_alias(key)
+            if role is not None:
+                training[role][name] = values.pop(key)
+        own = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - own)
+        if unknown:
+            valid = sorted(own | {f"teacher_{name}" for name in TRAIN_FIELDS} | TRAIN_FIELDS)
+            raise InvalidConfigError(f"unknown demo settings {unknown}; valid ones are {valid}")
+        return replace(base, **values, teacher=TrainConfig.from_dict(training["teacher"], defaults=base.teacher),
+                       student=TrainConfig.from_dict(training["student"], defaults=base.student))
+
+    def teacher_seed(self, member: int) -> int:
+        """The seed of teacher ``member``'s initialisation, data order and flips."""
+        return 1000 + 17 * member + self.seed
+
+    def teacher_config(self, member: int) -> TrainConfig:
+        """The training of teacher ``member``: :attr:`teacher` with the member's seed."""
+        return replace(self.teacher, seed=self.teacher_seed(member))
+
+    def student_config(self, seed: int) -> TrainConfig:
+        """The one set of student hyperparameters every arm uses (:attr:`student`), with the run's ``seed``."""
+        return replace(self.student, seed=seed)
+
+
+def _training_values(value: TrainConfig | dict[str, Any]) -> dict[str, Any]:
+    return value.to_dict() if isinstance(value, TrainConfig) else dict(value)
+
+
+_OWN_FIELDS = frozenset(f.name for f in fields(DemoConfig))
+
+
+def _training_alias(key: str) -> tuple[str | None, str]:
+    """Which training config a flat key sets: ``teacher_lr`` the teachers', ``lr`` or ``student_lr`` the
+    students'; ``(None, key)`` for the demo's own settings and unknown keys."""
+    if key in _OWN_FIELDS:
+        return None, key
+    for role in ROLES:
+        name = key.removeprefix(f"{role}_")
+        if name != key and name in TRAIN_FIELDS:
+            return role, name
+    return ("student", key) if key in TRAIN_FIELDS else (None, key)

@@ -1,0 +1,260 @@
+"""The files of a run: shards and their ``.done`` records, the manifest, verification, temporaries, clearing, and
+loading the rows back in source order, on real reinforcement rows of scikit-learn digits."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from hf_dr import create_policy
+from hf_dr.errors import ConfigConflictError, CorruptShardError, IncompleteRunError
+from hf_dr.files import write_json_atomic
+from hf_dr.generate.plan import Shard, plan_shards
+from hf_dr.generate.storage import (
+    CONFIG_FILE,
+    DONE_SUFFIX,
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST_FILE,
+    clear_run,
+    load_reinforcements,
+    read_manifest,
+    remove_temporaries,
+    shard_record,
+    verify_run,
+    write_manifest,
+    write_shard,
+)
+from tests.data_utils import ProjectionTeacher, digits_dataset, reinforce_in_memory
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+NUM_ROWS, NUM_SAMPLES, SHARD_SIZE = 20, 2, 8
+FINGERPRINT, OTHER = "a" * 64, "b" * 64
+
+
+@pytest.fixture(scope="module")
+def rows() -> datasets.Dataset:
+    """Real reinforcement rows (key, N records) of 20 digits, labelled by a small projection teacher."""
+    return reinforce_in_memory(digits_dataset(NUM_ROWS), create_policy("rrc"), ProjectionTeacher(size=16),
+                               NUM_SAMPLES, topk=3)
+
+
+@pytest.fixture(scope="module")
+def shards() -> list[Shard]:
+    return plan_shards(NUM_ROWS, SHARD_SIZE)
+
+
+def _table(rows: datasets.Dataset, shard: Shard) -> pa.Table:
+    return rows.data.table.slice(shard.start, shard.num_rows)
+
+
+def _write_run(rows: datasets.Dataset, shards: list[Shard], output_dir: str, order: list[int] | None = None
+               ) -> dict:
+    """Writes every shard (in ``order``, e.g. the order processes finish them) and the manifest."""
+    for i in order or range(len(shards)):
+        write_shard(output_dir, shards[i], _table(rows, shards[i]), FINGERPRINT)
+    return write_manifest(output_dir, shards, FINGERPRINT, NUM_SAMPLES)
+
+
+@pytest.fixture
+def run_dir(rows, shards, tmp_path) -> str:
+    out = str(tmp_path / "run")
+    _write_run(rows, shards, out)
+    return out
+
+
+# -- shards -------------------------------------------------------------------------------------------------------
+def test_write_shard_and_shard_record_round_trip(rows, shards, tmp_path):
+    """The shard's file holds exactly its rows; its .done record has its range, size, SHA-256 and fingerprint."""
+    out, shard = str(tmp_path), shards[1]
+    record = write_shard(out, shard, _table(rows, shard), FINGERPRINT)
+    path = os.path.join(out, shard.path)
+    assert record == {"path": shard.path, "start": 8, "stop": 16, "num_rows": 8, "num_bytes": os.path.getsize(path),
+                      "sha256": hashlib.sha256(open(path, "rb").read()).hexdigest(), "fingerprint": FINGERPRINT}
+    assert json.load(open(path + DONE_SUFFIX)) == record
+    assert shard_record(out, shard, FINGERPRINT) == record
+    assert pq.read_table(path).to_pylist() == rows.select(range(8, 16)).to_list()
+    assert sorted(os.listdir(os.path.dirname(path))) == [os.path.basename(shard.path),
+                                                         os.path.basename(shard.path) + DONE_SUFFIX]
+
+
+def test_write_shard_refuses_a_table_of_another_size(rows, shards, tmp_path):
+    """A table whose row count differs from the shard's is refused before anything is written."""
+    with pytest.raises(CorruptShardError, match=r"reinforcements-00000.parquet: built 7 rows for a shard of 8"):
+        write_shard(str(tmp_path), shards[0], _table(rows, shards[0]).slice(0, 7), FINGERPRINT)
+    assert not os.path.exists(tmp_path / "shards" / "reinforcements-00000.parquet")
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip_byte", "append", "no_shard", "no_record", "garbage_record"])
+def test_damaged_or_unfinished_shards_count_as_not_done(damage, rows, shards, tmp_path):
+    """A truncated, modified or missing shard file, or a missing or unreadable .done record: not done (None)."""
+    out, shard = str(tmp_path), shards[0]
+    write_shard(out, shard, _table(rows, shard), FINGERPRINT)
+    path = os.path.join(out, shard.path)
+    data = open(path, "rb").read()
+    if damage == "truncate":
+        open(path, "wb").write(data[: len(data) // 2])
+    elif damage == "flip_byte":  # same size, one byte changed: only the checksum can tell
+        middle = len(data) // 2
+        open(path, "wb").write(data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1:])
+    elif damage == "append":
+        open(path, "ab").write(b"\0")
+    elif damage == "no_shard":
+        os.remove(path)
+    elif damage == "no_record":
+        os.remove(path + DONE_SUFFIX)
+    else:
+        open(path + DONE_SUFFIX, "w").write("{not json")
+    assert shard_record(out, shard, FINGERPRINT) is None
+
+
+def test_a_record_of_another_row_range_is_not_done(rows, shards, tmp_path):
+    """The same file name with another row range (e.g. a run over more rows) is not this shard."""
+    out = str(tmp_path)
+    write_shard(out, shards[2], _table(rows, shards[2]), FINGERPRINT)
+    assert shard_record(out, Shard(2, 16, 24), FINGERPRINT) is None
+    assert shard_record(out, shards[2], FINGERPRINT) is not None
+
+
+def test_a_shard_of_another_configuration_is_refused(rows, shards, tmp_path):
+    """A shard whose record carries another fingerprint raises ConfigConflictError naming it and both fingerprints."""
+    out = str(tmp_path)
+    write_shard(out, shards[0], _table(rows, shards[0]), OTHER)
+    with pytest.raises(ConfigConflictError, match="00000.parquet was made by a run with another") as info:
+        shard_record(out, shards[0], FINGERPRINT)
+    assert OTHER in str(info.value) and FINGERPRINT in str(info.value) and "overwrite" in str(info.value)
+
+
+# -- manifest -----------------------------------------------------------------------------------------------------
+def test_manifest_lists_every_shard_and_the_totals(rows, shards, run_dir):
+    """The manifest: format, fingerprint, row total, N and each shard's record (without its fingerprint)."""
+    manifest = read_manifest(run_dir)
+    assert manifest == json.load(open(os.path.join(run_dir, MANIFEST_FILE)))
+    assert (manifest["format"], manifest["format_version"]) == (FORMAT, FORMAT_VERSION)
+    assert (manifest["fingerprint"], manifest["num_rows"], manifest["num_samples"]) == (FINGERPRINT, 20, 2)
+    assert [(s["path"], s["start"], s["stop"], s["num_rows"]) for s in manifest["shards"]] == [
+        (s.path, s.start, s.stop, s.num_rows) for s in shards]
+    for record in manifest["shards"]:
+        assert "fingerprint" not in record
+        assert record["sha256"] == hashlib.sha256(open(os.path.join(run_dir, record["path"]), "rb").read()).hexdigest()
+    assert verify_run(run_dir) == manifest
+
+
+def test_write_manifest_refuses_a_missing_shard_naming_its_path(rows, shards, tmp_path):
+    """Without shard 1, no manifest is written and the error names that shard's file."""
+    out = str(tmp_path)
+    for shard in (shards[0], shards[2]):
+        write_shard(out, shard, _table(rows, shard), FINGERPRINT)
+    with pytest.raises(CorruptShardError, match="reinforcements-00001.parquet is missing") as info:
+        write_manifest(out, shards, FINGERPRINT, NUM_SAMPLES)
+    assert os.path.join(out, shards[1].path) in str(info.value) and "rerun" in str(info.value)
+    assert not os.path.exists(os.path.join(out, MANIFEST_FILE))
+
+
+def test_read_manifest_of_an_unfinished_run_counts_the_done_shards(rows, shards, tmp_path):
+    """No manifest: IncompleteRunError saying how many shards are done and how to resume."""
+    out = str(tmp_path)
+    with pytest.raises(IncompleteRunError, match=r"no finished reinforcement run .*0 shard\(s\) done"):
+        read_manifest(out)
+    write_shard(out, shards[0], _table(rows, shards[0]), FINGERPRINT)
+    write_shard(out, shards[1], _table(rows, shards[1]), FINGERPRINT)
+    with pytest.raises(IncompleteRunError, match=r"2 shard\(s\) done\). Rerun the same reinforce command"):
+        read_manifest(out)
+    with pytest.raises(IncompleteRunError):
+        load_reinforcements(out)
+
+
+def test_read_manifest_refuses_a_foreign_json_file(tmp_path):
+    """A manifest.json of another tool is not a run."""
+    write_json_atomic(str(tmp_path / MANIFEST_FILE), {"format": "something-else", "shards": []})
+    with pytest.raises(IncompleteRunError, match=r"not a hf-dr reinforcement manifest \(format 'something-else'\)"):
+        read_manifest(str(tmp_path))
+
+
+def test_verify_run_names_a_missing_shard(run_dir, shards):
+    os.remove(os.path.join(run_dir, shards[2].path))
+    with pytest.raises(CorruptShardError, match="reinforcements-00002.parquet is listed in the manifest but missing"):
+        verify_run(run_dir)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip_byte"])
+def test_verify_run_names_a_damaged_shard(damage, run_dir, shards):
+    """Truncated, or the same size with one byte changed: the checksum in the manifest catches both."""
+    path = os.path.join(run_dir, shards[1].path)
+    data = open(path, "rb").read()
+    changed = data[:-10] if damage == "truncate" else data[:100] + bytes([data[100] ^ 1]) + data[101:]
+    open(path, "wb").write(changed)
+    with pytest.raises(CorruptShardError, match="reinforcements-00001.parquet does not match the checksum"):
+        verify_run(run_dir)
+    with pytest.raises(CorruptShardError):
+        load_reinforcements(run_dir)
+
+
+# -- temporaries and clearing -------------------------------------------------------------------------------------
+def _touch(root: str, *names: str) -> None:
+    for name in names:
+        path = os.path.join(root, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        open(path, "wb").write(b"partial")
+
+
+def _tree(root: str) -> list[str]:
+    return sorted(os.path.relpath(os.path.join(d, n), root) for d, _, names in os.walk(root) for n in names)
+
+
+def test_remove_temporaries_of_one_shard_or_of_the_whole_run(run_dir):
+    """A shard's temporaries (ours and the Parquet writer's hidden ones) go; other shards' stay until the run-wide
+    clean-up, which keeps every finished file and the user's own files."""
+    before = _tree(run_dir)
+    ours = ["shards/reinforcements-00000.parquet.tmp-1a2b", "shards/.reinforcements-00000.parquet.tmp-123",
+            "shards/reinforcements-00000.parquet.done.tmp-9f"]
+    others = ["shards/reinforcements-00001.parquet.tmp-77", "shards/.reinforcements-00002.parquet.tmp-5",
+              "manifest.json.tmp-abc"]
+    _touch(run_dir, *ours, *others, "notes.txt")
+    remove_temporaries(run_dir, Shard(0, 0, SHARD_SIZE))
+    assert _tree(run_dir) == sorted([*before, *others, "notes.txt"])
+    remove_temporaries(run_dir)
+    assert _tree(run_dir) == sorted([*before, "notes.txt"])
+    verify_run(run_dir)
+
+
+def test_clear_run_leaves_foreign_files_alone(run_dir):
+    """Config, manifest and shards go; the user's files next to them (and in other folders) stay."""
+    write_json_atomic(os.path.join(run_dir, CONFIG_FILE), {"seed": 0})
+    _touch(run_dir, "notes.txt", "plots/loss.png", "manifest.json.bak")
+    clear_run(run_dir)
+    assert _tree(run_dir) == ["manifest.json.bak", "notes.txt", "plots/loss.png"]
+    clear_run(run_dir)  # nothing left to clear: no error
+    clear_run(os.path.join(run_dir, "never-made"))
+
+
+# -- loading ------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("keep_in_memory", [True, False])
+def test_load_reinforcements_returns_rows_in_source_order(keep_in_memory, rows, shards, tmp_path):
+    """Shards finished in any order load back as the source rows, in source order, with the declared features."""
+    out = str(tmp_path / "run")
+    _write_run(rows, shards, out, order=[2, 0, 1])
+    loaded = load_reinforcements(out, keep_in_memory=keep_in_memory, cache_dir=str(tmp_path / "cache"))
+    assert loaded.features == rows.features
+    assert loaded["key"][:] == rows["key"][:] == [f"digit-{i:05d}" for i in range(NUM_ROWS)]
+    assert loaded.to_list() == rows.to_list()
+    if keep_in_memory:
+        assert not os.path.exists(tmp_path / "cache")  # nothing written
+
+
+def test_load_without_verify_skips_the_checksums(run_dir, shards):
+    """With verify=False a checksum mismatch in the manifest is not checked (the data still loads)."""
+    path = os.path.join(run_dir, MANIFEST_FILE)
+    manifest = json.load(open(path))
+    manifest["shards"][0]["sha256"] = "0" * 64
+    write_json_atomic(path, manifest)
+    with pytest.raises(CorruptShardError, match="reinforcements-00000.parquet does not match"):
+        load_reinforcements(run_dir, keep_in_memory=True)
+    assert len(load_reinforcements(run_dir, verify=False, keep_in_memory=True)) == NUM_ROWS
