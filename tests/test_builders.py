@@ -137,7 +137,7 @@ def test_reinforce_builder_end_to_end_with_limit(name, teacher_specs, tmp_path, 
     source, out = str(tmp_path / "source"), str(tmp_path / "out")
     standin(builder, 10).save_to_disk(source)
     arguments = ["reinforce", "--builder", name, "--dataset", source, "--teacher-spec",
-                 teacher_specs[builder.num_classes], "--output", out, "--no-progress", "--num-workers", "0"]
+                 teacher_specs[builder.num_classes], "--output-dir", out, "--no-progress", "--num-workers", "0"]
     small = name == "imagenet_plus_small"  # keeps the recipe's N = 100 for once; the others override it
     assert cli_main([*arguments, "--limit", "2" if small else "6", *([] if small else ["--num-samples", "3"])]) == 0
     assert f"--layout {builder.layout}" in capsys.readouterr().out  # the push hint carries the recipe

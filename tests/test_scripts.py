@@ -42,14 +42,14 @@ def reinforced_digits(tmp_path_factory) -> tuple[str, str]:
 
 
 def _common(dataset: str, out: Path) -> list[str]:
-    return ["--dataset", dataset, "--model", "hf_dr_cnn_tiny", "--in-chans", "3", "--size", "16", "--epochs", "2",
-            "--batch-size", "16", "--output-dir", str(out)]
+    return ["--dataset", dataset, "--arch", "hf_dr_cnn_tiny", "--in-chans", "3", "--image-size", "16", "--epochs", "2",
+            "--batch-size", "16", "--output-dir", str(out), "--no-progress"]
 
 
 def test_train_script_pretrains_on_reinforced_data_then_fine_tunes_from_the_checkpoint(reinforced_digits, tmp_path):
     dataset, reinforcements = reinforced_digits
     train = _script("train")
-    result = train.main(_common(dataset, tmp_path / "pre") + ["--reinforcements", reinforcements, "--preload",
+    result = train.main(_common(dataset, tmp_path / "pre") + ["--run-dir", reinforcements, "--preload",
                                                                "--eval-split", "train", "--lr", "0.05"])
     assert result["steps"] == 2 * (64 // 16) and result["metrics"]["num_samples"] == 64
     checkpoint = tmp_path / "pre" / "model.safetensors"
@@ -62,10 +62,13 @@ def test_train_script_pretrains_on_reinforced_data_then_fine_tunes_from_the_chec
 
 
 def test_train_trainer_script_with_timm_wrapper(reinforced_digits, tmp_path):
+    """Also the old spellings (--model, --size, --reinforcements, --output_dir): hidden, they still parse."""
     dataset, reinforcements = reinforced_digits
-    metrics = _script("train_trainer").main(_common(dataset, tmp_path / "t") + [
+    old_spellings = ["--dataset", dataset, "--model", "hf_dr_cnn_tiny", "--in-chans", "3", "--size", "16",
+                     "--epochs", "2", "--batch-size", "16", "--output_dir", str(tmp_path / "t")]
+    metrics = _script("train_trainer").main(old_spellings + [
         "--reinforcements", reinforcements, "--timm-wrapper", "--gradient-accumulation-steps", "2",
-        "--eval-split", "train"])
+        "--eval-split", "train", "--no-progress"])
     assert {"eval_top1", "eval_nll", "eval_ece"} <= set(metrics["eval"])
     model, data_config = load_classifier(tmp_path / "t" / "model.safetensors")
     assert data_config["input_size"] == (3, 16, 16)

@@ -1,68 +1,143 @@
-"""The ``hf-dr`` command line: one subcommand per module in :mod:`hf_dr.cli`.
+"""The ``hf-dr`` command line: one subcommand per module of :mod:`hf_dr.cli`, listed in :data:`COMMANDS`.
 
-A subcommand module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``. Every such
-module in :mod:`hf_dr.cli` is found by :func:`commands` (``hf_dr/cli/foo_bar.py`` is ``hf-dr foo-bar``);
-:data:`COMMANDS` adds or renames entries explicitly. Modules are imported when the parser is built, so they should
-import heavy libraries inside ``run``.
+A subcommand module defines ``HELP`` (one line, the same as its entry in :data:`COMMANDS`),
+``add_arguments(parser)`` and ``run(args) -> int``, and imports heavy libraries (datasets, torch, timm,
+transformers) inside ``run`` only. ``hf-dr CMD ...`` imports the module of ``CMD`` alone, and ``hf-dr --help``
+none, so both answer at once.
+
+One vocabulary (:data:`FLAGS`): a concept has one flag in every subcommand and in ``scripts/``; the old spellings
+still parse (hidden from ``--help``) so existing command lines keep working.
+
+| concept | flag | old spellings, still parsed (hidden) |
+|---|---|---|
+| source dataset (Hub id, local folder, Parquet file) | `--dataset` | `--source` (verify, show) |
+| its split; a held-out split | `--split`; `--eval-split` | |
+| its revision (branch, tag or commit) | `--revision` | `--source-revision` (push) |
+| its configuration name | `--dataset-config` | `--name` (reinforce, finetune-teacher) |
+| image, label and key columns | `--image-column`, `--label-column`, `--key-column` | |
+| Fashion-MNIST idx folder | `--data-root` | |
+| a recipe (`hf-dr builders`) | `--builder` | |
+| the first K rows only | `--limit`; `--eval-limit` | |
+| the run folder being written | `--output-dir` | `--output` (reinforce, finetune-teacher) |
+| the run folder being read | `--run-dir` | positional `DIR` (push, verify, show); `--reinforcements` (scripts) |
+| an output file | `--output-file`, `-o` | `--output` (eval, show) |
+| a checkpoint to read; to start from | `--checkpoint`; `--init-from` | |
+| timm architecture | `--arch` (`--teacher-arch`, `--student-arch` in demo) | `--model` (eval, scripts) |
+| input resolution in pixels | `--image-size` | `--size` (eval, show, scripts) |
+| normalisation; input channels; classes | `--mean`, `--std`; `--in-chans`; `--num-classes` | |
+| teacher members; teacher spec file | `--teacher` (repeat); `--teacher-spec` | |
+| augmentation policy | `--policy` | |
+| N stored augmentations; top-k kept | `--num-samples`; `--topk` | |
+| (sample, reinforcement) pairs verify checks | `--num-pairs` | `--samples` (verify) |
+| seed; one seed per run or member | `--seed`; `--seeds` | |
+| batch size; DataLoader workers | `--batch-size`; `--num-workers` | |
+| torch threads (`torch.set_num_threads`) | `--num-threads` | `--threads` (scripts/train.py) |
+| no progress bars | `--no-progress` | |
+
+"scripts" are `scripts/train.py` and `scripts/train_trainer.py`; `scripts/reinforce.py` and
+`scripts/finetune_teacher.py` take the flags of their subcommand.
+
+Every ``--help`` shows the defaults; ``hf-dr --version`` prints the version. Logging is configured once
+(:data:`hf_dr.cli._options.LOG_FORMAT`, timestamped) and long stages show tqdm bars with rate and ETA.
 
 Example:
     >>> build_parser().parse_args(["reinforce", "--dataset", "d", "--teacher", "t", "--output-dir", "o"]).command
     'reinforce'
+    >>> build_parser("verify").parse_args(["verify", "--source", "d", "runs/r"]).dataset
+    'd'
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import logging
-import pkgutil
 import sys
 from collections.abc import Sequence
 
+from hf_dr.cli._options import HelpFormatter, configure_logging, set_num_threads
 from hf_dr.errors import HfDrError
 
-COMMANDS: dict[str, str] = {
-    "reinforce": "hf_dr.cli.reinforce",
-    "push": "hf_dr.cli.push",
+# name -> (module, the one-line help of ``hf-dr --help``: the module's ``HELP``, checked by tests/test_cli.py)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "builders": ("hf_dr.cli.builders",
+                 "list the reinforced-dataset recipes (ImageNet+, CIFAR-100+, ...) usable with `hf-dr reinforce "
+                 "--builder`"),
+    "demo": ("hf_dr.cli.demo",
+             "train teachers, reinforce Fashion-MNIST and compare plain, reinforced and online-KD students (CPU, "
+             "offline)"),
+    "eval": ("hf_dr.cli.eval", "top-1, NLL and ECE of a checkpoint on a dataset split"),
+    "finetune-teacher": ("hf_dr.cli.finetune_teacher",
+                         "fine-tune M seeds of a pretrained timm model on a dataset and save them as a teacher spec "
+                         "for reinforce"),
+    "push": ("hf_dr.cli.push", "upload a finished reinforcement run to a Hub dataset repo with its dataset card"),
+    "reinforce": ("hf_dr.cli.reinforce",
+                  "run a teacher over N stored augmentations of every image; write params and top-k as Parquet "
+                  "shards"),
+    "show": ("hf_dr.cli.show", "draw a sample's replayed reinforcements in a captioned grid (PNG)"),
+    "verify": ("hf_dr.cli.verify", "replay stored augmentations, rerun the teacher, compare with the stored soft "
+                                   "labels"),
 }
 
+# concept (the argparse destination) -> its one flag, in every subcommand and script (tests/test_cli.py checks it)
+FLAGS: dict[str, str] = {
+    "dataset": "--dataset", "split": "--split", "eval_split": "--eval-split", "revision": "--revision",
+    "dataset_config": "--dataset-config", "image_column": "--image-column", "label_column": "--label-column",
+    "key_column": "--key-column", "data_root": "--data-root", "builder": "--builder", "limit": "--limit",
+    "eval_limit": "--eval-limit", "output_dir": "--output-dir", "run_dir": "--run-dir",
+    "output_file": "--output-file", "checkpoint": "--checkpoint", "init_from": "--init-from", "arch": "--arch",
+    "image_size": "--image-size", "mean": "--mean", "std": "--std", "in_chans": "--in-chans",
+    "num_classes": "--num-classes", "teacher": "--teacher", "teacher_spec": "--teacher-spec", "policy": "--policy",
+    "num_samples": "--num-samples", "topk": "--topk", "num_pairs": "--num-pairs", "seed": "--seed",
+    "seeds": "--seeds", "batch_size": "--batch-size", "num_workers": "--num-workers", "num_threads": "--num-threads",
+    "no_progress": "--no-progress",
+}
 
-def commands() -> dict[str, str]:
-    """Subcommand name -> module path: the modules of :mod:`hf_dr.cli` that follow the contract, then
-    :data:`COMMANDS`, sorted by name.
-
-    Example:
-        >>> "reinforce" in commands()
-        True
-    """
-    import hf_dr.cli as package
-
-    found = {name.replace("_", "-"): f"{package.__name__}.{name}"
-             for _, name, _ in pkgutil.iter_modules(package.__path__) if not name.startswith("_")}
-    return dict(sorted({**found, **COMMANDS}.items()))
+EPILOG = """\
+The same flag means the same thing in every command: --dataset (source data), --split, --revision,
+--dataset-config, --image-column/--label-column/--key-column, --output-dir (the run folder written), --run-dir
+(the run folder read), --output-file (a file written), --arch, --image-size, --teacher/--teacher-spec, --seed,
+--batch-size, --num-workers, --num-threads, --limit, --builder. See `hf-dr COMMAND --help`."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``hf-dr`` parser with every subcommand of :func:`commands`."""
-    parser = argparse.ArgumentParser(prog="hf-dr", description="Dataset Reinforcement for Hugging Face datasets.")
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The ``hf-dr`` parser: every subcommand of :data:`COMMANDS` is listed, but only ``only`` (every one, for
+    None) gets its module imported and its arguments added."""
+    from hf_dr import __version__
+
+    parser = argparse.ArgumentParser(prog="hf-dr", description="Dataset Reinforcement for Hugging Face datasets.",
+                                     epilog=EPILOG, formatter_class=HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, module_path in commands().items():
+    for name, (module_path, help_text) in COMMANDS.items():
+        if only is not None and name != only:
+            subparsers.add_parser(name, help=help_text)  # listed, not loaded: it is not the command being run
+            continue
         module = importlib.import_module(module_path)
-        if not all(hasattr(module, attribute) for attribute in ("HELP", "add_arguments", "run")):
-            continue  # a helper module, not a subcommand
-        subparser = subparsers.add_parser(name, help=module.HELP, description=module.__doc__,
-                                          formatter_class=argparse.RawDescriptionHelpFormatter)
+        subparser = subparsers.add_parser(name, help=help_text, description=module.__doc__,
+                                          formatter_class=HelpFormatter)
         module.add_arguments(subparser)
         subparser.set_defaults(run=module.run)
     return parser
 
 
+def command_of(argv: Sequence[str]) -> str | None:
+    """The subcommand named in ``argv`` (the first word that is not an option), if any.
+
+    Example:
+        >>> command_of(["--version"]), command_of(["verify", "--run-dir", "r"])
+        (None, 'verify')
+    """
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``hf-dr``: parses ``argv`` and runs the subcommand; hf_dr errors exit with status 1."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(format="%(name)s: %(message)s")
-    logging.getLogger("hf_dr").setLevel(logging.INFO)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = command_of(argv)
+    args = build_parser(command if command in COMMANDS else "").parse_args(argv)
+    configure_logging()
     try:
+        set_num_threads(getattr(args, "num_threads", None))
         return int(args.run(args) or 0)
     except HfDrError as err:
         print(f"hf-dr {args.command}: error: {err}", file=sys.stderr)

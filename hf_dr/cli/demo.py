@@ -15,31 +15,45 @@ from __future__ import annotations
 import argparse
 import json
 
+from hf_dr.cli._options import add_num_threads
+
 HELP = "train teachers, reinforce Fashion-MNIST and compare plain, reinforced and online-KD students (CPU, offline)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Adds the ``demo`` flags to ``parser``; unset flags keep the defaults of :class:`hf_dr.demo.run.DemoConfig`."""
-    parser.add_argument("--output-dir", default="runs/demo")
+    """Adds the ``demo`` flags to ``parser``; unset flags keep the defaults of :class:`hf_dr.demo.run.DemoConfig`
+    (or of ``--quick``, or of ``--config``), which their help gives as "default: DEMO; --quick: QUICK"."""
+    parser.add_argument("--output-dir", default="runs/demo", metavar="DIR", help="the folder to write everything to")
     parser.add_argument("--quick", action="store_true", help="tiny setting for CI: every stage, meaningless numbers")
-    parser.add_argument("--config", default=None, metavar="JSON", help="a demo_config.json to start from")
-    parser.add_argument("--data-root", default=None, help="folder of the Fashion-MNIST idx .gz files")
-    parser.add_argument("--subset-size", type=int, default=None, help="images reinforced and trained on")
-    parser.add_argument("--test-size", type=int, default=None, help="test images (default: all 10,000)")
-    parser.add_argument("--num-teachers", type=int, default=None)
-    parser.add_argument("--teacher-epochs", type=int, default=None)
-    parser.add_argument("--teacher-arch", default=None)
-    parser.add_argument("--num-samples", type=int, default=None, help="N, stored augmentations per image")
-    parser.add_argument("--topk", type=int, default=None, help="k, stored probabilities per augmentation")
-    parser.add_argument("--crop-scale", type=float, nargs=2, default=None, metavar=("MIN", "MAX"))
-    parser.add_argument("--student-arch", default=None)
-    parser.add_argument("--epochs", type=int, default=None, help="student epochs (same for every arm)")
-    parser.add_argument("--lr", type=float, default=None)
-    parser.add_argument("--temperature", type=float, default=None, help="distillation temperature (paper: 1)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=None)
-    parser.add_argument("--kd-seeds", type=int, nargs="*", default=None, help="online-KD seeds (none: skip the arm)")
-    parser.add_argument("--num-threads", type=int, default=None)
-    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--config", default=None, metavar="JSON",
+                        help="a demo_config.json to start from (default: none)")
+    parser.add_argument("--data-root", default=None, metavar="DIR",
+                        help="folder of the Fashion-MNIST idx .gz files (default: $HF_DR_FASHION_MNIST, else "
+                             "/usr/share/datasets/fashion-mnist)")
+    parser.add_argument("--subset-size", type=int, default=None,
+                        help="images reinforced and trained on (default: 2500; --quick: 512)")
+    parser.add_argument("--test-size", type=int, default=None, help="test images (default: all 10,000; --quick: 1000)")
+    parser.add_argument("--num-teachers", type=int, default=None, help="ensemble members (default: 4; --quick: 2)")
+    parser.add_argument("--teacher-epochs", type=int, default=None, help="(default: 4; --quick: 1)")
+    parser.add_argument("--teacher-arch", default=None, help="timm name of each teacher (default: hf_dr_cnn_fc)")
+    parser.add_argument("--num-samples", type=int, default=None,
+                        help="N, stored augmentations per image (default: 20; --quick: 3)")
+    parser.add_argument("--topk", type=int, default=None, help="k, stored probabilities per augmentation (default: 5)")
+    parser.add_argument("--crop-scale", type=float, nargs=2, default=None, metavar=("MIN", "MAX"),
+                        help="random-resized-crop area range (default: 0.6 1.0)")
+    parser.add_argument("--student-arch", default=None, help="timm name of the students (default: hf_dr_cnn_fc)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="student epochs, the same for every arm (default: 60; --quick: 2)")
+    parser.add_argument("--lr", type=float, default=None, help="student peak learning rate (default: 0.1)")
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="distillation temperature (default: 1, the paper's)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+                        help="student seeds of every arm (default: 0 1 2; --quick: 0 1)")
+    parser.add_argument("--kd-seeds", type=int, nargs="*", default=None,
+                        help="online-KD seeds; none skips the arm (default: 0 1 2; --quick: 0)")
+    add_num_threads(parser, help="torch.set_num_threads (default: 2)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed of the subset, the teachers and the reinforcement (default: 0)")
 
 
 def config_from_args(args: argparse.Namespace):  # noqa: ANN201 (keeps the heavy import inside)
@@ -52,7 +66,7 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN201 (keeps the heavy
         with open(args.config) as f:
             base = json.load(f)
         return DemoConfig.from_dict({**base, **overrides})
-    return DemoConfig.quick(**overrides) if args.quick else DemoConfig(**overrides)
+    return DemoConfig.quick(**overrides) if args.quick else DemoConfig.from_dict(overrides)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,9 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
     from hf_dr.demo.run import format_table, run_demo
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("timm", "hf_dr.generate.run", "accelerate", "matplotlib"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("hf_dr.generate.run").setLevel(logging.WARNING)  # per-process shard notes; the demo logs stages
     config = config_from_args(args)
     results = run_demo(config)
     print(format_table(results))

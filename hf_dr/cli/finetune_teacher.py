@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from hf_dr.cli._options import first_rows, load_builder, pick
+from hf_dr.cli._options import add_num_threads, add_option, first_rows, load_builder, pick
 
 if TYPE_CHECKING:
     from hf_dr.generate.recipe import Builder
@@ -27,63 +27,80 @@ NUM_MEMBERS, EPOCHS = 4, 10
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Adds the ``finetune-teacher`` flags to ``parser``."""
+    """Adds the ``finetune-teacher`` flags to ``parser`` (old spellings, hidden: ``--name``, ``--output``)."""
     recipe = parser.add_argument_group("recipe")
     recipe.add_argument("--builder", default=None, metavar="NAME",
                         help="a recipe (hf-dr builders): its source, columns, base checkpoint, seeds and resolution "
-                             "are the defaults")
+                             "are the defaults (default: none)")
     data = parser.add_argument_group("data")
-    data.add_argument("--dataset", default=None, help="Hub id, local folder or Parquet file")
-    data.add_argument("--split", default=None, help="training split (default: train)")
-    data.add_argument("--eval-split", default=None, help="held-out split for the metrics (default: none)")
-    data.add_argument("--name", default=None, help="dataset configuration name")
-    data.add_argument("--revision", default=None, help="dataset revision on the Hub")
-    data.add_argument("--image-column", default=None, help="(default: image)")
-    data.add_argument("--label-column", default=None, help="a ClassLabel column (default: label)")
-    data.add_argument("--key-column", default=None, help="unique key column (default: a hash of the image bytes)")
-    data.add_argument("--limit", type=int, default=None, metavar="K", help="train on the first K rows only")
-    data.add_argument("--eval-limit", type=int, default=None, metavar="K", help="evaluate on the first K rows only")
+    data.add_argument("--dataset", default=None,
+                      help="Hub id, local folder or Parquet file (default: the builder's source)")
+    data.add_argument("--split", default=None, help="training split (default: the builder's, else train)")
+    data.add_argument("--eval-split", default=None,
+                      help="held-out split for the metrics (default: the builder's, else none)")
+    add_option(data, "--dataset-config", hidden=("--name",), default=None, metavar="NAME",
+               help="dataset configuration name (default: the builder's, else none)")
+    data.add_argument("--revision", default=None,
+                      help="dataset revision on the Hub (default: the builder's, else main)")
+    data.add_argument("--image-column", default=None, help="(default: the builder's, else image)")
+    data.add_argument("--label-column", default=None, help="a ClassLabel column (default: the builder's, else label)")
+    data.add_argument("--key-column", default=None,
+                      help="unique key column (default: the builder's, else a hash of the image bytes)")
+    data.add_argument("--limit", type=int, default=None, metavar="K",
+                      help="train on the first K rows only (default: every row)")
+    data.add_argument("--eval-limit", type=int, default=None, metavar="K",
+                      help="evaluate on the first K rows only (default: every row)")
     model = parser.add_argument_group("members")
-    model.add_argument("--arch", default=None, help="timm name with a pretrained tag, e.g. resnet152.tv2_in1k")
-    model.add_argument("--weights", default=None, metavar="FILE", help="local pretrained weights (offline)")
+    model.add_argument("--arch", default=None,
+                       help="timm name with a pretrained tag, e.g. resnet152.tv2_in1k (default: the builder's)")
+    model.add_argument("--weights", default=None, metavar="FILE",
+                       help="local pretrained weights, offline (default: the Hub weights of --arch)")
     model.add_argument("--random-init", action="store_true", help="start from random weights (tests)")
-    model.add_argument("--num-members", type=int, default=None, help="M, ensemble size (default: 4)")
-    model.add_argument("--seeds", type=int, nargs="+", default=None, help="one seed per member (default: 0..M-1)")
-    model.add_argument("--image-size", type=int, default=None, help="resolution (default: the checkpoint's)")
+    model.add_argument("--num-members", type=int, default=None,
+                       help="M, ensemble size (default: the builder's, else 4)")
+    model.add_argument("--seeds", type=int, nargs="+", default=None,
+                       help="one seed per member (default: the builder's, else 0..M-1)")
+    model.add_argument("--image-size", type=int, default=None,
+                       help="resolution in pixels (default: the builder's, else the checkpoint's)")
     train = parser.add_argument_group("training")
-    train.add_argument("--epochs", type=int, default=None, help="(default: the recipe's, else 10)")
-    train.add_argument("--batch-size", type=int, default=64)
-    train.add_argument("--optimizer", choices=["sgd", "adamw"], default="sgd")
-    train.add_argument("--lr", type=float, default=0.01)
-    train.add_argument("--weight-decay", type=float, default=5e-4)
-    train.add_argument("--warmup-fraction", type=float, default=0.05)
-    train.add_argument("--label-smoothing", type=float, default=0.1)
-    train.add_argument("--policy", default="rrc", help="augmentation policy without mixing (default: rrc)")
-    train.add_argument("--num-workers", type=int, default=0)
-    train.add_argument("--channels-last", action="store_true")
+    train.add_argument("--epochs", type=int, default=None, help="(default: the builder's, else 10)")
+    train.add_argument("--batch-size", type=int, default=64, help="images per step")
+    train.add_argument("--optimizer", choices=["sgd", "adamw"], default="sgd", help="SGD (Nesterov) or AdamW")
+    train.add_argument("--lr", type=float, default=0.01, help="peak learning rate (warmup, then cosine)")
+    train.add_argument("--weight-decay", type=float, default=5e-4, help="not applied to norms and biases")
+    train.add_argument("--warmup-fraction", type=float, default=0.05, help="linear warmup, a fraction of the steps")
+    train.add_argument("--label-smoothing", type=float, default=0.1, help="of the cross-entropy")
+    train.add_argument("--policy", default="rrc", help="augmentation policy without mixing")
+    train.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
+    add_num_threads(train)
+    train.add_argument("--channels-last", action="store_true", help="channels-last inputs and weights")
     train.add_argument("--preload", action="store_true", help="decode the images once (small datasets)")
-    train.add_argument("--no-progress", action="store_true")
-    parser.add_argument("--output-dir", "--output", default=None, help="(default with --builder: teachers/NAME)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bars (rate and ETA) while training")
+    add_option(parser, "--output-dir", hidden=("--output",), default=None, metavar="DIR",
+               help="the folder to write the members and teacher_spec.json to (default with --builder: "
+                    "teachers/NAME)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Loads the splits, runs :func:`hf_dr.train.finetune.finetune_teacher`, prints metrics and the next command."""
     from hf_dr.data.sources import load_source
-    from hf_dr.train.finetune import FinetuneConfig, finetune_teacher
+    from hf_dr.train.finetune import FinetuneConfig, finetune_teacher, finetune_train_config
 
     builder = load_builder(args.builder)
     _apply_builder(args, builder)
     config = FinetuneConfig(
         args.arch, num_members=args.num_members, seeds=args.seeds, weights=args.weights,
-        pretrained=not args.random_init, image_size=args.image_size, policy=args.policy, epochs=args.epochs,
-        batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
-        warmup_fraction=args.warmup_fraction, label_smoothing=args.label_smoothing,
-        channels_last=args.channels_last, num_workers=args.num_workers, preload=args.preload,
+        pretrained=not args.random_init, image_size=args.image_size, policy=args.policy, preload=args.preload,
+        train=finetune_train_config(
+            epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+            weight_decay=args.weight_decay, warmup_fraction=args.warmup_fraction,
+            label_smoothing=args.label_smoothing, channels_last=args.channels_last, num_workers=args.num_workers,
+        ),
     )
-    train = first_rows(load_source(args.dataset, args.split, args.name, args.revision), args.limit)
+    train = first_rows(load_source(args.dataset, args.split, args.dataset_config, args.revision), args.limit)
     evaluation = None
     if args.eval_split:
-        evaluation = load_source(args.dataset, args.eval_split, args.name, args.revision)
+        evaluation = load_source(args.dataset, args.eval_split, args.dataset_config, args.revision)
         evaluation = first_rows(evaluation, args.eval_limit, "--eval-limit")
     result = finetune_teacher(train, config, args.output_dir, evaluation, image_column=args.image_column,
                               label_column=args.label_column, key_column=args.key_column,
@@ -107,7 +124,7 @@ def _apply_builder(args: argparse.Namespace, builder: Builder | None) -> None:
     if builder is not None:
         args.dataset = args.dataset or builder.dataset_id
         args.eval_split = pick(args.eval_split, builder, "eval_split")
-        args.name = pick(args.name, builder, "config_name")
+        args.dataset_config = pick(args.dataset_config, builder, "config_name")
         args.revision = pick(args.revision, builder, "revision")
         args.key_column = pick(args.key_column, builder, "key_column")
         args.arch = args.arch or builder.teacher_base

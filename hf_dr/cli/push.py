@@ -6,40 +6,47 @@ metadata-only (keys and reinforcements; the card and hf_dr.json record the sourc
 column, and hf_dr.load_reinforced joins the images back by key).
 
 Example:
-    hf-dr push reinforced/ me/cifar100-plus
-    hf-dr push imagenet-run/ me/imagenet-plus --layout metadata-only --source-id ILSVRC/imagenet-1k \\
-        --source-revision COMMIT_THE_RUN_READ --generation-cost "N GPU-hours on HARDWARE"
+    hf-dr push --run-dir reinforced/ me/cifar100-plus
+    hf-dr push --run-dir imagenet-run/ me/imagenet-plus --layout metadata-only --source-id ILSVRC/imagenet-1k \\
+        --revision COMMIT_THE_RUN_READ --generation-cost "N GPU-hours on HARDWARE"
 """
 
 from __future__ import annotations
 
 import argparse
 
+from hf_dr.cli._options import add_option, add_run_dir, required_run_dir
+
 HELP = "upload a finished reinforcement run to a Hub dataset repo with its dataset card"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Adds the ``push`` arguments to ``parser``."""
-    parser.add_argument("output_dir", metavar="OUTPUT_DIR", help="the folder `hf-dr reinforce` wrote")
+    """Adds the ``push`` arguments to ``parser`` (old spellings, hidden: the run folder as first positional,
+    ``--source-revision``)."""
+    add_run_dir(parser, help="the finished run to upload, the folder `hf-dr reinforce` wrote")
     parser.add_argument("repo_id", metavar="ORG/NAME", help="the dataset repo to create or update")
     parser.add_argument("--layout", choices=["self-contained", "metadata-only"], default="self-contained",
-                        help="rows with images (default), or keys and reinforcements only (images that cannot be "
+                        help="rows with images, or keys and reinforcements only (images that cannot be "
                              "redistributed)")
     source = parser.add_argument_group("source")
     source.add_argument("--dataset", default=None,
-                        help="self-contained: the reinforced dataset (Hub id, folder or Parquet file); default: "
-                             "the one the run recorded")
+                        help="self-contained: the reinforced dataset, a Hub id, folder or Parquet file (default: "
+                             "the one the run recorded)")
     source.add_argument("--split", default=None, help="split name (default: the reinforced split, else train)")
-    source.add_argument("--source-id", default=None, help="the source's Hub id, if the run did not record it")
-    source.add_argument("--source-revision", default=None,
-                        help="the source revision the run read (pinned to its commit)")
+    source.add_argument("--dataset-config", default=None, metavar="NAME",
+                        help="configuration name of --dataset (default: none)")
+    add_option(source, "--revision", hidden=("--source-revision",), default=None,
+               help="the source revision the run read, pinned to its commit (default: the recorded one)")
+    source.add_argument("--source-id", default=None,
+                        help="the source's Hub id, if the run did not record it (default: the recorded one)")
     card = parser.add_argument_group("card")
     card.add_argument("--license", default=None, help="Hub license id (default: the source's, else unknown)")
-    card.add_argument("--pretty-name", default=None)
-    card.add_argument("--generation-cost", default=None, help='e.g. "3 GPU-hours on one H100"')
+    card.add_argument("--pretty-name", default=None, help="the card's title (default: the source's name with a +)")
+    card.add_argument("--generation-cost", default=None, help='e.g. "3 GPU-hours on one H100" (default: none)')
     hub = parser.add_argument_group("hub")
     hub.add_argument("--private", action="store_true", help="create the repo private")
-    hub.add_argument("--commit-message", default=None)
+    hub.add_argument("--commit-message", default=None,
+                     help="(default: 'Upload reinforced SPLIT split (LAYOUT) with hf-dr')")
     hub.add_argument("--token", default=None, help="Hub token (default: the logged-in one)")
 
 
@@ -48,14 +55,16 @@ def run(args: argparse.Namespace) -> int:
     from hf_dr.data.sources import load_source
     from hf_dr.hub.push import push_to_hub
 
+    run_dir = required_run_dir(args)
     dataset = None
     if args.dataset is not None:
-        dataset = load_source(args.dataset, split=args.split or "train", revision=args.source_revision)
+        dataset = load_source(args.dataset, split=args.split or "train", name=args.dataset_config,
+                              revision=args.revision)
     commit = push_to_hub(
-        args.output_dir, args.repo_id, layout=args.layout, dataset=dataset, split=args.split,
-        source_id=args.source_id, source_revision=args.source_revision, license=args.license,
+        run_dir, args.repo_id, layout=args.layout, dataset=dataset, split=args.split,
+        source_id=args.source_id, source_revision=args.revision, license=args.license,
         pretty_name=args.pretty_name, generation_cost=args.generation_cost, private=args.private or None,
         commit_message=args.commit_message, token=args.token,
     )
-    print(f"pushed {args.output_dir} ({args.layout}) to datasets/{args.repo_id} at commit {commit}")
+    print(f"pushed {run_dir} ({args.layout}) to datasets/{args.repo_id} at commit {commit}")
     return 0

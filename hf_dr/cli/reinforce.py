@@ -15,7 +15,7 @@ import json
 import os
 from typing import TYPE_CHECKING
 
-from hf_dr.cli._options import first_rows, load_builder, pick
+from hf_dr.cli._options import add_num_threads, add_option, first_rows, load_builder, pick
 
 if TYPE_CHECKING:
     from hf_dr.generate.recipe import Builder
@@ -24,35 +24,46 @@ HELP = "run a teacher over N stored augmentations of every image; write params a
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Adds the ``reinforce`` flags to ``parser``."""
+    """Adds the ``reinforce`` flags to ``parser`` (old spellings, hidden: ``--name``, ``--output``)."""
     recipe = parser.add_argument_group("recipe")
     recipe.add_argument("--builder", default=None, metavar="NAME",
-                        help="a recipe (hf-dr builders) whose values are the defaults of the other flags")
-    recipe.add_argument("--limit", type=int, default=None, metavar="K", help="reinforce only the first K rows")
+                        help="a recipe (hf-dr builders) whose values are the defaults of the other flags "
+                             "(default: none)")
+    recipe.add_argument("--limit", type=int, default=None, metavar="K",
+                        help="reinforce only the first K rows (default: every row)")
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", default=None,
                       help="Hub id, local folder (imagefolder, Parquet, save_to_disk) or a Parquet file (default: the "
                            "builder's source)")
-    data.add_argument("--split", default=None, help="split to reinforce (default: train)")
-    data.add_argument("--name", default=None, help="dataset configuration name")
-    data.add_argument("--revision", default=None, help="dataset revision (branch, tag or commit) on the Hub")
-    data.add_argument("--image-column", default=None, help="image column (default: image)")
-    data.add_argument("--label-column", default=None, help="label column (default: label); '' for unlabelled data")
-    data.add_argument("--key-column", default=None, help="unique key column (default: a hash of the image bytes)")
+    data.add_argument("--split", default=None, help="split to reinforce (default: the builder's, else train)")
+    add_option(data, "--dataset-config", hidden=("--name",), default=None, metavar="NAME",
+               help="dataset configuration name (default: the builder's, else none)")
+    data.add_argument("--revision", default=None,
+                      help="dataset revision (branch, tag or commit) on the Hub (default: the builder's, else main)")
+    data.add_argument("--image-column", default=None, help="image column (default: the builder's, else image)")
+    data.add_argument("--label-column", default=None,
+                      help="label column; '' for unlabelled data (default: the builder's, else label)")
+    data.add_argument("--key-column", default=None,
+                      help="unique key column (default: the builder's, else a hash of the image bytes)")
     teacher = parser.add_argument_group("teacher")
     teacher.add_argument("--teacher", action="append", default=[], metavar="MEMBER",
                          help="timm name (Hub weights), ARCH=weights.safetensors or local-dir:DIR; repeat for an "
-                              "ensemble")
+                              "ensemble (default: the builder's members)")
     teacher.add_argument("--teacher-spec", default=None, metavar="FILE",
-                         help="JSON list of members {arch, weights, input_size, interpolation, mean, std, crop_pct}")
+                         help="JSON list of members {arch, weights, input_size, interpolation, mean, std, crop_pct}, "
+                              "as `hf-dr finetune-teacher` writes (default: none)")
     run = parser.add_argument_group("reinforcement")
     run.add_argument("--policy", default=None,
-                     help="policy name (hf_dr.list_policies()) or a JSON config file (default: rrc+ra_re)")
-    run.add_argument("--num-samples", type=int, default=None, help="N, augmentations per image (default: 10)")
-    run.add_argument("--topk", type=int, default=None, help="k, probabilities kept per augmentation (default: 10)")
-    run.add_argument("--seed", type=int, default=None, help="(default: 0)")
+                     help="policy name (hf_dr.list_policies()) or a JSON config file (default: the builder's, else "
+                          "rrc+ra_re)")
+    run.add_argument("--num-samples", type=int, default=None,
+                     help="N, augmentations per image (default: the builder's, else 10)")
+    run.add_argument("--topk", type=int, default=None,
+                     help="k, probabilities kept per augmentation (default: the builder's, else 10)")
+    run.add_argument("--seed", type=int, default=None, help="(default: the builder's, else 0)")
     output = parser.add_argument_group("output")
-    output.add_argument("--output-dir", "--output", default=None, help="(default with --builder: reinforced/NAME)")
+    add_option(output, "--output-dir", hidden=("--output",), default=None, metavar="DIR",
+               help="the run folder to write (default with --builder: reinforced/NAME)")
     output.add_argument("--shard-size", type=int, default=1000, help="rows per shard, the unit of resume")
     output.add_argument("--overwrite", action="store_true", help="delete a previous run in --output-dir first")
     execution = parser.add_argument_group("execution")
@@ -60,9 +71,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     execution.add_argument("--num-workers", type=int, default=None,
                            help="DataLoader workers decoding and augmenting (default: 0 on CPU, else half the CPU "
                                 "cores, at most 8)")
-    execution.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
-    execution.add_argument("--channels-last", action="store_true")
-    execution.add_argument("--no-progress", action="store_true")
+    add_num_threads(execution)
+    execution.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+                           help="the teacher's compute precision")
+    execution.add_argument("--channels-last", action="store_true", help="channels-last inputs and weights")
+    execution.add_argument("--no-progress", action="store_true", help="no progress bar (rate and ETA)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidConfigError("no teacher: pass --teacher MEMBER (repeat for an ensemble) or --teacher-spec FILE")
     accelerator = default_accelerator()
     with accelerator.main_process_first():
-        dataset = load_source(args.dataset, split=args.split, name=args.name, revision=args.revision)
+        dataset = load_source(args.dataset, split=args.split, name=args.dataset_config,
+                              revision=args.revision)
     dataset = first_rows(dataset, args.limit)
     source = {"id": args.dataset, "split": args.split, "revision": args.revision}
     if builder is not None:
@@ -112,7 +126,7 @@ def _apply_builder(args: argparse.Namespace, builder: Builder | None) -> None:
         setattr(args, flag, pick(getattr(args, flag), builder, flag, default))
     if builder is not None:
         args.dataset = args.dataset or builder.dataset_id
-        args.name = pick(args.name, builder, "config_name")
+        args.dataset_config = pick(args.dataset_config, builder, "config_name")
         args.revision = pick(args.revision, builder, "revision")
         args.key_column = pick(args.key_column, builder, "key_column")
         args.output_dir = args.output_dir or os.path.join("reinforced", builder.name)

@@ -2,36 +2,42 @@
 teacher's top-3 classes.
 
 Example:
-    hf-dr show reinforced/ --index 0 --count 7 -o grid.png
-    hf-dr show reinforced/ --key n01440764_10026 --size 160 -o grid.png
+    hf-dr show --run-dir reinforced/ --index 0 --count 7 -o grid.png
+    hf-dr show --run-dir reinforced/ --key n01440764_10026 --image-size 160 -o grid.png
 """
 
 from __future__ import annotations
 
 import argparse
 
-from hf_dr.cli.verify import add_target_arguments
+from hf_dr.cli._options import add_num_threads, add_option, add_recorded_source, required_run_dir
 
 HELP = "draw a sample's replayed reinforcements in a captioned grid (PNG)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_target_arguments(parser)
+    """Adds the ``show`` flags to ``parser`` (old spellings, hidden: the run folder as positional, ``--source``,
+    ``--size``, ``--output``)."""
+    add_recorded_source(parser)
     which = parser.add_mutually_exclusive_group()
-    which.add_argument("--key", default=None, help="the sample's key")
+    which.add_argument("--key", default=None, help="the sample's key (default: the one at --index)")
     which.add_argument("--index", type=int, default=0, help="the sample's row in the reinforcement table")
     parser.add_argument("--count", type=int, default=7, help="reinforcements to draw (M)")
-    parser.add_argument("--size", type=int, default=160, help="panel size in pixels")
-    parser.add_argument("--columns", type=int, default=4)
-    parser.add_argument("-o", "--output", required=True, help="PNG file to write")
+    add_option(parser, "--image-size", hidden=("--size",), type=int, default=160,
+               help="size of each panel in pixels")
+    parser.add_argument("--columns", type=int, default=4, help="panels per row")
+    add_option(parser, "-o", "--output-file", hidden=("--output",), required=True, metavar="FILE",
+               help="the PNG file to write")
+    add_num_threads(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Loads the run and its source images, draws the grid and writes it."""
     from hf_dr.hub.local_run import load_target, sample_grid
     from hf_dr.hub.show import save_grid
 
-    reinforcements, images, config = load_target(args.target, args.source, args.split, args.revision)
+    reinforcements, images, config = load_target(required_run_dir(args), args.dataset, args.split, args.revision)
     grid = sample_grid(reinforcements, images, config, key=args.key, index=args.index, count=args.count,
-                       size=args.size, columns=args.columns)
-    print(f"wrote {save_grid(grid, args.output)} ({grid.width}x{grid.height})")
+                       size=args.image_size, columns=args.columns)
+    print(f"wrote {save_grid(grid, args.output_file)} ({grid.width}x{grid.height})")
     return 0

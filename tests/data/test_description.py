@@ -94,7 +94,7 @@ def test_the_description_survives_how_datasets_move_data(how, run_dir, reinforce
     shards = sorted(glob.glob(os.path.join(run_dir, "shards", "*.parquet")))
     moved = {
         "parquet": lambda: datasets.load_dataset("parquet", data_files=shards, split="train"),
-        "disk": lambda: (reinforced.save_to_disk(str(tmp_path / "d")), datasets.load_from_disk(str(tmp_path / "d")))[1],
+        "disk": lambda: (reinforced.save_to_disk(str(tmp_path)), datasets.load_from_disk(str(tmp_path)))[1],
         "shuffle": lambda: reinforced.shuffle(seed=0),
         "select": lambda: reinforced.select([3, 1]),
         "split": lambda: reinforced.train_test_split(test_size=0.5, seed=0)["test"],

@@ -1,0 +1,211 @@
+"""The declared flags of ``scripts/train.py`` and ``scripts/train_trainer.py`` (a helper module, not a subcommand).
+
+Each script parses dataclasses with :class:`ScriptArgumentParser`, a ``transformers.HfArgumentParser`` that speaks
+the vocabulary of ``hf-dr`` (:data:`hf_dr.cli.FLAGS`): one dashed flag per field (``--output-dir``; the underscore
+spelling and the old ones, declared as ``aliases``, parse but stay out of ``--help``), each field's help taken from
+its class docstring (HF style), defaults shown, and hf_dr's configuration errors reported as usage errors.
+
+Example:
+    >>> data, model, run = ScriptArgumentParser((DataArguments, ModelArguments, RunArguments)).parse(
+    ...     ["--dataset", "d", "--model", "resnet18", "--size", "32", "--output_dir", "out"])
+    >>> model.arch, model.image_size, run.output_dir
+    ('resnet18', 32, 'out')
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from transformers import HfArgumentParser
+
+from hf_dr.cli._options import HelpFormatter
+from hf_dr.errors import HfDrError
+
+_ENTRY = re.compile(r"^ {4}(\w+) \(.*?\): (.*)$")
+
+
+def docstring_help(cls: type) -> dict[str, str]:
+    """The ``Args:`` entries of the HF-style docstrings of ``cls`` and its bases, by name, as plain text (the type
+    and the default left out; a subclass's entry wins).
+
+    Example:
+        >>> docstring_help(RunArguments)["output_dir"]
+        'the folder to write the checkpoint and the metrics to'
+    """
+    helps: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        name = None
+        for line in inspect.cleandoc(klass.__doc__ or "").splitlines() if "__doc__" in vars(klass) else []:
+            match = _ENTRY.match(line)
+            if match:
+                name = match.group(1)
+                helps[name] = match.group(2)
+            elif name and line.startswith(" " * 8):
+                helps[name] += " " + line.strip()
+            else:
+                name = None
+    return {name: text.replace("``", "").rstrip(".") for name, text in helps.items()}
+
+
+class ScriptArgumentParser(HfArgumentParser):
+    """``HfArgumentParser`` over ``dataclass_types`` with hf-dr's vocabulary and :class:`HelpFormatter`."""
+
+    def __init__(self, dataclass_types: Iterable[type], **kwargs: Any) -> None:
+        dataclass_types = list(dataclass_types)
+        super().__init__(dataclass_types, formatter_class=HelpFormatter, **kwargs)
+        helps = {name: text for dtype in dataclass_types for name, text in docstring_help(dtype).items()}
+        for action in self._actions:
+            if not action.option_strings or isinstance(action, argparse._HelpAction):
+                continue
+            action.help = action.help or helps.get(action.dest)
+            if action.const is True:  # HF's bool: --flag alone is true; --flag false also parses
+                action.metavar = "BOOL"
+            canonical = "--" + action.dest.replace("_", "-")
+            keep = [canonical] if canonical in action.option_strings else [
+                s for s in action.option_strings if "_" not in s]
+            action.hidden_aliases = tuple(s for s in action.option_strings if s not in keep)
+            action.option_strings[:] = keep  # the parser still maps every spelling to the action
+
+    def parse(self, argv: Sequence[str] | None = None) -> tuple[Any, ...]:
+        """One instance per dataclass; unknown flags and invalid values (hf_dr errors) exit as usage errors."""
+        try:
+            *outputs, remaining = self.parse_args_into_dataclasses(
+                args=argv, return_remaining_strings=True, look_for_args_file=False)
+        except HfDrError as err:
+            self.error(str(err))
+        if remaining:
+            self.error(f"unrecognized arguments: {' '.join(remaining)}")
+        return tuple(outputs)
+
+
+@dataclass
+class DataArguments:
+    """The data a script trains on.
+
+    Args:
+        dataset (`str`): ``'fashion-mnist'`` (Debian's files), a Hub id, a local folder or a Parquet file.
+        split (`str`, *optional*, defaults to ``"train"``): the training split.
+        eval_split (`str`, *optional*): evaluate top-1, NLL and ECE on this split at the end (default: none).
+        run_dir (`str`, *optional*): the folder an ``hf-dr reinforce`` run wrote, the soft labels to replay
+            (default: none, plain training with --policy).
+        data_root (`str`, *optional*): the Fashion-MNIST idx folder (default: $HF_DR_FASHION_MNIST, else Debian's).
+        preload (`bool`, *optional*, defaults to `False`): decode the images once (small datasets).
+    """
+
+    dataset: str
+    split: str = "train"
+    eval_split: str | None = None
+    run_dir: str | None = field(default=None, metadata={"aliases": ["--reinforcements"], "metavar": "DIR"})
+    data_root: str | None = field(default=None, metadata={"metavar": "DIR"})
+    preload: bool = False
+
+
+@dataclass
+class TrainerDataArguments(DataArguments):
+    """The data of ``scripts/train_trainer.py``, which trains on reinforced data only.
+
+    Args:
+        run_dir (`str`): the folder an ``hf-dr reinforce`` run wrote, the soft labels to replay (required).
+    """
+
+
+@dataclass
+class ModelArguments:
+    """The student.
+
+    Args:
+        arch (`str`): timm architecture.
+        num_classes (`int`, *optional*): the head's classes (default: the label column's class count).
+        in_chans (`int`, *optional*): input channels (default: the model's).
+        init_from (`str`, *optional*): an hf_dr checkpoint to start from, for fine-tuning; a head of another class
+            count is re-initialised (default: none).
+        image_size (`int`, *optional*): input resolution in pixels (default: the model's).
+        mean (`list[float]`, *optional*): normalisation mean (default: the model's).
+        std (`list[float]`, *optional*): normalisation std (default: the model's).
+    """
+
+    arch: str = field(metadata={"aliases": ["--model"]})
+    num_classes: int | None = None
+    in_chans: int | None = None
+    init_from: str | None = field(default=None, metadata={"metavar": "CHECKPOINT"})
+    image_size: int | None = field(default=None, metadata={"aliases": ["--size"]})
+    mean: list[float] | None = None
+    std: list[float] | None = None
+
+
+@dataclass
+class TrainerModelArguments(ModelArguments):
+    """The student of ``scripts/train_trainer.py``.
+
+    Args:
+        arch (`str`): timm architecture, or a transformers image-classification checkpoint folder (with
+            ``config.json``).
+        timm_wrapper (`bool`, *optional*, defaults to `False`): build the timm model as transformers'
+            ``TimmWrapperForImageClassification``.
+    """
+
+    timm_wrapper: bool = False
+
+
+@dataclass
+class RunArguments:
+    """Where a script writes, and how it runs.
+
+    Args:
+        output_dir (`str`): the folder to write the checkpoint and the metrics to.
+        num_threads (`int`, *optional*): torch.set_num_threads (default: torch's choice, one per core); 1 is often
+            fastest on shared or busy cores.
+        no_progress (`bool`, *optional*, defaults to `False`): no progress bars.
+    """
+
+    output_dir: str = field(metadata={"metavar": "DIR"})
+    num_threads: int | None = field(default=None, metadata={"aliases": ["--threads"], "metavar": "N"})
+    no_progress: bool = False
+
+
+@dataclass
+class AugmentArguments:
+    """On-the-fly augmentation, for a plain run (no ``--run-dir``).
+
+    Args:
+        policy (`str`, *optional*, defaults to ``"rrc"``): the augmentation policy (``hf_dr.list_policies()``);
+            keep the reinforced run's for a fair baseline.
+    """
+
+    policy: str = "rrc"
+
+
+@dataclass
+class TrainerRecipe:
+    """The recipe of ``scripts/train_trainer.py`` (that of ``scripts/train.py``: warmup then cosine).
+
+    Args:
+        epochs (`float`, *optional*, defaults to 10): passes over the training set.
+        batch_size (`int`, *optional*, defaults to 128): samples per device and forward pass.
+        gradient_accumulation_steps (`int`, *optional*, defaults to 1): forward passes per optimizer step.
+        optimizer (`str`, *optional*, defaults to ``"sgd"``): ``sgd`` (momentum, Nesterov) or ``adamw``.
+        lr (`float`, *optional*, defaults to 0.1): peak learning rate.
+        weight_decay (`float`, *optional*, defaults to 5e-4): not applied to norms and biases.
+        warmup_fraction (`float`, *optional*, defaults to 0.05): linear warmup, as a fraction of the steps.
+        temperature (`float`, *optional*, defaults to 1.0): distillation temperature (the paper uses 1).
+        num_workers (`int`, *optional*, defaults to 0): DataLoader workers.
+        seed (`int`, *optional*, defaults to 0): seed of the initialisation and the shuffling.
+        channels_last (`bool`, *optional*, defaults to `False`): channels-last inputs and weights.
+    """
+
+    epochs: float = 10
+    batch_size: int = 128
+    gradient_accumulation_steps: int = 1
+    optimizer: str = field(default="sgd", metadata={"choices": ["sgd", "adamw"]})
+    lr: float = 0.1
+    weight_decay: float = 5e-4
+    warmup_fraction: float = 0.05
+    temperature: float = 1.0
+    num_workers: int = 0
+    seed: int = 0
+    channels_last: bool = False
