@@ -139,6 +139,18 @@ def pick(explicit: Any, builder: Builder | None, attribute: str, default: Any = 
     return list(value) if isinstance(value, tuple) else value
 
 
+def apply_recipe(args: argparse.Namespace, builder: Builder | None, defaults: dict[str, Any]) -> None:
+    """Fills the flags left out: each of ``defaults`` from the recipe, else its default; the source (dataset,
+    configuration, revision, key column) from the recipe."""
+    for flag, default in defaults.items():
+        setattr(args, flag, pick(getattr(args, flag), builder, flag, default))
+    if builder is not None:
+        args.dataset = args.dataset or builder.dataset_id
+        args.dataset_config = pick(args.dataset_config, builder, "config_name")
+        args.revision = pick(args.revision, builder, "revision")
+        args.key_column = pick(args.key_column, builder, "key_column")
+
+
 def first_rows(dataset: datasets.Dataset, limit: int | None, flag: str = "--limit") -> datasets.Dataset:
     """The first ``limit`` rows of ``dataset`` (all of them for None); a limit beyond its size is refused.
 

@@ -25,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     (or of ``--quick``, or of ``--config``), which their help gives as "default: DEMO; --quick: QUICK"."""
     parser.add_argument("--output-dir", default="runs/demo", metavar="DIR", help="the folder to write everything to")
     parser.add_argument("--quick", action="store_true", help="tiny setting for CI: every stage, meaningless numbers")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (rate, ETA) on the stages")
     parser.add_argument("--config", default=None, metavar="JSON",
                         help="a demo_config.json to start from (default: none)")
     parser.add_argument("--data-root", default=None, metavar="DIR",
@@ -61,7 +62,7 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN201 (keeps the heavy
     from hf_dr.demo.run import DemoConfig
 
     overrides = {k: v for k, v in vars(args).items()
-                 if v is not None and k not in ("quick", "config", "run", "command")}
+                 if v is not None and k not in ("quick", "config", "run", "command", "no_progress")}
     if args.config:
         with open(args.config) as f:
             base = json.load(f)
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
 
     logging.getLogger("hf_dr.generate.run").setLevel(logging.WARNING)  # per-process shard notes; the demo logs stages
     config = config_from_args(args)
-    results = run_demo(config)
+    results = run_demo(config, progress=not args.no_progress)
     print(format_table(results))
     print(f"\nwrote {config.output_dir}/table.md, results.json, demo.png and demo_config.json")
     return 0

@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     text = json.dumps(metrics, indent=2)
     print(text)
     if args.output_file:
-        with open(args.output_file, "w") as f:
-            f.write(text + "\n")
+        from hf_dr.files import write_text_atomic
+
+        write_text_atomic(args.output_file, text + "\n")
     return 0

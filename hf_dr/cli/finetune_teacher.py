@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from hf_dr.cli._options import add_num_threads, add_option, first_rows, load_builder, pick
+from hf_dr.cli._options import add_num_threads, add_option, apply_recipe, first_rows, load_builder, pick
 
 if TYPE_CHECKING:
     from hf_dr.generate.recipe import Builder
@@ -119,14 +119,9 @@ def _apply_builder(args: argparse.Namespace, builder: Builder | None) -> None:
     """Fills the flags left out from the recipe, then from :data:`DEFAULTS`; refuses what is still missing."""
     from hf_dr.errors import InvalidConfigError
 
-    for flag, default in DEFAULTS.items():
-        setattr(args, flag, pick(getattr(args, flag), builder, flag, default))
+    apply_recipe(args, builder, DEFAULTS)
     if builder is not None:
-        args.dataset = args.dataset or builder.dataset_id
         args.eval_split = pick(args.eval_split, builder, "eval_split")
-        args.dataset_config = pick(args.dataset_config, builder, "config_name")
-        args.revision = pick(args.revision, builder, "revision")
-        args.key_column = pick(args.key_column, builder, "key_column")
         args.arch = args.arch or builder.teacher_base
         args.image_size = pick(args.image_size, builder, "teacher_input_size")
         args.output_dir = args.output_dir or builder.default_teacher_dir

@@ -15,7 +15,7 @@ import json
 import os
 from typing import TYPE_CHECKING
 
-from hf_dr.cli._options import add_num_threads, add_option, first_rows, load_builder, pick
+from hf_dr.cli._options import add_num_threads, add_option, apply_recipe, first_rows, load_builder
 
 if TYPE_CHECKING:
     from hf_dr.generate.recipe import Builder
@@ -122,13 +122,8 @@ def _apply_builder(args: argparse.Namespace, builder: Builder | None) -> None:
     """Fills the flags left out: from the builder's recipe, else from :data:`DEFAULTS`; refuses a missing source."""
     from hf_dr.errors import InvalidConfigError
 
-    for flag, default in DEFAULTS.items():
-        setattr(args, flag, pick(getattr(args, flag), builder, flag, default))
+    apply_recipe(args, builder, DEFAULTS)
     if builder is not None:
-        args.dataset = args.dataset or builder.dataset_id
-        args.dataset_config = pick(args.dataset_config, builder, "config_name")
-        args.revision = pick(args.revision, builder, "revision")
-        args.key_column = pick(args.key_column, builder, "key_column")
         args.output_dir = args.output_dir or os.path.join("reinforced", builder.name)
     if not args.dataset or not args.output_dir:
         raise InvalidConfigError("pass --dataset and --output-dir, or --builder NAME (see `hf-dr builders`)")

@@ -89,7 +89,8 @@ def _checkpoint_metadata(arch: str) -> dict[str, Any]:
 
 
 # -- stages --------------------------------------------------------------------------------------------------------
-def _train_teachers(config: DemoConfig, out: Path, test: Any) -> tuple[list[str], list[dict[str, Any]], float]:
+def _train_teachers(config: DemoConfig, out: Path, test: Any, progress: bool = False
+                    ) -> tuple[list[str], list[dict[str, Any]], float]:
     """Trains the members on the (full) training split; returns the specs of those kept, every member's report and
     the wall time."""
     images, labels = fashion_mnist_arrays("train", config.data_root)
@@ -101,7 +102,8 @@ def _train_teachers(config: DemoConfig, out: Path, test: Any) -> tuple[list[str]
         train_config = config.teacher_config(member)
         torch.manual_seed(train_config.seed)
         model = create_model(config.teacher_arch, NUM_CLASSES, in_chans=1)
-        result = fit(model, _ArrayImages(images, labels, train_config.seed), train_config, eval_dataset=test)
+        result = fit(model, _ArrayImages(images, labels, train_config.seed), train_config, eval_dataset=test,
+                     progress=progress)
         path = save_checkpoint(model, out / "teachers" / f"teacher-{member}.safetensors",
                                _checkpoint_metadata(config.teacher_arch))
         reports.append({"member": member, "seed": train_config.seed, "top1": result.metrics["top1"],
@@ -132,7 +134,8 @@ def _load_ensemble(config: DemoConfig, specs: list[str]) -> ProbabilityEnsemble:
     return ProbabilityEnsemble(members).eval()
 
 
-def _reinforce(config: DemoConfig, out: Path, subset: datasets.Dataset, specs: list[str]) -> tuple[Any, float, int]:
+def _reinforce(config: DemoConfig, out: Path, subset: datasets.Dataset, specs: list[str], progress: bool = False
+               ) -> tuple[Any, float, int]:
     from hf_dr.generate.run import reinforce
     from hf_dr.generate.storage import load_reinforcements
 
@@ -141,7 +144,7 @@ def _reinforce(config: DemoConfig, out: Path, subset: datasets.Dataset, specs: l
     start = time.perf_counter()
     reinforce(subset, specs, policy, num_samples=config.num_samples, topk=config.topk, seed=config.seed,
               output_dir=str(folder), key_column="key", batch_size=256, num_workers=0, channels_last=True,
-              overwrite=True, progress=False, source={"id": "fashion-mnist (Debian dataset-fashion-mnist)",
+              overwrite=True, progress=progress, source={"id": "fashion-mnist (Debian dataset-fashion-mnist)",
                                                       "split": f"train[{config.subset_size} random rows]"})
     seconds = time.perf_counter() - start
     size = sum(f.stat().st_size for f in folder.rglob("*.parquet"))
@@ -149,11 +152,11 @@ def _reinforce(config: DemoConfig, out: Path, subset: datasets.Dataset, specs: l
 
 
 def _student(config: DemoConfig, arm: str, seed: int, train: PreloadedDataset, test: Any,
-             teacher: torch.nn.Module | None, out: Path) -> dict[str, Any]:
+             teacher: torch.nn.Module | None, out: Path, progress: bool = False) -> dict[str, Any]:
     torch.manual_seed(seed)
     model = create_model(config.student_arch, NUM_CLASSES, in_chans=1)
     result = fit(model, train, config.student_config(seed), eval_dataset=test, teacher=teacher,
-                 num_classes=NUM_CLASSES)
+                 num_classes=NUM_CLASSES, progress=progress)
     save_checkpoint(model, out / "students" / f"{arm}-seed{seed}.safetensors",
                     _checkpoint_metadata(config.student_arch))
     logger.info("%s seed %d: top-1 %.2f%%, ECE %.2f%%, %.0f s", arm, seed, 100 * result.metrics["top1"],
@@ -162,7 +165,7 @@ def _student(config: DemoConfig, arm: str, seed: int, train: PreloadedDataset, t
 
 
 def _train_students(config: DemoConfig, out: Path, subset: datasets.Dataset, reinforcements: Any, test: Any,
-                    ensemble: torch.nn.Module) -> list[dict[str, Any]]:
+                    ensemble: torch.nn.Module, progress: bool = False) -> list[dict[str, Any]]:
     """Every arm's runs: plain and reinforced for each of ``seeds``, online KD for each of ``kd_seeds``."""
     policy = create_policy(config.policy, crop={"scale": config.crop_scale})
 
@@ -175,16 +178,17 @@ def _train_students(config: DemoConfig, out: Path, subset: datasets.Dataset, rei
         reinforced = PreloadedDataset(subset, ReinforcedTransform(
             reinforcements, policy=policy, num_classes=NUM_CLASSES, size=IMAGE_SIZE, mean=FASHION_MNIST_MEAN,
             std=FASHION_MNIST_STD, seed=seed))
-        runs.append(_student(config, "plain", seed, plain(seed), test, None, out))
-        runs.append(_student(config, "reinforced", seed, reinforced, test, None, out))
+        runs.append(_student(config, "plain", seed, plain(seed), test, None, out, progress))
+        runs.append(_student(config, "reinforced", seed, reinforced, test, None, out, progress))
     for seed in config.kd_seeds:
-        runs.append(_student(config, "online_kd", seed, plain(seed), test, ensemble, out))
+        runs.append(_student(config, "online_kd", seed, plain(seed), test, ensemble, out, progress))
     return runs
 
 
 # -- the run -------------------------------------------------------------------------------------------------------
-def run_demo(config: DemoConfig | None = None) -> dict[str, Any]:
-    """Runs the demo (see the module docstring) and returns its results (also written to ``results.json``).
+def run_demo(config: DemoConfig | None = None, progress: bool = False) -> dict[str, Any]:
+    """Runs the demo (see the module docstring) and returns its results (also written to ``results.json``);
+    ``progress`` shows a bar with rate and ETA for every teacher, the reinforcement and every student.
 
     Example:
         >>> results = run_demo(DemoConfig.quick(output_dir="runs/demo-quick"))  # doctest: +SKIP
@@ -199,15 +203,15 @@ def run_demo(config: DemoConfig | None = None) -> dict[str, Any]:
     test, subset = _load_data(config)
 
     logger.info("stage 1/3: training %d teachers on the full training split", config.num_teachers)
-    specs, teachers, teacher_seconds = _train_teachers(config, out, test)
+    specs, teachers, teacher_seconds = _train_teachers(config, out, test, progress)
     ensemble = _load_ensemble(config, specs)
     ensemble_metrics = evaluate(ensemble, test)
 
     logger.info("stage 2/3: reinforcing %d images (N=%d, k=%d)", config.subset_size, config.num_samples, config.topk)
-    reinforcements, reinforce_seconds, reinforce_bytes = _reinforce(config, out, subset, specs)
+    reinforcements, reinforce_seconds, reinforce_bytes = _reinforce(config, out, subset, specs, progress)
 
     logger.info("stage 3/3: students (%s), %d epochs each", config.student_arch, config.student.epochs)
-    runs = _train_students(config, out, subset, reinforcements, test, ensemble)
+    runs = _train_students(config, out, subset, reinforcements, test, ensemble, progress)
     results = {
         "config": config.to_dict(),
         "teachers": teachers,

@@ -173,7 +173,7 @@ class Builder:
 
     def push_command(self, output_dir: str, repo_id: str = "ORG/NAME") -> str:
         """The ``hf-dr push`` command that publishes a run of this recipe with its layout, license and title."""
-        return (f'hf-dr push {output_dir} {repo_id} --layout {self.layout} --license {self.license} '
+        return (f'hf-dr push --run-dir {output_dir} {repo_id} --layout {self.layout} --license {self.license} '
                 f'--pretty-name "{self.pretty_name}"')
 
     def card_notes(self) -> str:

@@ -19,6 +19,7 @@ import platform
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from hf_dr.data.description import differences
 from hf_dr.errors import ConfigConflictError
 from hf_dr.files import read_json, write_json_atomic
 from hf_dr.generate.storage import CONFIG_FILE
@@ -69,14 +70,14 @@ class ReinforceConfig:
 
     def conflicts(self, other: ReinforceConfig) -> list[str]:
         """Plan fields that differ from ``other``'s, as ``"name: other -> self"``."""
-        return _differences(other.plan(), self.plan())
+        return differences(other.plan(), self.plan())
 
     def teacher_conflicts(self, other: ReinforceConfig) -> list[str]:
         """Teacher fields (weight hashes, class counts, data configs) that differ from ``other``'s."""
         mine, theirs = self._teacher_fields(), other._teacher_fields()
         if None in (mine, theirs):
             return []
-        return _differences({"teacher": theirs}, {"teacher": mine})
+        return differences({"teacher": theirs}, {"teacher": mine})
 
     def _teacher_fields(self) -> list[dict[str, Any]] | None:
         if any("sha256" not in m for m in self.teacher):
@@ -114,20 +115,6 @@ class ReinforceConfig:
 
 def _as_json(value: Any) -> Any:
     return json.loads(json.dumps(value))
-
-
-def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
-    if isinstance(old, dict) and isinstance(new, dict):
-        return [d for k in sorted(set(old) | set(new), key=str)
-                for d in _differences(old.get(k), new.get(k), f"{prefix}{k}.")]
-    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
-        return [d for i, (a, b) in enumerate(zip(old, new, strict=True)) for d in _differences(a, b, f"{prefix}{i}.")]
-    return [] if old == new else [f"{prefix.rstrip('.')}: {_short(old)} -> {_short(new)}"]
-
-
-def _short(value: Any, limit: int = 80) -> str:
-    text = json.dumps(value, sort_keys=True)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def library_versions() -> dict[str, str]:

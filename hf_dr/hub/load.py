@@ -8,7 +8,6 @@ the source holds exactly the reinforced rows.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -22,6 +21,7 @@ from hf_dr.data.replay import ReinforcedTransform
 from hf_dr.data.sources import image_feature, keys_sha256, load_source, scan_keys
 from hf_dr.data.streaming import ReinforcedIterableDataset, empty_reinforcements, stream_replay
 from hf_dr.errors import DataMismatchError, HubNotFoundError, InvalidConfigError
+from hf_dr.files import read_json
 from hf_dr.generate.storage import CONFIG_FILE
 from hf_dr.hub.push import HUB_FORMAT, HUB_META_FILE, SELF_CONTAINED, resolve_revision
 
@@ -106,8 +106,7 @@ def read_repo_json(repo_id: str, filename: str, revision: str, token: str | None
             f"the dataset repo {repo_id!r} (revision {revision}) has no {filename}: it was not pushed by "
             "hf_dr.push_to_hub. Load it with datasets.load_dataset, or reinforce and push it with hf-dr."
         ) from err
-    with open(path) as f:
-        return json.load(f)
+    return read_json(path)
 
 
 def _check_meta(meta: dict[str, Any], repo_id: str, split: str) -> None:

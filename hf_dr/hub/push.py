@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 from huggingface_hub import HfApi
 from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
+from hf_dr.data.keys import KeyIndex
 from hf_dr.data.schema import KEY_COLUMN, REINFORCEMENTS_COLUMN
 from hf_dr.data.sources import image_feature, keys_sha256, load_source, scan_keys
 from hf_dr.errors import DataMismatchError, HubNotFoundError, IncompleteRunError, InvalidConfigError
@@ -143,7 +144,7 @@ def source_reference(config: ReinforceConfig, layout: str, split: str | None = N
         if not ident or os.path.exists(ident):
             raise InvalidConfigError(
                 f"the metadata-only layout needs the source's Hub repo id, but the run recorded {ident!r}: pass "
-                "source_id= (--source-id) and source_revision= (--source-revision) of the dataset that was reinforced."
+                "source_id= (--source-id) and source_revision= (--revision) of the dataset that was reinforced."
             )
         revision = pin_revision(api or HfApi(), ident, revision)
     elif ident and os.path.exists(ident):
@@ -275,7 +276,7 @@ def _write_self_contained(staging: str, shard_paths: Sequence[str], dataset: dat
     names = []
     for i, path in enumerate(shard_paths):
         table = pq.read_table(path)
-        rows = [index[key] for key in table.column(key_name).to_pylist()]
+        rows = [index.row(key) for key in table.column(key_name).to_pylist()]
         storage = images[rows].column(image_column).combine_chunks()
         features = datasets.Features({image_column: feature, **datasets.Features.from_arrow_schema(table.schema)})
         combined = pa.Table.from_arrays([feature.embed_storage(storage), *table.columns],
@@ -286,14 +287,14 @@ def _write_self_contained(staging: str, shard_paths: Sequence[str], dataset: dat
 
 
 def _key_index(dataset: datasets.Dataset, image_column: str, key_column: str | None,
-               config: ReinforceConfig) -> dict[str, int]:
+               config: ReinforceConfig) -> KeyIndex:
     keys = scan_keys(dataset, image_column, key_column)
     if keys_sha256(keys) != config.dataset.get("keys_sha256"):
         logger.info("The dataset's rows differ from the reinforced ones (order or content); joining by key.")
-    return {key: row for row, key in enumerate(keys)}
+    return KeyIndex(keys, where="the dataset to push")
 
 
-def _refuse_missing(shard_paths: Sequence[str], key_name: str, index: dict[str, int]) -> None:
+def _refuse_missing(shard_paths: Sequence[str], key_name: str, index: KeyIndex) -> None:
     reinforced = [k for path in shard_paths for k in pq.read_table(path, columns=[key_name]).column(0).to_pylist()]
     missing = [key for key in reinforced if key not in index]
     if missing:

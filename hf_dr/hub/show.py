@@ -13,6 +13,7 @@ from hf_dr.augment.ops.mixing import MIXUP
 from hf_dr.augment.ops.randaugment import OP_NAMES
 from hf_dr.augment.policy import AugmentationPolicy
 from hf_dr.data.replay import ReinforcedTransform
+from hf_dr.files import write_atomic
 
 CAPTION_LINES = 7  # ops (up to 4 lines) and the top-3 classes
 LINE_HEIGHT = 12
@@ -94,6 +95,4 @@ def _compose(panels: list[tuple[Image.Image, list[str]]], columns: int, size: tu
 
 def save_grid(grid: Image.Image, path: str | os.PathLike) -> str:
     """Writes ``grid`` as PNG (creating the folder) and returns the path."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    grid.save(path, format="PNG")
-    return str(path)
+    return write_atomic(path, lambda temporary: grid.save(temporary, format="PNG"))

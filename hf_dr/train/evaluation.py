@@ -12,6 +12,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from hf_dr.augment.functional import IMAGENET_MEAN, IMAGENET_STD
 from hf_dr.errors import InvalidConfigError, MissingColumnError
 from hf_dr.train.models import forward_logits
 
@@ -239,7 +240,7 @@ def _eval_transform(data_config: dict[str, Any], size: int | None, mean: Sequenc
 
     input_size = data_config.get("input_size", (3, 224, 224))
     return EvalTransform(
-        size=size or tuple(input_size[1:]), mean=mean or data_config.get("mean", (0.485, 0.456, 0.406)),
-        std=std or data_config.get("std", (0.229, 0.224, 0.225)), image_column=image_column,
+        size=size or tuple(input_size[1:]), mean=mean or data_config.get("mean", IMAGENET_MEAN),
+        std=std or data_config.get("std", IMAGENET_STD), image_column=image_column,
         label_column=label_column,
     )

@@ -12,6 +12,7 @@ from typing import Any
 import datasets
 import torch
 
+from hf_dr.augment.functional import IMAGENET_MEAN, IMAGENET_STD
 from hf_dr.data.preloaded import PreloadedDataset
 from hf_dr.data.replay import ReinforcedTransform
 from hf_dr.data.transforms import AugmentTransform, EvalTransform
@@ -58,8 +59,8 @@ class DataConfig:
         config = timm.data.resolve_model_data_config(inner) if hasattr(inner, "pretrained_cfg") else {}
         channels, height, width = config.get("input_size", (3, 224, 224))
         return cls(size=(size, size) if size else (int(height), int(width)),
-                   mean=tuple(mean or config.get("mean", (0.485, 0.456, 0.406))),
-                   std=tuple(std or config.get("std", (0.229, 0.224, 0.225))), in_chans=int(channels))
+                   mean=tuple(mean or config.get("mean", IMAGENET_MEAN)),
+                   std=tuple(std or config.get("std", IMAGENET_STD)), in_chans=int(channels))
 
 
 def training_data(
