@@ -118,11 +118,26 @@ def reinforce(
     Returns:
         `str`: ``output_dir``, holding a complete run (load it with :func:`hf_dr.load_reinforcements`).
 
-    Example:
-        >>> from hf_dr import reinforce, load_reinforcements
-        >>> reinforce(ds, ["resnet18=r18.safetensors"], "rrc", num_samples=8, topk=5, seed=0,
-        ...           output_dir="reinforced")  # doctest: +SKIP
-        >>> load_reinforcements("reinforced")  # doctest: +SKIP
+    Example (the whole flow on 8 tiny images: a teacher saved to a file, reinforcement, replay):
+        >>> import os, tempfile, numpy as np
+        >>> from hf_dr import ReinforcedTransform, create_model, load_reinforcements
+        >>> from hf_dr.train.checkpoints import save_checkpoint
+        >>> folder = tempfile.mkdtemp()
+        >>> pixels = np.random.default_rng(0).integers(0, 256, (8, 28, 28), dtype=np.uint8)
+        >>> ds = datasets.Dataset.from_dict(
+        ...     {"image": list(pixels), "label": [i % 10 for i in range(8)], "id": [f"img{i}" for i in range(8)]},
+        ...     features=datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(num_classes=10),
+        ...                                 "id": datasets.Value("string")}))
+        >>> teacher = create_model("hf_dr_cnn_tiny", num_classes=10)
+        >>> weights = save_checkpoint(teacher, os.path.join(folder, "teacher.safetensors"))
+        >>> out = reinforce(ds, [f"hf_dr_cnn_tiny={weights}"], "rrc", num_samples=4, topk=3, seed=0,
+        ...                 output_dir=os.path.join(folder, "run"), key_column="id", progress=False)
+        >>> reinforcements = load_reinforcements(out)
+        >>> len(reinforcements), len(reinforcements[0]["reinforcements"])
+        (8, 4)
+        >>> transform = ReinforcedTransform(reinforcements, size=24).attach(ds)  # the run's policy, classes, columns
+        >>> ds[0]["pixel_values"].shape, ds[0]["labels"].shape
+        (torch.Size([1, 24, 24]), torch.Size([10]))
     """
     accelerator = accelerator or default_accelerator()
     num_workers = default_num_workers(accelerator.device) if num_workers is None else num_workers

@@ -130,6 +130,16 @@ def load_classifier(
             transformers folder with ``config.json``.
         architecture (`str`, *optional*): timm name; overrides the stored one (needed for bare weight files).
         num_classes, in_chans (`int`, *optional*): override the stored values.
+
+    Example:
+        >>> import os, tempfile
+        >>> from hf_dr import create_model
+        >>> path = os.path.join(tempfile.mkdtemp(), "student.safetensors")
+        >>> model = create_model("hf_dr_cnn_tiny", num_classes=10, in_chans=1)
+        >>> _ = save_checkpoint(model, path, checkpoint_model_metadata(model, "hf_dr_cnn_tiny"))
+        >>> classifier, data_config = load_classifier(path)
+        >>> classifier.num_classes, data_config["input_size"]
+        (10, (1, 28, 28))
     """
     import timm
 

@@ -57,6 +57,15 @@ class TrainConfig:
         channels_last (`bool`, *optional*, defaults to `False`): channels-last inputs and weights (faster CNNs on
             CPU).
         log_every (`int`, *optional*, defaults to 50): optimizer steps between loss records.
+
+    Example:
+        >>> config = TrainConfig(epochs=5, optimizer="adamw", lr=1e-3)
+        >>> TrainConfig.from_dict(config.to_dict()) == config
+        True
+        >>> TrainConfig(optimizer="lamb")
+        Traceback (most recent call last):
+        ...
+        hf_dr.errors.InvalidConfigError: optimizer should be one of ('sgd', 'adamw'), but got 'lamb' instead.
     """
 
     epochs: int = 10

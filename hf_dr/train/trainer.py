@@ -98,6 +98,14 @@ class ReinforcedEpochCallback(TrainerCallback):
 
     Args:
         transform (*optional*): the transform to advance; found on the training dataset when not given.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> from hf_dr import AugmentTransform
+        >>> transform = AugmentTransform("rrc", size=28)
+        >>> ReinforcedEpochCallback(transform).on_epoch_begin(None, SimpleNamespace(epoch=2.0), None)
+        >>> transform.epoch
+        2
     """
 
     def __init__(self, transform: Any = None) -> None:
