@@ -5,8 +5,14 @@ Source: ``ILSVRC/imagenet-1k`` (gated: accept its terms and log in). Expected co
 ``label`` (ClassLabel, 1,000 classes in WordNet-synset order); split ``train`` has 1,281,167 rows. The recipe does not
 pin class names: timm's ImageNet lemmas (``timm.data.ImageNetInfo``) name two synsets "crane", which a ClassLabel
 cannot hold, so the names are the source's own. The id and columns could not be checked against the Hub from here (no
-network): a different layout is refused by ``hf-dr reinforce`` with the column it lacks. The repo has no key column, so
-rows are keyed by a hash of the image bytes.
+network): a different layout is refused by ``hf-dr reinforce`` with the column it lacks.
+
+Keys: the repo has no key column, and its train split holds byte-identical files under different names, which content
+keys (a hash of the image bytes) refuse. Rows are keyed by path (``key_from="path"``, ``--key-from path``): the file
+name ``datasets`` stores in each undecoded image cell, for this repo's Parquet files the original ImageNet file name
+(``n01440764_10026.JPEG``), unique across the split. A row without a stored path, or two rows sharing a name, are
+refused naming the rows; every shard also stores an 8-byte digest of each image, so a changed image under its name is
+refused by ``hf_dr.load_reinforced``.
 
 Teacher substitutions (checked on timm 1.0.31): the paper's ``ig_resnext101_32x{8,16,32,48}d`` are deprecated names
 that all resolve to ``resnext101_32x8d.fb_wsl_ig1b_ft_in1k`` (``register_model_deprecations`` in
@@ -49,8 +55,10 @@ NOTES = (
     "models; check whether that restricts your use.",
     "Layout metadata-only: ImageNet's terms of access forbid redistributing the images; the reinforced repo holds "
     "keys, labels and soft labels, and `hf_dr.load_reinforced` joins the images from the gated source repo.",
-    "Rows are keyed by a hash of the image bytes (the source has no key column); if the split holds byte-identical "
-    "images the run refuses them, and a key column (e.g. the original file name) must be added.",
+    "Rows are keyed by the image file's name as the source's Parquet files store it (e.g. `n01440764_10026.JPEG`; "
+    "`--key-from path`): the source has no key column, and its train split holds byte-identical files under "
+    "different names, which keys from a hash of the image bytes refuse. Each shard also stores an 8-byte BLAKE2b of "
+    "every image, so `hf_dr.load_reinforced` refuses a source whose image changed under the same name.",
 )
 
 BUILDER = Builder(
@@ -62,6 +70,7 @@ BUILDER = Builder(
     eval_split="validation",
     image_column="image",
     label_column="label",
+    key_from="path",
     num_classes=1000,
     teacher=TEACHER,
     policy="rrc+ra_re",

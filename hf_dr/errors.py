@@ -79,3 +79,19 @@ class MissingTeacherError(TeacherError):
 
 class WeightsNotFoundError(HfDrError, FileNotFoundError):
     """A teacher member's local weights file or directory does not exist."""
+
+
+class RunLockedError(HfDrError, BlockingIOError):
+    """An output folder that another reinforce run holds (its lock file names the holder)."""
+
+
+class SourceNotFoundError(HfDrError, FileNotFoundError):
+    """A dataset argument that is neither an existing local file or folder nor a dataset reachable on the Hub."""
+
+
+class WeightsFileError(TeacherError):
+    """A teacher weights file that cannot be read (truncated, not safetensors/PyTorch) or does not fit its model."""
+
+
+class CorruptImageError(HfDrError, OSError):
+    """An image that cannot be decoded or converted: truncated, damaged or missing, or in an unconvertible mode."""

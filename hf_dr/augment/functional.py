@@ -17,7 +17,7 @@ from PIL import Image
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
-from hf_dr.errors import InvalidConfigError
+from hf_dr.errors import CorruptImageError, InvalidConfigError
 
 ImageLike = Image.Image | torch.Tensor | np.ndarray
 
@@ -26,40 +26,128 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def to_pil(image: ImageLike) -> Image.Image:
+def to_pil(image: ImageLike, mode: str | None = None) -> Image.Image:
     """Converts a Pillow image, ``[H, W(, C)]`` uint8 array or ``uint8 [C, H, W]`` tensor to an "L" or "RGB" image.
 
-    Grayscale stays one channel; palette, RGBA, CMYK and other modes become RGB. The input is never modified.
+    With ``mode`` ("RGB" or "L", a run's image mode) every image is converted to it by :func:`convert_mode`. Without
+    it grayscale stays one channel (16-bit and other wide one-band images are rescaled to "L", never clipped) and
+    every other mode becomes RGB. The input is never modified.
 
     Example:
         >>> to_pil(np.zeros((3, 4, 3), dtype=np.uint8)).size
         (4, 3)
+        >>> to_pil(Image.new("L", (4, 3)), mode="RGB").mode
+        'RGB'
     """
     if isinstance(image, Image.Image):
-        return image if image.mode in ("L", "RGB") else image.convert("RGB")
+        return convert_mode(image, mode or natural_mode(image))
     if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim in (2, 3):
-        return to_pil(Image.fromarray(image if image.ndim == 2 or image.shape[2] != 1 else image[:, :, 0]))
+        return to_pil(Image.fromarray(image if image.ndim == 2 or image.shape[2] != 1 else image[:, :, 0]), mode)
     if isinstance(image, torch.Tensor) and image.dtype == torch.uint8 and image.ndim == 3:
-        return to_pil(F.to_pil_image(image))
+        return to_pil(F.to_pil_image(image), mode)
     raise TypeError(f"expected a PIL image, a uint8 numpy array or a uint8 [C, H, W] tensor, got {type(image)}")
 
 
-def to_tensor(image: ImageLike) -> torch.Tensor:
+def to_tensor(image: ImageLike, mode: str | None = None) -> torch.Tensor:
     """Converts any supported image to a ``uint8 [C, H, W]`` tensor (1 or 3 channels), by :func:`to_pil`'s rules.
 
-    A ``uint8 [C, H, W]`` tensor is returned as is; arrays and images are copied.
+    A ``uint8 [C, H, W]`` tensor is returned as is (if it has ``mode``'s channel count); arrays and images are copied.
 
     Example:
         >>> to_tensor(Image.new("RGB", (4, 3))).shape
         torch.Size([3, 3, 4])
+        >>> to_tensor(Image.new("RGB", (4, 3)), mode="L").shape
+        torch.Size([1, 3, 4])
     """
-    if isinstance(image, torch.Tensor) and image.dtype == torch.uint8 and image.ndim == 3:
+    if isinstance(image, torch.Tensor) and image.dtype == torch.uint8 and image.ndim == 3 and (
+        mode is None or image.shape[0] == MODE_CHANNELS.get(mode)
+    ):
         return image
-    if isinstance(image, np.ndarray) and image.dtype == np.uint8 and (
+    if mode is None and isinstance(image, np.ndarray) and image.dtype == np.uint8 and (
         image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 3))
     ):  # what Pillow would give, without the round trip; a copy, so the array is never shared
         return torch.from_numpy((image[:, :, None] if image.ndim == 2 else image).transpose(2, 0, 1).copy())
-    return F.pil_to_tensor(to_pil(image))
+    return F.pil_to_tensor(to_pil(image, mode))
+
+
+# -- image modes ----------------------------------------------------------------------------------------------------
+MODE_CHANNELS = {"RGB": 3, "L": 1}  # the image modes a run can have, and their channel counts
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+WIDE_MODES = (*SIXTEEN_BIT_MODES, "I", "F")  # one band of more than 8 bits: Pillow's convert() clips them to 255
+
+
+def check_image_mode(mode: str | None, option: str = "image_mode") -> str | None:
+    """``mode`` if it is an image mode of :data:`MODE_CHANNELS` (or None), else :class:`InvalidConfigError`."""
+    if mode is not None and mode not in MODE_CHANNELS:
+        raise InvalidConfigError(f"{option} should be one of {list(MODE_CHANNELS)}, but got {mode!r} instead.")
+    return mode
+
+
+def natural_mode(image: Image.Image) -> str:
+    """The mode :func:`to_pil` gives ``image`` without a run mode: "L" for one 8-bit or wider band, else "RGB"."""
+    return "L" if image.mode == "L" or image.mode in WIDE_MODES else "RGB"
+
+
+def convert_mode(image: Image.Image, mode: str) -> Image.Image:
+    """``image`` in ``mode`` ("RGB" or "L"): the one image-mode conversion of generation and replay.
+
+    The rules, in order:
+
+    - 16-bit grayscale (``I;16`` and its byte orders) becomes "L" by ``round(value / 257)``: the full 16-bit range onto
+      0-255 (Pillow's own ``convert`` clips every value above 255, turning most 16-bit photos white).
+    - 32-bit "I" and "F" images are rescaled by the range their values really take: values within [0, 1] ("F" only)
+      are multiplied by 255, values within [0, 255] are kept, "I" values within [0, 65535] (16-bit data) are divided
+      by 257, anything else is stretched from its minimum to its maximum onto 0-255; everything is rounded, nothing is
+      clipped, and non-finite values become 0.
+    - Transparency is dropped, not composited: RGBA, LA, PA and palette ("P") images with a transparent colour keep
+      the stored colour of every pixel, as ``PIL.Image.convert`` (and so torchvision's and timm's loaders) give them.
+    - "1", "LA" become "L"; CMYK, YCbCr, HSV, LAB, palette and the other modes become "RGB" by Pillow's conversion.
+    - Finally "L" becomes "RGB" by repeating the gray, and "RGB" becomes "L" by Pillow's luma (ITU-R 601-2).
+
+    Raises :class:`CorruptImageError` for a mode Pillow cannot convert (e.g. premultiplied "La").
+
+    Example:
+        >>> sixteen = Image.fromarray(np.array([[0, 257, 32896, 65535]], dtype=np.uint16))  # mode I;16
+        >>> np.asarray(convert_mode(sixteen, "L")).tolist()
+        [[0, 1, 128, 255]]
+        >>> convert_mode(Image.new("CMYK", (2, 2)), "RGB").mode
+        'RGB'
+    """
+    check_image_mode(mode, "mode")
+    if image.mode == mode:
+        return image
+    base = _eight_bit(image)
+    return base if base.mode == mode else base.convert(mode)
+
+
+def _eight_bit(image: Image.Image) -> Image.Image:
+    """``image`` as "L" (one band) or "RGB", by :func:`convert_mode`'s rules."""
+    if image.mode in ("L", "RGB"):
+        return image
+    if image.mode in SIXTEEN_BIT_MODES:
+        values = np.asarray(image).astype(np.uint32)
+        return Image.fromarray(((values * 255 + 32767) // 65535).astype(np.uint8))
+    if image.mode in ("I", "F"):
+        return Image.fromarray(_rescaled(np.asarray(image, dtype=np.float64), image.mode))
+    try:
+        return image.convert("L" if image.mode in ("1", "LA") else "RGB")
+    except ValueError as err:
+        raise CorruptImageError(f"cannot convert a {image.mode!r} image to RGB or L ({err}); convert such images "
+                                "to RGB before reinforcing them") from err
+
+
+def _rescaled(values: np.ndarray, mode: str) -> np.ndarray:
+    finite = np.isfinite(values)
+    low, high = (float(values[finite].min()), float(values[finite].max())) if finite.any() else (0.0, 0.0)
+    if mode == "F" and low >= 0 and high <= 1:
+        scaled = values * 255.0
+    elif low >= 0 and high <= 255:
+        scaled = values
+    elif mode == "I" and low >= 0 and high <= 65535:
+        scaled = values / 257.0
+    else:
+        scaled = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
+    return np.rint(np.where(finite, scaled, 0.0)).clip(0, 255).astype(np.uint8)
 
 
 def fraction_to_pixels(start: float, length: float, size: int) -> tuple[int, int]:

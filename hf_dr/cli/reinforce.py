@@ -45,6 +45,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="label column; '' for unlabelled data (default: the builder's, else label)")
     data.add_argument("--key-column", default=None,
                       help="unique key column (default: the builder's, else a hash of the image bytes)")
+    add_option(data, "--key-from", choices=["content", "path"], default=None,
+               help="key rows without --key-column by: content (a hash of the image bytes; identical images are "
+                    "refused) or path (the image file's name as datasets stores it, e.g. n01440764_10026.JPEG on the "
+                    "Hub's ImageNet) (default: the builder's, else content)")
+    _add_image_options(data)
     teacher = parser.add_argument_group("teacher")
     teacher.add_argument("--teacher", action="append", default=[], metavar="MEMBER",
                          help="timm name (Hub weights), ARCH=weights.safetensors or local-dir:DIR; repeat for an "
@@ -78,6 +83,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     execution.add_argument("--no-progress", action="store_true", help="no progress bar (rate and ETA)")
 
 
+def _add_image_options(data: argparse._ArgumentGroup) -> None:
+    """``--image-mode`` and ``--on-bad-image``: how images are converted, and what an undecodable one does."""
+    add_option(data, "--image-mode", choices=["RGB", "L"], default=None,
+               help="the mode every image is converted to, for the teacher and the replay (16-bit rescaled, "
+                    "transparency dropped, CMYK and palettes to RGB) (default: L for a teacher reading one channel, "
+                    "else RGB)")
+    add_option(data, "--on-bad-image", choices=["raise", "skip"], default="raise",
+               help="an image that cannot be decoded: raise stops naming its row, key and file; skip gives its row "
+                    "no records and lists it under 'skipped' in manifest.json; rerun with skip to resume a stopped "
+                    "run (default: raise)")
+
+
 def run(args: argparse.Namespace) -> int:
     """Loads the dataset and runs :func:`hf_dr.generate.run.reinforce` with the parsed flags."""
     from hf_dr.data.sources import load_source
@@ -103,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
     reinforce(
         dataset, members, _policy(args.policy), args.num_samples, args.topk, args.seed, args.output_dir,
         image_column=args.image_column, label_column=args.label_column or None, key_column=args.key_column,
+        key_from=args.key_from, image_mode=args.image_mode, on_bad_image=args.on_bad_image,
         shard_size=args.shard_size, batch_size=args.batch_size, num_workers=args.num_workers,
         precision=args.precision, channels_last=args.channels_last, overwrite=args.overwrite, source=source,
         accelerator=accelerator, progress=not args.no_progress,
@@ -122,7 +140,10 @@ def _apply_builder(args: argparse.Namespace, builder: Builder | None) -> None:
     """Fills the flags left out: from the builder's recipe, else from :data:`DEFAULTS`; refuses a missing source."""
     from hf_dr.errors import InvalidConfigError
 
+    explicit_key_column = args.key_column
     apply_recipe(args, builder, DEFAULTS)
+    if builder is not None and args.key_from is None and explicit_key_column is None:
+        args.key_from = getattr(builder, "key_from", None)  # an explicit --key-column replaces the recipe's keys
     if builder is not None:
         args.output_dir = args.output_dir or os.path.join("reinforced", builder.name)
     if not args.dataset or not args.output_dir:

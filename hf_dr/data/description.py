@@ -47,8 +47,8 @@ class RunDescription:
         num_classes (`int`): the teacher's class count.
         seed (`int`): the run seed.
         columns (`dict`): column roles: ``image`` and ``label`` (the source's), ``key`` (the key column of the
-            reinforcement table), ``key_source`` (``"column"`` or ``"content"``: a hash of the image bytes) and
-            ``reinforcements``.
+            reinforcement table), ``key_source`` (``"column"``, ``"content"``: a hash of the image bytes, or
+            ``"path"``: the image file's name; see :mod:`hf_dr.data.keys`) and ``reinforcements``.
         class_names (`list[str]`, *optional*): the label names, in label order.
         teacher (`list[dict]`, *optional*): each member's spec and weight hash.
         source (`dict`, *optional*): the source's id, revision, split, row count and keys digest.
@@ -91,7 +91,7 @@ class RunDescription:
         return cls(policy=config["policy"], num_samples=config["num_samples"], topk=config["topk"],
                    num_classes=config["num_classes"], seed=config["seed"], class_names=names, teacher=teacher,
                    columns={"image": columns.get("image"), "label": columns.get("label"), "key": key_column,
-                            "key_source": "column" if columns.get("key") else "content",
+                            "key_source": columns.get("key_source") or ("column" if columns.get("key") else "content"),
                             "reinforcements": REINFORCEMENTS_COLUMN},
                    source=source, image_mode=config.get("image_mode"), versions=versions)
 

@@ -1,4 +1,15 @@
-"""Stable sample keys: from a key column, or a content hash of the image bytes. Never the row position.
+"""Stable sample keys: from a key column, the image file's name, or a content hash of the image bytes. Never the row
+position. And image digests: what a run stores to catch an image that changed under its key.
+
+Key sources (:data:`KEY_SOURCES`, recorded as ``columns["key_source"]`` of a run):
+
+- ``"column"``: a key column's values, as text (``key_column=`` / ``--key-column``).
+- ``"content"``: :func:`content_key`, a hash of the encoded image bytes (the default). Byte-identical images share it,
+  so a split holding exact duplicates (ImageNet's train split does) is refused.
+- ``"path"``: :func:`path_key`, the file name of the path ``datasets`` stores in the undecoded image cell
+  ``{"bytes", "path"}`` (``key_from="path"`` / ``--key-from path``). It is the last component of the stored path: for
+  the Hub's Parquet ImageNet the stored path is already the original file name (``n01440764_10026.JPEG``); a local
+  imagefolder stores the full path, and ``push_to_hub`` keeps only that file name, so keys survive the upload.
 
 :class:`KeyIndex` finds the row of a key: the one lookup behind reinforcements by key, mixing partners by key
 (generation and replay) and source images by key.
@@ -13,11 +24,27 @@ from typing import Any
 
 from PIL import Image
 
-from hf_dr.errors import DataMismatchError
+from hf_dr.errors import CorruptImageError, DataMismatchError, InvalidConfigError
+
+KEY_SOURCES = ("column", "content", "path")
+VERIFY_IMAGES = ("sample", "full", "off")  # how many stored image digests a join compares
+DIGEST_SAMPLE_SIZE = 64  # rows a "sample" check reads, spread evenly over the reinforcement table
 
 
 def image_bytes(image: Any) -> bytes:
-    """The stored bytes of an image cell (``{"bytes", "path"}`` dict, Pillow image or path)."""
+    """The stored bytes of an image cell (``{"bytes", "path"}`` dict, Pillow image or path).
+
+    Example:
+        >>> image_bytes({"bytes": None, "path": None})
+        Traceback (most recent call last):
+        ...
+        hf_dr.errors.CorruptImageError: an image cell holds neither bytes nor a path (an empty row); ...
+    """
+    if image is None or (isinstance(image, dict) and image.get("bytes") is None and not image.get("path")):
+        raise CorruptImageError(
+            "an image cell holds neither bytes nor a path (an empty row); drop such rows "
+            "(dataset.filter(lambda row: row['image'] is not None)) or pass on_bad_image='skip' to reinforce"
+        )
     if isinstance(image, dict):
         if image.get("bytes") is not None:
             return image["bytes"]
@@ -40,6 +67,113 @@ def content_key(image: Any) -> str:
         True
     """
     return hashlib.blake2b(image_bytes(image), digest_size=16).hexdigest()
+
+
+def path_key(path: str) -> str:
+    """The key of an image stored at ``path``: its file name (the part after the last ``/`` or ``\\``; a chained
+    ``zip://inner::outer`` URL gives the inner file's name).
+
+    Example:
+        >>> path_key("/data/imagenet/train/n01440764/n01440764_10026.JPEG"), path_key("n01440764_10026.JPEG")
+        ('n01440764_10026.JPEG', 'n01440764_10026.JPEG')
+    """
+    return path.split("::", 1)[0].replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+
+
+def missing_path(row: int, image_column: str) -> DataMismatchError:
+    """The error for a row keyed by path whose image cell stores no path."""
+    return DataMismatchError(
+        f"row {row} of the dataset has no file path in its image cell ({image_column!r}: images made in memory carry "
+        "none), so it cannot be keyed by path: pass a key column (key_column= / --key-column), or key by content (the "
+        "default; byte-identical images are then refused)."
+    )
+
+
+def resolve_key_source(key_column: str | None = None, key_from: str | None = None) -> str:
+    """The key source (one of :data:`KEY_SOURCES`) of ``key_column=`` and ``key_from=``; a conflict is refused.
+
+    ``key_from=None`` means ``"column"`` with a key column and ``"content"`` without one (what runs recorded before
+    ``key_source`` existed).
+
+    Example:
+        >>> resolve_key_source("id"), resolve_key_source(None), resolve_key_source(None, "path")
+        ('column', 'content', 'path')
+    """
+    if key_from is None:
+        return "column" if key_column is not None else "content"
+    if key_from not in KEY_SOURCES:
+        raise InvalidConfigError(f"key_from should be one of {list(KEY_SOURCES)}, but got {key_from!r} instead.")
+    if key_from == "column" and key_column is None:
+        raise InvalidConfigError("key_from='column' needs key_column= (--key-column), the column holding the keys.")
+    if key_from != "column" and key_column is not None:
+        raise InvalidConfigError(
+            f"pass either key_column= (--key-column {key_column}) or key_from={key_from!r} (--key-from {key_from}), "
+            "not both: they are two ways of keying the rows."
+        )
+    return key_from
+
+
+def bytes_digest(data: bytes) -> int:
+    """The 8-byte BLAKE2b of ``data`` as a signed 64-bit integer (:func:`digest_hex` writes it as 16 hex digits):
+    what a run stores per row to detect a changed image. Signed, because ``datasets`` cannot build a ``uint64``
+    column from Python integers of 2**63 and above (``Dataset.from_list`` overflows).
+
+    Example:
+        >>> bytes_digest(b"abc"), digest_hex(bytes_digest(b"abc"))
+        (-2829645022057097895, 'd8bb14d833d59559')
+    """
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big", signed=True)
+
+
+def digest_hex(digest: int) -> str:
+    """A digest of :func:`bytes_digest` as the 16 hex digits of its 8 bytes."""
+    return f"{digest & 0xFFFF_FFFF_FFFF_FFFF:016x}"
+
+
+def image_digest(image: Any) -> int:
+    """:func:`bytes_digest` of an image cell's stored bytes (see :func:`image_bytes`)."""
+    return bytes_digest(image_bytes(image))
+
+
+def check_verify_images(verify_images: str) -> str:
+    """``verify_images`` if it is one of :data:`VERIFY_IMAGES`, else :class:`InvalidConfigError`."""
+    if verify_images not in VERIFY_IMAGES:
+        raise InvalidConfigError(
+            f"verify_images should be one of {list(VERIFY_IMAGES)}, but got {verify_images!r} instead.")
+    return verify_images
+
+
+def digest_positions(count: int, verify_images: str = "sample") -> list[int]:
+    """The rows of a ``count``-row reinforcement table whose image digests a join compares: every row (``"full"``),
+    none (``"off"``), or :data:`DIGEST_SAMPLE_SIZE` rows spread evenly, first and last included (``"sample"``: the
+    same rows every time).
+
+    Example:
+        >>> digest_positions(5), digest_positions(1000)[:3], len(digest_positions(1000))
+        ([0, 1, 2, 3, 4], [0, 16, 32], 64)
+    """
+    if check_verify_images(verify_images) == "off":
+        return []
+    if verify_images == "full" or count <= DIGEST_SAMPLE_SIZE:
+        return list(range(count))
+    step = (count - 1) / (DIGEST_SAMPLE_SIZE - 1)
+    return sorted({round(i * step) for i in range(DIGEST_SAMPLE_SIZE)})
+
+
+def refuse_changed_image(key: str, row: int, where: str, found: int, recorded: int, fix: str) -> None:
+    """Raises :class:`DataMismatchError` when ``found`` is not the ``recorded`` digest of ``key``'s image.
+
+    Example:
+        >>> refuse_changed_image("a.png", 3, "the source", 1, 2, "Load the version that was reinforced.")
+        Traceback (most recent call last):
+        ...
+        hf_dr.errors.DataMismatchError: the image of sample key 'a.png' (row 3 of the source) is not the one that...
+    """
+    if found != recorded:
+        raise DataMismatchError(
+            f"the image of sample key {key!r} (row {row} of {where}) is not the one that was reinforced (BLAKE2b-64 "
+            f"{digest_hex(found)}, recorded {digest_hex(recorded)}): its soft labels belong to another image. {fix}"
+        )
 
 
 class KeyIndex:

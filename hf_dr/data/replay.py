@@ -8,6 +8,7 @@ from typing import Any
 
 import datasets
 import torch
+from PIL import Image
 
 import hf_dr.augment.functional as K
 from hf_dr.augment.functional import IMAGENET_MEAN, IMAGENET_STD
@@ -25,8 +26,11 @@ __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ReinforcedTransform"]
 
 ATTACH_FIX = ("Set the transform with transform.attach(dataset) or "
               "dataset.set_transform(transform, columns=transform.input_columns).")
-_UNREINFORCED_FIX = ("the images and the reinforcements come from different versions of the dataset. Reinforce "
-                     "this dataset or load the source revision that was reinforced.")
+_SKIPPED = ("its image could not be decoded when the run was made (on_bad_image='skip'), so the run gave it no "
+            "records and lists it under 'skipped' in its manifest.json")
+_UNREINFORCED_FIX = ("the images and the reinforcements come from different versions of the dataset, or the run "
+                     f"skipped this row: {_SKIPPED}. Reinforce this dataset or load the source revision that was "
+                     "reinforced; leave skipped rows out of the images (hf_dr.train.inputs.training_data does).")
 
 
 class ReinforcedTransform:
@@ -103,6 +107,7 @@ class ReinforcedTransform:
         self.leftover = leftover
         self.image_column, self.key_column, self.label_column = image_column, key_column, label_column
         self.reinforcements_column = reinforcements_column
+        self.image_mode = self.description.image_mode if self.description is not None else None
         self.num_classes = _num_classes(self.description, num_classes, class_count(reinforcements, label_column))
         table = reinforcements.flatten_indices() if reinforcements._indices is not None else reinforcements
         self._table = table.select_columns([key_column, reinforcements_column])
@@ -168,7 +173,8 @@ class ReinforcedTransform:
         """
         records = self._records_of(key) if records is None else records
         if len(records) == 0:
-            raise DataMismatchError(f"sample key {key!r} holds no reinforcement records")
+            raise DataMismatchError(f"sample key {key!r} holds no reinforcement records: {_SKIPPED}. Leave such rows "
+                                    "out (hf_dr.load_reinforcements does).")
         index = choose_index(len(records), self.seed, self.epoch, key) if index is None else index
         stored = records[index]
         stored = stored.as_py() if hasattr(stored, "as_py") else stored
@@ -182,9 +188,24 @@ class ReinforcedTransform:
         read (a self-contained stream's rows hold their own), else they are looked up by key (see :meth:`record`).
         """
         record = self.record(key, index, records)
-        augmented = self.policy.apply(image, record["params"], self.size, self.partner_for(record))
+        partner = self.partner_for(record)
+        partner = None if partner is None else self.as_teacher_saw(partner, self.policy.partner_key(record["params"]))
+        augmented = self.policy.apply(self.as_teacher_saw(image, key), record["params"], self.size, partner)
         target = densify(record["ids"], record["probs"], self.num_classes, self.leftover)
         return K.normalize(augmented, self.mean, self.std), target
+
+    def as_teacher_saw(self, image: Any, key: str) -> Any:
+        """``image`` in the run's recorded image mode (:func:`hf_dr.augment.functional.convert_mode`), as the teacher
+        saw it. Runs that recorded no mode (before hf-dr recorded it) converted by :func:`~hf_dr.augment.functional.
+        to_pil`'s default, except 16-bit and other wide images, which their teacher saw clipped: those are refused."""
+        if self.image_mode is not None:
+            return K.to_pil(image, self.image_mode)
+        if isinstance(image, Image.Image) and image.mode in K.WIDE_MODES:
+            raise DataMismatchError(
+                f"sample key {key!r} has a {image.mode!r} image, and these reinforcements record no image mode (made "
+                "before hf-dr recorded one): their teacher saw it clipped to 8 bits by Pillow (most such images turn "
+                "white), which no replay reproduces. Reinforce the dataset again with this hf-dr (it rescales them).")
+        return image
 
     def _records_of(self, key: str) -> Any:
         """The Arrow list of ``key``'s stored records: only this row is read, no other row is formatted."""

@@ -1,4 +1,5 @@
-"""The declared schema of reinforced datasets: a key and N records of (params, top-k ids, top-k probs)."""
+"""The declared schema of reinforced datasets: a key and N records of (params, top-k ids, top-k probs); the shards of
+a run keyed by a column or by path also hold each image's digest (:data:`DIGEST_COLUMN`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,18 @@ from hf_dr.augment.policy import AugmentationPolicy
 
 KEY_COLUMN = "key"
 REINFORCEMENTS_COLUMN = "reinforcements"
+DIGEST_COLUMN = "image_digest"  # hf_dr.data.keys.image_digest of the row's encoded image, 8 bytes
+
+
+def digest_feature() -> datasets.Value:
+    """The feature of :data:`DIGEST_COLUMN`: an 8-byte BLAKE2b of the image bytes as a signed 64-bit integer
+    (:func:`hf_dr.data.keys.bytes_digest`). Runs keyed by content store none: their key is a (16-byte) digest already.
+
+    Example:
+        >>> digest_feature()
+        Value('int64')
+    """
+    return datasets.Value("int64")
 
 
 def class_id_dtype(num_classes: int) -> str:

@@ -1,7 +1,8 @@
 """The source dataset of a reinforcement run: loading it, checking its columns, and reading its keys and sizes.
 
-Keys come from a key column or, without one, from a hash of each image's encoded bytes
-(:func:`hf_dr.data.keys.content_key`); never from row positions. Image sizes are read from file headers.
+Keys come from a key column, the image file's name (``key_from="path"``) or, by default, a hash of each image's
+encoded bytes (see :mod:`hf_dr.data.keys`); never from row positions. Image sizes are read from file headers, image
+digests (:func:`check_image_digests`) from the encoded bytes.
 """
 
 from __future__ import annotations
@@ -13,10 +14,21 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import datasets
+import pyarrow.compute as pc
 from PIL import Image
 
-from hf_dr.data.keys import content_key, image_bytes
-from hf_dr.errors import DataMismatchError, InvalidConfigError, MissingColumnError
+from hf_dr.data.keys import (
+    content_key,
+    digest_positions,
+    image_bytes,
+    image_digest,
+    missing_path,
+    path_key,
+    refuse_changed_image,
+    resolve_key_source,
+)
+from hf_dr.data.schema import DIGEST_COLUMN
+from hf_dr.errors import DataMismatchError, InvalidConfigError, MissingColumnError, SourceNotFoundError
 
 EXIF_ORIENTATION = 0x0112
 _TRANSPOSED_ORIENTATIONS = {5, 6, 7, 8}  # rotated by 90 degrees: datasets' exif_transpose swaps width and height
@@ -27,9 +39,14 @@ def load_source(
 ) -> datasets.Dataset:
     """Loads one split from a Hub id, a local folder (imagefolder, Parquet, ``save_to_disk``) or a Parquet file.
 
+    A missing path that looks local (starts with ``/``, ``.`` or ``~``, or has more separators than ``org/name``) is
+    refused as such; anything else that is not on disk is looked up on the Hub, and :class:`SourceNotFoundError`
+    says that both were tried.
+
     Example:
         >>> ds = load_source("path/to/imagefolder", split="train")  # doctest: +SKIP
     """
+    path = os.path.expanduser(path)
     if os.path.isdir(path) and os.path.exists(os.path.join(path, "state.json")):
         return datasets.load_from_disk(path)
     if os.path.isdir(path) and os.path.exists(os.path.join(path, "dataset_dict.json")):
@@ -37,7 +54,34 @@ def load_source(
     if os.path.isfile(path):
         builder = "parquet" if path.endswith(".parquet") else os.path.splitext(path)[1].lstrip(".")
         return datasets.load_dataset(builder, data_files={split: path}, split=split)
-    return datasets.load_dataset(path, name, split=split, revision=revision)
+    if os.path.isdir(path) or not _looks_local(path):
+        return _load_dataset(path, name, split, revision)
+    raise SourceNotFoundError(
+        f"the dataset {path!r} does not exist: no file or folder {os.path.abspath(path)!r}. Check the path "
+        "(--dataset), or pass a Hub dataset id (org/name)."
+    )
+
+
+def _looks_local(path: str) -> bool:
+    return path.startswith((".", "~", os.sep)) or path.count("/") > 1 or bool(os.altsep and os.altsep in path)
+
+
+def _load_dataset(path: str, name: str | None, split: str, revision: str | None) -> datasets.Dataset:
+    """``datasets.load_dataset`` of a local folder or a Hub id; for an id the Hub lacks or that cannot be reached,
+    :class:`SourceNotFoundError` saying that neither a local path nor the Hub has it."""
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        return datasets.load_dataset(path, name, split=split, revision=revision)
+    except (FileNotFoundError, ConnectionError, HFValidationError) as err:  # DatasetNotFoundError is one
+        if os.path.exists(path):
+            raise
+        reason = " ".join(str(err).split())[:300] or type(err).__name__
+        raise SourceNotFoundError(
+            f"the dataset {path!r} is neither a local file or folder (no {os.path.abspath(path)!r}) nor a dataset "
+            f"loadable from the Hub ({reason}). Check the spelling and path (--dataset), and for a Hub id your "
+            "network and login (`hf auth login`) if the dataset is private or gated."
+        ) from err
 
 
 def source_info(dataset: datasets.Dataset, path: str | None = None, split: str | None = None,
@@ -125,32 +169,92 @@ def column_values(dataset: datasets.Dataset, column: str) -> list[Any]:
     return list(_cells(dataset, column))
 
 
-def scan_keys(dataset: datasets.Dataset, image_column: str, key_column: str | None = None) -> list[str]:
-    """Every row's key (the key column as text, else a content hash of the image bytes); duplicates are refused.
+def scan_keys(dataset: datasets.Dataset, image_column: str, key_column: str | None = None,
+              key_from: str | None = None) -> list[str]:
+    """Every row's key; duplicates are refused naming both rows.
+
+    Args:
+        dataset (`datasets.Dataset`): the rows.
+        image_column (`str`): the image column (read for file names and content keys).
+        key_column (`str`, *optional*): the key column (its values as text).
+        key_from (`str`, *optional*): the key source (:data:`hf_dr.data.keys.KEY_SOURCES`): ``"path"`` keys each row
+            by the file name of its image cell's stored path (:func:`hf_dr.data.keys.path_key`), ``"content"`` by a
+            hash of the image bytes; by default ``"column"`` with a key column, else ``"content"``. Pass a run's
+            recorded ``columns["key_source"]`` to recompute its keys.
 
     Example:
         >>> ds = datasets.Dataset.from_dict({"image": [None, None], "id": ["a", "b"]})
         >>> scan_keys(ds, "image", key_column="id")
         ['a', 'b']
+        >>> files = datasets.Dataset.from_dict({"image": [{"bytes": None, "path": "/data/train/n01_1.JPEG"}]},
+        ...                                    features=datasets.Features({"image": datasets.Image()}))
+        >>> scan_keys(files, "image", key_from="path")
+        ['n01_1.JPEG']
     """
-    if key_column is not None:
+    source = resolve_key_source(key_column, key_from)
+    if source == "column":
+        check_columns(dataset, role="source dataset", key_column=key_column)
         keys = [str(k) for k in _cells(dataset, key_column)]
+    elif source == "path":
+        check_columns(dataset, role="source dataset", image_column=image_column)
+        image_feature(dataset, image_column)  # the path is a field of the Image cells
+        keys = _path_keys(dataset, image_column)
     else:
+        check_columns(dataset, role="source dataset", image_column=image_column)
         keys = [content_key(cell) for cell in _cells(encoded_images(dataset, image_column), image_column)]
-    _refuse_duplicates(keys, key_column)
+    _refuse_duplicates(keys, source, key_column)
     return keys
 
 
-def _refuse_duplicates(keys: Sequence[str], key_column: str | None) -> None:
+def _path_keys(dataset: datasets.Dataset, image_column: str, batch_size: int = 4096) -> list[str]:
+    """The file names of the stored paths, read from the Arrow ``path`` field only (the bytes are not copied)."""
+    keys: list[str] = []
+    for batch in dataset.select_columns([image_column]).with_format("arrow").iter(batch_size=batch_size):
+        for path in pc.struct_field(batch.column(image_column), "path").to_pylist():
+            if not path:
+                raise missing_path(len(keys), image_column)
+            keys.append(path_key(path))
+    return keys
+
+
+_DUPLICATES = {  # key source: (where the key came from, the fix)
+    "column": ("column {column!r}", "Deduplicate the dataset or pass a key column with unique values (key_column= / "
+                                    "--key-column)."),
+    "content": ("the image bytes (identical images)", "Key the rows by file name (key_from='path' / --key-from path) "
+                "when the images come from files, pass a key column with unique values (key_column= / --key-column), "
+                "or deduplicate the dataset."),
+    "path": ("the image file names (key_from='path')", "Pass a key column with unique values (key_column= / "
+             "--key-column), e.g. the path relative to the dataset root, or rename the files."),
+}
+
+
+def _refuse_duplicates(keys: Sequence[str], source: str, key_column: str | None) -> None:
     first: dict[str, int] = {}
     for row, key in enumerate(keys):
         if key in first:
-            source = f"column {key_column!r}" if key_column else "the image bytes (identical images)"
-            raise DataMismatchError(
-                f"sample keys must be unique, but rows {first[key]} and {row} share the key {key!r} from {source}. "
-                "Deduplicate the dataset or pass a key column with unique values (key_column= / --key-column)."
-            )
+            where, fix = _DUPLICATES[source]
+            raise DataMismatchError(f"sample keys must be unique, but rows {first[key]} and {row} share the key "
+                                    f"{key!r} from {where.format(column=key_column)}. {fix}")
         first[key] = row
+
+
+def keyed(dataset: datasets.Dataset, image_column: str, key_column: str | None, key_from: str | None, name: str
+          ) -> tuple[datasets.Dataset, list[str]]:
+    """``dataset`` with a column of its keys (:func:`scan_keys`), and the keys: column keys are the key column
+    itself; file names and content hashes are added as column ``name`` (replacing a column of that name).
+
+    Example:
+        >>> ds = datasets.Dataset.from_dict({"image": [{"bytes": None, "path": "a/1.png"}]},
+        ...                                 features=datasets.Features({"image": datasets.Image()}))
+        >>> keyed(ds, "image", None, "path", "key")[0].column_names
+        ['image', 'key']
+    """
+    keys = scan_keys(dataset, image_column, key_column, key_from)
+    if resolve_key_source(key_column, key_from) == "column":
+        return dataset, keys
+    if name in dataset.column_names:
+        dataset = dataset.remove_columns([name])
+    return dataset.add_column(name, keys), keys
 
 
 def keys_sha256(keys: Sequence[str]) -> str:
@@ -173,3 +277,55 @@ def header_size(cell: Any) -> tuple[int, int]:
 def scan_sizes(dataset: datasets.Dataset, image_column: str) -> list[tuple[int, int]]:
     """Every row's image ``(height, width)``, read from the file headers (no full decode)."""
     return [header_size(cell) for cell in _cells(encoded_images(dataset, image_column), image_column)]
+
+
+def scan_digests(dataset: datasets.Dataset, image_column: str, rows: Sequence[int] | None = None) -> list[int]:
+    """:func:`hf_dr.data.keys.image_digest` of every row's encoded image (or of ``rows``, in that order).
+
+    Example:
+        >>> ds = datasets.Dataset.from_dict({"image": [{"bytes": b"abc", "path": None}]},
+        ...                                 features=datasets.Features({"image": datasets.Image()}))
+        >>> scan_digests(ds, "image")
+        [-2829645022057097895]
+    """
+    images = encoded_images(dataset, image_column)
+    images = images if rows is None else images.select(rows)
+    return [image_digest(cell) for cell in _cells(images, image_column)]
+
+
+def check_image_digests(dataset: datasets.Dataset, image_column: str, keys: Sequence[str],
+                        reinforced: datasets.Dataset, key_name: str, verify_images: str = "sample",
+                        where: str = "the source", fix: str = "") -> int:
+    """Refuses an image of ``dataset`` that is not the one reinforced under its key; returns the images compared.
+
+    ``reinforced``'s :data:`~hf_dr.data.schema.DIGEST_COLUMN` (stored by runs keyed by a column or by path) is
+    compared, key by key, with the digests of ``dataset``'s images: for the rows
+    :func:`hf_dr.data.keys.digest_positions` picks (``verify_images``: ``"sample"``, ``"full"`` or ``"off"``).
+    Keys absent from ``dataset`` are skipped (their absence is the caller's check). A run without digests (keyed by
+    content: the key is the digest) compares nothing.
+
+    Args:
+        dataset (`datasets.Dataset`): the images; ``keys`` are its rows' keys.
+        reinforced (`datasets.Dataset`): the reinforcement table, with ``key_name`` and the digests.
+        where, fix (`str`): what ``dataset`` is and how to fix a changed image, for the error message.
+
+    Example:
+        >>> images = datasets.Dataset.from_dict({"image": [{"bytes": b"new", "path": None}]},
+        ...                                     features=datasets.Features({"image": datasets.Image()}))
+        >>> table = datasets.Dataset.from_dict({"key": ["a"], DIGEST_COLUMN: [image_digest({"bytes": b"old"})]})
+        >>> check_image_digests(images, "image", ["a"], table, "key", fix="Load the reinforced version.")
+        Traceback (most recent call last):
+        ...
+        hf_dr.errors.DataMismatchError: the image of sample key 'a' (row 0 of the source) is not the one that was...
+    """
+    positions = digest_positions(len(reinforced), verify_images)
+    if DIGEST_COLUMN not in reinforced.column_names or not positions:
+        return 0
+    table = reinforced.select_columns([key_name, DIGEST_COLUMN]).with_format("arrow")[positions]
+    rows = {key: row for row, key in enumerate(keys)}
+    recorded = zip(table.column(0).to_pylist(), table.column(1).to_pylist(), strict=True)
+    pairs = sorted((rows[key], key, digest) for key, digest in recorded if key in rows)
+    found = scan_digests(dataset, image_column, [row for row, _, _ in pairs])
+    for (row, key, digest), digest_found in zip(pairs, found, strict=True):
+        refuse_changed_image(key, row, where, digest_found, digest, fix)
+    return len(pairs)

@@ -3,6 +3,9 @@ labels (the baseline that reinforced data is compared with) and evaluation.
 
 Both return ``pixel_values`` (normalised ``float32 [C, H, W]``) and integer ``labels``, the batch layout of
 :class:`hf_dr.ReinforcedTransform`, so one training loop serves plain, reinforced and online-distillation runs.
+With ``image_mode`` ("RGB" or "L") every image is converted to it first
+(:func:`hf_dr.augment.functional.convert_mode`), so a dataset mixing grayscale, RGB, CMYK, palette or 16-bit images
+gives batches of one shape; without it grayscale stays one channel and other modes become RGB.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ _PLAIN_STREAM = 1  # separates the plain baseline's draws from any other use of 
 
 class _ImageTransform:
     def __init__(self, size: int | Sequence[int], mean: Sequence[float], std: Sequence[float], image_column: str,
-                 label_column: str) -> None:
+                 label_column: str, image_mode: str | None = None) -> None:
+        self.image_mode = K.check_image_mode(image_mode)
         self.size = (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
         self.mean, self.std = tuple(mean), tuple(std)
         self.image_column, self.label_column = image_column, label_column
@@ -86,6 +90,8 @@ class AugmentTransform(_ImageTransform):
         size (`int` or `tuple[int, int]`, *optional*, defaults to 224): output resolution.
         mean, std (`tuple[float, ...]`, *optional*): normalisation, ImageNet's by default.
         seed (`int`, *optional*, defaults to 0): seed of the augmentation draws.
+        image_mode (`str`, *optional*): ``"RGB"`` or ``"L"``, the mode every image is converted to (see the module
+            docstring); use the reinforcement run's for a like-for-like comparison.
 
     Example:
         >>> from hf_dr import AugmentTransform
@@ -104,8 +110,9 @@ class AugmentTransform(_ImageTransform):
         image_column: str = "image",
         label_column: str = "label",
         key_column: str = KEY_COLUMN,
+        image_mode: str | None = None,
     ) -> None:
-        super().__init__(size, mean, std, image_column, label_column)
+        super().__init__(size, mean, std, image_column, label_column, image_mode)
         self.policy = as_policy(policy)
         if self.policy.needs_partner:
             raise InvalidConfigError(
@@ -121,7 +128,7 @@ class AugmentTransform(_ImageTransform):
         return {**super().column_options, "key_column": self.key_column}
 
     def _image(self, row: int, batch: dict[str, list[Any]]) -> torch.Tensor:
-        image = K.to_pil(batch[self.image_column][row])
+        image = K.to_pil(batch[self.image_column][row], self.image_mode)
         generator = generator_for(self.seed, self.epoch, batch[self.key_column][row], _PLAIN_STREAM)
         params = self.policy.sample_params((image.height, image.width), generator)
         return self.policy.apply(image, params, self.size)
@@ -134,6 +141,15 @@ class EvalTransform(_ImageTransform):
         size (`int` or `tuple[int, int]`, *optional*, defaults to 224): output resolution.
         mean, std (`tuple[float, ...]`, *optional*): normalisation, ImageNet's by default.
         data_config (`dict`, *optional*): a timm data config (``input_size``, ``mean``, ``std``) overriding the above.
+        image_mode (`str`, *optional*): ``"RGB"`` or ``"L"``, the mode every image is converted to (see the module
+            docstring): the training data's.
+
+    Example:
+        >>> from PIL import Image
+        >>> transform = EvalTransform(size=8, image_mode="RGB")
+        >>> batch = transform({"image": [Image.new("L", (16, 16)), Image.new("CMYK", (16, 16))], "label": [0, 1]})
+        >>> [tuple(p.shape) for p in batch["pixel_values"]]
+        [(3, 8, 8), (3, 8, 8)]
     """
 
     def __init__(
@@ -144,13 +160,14 @@ class EvalTransform(_ImageTransform):
         data_config: dict[str, Any] | None = None,
         image_column: str = "image",
         label_column: str = "label",
+        image_mode: str | None = None,
     ) -> None:
         if data_config is not None:
             size, mean, std = data_config["input_size"][1:], data_config["mean"], data_config["std"]
-        super().__init__(size, mean, std, image_column, label_column)
+        super().__init__(size, mean, std, image_column, label_column, image_mode)
 
     def _image(self, row: int, batch: dict[str, list[Any]]) -> torch.Tensor:
-        image = K.to_tensor(batch[self.image_column][row])
+        image = K.to_tensor(batch[self.image_column][row], self.image_mode)
         if tuple(image.shape[-2:]) == self.size:
             return image
         return TF.resize(image, list(self.size), antialias=True)

@@ -44,7 +44,9 @@ class Builder:
         revision (`str`, *optional*): the source revision (branch, tag or commit); the Hub's default branch if None.
         config_name (`str`, *optional*): the source's configuration name.
         eval_split (`str`, *optional*): held-out split for evaluating fine-tuned teachers.
-        key_column (`str`, *optional*): a unique key column; None keys rows by a hash of the image bytes.
+        key_column (`str`, *optional*): a unique key column; None keys rows by ``key_from``.
+        key_from (`str`, *optional*): without a key column, ``"path"`` keys rows by the image file's name as
+            ``datasets`` stores it (:func:`hf_dr.data.keys.path_key`); None or ``"content"`` by a hash of the bytes.
         class_names (`tuple[str, ...]`, *optional*): the label names, in label order.
         teacher (`tuple[str, ...]`): pinned timm ``arch.tag`` names of the ensemble; empty when the teacher must be
             fine-tuned on the source first (see ``teacher_base``).
@@ -73,6 +75,7 @@ class Builder:
     config_name: str | None = None
     eval_split: str | None = None
     key_column: str | None = None
+    key_from: str | None = None
     class_names: tuple[str, ...] | None = None
     teacher: tuple[str, ...] = ()
     teacher_base: str | None = None
@@ -164,7 +167,7 @@ class Builder:
         """
         return {"policy": self.policy, "num_samples": self.num_samples, "topk": self.topk, "seed": self.seed,
                 "image_column": self.image_column, "label_column": self.label_column,
-                "key_column": self.key_column, "source": self.source()}
+                "key_column": self.key_column, "key_from": self.key_from, "source": self.source()}
 
     def card_options(self) -> dict[str, Any]:
         """Keyword arguments of :func:`hf_dr.push_to_hub` this recipe fixes: ``layout``, ``license``,

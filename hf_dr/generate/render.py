@@ -4,30 +4,49 @@ A worker renders one chunk of the plan (:mod:`hf_dr.generate.plan`): it decodes 
 of each view from ``generator_for(seed, key, index)``, applies them at every teacher view size and converts the
 params to Arrow. Chunks are padded to ``batch_size`` so the teacher always runs on one batch shape; the draws depend
 only on (seed, key, index), so the output does not depend on the number of processes or workers.
+
+Every decoded image is converted to the run's image mode (:func:`hf_dr.augment.functional.convert_mode`), as the
+replay converts it. An image that cannot be decoded raises :class:`CorruptImageError` naming its row, key, file and
+dataset, or with ``on_bad_image="skip"`` its row is reported (``item["skipped"]``) and gets no records: its slots are
+rendered black and dropped (:func:`without_records`), and a view whose drawn mixing partner is such an image is
+stored unmixed. Whether an image decodes depends on its bytes only, so skipping keeps the output independent of the
+number of processes and workers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+import struct
+import zlib
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import datasets
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 from PIL import Image
 
-from hf_dr.augment.functional import to_pil
+from hf_dr.augment.functional import MODE_CHANNELS, WIDE_MODES, check_image_mode, to_pil
 from hf_dr.augment.ops import PartnerPool
 from hf_dr.augment.policy import AugmentationPolicy
 from hf_dr.augment.registry import policy_from_config
 from hf_dr.augment.seeding import generator_for
 from hf_dr.data.keys import KeyIndex
-from hf_dr.errors import InvalidConfigError
+from hf_dr.data.schema import REINFORCEMENTS_COLUMN
+from hf_dr.data.sources import header_size
+from hf_dr.errors import CorruptImageError, InvalidConfigError
 from hf_dr.generate.plan import Chunk
-from hf_dr.generate.teacher import ViewSpec
+from hf_dr.generate.run_config import ReinforceConfig
+from hf_dr.generate.teacher import MemberSpec, Teacher, ViewSpec
 
 TENSOR_INTERPOLATIONS = ("nearest", "nearest-exact", "bilinear", "bicubic")
+BAD_IMAGE_CHOICES = ("raise", "skip")
+# what Pillow raises for undecodable bytes (OSError covers truncated files and unidentified formats)
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, Image.DecompressionBombError)
+SKIP_FIX = ("pass on_bad_image='skip' (--on-bad-image skip) to reinforce the other rows: skipped rows get no records "
+            "and are listed with their error under 'skipped' in the run's manifest.json")
 
 
 def policy_for_view(policy: AugmentationPolicy, interpolation: str) -> AugmentationPolicy:
@@ -59,6 +78,9 @@ class ViewRenderer(torch.utils.data.Dataset):
         seed (`int`): the run seed.
         batch_size (`int`): chunks are padded to this many views.
         partners (`PartnerPool`, *optional*): every key and image size, for mixing policies.
+        image_mode (`str`, *optional*): the run's image mode ("RGB" or "L"); None keeps :func:`to_pil`'s default.
+        on_bad_image (`str`, *optional*, defaults to ``"raise"``): ``"raise"`` or ``"skip"`` (module docstring).
+        source (`str`, *optional*, defaults to ``"the dataset"``): the dataset's name in error messages.
     """
 
     def __init__(
@@ -72,7 +94,12 @@ class ViewRenderer(torch.utils.data.Dataset):
         seed: int,
         batch_size: int,
         partners: PartnerPool | None = None,
+        image_mode: str | None = None,
+        on_bad_image: str = "raise",
+        source: str = "the dataset",
     ) -> None:
+        self.image_mode, self.on_bad_image, self.source = check_image_mode(image_mode), on_bad_image, source
+        check_bad_image_choice(on_bad_image)
         self.images, self.image_feature, self.keys = images, image_feature, keys
         self.column = images.column_names[0]
         self.chunks, self.policy, self.views = list(chunks), policy, list(views)
@@ -89,32 +116,188 @@ class ViewRenderer(torch.utils.data.Dataset):
         # NumPy buffers: copying Pillow's HWC pixels into CHW is single-threaded and fast in NumPy, while torch may
         # hand the small strided copy to OpenMP threads (slow on a busy CPU, and in the main process with 0 workers)
         batches = [np.zeros((self.batch_size, v.channels, v.height, v.width), dtype=np.uint8) for v in self.views]
-        cache: dict[int, Image.Image] = {}
+        cache: dict[int, Image.Image | None] = {}
+        errors: dict[int, str] = {}
         params_out = []
         for slot, (row, index) in enumerate(chunk.views()):
-            image = self._image(row, cache)
+            image = self._image(row, cache, errors)
+            if image is None:  # skipped: the slot stays black, its record is dropped
+                params_out.append(None)
+                continue
             generator = generator_for(self.seed, self.keys[row], index)
             params = self.policy.sample_params((image.height, image.width), generator, self.partners)
-            partner = self._partner(params, cache)
+            partner = self._partner(params, cache, errors)
             for batch, spec, policy in zip(batches, self.views, self.view_policies, strict=True):
                 batch[slot] = render_view(policy, image, params, spec, partner).numpy()
             params_out.append(self.policy.encode(params))
         views = [torch.from_numpy(batch) for batch in batches]
-        return {"chunk": i, "views": views, "params": pa.array(params_out, type=self.params_type)}
+        skipped = {row: errors[row] for row, _ in chunk.views() if row in errors}  # the chunk's own rows only
+        return {"chunk": i, "views": views, "params": pa.array(params_out, type=self.params_type),
+                "skipped": skipped}
 
-    def _image(self, row: int, cache: dict[int, Image.Image]) -> Image.Image:
+    def _image(self, row: int, cache: dict[int, Image.Image | None], errors: dict[int, str]) -> Image.Image | None:
+        """Row ``row``'s image in the run's mode; None for an image skipped as undecodable."""
         if row not in cache:
-            cache[row] = to_pil(self.image_feature.decode_example(self.images[row][self.column]))
+            cell = self.images[row][self.column]
+            try:
+                cache[row] = decode_image(self.image_feature, cell, self.image_mode)
+            except InvalidConfigError as err:  # the column's feature, not the image: never skipped
+                raise InvalidConfigError(f"{describe_row(row, self.keys[row], cell, self.source)}: {err}") from err
+            except DECODE_ERRORS as err:
+                where = describe_row(row, self.keys[row], cell, self.source)
+                if self.on_bad_image == "raise":
+                    raise CorruptImageError(f"cannot decode the image of {where}: {error_text(err)}. Repair or "
+                                            f"remove that row, or {SKIP_FIX}.") from err
+                cache[row], errors[row] = None, error_text(err)
         return cache[row]
 
-    def _partner(self, params: dict[str, Any], cache: dict[int, Image.Image]) -> Image.Image | None:
+    def _partner(self, params: dict[str, Any], cache: dict[int, Image.Image | None], errors: dict[int, str]
+                 ) -> Image.Image | None:
+        """The partner image of ``params``; a skipped partner turns ``params`` into an unmixed record (in place)."""
         key = self.policy.partner_key(params)
         if key is None:
             return None
         if self._partner_rows is None:
             self._partner_rows = KeyIndex(self.keys, where="the reinforced dataset",
                                           fix="mixing partners must be drawn from the dataset's own keys.")
-        return self._image(self._partner_rows.row(key), cache)
+        partner = self._image(self._partner_rows.row(key), cache, errors)
+        if partner is None:
+            identity = {op.name: op.identity() for op in self.policy.base_ops}
+            params[self.policy.mixing.name] = {**self.policy.mixing.identity(), "partner": identity}
+        return partner
+
+
+def check_bad_image_choice(on_bad_image: str) -> str:
+    """``on_bad_image`` if it is one of :data:`BAD_IMAGE_CHOICES`, else :class:`InvalidConfigError`."""
+    if on_bad_image not in BAD_IMAGE_CHOICES:
+        raise InvalidConfigError(
+            f"on_bad_image should be one of {list(BAD_IMAGE_CHOICES)}, but got {on_bad_image!r} instead.")
+    return on_bad_image
+
+
+def decode_image(feature: datasets.Image, cell: Any, image_mode: str | None = None) -> Image.Image:
+    """An encoded cell decoded as ``datasets`` decodes it (``feature``), fully loaded and in ``image_mode``.
+
+    A feature with a ``mode`` converts with Pillow, which clips 16-bit and other wide images to 8 bits (most turn
+    white): such an image is refused with :class:`InvalidConfigError` rather than reinforced white.
+    """
+    image = datasets.Image().decode_example(_nonempty(cell))  # as the feature decodes, before its mode conversion
+    if feature.mode and feature.mode != image.mode:
+        if image.mode in WIDE_MODES:
+            raise InvalidConfigError(
+                f"the column's feature datasets.Image(mode={feature.mode!r}) converts this {image.mode!r} image with "
+                "Pillow, which clips it to 8 bits (16-bit photos turn white); cast the column to datasets.Image() "
+                "(dataset.cast_column(column, datasets.Image())) and let image_mode convert it")
+        image = image.convert(feature.mode)
+    return to_pil(image, image_mode)
+
+
+def error_text(err: BaseException) -> str:
+    """``"OSError: image file is truncated"``: the error's type and message, without the memory addresses Pillow
+    puts in some (``<_io.BytesIO object at 0x7f...>``), so the text recorded for a row is the same in every run."""
+    return f"{type(err).__name__}: {re.sub(r' at 0x[0-9a-fA-F]+', '', str(err))}"
+
+
+def describe_row(row: int, key: str, cell: Any, source: str) -> str:
+    """``row 7 (key 'a', file 'a.jpg') of <source>``, for error messages."""
+    path = cell.get("path") if isinstance(cell, dict) else None
+    return f"row {row} (key {key!r}{f', file {path!r}' if path else ''}) of {source}"
+
+
+def describe_source(info: dict[str, Any]) -> str:
+    """A run's dataset in words, from its recorded ``dataset`` info: ``dataset 'x' (split 'train')``."""
+    ident, split = info.get("id"), info.get("split")
+    name = f"dataset {ident!r}" if ident else f"the dataset being reinforced (fingerprint {info.get('fingerprint')!r})"
+    return f"{name}{f' (split {split!r})' if split else ''}"
+
+
+def partner_sizes(images: datasets.Dataset, keys: Sequence[str], on_bad_image: str = "raise",
+                  source: str = "the dataset") -> list[tuple[int, int]]:
+    """Every row's image ``(height, width)`` from its file header, for a mixing policy's partner draws.
+
+    An unreadable header raises :class:`CorruptImageError` naming the row, or with ``on_bad_image="skip"`` gives
+    ``(1, 1)``: such a partner is never mixed in (the view is stored unmixed, see :class:`ViewRenderer`).
+    """
+    column, sizes = images.column_names[0], []
+    for batch in images.with_format("arrow").iter(batch_size=1024):
+        for cell in batch.column(column).to_pylist():
+            row = len(sizes)
+            try:
+                sizes.append(header_size(_nonempty(cell)))
+            except DECODE_ERRORS as err:
+                if on_bad_image == "raise":
+                    raise CorruptImageError(
+                        f"cannot read the image header of {describe_row(row, keys[row], cell, source)}: "
+                        f"{error_text(err)}. Repair or remove that row, or {SKIP_FIX}.") from err
+                sizes.append((1, 1))
+    return sizes
+
+
+def _nonempty(cell: Any) -> Any:
+    if cell is None or (isinstance(cell, dict) and cell.get("bytes") is None and cell.get("path") is None):
+        raise CorruptImageError("the row holds no image (the cell is empty)")
+    return cell
+
+
+def default_image_mode(channels: Sequence[int]) -> str:
+    """The image mode of a run whose teacher reads views of these channel counts: "L" when every view has one
+    channel, else "RGB" (one-channel members of a mixed ensemble read the RGB view averaged, see
+    :func:`fit_channels`).
+
+    Example:
+        >>> default_image_mode([1]), default_image_mode([3, 1])
+        ('L', 'RGB')
+    """
+    return "L" if channels and all(c == MODE_CHANNELS["L"] for c in channels) else "RGB"
+
+
+def resolve_image_mode(teacher: Any, image_mode: str | None, output_dir: str | None,
+                       load: Callable[[], Teacher]) -> tuple[Any, str]:
+    """The teacher and the run's image mode: the one given, else :func:`default_image_mode` of the teacher's view
+    channels, known from a loaded :class:`Teacher` or from members whose spec sets ``input_size``; else the mode
+    recorded by the run in ``output_dir`` (a resumed run, whose teacher is then checked against the recorded one);
+    else the teacher is loaded now (``load``) to read its views.
+
+    Args:
+        teacher (`Teacher` or member specs): what :func:`hf_dr.reinforce` was given.
+        image_mode (`str`, *optional*): the mode asked for.
+        output_dir (`str`, *optional*): the folder of a run being resumed (None: a new run).
+        load (`Callable`): loads the teacher.
+    """
+    if image_mode is not None:
+        return teacher, image_mode
+    if isinstance(teacher, Teacher):
+        return teacher, default_image_mode([view.channels for view in teacher.views])
+    specs = [MemberSpec.parse(s) for s in ([teacher] if isinstance(teacher, (str, MemberSpec, dict)) else teacher)]
+    if all(spec.input_size for spec in specs):
+        return teacher, default_image_mode([spec.input_size[0] for spec in specs])
+    existing = ReinforceConfig.load(output_dir) if output_dir is not None else None
+    if existing is not None and existing.image_mode is not None:
+        return teacher, existing.image_mode
+    loaded = load()
+    return loaded, default_image_mode([view.channels for view in loaded.views])
+
+
+def without_records(table: pa.Table, rows: Collection[int]) -> pa.Table:
+    """``table`` (a shard's) with no records in its rows ``rows`` (0-based, within the table): the skipped rows.
+
+    Example:
+        >>> records = pa.array([[{"x": 1}, {"x": 2}], [{"x": 3}, {"x": 4}]])
+        >>> table = without_records(pa.table({"key": ["a", "b"], REINFORCEMENTS_COLUMN: records}), [0])
+        >>> table.column(REINFORCEMENTS_COLUMN).to_pylist()
+        [[], [{'x': 3}, {'x': 4}]]
+    """
+    if not rows:
+        return table
+    index = table.schema.get_field_index(REINFORCEMENTS_COLUMN)
+    column = table.column(index).combine_chunks()
+    lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False).astype(np.int64)
+    keep = np.ones(len(lengths), dtype=bool)
+    keep[list(rows)] = False
+    values = pc.list_flatten(column).filter(pa.array(np.repeat(keep, lengths)))
+    offsets = pa.array(np.concatenate([[0], np.cumsum(np.where(keep, lengths, 0))]).astype(np.int32))
+    emptied = pa.ListArray.from_arrays(offsets, values, type=column.type)
+    return table.set_column(index, table.schema.field(index), emptied)
 
 
 def fit_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
@@ -127,7 +310,10 @@ def fit_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
 
 
 def render_view(view_policy: AugmentationPolicy, image: Any, params: dict[str, Any], spec: ViewSpec,
-                partner: Any = None) -> torch.Tensor:
+                partner: Any = None, image_mode: str | None = None) -> torch.Tensor:
     """The ``uint8 [C, H, W]`` view a teacher member reads: ``params`` replayed by the member's ``view_policy`` (see
-    :func:`policy_for_view`) at its size, with its channel count. Generation and ``verify`` both call this."""
+    :func:`policy_for_view`) on the image (and partner) in the run's ``image_mode``, at the member's size, with its
+    channel count. Generation and ``verify`` both call this."""
+    image = to_pil(image, image_mode)
+    partner = None if partner is None else to_pil(partner, image_mode)
     return fit_channels(view_policy.apply(image, params, (spec.height, spec.width), partner), spec.channels)

@@ -5,14 +5,18 @@ shard_size)`` and process ``r`` of ``W`` takes shards ``r, r + W, ...``. Every v
 ``generator_for(seed, key, index)`` and the teacher always runs on padded batches of ``batch_size`` views of one
 shard, so the bytes written do not depend on the number of processes or DataLoader workers. Rerunning the same
 call resumes: finished shards (checked by checksum) are skipped before the teacher is loaded; a folder made with
-another configuration is refused.
+another configuration, or held by another run (:mod:`hf_dr.generate.lock`), is refused.
+
+Every image is converted to one image mode, decided once per run and recorded (``image_mode`` in the config and the
+data's description), so the replay converts it the same way. An image that cannot be decoded stops the run naming
+its row, key and file, or with ``on_bad_image="skip"`` its row gets no records and is listed in the manifest.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -21,10 +25,12 @@ import datasets
 import torch
 from tqdm.auto import tqdm
 
+from hf_dr.augment.functional import check_image_mode
 from hf_dr.augment.ops import PartnerPool
 from hf_dr.augment.policy import AugmentationPolicy
 from hf_dr.augment.registry import as_policy
 from hf_dr.data.description import RunDescription
+from hf_dr.data.keys import resolve_key_source
 from hf_dr.data.schema import KEY_COLUMN
 from hf_dr.data.soft_labels import sparsify
 from hf_dr.data.sources import (
@@ -34,13 +40,22 @@ from hf_dr.data.sources import (
     encoded_images,
     image_feature,
     keys_sha256,
+    scan_digests,
     scan_keys,
-    scan_sizes,
     source_info,
 )
 from hf_dr.errors import InvalidConfigError
+from hf_dr.generate.labels import check_label_range, check_label_type
+from hf_dr.generate.lock import RunLock
 from hf_dr.generate.plan import ChunkPlan, Shard, plan_shards
-from hf_dr.generate.render import ViewRenderer
+from hf_dr.generate.render import (
+    ViewRenderer,
+    check_bad_image_choice,
+    describe_source,
+    partner_sizes,
+    resolve_image_mode,
+    without_records,
+)
 from hf_dr.generate.run_config import ReinforceConfig, library_versions
 from hf_dr.generate.shard_table import ShardTable, output_features
 from hf_dr.generate.storage import (
@@ -51,6 +66,7 @@ from hf_dr.generate.storage import (
     write_shard,
 )
 from hf_dr.generate.teacher import MemberSpec, Teacher, create_teacher
+from hf_dr.generate.weights import changed_weights, refuse_other_weights
 
 logger = logging.getLogger(__name__)
 TeacherLike = Teacher | str | MemberSpec | dict[str, Any] | Sequence[str | MemberSpec | dict[str, Any]]
@@ -79,6 +95,9 @@ def reinforce(
     image_column: str = "image",
     label_column: str | None = "label",
     key_column: str | None = None,
+    key_from: str | None = None,
+    image_mode: str | None = None,
+    on_bad_image: str = "raise",
     shard_size: int = 1000,
     batch_size: int = 128,
     num_workers: int | None = None,
@@ -101,7 +120,21 @@ def reinforce(
         seed (`int`): seed of every draw, with the sample key and the augmentation index.
         output_dir (`str`): where the shards, ``manifest.json`` and ``reinforce_config.json`` go.
         image_column, label_column, key_column (`str`, *optional*): column names; ``label_column=None`` for unlabelled
-            data; without ``key_column`` the key is a hash of the image bytes.
+            data; without ``key_column`` the key is a hash of the image bytes (or see ``key_from``).
+        key_from (`str`, *optional*): ``"path"`` keys every row by the file name of its image cell's stored path
+            (:func:`hf_dr.data.keys.path_key`; e.g. ``n01440764_10026.JPEG`` on the Hub's ImageNet, whose split holds
+            byte-identical files that content keys refuse); ``"content"`` (the default without ``key_column``) by a
+            hash of the image bytes. Recorded as ``columns["key_source"]``; runs not keyed by content also store an
+            8-byte digest of every image, so a changed image under the same key is refused where it is joined.
+        image_mode (`str`, *optional*): ``"RGB"`` or ``"L"``, the mode every image is converted to for the teacher and
+            for the replay (:func:`hf_dr.augment.functional.convert_mode`: 16-bit images rescaled, transparency
+            dropped, CMYK and palettes to RGB); by default ``"L"`` for a teacher whose members all read one channel,
+            else ``"RGB"``. Recorded in the config and the data's description.
+        on_bad_image (`str`, *optional*, defaults to ``"raise"``): what an image that cannot be decoded (truncated,
+            damaged, empty) does: ``"raise"`` stops the run with :class:`hf_dr.errors.CorruptImageError` naming its
+            row, key and file; ``"skip"`` gives its row no records and lists it (key and error) under ``"skipped"``
+            in ``manifest.json``; :func:`hf_dr.load_reinforcements` then leaves such rows out, with a warning. A run
+            stopped by a bad image resumes with ``"skip"``: its finished shards are kept.
         shard_size (`int`, *optional*, defaults to 1000): rows per shard (the unit of resume).
         batch_size (`int`, *optional*, defaults to 128): views per teacher forward.
         num_workers (`int`, *optional*): DataLoader workers decoding and augmenting; by default 0 on CPU (the
@@ -110,7 +143,8 @@ def reinforce(
         precision (`str`, *optional*, defaults to ``"fp32"``): ``"fp32"``, ``"bf16"`` or ``"fp16"`` autocast (a
             loaded :class:`Teacher` keeps its own).
         channels_last (`bool`, *optional*, defaults to False): channels-last teacher (a loaded one keeps its own).
-        overwrite (`bool`, *optional*, defaults to False): delete a previous run in ``output_dir`` and start over.
+        overwrite (`bool`, *optional*, defaults to False): delete a previous run's files in ``output_dir`` (config,
+            manifest, shards; nothing else) and start over.
         source (`dict`, *optional*): provenance of ``dataset`` (``id``, ``split``, ``revision``) for the config.
         accelerator (`accelerate.Accelerator`, *optional*): defaults to a new one (CPU when no GPU).
         progress (`bool`, *optional*, defaults to True): progress bar on the main process.
@@ -142,27 +176,36 @@ def reinforce(
     accelerator = accelerator or default_accelerator()
     num_workers = default_num_workers(accelerator.device) if num_workers is None else num_workers
     _check_arguments(num_samples, topk, shard_size, batch_size, num_workers)
+    check_image_mode(image_mode)
+    check_bad_image_choice(on_bad_image)
     if isinstance(teacher, Teacher):
         precision, channels_last = teacher.precision, teacher.channels_last
     policy = as_policy(policy)
-    plan = _plan(dataset, teacher, policy, num_samples, topk, seed, output_dir, image_column, label_column,
-                 key_column, shard_size, precision, overwrite, source, accelerator)
-    loaded = None
-    if plan.todo or (accelerator.is_main_process and plan.existing is None):
-        loaded = _load_teacher(teacher, class_count(dataset, label_column), topk, precision, channels_last)
-        _record_teacher(plan, loaded, output_dir)
-    elif plan.existing is not None:
-        plan.config.teacher, plan.config.num_classes = plan.existing.teacher, plan.existing.num_classes
-    if accelerator.is_main_process:
-        _prepare_folder(output_dir, plan.config, overwrite)
-    accelerator.wait_for_everyone()
-    if plan.todo:
-        _generate(dataset, loaded.to(accelerator.device), policy, plan, output_dir, image_column, label_column,
-                  batch_size, num_workers, progress and accelerator.is_main_process)
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        write_manifest(output_dir, plan.shards, plan.config.fingerprint(), num_samples)
-    accelerator.wait_for_everyone()
+    with RunLock(output_dir, owner=accelerator.is_main_process) as lock:  # one run at a time owns the folder
+        accelerator.wait_for_everyone()  # no process reads the folder before its main process owns it
+        teacher, image_mode = resolve_image_mode(teacher, image_mode, None if overwrite else output_dir, lambda: (
+            _load_teacher(teacher, class_count(dataset, label_column), topk, precision, channels_last)))
+        plan = _plan(dataset, teacher, policy, num_samples, topk, seed, output_dir, image_column, label_column,
+                     key_column, shard_size, precision, overwrite, source, accelerator, key_from, image_mode)
+        lock.record(plan.config.fingerprint())
+        check_label_type(dataset, label_column)
+        loaded = None
+        if plan.todo or (accelerator.is_main_process and _teacher_needed(teacher, plan)):
+            loaded = _load_teacher(teacher, class_count(dataset, label_column), topk, precision, channels_last)
+            check_label_range(dataset, label_column, loaded.num_classes)
+            _record_teacher(plan, loaded, output_dir)
+        elif plan.existing is not None:
+            plan.config.teacher, plan.config.num_classes = plan.existing.teacher, plan.existing.num_classes
+        if accelerator.is_main_process:
+            _prepare_folder(output_dir, plan.config, overwrite)
+        accelerator.wait_for_everyone()
+        if plan.todo:
+            _generate(dataset, loaded.to(accelerator.device), policy, plan, output_dir, image_column, label_column,
+                      batch_size, num_workers, progress and accelerator.is_main_process, on_bad_image)
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            write_manifest(output_dir, plan.shards, plan.config.fingerprint(), num_samples)
+        accelerator.wait_for_everyone()
     return output_dir
 
 
@@ -195,17 +238,20 @@ def _member_specs(teacher: TeacherLike) -> list[MemberSpec]:
 
 def _plan(dataset: datasets.Dataset, teacher: TeacherLike, policy: AugmentationPolicy, num_samples: int, topk: int,
           seed: int, output_dir: str, image_column: str, label_column: str | None, key_column: str | None,
-          shard_size: int, precision: str, overwrite: bool, source: dict[str, Any] | None, accelerator: Any) -> _Plan:
+          shard_size: int, precision: str, overwrite: bool, source: dict[str, Any] | None, accelerator: Any,
+          key_from: str | None = None, image_mode: str | None = None) -> _Plan:
     check_columns(dataset, image_column=image_column, label_column=label_column, key_column=key_column)
     image_feature(dataset, image_column)
     if len(dataset) == 0:
         raise InvalidConfigError("the dataset has no rows; nothing to reinforce")
-    keys = scan_keys(dataset, image_column, key_column)
+    key_source = resolve_key_source(key_column, key_from)
+    keys = scan_keys(dataset, image_column, key_column, key_source)
     info = {**source_info(dataset), **(source or {}), "num_rows": len(keys), "keys_sha256": keys_sha256(keys)}
     config = ReinforceConfig(
         policy=policy.config(), num_samples=num_samples, topk=topk, seed=seed, shard_size=shard_size,
         teacher=[{"spec": s.to_dict()} for s in _member_specs(teacher)], precision=precision,
-        columns={"image": image_column, "label": label_column, "key": key_column}, dataset=info,
+        columns={"image": image_column, "label": label_column, "key": key_column, "key_source": key_source},
+        image_mode=image_mode, dataset=info,
         versions=library_versions(),
     )
     existing = None if overwrite else ReinforceConfig.load(output_dir)
@@ -230,47 +276,76 @@ def _load_teacher(teacher: TeacherLike, num_classes: int | None, topk: int, prec
     return teacher
 
 
+def _teacher_needed(teacher: TeacherLike, plan: _Plan) -> bool:
+    """Whether the main process loads the teacher although its shards are done: a new run records it, a finished
+    one checks a given :class:`Teacher` and member weight files that changed since the run (weights.py)."""
+    if plan.existing is None or isinstance(teacher, Teacher):
+        return True
+    return bool(changed_weights(plan.config.teacher, plan.existing.teacher))
+
+
 def _record_teacher(plan: _Plan, teacher: Teacher, output_dir: str) -> None:
     plan.config.teacher, plan.config.num_classes = teacher.describe(), teacher.num_classes
     if plan.existing is not None:
+        refuse_other_weights(plan.config.teacher, plan.existing.teacher, output_dir)
         plan.config.check_compatible(plan.existing, output_dir)
 
 
 def _prepare_folder(output_dir: str, config: ReinforceConfig, overwrite: bool) -> None:
+    """Clears (``overwrite``) and tidies the folder, and writes the config unless it holds this run's already: the
+    main process calls it holding the folder's lock, and never replaces another run's config."""
     os.makedirs(output_dir, exist_ok=True)
     if overwrite:
         clear_run(output_dir)
     remove_temporaries(output_dir)
-    if overwrite or ReinforceConfig.load(output_dir) is None:
+    existing = ReinforceConfig.load(output_dir)
+    if existing is None:
         config.save(output_dir)
+    else:
+        config.check_compatible(existing, output_dir)
 
 
 def _generate(dataset: datasets.Dataset, teacher: Teacher, policy: AugmentationPolicy, plan: _Plan, output_dir: str,
-              image_column: str, label_column: str | None, batch_size: int, num_workers: int, progress: bool) -> None:
+              image_column: str, label_column: str | None, batch_size: int, num_workers: int, progress: bool,
+              on_bad_image: str = "raise") -> None:
     config, device = plan.config, next(teacher.parameters()).device
-    partners = PartnerPool(plan.keys, scan_sizes(dataset, image_column)) if policy.needs_partner else None
+    images, where = encoded_images(dataset, image_column), describe_source(config.dataset)
+    sizes = partner_sizes(images, plan.keys, on_bad_image, where) if policy.needs_partner else None
+    partners = PartnerPool(plan.keys, sizes) if sizes is not None else None
     chunks = ChunkPlan(plan.todo, config.num_samples, batch_size)
-    renderer = ViewRenderer(encoded_images(dataset, image_column), image_feature(dataset, image_column), plan.keys,
-                            chunks, policy, teacher.views, config.seed, batch_size, partners)
+    renderer = ViewRenderer(images, image_feature(dataset, image_column), plan.keys, chunks, policy, teacher.views,
+                            config.seed, batch_size, partners, config.image_mode, on_bad_image, where)
     loader = torch.utils.data.DataLoader(renderer, batch_size=None, num_workers=num_workers,
                                          pin_memory=device.type == "cuda")
     labels = column_values(dataset, label_column) if label_column else None
     key_name = config.columns["key"] or KEY_COLUMN
     label_feature = dataset.features.get(label_column)
+    digests = None if config.columns["key_source"] == "content" else _digests(dataset, image_column)
     features = output_features(policy, config.topk, teacher.num_classes, key_column=key_name,
                                label_column=label_column, label_feature=label_feature,
-                               description=RunDescription.from_run(config.to_dict(), label_feature, key_name))
+                               description=RunDescription.from_run(config.to_dict(), label_feature, key_name),
+                               digest=digests is not None)
     tables: dict[int, ShardTable] = {}
+    skipped: dict[int, dict[int, str]] = {}  # shard index -> {row: decode error}
     total = sum(s.num_rows for s in plan.todo) * config.num_samples
     with torch.inference_mode(), tqdm(total=total, unit="img", disable=not progress, desc="reinforce") as bar:
         for item in loader:
             chunk = chunks[item["chunk"]]
+            skipped.setdefault(chunk.shard.index, {}).update(item["skipped"])
             probs = teacher([v.to(device, non_blocking=True) for v in item["views"]])[: len(chunk)]
             ids, values = sparsify(probs, config.topk)
             table = tables.setdefault(chunk.shard.index, ShardTable(chunk.shard, features, plan.keys, labels,
-                                                                    config.num_samples, teacher.num_classes))
+                                                                    config.num_samples, teacher.num_classes, digests))
             table.add(chunk.start, chunk.stop, item["params"], ids, values)
             if chunk.last:
                 remove_temporaries(output_dir, chunk.shard)
-                write_shard(output_dir, chunk.shard, tables.pop(chunk.shard.index).build(), config.fingerprint())
+                bad = skipped.pop(chunk.shard.index)
+                table = without_records(tables.pop(chunk.shard.index).build(), [r - chunk.shard.start for r in bad])
+                write_shard(output_dir, chunk.shard, table, config.fingerprint(),
+                            [{"row": r, "key": plan.keys[r], "error": bad[r]} for r in sorted(bad)])
             bar.update(len(chunk))
+
+
+def _digests(dataset: datasets.Dataset, image_column: str) -> Callable[[int, int], list[int]]:
+    """The image digests of source rows ``[start, stop)``, for :class:`ShardTable` (read when a shard is built)."""
+    return lambda start, stop: scan_digests(dataset, image_column, range(start, stop))

@@ -2,12 +2,15 @@
 
 Two groups of fields decide the output, and a rerun into the same folder must agree on both:
 
-- *plan* fields, known before any teacher work: policy, N, k, seed, shard size, precision, columns, the rows
-  (count and SHA-256 of their keys) and the teacher members' names. Their hash is the run's :meth:`fingerprint`,
-  stored with every shard.
+- *plan* fields, known before any teacher work: policy, N, k, seed, shard size, precision, columns, the image mode
+  (every image's conversion, on both sides), the rows (count and SHA-256 of their keys) and the teacher members'
+  names. Their hash is the run's :meth:`fingerprint`, stored with every shard (configs written before the image mode
+  was recorded have none, and keep their fingerprint).
 - *teacher* fields, known once the teacher is loaded: each member's weight hash, class count and data config.
 
-Everything else (dataset id, revision, fingerprint, weight paths, library versions) is recorded for provenance.
+Everything else (dataset id, revision, fingerprint, weight paths, library versions) is recorded for provenance, and
+each member's ``weights_files`` (name, size, times, SHA-256 of every local weight file) let a rerun of a finished run
+notice replaced weights without loading the teacher (:func:`hf_dr.generate.weights.changed_weights`).
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ from typing import Any
 from hf_dr.data.description import differences
 from hf_dr.errors import ConfigConflictError
 from hf_dr.files import read_json, write_json_atomic
-from hf_dr.generate.storage import CONFIG_FILE
 
+CONFIG_FILE = "reinforce_config.json"  # here, not in storage, which reads configs to check a manifest against its own
 PLAN_FIELDS = ("format_version", "policy", "num_samples", "topk", "seed", "shard_size", "precision", "columns")
 DATASET_PLAN_FIELDS = ("num_rows", "keys_sha256")
 MEMBER_PLAN_FIELDS = ("arch", "num_classes", "input_size", "interpolation", "mean", "std", "crop_pct")
@@ -51,6 +54,7 @@ class ReinforceConfig:
     teacher: list[dict[str, Any]]
     precision: str = "fp32"
     columns: dict[str, str | None] = field(default_factory=dict)
+    image_mode: str | None = None
     dataset: dict[str, Any] = field(default_factory=dict)
     num_classes: int | None = None
     versions: dict[str, str] = field(default_factory=dict)
@@ -62,6 +66,8 @@ class ReinforceConfig:
         plan = {name: getattr(self, name) for name in PLAN_FIELDS}
         plan["dataset"] = {k: self.dataset.get(k) for k in DATASET_PLAN_FIELDS}
         plan["teacher"] = [{k: m["spec"].get(k) for k in MEMBER_PLAN_FIELDS} for m in self.teacher]
+        if self.image_mode is not None:  # absent from configs that predate it: their fingerprint stays theirs
+            plan["image_mode"] = self.image_mode
         return _as_json(plan)
 
     def fingerprint(self) -> str:

@@ -1,4 +1,4 @@
-"""Assembling a shard's Arrow table (key, label, N records per row) straight from NumPy batches.
+"""Assembling a shard's Arrow table (key, label, image digest, N records per row) straight from NumPy batches.
 
 Records arrive in row-major ``(row, index)`` order, chunk by chunk, with their params already in Arrow;
 :class:`ShardTable` checks that the chunks are contiguous and complete (every view of every row exactly once, in
@@ -7,7 +7,7 @@ order) before it builds the table.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import datasets
@@ -17,8 +17,14 @@ import torch
 
 from hf_dr.augment.policy import AugmentationPolicy
 from hf_dr.data.description import RunDescription, with_description
-from hf_dr.data.schema import REINFORCEMENTS_COLUMN, class_id_dtype, reinforcement_features
-from hf_dr.errors import CorruptShardError
+from hf_dr.data.schema import (
+    DIGEST_COLUMN,
+    REINFORCEMENTS_COLUMN,
+    class_id_dtype,
+    digest_feature,
+    reinforcement_features,
+)
+from hf_dr.errors import CorruptShardError, InvalidConfigError
 from hf_dr.generate.plan import Shard
 
 
@@ -30,19 +36,31 @@ def output_features(
     label_column: str | None = None,
     label_feature: Any = None,
     description: RunDescription | None = None,
+    digest: bool = False,
 ) -> datasets.Features:
-    """Features of the output rows: the key, the label (when the source has one) and the N records, carrying the
-    run's ``description`` (see :mod:`hf_dr.data.description`) when given.
+    """Features of the output rows: the key, the label (when the source has one), the image digest (``digest``: runs
+    not keyed by content, see :func:`hf_dr.data.schema.digest_feature`) and the N records, carrying the run's
+    ``description`` (see :mod:`hf_dr.data.description`) when given.
 
     Example:
         >>> from hf_dr import create_policy
         >>> list(output_features(create_policy("rrc"), 5, 10, "key", "label", datasets.ClassLabel(num_classes=10)))
         ['key', 'label', 'reinforcements']
+        >>> list(output_features(create_policy("rrc"), 5, 10, "id", digest=True))
+        ['id', 'image_digest', 'reinforcements']
     """
+    taken = [name for name in (key_column, label_column) if name in (DIGEST_COLUMN, REINFORCEMENTS_COLUMN)]
+    if taken or key_column == label_column:
+        raise InvalidConfigError(
+            f"the key column {key_column!r} and label column {label_column!r} must differ from each other and from "
+            f"the columns a run writes ({DIGEST_COLUMN!r}, {REINFORCEMENTS_COLUMN!r}): rename the column first "
+            "(dataset.rename_column) and pass its new name.")
     base = reinforcement_features(policy, topk, num_classes, key_column=key_column)
     features = {key_column: base[key_column]}
     if label_column is not None:
         features[label_column] = label_feature
+    if digest:
+        features[DIGEST_COLUMN] = digest_feature()
     features[REINFORCEMENTS_COLUMN] = base[REINFORCEMENTS_COLUMN]
     features = datasets.Features(features)
     return features if description is None else with_description(features, description)
@@ -58,11 +76,14 @@ class ShardTable:
         labels (`Sequence`, *optional*): every source row's label.
         num_samples (`int`): records per row (N).
         num_classes (`int`): for the class id type.
+        digests (`Callable`, *optional*): the image digests of source rows ``(start, stop)``, for features with a
+            digest column; read once, when the table is built.
     """
 
     def __init__(self, shard: Shard, features: datasets.Features, keys: Sequence[str], labels: Sequence[Any] | None,
-                 num_samples: int, num_classes: int) -> None:
-        self.shard, self.features, self.keys, self.labels = shard, features, keys, labels
+                 num_samples: int, num_classes: int,
+                 digests: Callable[[int, int], Sequence[int]] | None = None) -> None:
+        self.shard, self.features, self.keys, self.labels, self.digests = shard, features, keys, labels, digests
         self.num_samples, self.id_dtype = num_samples, class_id_dtype(num_classes)
         self.received = 0
         self.params: list[pa.Array] = []
@@ -93,14 +114,17 @@ class ShardTable:
             fields=list(record_type),
         )
         offsets = pa.array(np.arange(0, expected + 1, self.num_samples, dtype=np.int32))
-        columns = {name: None for name in schema.names}
-        key_column = schema.names[0]
-        columns[key_column] = pa.array(self.keys[self.shard.start : self.shard.stop], type=pa.string())
-        if len(schema.names) == 3:
-            columns[schema.names[1]] = pa.array(self.labels[self.shard.start : self.shard.stop],
-                                                type=schema.field(1).type)
+        rows = slice(self.shard.start, self.shard.stop)
+        columns: dict[str, Any] = {schema.names[0]: pa.array(self.keys[rows], type=pa.string())}
+        for name in schema.names[1:]:
+            if name == DIGEST_COLUMN:
+                if self.digests is None:
+                    raise CorruptShardError(f"{self.shard.path}: the features hold image digests and none were given")
+                columns[name] = pa.array(self.digests(self.shard.start, self.shard.stop), type=schema.field(name).type)
+            elif name != REINFORCEMENTS_COLUMN:  # the label
+                columns[name] = pa.array(self.labels[rows], type=schema.field(name).type)
         columns[REINFORCEMENTS_COLUMN] = pa.ListArray.from_arrays(offsets, records, type=list_type)
-        return pa.Table.from_arrays(list(columns.values()), schema=schema)
+        return pa.Table.from_arrays([columns[name] for name in schema.names], schema=schema)
 
 
 def _fixed_lists(values: np.ndarray, list_type: pa.DataType) -> pa.Array:

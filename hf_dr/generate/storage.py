@@ -7,17 +7,21 @@ Layout of an output folder::
     shards/reinforcements-00000.parquet.done    written after the shard: its rows, size, SHA-256, run fingerprint
     ...
     manifest.json                               written last, once every shard is done: the run is complete
+    .hf-dr.lock                                 held by the run in progress (see hf_dr.generate.lock)
 
 Every file is written by :func:`hf_dr.files.write_atomic` (a temporary next to the target, fsync, rename), so a
 killed run leaves either a whole file or none (temporaries are removed on the next run). A shard counts as done only
-if its ``.done`` record exists and the file's size and SHA-256 match it.
+if its ``.done`` record exists and the file's size and SHA-256 match it. A finished folder is read only if its
+``reinforce_config.json`` is the configuration its manifest was made with (same fingerprint).
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
+import logging
 import os
-import shutil
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,20 +33,26 @@ from hf_dr.errors import ConfigConflictError, CorruptShardError, IncompleteRunEr
 from hf_dr.files import file_sha256, find_temporaries, read_json, write_json_atomic
 from hf_dr.generate.parquet import write_parquet
 from hf_dr.generate.plan import SHARDS_DIR, Shard
+from hf_dr.generate.run_config import CONFIG_FILE, ReinforceConfig
+
+logger = logging.getLogger(__name__)
 
 MANIFEST_FILE = "manifest.json"
-CONFIG_FILE = "reinforce_config.json"
 DONE_SUFFIX = ".done"
 FORMAT = "hf-dr-reinforcements"
 FORMAT_VERSION = 1
+# what runs write, and nothing else: shard files, their .done records, and temporaries of those and of the JSON files
+_SHARD_FILE = re.compile(r"reinforcements-\d+\.parquet(\.done)?")
+_SHARD_TEMPORARY = re.compile(r"\.?reinforcements-\d+\.parquet(\.done)?\.tmp-\w+")
+_TOP_TEMPORARY = re.compile(rf"\.?({re.escape(MANIFEST_FILE)}|{re.escape(CONFIG_FILE)})\.tmp-\w+")
 
 
 # -- temporaries --------------------------------------------------------------------------------------------------
 def remove_temporaries(output_dir: str, shard: Shard | None = None) -> None:
-    """Deletes the temporaries (:func:`hf_dr.files.find_temporaries`) that killed runs left in ``output_dir`` (those
-    of ``shard`` only, when given)."""
+    """Deletes the temporaries (:func:`hf_dr.files.find_temporaries`) that killed runs left in ``output_dir``: those
+    of ``shard`` only, when given, else those of every file a run writes (the user's own files are left alone)."""
     if shard is None:
-        paths = find_temporaries(output_dir, recursive=True)
+        paths = _run_files(output_dir, _TOP_TEMPORARY, _SHARD_TEMPORARY)
     else:
         folder, name = os.path.split(shard.path)
         paths = find_temporaries(os.path.join(output_dir, folder), name)
@@ -50,15 +60,28 @@ def remove_temporaries(output_dir: str, shard: Shard | None = None) -> None:
         os.remove(path)
 
 
+def _run_files(output_dir: str, top: re.Pattern | None, shards: re.Pattern) -> list[str]:
+    """Files in ``output_dir`` whose names match ``top``, and in its ``shards/`` folder those matching ``shards``."""
+    found = []
+    for folder, pattern in ((output_dir, top), (os.path.join(output_dir, SHARDS_DIR), shards)):
+        names = os.listdir(folder) if pattern is not None and os.path.isdir(folder) else []
+        found += [os.path.join(folder, n) for n in sorted(names) if pattern.fullmatch(n)]
+    return found
+
+
 # -- shards -------------------------------------------------------------------------------------------------------
-def write_shard(output_dir: str, shard: Shard, table: pa.Table, fingerprint: str) -> dict[str, Any]:
-    """Writes a shard's Parquet file, then its ``.done`` record; returns the record."""
+def write_shard(output_dir: str, shard: Shard, table: pa.Table, fingerprint: str,
+                skipped: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """Writes a shard's Parquet file, then its ``.done`` record; returns the record. ``skipped`` lists the shard's
+    rows whose image could not be decoded (``{"row", "key", "error"}``, rows without records), kept in the record."""
     if table.num_rows != shard.num_rows:
         raise CorruptShardError(f"{shard.path}: built {table.num_rows} rows for a shard of {shard.num_rows}")
     path = os.path.join(output_dir, shard.path)
     write_parquet(table, path)
     record = {"path": shard.path, "start": shard.start, "stop": shard.stop, "num_rows": shard.num_rows,
               "num_bytes": os.path.getsize(path), "sha256": file_sha256(path), "fingerprint": fingerprint}
+    if skipped:
+        record["skipped"] = list(skipped)
     write_json_atomic(path + DONE_SUFFIX, record)
     return record
 
@@ -86,20 +109,27 @@ def shard_record(output_dir: str, shard: Shard, fingerprint: str) -> dict[str, A
 
 
 def clear_run(output_dir: str) -> None:
-    """Removes a previous run's files (config, manifest, shards); leaves anything else in the folder alone."""
+    """Removes what a previous run wrote: config, manifest, ``shards/reinforcements-*.parquet`` with their ``.done``
+    records, and the temporaries of all of them. Anything else stays, in ``shards/`` too (the folder goes only if
+    left empty), and so does the lock file (held by the run that clears)."""
+    remove_temporaries(output_dir)
     for name in (MANIFEST_FILE, CONFIG_FILE):
         if os.path.exists(os.path.join(output_dir, name)):
             os.remove(os.path.join(output_dir, name))
-    shutil.rmtree(os.path.join(output_dir, SHARDS_DIR), ignore_errors=True)
+    for path in _run_files(output_dir, None, _SHARD_FILE):
+        os.remove(path)
+    with contextlib.suppress(OSError):
+        os.rmdir(os.path.join(output_dir, SHARDS_DIR))
 
 
 # -- manifest -----------------------------------------------------------------------------------------------------
 def write_manifest(output_dir: str, shards: Sequence[Shard], fingerprint: str, num_samples: int) -> dict[str, Any]:
-    """Checks every shard and writes ``manifest.json``, which marks the run complete.
+    """Checks every shard and writes ``manifest.json``, which marks the run complete. The rows the shards skipped
+    (undecodable images, see :func:`write_shard`) are listed, in row order, under ``"skipped"``.
 
     Raises :class:`CorruptShardError` naming the first missing or damaged shard.
     """
-    records = []
+    records, skipped = [], []
     for shard in shards:
         record = shard_record(output_dir, shard, fingerprint)
         if record is None:
@@ -107,9 +137,14 @@ def write_manifest(output_dir: str, shards: Sequence[Shard], fingerprint: str, n
                 f"{os.path.join(output_dir, shard.path)} is missing, unfinished or does not match its checksum; rerun "
                 "the same command to regenerate it"
             )
-        records.append({k: v for k, v in record.items() if k != "fingerprint"})
+        records.append({k: v for k, v in record.items() if k not in ("fingerprint", "skipped")})
+        skipped += record.get("skipped", [])
     manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "fingerprint": fingerprint,
                 "num_rows": sum(r["num_rows"] for r in records), "num_samples": num_samples, "shards": records}
+    if skipped:
+        manifest["skipped"] = skipped
+        logger.warning("%d image(s) could not be decoded; their rows have no records (keys and errors under "
+                       "'skipped' in %s)", len(skipped), os.path.join(output_dir, MANIFEST_FILE))
     write_json_atomic(os.path.join(output_dir, MANIFEST_FILE), manifest)
     return manifest
 
@@ -123,10 +158,36 @@ def read_manifest(output_dir: str) -> dict[str, Any]:
             f"{output_dir!r} holds no finished reinforcement run (no {MANIFEST_FILE}; {done} shard(s) done). Rerun "
             "the same reinforce command to resume it, or check the path."
         )
-    manifest = read_json(path)
-    if manifest.get("format") != FORMAT:
-        raise IncompleteRunError(f"{path} is not a hf-dr reinforcement manifest (format {manifest.get('format')!r})")
+    try:
+        manifest = read_json(path)
+    except (OSError, ValueError) as err:
+        raise IncompleteRunError(
+            f"{path} is damaged (not readable JSON: {err}); delete it and rerun the same reinforce command, which "
+            "checks the finished shards and writes it again."
+        ) from err
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise IncompleteRunError(
+            f"{path} is not a hf-dr reinforcement manifest (format {found!r}); check the path, or delete it and "
+            "rerun the same reinforce command to write it again."
+        )
+    check_config(output_dir, manifest)
     return manifest
+
+
+def check_config(output_dir: str, manifest: dict[str, Any]) -> None:
+    """Raises :class:`ConfigConflictError` if the folder's ``reinforce_config.json`` is not the configuration its
+    manifest (and so its shards) was made with: the folder mixes the files of two runs."""
+    config = ReinforceConfig.load(output_dir)
+    if config is None or config.fingerprint() == manifest.get("fingerprint"):
+        return
+    raise ConfigConflictError(
+        f"{os.path.join(output_dir, CONFIG_FILE)} (fingerprint {config.fingerprint()[:12]}...) is not the "
+        f"configuration {os.path.join(output_dir, MANIFEST_FILE)} and its shards were made with (fingerprint "
+        f"{str(manifest.get('fingerprint'))[:12]}...): the folder mixes two runs' files, e.g. of two runs started "
+        "into it at once. Regenerate it with the reinforce command you want and overwrite=True (--overwrite), or use "
+        "a new output directory (--output-dir)."
+    )
 
 
 def verify_run(output_dir: str) -> dict[str, Any]:
@@ -160,6 +221,9 @@ def load_reinforcements(
             by default they are converted once into the ``datasets`` cache and memory-mapped.
         cache_dir (`str`, *optional*): the ``datasets`` cache to use when not ``keep_in_memory``.
 
+    Rows the run skipped because their image could not be decoded (``on_bad_image="skip"``) hold no records; they
+    are left out, with a warning naming how many and where they are listed (``"skipped"`` in ``manifest.json``).
+
     Example:
         >>> reinforcements = load_reinforcements("reinforced/")  # doctest: +SKIP
         >>> transform = ReinforcedTransform(reinforcements, policy=config["policy"], size=224)  # doctest: +SKIP
@@ -168,5 +232,22 @@ def load_reinforcements(
     files = [os.path.abspath(os.path.join(output_dir, r["path"])) for r in manifest["shards"]]
     if keep_in_memory:
         table = pa.concat_tables([pq.read_table(f) for f in files])
-        return datasets.Dataset(datasets.table.InMemoryTable(table))
-    return datasets.Dataset.from_parquet(files, cache_dir=cache_dir)
+        dataset = datasets.Dataset(datasets.table.InMemoryTable(table))
+    else:
+        dataset = datasets.Dataset.from_parquet(files, cache_dir=cache_dir)
+    return _without_skipped(dataset, manifest.get("skipped", []), os.path.join(output_dir, MANIFEST_FILE))
+
+
+def _without_skipped(dataset: datasets.Dataset, skipped: Sequence[dict[str, Any]], manifest_path: str
+                     ) -> datasets.Dataset:
+    """``dataset`` (a run's rows, in source order) without its ``skipped`` rows; contiguous slices, no index map."""
+    rows = sorted({int(entry["row"]) for entry in skipped})
+    if not rows:
+        return dataset
+    logger.warning("leaving out %d row(s) the run skipped because their image could not be decoded (first keys: %s); "
+                   "they are listed with their errors under 'skipped' in %s", len(rows),
+                   [entry["key"] for entry in skipped[:3]], manifest_path)
+    bounds = [-1, *rows, len(dataset)]
+    parts = [dataset.select(range(start + 1, stop))
+             for start, stop in zip(bounds[:-1], bounds[1:], strict=True) if stop > start + 1]
+    return datasets.concatenate_datasets(parts) if parts else dataset.select([])

@@ -27,13 +27,18 @@ from typing import Any
 import torch
 
 from hf_dr.augment.functional import normalize
-from hf_dr.errors import ClassCountMismatchError, InvalidConfigError, TeacherError, WeightsNotFoundError
+from hf_dr.errors import (
+    ClassCountMismatchError,
+    InvalidConfigError,
+    TeacherError,
+    WeightsFileError,
+    WeightsNotFoundError,
+)
 from hf_dr.files import to_json_value
+from hf_dr.generate.weights import check_exists, head_size, one_line, state_dict_problem, tensor_shapes, weight_files
 
 DATA_CONFIG_KEYS = ("input_size", "interpolation", "mean", "std", "crop_pct")
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
 
 
 @dataclass(frozen=True)
@@ -150,12 +155,13 @@ class ViewSpec:
 
 @dataclass
 class Member:
-    """A loaded member: the model, its spec, resolved data config and weight hash."""
+    """A loaded member: the model, its spec, resolved data config, weight hash and local weight files' records."""
 
     spec: MemberSpec
     model: torch.nn.Module
     data_config: dict[str, Any]
     sha256: str
+    files: list[dict[str, Any]] | None = None
     num_classes: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -167,10 +173,11 @@ class Member:
         return ViewSpec(channels, height, width, str(self.data_config["interpolation"]))
 
     def describe(self) -> dict[str, Any]:
-        """Spec, weight hash, class count and resolved data config, for the run's config file."""
+        """Spec, weight hash, class count, resolved data config and weight files, for the run's config file."""
         config = to_json_value(dict(self.data_config))
+        files = {} if self.files is None else {"weights_files": self.files}
         return {"spec": self.spec.to_dict(), "sha256": self.sha256, "num_classes": self.num_classes,
-                "data_config": config}
+                "data_config": config, **files}
 
 
 def load_member(spec: str | dict[str, Any] | MemberSpec) -> Member:
@@ -182,19 +189,22 @@ def load_member(spec: str | dict[str, Any] | MemberSpec) -> Member:
         ViewSpec(channels=3, height=224, width=224, interpolation='bicubic')
     """
     import timm
+    from safetensors import SafetensorError
 
     import hf_dr.networks  # noqa: F401 (the small networks are teachers too: register them with timm)
 
     spec = MemberSpec.parse(spec)
     overlay = dict(spec.overrides)
     kwargs: dict[str, Any] = {}
-    name = spec.arch
+    name, files = spec.arch, None
     if spec.weights is not None:
-        _check_exists(spec)
+        check_exists(spec)
+        files = weight_files(spec.weights)
         if spec.arch == "local-dir" or os.path.isdir(spec.weights):
             name = f"local-dir:{spec.weights}"
         else:
-            num_classes = spec.num_classes or head_size(spec.arch, spec.weights)
+            shapes = tensor_shapes(spec.weights)
+            num_classes = spec.num_classes or head_size(spec.arch, shapes)
             overlay["file"] = spec.weights
             if num_classes is not None:
                 overlay["num_classes"] = kwargs["num_classes"] = num_classes
@@ -202,14 +212,24 @@ def load_member(spec: str | dict[str, Any] | MemberSpec) -> Member:
         _refuse_random_head(spec)
     try:
         model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
-    except (RuntimeError, OSError, ValueError) as err:
-        raise TeacherError(
-            f"could not build teacher member {str(spec)!r}: {_first_line(err)}. Check the architecture name "
-            "(timm.list_models()), that the weights belong to it, and for Hub weights that the Hub is reachable."
-        ) from err
+    except (RuntimeError, OSError, ValueError, KeyError, SafetensorError) as err:
+        raise _build_error(spec, err) from err
     model.eval().requires_grad_(False)
     data_config = timm.data.resolve_model_data_config(model)
-    return Member(spec, model, data_config, state_dict_sha256(model))
+    return Member(spec, model, data_config, state_dict_sha256(model), files)
+
+
+def _build_error(spec: MemberSpec, err: Exception) -> TeacherError:
+    problem = state_dict_problem(err)
+    if problem is not None:
+        return WeightsFileError(
+            f"could not build teacher member {str(spec)!r}: the weights in {spec.weights} do not fit it: {problem}. "
+            "Pass the architecture (and num_classes) the file was saved from, or a file saved from this one."
+        )
+    return TeacherError(
+        f"could not build teacher member {str(spec)!r}: {one_line(err)}. Check the architecture name "
+        "(timm.list_models()), that the weights belong to it, and for Hub weights that the Hub is reachable."
+    )
 
 
 def _refuse_random_head(spec: MemberSpec) -> None:
@@ -222,44 +242,6 @@ def _refuse_random_head(spec: MemberSpec) -> None:
             f"{cfg.num_classes}-class head with a random one. A teacher needs a head trained on your classes: pass "
             "its fine-tuned weights (ARCH=weights.safetensors)."
         )
-
-
-def head_size(arch: str, weights: str) -> int | None:
-    """The class count of the classifier stored in ``weights`` for timm architecture ``arch`` (None if unknown)."""
-    from timm.models import get_pretrained_cfg
-
-    cfg = get_pretrained_cfg(arch)
-    classifiers = cfg.classifier if cfg is not None else None
-    classifiers = [classifiers] if isinstance(classifiers, str) else list(classifiers or [])
-    shapes = _tensor_shapes(weights)
-    for classifier in classifiers:
-        shape = shapes.get(f"{classifier}.weight") or shapes.get(f"{classifier}.bias")
-        if shape:
-            return int(shape[0])
-    return None
-
-
-def _tensor_shapes(path: str) -> dict[str, tuple[int, ...]]:
-    if path.endswith(".safetensors"):
-        from safetensors import safe_open
-
-        with safe_open(path, framework="pt") as f:
-            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
-    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    state = state.get("state_dict", state) if isinstance(state, dict) else {}
-    return {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
-
-
-def _check_exists(spec: MemberSpec) -> None:
-    if not os.path.exists(spec.weights):
-        raise WeightsNotFoundError(
-            f"weights of teacher member {str(spec)!r} not found at {os.path.abspath(spec.weights)!r}; pass an "
-            "existing .safetensors/.pth file (ARCH=FILE) or a directory saved with timm's save_for_hf"
-        )
-
-
-def _first_line(err: BaseException) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
 def mean_probabilities(member_logits: Iterable[torch.Tensor]) -> torch.Tensor:

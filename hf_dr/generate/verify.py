@@ -108,7 +108,7 @@ def verify(
     prob_tolerance = PROB_TOLERANCE.get(config.precision, 0.05) if prob_tolerance is None else prob_tolerance
     policy = policy or policy_from_config(config.policy)
     image_column, key_column = config.columns.get("image", "image"), config.columns.get("key")
-    keys = scan_keys(images, image_column, key_column)
+    keys = scan_keys(images, image_column, key_column, config.columns.get("key_source"))
     rows = KeyIndex(keys, where="the source images", fix=f"load the source revision "
                     f"{config.dataset.get('revision')!r} of {config.dataset.get('id')!r}")
     pairs = _pick_pairs(reinforcements, key_column or KEY_COLUMN, config.num_samples, samples, seed)
@@ -118,7 +118,8 @@ def verify(
         image = images[rows.row(key)][image_column]
         partner_key = policy.partner_key(params)
         partner = None if partner_key is None else images[rows.row(partner_key)][image_column]
-        views = [render_view(policy_for_view(policy, v.interpolation), image, params, v, partner)[None]
+        views = [render_view(policy_for_view(policy, v.interpolation), image, params, v, partner,
+                             image_mode=config.image_mode)[None]
                  for v in teacher.views]
         with torch.inference_mode():
             teacher_probs.append(teacher(views)[0])

@@ -1,16 +1,18 @@
 """Dataset cards of pushed reinforcement runs: statistics, figures and the card rendered from ``cards/``.
 
 The card is a :class:`huggingface_hub.DatasetCard` rendered with :meth:`~huggingface_hub.DatasetCard.from_template`
-from ``cards/reinforced_dataset.md``. Its YAML carries the license, task category, tags, ``configs`` (so
-``datasets.load_dataset(repo_id)`` finds the split) and ``dataset_info``; its prose says what the dataset is, how to
-load and train on it, the teacher members and their hashes, the policy and its parameters, N, k, bytes per
-reinforcement, the generation cost, figures and the paper's citation.
+from ``cards/reinforced_dataset.md``: package data of the top-level ``cards`` package, read with
+:mod:`importlib.resources`, so a wheel renders it as the source tree does. Its YAML carries the license, task
+category, tags, ``configs`` (so ``datasets.load_dataset(repo_id)`` finds the split) and ``dataset_info``; its prose
+says what the dataset is, how to load and train on it, the teacher members and their hashes, the policy and its
+parameters, N, k, bytes per reinforcement, the generation cost, figures and the paper's citation.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,7 @@ from hf_dr.files import write_atomic
 from hf_dr.generate.recipe import SELF_CONTAINED
 from hf_dr.generate.run_config import ReinforceConfig
 
-TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "cards" / "reinforced_dataset.md"
+TEMPLATE_PACKAGE, TEMPLATE_NAME = "cards", "reinforced_dataset.md"  # cards/reinforced_dataset.md, package data
 CONFIDENCE_FIGURE = "assets/teacher_confidence.png"
 SAMPLES_FIGURE = "assets/replayed_samples.png"
 HISTOGRAM_BINS = 20
@@ -53,7 +55,7 @@ def reinforcement_stats(shard_paths: Sequence[str], manifest: dict[str, Any], co
     Returns a dict with ``num_rows``, ``num_reinforcements``, ``num_bytes``, ``bytes_per_reinforcement``,
     ``forward_passes`` (views x teacher members), ``histogram`` (counts of the stored top-1 probabilities in
     ``HISTOGRAM_BINS`` bins over [0, 1]), ``mean_top1`` and ``label_agreement`` (share of stored views whose teacher
-    top-1 is the label; None without labels).
+    top-1 is the label; None without labels) and ``num_skipped`` (rows whose image could not be decoded: no records).
 
     Example:
         >>> stats = reinforcement_stats(paths, verify_run("run/"), ReinforceConfig.load("run/"))  # doctest: +SKIP
@@ -79,6 +81,7 @@ def reinforcement_stats(shard_paths: Sequence[str], manifest: dict[str, Any], co
         "bytes_per_reinforcement": num_bytes / max(total, 1), "forward_passes": total * len(config.teacher),
         "histogram": counts.tolist(), "mean_top1": top1_sum / max(total, 1),
         "label_agreement": agree / max(total, 1) if label_column is not None else None,
+        "num_skipped": len(manifest.get("skipped", [])),
     }
 
 
@@ -214,11 +217,14 @@ def build_card(repo_id: str, meta: dict[str, Any], config: dict[str, Any], stats
     """
     pretty_name = pretty_name or _default_name(repo_id, meta)
     data = card_data(meta, info, license, pretty_name)
+    template = Path(template_path).read_text(encoding="utf-8") if template_path else default_template()
     return DatasetCard.from_template(
-        data, template_path=str(template_path or TEMPLATE_PATH), repo_id=repo_id, meta=meta,
-        source=meta["source"], layout=meta["layout"], split=meta["split"], columns=meta["columns"],
-        num_rows=meta["num_rows"], num_samples=config["num_samples"], topk=config["topk"], seed=config["seed"],
-        num_classes=config["num_classes"], policy_name=config["policy"]["name"], policy_ops=_ops(config["policy"]),
+        data, template_str=template, repo_id=repo_id, meta=meta, source=meta["source"], layout=meta["layout"],
+        split=meta["split"], columns=meta["columns"],
+        num_rows=_images_text(meta["num_rows"], stats.get("num_skipped", 0)), num_samples=config["num_samples"],
+        topk=config["topk"], seed=config["seed"], num_classes=config["num_classes"],
+        policy_name=config["policy"]["name"], policy_ops=_ops(config["policy"], config.get("image_mode")),
+        image_mode=config.get("image_mode"), num_skipped=stats.get("num_skipped", 0),
         members=_members(config["teacher"]), size=_teacher_size(config), stats=stats,
         stats_text=_stats_text(stats), generation_cost=generation_cost, figures=list(figures),
         versions=config.get("versions", {}), citation=CITATION, paper_url=PAPER_URL, pretty_name=pretty_name,
@@ -226,14 +232,27 @@ def build_card(repo_id: str, meta: dict[str, Any], config: dict[str, Any], stats
     )
 
 
+def default_template() -> str:
+    """The text of the card template, ``cards/reinforced_dataset.md``, found as package data of ``cards``."""
+    return resources.files(TEMPLATE_PACKAGE).joinpath(TEMPLATE_NAME).read_text(encoding="utf-8")
+
+
 def _default_name(repo_id: str, meta: dict[str, Any]) -> str:
     name = (meta["source"].get("id") or repo_id).split("/")[-1]
     return f"{name}+ (reinforced)"
 
 
-def _ops(policy: dict[str, Any]) -> list[dict[str, str]]:
-    return [{"op": op["op"], "params": ", ".join(f"{k}={_short(v)}" for k, v in sorted(op.items()) if k != "op")}
-            for op in policy["ops"]]
+def _images_text(num_rows: int | None, num_skipped: int) -> str:
+    """The image count the card states: ``"39 decodable of 40"`` when the run skipped undecodable images."""
+    return f"{num_rows - num_skipped} decodable of {num_rows}" if num_skipped and num_rows else str(num_rows)
+
+
+def _ops(policy: dict[str, Any], image_mode: str | None = None) -> list[dict[str, str]]:
+    """The policy table's rows; the run's image conversion first (the first step of every view, on both sides)."""
+    convert = [{"op": "convert", "params": f"mode={image_mode} (every image, before the ops and at replay: 16-bit "
+                "rescaled to 8 bits, transparency dropped)"}] if image_mode else []
+    return convert + [{"op": op["op"], "params": ", ".join(f"{k}={_short(v)}" for k, v in sorted(op.items())
+                                                         if k != "op")} for op in policy["ops"]]
 
 
 def _short(value: Any) -> str:

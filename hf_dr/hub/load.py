@@ -3,7 +3,9 @@
 The repo revision is resolved to one commit first, so ``hf_dr.json``, ``reinforce_config.json`` and the data all come
 from the same commit. Self-contained repos load with ``datasets.load_dataset``; metadata-only repos also load the
 source recorded in ``hf_dr.json`` (repo id, pinned revision, split) and join the two by key, after checking that
-the source holds exactly the reinforced rows.
+the source holds exactly the reinforced rows. Source keys are recomputed as the run made them (its recorded
+``columns["key_source"]``: a key column, the image file's name or a content hash), and the image digests the run
+stored are compared with the source's images, so an image that changed under its key is refused.
 """
 
 from __future__ import annotations
@@ -17,15 +19,35 @@ from datasets.exceptions import DatasetNotFoundError
 from huggingface_hub import HfApi, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
+from hf_dr.data.keys import (
+    DIGEST_SAMPLE_SIZE,
+    check_verify_images,
+    content_key,
+    image_digest,
+    missing_path,
+    path_key,
+    refuse_changed_image,
+    resolve_key_source,
+)
 from hf_dr.data.replay import ReinforcedTransform
-from hf_dr.data.sources import image_feature, keys_sha256, load_source, scan_keys
+from hf_dr.data.schema import DIGEST_COLUMN
+from hf_dr.data.sources import (
+    check_columns,
+    check_image_digests,
+    image_feature,
+    keyed,
+    keys_sha256,
+    load_source,
+)
 from hf_dr.data.streaming import ReinforcedIterableDataset, empty_reinforcements, stream_replay
-from hf_dr.errors import DataMismatchError, HubNotFoundError, InvalidConfigError
+from hf_dr.errors import ConfigConflictError, DataMismatchError, HubNotFoundError, InvalidConfigError
 from hf_dr.files import read_json
+from hf_dr.generate.run_config import ReinforceConfig
 from hf_dr.generate.storage import CONFIG_FILE
 from hf_dr.hub.push import HUB_FORMAT, HUB_META_FILE, SELF_CONTAINED, resolve_revision
 
 MAX_KEYS_SHOWN = 5
+STREAM_KEY = "hf_dr_key"  # the column a streamed metadata-only source gets its recomputed keys in
 
 
 def load_reinforced(
@@ -37,6 +59,7 @@ def load_reinforced(
     source: str | datasets.Dataset | datasets.IterableDataset | None = None,
     source_revision: str | None = None,
     verify_source: bool = True,
+    verify_images: str = "sample",
     cache_dir: str | None = None,
     token: str | None = None,
     **transform_options: Any,
@@ -57,6 +80,11 @@ def load_reinforced(
         verify_source (`bool`, *optional*, defaults to True): metadata-only layout: refuse a source whose rows are not
             exactly the reinforced ones in the recorded order. With False, extra rows are dropped and the order is
             free (rows are always joined by key); missing keys are refused either way.
+        verify_images (`str`, *optional*, defaults to ``"sample"``): metadata-only layout: compare the image digests
+            the run stored (runs keyed by a column or by path; a content key is a digest itself) with the source's
+            images of the same keys and refuse a changed one: ``"sample"`` reads 64 rows spread over the table (the
+            same ones every time), ``"full"`` every row, ``"off"`` none (the soft labels were computed on the
+            recorded images). A stream checks every row as it arrives.
         cache_dir (`str`, *optional*): the ``datasets`` cache.
         token (`str`, *optional*): a Hub token; the logged-in one by default.
         transform_options: passed to :class:`hf_dr.ReinforcedTransform` (``size``, ``seed``, ``mean``, ``std``,
@@ -74,10 +102,12 @@ def load_reinforced(
         (torch.Size([3, 32, 32]), torch.Size([100]))
         >>> imagenet = load_reinforced("me/imagenet-plus", source="/data/imagenet-1k")  # doctest: +SKIP
     """
+    check_verify_images(verify_images)
     commit = resolve_revision(HfApi(token=token), repo_id, revision)
     meta = read_repo_json(repo_id, HUB_META_FILE, commit, token)
     _check_meta(meta, repo_id, split)
     config = read_repo_json(repo_id, CONFIG_FILE, commit, token)
+    _check_config(meta, config, repo_id, commit)
     options = {"policy": config["policy"], "num_classes": config["num_classes"], **transform_options}
     columns = meta["columns"]
     layout_streams = streaming and meta["layout"] == SELF_CONTAINED
@@ -87,11 +117,14 @@ def load_reinforced(
         return _self_contained(reinforced, columns, streaming, options)
     images = _source_dataset(meta["source"], source, source_revision, streaming, cache_dir, token)
     transform_columns = {"key_column": columns["key"], "label_column": columns["label"]}
-    image_column = meta["source"]["image_column"]
+    key_source = meta["source"].get("key_source") or config["columns"].get("key_source")  # None: pushed before
+    recorded = {**meta["source"], "key_source": resolve_key_source(meta["source"]["key_column"], key_source)}
+    image_column = recorded["image_column"]
     if streaming:
         transform = ReinforcedTransform(reinforced, **transform_columns, **options)
-        return stream_replay(images, transform, image_column, meta["source"]["key_column"])
-    images = _matched_source(images, reinforced, meta["source"], columns["key"], verify_source)
+        keys = _keyed_stream(images, reinforced, recorded, columns["key"], verify_images)
+        return stream_replay(keys, transform, image_column, STREAM_KEY)
+    images = _matched_source(images, reinforced, recorded, columns["key"], verify_source, verify_images)
     transform = ReinforcedTransform(reinforced, images=images, image_column=image_column, **transform_columns,
                                     **options)
     return transform.attach(images)
@@ -115,6 +148,25 @@ def _check_meta(meta: dict[str, Any], repo_id: str, split: str) -> None:
     if meta["split"] != split:
         raise InvalidConfigError(f"{repo_id!r} holds the reinforced split {meta['split']!r}, not {split!r}; pass "
                                  f"split={meta['split']!r}.")
+
+
+def _check_config(meta: dict[str, Any], config: dict[str, Any], repo_id: str, commit: str) -> None:
+    """Refuses a repo whose ``reinforce_config.json`` is not the run its data came from (``run_fingerprint`` in
+    ``hf_dr.json``; repos pushed before it was recorded are not checked)."""
+    recorded = meta.get("run_fingerprint")
+    if recorded is None:
+        return
+    try:
+        fingerprint = ReinforceConfig(**config).fingerprint()
+    except (TypeError, ValueError, KeyError) as err:
+        raise ConfigConflictError(f"{CONFIG_FILE} of {repo_id!r} (revision {commit}) is not a hf-dr reinforce config "
+                                  f"({err}); push the run again with hf_dr.push_to_hub.") from err
+    if fingerprint != recorded:
+        raise ConfigConflictError(
+            f"{CONFIG_FILE} of {repo_id!r} (revision {commit}, fingerprint {fingerprint[:12]}...) is not the "
+            f"configuration its data was made with ({HUB_META_FILE} records {str(recorded)[:12]}...): the repo mixes "
+            "two runs' files. Push the run again with hf_dr.push_to_hub, or load a revision that was pushed whole."
+        )
 
 
 def _self_contained(reinforced: datasets.Dataset | datasets.IterableDataset, columns: dict[str, Any],
@@ -150,16 +202,90 @@ def _source_dataset(recorded: dict[str, Any], source: Any, source_revision: str 
 
 
 def _matched_source(images: datasets.Dataset, reinforced: datasets.Dataset, recorded: dict[str, Any],
-                    key_name: str, verify_source: bool) -> datasets.Dataset:
-    """``images`` checked against the reinforced keys, with a key column; extra rows dropped when not verifying."""
-    image_column, key_column = recorded["image_column"], recorded["key_column"]
+                    key_name: str, verify_source: bool, verify_images: str) -> datasets.Dataset:
+    """``images`` checked against the reinforced keys and image digests, with a key column; extra rows dropped when
+    not verifying."""
+    image_column, key_column, key_source = recorded["image_column"], recorded["key_column"], recorded["key_source"]
+    _check_source_columns(images, recorded)
     image_feature(images, image_column)
-    keys = scan_keys(images, image_column, key_column)
-    reinforced_keys = reinforced.data.column(key_name).to_pylist()
-    keep = check_source_keys(keys, reinforced_keys, recorded, verify_source)
-    if key_column is None:
-        images = images.add_column(key_name, keys)
+    images, keys = keyed(images, image_column, key_column, key_source, key_name)
+    keep = check_source_keys(keys, reinforced.data.column(key_name).to_pylist(), recorded, verify_source)
+    check_image_digests(images, image_column, keys, reinforced, key_name, verify_images, "the source",
+                        _changed_fix(recorded))
     return images.select(keep) if keep is not None else images
+
+
+def _check_source_columns(images: datasets.Dataset | datasets.IterableDataset, recorded: dict[str, Any]) -> None:
+    key_column = recorded["key_column"] if recorded["key_source"] == "column" else None
+    fix = (f"The run read these columns: load {_recorded_version(recorded)}, or pass source= with the dataset that "
+           "was reinforced.")
+    check_columns(images, role="source", fix=fix, image_column=recorded["image_column"], key_column=key_column)
+
+
+def _recorded_version(recorded: dict[str, Any]) -> str:
+    return f"the recorded version ({recorded.get('id')} at revision {recorded.get('revision')})"
+
+
+def _changed_fix(recorded: dict[str, Any]) -> str:
+    return (f"Load {_recorded_version(recorded)}, or pass source= with the dataset that was reinforced "
+            f"(verify_images='sample' reads {DIGEST_SAMPLE_SIZE} rows, verify_images='full' every row; "
+            "verify_images='off' accepts changed images).")
+
+
+def _keyed_stream(images: datasets.IterableDataset, reinforced: datasets.Dataset, recorded: dict[str, Any],
+                  key_name: str, verify_images: str) -> datasets.IterableDataset:
+    """The streamed source with its keys in :data:`STREAM_KEY`, recomputed as the run made them, each row's image
+    compared with its stored digest as it arrives (unless ``verify_images="off"``)."""
+    if images.features is None:  # e.g. after a user's .map(): infer them from the first rows to know the columns
+        images = images._resolve_features()
+    _check_source_columns(images, recorded)
+    image_column, feature = recorded["image_column"], images.features[recorded["image_column"]]
+    if not isinstance(feature, datasets.Image):
+        raise InvalidConfigError(f"column {image_column!r} of the source stream holds {feature!r}, not images")
+    digests = {}
+    if verify_images != "off" and DIGEST_COLUMN in reinforced.column_names:
+        digests = dict(zip(reinforced.data.column(key_name).to_pylist(),
+                           reinforced.data.column(DIGEST_COLUMN).to_pylist(), strict=True))
+    undecoded = images.cast_column(image_column, datasets.Image(decode=False))
+    features = datasets.Features({**undecoded.features, STREAM_KEY: datasets.Value("string")})
+    keys = StreamKeys(image_column, recorded["key_column"], recorded["key_source"], digests, _changed_fix(recorded))
+    return undecoded.map(keys, with_indices=True, features=features).cast_column(image_column, feature)
+
+
+class StreamKeys:
+    """The per-row function giving a streamed source row its key (:data:`STREAM_KEY`) and checking its image digest.
+
+    Args:
+        image_column (`str`): the (undecoded) image column.
+        key_column (`str`, *optional*): the key column, for ``key_source="column"``.
+        key_source (`str`): how the run keyed its rows (:data:`hf_dr.data.keys.KEY_SOURCES`).
+        digests (`dict`): the stored image digest of each reinforced key (empty: no check).
+        fix (`str`): how to fix a changed image, for the error message.
+
+    Example:
+        >>> keys = StreamKeys("image", None, "path", {}, "")
+        >>> keys({"image": {"bytes": b"...", "path": "/data/n01440764_10026.JPEG"}}, 0)
+        {'hf_dr_key': 'n01440764_10026.JPEG'}
+    """
+
+    def __init__(self, image_column: str, key_column: str | None, key_source: str, digests: dict[str, int],
+                 fix: str) -> None:
+        self.image_column, self.key_column, self.key_source = image_column, key_column, key_source
+        self.digests, self.fix = digests, fix
+
+    def __call__(self, row: dict[str, Any], index: int) -> dict[str, str]:
+        cell = row[self.image_column]
+        if self.key_source == "column":
+            key = str(row[self.key_column])
+        elif self.key_source == "path":
+            if not cell.get("path"):
+                raise missing_path(index, self.image_column)
+            key = path_key(cell["path"])
+        else:
+            key = content_key(cell)
+        if key in self.digests:
+            refuse_changed_image(key, index, "the source", image_digest(cell), self.digests[key], self.fix)
+        return {STREAM_KEY: key}
 
 
 def check_source_keys(keys: Sequence[str], reinforced_keys: Sequence[str], recorded: dict[str, Any],
@@ -180,7 +306,7 @@ def check_source_keys(keys: Sequence[str], reinforced_keys: Sequence[str], recor
     """
     present = set(keys)
     missing = [key for key in reinforced_keys if key not in present]
-    where = f"the recorded version ({recorded.get('id')} at revision {recorded.get('revision')})"
+    where = _recorded_version(recorded)
     if missing:
         raise DataMismatchError(
             f"the source lacks {len(missing)} of the {len(reinforced_keys)} reinforced keys (first: "

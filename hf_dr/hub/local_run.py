@@ -9,7 +9,8 @@ from PIL import Image
 
 from hf_dr.data.keys import KeyIndex
 from hf_dr.data.replay import ReinforcedTransform
-from hf_dr.data.sources import load_source, scan_keys
+from hf_dr.data.schema import KEY_COLUMN
+from hf_dr.data.sources import keyed, load_source
 from hf_dr.errors import IncompleteRunError, InvalidConfigError
 from hf_dr.generate.run_config import ReinforceConfig
 from hf_dr.generate.storage import load_reinforcements
@@ -50,15 +51,15 @@ def sample_grid(
 ) -> Image.Image:
     """The :func:`hf_dr.hub.show.render_grid` figure of one sample (by key, or by row of the reinforcement table)."""
     key_column, image_column = config.columns.get("key"), config.columns.get("image", "image")
-    key = key if key is not None else reinforcements[index]["key"]
-    keys = scan_keys(images, image_column, key_column)
+    key_name = key_column or KEY_COLUMN
+    key = key if key is not None else reinforcements[index][key_name]
+    images, keys = keyed(images, image_column, key_column, config.columns.get("key_source"), key_name)
     fix = "pass a key the run reinforced (--key) and the source it reinforced (--source)."
     row = KeyIndex(keys, where="the source images", fix=fix).row(key)
-    keyed = images.remove_columns([c for c in ("key",) if c in images.column_names]).add_column("key", keys)
     label = config.columns.get("label")
     names = images.features[label].names if label and isinstance(images.features.get(label), datasets.ClassLabel) \
         else None
     transform = ReinforcedTransform(reinforcements, policy=config.policy, num_classes=config.num_classes, size=size,
-                                    images=keyed, image_column=image_column, label_column=None)
-    return render_grid(transform, keyed[row][image_column], key, range(min(count, config.num_samples)),
+                                    images=images, image_column=image_column, key_column=key_name, label_column=None)
+    return render_grid(transform, images[row][image_column], key, range(min(count, config.num_samples)),
                        names, columns)

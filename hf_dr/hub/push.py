@@ -31,12 +31,13 @@ from typing import Any
 
 import datasets
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from huggingface_hub import HfApi
 from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
-from hf_dr.data.keys import KeyIndex
-from hf_dr.data.schema import KEY_COLUMN, REINFORCEMENTS_COLUMN
+from hf_dr.data.keys import KeyIndex, bytes_digest, refuse_changed_image, resolve_key_source
+from hf_dr.data.schema import DIGEST_COLUMN, KEY_COLUMN, REINFORCEMENTS_COLUMN
 from hf_dr.data.sources import image_feature, keys_sha256, load_source, scan_keys
 from hf_dr.errors import DataMismatchError, HubNotFoundError, IncompleteRunError, InvalidConfigError
 from hf_dr.files import write_atomic, write_json_atomic
@@ -113,11 +114,12 @@ def push_to_hub(
                     "generation_cost": generation_cost}
     with tempfile.TemporaryDirectory(prefix="hf-dr-push-") as staging:
         shard_paths = [os.path.join(output_dir, record["path"]) for record in manifest["shards"]]
+        skipped = {entry["key"] for entry in manifest.get("skipped", [])}
         if layout == SELF_CONTAINED:
             dataset = dataset if dataset is not None else _load_recorded_source(source, config)
-            data_files = _write_self_contained(staging, shard_paths, dataset, config, source["split"])
+            data_files = _write_self_contained(staging, shard_paths, dataset, config, source["split"], skipped)
         else:
-            data_files = _write_metadata_only(staging, shard_paths, source["split"])
+            data_files = _write_metadata_only(staging, shard_paths, source["split"], config, skipped)
         meta = hub_metadata(layout, source["split"], config, source, data_files)
         write_json_atomic(os.path.join(staging, HUB_META_FILE), meta)
         write_json_atomic(os.path.join(staging, CONFIG_FILE), public_config(config))
@@ -153,7 +155,9 @@ def source_reference(config: ReinforceConfig, layout: str, split: str | None = N
     return {
         "id": ident, "revision": revision, "split": split or recorded.get("split") or "train",
         "image_column": columns.get("image", "image"), "label_column": columns.get("label"),
-        "key_column": columns.get("key"), "num_rows": recorded.get("num_rows"),
+        "key_column": columns.get("key"),
+        "key_source": resolve_key_source(columns.get("key"), columns.get("key_source")),  # column, content or path
+        "num_rows": recorded.get("num_rows"),
         "keys_sha256": recorded.get("keys_sha256"), "fingerprint": recorded.get("fingerprint"),
     }
 
@@ -198,6 +202,7 @@ def hub_metadata(layout: str, split: str, config: ReinforceConfig, source: dict[
                     "label": columns.get("label"), "key": columns.get("key") or KEY_COLUMN,
                     "reinforcements": REINFORCEMENTS_COLUMN},
         "num_rows": config.dataset.get("num_rows"), "source": source, "data_files": list(data_files),
+        "run_fingerprint": config.fingerprint(),  # binds the data to reinforce_config.json (checked on load)
     }
 
 
@@ -254,18 +259,35 @@ def data_file_name(split: str, index: int, count: int) -> str:
     return f"{DATA_DIR}/{split}-{index:05d}-of-{count:05d}.parquet"
 
 
-def _write_metadata_only(staging: str, shard_paths: Sequence[str], split: str) -> list[str]:
-    """The run's shards as they are (already compact, with features metadata), under the hub names."""
+def _write_metadata_only(staging: str, shard_paths: Sequence[str], split: str, config: ReinforceConfig,
+                         skipped: set[str]) -> list[str]:
+    """The run's shards as they are (already compact, with features metadata), under the hub names; a shard holding
+    rows the run skipped (undecodable images, listed in the manifest) is rewritten without them."""
     names = [data_file_name(split, i, len(shard_paths)) for i in range(len(shard_paths))]
     os.makedirs(os.path.join(staging, DATA_DIR))
+    key_name = config.columns.get("key") or KEY_COLUMN
     for path, name in zip(shard_paths, names, strict=True):
-        write_atomic(os.path.join(staging, name), lambda temporary, source=path: shutil.copyfile(source, temporary))
+        target = os.path.join(staging, name)
+        table = pq.read_table(path) if skipped else None
+        kept = _without_skipped(table, key_name, skipped) if table is not None else None
+        if kept is None or kept.num_rows == table.num_rows:
+            write_atomic(target, lambda temporary, source=path: shutil.copyfile(source, temporary))
+        else:
+            write_parquet(kept, target)
     return names
 
 
+def _without_skipped(table: pa.Table, key_name: str, skipped: set[str]) -> pa.Table:
+    """``table`` without the rows whose key the run skipped (they hold no records: nothing to train on)."""
+    if not skipped:
+        return table
+    return table.filter(pc.invert(pc.is_in(table.column(key_name), value_set=pa.array(sorted(skipped)))))
+
+
 def _write_self_contained(staging: str, shard_paths: Sequence[str], dataset: datasets.Dataset,
-                          config: ReinforceConfig, split: str) -> list[str]:
-    """One file per run shard: the source rows' images joined by key with the shard's key, label and records."""
+                          config: ReinforceConfig, split: str, skipped: set[str] = frozenset()) -> list[str]:
+    """One file per run shard: the source rows' images joined by key with the shard's key, label and records (rows
+    the run skipped left out)."""
     image_column, key_column = config.columns.get("image", "image"), config.columns.get("key")
     key_name = key_column or KEY_COLUMN
     index = _key_index(dataset, image_column, key_column, config)
@@ -275,12 +297,13 @@ def _write_self_contained(staging: str, shard_paths: Sequence[str], dataset: dat
     os.makedirs(os.path.join(staging, DATA_DIR))
     names = []
     for i, path in enumerate(shard_paths):
-        table = pq.read_table(path)
+        table = _without_skipped(pq.read_table(path), key_name, skipped)
         rows = [index.row(key) for key in table.column(key_name).to_pylist()]
         storage = images[rows].column(image_column).combine_chunks()
         features = datasets.Features({image_column: feature, **datasets.Features.from_arrow_schema(table.schema)})
-        combined = pa.Table.from_arrays([feature.embed_storage(storage), *table.columns],
-                                        schema=features.arrow_schema)
+        embedded = feature.embed_storage(storage)
+        _refuse_changed(table, key_name, rows, embedded)
+        combined = pa.Table.from_arrays([embedded, *table.columns], schema=features.arrow_schema)
         names.append(data_file_name(split, i, len(shard_paths)))
         write_parquet(combined, os.path.join(staging, names[-1]), compression_level=IMAGE_COMPRESSION_LEVEL)
     return names
@@ -288,10 +311,23 @@ def _write_self_contained(staging: str, shard_paths: Sequence[str], dataset: dat
 
 def _key_index(dataset: datasets.Dataset, image_column: str, key_column: str | None,
                config: ReinforceConfig) -> KeyIndex:
-    keys = scan_keys(dataset, image_column, key_column)
+    keys = scan_keys(dataset, image_column, key_column, config.columns.get("key_source"))
     if keys_sha256(keys) != config.dataset.get("keys_sha256"):
         logger.info("The dataset's rows differ from the reinforced ones (order or content); joining by key.")
     return KeyIndex(keys, where="the dataset to push")
+
+
+def _refuse_changed(table: pa.Table, key_name: str, rows: Sequence[int], embedded: pa.StructArray) -> None:
+    """Every pushed image must be the one reinforced under its key: all of them are compared with the digests the run
+    stored (runs keyed by a column or by path; a content key is itself a digest, checked by the key join)."""
+    if DIGEST_COLUMN not in table.column_names:
+        return
+    fix = ("Pass dataset= with the dataset that was reinforced (or the recorded source revision), or push the "
+           "metadata-only layout.")
+    recorded = zip(table.column(key_name).to_pylist(), rows, embedded.field("bytes").to_pylist(),
+                   table.column(DIGEST_COLUMN).to_pylist(), strict=True)
+    for key, row, data, digest in recorded:
+        refuse_changed_image(key, row, "the dataset to push", bytes_digest(data or b""), digest, fix)
 
 
 def _refuse_missing(shard_paths: Sequence[str], key_name: str, index: KeyIndex) -> None:

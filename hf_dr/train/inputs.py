@@ -49,6 +49,11 @@ class DataConfig:
     std: tuple[float, ...]
     in_chans: int
 
+    @property
+    def image_mode(self) -> str:
+        """The image mode the student reads: "L" for one input channel, else "RGB" (plain and evaluation data)."""
+        return "L" if self.in_chans == 1 else "RGB"
+
     @classmethod
     def resolve(cls, model: torch.nn.Module, size: int | None = None, mean: Sequence[float] | None = None,
                 std: Sequence[float] | None = None) -> DataConfig:
@@ -71,10 +76,15 @@ def training_data(
     seed: int = 0,
     preload: bool = False,
     key_column: str = "key",
+    verify_images: str = "sample",
 ) -> tuple[Any, Any]:
     """The training dataset and its transform: replay of a reinforcement run (``reinforcements``: its folder), or
     on-the-fly augmentation with ``policy`` and hard labels. ``preload`` decodes the images once
-    (:class:`hf_dr.data.preloaded.PreloadedDataset`); otherwise the transform is set on ``dataset`` (in place)."""
+    (:class:`hf_dr.data.preloaded.PreloadedDataset`); otherwise the transform is set on ``dataset`` (in place).
+
+    A run's rows are joined by key, recomputed as the run made them (its ``columns["key_source"]``; computed keys go
+    to column ``key_column``), and the image digests it stored are compared with ``dataset``'s images of the same
+    keys: ``verify_images`` ``"sample"`` (64 rows), ``"full"`` or ``"off"`` (see :func:`hf_dr.load_reinforced`)."""
     if reinforcements:
         from hf_dr.generate.run_config import ReinforceConfig
         from hf_dr.generate.storage import load_reinforcements
@@ -83,19 +93,22 @@ def training_data(
         if run is None:
             raise InvalidConfigError(f"{reinforcements} holds no reinforcement run (no reinforce_config.json)")
         table = load_reinforcements(reinforcements)
-        image_column = run.columns.get("image") or "image"
-        if not run.columns.get("key"):  # the run keyed rows by a hash of the image bytes: compute the same keys
-            from hf_dr.data.sources import scan_keys
+        from hf_dr.data.sources import check_image_digests, keyed
 
-            dataset = dataset.add_column(key_column, scan_keys(dataset, image_column, None))
-        dataset = _reinforced_rows(dataset, table, run.columns.get("key") or key_column)
+        image_column, key_name = run.columns.get("image") or "image", run.columns.get("key") or key_column
+        dataset, keys = keyed(dataset, image_column, run.columns.get("key"), run.columns.get("key_source"), key_name)
+        check_image_digests(dataset, image_column, keys, table, key_name, verify_images, "the training dataset",
+                            f"Load the dataset that was reinforced ({run.dataset.get('id')!r}, split "
+                            f"{run.dataset.get('split')!r}, revision {run.dataset.get('revision')!r}); "
+                            "verify_images='full' checks every row, 'off' accepts changed images.")
+        dataset = _reinforced_rows(dataset, table, key_name)
         transform: Any = ReinforcedTransform(
             table, policy=run.policy, num_classes=run.num_classes, size=data.size, mean=data.mean, std=data.std,
-            seed=seed, images=dataset, image_column=image_column, key_column=run.columns.get("key") or key_column,
+            seed=seed, images=dataset, image_column=image_column, key_column=key_name,
         )
     else:
         transform = AugmentTransform(policy, size=data.size, mean=data.mean, std=data.std, seed=seed,
-                                     key_column=key_column)
+                                     key_column=key_column, image_mode=data.image_mode)
     if preload:
         return PreloadedDataset(dataset, transform), transform
     return transform.attach(dataset.with_format(None)), transform
@@ -121,7 +134,7 @@ def _reinforced_rows(dataset: datasets.Dataset, table: datasets.Dataset, key_col
 
 def eval_data(dataset: datasets.Dataset, data: DataConfig, preload: bool = False) -> Any:
     """``dataset`` prepared for :func:`hf_dr.evaluate` (resize, normalise, integer labels)."""
-    transform = EvalTransform(size=data.size, mean=data.mean, std=data.std)
+    transform = EvalTransform(size=data.size, mean=data.mean, std=data.std, image_mode=data.image_mode)
     return PreloadedDataset(dataset, transform) if preload else transform.attach(dataset.with_format(None))
 
 

@@ -137,7 +137,7 @@ class TestOutput:
         assert _files(run_dir) == ["manifest.json", "reinforce_config.json"] + [
             f"shards/reinforcements-0000{i}.parquet{suffix}" for i in range(3) for suffix in ("", ".done")]
         reinforcements = load_reinforcements(run_dir, keep_in_memory=True)
-        assert reinforcements.column_names == ["key", "label", "reinforcements"]
+        assert reinforcements.column_names == ["key", "label", "image_digest", "reinforcements"]
         assert reinforcements["key"][:] == digits["key"][:] and reinforcements["label"][:] == digits["label"][:]
         assert reinforcements.features["label"] == digits.features["label"]
         assert all(len(records) == NUM_SAMPLES for records in reinforcements["reinforcements"])

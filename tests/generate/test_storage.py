@@ -16,6 +16,7 @@ from hf_dr import create_policy
 from hf_dr.errors import ConfigConflictError, CorruptShardError, IncompleteRunError
 from hf_dr.files import write_json_atomic
 from hf_dr.generate.plan import Shard, plan_shards
+from hf_dr.generate.run_config import ReinforceConfig
 from hf_dr.generate.storage import (
     CONFIG_FILE,
     DONE_SUFFIX,
@@ -258,3 +259,40 @@ def test_load_without_verify_skips_the_checksums(run_dir, shards):
     with pytest.raises(CorruptShardError, match="reinforcements-00000.parquet does not match"):
         load_reinforcements(run_dir, keep_in_memory=True)
     assert len(load_reinforcements(run_dir, verify=False, keep_in_memory=True)) == NUM_ROWS
+
+
+def test_clear_run_removes_only_what_runs_write(run_dir):
+    """Shard files, their .done records and the temporaries of every run file go; the user's files stay, in shards/
+    too (even with names close to ours), and so does the lock file of the run that clears."""
+    write_json_atomic(os.path.join(run_dir, CONFIG_FILE), {"seed": 0})
+    user = ["shards/README.md", "shards/extra.parquet", "shards/reinforcements-notes.txt", "notes.tmp-1",
+            "shards/reinforcements-00000.parquet.bak", "plots/manifest.json.tmp-3"]
+    run_temporaries = ["shards/reinforcements-00001.parquet.tmp-ab12", "shards/.reinforcements-00002.parquet.tmp-5",
+                       "shards/reinforcements-00000.parquet.done.tmp-9f", "reinforce_config.json.tmp-77"]
+    _touch(run_dir, *user, *run_temporaries, ".hf-dr.lock")
+    clear_run(run_dir)
+    assert _tree(run_dir) == sorted([*user, ".hf-dr.lock"])
+
+
+# -- the config bound to the manifest -----------------------------------------------------------------------------
+def _config(seed: int = 0) -> ReinforceConfig:
+    return ReinforceConfig(policy=create_policy("rrc").config(), num_samples=NUM_SAMPLES, topk=3, seed=seed,
+                           shard_size=SHARD_SIZE, teacher=[{"spec": {"arch": "resnet18"}}])
+
+
+def test_a_manifest_is_read_only_next_to_its_own_config(rows, shards, tmp_path):
+    """The config whose fingerprint the manifest records is accepted; another run's config is refused by every
+    reader, naming both files and the fix."""
+    out, config = str(tmp_path / "run"), _config()
+    for shard in shards:
+        write_shard(out, shard, _table(rows, shard), config.fingerprint())
+    write_manifest(out, shards, config.fingerprint(), NUM_SAMPLES)
+    config.save(out)
+    assert read_manifest(out)["fingerprint"] == config.fingerprint()
+    _config(seed=1).save(out)
+    for read in (read_manifest, verify_run, load_reinforcements):
+        with pytest.raises(ConfigConflictError) as info:
+            read(out)
+        message = str(info.value)
+        assert os.path.join(out, CONFIG_FILE) in message and os.path.join(out, MANIFEST_FILE) in message
+        assert "mixes two runs' files" in message and "--overwrite" in message

@@ -9,8 +9,17 @@ import pytest
 import safetensors.torch
 import torch
 
-from hf_dr.errors import ClassCountMismatchError, HfDrError, InvalidConfigError, TeacherError, WeightsNotFoundError
+from hf_dr.errors import (
+    ClassCountMismatchError,
+    HfDrError,
+    InvalidConfigError,
+    TeacherError,
+    WeightsFileError,
+    WeightsNotFoundError,
+)
+from hf_dr.files import file_sha256
 from hf_dr.generate.teacher import (
+    Member,
     MemberSpec,
     Teacher,
     ViewSpec,
@@ -156,3 +165,58 @@ def _normalize(images: torch.Tensor, data_config: dict) -> torch.Tensor:
 def test_hub_model_with_another_class_count_is_refused():
     with pytest.raises(TeacherError, match="random one"):
         load_member({"arch": "resnet18.a1_in1k", "num_classes": 10})
+
+
+class TestWeightFiles:
+    """Unreadable or ill-fitting weight files end in one line naming the file, tensors and shapes; members record
+    their files for a finished run's rerun check."""
+
+    @pytest.mark.parametrize("damage", ["not_safetensors", "truncated", "pth_garbage", "pth_truncated"])
+    @pytest.mark.parametrize("num_classes", [None, 10])  # with a class count, the head is not read first
+    def test_an_unreadable_weights_file_is_named(self, damage, num_classes, weights_dir, tmp_path):
+        spec = save_teacher(weights_dir, seed=0)
+        data = open(spec["weights"], "rb").read()
+        if damage.startswith("pth"):
+            torch.save(safetensors.torch.load_file(spec["weights"]), str(tmp_path / "good.pth"))
+            data = open(tmp_path / "good.pth", "rb").read()
+        path = str(tmp_path / ("weights.pth" if damage.startswith("pth") else "weights.safetensors"))
+        content = {"not_safetensors": b"<html>404 not found</html>", "truncated": data[: len(data) // 2],
+                   "pth_garbage": b"not a pickle at all", "pth_truncated": data[: len(data) // 2]}[damage]
+        open(path, "wb").write(content)
+        with pytest.raises(WeightsFileError) as info:
+            load_member({**spec, "weights": path, "num_classes": num_classes})
+        message = str(info.value)
+        assert isinstance(info.value, TeacherError) and "\n" not in message
+        assert message.startswith(path) and "truncated or in another format" in message
+
+    def test_weights_of_other_shapes_name_every_tensor_and_both_shapes(self, weights_dir):
+        spec = save_teacher(weights_dir, seed=0)
+        shapes = {k: list(v.shape) for k, v in safetensors.torch.load_file(spec["weights"]).items()}
+        with pytest.raises(WeightsFileError) as info:
+            load_member({**spec, "num_classes": 7})  # the file's head predicts 10 classes
+        message = str(info.value)
+        assert "\n" not in message and spec["weights"] in message
+        weight, bias = shapes["fc.weight"], shapes["fc.bias"]
+        assert f"fc.weight is {weight} in the file but {[7, *weight[1:]]} in the model" in message
+        assert f"fc.bias is {bias} in the file but [7] in the model" in message
+
+    def test_missing_tensors_are_named(self, weights_dir, tmp_path):
+        spec = save_teacher(weights_dir, seed=0)
+        state = safetensors.torch.load_file(spec["weights"])
+        del state["fc.bias"]
+        path = str(tmp_path / "no-bias.safetensors")
+        safetensors.torch.save_file(state, path)
+        with pytest.raises(WeightsFileError, match=r"1 tensors missing from the file \(fc.bias\)"):
+            load_member({**spec, "weights": path})
+
+    def test_members_record_their_weight_files(self, weights_dir, tmp_path):
+        spec = save_teacher(weights_dir, seed=0)
+        (record,) = load_member(spec).describe()["weights_files"]
+        assert record["name"] == os.path.basename(spec["weights"])
+        assert (record["num_bytes"], record["sha256"]) == (os.path.getsize(spec["weights"]),
+                                                           file_sha256(spec["weights"]))
+        assert record["mtime_ns"] == os.stat(spec["weights"]).st_mtime_ns
+        directory = save_teacher_dir(str(tmp_path / "saved"))
+        records = load_member(f"local-dir:{directory}").describe()["weights_files"]
+        assert [r["name"] for r in records] == sorted(os.listdir(directory))
+        assert "weights_files" not in Member(MemberSpec("x"), tiny_model(), {}, "0" * 64).describe()

@@ -48,7 +48,7 @@ def test_card_loads_and_its_yaml_validates(state, card):
     assert data["source_datasets"] == [f"extended|{state.source_id}"] and data["size_categories"] == ["n<1K"]
     assert data["configs"] == [{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"}]}]
     info = data["dataset_info"]
-    assert [f["name"] for f in info["features"]] == ["image", "key", "label", "reinforcements"]
+    assert [f["name"] for f in info["features"]] == ["image", "key", "label", "image_digest", "reinforcements"]
     assert info["splits"][0]["name"] == "train" and info["splits"][0]["num_examples"] == NUM_ROWS
     assert HfApi().dataset_info(state.self_contained).card_data.license == SOURCE_LICENSE
 
@@ -99,6 +99,16 @@ def test_the_cards_code_runs(card):
     exec(compile(blocks[1], "card-load-dataset", "exec"), plain)
     sample = plain["ds"][0]
     assert sample["pixel_values"].shape == (3, 32, 32) and sample["labels"].shape == (10,)
+
+
+def test_the_metadata_only_cards_code_runs(state):
+    card = DatasetCard.load(state.metadata_only, repo_type="dataset")
+    blocks = re.findall(r"```python\n(.*?)```", card.text, re.DOTALL)
+    assert len(blocks) == 1  # no plain-Parquet snippet: the rows hold no images
+    trained: dict = {}
+    exec(compile(blocks[0], "card-train-metadata-only", "exec"), trained)  # joins the source repo by key
+    assert torch.isfinite(trained["loss"]) and trained["epoch"] == 1
+    assert trained["batch"]["pixel_values"].shape[1:] == (3, 32, 32) and trained["batch"]["labels"].shape[1] == 10
 
 
 def test_statistics_match_the_stored_records(state):

@@ -115,11 +115,12 @@ class TestPush:
         meta = json.load(open(hf_hub_download(state.metadata_only, "hf_dr.json", repo_type="dataset")))
         assert meta["source"] | {"fingerprint": None} == {
             "id": state.source_id, "revision": state.source_commit, "split": "train", "image_column": "image",
-            "label_column": "label", "key_column": "key", "num_rows": NUM_ROWS, "fingerprint": None,
+            "label_column": "label", "key_column": "key", "key_source": "column", "num_rows": NUM_ROWS,
+            "fingerprint": None,
             "keys_sha256": json.load(open(os.path.join(state.run_dir, "reinforce_config.json")))["dataset"][
                 "keys_sha256"]}
         plain = datasets.load_dataset(state.metadata_only, split="train", cache_dir=state.cache_dir)
-        assert plain.column_names == ["key", "label", "reinforcements"] and len(plain) == NUM_ROWS
+        assert plain.column_names == ["key", "label", "image_digest", "reinforcements"] and len(plain) == NUM_ROWS
 
     def test_pushing_again_uploads_only_what_changed(self, state, hub):
         api, repo = HfApi(), unique_repo("rerun")
@@ -175,7 +176,7 @@ class TestPush:
 class TestRoundTrip:
     def test_self_contained_with_load_dataset_and_reinforced_transform(self, state, reference):
         ds = datasets.load_dataset(state.self_contained, split="train", cache_dir=state.cache_dir)
-        assert ds.column_names == ["image", "key", "label", "reinforcements"] and len(ds) == NUM_ROWS
+        assert ds.column_names == ["image", "key", "label", "image_digest", "reinforcements"] and len(ds) == NUM_ROWS
         assert ds.features["label"] == state.source.features["label"]
         config = json.load(open(hf_hub_download(state.self_contained, "reinforce_config.json", repo_type="dataset")))
         ReinforcedTransform(ds, policy=config["policy"], size=SIZE).attach(ds)

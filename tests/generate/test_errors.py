@@ -1,0 +1,130 @@
+"""Bad inputs end in one line naming the file, row or argument and the fix: a damaged manifest, a dataset path
+that does not exist (locally, and neither locally nor on the Hub), and labels a teacher cannot have made: integers
+beyond its classes, text or floats. Real runs on scikit-learn digits with a small local teacher."""
+
+from __future__ import annotations
+
+import os
+
+import datasets
+import pytest
+
+import hf_dr.generate.run
+from hf_dr.cli import main as cli_main
+from hf_dr.data.sources import load_source
+from hf_dr.errors import ClassCountMismatchError, IncompleteRunError, InvalidConfigError, SourceNotFoundError
+from hf_dr.generate.run import reinforce
+from hf_dr.generate.storage import MANIFEST_FILE, load_reinforcements, read_manifest, verify_run
+from tests.data_utils import digits_dataset
+from tests.utils_hub import unique_repo
+from tests.utils_teacher import save_teacher
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def digits() -> datasets.Dataset:
+    return digits_dataset(16)
+
+
+@pytest.fixture(scope="module")
+def member(tmp_path_factory) -> dict:
+    return save_teacher(str(tmp_path_factory.mktemp("teacher")), seed=0)
+
+
+def _run(dataset, member: dict, output_dir, **options) -> str:
+    arguments = {"policy": "rrc", "num_samples": 2, "topk": 3, "seed": 0, "key_column": "key", "shard_size": 8,
+                 "batch_size": 16, "num_workers": 0, "progress": False, **options}
+    return reinforce(dataset, [member], output_dir=str(output_dir), **arguments)
+
+
+def _no_teacher(*args, **kwargs):
+    raise AssertionError("the teacher was loaded before the labels were checked")
+
+
+# -- the manifest -------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("content", [b"{not json", b"", b"\x00\xff\xfe garbage", b"[1, 2]", b'"a string"'])
+def test_a_damaged_manifest_is_named_with_the_fix(content, digits, member, tmp_path):
+    """A manifest that is not JSON, or not a JSON object: one line naming the file; rerunning the same command
+    writes it again from the finished shards."""
+    out = _run(digits, member, tmp_path / "out")
+    path = os.path.join(out, MANIFEST_FILE)
+    open(path, "wb").write(content)
+    for read in (read_manifest, verify_run, load_reinforcements):
+        with pytest.raises(IncompleteRunError) as info:
+            read(out)
+        assert path in str(info.value) and "\n" not in str(info.value)
+    if content.startswith(b"{") or not content.strip():
+        assert "rerun the same reinforce command" in str(info.value)
+    _run(digits, member, out)
+    assert len(load_reinforcements(out, keep_in_memory=True)) == len(digits)
+
+
+# -- the dataset argument -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("path", ["./digts.parquet", "data/sub/digits.parquet", "~/hf-dr-no-such-folder",
+                                  "/hf-dr/no/such/dataset"])
+def test_a_local_path_that_does_not_exist_is_said_so(path, tmp_path, monkeypatch):
+    """A typo in a path is reported as a missing file or folder (its absolute path), without asking the Hub."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(datasets, "load_dataset", _no_hub)
+    with pytest.raises(SourceNotFoundError) as info:
+        load_source(path)
+    message = str(info.value)
+    assert isinstance(info.value, FileNotFoundError) and "\n" not in message
+    assert os.path.abspath(os.path.expanduser(path)) in message and "does not exist" in message
+    assert "--dataset" in message
+
+
+def _no_hub(*args, **kwargs):
+    raise AssertionError("a path that looks local was looked up on the Hub")
+
+
+def test_a_name_neither_local_nor_on_the_hub_says_both_were_tried(hub, tmp_path, monkeypatch):
+    """An id the Hub does not have (and no such local folder): the error says that both were tried."""
+    monkeypatch.chdir(tmp_path)
+    name = unique_repo("no-such-dataset")
+    with pytest.raises(SourceNotFoundError) as info:
+        load_source(name)
+    message = str(info.value)
+    assert "neither a local file or folder" in message and "from the Hub" in message and name in message
+    assert "\n" not in message
+
+
+def test_the_reinforce_command_names_a_mistyped_dataset_path(tmp_path, capsys):
+    assert cli_main(["reinforce", "--dataset", str(tmp_path / "digts.parquet"), "--teacher", "resnet18",
+                     "--output-dir", str(tmp_path / "out")]) == 1
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and str(tmp_path / "digts.parquet") in error and "does not exist" in error
+
+
+# -- labels -------------------------------------------------------------------------------------------------------
+def _relabelled(digits: datasets.Dataset, feature: datasets.Value, values: list) -> datasets.Dataset:
+    return digits.remove_columns("label").add_column("label", values, feature=feature)
+
+
+def test_integer_labels_beyond_the_teacher_classes_are_refused_naming_the_row(digits, member, tmp_path):
+    """A plain integer label column has no class count to compare: each label must be a class of the teacher."""
+    labels = digits["label"][:]
+    labels[11] = 12
+    with pytest.raises(ClassCountMismatchError) as info:
+        _run(_relabelled(digits, datasets.Value("int64"), labels), member, tmp_path / "out")
+    assert "row 11" in str(info.value) and "holds 12" in str(info.value) and "0 to 9" in str(info.value)
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_integer_labels_within_the_teacher_classes_are_stored(digits, member, tmp_path):
+    labels = [*digits["label"][:-1], -1]  # -1: no label, as in datasets
+    out = _run(_relabelled(digits, datasets.Value("int32"), labels), member, tmp_path / "out")
+    assert load_reinforcements(out, keep_in_memory=True)["label"][:] == labels
+
+
+@pytest.mark.parametrize("dtype, fix", [("string", "class_encode_column('label')"),
+                                        ("float32", "datasets.ClassLabel")])
+def test_text_and_float_labels_are_refused_before_the_teacher_loads(dtype, fix, digits, member, tmp_path,
+                                                                    monkeypatch):
+    values = [str(v) if dtype == "string" else float(v) for v in digits["label"][:]]
+    monkeypatch.setattr(hf_dr.generate.run, "create_teacher", _no_teacher)
+    with pytest.raises(InvalidConfigError) as info:
+        _run(_relabelled(digits, datasets.Value(dtype), values), member, tmp_path / "out")
+    assert fix in str(info.value) and "'label'" in str(info.value) and "\n" not in str(info.value)
+    assert not os.path.exists(tmp_path / "out")
