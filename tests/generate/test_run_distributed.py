@@ -11,6 +11,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 from hf_dr.generate.storage import load_reinforcements
 from tests.data_utils import digits_dataset
@@ -62,9 +63,17 @@ def _run(command: list[str]) -> str:
 
 @pytest.fixture(scope="module")
 def reference(inputs, tmp_path_factory) -> str:
-    """One uninterrupted single-process run."""
+    """One uninterrupted single-process run, made in this process through the same command line (the script is
+    `hf-dr reinforce`; tests/generate/test_run.py checks the command line against the library call)."""
+    from hf_dr.cli import main
+
     output_dir = str(tmp_path_factory.mktemp("reference") / "out")
-    _run([sys.executable, *_arguments(inputs, output_dir)])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the subprocesses run
+    try:
+        assert main(["reinforce", *_arguments(inputs, output_dir)[1:]]) == 0
+    finally:
+        torch.set_num_threads(threads)
     return output_dir
 
 
