@@ -54,7 +54,7 @@ def sample_grid(
     key_name = key_column or KEY_COLUMN
     key = key if key is not None else reinforcements[index][key_name]
     images, keys = keyed(images, image_column, key_column, config.columns.get("key_source"), key_name)
-    fix = "pass a key the run reinforced (--key) and the source it reinforced (--source)."
+    fix = "pass a key the run reinforced (--key) and the source it reinforced (--dataset)."
     row = KeyIndex(keys, where="the source images", fix=fix).row(key)
     label = config.columns.get("label")
     names = images.features[label].names if label and isinstance(images.features.get(label), datasets.ClassLabel) \
