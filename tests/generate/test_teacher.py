@@ -220,3 +220,22 @@ class TestWeightFiles:
         records = load_member(f"local-dir:{directory}").describe()["weights_files"]
         assert [r["name"] for r in records] == sorted(os.listdir(directory))
         assert "weights_files" not in Member(MemberSpec("x"), tiny_model(), {}, "0" * 64).describe()
+
+
+def test_the_projects_own_networks_are_teachers_in_a_fresh_process(tmp_path):
+    """Bug (issue 14): `--teacher hf_dr_cnn_fc=member.safetensors` failed with `Unknown model (hf_dr_cnn_fc)` unless
+    something had imported the module registering the network."""
+    import subprocess
+    import sys
+
+    from safetensors.torch import save_file
+
+    from hf_dr.networks import hf_dr_cnn_fc
+
+    path = tmp_path / "member.safetensors"
+    save_file({k: v.contiguous() for k, v in hf_dr_cnn_fc(num_classes=10, in_chans=1).state_dict().items()}, path)
+    code = ("import sys; from hf_dr.generate.teacher import create_teacher; "
+            "assert 'hf_dr.networks' not in sys.modules; "
+            f"print(create_teacher('hf_dr_cnn_fc={path}').num_classes)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "10", out.stderr[-2000:]
