@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -81,7 +82,10 @@ class RunDescription:
     @classmethod
     def from_run(cls, config: dict[str, Any], label_feature: Any = None, key_column: str = "key"
                  ) -> RunDescription:
-        """The description of a run from its resolved config (``ReinforceConfig.to_dict()``)."""
+        """The description of a run from its resolved config (``ReinforceConfig.to_dict()``), local paths cut to their
+        file names (:func:`public_paths`): shards carry no private paths and a resume from another folder writes the
+        same bytes."""
+        config = public_paths(config)
         columns = dict(config.get("columns") or {})
         source = {k: (config.get("dataset") or {}).get(k) for k in ("id", "revision", "split", "num_rows",
                                                                       "keys_sha256")}
@@ -113,6 +117,26 @@ class RunDescription:
             return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
         except (ValueError, TypeError, KeyError) as err:
             raise InvalidConfigError(f"the reinforced dataset's description is damaged ({err}): {body[:120]}") from err
+
+
+def public_paths(config: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a run config with local teacher-weight and dataset paths cut to their file names (what is published
+    and what shards carry; ``reinforce_config.json`` in the run folder keeps the full paths).
+
+    Example:
+        >>> public_paths({"teacher": [{"spec": {"arch": "r18", "weights": "/home/me/t/r18.safetensors"}}],
+        ...               "dataset": {"id": "/data/digits.parquet"}})
+        {'teacher': [{'spec': {'arch': 'r18', 'weights': 'r18.safetensors'}}], 'dataset': {'id': 'digits.parquet'}}
+    """
+    content = json.loads(json.dumps(config))
+    for member in content.get("teacher") or []:
+        weights = (member.get("spec") or {}).get("weights")
+        if weights:
+            member["spec"]["weights"] = os.path.basename(os.path.normpath(weights))
+    ident = (content.get("dataset") or {}).get("id")
+    if ident and (os.path.isabs(ident) or os.path.exists(ident)):
+        content["dataset"]["id"] = os.path.basename(os.path.normpath(ident))
+    return content
 
 
 def _records_feature(features: datasets.Features) -> tuple[str, Any] | None:

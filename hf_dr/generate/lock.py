@@ -30,7 +30,7 @@ import socket
 import time
 from typing import Any
 
-from hf_dr.errors import RunLockedError
+from hf_dr.errors import InvalidConfigError, RunLockedError
 
 LOCK_FILE = ".hf-dr.lock"
 
@@ -61,18 +61,31 @@ class RunLock:
         """Takes the lock, or raises :class:`RunLockedError` naming the folder, the holder and the fix."""
         if not self.owner or self._fd is not None:
             return self
+        if os.path.exists(self.output_dir) and not os.path.isdir(self.output_dir):
+            raise InvalidConfigError(f"--output-dir {self.output_dir!r} is a file, not a folder; pass a folder path.")
         self._made_folder = not os.path.isdir(self.output_dir)
         os.makedirs(self.output_dir, exist_ok=True)
-        while True:
+        for _ in range(100):  # the holder may remove its lock file between our open and our lock: lock the new one
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
                 raise RunLockedError(self._refusal()) from None
+            except OSError as err:  # ENOLCK, ENOSYS...: a filesystem without flock (Lustre without -o flock, CIFS)
+                os.close(fd)
+                self._fd = -1
+                self.release()
+                raise RunLockedError(
+                    f"cannot lock {self.path}: the filesystem of {self.output_dir!r} does not support file locks "
+                    f"({err.strerror}). Write the run to a folder on a filesystem with flock (e.g. local disk, NFSv4) "
+                    "and copy it afterwards."
+                ) from err
             if _same_file(fd, self.path):
                 break
-            os.close(fd)  # the holder removed its lock file between our open and our lock: lock the new one
+            os.close(fd)
+        else:
+            raise RunLockedError(f"cannot lock {self.path}: its file keeps changing under this run; check the folder.")
         self._fd = fd
         self._holder = {"host": socket.gethostname(), "pid": os.getpid(),
                         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "fingerprint": None}
@@ -89,10 +102,14 @@ class RunLock:
         """Removes the lock file and releases the lock (and the folder, if this lock made it and it is empty)."""
         if self._fd is None:
             return
-        with contextlib.suppress(OSError):
-            if _same_file(self._fd, self.path):
-                os.remove(self.path)  # while still locked: a waiting run then locks a new file, never this one
-        os.close(self._fd)
+        if self._fd >= 0:
+            with contextlib.suppress(OSError):
+                if _same_file(self._fd, self.path):
+                    os.remove(self.path)  # while still locked: a waiting run then locks a new file, never this one
+            os.close(self._fd)
+        else:  # never locked (no flock on this filesystem): the lock file we created is ours to remove
+            with contextlib.suppress(OSError):
+                os.remove(self.path)
         self._fd = None
         if self._made_folder:
             with contextlib.suppress(OSError):
@@ -111,7 +128,7 @@ class RunLock:
                    f"fingerprint {str(holder.get('fingerprint'))[:12]}")
         except (OSError, ValueError, AttributeError):
             holder, who = {}, "a holder that has not recorded itself yet"
-        stop = f"stop it (pid {holder['pid']} on {holder['host']})" if holder.get("pid") else "stop it"
+        stop = f"stop it (pid {holder.get('pid')} on {holder.get('host')})" if holder.get("pid") else "stop it"
         return (
             f"{self.output_dir!r} is in use by another reinforce run ({who}; lock file {self.path}). Wait for it to "
             f"finish, or {stop} and rerun to resume; to run both at once, give this one another --output-dir."

@@ -323,7 +323,8 @@ def _generate(dataset: datasets.Dataset, teacher: Teacher, policy: AugmentationP
     digests = None if config.columns["key_source"] == "content" else _digests(dataset, image_column)
     features = output_features(policy, config.topk, teacher.num_classes, key_column=key_name,
                                label_column=label_column, label_feature=label_feature,
-                               description=RunDescription.from_run(config.to_dict(), label_feature, key_name),
+                               description=RunDescription.from_run((plan.existing or config).to_dict(), label_feature,
+                                                                   key_name),  # a resume writes what the run recorded
                                digest=digests is not None)
     tables: dict[int, ShardTable] = {}
     skipped: dict[int, dict[int, str]] = {}  # shard index -> {row: decode error}

@@ -22,7 +22,7 @@ import platform
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from hf_dr.data.description import differences
+from hf_dr.data.description import PIXEL_LIBRARIES, differences
 from hf_dr.errors import ConfigConflictError
 from hf_dr.files import read_json, write_json_atomic
 
@@ -90,9 +90,18 @@ class ReinforceConfig:
             return None
         return _as_json([{k: m.get(k) for k in MEMBER_TEACHER_FIELDS} for m in self.teacher])
 
+    def version_conflicts(self, other: ReinforceConfig) -> list[str]:
+        """Versions of the libraries that decide pixels (:data:`~hf_dr.data.description.PIXEL_LIBRARIES`) that differ
+        from ``other``'s: shards made by other versions must not be mixed into one run."""
+        if not self.versions or not other.versions:
+            return []
+        return [f"versions.{name}: {other.versions.get(name)} -> {self.versions.get(name)} (install the recorded "
+                "version to resume)"
+                for name in PIXEL_LIBRARIES if other.versions.get(name) != self.versions.get(name)]
+
     def check_compatible(self, existing: ReinforceConfig, output_dir: str) -> None:
         """Raises :class:`ConfigConflictError` unless this config may resume ``existing``'s run."""
-        differences = self.conflicts(existing) + self.teacher_conflicts(existing)
+        differences = self.conflicts(existing) + self.teacher_conflicts(existing) + self.version_conflicts(existing)
         if differences:
             raise ConfigConflictError(
                 f"{output_dir!r} holds a run made with a different configuration ({'; '.join(differences)}); refusing "

@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 from huggingface_hub import HfApi
 from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
+from hf_dr.data.description import public_paths
 from hf_dr.data.keys import KeyIndex, bytes_digest, refuse_changed_image, resolve_key_source
 from hf_dr.data.schema import DIGEST_COLUMN, KEY_COLUMN, REINFORCEMENTS_COLUMN
 from hf_dr.data.sources import image_feature, keys_sha256, load_source, scan_keys
@@ -208,15 +209,7 @@ def hub_metadata(layout: str, split: str, config: ReinforceConfig, source: dict[
 
 def public_config(config: ReinforceConfig) -> dict[str, Any]:
     """The run's config as published: local weight and dataset paths are cut to their file names."""
-    content = config.to_dict()
-    for member in content["teacher"]:
-        weights = member["spec"].get("weights")
-        if weights:
-            member["spec"]["weights"] = os.path.basename(os.path.normpath(weights))
-    ident = content["dataset"].get("id")
-    if ident and os.path.exists(ident):
-        content["dataset"]["id"] = os.path.basename(os.path.normpath(ident))
-    return content
+    return public_paths(config.to_dict())
 
 
 # -- run and source -------------------------------------------------------------------------------------------------

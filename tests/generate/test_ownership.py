@@ -17,7 +17,8 @@ from huggingface_hub import HfApi
 
 import hf_dr.generate.run
 from hf_dr import create_policy, load_reinforced, push_to_hub
-from hf_dr.errors import ConfigConflictError, RunLockedError
+from hf_dr.data.description import read_description
+from hf_dr.errors import ConfigConflictError, InvalidConfigError, RunLockedError
 from hf_dr.files import file_sha256
 from hf_dr.generate.run import reinforce
 from hf_dr.generate.run_config import ReinforceConfig
@@ -204,3 +205,38 @@ def test_overwrite_removes_only_what_runs_write(digits, member, tmp_path):
     _run(digits, member, out, seed=3, overwrite=True)
     assert {name: open(os.path.join(out, name), "rb").read() for name in mine} == mine
     assert ReinforceConfig.load(out).seed == 3 and verify_run(out)["num_rows"] == len(digits)
+
+
+def test_a_resume_from_another_folder_and_revision_writes_the_recorded_run(digits, member, tmp_path):
+    """Review finding: a resume wrote its own provenance (weights path, source revision) into the new shards, so one
+    run's shards disagreed; shards now carry the recorded run, with local paths cut to file names."""
+    out = _run(digits, member, tmp_path / "run", source={"revision": "r1"})
+    reference = {name: file_sha256(os.path.join(out, "shards", name))
+                 for name in sorted(os.listdir(os.path.join(out, "shards"))) if name.endswith(".parquet")}
+    shard = sorted(reference)[1]
+    os.remove(os.path.join(out, "shards", shard))
+    os.remove(os.path.join(out, "shards", shard + ".done"))
+    os.remove(os.path.join(out, MANIFEST_FILE))
+    os.makedirs(tmp_path / "copies")  # the same weights under the same file name, in another folder
+    moved = {**member, "weights": shutil.copy(member["weights"], tmp_path / "copies")}
+    _run(digits, moved, out, source={"revision": "r2"})
+    assert {name: file_sha256(os.path.join(out, "shards", name)) for name in reference} == reference
+    description = read_description(load_reinforcements(out))
+    assert description.source["revision"] == "r1"
+    assert description.teacher[0]["spec"]["weights"] == os.path.basename(member["weights"])
+
+
+def test_a_resume_under_other_pixel_library_versions_is_refused(digits, member, tmp_path):
+    out = _run(digits, member, tmp_path / "run")
+    config = ReinforceConfig.load(out)
+    config.versions = {**config.versions, "pillow": "0.0.1"}
+    config.save(out)
+    os.remove(os.path.join(out, MANIFEST_FILE))
+    with pytest.raises(ConfigConflictError, match=r"versions.pillow: 0.0.1 -> .*install the recorded version"):
+        _run(digits, member, out)
+
+
+def test_an_output_dir_that_is_a_file_is_refused(digits, member, tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InvalidConfigError, match="is a file, not a folder"):
+        _run(digits, member, tmp_path / "file")
