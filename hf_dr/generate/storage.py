@@ -79,7 +79,7 @@ def write_shard(output_dir: str, shard: Shard, table: pa.Table, fingerprint: str
     path = os.path.join(output_dir, shard.path)
     write_parquet(table, path)
     record = {"path": shard.path, "start": shard.start, "stop": shard.stop, "num_rows": shard.num_rows,
-              "num_bytes": os.path.getsize(path), "sha256": file_sha256(path), "fingerprint": fingerprint}
+              "num_bytes": os.path.getsize(path), "sha256": _sha256_once(path), "fingerprint": fingerprint}
     if skipped:
         record["skipped"] = list(skipped)
     write_json_atomic(path + DONE_SUFFIX, record)
@@ -103,9 +103,27 @@ def shard_record(output_dir: str, shard: Shard, fingerprint: str) -> dict[str, A
         )
     if (record.get("start"), record.get("stop")) != (shard.start, shard.stop) or not os.path.exists(path):
         return None
-    if os.path.getsize(path) != record.get("num_bytes") or file_sha256(path) != record.get("sha256"):
+    if os.path.getsize(path) != record.get("num_bytes") or _sha256_once(path) != record.get("sha256"):
         return None
     return record
+
+
+# SHA-256 of the shard files this process wrote or checked, by path, with the file's identity when hashed: a resume
+# checks each finished shard once when planning, and the manifest does not hash it again (nor the ones just written).
+_HASHED: dict[str, tuple[tuple[int, int, int, int], str]] = {}
+
+
+def _sha256_once(path: str) -> str:
+    """``file_sha256(path)``, computed again only if the file changed (size, mtime, ctime or inode) since this process
+    last hashed it."""
+    stat = os.stat(path)
+    identity = (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
+    known = _HASHED.get(os.path.abspath(path))
+    if known is not None and known[0] == identity:
+        return known[1]
+    digest = file_sha256(path)
+    _HASHED[os.path.abspath(path)] = (identity, digest)
+    return digest
 
 
 def clear_run(output_dir: str) -> None:
@@ -201,7 +219,7 @@ def verify_run(output_dir: str) -> dict[str, Any]:
         path = os.path.join(output_dir, record["path"])
         if not os.path.exists(path):
             raise CorruptShardError(f"{path} is listed in the manifest but missing; restore it or regenerate the run")
-        if os.path.getsize(path) != record["num_bytes"] or file_sha256(path) != record["sha256"]:
+        if os.path.getsize(path) != record["num_bytes"] or _sha256_once(path) != record["sha256"]:
             raise CorruptShardError(
                 f"{path} does not match the checksum in {MANIFEST_FILE} (truncated or modified); delete it and "
                 "rerun the same reinforce command to regenerate it"

@@ -18,7 +18,7 @@ from huggingface_hub import HfApi
 import hf_dr.generate.run
 from hf_dr import create_policy, load_reinforced, push_to_hub
 from hf_dr.data.description import read_description
-from hf_dr.errors import ConfigConflictError, InvalidConfigError, RunLockedError
+from hf_dr.errors import ConfigConflictError, CorruptShardError, InvalidConfigError, RunLockedError
 from hf_dr.files import file_sha256
 from hf_dr.generate.run import reinforce
 from hf_dr.generate.run_config import ReinforceConfig
@@ -240,3 +240,25 @@ def test_an_output_dir_that_is_a_file_is_refused(digits, member, tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(InvalidConfigError, match="is a file, not a folder"):
         _run(digits, member, tmp_path / "file")
+
+
+def test_a_resume_hashes_each_shard_once(digits, member, tmp_path, monkeypatch):
+    """Issue 12: a resume hashed every finished shard when planning and again when writing the manifest, and every
+    load hashed them all again; now each shard file is hashed once per process unless it changes."""
+    import hf_dr.generate.storage as storage
+
+    out = _run(digits, member, tmp_path / "run")  # 2 shards
+    os.remove(os.path.join(out, "shards", "reinforcements-00001.parquet"))
+    os.remove(os.path.join(out, MANIFEST_FILE))
+    storage._HASHED.clear()  # as in a new process
+    hashed = []
+    real = storage.file_sha256
+    monkeypatch.setattr(storage, "file_sha256", lambda path, *a: hashed.append(os.path.basename(path)) or real(path))
+    _run(digits, member, out)
+    load_reinforcements(out)
+    assert sorted(hashed) == ["reinforcements-00000.parquet", "reinforcements-00001.parquet"]
+    with open(os.path.join(out, "shards", "reinforcements-00000.parquet"), "r+b") as f:  # a changed file is hashed
+        f.seek(10)
+        f.write(b"\x00")
+    with pytest.raises(CorruptShardError):
+        verify_run(out)
