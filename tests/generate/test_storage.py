@@ -296,3 +296,23 @@ def test_a_manifest_is_read_only_next_to_its_own_config(rows, shards, tmp_path):
         message = str(info.value)
         assert os.path.join(out, CONFIG_FILE) in message and os.path.join(out, MANIFEST_FILE) in message
         assert "mixes two runs' files" in message and "--overwrite" in message
+
+
+def test_keep_in_memory_does_not_hash_the_table(tmp_path, monkeypatch):
+    """Issue 12: ``keep_in_memory=True`` let datasets fingerprint the whole table (peak ~5x the table); the run's
+    content identity (manifest fingerprint and shard checksums) is the fingerprint instead."""
+    import datasets.arrow_dataset
+
+    images = digits_dataset(8)
+    table = reinforce_in_memory(images, create_policy("rrc"), ProjectionTeacher(size=16), 2, 3, seed=0)
+    shards = plan_shards(len(table), 4)
+    for shard in shards:
+        write_shard(str(tmp_path), shard, table.select(range(shard.start, shard.stop)).data.table, "f" * 64)
+    write_manifest(str(tmp_path), shards, "f" * 64, 2)
+
+    def refuse(dataset):
+        raise AssertionError("the table was hashed")
+
+    monkeypatch.setattr(datasets.arrow_dataset, "generate_fingerprint", refuse)
+    first, again = (load_reinforcements(str(tmp_path), keep_in_memory=True) for _ in range(2))
+    assert len(first) == 8 and first._fingerprint == again._fingerprint
