@@ -3,11 +3,55 @@ plain augmentation it draws), whatever wraps it. Light on purpose: no transforme
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import datasets
+import torch
 
 from hf_dr.data.preloaded import PreloadedDataset
+from hf_dr.data.sources import check_columns
+
+
+class EpochHook:
+    """The part every hf_dr ``set_transform`` hook shares: the columns it reads, :meth:`attach`, and an epoch counter
+    in shared memory that :meth:`set_epoch` updates in place, so it reaches persistent DataLoader workers and the
+    copies ``datasets`` makes of a format (``with_transform``, ``map``). Subclasses define :attr:`column_options`.
+    """
+
+    attach_role = "dataset"  # how attach's error names the dataset
+
+    def __init__(self) -> None:
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    @property
+    def column_options(self) -> dict[str, str]:
+        """The columns the hook reads, by the option naming them."""
+        raise NotImplementedError
+
+    @property
+    def input_columns(self) -> list[str]:
+        """The columns the hook reads: pass them to ``set_transform(columns=...)`` (see :meth:`attach`)."""
+        return list(self.column_options.values())
+
+    def attach(self, dataset: datasets.Dataset) -> datasets.Dataset:
+        """Sets this hook on ``dataset`` (in place), formatting only the columns it reads; returns it."""
+        check_columns(dataset, role=self.attach_role, **self.column_options)
+        dataset.set_transform(self, columns=self.input_columns)
+        return dataset
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Selects the draws of ``epoch`` (stored records or plain augmentations) in every worker."""
+        self._epoch.fill_(int(epoch))
+
+    def __deepcopy__(self, memo: dict) -> EpochHook:
+        clone = copy.copy(self)  # copies keep sharing the epoch counter
+        memo[id(self)] = clone
+        return clone
 
 
 def transform_of(dataset: Any) -> Any:

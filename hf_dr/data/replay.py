@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +15,7 @@ from hf_dr.augment.policy import AugmentationPolicy
 from hf_dr.augment.registry import as_policy, policy_from_config
 from hf_dr.augment.seeding import choose_index
 from hf_dr.data.description import RunDescription, differences, read_description
+from hf_dr.data.epochs import EpochHook
 from hf_dr.data.keys import KeyIndex
 from hf_dr.data.schema import KEY_COLUMN, REINFORCEMENTS_COLUMN
 from hf_dr.data.soft_labels import densify
@@ -33,7 +33,7 @@ _UNREINFORCED_FIX = ("the images and the reinforcements come from different vers
                      "reinforced; leave skipped rows out of the images (hf_dr.train.inputs.training_data does).")
 
 
-class ReinforcedTransform:
+class ReinforcedTransform(EpochHook):
     """Replays stored reinforcements on the fly: use it as ``dataset.set_transform(...)``.
 
     Per sample it picks one of the N stored records with a generator seeded by ``(seed, epoch, key)``, so the choice
@@ -72,6 +72,8 @@ class ReinforcedTransform:
         >>> batch["pixel_values"].shape, batch["labels"].shape  # doctest: +SKIP
         (torch.Size([3, 224, 224]), torch.Size([1000]))
     """
+
+    attach_role = "image dataset"
 
     def __init__(
         self,
@@ -114,39 +116,13 @@ class ReinforcedTransform:
         keys = self._table.data.column(key_column).to_pylist()
         self._rows = KeyIndex(keys, where="the reinforcements", fix=_UNREINFORCED_FIX)
         self._partners = self._partner_source(images if images is not None else reinforcements)
-        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
-
-    # -- epoch --------------------------------------------------------------------------------------------------
-    @property
-    def epoch(self) -> int:
-        return int(self._epoch)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Selects the records of ``epoch``; reaches persistent DataLoader workers through shared memory."""
-        self._epoch.fill_(int(epoch))
-
-    def __deepcopy__(self, memo: dict) -> ReinforcedTransform:
-        # datasets deep-copies formats (with_transform, map); copies must keep sharing the epoch counter.
-        clone = copy.copy(self)
-        memo[id(self)] = clone
-        return clone
+        super().__init__()
 
     # -- the hook -----------------------------------------------------------------------------------------------
     @property
     def column_options(self) -> dict[str, str]:
         """The columns the hook reads, by the option naming them."""
         return {"image_column": self.image_column, "key_column": self.key_column}
-
-    @property
-    def input_columns(self) -> list[str]:
-        """The columns the hook reads: pass them to ``set_transform(columns=...)`` (see :meth:`attach`)."""
-        return list(self.column_options.values())
-
-    def attach(self, dataset: datasets.Dataset) -> datasets.Dataset:
-        """Sets this transform on ``dataset`` (in place) formatting only the columns it needs; returns it."""
-        check_columns(dataset, role="image dataset", **self.column_options)
-        dataset.set_transform(self, columns=self.input_columns)
-        return dataset
 
     def __call__(self, batch: dict[str, list[Any]]) -> dict[str, list[torch.Tensor]]:
         check_columns(batch, role="batch", fix=ATTACH_FIX, **self.column_options)

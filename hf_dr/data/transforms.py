@@ -10,11 +10,9 @@ gives batches of one shape; without it grayscale stays one channel and other mod
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from typing import Any
 
-import datasets
 import torch
 from torchvision.transforms.v2 import functional as TF
 
@@ -23,6 +21,7 @@ from hf_dr.augment.functional import IMAGENET_MEAN, IMAGENET_STD
 from hf_dr.augment.policy import AugmentationPolicy
 from hf_dr.augment.registry import as_policy
 from hf_dr.augment.seeding import generator_for
+from hf_dr.data.epochs import EpochHook
 from hf_dr.data.replay import ATTACH_FIX
 from hf_dr.data.schema import KEY_COLUMN
 from hf_dr.data.sources import check_columns
@@ -31,43 +30,19 @@ from hf_dr.errors import InvalidConfigError
 _PLAIN_STREAM = 1  # separates the plain baseline's draws from any other use of (seed, epoch, key)
 
 
-class _ImageTransform:
+class _ImageTransform(EpochHook):
     def __init__(self, size: int | Sequence[int], mean: Sequence[float], std: Sequence[float], image_column: str,
                  label_column: str, image_mode: str | None = None) -> None:
+        super().__init__()
         self.image_mode = K.check_image_mode(image_mode)
         self.size = (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
         self.mean, self.std = tuple(mean), tuple(std)
         self.image_column, self.label_column = image_column, label_column
-        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
 
     @property
     def column_options(self) -> dict[str, str]:
         """The columns the hook reads, by the option naming them."""
         return {"image_column": self.image_column, "label_column": self.label_column}
-
-    @property
-    def input_columns(self) -> list[str]:
-        """The columns the hook reads: pass them to ``set_transform(columns=...)`` (see :meth:`attach`)."""
-        return list(self.column_options.values())
-
-    @property
-    def epoch(self) -> int:
-        return int(self._epoch)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Selects the augmentations of ``epoch``; reaches persistent DataLoader workers through shared memory."""
-        self._epoch.fill_(int(epoch))
-
-    def __deepcopy__(self, memo: dict) -> _ImageTransform:
-        clone = copy.copy(self)
-        memo[id(self)] = clone
-        return clone
-
-    def attach(self, dataset: datasets.Dataset) -> datasets.Dataset:
-        """Sets this transform on ``dataset`` (in place), formatting only the columns it reads; returns it."""
-        check_columns(dataset, **self.column_options)
-        dataset.set_transform(self, columns=self.input_columns)
-        return dataset
 
     def __call__(self, batch: dict[str, list[Any]]) -> dict[str, list[torch.Tensor] | list[int]]:
         check_columns(batch, role="batch", fix=ATTACH_FIX, **self.column_options)
