@@ -33,7 +33,7 @@ def load_target(
     recorded = config.dataset
     path = source or recorded.get("id")
     if not path:
-        raise InvalidConfigError("the run does not record where its source images are; pass --source PATH_OR_ID")
+        raise InvalidConfigError("the run does not record where its source images are; pass --dataset PATH_OR_ID")
     images = load_source(path, split=split or recorded.get("split") or "train",
                          revision=revision or recorded.get("revision"))
     return load_reinforcements(target), images, config
