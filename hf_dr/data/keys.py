@@ -22,6 +22,9 @@ import io
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import torch
 from PIL import Image
 
 from hf_dr.errors import CorruptImageError, DataMismatchError, InvalidConfigError
@@ -176,11 +179,73 @@ def refuse_changed_image(key: str, row: int, where: str, found: int, recorded: i
         )
 
 
+_FNV_OFFSET, _FNV_PRIME = np.uint64(0xCBF29CE484222325), np.uint64(0x100000001B3)
+_MIX = (np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))
+
+
+def key_hashes(keys: Iterable[str] | pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """The 64-bit hash of every key (FNV-1a over its UTF-8 bytes, then SplitMix64's finaliser), vectorised over an
+    Arrow string array: ~0.2 s for ImageNet's 1.28M keys, with no Python string made.
+
+    Example:
+        >>> key_hashes(["a", "b"]).dtype, bool(key_hashes(["a"])[0] == key_hashes(pa.array(["b", "a"]))[1])
+        (dtype('uint64'), True)
+    """
+    if isinstance(keys, pa.ChunkedArray):
+        keys = keys.combine_chunks() if keys.num_chunks else pa.array([], pa.string())
+    array = (keys if isinstance(keys, pa.Array) else pa.array(list(keys), pa.string())).cast(pa.large_string())
+    if array.null_count:
+        raise DataMismatchError(f"{array.null_count} sample key(s) are missing (null); every row needs a key.")
+    count = len(array)
+    offsets = np.frombuffer(array.buffers()[1], np.int64)[array.offset:array.offset + count + 1]
+    data = np.frombuffer(array.buffers()[2], np.uint8) if array.buffers()[2] is not None else np.zeros(0, np.uint8)
+    starts, lengths = offsets[:-1], np.diff(offsets)
+    hashes = np.full(count, _FNV_OFFSET, np.uint64)
+    rows, position = np.flatnonzero(lengths > 0), 0
+    while rows.size:  # byte `position` of every key that long, all keys at once
+        hashes[rows] = (hashes[rows] ^ data[starts[rows] + position]) * _FNV_PRIME
+        position += 1
+        rows = rows[lengths[rows] > position]
+    hashes ^= hashes >> np.uint64(30)
+    hashes *= _MIX[0]
+    hashes ^= hashes >> np.uint64(27)
+    hashes *= _MIX[1]
+    return hashes ^ (hashes >> np.uint64(31))
+
+
+_MASK = 2**64 - 1
+
+
+def key_hash(key: str) -> int:
+    """:func:`key_hashes` of one key, in plain Python (a lookup costs a few microseconds, not an array's setup).
+
+    Example:
+        >>> key_hash("n01440764_10026.JPEG") == int(key_hashes(["n01440764_10026.JPEG"])[0])
+        True
+    """
+    value = int(_FNV_OFFSET)
+    for byte in key.encode("utf-8"):
+        value = ((value ^ byte) * int(_FNV_PRIME)) & _MASK
+    value ^= value >> 30
+    value = (value * int(_MIX[0])) & _MASK
+    value ^= value >> 27
+    value = (value * int(_MIX[1])) & _MASK
+    return value ^ (value >> 31)
+
+
 class KeyIndex:
     """The row of every sample key of a table, with an error naming a missing key and the fix.
 
+    Compact at any scale: the keys' 64-bit hashes (:func:`key_hashes`), sorted, and their rows, 12 bytes per key
+    (15 MB for ImageNet's 1.28M), in shared memory, so DataLoader workers share one copy under fork and spawn alike (a
+    pickled index carries handles, not the arrays). A lookup is a binary search (``np.searchsorted``). Keys sharing
+    a hash (a duplicate key, or a 64-bit collision: about 1 in 10^7 for 1.28M keys) are kept exactly, in a dict; a
+    duplicate key gives its last row. A key that is absent but shares a hash with a present one is found at that
+    row: callers holding the table check the row's key (:meth:`check`).
+
     Args:
-        keys (`Iterable[str]`): every row's key, in row order.
+        keys (`Iterable[str]` or `pyarrow.Array`): every row's key, in row order (an Arrow string column is hashed
+            without making Python strings).
         where (`str`, *optional*, defaults to ``"the dataset"``): what the table is, for the error message.
         fix (`str`, *optional*): how to fix a missing key, for the error message.
 
@@ -194,20 +259,59 @@ class KeyIndex:
         hf_dr.errors.DataMismatchError: sample key 'c' is not in the image dataset; pass images=<full dataset>.
     """
 
-    def __init__(self, keys: Iterable[str], where: str = "the dataset", fix: str = "") -> None:
-        self.rows = {key: row for row, key in enumerate(keys)}
+    def __init__(self, keys: Iterable[str] | pa.Array | pa.ChunkedArray, where: str = "the dataset",
+                 fix: str = "") -> None:
+        keys = keys if isinstance(keys, (pa.Array, pa.ChunkedArray)) else pa.array(list(keys), pa.string())
+        hashes = key_hashes(keys)
+        order = np.argsort(hashes, kind="stable")
+        hashes = hashes[order]
+        shared = np.flatnonzero(hashes[1:] == hashes[:-1])
+        rows = np.unique(np.concatenate([order[shared], order[shared + 1]]))
+        self._exact = {keys[int(row)].as_py(): int(row) for row in rows}  # in row order: a duplicate's last row wins
+        self._shared_hashes = set(hashes[shared].tolist())
+        row_type = torch.int32 if len(order) < 2**31 else torch.int64
+        self._hashes = torch.from_numpy(hashes.view(np.int64)).share_memory_()
+        self._rows = torch.from_numpy(order).to(row_type).share_memory_()
         self.where, self.fix = where, fix
+
+    def find(self, key: str) -> int | None:
+        """The row of ``key``, or None when no key has its hash."""
+        value = key_hash(key)
+        if value in self._shared_hashes:
+            return self._exact.get(key)
+        hashes = self._sorted_hashes()
+        position = int(hashes.searchsorted(np.uint64(value)))
+        return int(self._rows[position]) if position < len(hashes) and int(hashes[position]) == value else None
+
+    def _sorted_hashes(self) -> np.ndarray:
+        """The sorted hashes as ``uint64`` (a view of the shared tensor, made once per process)."""
+        if getattr(self, "_view", None) is None:
+            self._view = self._hashes.numpy().view(np.uint64)
+        return self._view
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_view": None}
 
     def row(self, key: str) -> int:
         """The row of ``key``, or :class:`DataMismatchError` naming the key, the table and the fix."""
-        try:
-            return self.rows[key]
-        except KeyError:
-            fix = f"; {self.fix}" if self.fix else ""
-            raise DataMismatchError(f"sample key {key!r} is not in {self.where}{fix}") from None
+        row = self.find(key)
+        if row is None:
+            raise self.missing(key)
+        return row
+
+    def check(self, key: str, row: int, found: str) -> None:
+        """Raises the missing-key error when the table's key at ``row`` (``found``) is not ``key``: an absent key
+        that shares a 64-bit hash with a present one."""
+        if found != key:
+            raise self.missing(key)
+
+    def missing(self, key: str) -> DataMismatchError:
+        """The error for a key the table lacks."""
+        fix = f"; {self.fix}" if self.fix else ""
+        return DataMismatchError(f"sample key {key!r} is not in {self.where}{fix}")
 
     def __contains__(self, key: object) -> bool:
-        return key in self.rows
+        return isinstance(key, str) and self.find(key) is not None
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self._rows)

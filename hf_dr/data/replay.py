@@ -113,8 +113,7 @@ class ReinforcedTransform(EpochHook):
         self.num_classes = _num_classes(self.description, num_classes, class_count(reinforcements, label_column))
         table = reinforcements.flatten_indices() if reinforcements._indices is not None else reinforcements
         self._table = table.select_columns([key_column, reinforcements_column])
-        keys = self._table.data.column(key_column).to_pylist()
-        self._rows = KeyIndex(keys, where="the reinforcements", fix=_UNREINFORCED_FIX)
+        self._rows = KeyIndex(self._table.data.column(key_column), where="the reinforcements", fix=_UNREINFORCED_FIX)
         self._partners = self._partner_source(images if images is not None else reinforcements)
         super().__init__()
 
@@ -185,16 +184,18 @@ class ReinforcedTransform(EpochHook):
 
     def _records_of(self, key: str) -> Any:
         """The Arrow list of ``key``'s stored records: only this row is read, no other row is formatted."""
-        return self._table.data.column(self.reinforcements_column)[self._rows.row(key)].values
+        row = self._rows.row(key)
+        self._rows.check(key, row, self._table.data.column(self.key_column)[row].as_py())
+        return self._table.data.column(self.reinforcements_column)[row].values
 
     def _partner_source(self, images: datasets.Dataset) -> tuple[datasets.Dataset, KeyIndex] | None:
         if not self.policy.needs_partner:
             return None
         check_columns(images, role="partner image dataset", **self.column_options)
         images = images.flatten_indices() if images._indices is not None else images
-        keys = KeyIndex(images.data.column(self.key_column).to_pylist(), where="the image dataset",
+        keys = KeyIndex(images.data.column(self.key_column), where="the image dataset",
                         fix="mixing partners are looked up by key: pass images=<the full dataset>.")
-        return images.select_columns([self.image_column]), keys
+        return images.select_columns([self.image_column, self.key_column]), keys
 
     def partner_for(self, record: dict[str, Any]) -> Any:
         """The original image of a record's mixing partner (None for records that do not mix)."""
@@ -202,7 +203,9 @@ class ReinforcedTransform(EpochHook):
         if key is None:
             return None
         dataset, keys = self._partners
-        return dataset[keys.row(key)][self.image_column]
+        row = dataset[keys.row(key)]
+        keys.check(key, -1, row[self.key_column])
+        return row[self.image_column]
 
     def check_num_classes(self, model_num_classes: int) -> None:
         """Raises :class:`ClassCountMismatchError` if a model's class count differs from the soft labels'."""

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import datasets
+import pyarrow as pa
 import pyarrow.compute as pc
 from PIL import Image
 
@@ -27,6 +28,7 @@ from hf_dr.data.keys import (
     refuse_changed_image,
     resolve_key_source,
 )
+from hf_dr.data.scan_cache import cached_scan
 from hf_dr.data.schema import DIGEST_COLUMN
 from hf_dr.errors import DataMismatchError, InvalidConfigError, MissingColumnError, SourceNotFoundError
 
@@ -201,9 +203,21 @@ def scan_keys(dataset: datasets.Dataset, image_column: str, key_column: str | No
         keys = _path_keys(dataset, image_column)
     else:
         check_columns(dataset, role="source dataset", image_column=image_column)
-        keys = [content_key(cell) for cell in _cells(encoded_images(dataset, image_column), image_column)]
+        keys = content_keys(dataset, image_column)
     _refuse_duplicates(keys, source, key_column)
     return keys
+
+
+def content_keys(dataset: datasets.Dataset, image_column: str) -> list[str]:
+    """Every row's :func:`hf_dr.data.keys.content_key`, hashed once per dataset version
+    (:func:`hf_dr.data.scan_cache.cached_scan`: later calls read them back, checking 64 rows)."""
+    images = encoded_images(dataset, image_column)
+
+    def some(rows: Sequence[int]) -> list[str]:
+        return [content_key(cell) for cell in _cells(images.select(rows), image_column)]
+
+    return cached_scan(dataset, f"content-keys-{image_column}",
+                       lambda: [content_key(cell) for cell in _cells(images, image_column)], some, pa.string())
 
 
 def _path_keys(dataset: datasets.Dataset, image_column: str, batch_size: int = 4096) -> list[str]:

@@ -10,6 +10,12 @@ a method, and returns a plain ``IterableDataset`` whose ``set_epoch`` would not 
 with ``ds.shard(num_shards=world_size, index=rank)`` instead.
 
 A streamed sample is ``{"key", "pixel_values", "labels"}`` and equals the map-style one for the same (seed, epoch).
+
+A self-contained stream's rows hold all N records (400 for ImageNet+), and ``datasets`` would turn every one of them
+into Python objects for each row. Its replay runs in two steps instead: :class:`ChosenRecords`, a batched map on the
+stream's Arrow tables, keeps of each row only the record of the current epoch (taken with ``pyarrow.compute.take``,
+nothing converted), then :class:`StreamReplay`, the per-example replay both layouts share, decodes the image and
+replays that one record.
 """
 
 from __future__ import annotations
@@ -18,8 +24,12 @@ import functools
 from typing import Any
 
 import datasets
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 
+from hf_dr.augment.seeding import choose_index
 from hf_dr.data.keys import content_key
 from hf_dr.data.replay import ReinforcedTransform
 from hf_dr.data.sources import check_columns
@@ -30,6 +40,9 @@ _DERIVING_METHODS = (
     "rename_column", "rename_columns", "remove_columns", "select_columns", "cast_column", "cast", "decode", "_step",
     "_resolve_features",
 )
+CHOSEN_KEY = "hf_dr_key"  # the column ChosenRecords passes each self-contained row's key on in, as text
+CHOSEN_RECORD = "hf_dr_record"  # ... and its record of the current epoch
+CHOOSE_BATCH_SIZE = 64  # rows per Arrow batch ChosenRecords maps: N records each stay in Arrow until chosen
 
 
 class ReinforcedIterableDataset(datasets.IterableDataset):
@@ -73,7 +86,7 @@ for _name in _DERIVING_METHODS:
 
 
 class StreamReplay:
-    """The per-example function of a streamed reinforced dataset.
+    """The per-example function of a streamed reinforced dataset (both layouts).
 
     Args:
         transform (`ReinforcedTransform`): the replay options (policy, size, normalization, seed, class count) and,
@@ -81,32 +94,87 @@ class StreamReplay:
         image_feature (`datasets.Image`): decodes the image cells, which are streamed undecoded.
         image_column (`str`): the image column of the stream.
         key_column (`str`, *optional*): the key column; without one the key is the hash of the image bytes.
-        records_column (`str`, *optional*): a column holding each row's own records (the self-contained layout);
-            without one the records are looked up in ``transform``.
+        record_column (`str`, *optional*): a column holding each row's record of the current epoch, chosen by
+            :class:`ChosenRecords` (the self-contained layout); without one the record is looked up in ``transform``.
     """
 
     def __init__(self, transform: ReinforcedTransform, image_feature: datasets.Image, image_column: str,
-                 key_column: str | None, records_column: str | None = None) -> None:
+                 key_column: str | None, record_column: str | None = None) -> None:
         if transform.policy.needs_partner:
             raise InvalidConfigError(
                 f"policy {transform.policy.name!r} mixes each image with a partner image looked up by key, which a "
                 "stream cannot fetch; load the dataset map-style (streaming=False)."
             )
         self.transform, self.image_feature = transform, image_feature
-        self.image_column, self.key_column, self.records_column = image_column, key_column, records_column
+        self.image_column, self.key_column, self.record_column = image_column, key_column, record_column
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         cell = row[self.image_column]
         key = str(row[self.key_column]) if self.key_column else content_key(cell)
         image = self.image_feature.decode_example(cell)
-        records = None if self.records_column is None else row[self.records_column]
-        pixel_values, labels = self.transform.replay(image, key, records=records)
+        if self.record_column is None:
+            pixel_values, labels = self.transform.replay(image, key)
+        else:  # the one record ChosenRecords kept: record 0 of a one-record list
+            pixel_values, labels = self.transform.replay(image, key, index=0, records=(row[self.record_column],))
         return {"key": key, "pixel_values": pixel_values, "labels": labels}
+
+
+class ChosenRecords:
+    """The first step of a self-contained stream: a batched map on Arrow tables that keeps, of each row's N records,
+    only the one of the current epoch, without turning any record into Python objects.
+
+    It returns the image cells (undecoded), the keys as text in :data:`CHOSEN_KEY` and the chosen records in
+    :data:`CHOSEN_RECORD`, for :class:`StreamReplay`. The choice is :meth:`ReinforcedTransform.record`'s:
+    ``choose_index(N, seed, epoch, key)``, with the epoch read from ``transform`` when a batch is mapped.
+
+    Args:
+        transform (`ReinforcedTransform`): gives the seed and the (shared) epoch.
+        image_column (`str`): the image column, passed on.
+        key_column (`str`, *optional*): the key column; without one the key is the hash of the image bytes.
+        records_column (`str`): the column holding each row's N records.
+
+    Example:
+        >>> choose = ChosenRecords(transform, "image", "key", "reinforcements")  # doctest: +SKIP
+        >>> choose(table).column_names  # doctest: +SKIP
+        ['image', 'hf_dr_key', 'hf_dr_record']
+    """
+
+    def __init__(self, transform: ReinforcedTransform, image_column: str, key_column: str | None,
+                 records_column: str) -> None:
+        self.transform = transform
+        self.image_column, self.key_column, self.records_column = image_column, key_column, records_column
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        cells = table.column(self.image_column)
+        if self.key_column:
+            keys = [str(key) for key in table.column(self.key_column).to_pylist()]
+        else:
+            keys = [content_key(cell) for cell in cells.to_pylist()]
+        column = table.column(self.records_column)
+        records = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+        chosen = pc.take(records.values, self._positions(records, keys))
+        return pa.table({self.image_column: cells, CHOSEN_KEY: pa.array(keys, pa.string()), CHOSEN_RECORD: chosen})
+
+    def _positions(self, records: pa.ListArray, keys: list[str]) -> np.ndarray:
+        """Where each row's chosen record lies in ``records.values``."""
+        counts = pc.fill_null(pc.list_value_length(records), 0).to_numpy(zero_copy_only=False)
+        seed, epoch = self.transform.seed, self.transform.epoch
+        index = np.empty(len(keys), dtype=np.int64)
+        for row, (count, key) in enumerate(zip(counts.tolist(), keys, strict=True)):
+            if count == 0:
+                self.transform.record(key, records=())  # raises the map-style error for a row without records
+            index[row] = choose_index(count, seed, epoch, key)
+        return records.offsets.to_numpy()[:-1] + index
 
 
 def stream_replay(stream: datasets.IterableDataset, transform: ReinforcedTransform, image_column: str,
                   key_column: str | None, records_column: str | None = None) -> ReinforcedIterableDataset:
-    """``stream`` mapped lazily through :class:`StreamReplay`, sharing ``transform``'s epoch with the dataset."""
+    """``stream`` mapped lazily through :class:`StreamReplay`, sharing ``transform``'s epoch with the dataset.
+
+    With ``records_column`` (the self-contained layout) :class:`ChosenRecords` first keeps each row's record of the
+    epoch, on Arrow batches of :data:`CHOOSE_BATCH_SIZE` rows; without one the records are looked up by key in
+    ``transform``.
+    """
     if stream.features is None:  # e.g. after a user's .map(): infer them from the first rows to know the columns
         stream = stream._resolve_features()
     check_columns(stream, role="stream", image_column=image_column, key_column=key_column,
@@ -114,9 +182,18 @@ def stream_replay(stream: datasets.IterableDataset, transform: ReinforcedTransfo
     feature = stream.features[image_column]
     if not isinstance(feature, datasets.Image):
         raise InvalidConfigError(f"column {image_column!r} of the stream holds {feature!r}, not images")
-    replay = StreamReplay(transform, datasets.Image(mode=feature.mode), image_column, key_column, records_column)
-    undecoded = stream.cast_column(image_column, datasets.Image(decode=False))
-    mapped = undecoded.map(replay, remove_columns=list(stream.column_names))
+    image, undecoded = datasets.Image(mode=feature.mode), datasets.Image(decode=False)
+    rows = stream.cast_column(image_column, undecoded)
+    if records_column is None:
+        replay = StreamReplay(transform, image, image_column, key_column)
+    else:
+        replay = StreamReplay(transform, image, image_column, CHOSEN_KEY, CHOSEN_RECORD)
+        chosen = datasets.Features({image_column: undecoded, CHOSEN_KEY: datasets.Value("string"),
+                                    CHOSEN_RECORD: stream.features[records_column].feature})
+        choose = ChosenRecords(transform, image_column, key_column, records_column)
+        rows = rows.with_format("arrow").map(choose, batched=True, batch_size=CHOOSE_BATCH_SIZE, features=chosen)
+        rows = rows.with_format(None)
+    mapped = rows.map(replay, remove_columns=list(rows.column_names))
     return ReinforcedIterableDataset.sharing_epoch(mapped, transform._epoch)
 
 

@@ -34,6 +34,7 @@ from hf_dr.augment.policy import AugmentationPolicy
 from hf_dr.augment.registry import policy_from_config
 from hf_dr.augment.seeding import generator_for
 from hf_dr.data.keys import KeyIndex
+from hf_dr.data.scan_cache import cached_scan
 from hf_dr.data.schema import REINFORCEMENTS_COLUMN
 from hf_dr.data.sources import header_size
 from hf_dr.errors import CorruptImageError, InvalidConfigError
@@ -215,23 +216,42 @@ def describe_source(info: dict[str, Any]) -> str:
 
 def partner_sizes(images: datasets.Dataset, keys: Sequence[str], on_bad_image: str = "raise",
                   source: str = "the dataset") -> list[tuple[int, int]]:
-    """Every row's image ``(height, width)`` from its file header, for a mixing policy's partner draws.
+    """Every row's image ``(height, width)`` from its file header, for a mixing policy's partner draws; read once per
+    dataset version (:func:`hf_dr.data.scan_cache.cached_scan`).
 
     An unreadable header raises :class:`CorruptImageError` naming the row, or with ``on_bad_image="skip"`` gives
     ``(1, 1)``: such a partner is never mixed in (the view is stored unmixed, see :class:`ViewRenderer`).
     """
-    column, sizes = images.column_names[0], []
-    for batch in images.with_format("arrow").iter(batch_size=1024):
-        for cell in batch.column(column).to_pylist():
-            row = len(sizes)
+    column = images.column_names[0]
+    sizes = cached_scan(images, f"sizes-{column}", lambda: _header_sizes(images),
+                        lambda rows: _header_sizes(images.select(rows)), pa.list_(pa.int32(), 2))
+    found = []
+    for row, size in enumerate(sizes):
+        if tuple(size) == _UNREADABLE:  # the error again, from the header itself
+            cell = images[row][column]
             try:
-                sizes.append(header_size(_nonempty(cell)))
+                header_size(_nonempty(cell))
             except DECODE_ERRORS as err:
                 if on_bad_image == "raise":
                     raise CorruptImageError(
                         f"cannot read the image header of {describe_row(row, keys[row], cell, source)}: "
                         f"{error_text(err)}. Repair or remove that row, or {SKIP_FIX}.") from err
-                sizes.append((1, 1))
+            size = (1, 1)
+        found.append(tuple(size))
+    return found
+
+
+_UNREADABLE = (0, 0)  # the size a scan gives an unreadable header
+
+
+def _header_sizes(images: datasets.Dataset) -> list[tuple[int, int]]:
+    column, sizes = images.column_names[0], []
+    for batch in images.with_format("arrow").iter(batch_size=1024):
+        for cell in batch.column(column).to_pylist():
+            try:
+                sizes.append(header_size(_nonempty(cell)))
+            except DECODE_ERRORS:
+                sizes.append(_UNREADABLE)
     return sizes
 
 

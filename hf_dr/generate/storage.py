@@ -39,13 +39,15 @@ from hf_dr.generate.run_config import CONFIG_FILE, ReinforceConfig
 logger = logging.getLogger(__name__)
 
 MANIFEST_FILE = "manifest.json"
+VERIFIED_FILE = ".hf-dr-verified.json"  # shards whose SHA-256 a verification checked, with the file's identity then
 DONE_SUFFIX = ".done"
 FORMAT = "hf-dr-reinforcements"
 FORMAT_VERSION = 1
 # what runs write, and nothing else: shard files, their .done records, and temporaries of those and of the JSON files
 _SHARD_FILE = re.compile(r"reinforcements-\d+\.parquet(\.done)?")
 _SHARD_TEMPORARY = re.compile(r"\.?reinforcements-\d+\.parquet(\.done)?\.tmp-\w+")
-_TOP_TEMPORARY = re.compile(rf"\.?({re.escape(MANIFEST_FILE)}|{re.escape(CONFIG_FILE)})\.tmp-\w+")
+_TOP_TEMPORARY = re.compile(rf"\.?({re.escape(MANIFEST_FILE)}|{re.escape(CONFIG_FILE)}|{re.escape(VERIFIED_FILE)})"
+                            r"\.tmp-\w+")
 
 
 # -- temporaries --------------------------------------------------------------------------------------------------
@@ -114,11 +116,16 @@ def shard_record(output_dir: str, shard: Shard, fingerprint: str) -> dict[str, A
 _HASHED: dict[str, tuple[tuple[int, int, int, int], str]] = {}
 
 
+def _identity(path: str) -> tuple[int, int, int, int]:
+    """What changes whenever a file is written, replaced or touched: size, mtime, ctime (not settable) and inode."""
+    stat = os.stat(path)
+    return stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino
+
+
 def _sha256_once(path: str) -> str:
     """``file_sha256(path)``, computed again only if the file changed (size, mtime, ctime or inode) since this process
     last hashed it."""
-    stat = os.stat(path)
-    identity = (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
+    identity = _identity(path)
     known = _HASHED.get(os.path.abspath(path))
     if known is not None and known[0] == identity:
         return known[1]
@@ -132,7 +139,7 @@ def clear_run(output_dir: str) -> None:
     records, and the temporaries of all of them. Anything else stays, in ``shards/`` too (the folder goes only if
     left empty), and so does the lock file (held by the run that clears)."""
     remove_temporaries(output_dir)
-    for name in (MANIFEST_FILE, CONFIG_FILE):
+    for name in (MANIFEST_FILE, CONFIG_FILE, VERIFIED_FILE):
         if os.path.exists(os.path.join(output_dir, name)):
             os.remove(os.path.join(output_dir, name))
     for path in _run_files(output_dir, None, _SHARD_FILE):
@@ -212,20 +219,40 @@ def check_config(output_dir: str, manifest: dict[str, Any]) -> None:
 def verify_run(output_dir: str) -> dict[str, Any]:
     """Checks that every shard in the manifest exists with its recorded size and SHA-256; returns the manifest.
 
+    Each shard is hashed once: the check is recorded in :data:`VERIFIED_FILE` with the file's size, mtime, ctime and
+    inode, and later calls (any process, any rank) hash only the shards written, replaced or touched since.
+
     Example:
         >>> verify_run("reinforced/")  # doctest: +SKIP
     """
     manifest = read_manifest(output_dir)
+    verified = _read_verified(output_dir)
+    changed = False
     for record in manifest["shards"]:
         path = os.path.join(output_dir, record["path"])
         if not os.path.exists(path):
             raise CorruptShardError(f"{path} is listed in the manifest but missing; restore it or regenerate the run")
+        stamp = [*_identity(path), record["sha256"]]
+        if verified.get(record["path"]) == stamp:
+            continue  # hashed by an earlier verification and not written, replaced or touched since
         if os.path.getsize(path) != record["num_bytes"] or _sha256_once(path) != record["sha256"]:
             raise CorruptShardError(
                 f"{path} does not match the checksum in {MANIFEST_FILE} (truncated or modified); delete it and "
                 "rerun the same reinforce command to regenerate it"
             )
+        verified[record["path"]], changed = stamp, True
+    if changed:
+        with contextlib.suppress(OSError):  # a read-only copy is verified again next time
+            write_json_atomic(os.path.join(output_dir, VERIFIED_FILE), verified)
     return manifest
+
+
+def _read_verified(output_dir: str) -> dict[str, Any]:
+    try:
+        verified = read_json(os.path.join(output_dir, VERIFIED_FILE))
+    except (OSError, ValueError):
+        return {}
+    return verified if isinstance(verified, dict) else {}
 
 
 def load_reinforcements(

@@ -1,5 +1,6 @@
 """Streamed replay on small in-memory reinforced digits: every stream layout gives the map-style samples of the same
-(seed, epoch); the epoch is shared with derived datasets (shuffle, take, filter, map); refused inputs."""
+(seed, epoch), also through persistent DataLoader workers; the epoch is shared with derived datasets (shuffle, take,
+filter, map); a self-contained stream turns only the chosen record of each row into Python objects; refused inputs."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ import datasets
 import pyarrow as pa
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 from hf_dr import ReinforcedTransform, create_policy
+from hf_dr.augment.seeding import choose_index
 from hf_dr.data.epochs import set_epoch
 from hf_dr.data.sources import scan_keys
 from hf_dr.data.streaming import ReinforcedIterableDataset, empty_reinforcements, stream_replay
-from hf_dr.errors import InvalidConfigError, MissingColumnError
+from hf_dr.errors import DataMismatchError, InvalidConfigError, MissingColumnError
 from tests.data_utils import ProjectionTeacher, digits_dataset, reinforce_in_memory
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -47,8 +50,8 @@ def _mapped(digits: datasets.Dataset, table: datasets.Dataset) -> datasets.Datas
     return _transform(dataset).attach(dataset)
 
 
-def _self_contained_stream(digits, table) -> ReinforcedIterableDataset:
-    dataset = _self_contained(digits, table)
+def _self_contained_stream(digits, table, dataset: datasets.Dataset | None = None) -> ReinforcedIterableDataset:
+    dataset = _self_contained(digits, table) if dataset is None else dataset
     transform = _transform(empty_reinforcements(dataset.features, "key", "reinforcements"))
     return stream_replay(dataset.to_iterable_dataset(num_shards=2), transform, "image", "key", "reinforcements")
 
@@ -111,11 +114,11 @@ def test_the_stream_and_its_transform_share_one_epoch(digits, table):
     _assert_same_as_mapped(list(stream.take(5)), mapped)
 
 
-def test_set_epoch_reaches_derived_datasets(digits, table):
+@pytest.mark.parametrize("layout", ["self_contained", "metadata_only"])
+def test_set_epoch_reaches_derived_datasets(layout, digits, table):
     """shuffle/take/filter/map derive datasets that share the replay's epoch: ``set_epoch`` on the derived one picks
     that epoch's records and reshuffles."""
-    transform = _transform(table)
-    stream = stream_replay(digits.to_iterable_dataset(), transform, "image", "key")
+    stream = (_self_contained_stream if layout == "self_contained" else _metadata_only_stream)(digits, table)
     derived = stream.shuffle(seed=0, buffer_size=8).filter(lambda row: row["key"] != "digit-00003").take(12)
     derived = derived.map(lambda row: {**row, "labels": row["labels"] * 1})
     assert isinstance(derived, ReinforcedIterableDataset)
@@ -123,7 +126,7 @@ def test_set_epoch_reaches_derived_datasets(digits, table):
     orders = []
     for epoch in (0, 5):
         set_epoch(derived, epoch)  # the library's set_epoch, as a training loop calls it
-        assert transform.epoch == epoch
+        assert stream.epoch == epoch
         set_epoch(mapped, epoch)
         rows = list(derived)
         assert len(rows) == 12 and "digit-00003" not in [row["key"] for row in rows]
@@ -132,11 +135,115 @@ def test_set_epoch_reaches_derived_datasets(digits, table):
     assert orders[0] != orders[1]  # the shuffle follows the same epoch
 
 
-def test_a_stream_after_a_user_map_with_features(digits, table):
-    """A user's ``.map`` that declares its features streams like the original."""
-    plain = digits.to_iterable_dataset().map(lambda row: {**row, "key": row["key"]}, features=digits.features)
-    stream = stream_replay(plain, _transform(table), "image", "key")
+@pytest.mark.parametrize("layout", ["self_contained", "metadata_only"])
+def test_a_stream_after_a_user_map_with_features(layout, digits, table):
+    """A user's ``.map`` that declares its features streams like the original (its rows reach a self-contained
+    stream's Arrow step as Python rows, converted back to Arrow)."""
+    dataset = _self_contained(digits, table) if layout == "self_contained" else digits
+    plain = dataset.to_iterable_dataset().map(lambda row: {**row, "key": row["key"]}, features=dataset.features)
+    if layout == "self_contained":
+        transform = _transform(empty_reinforcements(dataset.features, "key", "reinforcements"))
+        stream = stream_replay(plain, transform, "image", "key", "reinforcements")
+    else:
+        stream = stream_replay(plain, _transform(table), "image", "key")
     _assert_same_as_mapped(list(stream.take(4)), _mapped(digits, table))
+
+
+def test_the_epoch_reaches_persistent_workers(digits, table):
+    """A self-contained stream read by 2 persistent DataLoader workers (one shard each) follows ``set_epoch``: every
+    key once per epoch, each equal to map-style for that epoch."""
+    stream = _self_contained_stream(digits, table)
+    mapped = _mapped(digits, table)
+    loader = DataLoader(stream, batch_size=3, num_workers=2, persistent_workers=True)
+    labels = {}
+    for epoch in (0, 1):
+        stream.set_epoch(epoch)
+        set_epoch(mapped, epoch)
+        rows = [{"key": key, "pixel_values": pixels, "labels": target} for batch in loader
+                for key, pixels, target in zip(batch["key"], batch["pixel_values"], batch["labels"], strict=True)]
+        assert sorted(row["key"] for row in rows) == digits["key"][:]
+        _assert_same_as_mapped(rows, mapped)
+        labels[epoch] = {row["key"]: row["labels"] for row in rows}
+    assert any(not torch.equal(labels[0][k], labels[1][k]) for k in labels[0])
+
+
+def _poisoned(digits: datasets.Dataset, table: datasets.Dataset, epochs: tuple[int, ...]) -> datasets.Dataset:
+    """The self-contained rows with a ``stamp`` added to every record: valid in the records chosen for ``epochs``, a
+    timestamp no Python ``datetime`` holds (converting it raises OverflowError) in all the others."""
+    base = _self_contained(digits, table)
+    arrow = base.data.table
+    records = arrow.column("reinforcements").combine_chunks()
+    starts, keys = records.offsets.to_pylist(), arrow.column("key").to_pylist()
+    valid = {starts[row] + choose_index(NUM_SAMPLES, SEED, epoch, key) for row, key in enumerate(keys)
+             for epoch in epochs}
+    stamps = pa.array([0 if i in valid else 10**12 for i in range(len(records.values))], pa.timestamp("s"))
+    fields = [*records.values.type, pa.field("stamp", stamps.type)]
+    values = pa.StructArray.from_arrays([*records.values.flatten(), stamps], fields=fields)
+    features = base.features.copy()
+    features["reinforcements"] = datasets.List({**features["reinforcements"].feature,
+                                                "stamp": datasets.Value("timestamp[s]")})
+    column = pa.ListArray.from_arrays(records.offsets, values)
+    poisoned = arrow.set_column(arrow.column_names.index("reinforcements"), "reinforcements", column)
+    return datasets.Dataset(datasets.table.InMemoryTable(poisoned), info=datasets.DatasetInfo(features=features))
+
+
+def test_a_self_contained_stream_converts_only_the_chosen_records(digits, table):
+    """Each row's records that this epoch does not replay hold a value that fails in any conversion to Python: the
+    stream still replays every row (as map-style does), so it converted only the chosen one."""
+    poisoned = _poisoned(digits, table, epochs=(0, 1))
+    with pytest.raises(OverflowError):  # formatting a whole row converts all its records
+        next(iter(poisoned.to_iterable_dataset()))
+    stream = _self_contained_stream(digits, table, poisoned)
+    mapped = _mapped(digits, table)
+    for epoch in (0, 1):
+        stream.set_epoch(epoch)
+        set_epoch(mapped, epoch)
+        rows = list(stream.shuffle(seed=0, buffer_size=4))
+        assert sorted(row["key"] for row in rows) == digits["key"][:]
+        _assert_same_as_mapped(rows, mapped)
+
+
+def test_a_self_contained_stream_without_a_key_column_keys_by_content(digits):
+    """Without a key column a self-contained row is keyed by its image bytes, and its record chosen by that key."""
+    unkeyed = digits.remove_columns("key")
+    keyed = unkeyed.add_column("key", scan_keys(unkeyed, "image"))
+    table = reinforce_in_memory(keyed, create_policy(POLICY), ProjectionTeacher(size=SIZE), NUM_SAMPLES, topk=3)
+    dataset = _self_contained(keyed, table)
+    transform = _transform(empty_reinforcements(dataset.features, "key", "reinforcements"))
+    stream = stream_replay(dataset.remove_columns("key").to_iterable_dataset(), transform, "image", None,
+                           "reinforcements")
+    stream.set_epoch(1)
+    mapped = _mapped(keyed, table)
+    set_epoch(mapped, 1)
+    rows = list(stream)
+    assert [row["key"] for row in rows] == keyed["key"][:]
+    _assert_same_as_mapped(rows, mapped)
+
+
+def test_a_self_contained_row_without_records_is_refused(digits, table):
+    """A row whose run gave it no records raises the map-style error, naming its key."""
+    dataset = _self_contained(digits, table)
+    emptied = dataset.map(lambda row, i: {"reinforcements": [] if i == 5 else row["reinforcements"]},
+                          with_indices=True, features=dataset.features)
+    with pytest.raises(DataMismatchError, match="'digit-00005' holds no reinforcement records"):
+        list(_self_contained_stream(digits, table, emptied))
+
+
+def test_a_self_contained_stream_resumes_from_its_state_dict(digits, table):
+    """``state_dict`` taken mid-epoch (inside an Arrow batch of the record choice) resumes at the next row."""
+    stream = _self_contained_stream(digits, table)
+    stream.set_epoch(1)
+    iterator = iter(stream)
+    seen = [next(iterator)["key"] for _ in range(5)]
+    state, rest = stream.state_dict(), [row["key"] for row in iterator]
+    resumed = _self_contained_stream(digits, table)
+    resumed.set_epoch(1)
+    resumed.load_state_dict(state)
+    rows = list(resumed)
+    assert [row["key"] for row in rows] == rest and sorted(seen + rest) == digits["key"][:]
+    mapped = _mapped(digits, table)
+    set_epoch(mapped, 1)
+    _assert_same_as_mapped(rows, mapped)
 
 
 @pytest.mark.xfail(strict=True, raises=pa.ArrowInvalid, reason="stream_replay infers the features of a stream whose "

@@ -33,7 +33,7 @@ from hf_dr.errors import (
 from hf_dr.generate.render import policy_for_view
 from hf_dr.generate.run import reinforce
 from hf_dr.generate.run_config import ReinforceConfig
-from hf_dr.generate.storage import load_reinforcements, verify_run
+from hf_dr.generate.storage import VERIFIED_FILE, load_reinforcements, verify_run
 from hf_dr.generate.teacher import create_teacher
 from tests.data_utils import digits_dataset
 from tests.utils_teacher import save_teacher
@@ -72,8 +72,9 @@ def run_dir(digits, members, tmp_path_factory) -> str:
 
 
 def _files(directory: str) -> list[str]:
+    """What a run wrote (not the stamp of the shards a load verified)."""
     return sorted(os.path.relpath(os.path.join(root, name), directory)
-                  for root, _, names in os.walk(directory) for name in names)
+                  for root, _, names in os.walk(directory) for name in names if name != VERIFIED_FILE)
 
 
 def _same_tree(a: str, b: str) -> None:

@@ -12,9 +12,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+import hf_dr.generate.storage as storage
 from hf_dr import create_policy
 from hf_dr.errors import ConfigConflictError, CorruptShardError, IncompleteRunError
-from hf_dr.files import write_json_atomic
+from hf_dr.files import file_sha256, write_json_atomic
 from hf_dr.generate.plan import Shard, plan_shards
 from hf_dr.generate.run_config import ReinforceConfig
 from hf_dr.generate.storage import (
@@ -196,6 +197,26 @@ def test_verify_run_names_a_damaged_shard(damage, run_dir, shards):
         verify_run(run_dir)
     with pytest.raises(CorruptShardError):
         load_reinforcements(run_dir)
+
+
+def test_each_shard_is_hashed_once_across_processes(run_dir, shards, monkeypatch):
+    """A verification records what it hashed; a later one (a new process: the in-process cache emptied) hashes only
+    the shards changed since, and still catches a byte flipped after the first check."""
+    hashed = []
+    monkeypatch.setattr(storage, "file_sha256", lambda path: hashed.append(path) or file_sha256(path))
+    monkeypatch.setattr(storage, "_HASHED", {})
+    verify_run(run_dir)
+    assert len(hashed) == len(shards)
+    monkeypatch.setattr(storage, "_HASHED", {})
+    verify_run(run_dir)
+    load_reinforcements(run_dir)
+    assert len(hashed) == len(shards)
+    path = os.path.join(run_dir, shards[1].path)
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[:100] + bytes([data[100] ^ 1]) + data[101:])
+    with pytest.raises(CorruptShardError, match="reinforcements-00001.parquet does not match the checksum"):
+        verify_run(run_dir)
+    assert hashed[len(shards):] == [path]
 
 
 # -- temporaries and clearing -------------------------------------------------------------------------------------

@@ -1,0 +1,166 @@
+"""Per-sample cost of a streamed self-contained reinforced dataset against the same rows loaded map-style.
+
+Rows: small real photos (random 128-192 px crops of scikit-learn's two sample photos, PNG and JPEG in turn), a key,
+a label and N records each (``rrc+ra_re``, k=10 soft labels over 1000 classes: the ImageNet+ layout at N=400). The
+records are synthetic but schema-exact: params from ``policy.sample_params`` seeded by (seed, key, index), top-k of
+random teacher probabilities, assembled by the run's own :class:`hf_dr.generate.shard_table.ShardTable` and written
+to one Parquet file. Map-style loads it with ``datasets.load_dataset("parquet", ...)`` and attaches
+:class:`hf_dr.ReinforcedTransform` (``ds[i]`` per sample); the stream is ``load_dataset(..., streaming=True)`` mapped
+by :func:`hf_dr.data.streaming.stream_replay`, as ``load_reinforced(repo, streaming=True)`` builds it. Both replay
+the same records of the same epoch. The two are timed in turn ``--repeats`` times; the headline (last line) is the
+median ratio stream / map-style of the per-sample cost (the stream's after its first sample). Also printed: the time
+to the first streamed sample (building the stream included) and the process RSS while streaming (it should stay
+flat).
+
+    python benchmarks/streaming_cost.py [--rows 200] [--num-samples 400] [--size 112] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+
+import datasets
+import numpy as np
+import psutil
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from PIL import Image
+
+from hf_dr import ReinforcedTransform, create_policy, sparsify
+from hf_dr.augment.seeding import generator_for
+from hf_dr.data.streaming import ReinforcedIterableDataset, empty_reinforcements, stream_replay
+from hf_dr.generate.plan import Shard
+from hf_dr.generate.shard_table import ShardTable, output_features
+
+POLICY, TOPK, NUM_CLASSES = "rrc+ra_re", 10, 1000
+
+
+def photo_cells(rows: int, seed: int = 0) -> tuple[list[dict], list[tuple[int, int]]]:
+    """``rows`` encoded photos (undecoded Image cells, PNG and JPEG in turn) and their (height, width)."""
+    from sklearn.datasets import load_sample_images
+
+    rng = np.random.default_rng(seed)
+    photos = load_sample_images().images
+    cells, sizes = [], []
+    for i in range(rows):
+        photo = photos[i % 2]
+        h, w = int(rng.integers(128, 193)), int(rng.integers(128, 193))
+        y, x = int(rng.integers(0, photo.shape[0] - h + 1)), int(rng.integers(0, photo.shape[1] - w + 1))
+        buffer = io.BytesIO()
+        Image.fromarray(photo[y : y + h, x : x + w]).save(buffer, format="PNG" if i % 2 else "JPEG", quality=90)
+        cells.append({"bytes": buffer.getvalue(), "path": None})
+        sizes.append((h, w))
+    return cells, sizes
+
+
+def self_contained_table(rows: int, num_samples: int, seed: int = 0) -> pa.Table:
+    """A self-contained reinforced table (image, key, label, N records per row) with its ``datasets`` features."""
+    policy = create_policy(POLICY)
+    cells, sizes = photo_cells(rows, seed)
+    keys, labels = [f"photo-{i:05d}" for i in range(rows)], [i % NUM_CLASSES for i in range(rows)]
+    features = output_features(policy, TOPK, NUM_CLASSES, "key", "label", datasets.ClassLabel(num_classes=NUM_CLASSES))
+    shard = ShardTable(Shard(0, 0, rows), features, keys, labels, num_samples, NUM_CLASSES)
+    params_type = datasets.Features({"params": policy.features()}).arrow_schema.field("params").type
+    logits = torch.Generator().manual_seed(seed)
+    for row, key in enumerate(keys):
+        params = [policy.encode(policy.sample_params(sizes[row], generator_for(seed, key, j)))
+                  for j in range(num_samples)]
+        probs = torch.softmax(2 * torch.randn(num_samples, NUM_CLASSES, generator=logits), -1)
+        ids, values = sparsify(probs, TOPK)
+        shard.add(row * num_samples, (row + 1) * num_samples, pa.array(params, type=params_type), ids, values)
+    records = shard.build()
+    full = datasets.Features({"image": datasets.Image(), **features})
+    image = pa.array(cells, type=full.arrow_schema.field("image").type)
+    return pa.Table.from_arrays([image, *records.columns], schema=full.arrow_schema)
+
+
+def transform_options(size: int) -> dict:
+    return {"policy": POLICY, "num_classes": NUM_CLASSES, "size": size, "seed": 0}
+
+
+def map_style(path: str, cache_dir: str, size: int) -> datasets.Dataset:
+    dataset = datasets.load_dataset("parquet", data_files=path, split="train", cache_dir=cache_dir)
+    return ReinforcedTransform(dataset, **transform_options(size)).attach(dataset)
+
+
+def streamed(path: str, size: int) -> ReinforcedIterableDataset:
+    """The stream as ``load_reinforced(..., streaming=True)`` builds it for a self-contained repo."""
+    stream = datasets.load_dataset("parquet", data_files=path, split="train", streaming=True)
+    table = empty_reinforcements(stream.features, "key", "reinforcements")
+    return stream_replay(stream, ReinforcedTransform(table, **transform_options(size)), "image", "key",
+                         "reinforcements")
+
+
+def check_same(mapped: datasets.Dataset, stream: ReinforcedIterableDataset, count: int = 8) -> None:
+    """The first ``count`` streamed samples equal the map-style ones of their keys (same records, same pixels)."""
+    rows = {key: row for row, key in enumerate(mapped.with_format("arrow")[:].column("key").to_pylist())}
+    for sample in stream.take(count):
+        expected = mapped[rows[sample["key"]]]
+        assert torch.equal(sample["pixel_values"], expected["pixel_values"]), sample["key"]
+        assert torch.equal(sample["labels"], expected["labels"]), sample["key"]
+
+
+def time_map(dataset: datasets.Dataset) -> float:
+    """Seconds per sample of ``dataset[i]`` over every row."""
+    start = time.perf_counter()
+    for i in range(len(dataset)):
+        dataset[i]
+    return (time.perf_counter() - start) / len(dataset)
+
+
+def time_stream(make: Callable[[], ReinforcedIterableDataset], rss: list[float]) -> tuple[float, float, int]:
+    """Seconds per sample after the first one, seconds to the first sample (building the stream included) and the
+    number of samples; appends the RSS (MB) every 50 samples to ``rss``."""
+    process = psutil.Process()
+    start = time.perf_counter()
+    iterator = iter(make())
+    next(iterator)
+    first, count = time.perf_counter() - start, 1
+    for _ in iterator:
+        count += 1
+        if count % 50 == 0:
+            rss.append(process.memory_info().rss / 2**20)
+    return (time.perf_counter() - start - first) / (count - 1), first, count
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=200)
+    parser.add_argument("--num-samples", type=int, default=400)
+    parser.add_argument("--size", type=int, default=112)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    datasets.disable_progress_bars()
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        path = os.path.join(tmp, "train.parquet")
+        pq.write_table(self_contained_table(args.rows, args.num_samples), path, compression="zstd")
+        print(f"built {args.rows} rows x N={args.num_samples} in {time.perf_counter() - start:.1f} s "
+              f"({os.path.getsize(path) / 2**20:.1f} MB Parquet)")
+        mapped = map_style(path, os.path.join(tmp, "cache"), args.size)
+        check_same(mapped, streamed(path, args.size))
+        time_map(mapped)  # warm the page cache and the import paths
+        ratios, firsts, rss = [], [], []
+        for repeat in range(args.repeats):
+            per_map = time_map(mapped)
+            per_stream, first, count = time_stream(lambda: streamed(path, args.size), rss)
+            assert count == args.rows
+            ratios.append(per_stream / per_map)
+            firsts.append(first)
+            print(f"run {repeat}: map-style {per_map * 1e3:.2f} ms/sample, stream {per_stream * 1e3:.2f} ms/sample, "
+                  f"first sample {first:.2f} s")
+    print(f"stream RSS every 50 samples (MB): {[round(r) for r in rss]}")
+    print(f"first streamed sample: median {statistics.median(firsts):.2f} s; load average {os.getloadavg()[0]:.2f}")
+    print(f"stream_vs_map: {statistics.median(ratios):.2f}")
+
+
+if __name__ == "__main__":
+    main()
