@@ -58,13 +58,7 @@ from hf_dr.generate.render import (
 )
 from hf_dr.generate.run_config import ReinforceConfig, library_versions
 from hf_dr.generate.shard_table import ShardTable, output_features
-from hf_dr.generate.storage import (
-    clear_run,
-    remove_temporaries,
-    shard_record,
-    write_manifest,
-    write_shard,
-)
+from hf_dr.generate.storage import ShardWriter, clear_run, remove_temporaries, shard_record, write_manifest
 from hf_dr.generate.teacher import MemberSpec, Teacher, create_teacher
 from hf_dr.generate.weights import changed_weights, refuse_other_weights
 
@@ -329,7 +323,8 @@ def _generate(dataset: datasets.Dataset, teacher: Teacher, policy: AugmentationP
     tables: dict[int, ShardTable] = {}
     skipped: dict[int, dict[int, str]] = {}  # shard index -> {row: decode error}
     total = sum(s.num_rows for s in plan.todo) * config.num_samples
-    with torch.inference_mode(), tqdm(total=total, unit="img", disable=not progress, desc="reinforce") as bar:
+    with torch.inference_mode(), tqdm(total=total, unit="img", disable=not progress, desc="reinforce") as bar, \
+            ShardWriter(output_dir, config.fingerprint()) as writer:
         for item in loader:
             chunk = chunks[item["chunk"]]
             skipped.setdefault(chunk.shard.index, {}).update(item["skipped"])
@@ -339,11 +334,10 @@ def _generate(dataset: datasets.Dataset, teacher: Teacher, policy: AugmentationP
                                                                     config.num_samples, teacher.num_classes, digests))
             table.add(chunk.start, chunk.stop, item["params"], ids, values)
             if chunk.last:
-                remove_temporaries(output_dir, chunk.shard)
                 bad = skipped.pop(chunk.shard.index)
                 table = without_records(tables.pop(chunk.shard.index).build(), [r - chunk.shard.start for r in bad])
-                write_shard(output_dir, chunk.shard, table, config.fingerprint(),
-                            [{"row": r, "key": plan.keys[r], "error": bad[r]} for r in sorted(bad)])
+                writer.submit(chunk.shard, table,
+                              [{"row": r, "key": plan.keys[r], "error": bad[r]} for r in sorted(bad)])
             bar.update(len(chunk))
 
 

@@ -23,14 +23,16 @@ import hashlib
 import logging
 import os
 import re
+import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hf_dr.errors import ConfigConflictError, CorruptShardError, IncompleteRunError
+from hf_dr.errors import ConfigConflictError, CorruptShardError, IncompleteRunError, InvalidConfigError
 from hf_dr.files import file_sha256, find_temporaries, read_json, write_json_atomic
 from hf_dr.generate.parquet import write_parquet
 from hf_dr.generate.plan import SHARDS_DIR, Shard
@@ -39,6 +41,9 @@ from hf_dr.generate.run_config import CONFIG_FILE, ReinforceConfig
 logger = logging.getLogger(__name__)
 
 MANIFEST_FILE = "manifest.json"
+# zstd level of the shards a run writes: level 19 costs ~35 s per N=400 shard for 6% fewer bytes (NOTES.md), so runs
+# write fast and the Hub files are recompressed at level 19 when pushed (hf_dr.hub.push)
+RUN_COMPRESSION_LEVEL = 3
 VERIFIED_FILE = ".hf-dr-verified.json"  # shards whose SHA-256 a verification checked, with the file's identity then
 DONE_SUFFIX = ".done"
 FORMAT = "hf-dr-reinforcements"
@@ -80,13 +85,56 @@ def write_shard(output_dir: str, shard: Shard, table: pa.Table, fingerprint: str
     if table.num_rows != shard.num_rows:
         raise CorruptShardError(f"{shard.path}: built {table.num_rows} rows for a shard of {shard.num_rows}")
     path = os.path.join(output_dir, shard.path)
-    write_parquet(table, path)
+    write_parquet(table, path, compression_level=RUN_COMPRESSION_LEVEL)
     record = {"path": shard.path, "start": shard.start, "stop": shard.stop, "num_rows": shard.num_rows,
               "num_bytes": os.path.getsize(path), "sha256": _sha256_once(path), "fingerprint": fingerprint}
     if skipped:
         record["skipped"] = list(skipped)
     write_json_atomic(path + DONE_SUFFIX, record)
     return record
+
+
+class ShardWriter:
+    """Writes finished shards (:func:`write_shard`) on a background thread, off the teacher's critical path: Parquet
+    compression releases the GIL, so the teacher keeps running while a shard is written. At most one shard waits
+    (memory stays at two shard tables); a write's error is raised in the run at the next shard or at the end, and a
+    run killed mid-write leaves no partial file (writes are atomic, the ``.done`` record comes last).
+
+    Example:
+        >>> with ShardWriter("reinforced/", fingerprint) as writer:  # doctest: +SKIP
+        ...     writer.submit(shard, table)
+    """
+
+    def __init__(self, output_dir: str, fingerprint: str) -> None:
+        self.output_dir, self.fingerprint = output_dir, fingerprint
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hf-dr-shard-writer")
+        self._pending: Future | None = None
+        self.waited = 0.0  # seconds the run spent waiting for a write: the writes' share of the critical path
+
+    def submit(self, shard: Shard, table: Any, skipped: Sequence[dict[str, Any]] = ()) -> None:
+        """Queues ``shard``'s table, after waiting for the previous write (its error, if any, is raised here)."""
+        self._wait()
+        remove_temporaries(self.output_dir, shard)
+        self._pending = self._pool.submit(write_shard, self.output_dir, shard, table, self.fingerprint, skipped)
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            start = time.perf_counter()
+            pending, self._pending = self._pending, None
+            pending.result()
+            self.waited += time.perf_counter() - start
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        try:
+            if exc_info[0] is None:
+                self._wait()
+        finally:
+            self._pool.shutdown(wait=True)
+        if self.waited:
+            logger.info("waited %.1f s for shard writes", self.waited)
 
 
 def shard_record(output_dir: str, shard: Shard, fingerprint: str) -> dict[str, Any] | None:
@@ -263,8 +311,9 @@ def load_reinforcements(
     Args:
         output_dir (`str`): the folder a run wrote.
         verify (`bool`, *optional*, defaults to True): check every shard's SHA-256 against the manifest first.
-        keep_in_memory (`bool`, *optional*, defaults to False): read the shards into memory (nothing is written);
-            by default they are converted once into the ``datasets`` cache and memory-mapped.
+        keep_in_memory (`bool`, *optional*, defaults to False): read the shards into memory (nothing is written;
+            refused above half the available memory); by default they are converted once into the ``datasets``
+            cache and memory-mapped, shared by every process and worker.
         cache_dir (`str`, *optional*): the ``datasets`` cache to use when not ``keep_in_memory``.
 
     Rows the run skipped because their image could not be decoded (``on_bad_image="skip"``) hold no records; they
@@ -277,6 +326,7 @@ def load_reinforcements(
     manifest = verify_run(output_dir) if verify else read_manifest(output_dir)
     files = [os.path.abspath(os.path.join(output_dir, r["path"])) for r in manifest["shards"]]
     if keep_in_memory:
+        _check_fits_in_memory(files)
         table = pa.concat_tables([pq.read_table(f) for f in files])
         # the run's content identity as the fingerprint: datasets would otherwise hash the whole table (peak ~5x it)
         identity = hashlib.sha256("".join([manifest["fingerprint"], *(r["sha256"] for r in manifest["shards"])])
@@ -285,6 +335,33 @@ def load_reinforcements(
     else:
         dataset = datasets.Dataset.from_parquet(files, cache_dir=cache_dir)
     return _without_skipped(dataset, manifest.get("skipped", []), os.path.join(output_dir, MANIFEST_FILE))
+
+
+def available_memory() -> int:
+    """Bytes of memory available to new allocations (``MemAvailable`` of ``/proc/meminfo``; physical memory where
+    that file does not exist)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _check_fits_in_memory(files: Sequence[str]) -> None:
+    """Refuses ``keep_in_memory`` for shards whose decoded size (the Parquet metadata's, read without the data) is
+    above half the available memory: every process loading them holds a private copy."""
+    size = sum(pq.ParquetFile(f).metadata.row_group(i).total_byte_size for f in files
+               for i in range(pq.ParquetFile(f).metadata.num_row_groups))
+    available = available_memory()
+    if size > available // 2:
+        raise InvalidConfigError(
+            f"keep_in_memory=True would hold {size / 2**30:.1f} GiB of records in every process that loads them, and "
+            f"this machine has {available / 2**30:.1f} GiB available: leave keep_in_memory out, the records are then "
+            "memory-mapped from the datasets cache and shared by every process and DataLoader worker."
+        )
 
 
 def _without_skipped(dataset: datasets.Dataset, skipped: Sequence[dict[str, Any]], manifest_path: str

@@ -14,7 +14,7 @@ import pytest
 
 import hf_dr.generate.storage as storage
 from hf_dr import create_policy
-from hf_dr.errors import ConfigConflictError, CorruptShardError, IncompleteRunError
+from hf_dr.errors import ConfigConflictError, CorruptShardError, IncompleteRunError, InvalidConfigError
 from hf_dr.files import file_sha256, write_json_atomic
 from hf_dr.generate.plan import Shard, plan_shards
 from hf_dr.generate.run_config import ReinforceConfig
@@ -337,3 +337,31 @@ def test_keep_in_memory_does_not_hash_the_table(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets.arrow_dataset, "generate_fingerprint", refuse)
     first, again = (load_reinforcements(str(tmp_path), keep_in_memory=True) for _ in range(2))
     assert len(first) == 8 and first._fingerprint == again._fingerprint
+
+
+def test_the_shard_writer_writes_in_the_background_and_raises_a_failed_write(rows, shards, tmp_path, monkeypatch):
+    out = str(tmp_path / "run")
+    with storage.ShardWriter(out, FINGERPRINT) as writer:
+        for shard in shards:
+            writer.submit(shard, _table(rows, shard))
+    assert [shard_record(out, shard, FINGERPRINT)["num_rows"] for shard in shards] == [8, 8, 4]
+    started = []
+
+    def failing(output_dir, shard, table, fingerprint, skipped=()):
+        started.append(shard.index)
+        raise OSError(f"disk full writing {shard.path}")
+
+    monkeypatch.setattr(storage, "write_shard", failing)
+    with pytest.raises(OSError, match="disk full writing shards/reinforcements-00000.parquet"):
+        with storage.ShardWriter(str(tmp_path / "other"), FINGERPRINT) as writer:
+            writer.submit(shards[0], _table(rows, shards[0]))
+            writer.submit(shards[1], _table(rows, shards[1]))  # raises the first write's error
+    assert started == [0]
+
+
+def test_keep_in_memory_is_refused_above_half_the_available_memory(run_dir, monkeypatch):
+    assert len(load_reinforcements(run_dir, keep_in_memory=True)) == NUM_ROWS
+    monkeypatch.setattr(storage, "available_memory", lambda: 2 * 2**10)
+    with pytest.raises(InvalidConfigError, match="keep_in_memory=True would hold .* leave keep_in_memory out"):
+        load_reinforcements(run_dir, keep_in_memory=True)
+    assert len(load_reinforcements(run_dir)) == NUM_ROWS
