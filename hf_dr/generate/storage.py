@@ -45,6 +45,9 @@ MANIFEST_FILE = "manifest.json"
 # write fast and the Hub files are recompressed at level 19 when pushed (hf_dr.hub.push)
 RUN_COMPRESSION_LEVEL = 3
 VERIFIED_FILE = ".hf-dr-verified.json"  # shards whose SHA-256 a verification checked, with the file's identity then
+# a file changed less than this before it was hashed is not stamped: a second change within the file system's
+# timestamp granularity (10 ms locally, up to 1 s on network file systems) would keep its size, times and inode
+RACY_NS = 2 * 10**9
 DONE_SUFFIX = ".done"
 FORMAT = "hf-dr-reinforcements"
 FORMAT_VERSION = 1
@@ -87,7 +90,8 @@ def write_shard(output_dir: str, shard: Shard, table: pa.Table, fingerprint: str
     path = os.path.join(output_dir, shard.path)
     write_parquet(table, path, compression_level=RUN_COMPRESSION_LEVEL)
     record = {"path": shard.path, "start": shard.start, "stop": shard.stop, "num_rows": shard.num_rows,
-              "num_bytes": os.path.getsize(path), "sha256": _sha256_once(path), "fingerprint": fingerprint}
+              "num_bytes": os.path.getsize(path), "sha256": _sha256_once(path), "fingerprint": fingerprint,
+              "identity": list(_identity(path))}
     if skipped:
         record["skipped"] = list(skipped)
     write_json_atomic(path + DONE_SUFFIX, record)
@@ -154,9 +158,18 @@ def shard_record(output_dir: str, shard: Shard, fingerprint: str) -> dict[str, A
         )
     if (record.get("start"), record.get("stop")) != (shard.start, shard.stop) or not os.path.exists(path):
         return None
-    if os.path.getsize(path) != record.get("num_bytes") or _sha256_once(path) != record.get("sha256"):
+    if os.path.getsize(path) != record.get("num_bytes") or _trusted_sha256(path, record) != record.get("sha256"):
         return None
     return record
+
+
+def _trusted_sha256(path: str, known: dict[str, Any] | None) -> str:
+    """The SHA-256 of ``path``: ``known["sha256"]`` when ``known["identity"]`` (size, mtime, ctime, inode when it was
+    hashed) is the file's identity now, so the file was not written, replaced or touched since; else hashed (once per
+    process). A resume decides on 1,282 ImageNet+ shards by ``stat`` alone."""
+    if known is not None and known.get("identity") == list(_identity(path)) and known.get("sha256"):
+        return known["sha256"]
+    return _sha256_once(path)
 
 
 # SHA-256 of the shard files this process wrote or checked, by path, with the file's identity when hashed: a resume
@@ -211,7 +224,7 @@ def write_manifest(output_dir: str, shards: Sequence[Shard], fingerprint: str, n
                 f"{os.path.join(output_dir, shard.path)} is missing, unfinished or does not match its checksum; rerun "
                 "the same command to regenerate it"
             )
-        records.append({k: v for k, v in record.items() if k not in ("fingerprint", "skipped")})
+        records.append({k: v for k, v in record.items() if k not in ("fingerprint", "skipped", "identity")})
         skipped += record.get("skipped", [])
     manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "fingerprint": fingerprint,
                 "num_rows": sum(r["num_rows"] for r in records), "num_samples": num_samples, "shards": records}
@@ -267,8 +280,9 @@ def check_config(output_dir: str, manifest: dict[str, Any]) -> None:
 def verify_run(output_dir: str) -> dict[str, Any]:
     """Checks that every shard in the manifest exists with its recorded size and SHA-256; returns the manifest.
 
-    Each shard is hashed once: the check is recorded in :data:`VERIFIED_FILE` with the file's size, mtime, ctime and
-    inode, and later calls (any process, any rank) hash only the shards written, replaced or touched since.
+    Each shard is hashed once: its ``.done`` record (written with it) and :data:`VERIFIED_FILE` (written by a check of
+    a copied or downloaded folder) hold its SHA-256 with the file's size, mtime, ctime and inode when hashed, and a
+    shard is hashed again only if it was written, replaced or touched since.
 
     Example:
         >>> verify_run("reinforced/")  # doctest: +SKIP
@@ -280,19 +294,27 @@ def verify_run(output_dir: str) -> dict[str, Any]:
         path = os.path.join(output_dir, record["path"])
         if not os.path.exists(path):
             raise CorruptShardError(f"{path} is listed in the manifest but missing; restore it or regenerate the run")
-        stamp = [*_identity(path), record["sha256"]]
-        if verified.get(record["path"]) == stamp:
-            continue  # hashed by an earlier verification and not written, replaced or touched since
-        if os.path.getsize(path) != record["num_bytes"] or _sha256_once(path) != record["sha256"]:
+        known = verified.get(record["path"]) or _done_record(path)
+        if os.path.getsize(path) != record["num_bytes"] or _trusted_sha256(path, known) != record["sha256"]:
             raise CorruptShardError(
                 f"{path} does not match the checksum in {MANIFEST_FILE} (truncated or modified); delete it and "
                 "rerun the same reinforce command to regenerate it"
             )
-        verified[record["path"]], changed = stamp, True
+        stamp = {"identity": list(_identity(path)), "sha256": record["sha256"]}
+        racy = time.time_ns() - stamp["identity"][2] < RACY_NS  # changed too recently for its ctime to tell a change
+        if not racy and (known is None or known.get("identity") != stamp["identity"]):
+            verified[record["path"]], changed = stamp, True
     if changed:
         with contextlib.suppress(OSError):  # a read-only copy is verified again next time
             write_json_atomic(os.path.join(output_dir, VERIFIED_FILE), verified)
     return manifest
+
+
+def _done_record(path: str) -> dict[str, Any] | None:
+    try:
+        return read_json(path + DONE_SUFFIX)
+    except (OSError, ValueError):
+        return None
 
 
 def _read_verified(output_dir: str) -> dict[str, Any]:

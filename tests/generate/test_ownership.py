@@ -244,7 +244,8 @@ def test_an_output_dir_that_is_a_file_is_refused(digits, member, tmp_path):
 
 def test_a_resume_hashes_each_shard_once(digits, member, tmp_path, monkeypatch):
     """Issue 12: a resume hashed every finished shard when planning and again when writing the manifest, and every
-    load hashed them all again; now each shard file is hashed once per process unless it changes."""
+    load hashed them all again; now a shard is hashed once, when written: its .done record keeps the file's identity
+    (size, mtime, ctime, inode) beside the hash, and a resume or load trusts an unchanged file by stat."""
     import hf_dr.generate.storage as storage
 
     out = _run(digits, member, tmp_path / "run")  # 2 shards
@@ -256,7 +257,7 @@ def test_a_resume_hashes_each_shard_once(digits, member, tmp_path, monkeypatch):
     monkeypatch.setattr(storage, "file_sha256", lambda path, *a: hashed.append(os.path.basename(path)) or real(path))
     _run(digits, member, out)
     load_reinforcements(out)
-    assert sorted(hashed) == ["reinforcements-00000.parquet", "reinforcements-00001.parquet"]
+    assert hashed == ["reinforcements-00001.parquet"]  # the shard rewritten by the resume
     with open(os.path.join(out, "shards", "reinforcements-00000.parquet"), "r+b") as f:  # a changed file is hashed
         f.seek(10)
         f.write(b"\x00")

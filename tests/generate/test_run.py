@@ -33,7 +33,7 @@ from hf_dr.errors import (
 from hf_dr.generate.render import policy_for_view
 from hf_dr.generate.run import reinforce
 from hf_dr.generate.run_config import ReinforceConfig
-from hf_dr.generate.storage import VERIFIED_FILE, load_reinforcements, verify_run
+from hf_dr.generate.storage import DONE_SUFFIX, VERIFIED_FILE, load_reinforcements, verify_run
 from hf_dr.generate.teacher import create_teacher
 from tests.data_utils import digits_dataset
 from tests.utils_teacher import save_teacher
@@ -78,9 +78,16 @@ def _files(directory: str) -> list[str]:
 
 
 def _same_tree(a: str, b: str) -> None:
+    """The same files with the same bytes; ``.done`` records equal but for the file identity (inode, times), which is
+    the machine's, not the run's."""
     assert _files(a) == _files(b)
     _, mismatch, errors = filecmp.cmpfiles(a, b, _files(a), shallow=False)
-    assert not mismatch and not errors, mismatch + errors
+    assert not errors, errors
+    for name in mismatch:
+        assert name.endswith(DONE_SUFFIX), mismatch
+        first, second = ({k: v for k, v in json.load(open(os.path.join(root, name))).items() if k != "identity"}
+                         for root in (a, b))
+        assert first == second, name
 
 
 def _check_topk(probs: torch.Tensor, record: dict) -> None:

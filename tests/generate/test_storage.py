@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 
 import datasets
 import pyarrow as pa
@@ -79,7 +80,8 @@ def test_write_shard_and_shard_record_round_trip(rows, shards, tmp_path):
     record = write_shard(out, shard, _table(rows, shard), FINGERPRINT)
     path = os.path.join(out, shard.path)
     assert record == {"path": shard.path, "start": 8, "stop": 16, "num_rows": 8, "num_bytes": os.path.getsize(path),
-                      "sha256": hashlib.sha256(open(path, "rb").read()).hexdigest(), "fingerprint": FINGERPRINT}
+                      "sha256": hashlib.sha256(open(path, "rb").read()).hexdigest(), "fingerprint": FINGERPRINT,
+                      "identity": list(storage._identity(path))}
     assert json.load(open(path + DONE_SUFFIX)) == record
     assert shard_record(out, shard, FINGERPRINT) == record
     assert pq.read_table(path).to_pylist() == rows.select(range(8, 16)).to_list()
@@ -199,24 +201,34 @@ def test_verify_run_names_a_damaged_shard(damage, run_dir, shards):
         load_reinforcements(run_dir)
 
 
-def test_each_shard_is_hashed_once_across_processes(run_dir, shards, monkeypatch):
-    """A verification records what it hashed; a later one (a new process: the in-process cache emptied) hashes only
-    the shards changed since, and still catches a byte flipped after the first check."""
+def test_each_shard_is_hashed_once_across_processes(run_dir, shards, tmp_path, monkeypatch):
+    """The run's own shards are trusted by their recorded identity; a copied folder (new inodes) is hashed by its
+    first verification only (new processes: the in-process cache emptied), and a byte flipped later is caught."""
     hashed = []
     monkeypatch.setattr(storage, "file_sha256", lambda path: hashed.append(path) or file_sha256(path))
     monkeypatch.setattr(storage, "_HASHED", {})
     verify_run(run_dir)
+    assert [shard_record(run_dir, shard, FINGERPRINT) is not None for shard in shards] == [True] * len(shards)
+    assert hashed == []  # a resume decides by stat alone
+    copy = shutil.copytree(run_dir, str(tmp_path / "copy"))
+    monkeypatch.setattr(storage, "RACY_NS", 0)  # as if the copy was made more than RACY_NS before
+    verify_run(copy)
     assert len(hashed) == len(shards)
     monkeypatch.setattr(storage, "_HASHED", {})
-    verify_run(run_dir)
-    load_reinforcements(run_dir)
+    verify_run(copy)
+    load_reinforcements(copy)
     assert len(hashed) == len(shards)
-    path = os.path.join(run_dir, shards[1].path)
+    monkeypatch.undo()
+    monkeypatch.setattr(storage, "file_sha256", lambda path: hashed.append(path) or file_sha256(path))
+    fresh = shutil.copytree(run_dir, str(tmp_path / "fresh"))  # just copied: verified, but not stamped
+    verify_run(fresh)
+    assert not os.path.exists(os.path.join(fresh, storage.VERIFIED_FILE))
+    path = os.path.join(fresh, shards[1].path)
     data = open(path, "rb").read()
     open(path, "wb").write(data[:100] + bytes([data[100] ^ 1]) + data[101:])
     with pytest.raises(CorruptShardError, match="reinforcements-00001.parquet does not match the checksum"):
-        verify_run(run_dir)
-    assert hashed[len(shards):] == [path]
+        verify_run(fresh)
+    assert hashed[-1] == path
 
 
 # -- temporaries and clearing -------------------------------------------------------------------------------------
