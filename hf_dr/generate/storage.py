@@ -326,7 +326,8 @@ def _read_verified(output_dir: str) -> dict[str, Any]:
 
 
 def load_reinforcements(
-    output_dir: str, verify: bool = True, keep_in_memory: bool = False, cache_dir: str | None = None
+    output_dir: str, verify: bool = True, keep_in_memory: bool = False, cache_dir: str | None = None,
+    num_proc: int | None = None,
 ) -> datasets.Dataset:
     """Loads a finished run as a :class:`datasets.Dataset` (key, label, reinforcements), in source row order.
 
@@ -337,6 +338,9 @@ def load_reinforcements(
             refused above half the available memory); by default they are converted once into the ``datasets``
             cache and memory-mapped, shared by every process and worker.
         cache_dir (`str`, *optional*): the ``datasets`` cache to use when not ``keep_in_memory``.
+        num_proc (`int`, *optional*): processes converting the shards into the ``datasets`` cache, once per machine;
+            by default :func:`default_num_proc` (one per 256 MB of shards, at most 8 and the CPU count): decoding the
+            records costs ~0.15 ms per image at N=400 in one process, over 3 minutes for ImageNet+.
 
     Rows the run skipped because their image could not be decoded (``on_bad_image="skip"``) hold no records; they
     are left out, with a warning naming how many and where they are listed (``"skipped"`` in ``manifest.json``).
@@ -355,8 +359,22 @@ def load_reinforcements(
                                   .encode()).hexdigest()[:16]
         dataset = datasets.Dataset(datasets.table.InMemoryTable(table), fingerprint=identity)
     else:
-        dataset = datasets.Dataset.from_parquet(files, cache_dir=cache_dir)
+        num_bytes = sum(r["num_bytes"] for r in manifest["shards"])
+        num_proc = default_num_proc(num_bytes, len(files)) if num_proc is None else num_proc
+        dataset = datasets.Dataset.from_parquet(files, cache_dir=cache_dir, num_proc=num_proc)
     return _without_skipped(dataset, manifest.get("skipped", []), os.path.join(output_dir, MANIFEST_FILE))
+
+
+def default_num_proc(num_bytes: int, num_files: int) -> int | None:
+    """Processes for converting ``num_files`` Parquet files of ``num_bytes`` into the ``datasets`` cache: one per
+    256 MB, at most 8, the CPU count and the file count; None (one, no pool to start) for small data.
+
+    Example:
+        >>> default_num_proc(100 * 2**20, 10), default_num_proc(19 * 2**30, 1282) == min(8, os.cpu_count())
+        (None, True)
+    """
+    processes = min(8, os.cpu_count() or 1, num_files, max(1, num_bytes // (256 * 2**20)))
+    return processes if processes > 1 else None
 
 
 def available_memory() -> int:

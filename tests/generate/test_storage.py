@@ -377,3 +377,11 @@ def test_keep_in_memory_is_refused_above_half_the_available_memory(run_dir, monk
     with pytest.raises(InvalidConfigError, match="keep_in_memory=True would hold .* leave keep_in_memory out"):
         load_reinforcements(run_dir, keep_in_memory=True)
     assert len(load_reinforcements(run_dir)) == NUM_ROWS
+
+
+def test_a_parallel_conversion_keeps_the_row_order(run_dir, tmp_path):
+    """num_proc converts the shards in parallel (ImageNet+'s first load: minutes in one process); rows stay in order."""
+    one = load_reinforcements(run_dir, cache_dir=str(tmp_path / "one"), num_proc=1)
+    two = load_reinforcements(run_dir, cache_dir=str(tmp_path / "two"), num_proc=2)
+    assert two["key"] == one["key"] and two["reinforcements"] == one["reinforcements"]
+    assert storage.default_num_proc(10 * 2**30, 3) == (min(3, os.cpu_count()) if os.cpu_count() > 1 else None)
