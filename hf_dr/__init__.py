@@ -39,7 +39,7 @@ _EXPORTS: dict[str, str] = {
     "load_teacher_spec": "hf_dr.generate.teacher", "reinforce": "hf_dr.generate.run",
     "verify": "hf_dr.generate.verify",
     # load and replay
-    "load_reinforcements": "hf_dr.generate.storage", "load_reinforced": "hf_dr.hub.load",
+    "load_reinforcements": "hf_dr.generate.loading", "load_reinforced": "hf_dr.hub.load",
     "ReinforcedTransform": "hf_dr.data.replay", "AugmentTransform": "hf_dr.data.transforms",
     "EvalTransform": "hf_dr.data.transforms", "set_epoch": "hf_dr.data.epochs", "sparsify": "hf_dr.data.soft_labels",
     "densify": "hf_dr.data.soft_labels",
@@ -86,8 +86,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; never executed
     from hf_dr.data.soft_labels import densify, sparsify
     from hf_dr.data.transforms import AugmentTransform, EvalTransform
     from hf_dr.errors import HfDrError
+    from hf_dr.generate.loading import load_reinforcements
     from hf_dr.generate.run import reinforce
-    from hf_dr.generate.storage import load_reinforcements
     from hf_dr.generate.teacher import create_teacher, load_teacher_spec
     from hf_dr.generate.verify import verify
     from hf_dr.hub.load import load_reinforced

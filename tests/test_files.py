@@ -159,13 +159,14 @@ def test_every_file_of_a_push_is_renamed_into_place(hub, tmp_path, monkeypatch):
     source = digits_dataset(16)
     run_dir = run(source, [save_teacher(str(tmp_path / "teachers"))], tmp_path / "run")
     log, uploaded = RenameLog(monkeypatch), []
-    real_upload = HfApi.upload_folder
+    real_preupload = HfApi.preupload_lfs_files
 
-    def upload_folder(self, *, folder_path, **kwargs):
-        uploaded.extend(_tree(folder_path))
-        return real_upload(self, folder_path=folder_path, **kwargs)
+    def preupload_lfs_files(self, repo_id, *, additions, **kwargs):  # every file a push adds passes here
+        additions = list(additions)
+        uploaded.extend(os.path.abspath(op.path_or_fileobj) for op in additions if isinstance(op.path_or_fileobj, str))
+        return real_preupload(self, repo_id, additions=additions, **kwargs)
 
-    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    monkeypatch.setattr(HfApi, "preupload_lfs_files", preupload_lfs_files)
     for layout in ("self-contained", "metadata-only"):
         uploaded.clear()
         push_to_hub(run_dir, unique_repo("atomic"), layout=layout, dataset=source, source_id="tester/digits",

@@ -48,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     hub.add_argument("--commit-message", default=None,
                      help="(default: 'Upload reinforced SPLIT split (LAYOUT) with hf-dr')")
     hub.add_argument("--token", default=None, help="Hub token (default: the logged-in one)")
+    hub.add_argument("--compression-level", type=int, default=19,
+                     help="zstd level of metadata-only files: 19 is 6%% smaller for every download, 3 pushes "
+                          "~20x faster (default: 19)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         run_dir, args.repo_id, layout=args.layout, dataset=dataset, split=args.split,
         source_id=args.source_id, source_revision=args.revision, license=args.license,
         pretty_name=args.pretty_name, generation_cost=args.generation_cost, private=args.private or None,
-        commit_message=args.commit_message, token=args.token,
+        commit_message=args.commit_message, token=args.token, compression_level=args.compression_level,
     )
     print(f"pushed {run_dir} ({args.layout}) to datasets/{args.repo_id} at commit {commit}")
     return 0

@@ -136,8 +136,8 @@ def _load_ensemble(config: DemoConfig, specs: list[str]) -> ProbabilityEnsemble:
 
 def _reinforce(config: DemoConfig, out: Path, subset: datasets.Dataset, specs: list[str], progress: bool = False
                ) -> tuple[Any, float, int]:
+    from hf_dr.generate.loading import load_reinforcements
     from hf_dr.generate.run import reinforce
-    from hf_dr.generate.storage import load_reinforcements
 
     policy = create_policy(config.policy, crop={"scale": config.crop_scale})
     folder = out / "reinforced"

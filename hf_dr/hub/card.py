@@ -124,12 +124,14 @@ def save_confidence_histogram(counts: Sequence[int], path: str) -> str:
 
 
 def save_samples_grid(data_file: str, config: ReinforceConfig, path: str) -> str:
-    """The first row of a self-contained data file and up to ``GRID_PANELS`` of its replayed reinforcements."""
+    """The first row of a self-contained data file and up to ``GRID_PANELS`` of its replayed reinforcements (mixing
+    partners from the file's first row group, all that is read of a file of a few hundred MB)."""
     from hf_dr.data.replay import ReinforcedTransform
     from hf_dr.hub.show import render_grid, save_grid
 
     columns = config.columns
-    table = datasets.Dataset(datasets.table.InMemoryTable(pq.read_table(data_file)))
+    with pq.ParquetFile(data_file) as parquet:
+        table = datasets.Dataset(datasets.table.InMemoryTable(parquet.read_row_group(0)))
     transform = ReinforcedTransform(
         table, config.policy, num_classes=config.num_classes, size=_grid_size(config), images=table,
         image_column=columns.get("image", "image"), key_column=columns.get("key") or "key",

@@ -12,8 +12,8 @@ from hf_dr.data.replay import ReinforcedTransform
 from hf_dr.data.schema import KEY_COLUMN
 from hf_dr.data.sources import keyed, load_source
 from hf_dr.errors import IncompleteRunError, InvalidConfigError
+from hf_dr.generate.loading import load_reinforcements
 from hf_dr.generate.run_config import ReinforceConfig
-from hf_dr.generate.storage import load_reinforcements
 from hf_dr.hub.show import render_grid
 
 

@@ -86,8 +86,8 @@ def training_data(
     to column ``key_column``), and the image digests it stored are compared with ``dataset``'s images of the same
     keys: ``verify_images`` ``"sample"`` (64 rows), ``"full"`` or ``"off"`` (see :func:`hf_dr.load_reinforced`)."""
     if reinforcements:
+        from hf_dr.generate.loading import load_reinforcements
         from hf_dr.generate.run_config import ReinforceConfig
-        from hf_dr.generate.storage import load_reinforcements
 
         run = ReinforceConfig.load(reinforcements)
         if run is None:

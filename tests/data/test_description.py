@@ -15,8 +15,8 @@ import torch
 from hf_dr import ReinforcedTransform, create_policy, push_to_hub
 from hf_dr.data.description import RunDescription, read_description
 from hf_dr.errors import ClassCountMismatchError, InvalidConfigError, ParamsMismatchError
+from hf_dr.generate.loading import load_reinforcements
 from hf_dr.generate.run import reinforce
-from hf_dr.generate.storage import load_reinforcements
 from tests.data_utils import digits_dataset
 from tests.utils_hub import unique_repo
 from tests.utils_teacher import save_teacher

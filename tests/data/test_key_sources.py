@@ -22,9 +22,9 @@ from hf_dr.data.keys import image_digest
 from hf_dr.data.schema import DIGEST_COLUMN
 from hf_dr.data.sources import encoded_images, load_source, scan_keys
 from hf_dr.errors import DataMismatchError, InvalidConfigError
+from hf_dr.generate.loading import load_reinforcements
 from hf_dr.generate.run import reinforce
 from hf_dr.generate.run_config import ReinforceConfig
-from hf_dr.generate.storage import load_reinforcements
 from hf_dr.generate.verify import verify
 from hf_dr.hub.local_run import load_target, sample_grid
 from hf_dr.train.inputs import DataConfig, training_data

@@ -13,8 +13,9 @@ import hf_dr.generate.run
 from hf_dr.cli import main as cli_main
 from hf_dr.data.sources import load_source
 from hf_dr.errors import ClassCountMismatchError, IncompleteRunError, InvalidConfigError, SourceNotFoundError
+from hf_dr.generate.loading import load_reinforcements
 from hf_dr.generate.run import reinforce
-from hf_dr.generate.storage import MANIFEST_FILE, load_reinforcements, read_manifest, verify_run
+from hf_dr.generate.storage import MANIFEST_FILE, read_manifest, verify_run
 from tests.data_utils import digits_dataset
 from tests.utils_hub import unique_repo
 from tests.utils_teacher import save_teacher

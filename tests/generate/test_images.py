@@ -23,10 +23,11 @@ import hf_dr.errors as errors
 from hf_dr import AugmentTransform, EvalTransform, ReinforcedTransform, create_model
 from hf_dr.cli import main as cli_main
 from hf_dr.data.description import read_description, with_description
+from hf_dr.generate.loading import load_reinforcements
 from hf_dr.generate.render import fit_channels
 from hf_dr.generate.run import reinforce
 from hf_dr.generate.run_config import PLAN_FIELDS, ReinforceConfig
-from hf_dr.generate.storage import load_reinforcements, verify_run
+from hf_dr.generate.storage import verify_run
 from hf_dr.generate.teacher import create_teacher
 from hf_dr.train.checkpoints import save_checkpoint
 from tests.generate.test_run import _check_topk, _files, _same_tree

@@ -20,9 +20,10 @@ from hf_dr import create_policy, load_reinforced, push_to_hub
 from hf_dr.data.description import read_description
 from hf_dr.errors import ConfigConflictError, CorruptShardError, InvalidConfigError, RunLockedError
 from hf_dr.files import file_sha256
+from hf_dr.generate.loading import load_reinforcements
 from hf_dr.generate.run import reinforce
 from hf_dr.generate.run_config import ReinforceConfig
-from hf_dr.generate.storage import CONFIG_FILE, MANIFEST_FILE, load_reinforcements, read_manifest, verify_run
+from hf_dr.generate.storage import CONFIG_FILE, MANIFEST_FILE, read_manifest, verify_run
 from hf_dr.hub.local_run import load_target
 from tests.data_utils import digits_dataset
 from tests.utils_hub import unique_repo

@@ -30,10 +30,11 @@ from hf_dr.errors import (
     TeacherError,
     WeightsNotFoundError,
 )
+from hf_dr.generate.loading import load_reinforcements
 from hf_dr.generate.render import policy_for_view
 from hf_dr.generate.run import reinforce
 from hf_dr.generate.run_config import ReinforceConfig
-from hf_dr.generate.storage import DONE_SUFFIX, VERIFIED_FILE, load_reinforcements, verify_run
+from hf_dr.generate.storage import DONE_SUFFIX, VERIFIED_FILE, verify_run
 from hf_dr.generate.teacher import create_teacher
 from tests.data_utils import digits_dataset
 from tests.utils_teacher import save_teacher

@@ -13,7 +13,7 @@ import time
 import pytest
 import torch
 
-from hf_dr.generate.storage import load_reinforcements
+from hf_dr.generate.loading import load_reinforcements
 from tests.data_utils import digits_dataset
 from tests.generate.test_run import _files, _same_tree
 from tests.utils_teacher import save_teacher

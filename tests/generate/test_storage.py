@@ -13,10 +13,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+import hf_dr.generate.loading as loading
 import hf_dr.generate.storage as storage
 from hf_dr import create_policy
 from hf_dr.errors import ConfigConflictError, CorruptShardError, IncompleteRunError, InvalidConfigError
 from hf_dr.files import file_sha256, write_json_atomic
+from hf_dr.generate.loading import load_reinforcements
 from hf_dr.generate.plan import Shard, plan_shards
 from hf_dr.generate.run_config import ReinforceConfig
 from hf_dr.generate.storage import (
@@ -26,7 +28,6 @@ from hf_dr.generate.storage import (
     FORMAT_VERSION,
     MANIFEST_FILE,
     clear_run,
-    load_reinforcements,
     read_manifest,
     remove_temporaries,
     shard_record,
@@ -373,15 +374,15 @@ def test_the_shard_writer_writes_in_the_background_and_raises_a_failed_write(row
 
 def test_keep_in_memory_is_refused_above_half_the_available_memory(run_dir, monkeypatch):
     assert len(load_reinforcements(run_dir, keep_in_memory=True)) == NUM_ROWS
-    monkeypatch.setattr(storage, "available_memory", lambda: 2 * 2**10)
+    monkeypatch.setattr(loading, "available_memory", lambda: 2 * 2**10)
     with pytest.raises(InvalidConfigError, match="keep_in_memory=True would hold .* leave keep_in_memory out"):
         load_reinforcements(run_dir, keep_in_memory=True)
     assert len(load_reinforcements(run_dir)) == NUM_ROWS
 
 
 def test_a_parallel_conversion_keeps_the_row_order(run_dir, tmp_path):
-    """num_proc converts the shards in parallel (ImageNet+'s first load: minutes in one process); rows stay in order."""
+    """num_proc converts the shards in parallel (ImageNet+: minutes in one process); the rows stay in order."""
     one = load_reinforcements(run_dir, cache_dir=str(tmp_path / "one"), num_proc=1)
     two = load_reinforcements(run_dir, cache_dir=str(tmp_path / "two"), num_proc=2)
     assert two["key"] == one["key"] and two["reinforcements"] == one["reinforcements"]
-    assert storage.default_num_proc(10 * 2**30, 3) == (min(3, os.cpu_count()) if os.cpu_count() > 1 else None)
+    assert loading.default_num_proc(10 * 2**30, 3) == (min(3, os.cpu_count()) if os.cpu_count() > 1 else None)

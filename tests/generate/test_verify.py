@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from hf_dr import create_policy
+from hf_dr.generate.loading import load_reinforcements
 from hf_dr.generate.run import reinforce
 from hf_dr.generate.run_config import ReinforceConfig
-from hf_dr.generate.storage import load_reinforcements
 from hf_dr.generate.teacher import create_teacher
 from hf_dr.generate.verify import verify
 from tests.data_utils import digits_dataset

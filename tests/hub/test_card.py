@@ -13,8 +13,9 @@ import torch
 from huggingface_hub import DatasetCard, HfApi, hf_hub_download
 from PIL import Image
 
+from hf_dr.generate.loading import load_reinforcements
 from hf_dr.generate.run_config import ReinforceConfig
-from hf_dr.generate.storage import load_reinforcements, verify_run
+from hf_dr.generate.storage import verify_run
 from hf_dr.hub.card import reinforcement_stats, size_category
 from tests.utils_hub import (
     NUM_ROWS,

@@ -18,8 +18,9 @@ from hf_dr.data.keys import DIGEST_SAMPLE_SIZE, digest_positions, image_digest
 from hf_dr.data.schema import DIGEST_COLUMN
 from hf_dr.data.sources import encoded_images
 from hf_dr.errors import DataMismatchError, InvalidConfigError
+from hf_dr.generate.loading import load_reinforcements
 from hf_dr.generate.run import reinforce
-from hf_dr.generate.storage import load_reinforcements, verify_run
+from hf_dr.generate.storage import verify_run
 from hf_dr.train.inputs import DataConfig, training_data
 from tests.data_utils import digits_dataset
 from tests.utils_hub import server_stays_consistent, unique_repo  # noqa: F401  (autouse fixture)

@@ -10,6 +10,8 @@ import pickle
 import shutil
 
 import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import timm
 import torch
@@ -22,7 +24,8 @@ from hf_dr.data.epochs import set_epoch, transform_of
 from hf_dr.data.sources import scan_keys
 from hf_dr.data.streaming import ReinforcedIterableDataset, StreamReplay
 from hf_dr.errors import CorruptShardError, DataMismatchError, HubNotFoundError, IncompleteRunError, InvalidConfigError
-from hf_dr.generate.storage import load_reinforcements, verify_run
+from hf_dr.generate.loading import load_reinforcements
+from hf_dr.generate.storage import verify_run
 from tests.data_utils import ProjectionTeacher, digit_images, digits_dataset, reinforce_in_memory
 from tests.utils_hub import (
     NUM_ROWS,
@@ -91,7 +94,7 @@ def _train_step(dataset, batch_size: int = 16) -> float:
 class TestPush:
     def test_self_contained_repo(self, state, hub):
         api = HfApi()
-        data = [f"data/train-0000{i}-of-00003.parquet" for i in range(3)]
+        data = ["data/train-00000-of-00001.parquet"]  # the run's 3 shards, packed into one file
         assert api.list_repo_files(state.self_contained, repo_type="dataset") == [
             ".gitattributes", "README.md", "assets/replayed_samples.png", "assets/teacher_confidence.png", *data,
             "hf_dr.json", "reinforce_config.json"]
@@ -109,9 +112,10 @@ class TestPush:
         files = api.list_repo_files(state.metadata_only, repo_type="dataset")
         assert "assets/replayed_samples.png" not in files
         manifest = verify_run(state.run_dir)
-        tree = {e.path: e for e in api.list_repo_tree(state.metadata_only, "data", repo_type="dataset")}
-        assert [tree[f"data/train-0000{i}-of-00003.parquet"].lfs.sha256 for i in range(3)] == [
-            s["sha256"] for s in manifest["shards"]]  # byte for byte the verified shards
+        packed = pq.read_table(hf_hub_download(state.metadata_only, "data/train-00000-of-00001.parquet",
+                                               repo_type="dataset"))
+        shards = pa.concat_tables([pq.read_table(os.path.join(state.run_dir, s["path"])) for s in manifest["shards"]])
+        assert packed.equals(shards) and packed.schema.metadata == shards.schema.metadata  # the run's rows, in order
         meta = json.load(open(hf_hub_download(state.metadata_only, "hf_dr.json", repo_type="dataset")))
         assert meta["source"] | {"fingerprint": None} == {
             "id": state.source_id, "revision": state.source_commit, "split": "train", "image_column": "image",
@@ -131,7 +135,7 @@ class TestPush:
         assert not [path for _, path, _ in hub.requests[requests:] if "/commit/" in path]
         second = push_to_hub(state.run_dir, repo, dataset=state.source, generation_cost="2 CPU-seconds")
         assert second != first and len(hub.lfs_uploads) == uploads  # only the card changed
-        info = api.get_paths_info(repo, ["README.md", "data/train-00000-of-00003.parquet"], expand=True,
+        info = api.get_paths_info(repo, ["README.md", "data/train-00000-of-00001.parquet"], expand=True,
                                   repo_type="dataset")
         assert [entry.last_commit.oid for entry in info] == [second, first]
 

@@ -15,8 +15,8 @@ import torch
 from builders import get_builder
 from hf_dr.cli import main as cli_main
 from hf_dr.errors import InvalidConfigError
+from hf_dr.generate.loading import load_reinforcements
 from hf_dr.generate.run_config import ReinforceConfig
-from hf_dr.generate.storage import load_reinforcements
 from hf_dr.generate.teacher import create_teacher, load_teacher_spec
 from hf_dr.train.finetune import FinetuneConfig, create_member, finetune_teacher, finetune_train_config
 from hf_dr.train.loop import TrainConfig
