@@ -42,8 +42,10 @@ from hf_dr.data.sources import (
 from hf_dr.data.streaming import ReinforcedIterableDataset, empty_reinforcements, stream_replay
 from hf_dr.errors import ConfigConflictError, DataMismatchError, HubNotFoundError, InvalidConfigError
 from hf_dr.files import read_json
+from hf_dr.generate.loading import default_num_proc
 from hf_dr.generate.run_config import ReinforceConfig
 from hf_dr.generate.storage import CONFIG_FILE
+from hf_dr.hub.packing import TARGET_FILE_BYTES
 from hf_dr.hub.push import HUB_FORMAT, HUB_META_FILE, SELF_CONTAINED, resolve_revision
 
 MAX_KEYS_SHOWN = 5
@@ -62,6 +64,7 @@ def load_reinforced(
     verify_images: str = "sample",
     cache_dir: str | None = None,
     token: str | None = None,
+    num_proc: int | None = None,
     **transform_options: Any,
 ) -> datasets.Dataset | ReinforcedIterableDataset:
     """Loads a dataset pushed by :func:`hf_dr.push_to_hub` with the replay of its reinforcements set.
@@ -87,6 +90,9 @@ def load_reinforced(
             recorded images). A stream checks every row as it arrives.
         cache_dir (`str`, *optional*): the ``datasets`` cache.
         token (`str`, *optional*): a Hub token; the logged-in one by default.
+        num_proc (`int`, *optional*): processes converting the downloaded files into the ``datasets`` cache, once
+            per machine (ImageNet+: minutes in one process); by default one per data file, at most 8 and the CPU count,
+            for repos of more than one file (:func:`hf_dr.generate.loading.default_num_proc`).
         transform_options: passed to :class:`hf_dr.ReinforcedTransform` (``size``, ``seed``, ``mean``, ``std``,
             ``data_config``, ``leftover``).
 
@@ -111,8 +117,11 @@ def load_reinforced(
     options = {"policy": config["policy"], "num_classes": config["num_classes"], **transform_options}
     columns = meta["columns"]
     layout_streams = streaming and meta["layout"] == SELF_CONTAINED
+    files = meta.get("data_files") or []
+    if num_proc is None and not layout_streams:  # packed files of up to TARGET_FILE_BYTES each
+        num_proc = default_num_proc(len(files) * TARGET_FILE_BYTES, len(files))
     reinforced = datasets.load_dataset(repo_id, split=split, revision=commit, cache_dir=cache_dir, token=token,
-                                       streaming=layout_streams)
+                                       streaming=layout_streams, num_proc=num_proc)
     if meta["layout"] == SELF_CONTAINED:
         return _self_contained(reinforced, columns, streaming, options)
     images = _source_dataset(meta["source"], source, source_revision, streaming, cache_dir, token)

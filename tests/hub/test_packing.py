@@ -212,6 +212,8 @@ class TestPackedPush:
         assert stream.num_shards == NUM_FILES
         assert [split_dataset_by_node(stream, rank=0, world_size=n).num_shards for n in (1, 2, 4, 8)] == [8, 4, 2, 1]
         self._assert_same_records(state, repo)
+        parallel = load_reinforced(repo, size=SIZE, cache_dir=os.path.join(state.cache_dir, "parallel"), num_proc=2)
+        assert parallel.with_format("arrow")[:].column("key").to_pylist() == state.source["key"]  # order kept
         self._assert_repush_uploads_nothing(state, repo, hub, layout="metadata-only")
 
     def test_self_contained(self, state, tiny_targets, staged, hub):
