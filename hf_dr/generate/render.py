@@ -215,7 +215,7 @@ def describe_source(info: dict[str, Any]) -> str:
 
 
 def partner_sizes(images: datasets.Dataset, keys: Sequence[str], on_bad_image: str = "raise",
-                  source: str = "the dataset") -> list[tuple[int, int]]:
+                  source: str = "the dataset") -> ImageSizes:
     """Every row's image ``(height, width)`` from its file header, for a mixing policy's partner draws; read once per
     dataset version (:func:`hf_dr.data.scan_cache.cached_scan`).
 
@@ -225,20 +225,37 @@ def partner_sizes(images: datasets.Dataset, keys: Sequence[str], on_bad_image: s
     column = images.column_names[0]
     sizes = cached_scan(images, f"sizes-{column}", lambda: _header_sizes(images),
                         lambda rows: _header_sizes(images.select(rows)), pa.list_(pa.int32(), 2))
-    found = []
-    for row, size in enumerate(sizes):
-        if tuple(size) == _UNREADABLE:  # the error again, from the header itself
-            cell = images[row][column]
-            try:
-                header_size(_nonempty(cell))
-            except DECODE_ERRORS as err:
-                if on_bad_image == "raise":
-                    raise CorruptImageError(
-                        f"cannot read the image header of {describe_row(row, keys[row], cell, source)}: "
-                        f"{error_text(err)}. Repair or remove that row, or {SKIP_FIX}.") from err
-            size = (1, 1)
-        found.append(tuple(size))
-    return found
+    found = np.asarray(sizes, dtype=np.int32).reshape(-1, 2)
+    for row in np.flatnonzero((found == 0).all(axis=1)).tolist():  # unreadable: the error again, from the header
+        cell = images[row][column]
+        try:
+            header_size(_nonempty(cell))
+        except DECODE_ERRORS as err:
+            if on_bad_image == "raise":
+                raise CorruptImageError(
+                    f"cannot read the image header of {describe_row(row, keys[row], cell, source)}: "
+                    f"{error_text(err)}. Repair or remove that row, or {SKIP_FIX}.") from err
+        found[row] = (1, 1)
+    return ImageSizes(found)
+
+
+class ImageSizes(Sequence[tuple[int, int]]):
+    """Every row's ``(height, width)`` as one ``int32`` array (ImageNet: 10 MB, not 1.28M tuples of ~150 MB).
+
+    Example:
+        >>> ImageSizes(np.array([[32, 40]], dtype=np.int32))[0]
+        (32, 40)
+    """
+
+    def __init__(self, sizes: np.ndarray) -> None:
+        self.sizes = sizes
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+    def __getitem__(self, row: int) -> tuple[int, int]:  # type: ignore[override]
+        height, width = self.sizes[row].tolist()
+        return height, width
 
 
 _UNREADABLE = (0, 0)  # the size a scan gives an unreadable header

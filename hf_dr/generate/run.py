@@ -30,7 +30,7 @@ from hf_dr.augment.ops import PartnerPool
 from hf_dr.augment.policy import AugmentationPolicy
 from hf_dr.augment.registry import as_policy
 from hf_dr.data.description import RunDescription
-from hf_dr.data.keys import resolve_key_source
+from hf_dr.data.keys import KeyList, resolve_key_source
 from hf_dr.data.schema import KEY_COLUMN
 from hf_dr.data.soft_labels import sparsify
 from hf_dr.data.sources import (
@@ -74,7 +74,7 @@ class _Plan:
     existing: ReinforceConfig | None
     shards: list[Shard]
     todo: list[Shard]
-    keys: list[str]
+    keys: KeyList
 
 
 def reinforce(
@@ -239,7 +239,7 @@ def _plan(dataset: datasets.Dataset, teacher: TeacherLike, policy: AugmentationP
     if len(dataset) == 0:
         raise InvalidConfigError("the dataset has no rows; nothing to reinforce")
     key_source = resolve_key_source(key_column, key_from)
-    keys = scan_keys(dataset, image_column, key_column, key_source)
+    keys = KeyList(scan_keys(dataset, image_column, key_column, key_source))  # compact: workers unpickle 2 buffers
     info = {**source_info(dataset), **(source or {}), "num_rows": len(keys), "keys_sha256": keys_sha256(keys)}
     config = ReinforceConfig(
         policy=policy.config(), num_samples=num_samples, topk=topk, seed=seed, shard_size=shard_size,

@@ -17,6 +17,7 @@ import torch
 
 from hf_dr.augment.policy import AugmentationPolicy
 from hf_dr.data.description import RunDescription, with_description
+from hf_dr.data.keys import KeyList
 from hf_dr.data.schema import (
     DIGEST_COLUMN,
     REINFORCEMENTS_COLUMN,
@@ -115,7 +116,9 @@ class ShardTable:
         )
         offsets = pa.array(np.arange(0, expected + 1, self.num_samples, dtype=np.int32))
         rows = slice(self.shard.start, self.shard.stop)
-        columns: dict[str, Any] = {schema.names[0]: pa.array(self.keys[rows], type=pa.string())}
+        keys = self.keys[rows]
+        columns: dict[str, Any] = {schema.names[0]: keys.array if isinstance(keys, KeyList) else
+                                   pa.array(keys, type=pa.string())}
         for name in schema.names[1:]:
             if name == DIGEST_COLUMN:
                 if self.digests is None:

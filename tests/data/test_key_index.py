@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 import hf_dr.data.keys as keys_module
 from hf_dr import ReinforcedTransform, create_policy
-from hf_dr.data.keys import KeyIndex, key_hash, key_hashes
+from hf_dr.data.keys import KeyIndex, KeyList, key_hash, key_hashes
 from hf_dr.errors import DataMismatchError
 from tests.data_utils import ProjectionTeacher, digits_dataset, reinforce_in_memory
 
@@ -89,3 +89,14 @@ def test_pickles_in_bytes_to_workers_and_works_under_spawn():
     expected = torch.stack([transform.attach(images)[i]["pixel_values"] for i in range(len(images))])
     loader = DataLoader(images, batch_size=4, num_workers=1, multiprocessing_context="spawn")
     assert torch.equal(torch.cat([batch["pixel_values"] for batch in loader]), expected)
+
+
+def test_a_key_list_is_a_compact_sequence_of_its_keys():
+    """What the generation's workers get instead of a Python list: equal as a sequence, pickled as Arrow buffers."""
+    keys = _random_keys(3000)
+    compact = KeyList(keys)
+    assert compact == keys and list(compact[5:9]) == keys[5:9] and list(compact[::7]) == keys[::7]
+    assert compact[-1] == keys[-1] and KeyList(pa.chunked_array([keys[:10], keys[10:]])) == keys
+    raw = sum(len(k.encode()) for k in keys) + 4 * (len(keys) + 1)  # the bytes and offsets, no object per key
+    assert compact.array.nbytes <= raw and len(pickle.dumps(compact)) < raw + 1000
+    assert pickle.loads(pickle.dumps(compact)) == keys

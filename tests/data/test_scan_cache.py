@@ -80,8 +80,8 @@ def test_sizes_are_read_once_per_dataset_version(on_disk, monkeypatch):
 
     monkeypatch.setattr("hf_dr.generate.render.header_size", counting)
     sizes = partner_sizes(images, keys)
-    assert sizes == [(16, 16)] * ROWS and reads[0] == ROWS
-    assert partner_sizes(encoded_images(on_disk, "image"), keys) == sizes and reads[0] == ROWS + DIGEST_SAMPLE_SIZE
+    assert list(sizes) == [(16, 16)] * ROWS and reads[0] == ROWS
+    assert list(partner_sizes(encoded_images(on_disk, "image"), keys)) == list(sizes) and reads[0] == ROWS + DIGEST_SAMPLE_SIZE
 
 
 def test_a_cached_unreadable_header_still_raises(tmp_path):
@@ -89,7 +89,7 @@ def test_a_cached_unreadable_header_still_raises(tmp_path):
     features = datasets.Features({"image": datasets.Image()})
     datasets.Dataset.from_dict(rows, features=features).save_to_disk(str(tmp_path / "broken"))
     images = encoded_images(datasets.load_from_disk(str(tmp_path / "broken")), "image")
-    assert partner_sizes(images, ["a", "b", "c"], on_bad_image="skip") == [(1, 1), (16, 16), (16, 16)]
+    assert list(partner_sizes(images, ["a", "b", "c"], on_bad_image="skip")) == [(1, 1), (16, 16), (16, 16)]
     with pytest.raises(CorruptImageError, match="row 0 .key 'a'"):
         partner_sizes(images, ["a", "b", "c"])
 
