@@ -88,18 +88,23 @@ def test_streamed_samples_equal_map_style_for_each_epoch(layout, digits, table):
     assert any(not torch.equal(labels[0][k], labels[2][k]) for k in labels[0])  # the epoch changed the records
 
 
+def _assert_epoch_equals_mapped(stream, keyed, table, epoch: int) -> None:
+    """Every row of ``stream`` in ``epoch``, keyed by content, equals the map-style replay of ``keyed``."""
+    stream.set_epoch(epoch)
+    mapped = _mapped(keyed, table)
+    set_epoch(mapped, epoch)
+    rows = list(stream)
+    assert [row["key"] for row in rows] == keyed["key"][:]
+    _assert_same_as_mapped(rows, mapped)
+
+
 def test_content_keys_when_the_stream_has_no_key_column(digits):
     """Without a key column each streamed row is keyed by its image bytes, as a run without keys stores them."""
     unkeyed = digits.remove_columns("key")
     keyed = unkeyed.add_column("key", scan_keys(unkeyed, "image"))
     table = reinforce_in_memory(keyed, create_policy(POLICY), ProjectionTeacher(size=SIZE), NUM_SAMPLES, topk=3)
     stream = stream_replay(unkeyed.to_iterable_dataset(), _transform(table), "image", None)
-    stream.set_epoch(1)
-    mapped = _mapped(keyed, table)
-    set_epoch(mapped, 1)
-    rows = list(stream)
-    assert [row["key"] for row in rows] == keyed["key"][:]
-    _assert_same_as_mapped(rows, mapped)
+    _assert_epoch_equals_mapped(stream, keyed, table, epoch=1)
 
 
 def test_the_stream_and_its_transform_share_one_epoch(digits, table):
@@ -212,12 +217,7 @@ def test_a_self_contained_stream_without_a_key_column_keys_by_content(digits):
     transform = _transform(empty_reinforcements(dataset.features, "key", "reinforcements"))
     stream = stream_replay(dataset.remove_columns("key").to_iterable_dataset(), transform, "image", None,
                            "reinforcements")
-    stream.set_epoch(1)
-    mapped = _mapped(keyed, table)
-    set_epoch(mapped, 1)
-    rows = list(stream)
-    assert [row["key"] for row in rows] == keyed["key"][:]
-    _assert_same_as_mapped(rows, mapped)
+    _assert_epoch_equals_mapped(stream, keyed, table, epoch=1)
 
 
 def test_a_self_contained_row_without_records_is_refused(digits, table):
