@@ -1,5 +1,6 @@
-"""Reinforced data at rest and at training time: the declared schema, soft labels, sample keys, source datasets,
-and the ``set_transform`` hooks that replay stored augmentations (map-style and streamed).
+"""Reinforced data at rest and at training time: the declared schema, soft labels, sample keys and their compact
+index, source datasets and the scans made once per dataset version (content keys, image sizes), and the
+``set_transform`` hooks that replay stored augmentations (map-style and streamed).
 
 May import: ``hf_dr.errors``, ``hf_dr.augment`` and third-party libraries. Not ``generate``, ``hub``, ``train``,
 ``demo`` or ``cli``.

@@ -1,5 +1,6 @@
 """Making a reinforced dataset: the teacher, the plan of shards and chunks, rendering the teacher's views, the run
-itself (``reinforce``), its recorded configuration, the files it writes and reads back, and ``verify``.
+itself (``reinforce``), its recorded configuration, the files it writes (shards on a background writer), loading
+them back, and ``verify``.
 
 May import: ``hf_dr.errors``, ``hf_dr.augment``, ``hf_dr.data`` and third-party libraries. Not ``hub``, ``train``,
 ``demo`` or ``cli``.
