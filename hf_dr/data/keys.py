@@ -217,7 +217,7 @@ _MASK = 2**64 - 1
 
 
 def key_hash(key: str) -> int:
-    """:func:`key_hashes` of one key, in plain Python (a lookup costs a few microseconds, not an array's setup).
+    """:func:`key_hashes` of one key, in plain Python (2-10 us per key, not an array's setup).
 
     Example:
         >>> key_hash("n01440764_10026.JPEG") == int(key_hashes(["n01440764_10026.JPEG"])[0])
@@ -275,17 +275,21 @@ class KeyIndex:
     """The row of every sample key of a table, with an error naming a missing key and the fix.
 
     Compact at any scale: the keys' 64-bit hashes (:func:`key_hashes`), sorted, and their rows, 12 bytes per key
-    (15 MB for ImageNet's 1.28M), in shared memory, so DataLoader workers share one copy under fork and spawn alike (a
-    pickled index carries handles, not the arrays). A lookup is a binary search (``np.searchsorted``). Keys sharing
-    a hash (a duplicate key, or a 64-bit collision: about 1 in 10^7 for 1.28M keys) are kept exactly, in a dict; a
-    duplicate key gives its last row. A key that is absent but shares a hash with a present one is found at that
-    row: callers holding the table check the row's key (:meth:`check`).
+    (15 MB for ImageNet's 1.28M), held in tensors, so DataLoader workers share one copy under fork and spawn alike
+    (multiprocessing's pickler moves them to shared memory and sends handles, not the arrays). A lookup is a binary
+    search (``np.searchsorted``). Keys sharing a hash (a duplicate key, or a 64-bit collision: about 1 in 10^7 for
+    1.28M keys) are kept exactly, in a dict; a duplicate key gives its last row. A key that is absent but shares a
+    hash with a present one is refused: the found row's key is compared, by the index or by a caller that keeps the
+    table (:meth:`check`).
 
     Args:
         keys (`Iterable[str]` or `pyarrow.Array`): every row's key, in row order (an Arrow string column is hashed
             without making Python strings).
         where (`str`, *optional*, defaults to ``"the dataset"``): what the table is, for the error message.
         fix (`str`, *optional*): how to fix a missing key, for the error message.
+        keep_keys (`bool`, *optional*, defaults to True): keep the keys (as one Arrow array) so that :meth:`row`
+            checks the key of the row it found; False for a caller that reads the key from its own table (the
+            replay: its memory-mapped table is not copied into the index).
 
     Example:
         >>> index = KeyIndex(["a", "b"], where="the image dataset", fix="pass images=<full dataset>.")
@@ -298,8 +302,9 @@ class KeyIndex:
     """
 
     def __init__(self, keys: Iterable[str] | pa.Array | pa.ChunkedArray, where: str = "the dataset",
-                 fix: str = "") -> None:
+                 fix: str = "", keep_keys: bool = True) -> None:
         keys = KeyList(keys).array
+        self._keys = KeyList(keys) if keep_keys else None  # to check a found row's key (a hash shared by chance)
         hashes = key_hashes(keys)
         order = np.argsort(hashes, kind="stable")
         hashes = hashes[order]
@@ -308,12 +313,14 @@ class KeyIndex:
         self._exact = {keys[int(row)].as_py(): int(row) for row in rows}  # in row order: a duplicate's last row wins
         self._shared_hashes = set(hashes[shared].tolist())
         row_type = torch.int32 if len(order) < 2**31 else torch.int64
-        self._hashes = torch.from_numpy(hashes.view(np.int64)).share_memory_()
-        self._rows = torch.from_numpy(order).to(row_type).share_memory_()
+        # tensors: multiprocessing's pickler (what DataLoader workers receive) moves them to shared memory on demand
+        self._hashes = torch.from_numpy(hashes.view(np.int64))
+        self._rows = torch.from_numpy(order).to(row_type)
         self.where, self.fix = where, fix
 
     def find(self, key: str) -> int | None:
         """The row of ``key``, or None when no key has its hash."""
+        key = str(key)
         value = key_hash(key)
         if value in self._shared_hashes:
             return self._exact.get(key)
@@ -331,16 +338,20 @@ class KeyIndex:
         return {**self.__dict__, "_view": None}
 
     def row(self, key: str) -> int:
-        """The row of ``key``, or :class:`DataMismatchError` naming the key, the table and the fix."""
+        """The row of ``key``, or :class:`DataMismatchError` naming the key, the table and the fix. An index that
+        keeps its keys checks the row's key; one made with ``keep_keys=False`` leaves that to :meth:`check`."""
+        key = str(key)
         row = self.find(key)
         if row is None:
             raise self.missing(key)
+        if self._keys is not None:
+            self.check(key, row, self._keys[row])
         return row
 
-    def check(self, key: str, row: int, found: str) -> None:
+    def check(self, key: str, row: int, found: Any) -> None:
         """Raises the missing-key error when the table's key at ``row`` (``found``) is not ``key``: an absent key
         that shares a 64-bit hash with a present one."""
-        if found != key:
+        if str(found) != str(key):
             raise self.missing(key)
 
     def missing(self, key: str) -> DataMismatchError:

@@ -113,7 +113,8 @@ class ReinforcedTransform(EpochHook):
         self.num_classes = _num_classes(self.description, num_classes, class_count(reinforcements, label_column))
         table = reinforcements.flatten_indices() if reinforcements._indices is not None else reinforcements
         self._table = table.select_columns([key_column, reinforcements_column])
-        self._rows = KeyIndex(self._table.data.column(key_column), where="the reinforcements", fix=_UNREINFORCED_FIX)
+        self._rows = KeyIndex(self._table.data.column(key_column), where="the reinforcements", fix=_UNREINFORCED_FIX,
+                              keep_keys=False)  # _records_of checks the row's key in the table itself
         self._partners = self._partner_source(images if images is not None else reinforcements)
         super().__init__()
 
@@ -194,7 +195,7 @@ class ReinforcedTransform(EpochHook):
         check_columns(images, role="partner image dataset", **self.column_options)
         images = images.flatten_indices() if images._indices is not None else images
         keys = KeyIndex(images.data.column(self.key_column), where="the image dataset",
-                        fix="mixing partners are looked up by key: pass images=<the full dataset>.")
+                        fix="mixing partners are looked up by key: pass images=<the full dataset>.", keep_keys=False)
         return images.select_columns([self.image_column, self.key_column]), keys
 
     def partner_for(self, record: dict[str, Any]) -> Any:

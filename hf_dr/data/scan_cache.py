@@ -10,8 +10,10 @@ dataset's Arrow files, named by the ``datasets`` fingerprint of the dataset (the
 
 A cached scan is used only if it was made over the same files (their names, sizes and modification times are
 recorded) and if the rows :func:`hf_dr.data.keys.digest_positions` picks (64, spread over the table) recompute to the
-cached values; otherwise it is computed again, with a warning. Datasets held in memory (no cache files) and folders
-that cannot be written are scanned every time.
+cached values; otherwise it is computed again, with a warning. Datasets held in memory (no cache files), datasets whose
+image cells refer to files instead of embedding their bytes (an image file edited in place would go unseen), and
+folders that cannot be written are scanned every time. On a first start every rank scans (in parallel); later starts
+read the cache.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 
 import datasets
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from hf_dr.data.keys import digest_positions
@@ -34,17 +37,33 @@ logger = logging.getLogger(__name__)
 _META_KEY = b"hf_dr_scan"
 
 
-def cache_path(dataset: datasets.Dataset, what: str) -> str | None:
-    """Where the scan ``what`` of ``dataset`` is cached, or None for a dataset without cache files.
+def cache_path(dataset: datasets.Dataset, what: str, image_column: str | None = None) -> str | None:
+    """Where the scan ``what`` of ``dataset`` is cached, or None for a dataset without cache files, or whose
+    ``image_column`` holds cells that refer to image files instead of embedding their bytes (a file edited in place
+    changes neither the fingerprint nor the dataset's own files).
 
     Example:
         >>> cache_path(datasets.Dataset.from_dict({"x": [1]}), "content-keys-image") is None  # held in memory
         True
     """
-    if not dataset.cache_files:
+    if not dataset.cache_files or (image_column is not None and not embeds_bytes(dataset, image_column)):
         return None
     folder = os.path.dirname(dataset.cache_files[0]["filename"])
     return os.path.join(folder, f"hf_dr-{what}-{dataset._fingerprint}.parquet")
+
+
+def embeds_bytes(dataset: datasets.Dataset, image_column: str) -> bool:
+    """Whether every stored cell of ``image_column`` holds its image's bytes (read from the validity bitmaps only).
+
+    Example:
+        >>> cells = {"image": [{"bytes": b"...", "path": None}, {"bytes": None, "path": "/data/a.jpg"}]}
+        >>> embeds_bytes(datasets.Dataset.from_dict(cells), "image")
+        False
+    """
+    column = dataset.data.column(image_column)
+    if not pa.types.is_struct(column.type) or column.type.get_field_index("bytes") < 0:
+        return False
+    return all(pc.struct_field(chunk, "bytes").null_count == 0 for chunk in column.chunks)
 
 
 def _files_identity(dataset: datasets.Dataset) -> list[list[Any]]:
@@ -56,7 +75,8 @@ def _files_identity(dataset: datasets.Dataset) -> list[list[Any]]:
 
 
 def cached_scan(dataset: datasets.Dataset, what: str, compute: Callable[[], Sequence[Any]],
-                recompute: Callable[[Sequence[int]], Sequence[Any]], value_type: pa.DataType) -> list[Any]:
+                recompute: Callable[[Sequence[int]], Sequence[Any]], value_type: pa.DataType,
+                image_column: str | None = None) -> list[Any]:
     """Every row's value of a scan of ``dataset``: the cached one when it is valid, else ``compute()`` (then cached).
 
     Args:
@@ -65,11 +85,13 @@ def cached_scan(dataset: datasets.Dataset, what: str, compute: Callable[[], Sequ
         compute (`Callable`): every row's value, in row order.
         recompute (`Callable`): the values of some rows (their positions given), to check a cached scan against.
         value_type (`pyarrow.DataType`): the Arrow type of a value (e.g. ``pa.string()``).
+        image_column (`str`, *optional*): the image column the scan reads; a dataset whose cells refer to image
+            files (no embedded bytes) is scanned every time (see :func:`cache_path`).
 
     Returns:
         `list`: the values, in row order.
     """
-    path = cache_path(dataset, what)
+    path = cache_path(dataset, what, image_column)
     cached = _read(path, dataset) if path is not None else None
     if cached is not None:
         positions = digest_positions(len(cached))
@@ -102,4 +124,6 @@ def _write(path: str, dataset: datasets.Dataset, values: Sequence[Any], value_ty
     try:
         write_atomic(path, lambda temporary: pq.write_table(table, temporary, compression="zstd"))
     except OSError as err:  # a read-only dataset folder: scanned again next time
-        logger.info("cannot cache the scan in %s (%s); it will be computed again next time", path, err)
+        logger.warning("cannot record this scan in %s (%s): it will be computed again on every start; make the "
+                       "dataset's folder writable, or save it with dataset.save_to_disk(...) where you can write",
+                       path, err)

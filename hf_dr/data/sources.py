@@ -217,7 +217,8 @@ def content_keys(dataset: datasets.Dataset, image_column: str) -> list[str]:
         return [content_key(cell) for cell in _cells(images.select(rows), image_column)]
 
     return cached_scan(dataset, f"content-keys-{image_column}",
-                       lambda: [content_key(cell) for cell in _cells(images, image_column)], some, pa.string())
+                       lambda: [content_key(cell) for cell in _cells(images, image_column)], some, pa.string(),
+                       image_column=image_column)
 
 
 def _path_keys(dataset: datasets.Dataset, image_column: str, batch_size: int = 4096) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import multiprocessing
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -27,7 +28,8 @@ def load_reinforcements(
 
     Args:
         output_dir (`str`): the folder a run wrote.
-        verify (`bool`, *optional*, defaults to True): check every shard's SHA-256 against the manifest first.
+        verify (`bool`, *optional*, defaults to True): check every shard against the manifest first
+            (:func:`hf_dr.generate.storage.verify_run`: its size, and its SHA-256, hashed once per file version).
         keep_in_memory (`bool`, *optional*, defaults to False): read the shards into memory (nothing is written;
             refused above half the available memory); by default they are converted once into the ``datasets``
             cache and memory-mapped, shared by every process and worker.
@@ -61,12 +63,16 @@ def load_reinforcements(
 
 def default_num_proc(num_bytes: int, num_files: int) -> int | None:
     """Processes for converting ``num_files`` Parquet files of ``num_bytes`` into the ``datasets`` cache: one per
-    256 MB, at most 8, the CPU count and the file count; None (one, no pool to start) for small data.
+    256 MB, at most 8, the CPU count and the file count; None (one, no pool to start) for small data, and where
+    processes do not start by fork (spawn and forkserver, Python 3.14's Linux default, import the user's script again,
+    which fails without an ``if __name__ == "__main__":`` guard): pass ``num_proc=8`` there from guarded code.
 
     Example:
-        >>> default_num_proc(100 * 2**20, 10), default_num_proc(19 * 2**30, 1282) == min(8, os.cpu_count())
-        (None, True)
+        >>> default_num_proc(100 * 2**20, 10) is None
+        True
     """
+    if multiprocessing.get_context().get_start_method() != "fork":
+        return None
     processes = min(8, os.cpu_count() or 1, num_files, max(1, num_bytes // (256 * 2**20)))
     return processes if processes > 1 else None
 

@@ -120,7 +120,8 @@ def split_rows(tables: Iterable[pa.Table], counts: Sequence[int]) -> Iterator[It
     reading the stream lazily (consume each part before the next).
 
     Raises:
-        ValueError: when the tables hold fewer rows than ``counts`` asks for.
+        ValueError: when the tables hold fewer or more rows than ``counts`` asks for (more: once the last part is
+            read).
 
     Example:
         >>> import pyarrow as pa
@@ -144,3 +145,6 @@ def split_rows(tables: Iterable[pa.Table], counts: Sequence[int]) -> Iterator[It
 
     for count in counts:
         yield part(count)
+    left = sum(t.num_rows for t in rest) + sum(t.num_rows for t in stream)
+    if left:
+        raise ValueError(f"the tables hold {left} rows more than the {sum(counts)} rows asked for")

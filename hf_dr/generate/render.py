@@ -109,7 +109,8 @@ class ViewRenderer(torch.utils.data.Dataset):
         self.view_policies = [policy_for_view(policy, v.interpolation) for v in self.views]
         self.seed, self.batch_size, self.partners = int(seed), int(batch_size), partners
         self.params_type = datasets.Features({"params": policy.features()}).arrow_schema.field("params").type
-        self._partner_rows: KeyIndex | None = None
+        self._partner_rows = None if partners is None else KeyIndex(  # made once, shared with the workers
+            keys, where="the reinforced dataset", fix="mixing partners must be drawn from the dataset's own keys.")
 
     def __len__(self) -> int:
         return len(self.chunks)
@@ -160,9 +161,6 @@ class ViewRenderer(torch.utils.data.Dataset):
         key = self.policy.partner_key(params)
         if key is None:
             return None
-        if self._partner_rows is None:
-            self._partner_rows = KeyIndex(self.keys, where="the reinforced dataset",
-                                          fix="mixing partners must be drawn from the dataset's own keys.")
         partner = self._image(self._partner_rows.row(key), cache, errors)
         if partner is None:
             identity = {op.name: op.identity() for op in self.policy.base_ops}
@@ -224,7 +222,7 @@ def partner_sizes(images: datasets.Dataset, keys: Sequence[str], on_bad_image: s
     """
     column = images.column_names[0]
     sizes = cached_scan(images, f"sizes-{column}", lambda: _header_sizes(images),
-                        lambda rows: _header_sizes(images.select(rows)), pa.list_(pa.int32(), 2))
+                        lambda rows: _header_sizes(images.select(rows)), pa.list_(pa.int32(), 2), image_column=column)
     found = np.asarray(sizes, dtype=np.int32).reshape(-1, 2)
     for row in np.flatnonzero((found == 0).all(axis=1)).tolist():  # unreadable: the error again, from the header
         cell = images[row][column]

@@ -54,6 +54,9 @@ def test_shared_hashes_are_resolved_exactly(monkeypatch):
     assert {key: index.row(key) for key in expected} == expected
     assert index.find("zz") is None  # shares a hash with "ab" and "cd", kept exactly
     assert "zzzz" not in index
+    assert index.find("abc") == 2  # the hash of "xyz" alone: found by hash, refused by the row's key
+    with pytest.raises(DataMismatchError, match="'abc' is not in the dataset"):
+        index.row("abc")
 
 
 def test_an_absent_key_sharing_a_hash_is_refused_by_the_replay(monkeypatch):
@@ -79,7 +82,7 @@ def test_replay_lookup_equals_a_dict_on_shuffled_and_selected_tables():
 
 def test_pickles_in_bytes_to_workers_and_works_under_spawn():
     """Under multiprocessing's pickler (what DataLoader workers get) the index travels as shared-memory handles."""
-    index = KeyIndex([f"{i:032x}" for i in range(100_000)])
+    index = KeyIndex([f"{i:032x}" for i in range(100_000)], keep_keys=False)  # as the replay makes it
     buffer = io.BytesIO()
     ForkingPickler(buffer).dump(index)
     assert len(buffer.getvalue()) < 2000 < len(pickle.dumps(index))

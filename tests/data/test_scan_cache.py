@@ -6,9 +6,11 @@ import logging
 import os
 
 import datasets
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from PIL import Image
 
 import hf_dr.data.sources as sources
 from hf_dr.data.keys import DIGEST_SAMPLE_SIZE, content_key
@@ -59,6 +61,27 @@ def test_a_cache_that_disagrees_with_the_rows_is_recomputed(on_disk, hashes, cap
     with caplog.at_level(logging.WARNING):
         assert scan_keys(on_disk, "image") == keys
     assert "do not match" in caplog.text and hashes[0] == 2 * ROWS + DIGEST_SAMPLE_SIZE
+
+
+def test_images_stored_as_file_paths_are_hashed_every_time(tmp_path, hashes):
+    """A cell that refers to a file (no embedded bytes) is not cached: the file can change in place, under the same
+    fingerprint and the same dataset files, and its key must change with it."""
+    paths = []
+    for i, image in enumerate(digits_dataset(ROWS, size=16)["image"]):
+        paths.append(str(tmp_path / f"{i}.png"))
+        image.save(paths[-1])
+    (tmp_path / "images.csv").write_text("image\n" + "\n".join(paths) + "\n")
+
+    def load() -> datasets.Dataset:  # a CSV of paths, as users load one: cached Arrow files, cells without bytes
+        table = datasets.load_dataset("csv", data_files=str(tmp_path / "images.csv"), split="train",
+                                      cache_dir=str(tmp_path / "cache"))
+        return table.cast_column("image", datasets.Image())
+
+    before = scan_keys(load(), "image")
+    assert load().cache_files and cache_path(load(), "content-keys-image", "image") is None
+    Image.fromarray(np.full((16, 16), 7, dtype=np.uint8)).save(paths[1])  # row 1 is not among the 64 checked
+    after = scan_keys(load(), "image")
+    assert after[1] != before[1] and after[2:] == before[2:] and hashes[0] == 2 * ROWS
 
 
 def test_in_memory_datasets_are_not_cached(hashes):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
 
@@ -385,4 +386,6 @@ def test_a_parallel_conversion_keeps_the_row_order(run_dir, tmp_path):
     one = load_reinforcements(run_dir, cache_dir=str(tmp_path / "one"), num_proc=1)
     two = load_reinforcements(run_dir, cache_dir=str(tmp_path / "two"), num_proc=2)
     assert two["key"] == one["key"] and two["reinforcements"] == one["reinforcements"]
-    assert loading.default_num_proc(10 * 2**30, 3) == (min(3, os.cpu_count()) if os.cpu_count() > 1 else None)
+    forked = multiprocessing.get_context().get_start_method() == "fork"
+    expected = min(3, os.cpu_count()) if forked and os.cpu_count() > 1 else None
+    assert loading.default_num_proc(10 * 2**30, 3) == expected

@@ -108,6 +108,10 @@ class TestStreamingWriter:
             write_parquet_batches(tables(), tmp_path / "t.parquet", _table(0, 0).schema, row_group_rows=2)
         assert os.listdir(tmp_path) == []
 
+    def test_split_rows_refuses_rows_left_over(self):
+        with pytest.raises(ValueError, match="hold 2 rows more than the 3 rows asked for"):
+            [list(part) for part in split_rows([_table(0, 5)], [3])]
+
     def test_split_rows_cuts_a_stream_lazily(self):
         read = []
 
