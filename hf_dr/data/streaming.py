@@ -21,6 +21,7 @@ replays that one record.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import datasets
@@ -30,10 +31,10 @@ import pyarrow.compute as pc
 import torch
 
 from hf_dr.augment.seeding import choose_index
-from hf_dr.data.keys import content_key
+from hf_dr.data.keys import content_key, image_digest, refuse_changed_image
 from hf_dr.data.replay import ReinforcedTransform
 from hf_dr.data.sources import check_columns
-from hf_dr.errors import InvalidConfigError
+from hf_dr.errors import DataMismatchError, InvalidConfigError
 
 _DERIVING_METHODS = (
     "map", "filter", "shuffle", "skip", "take", "repeat", "shard", "reshard", "batch", "with_format", "add_column",
@@ -167,13 +168,97 @@ class ChosenRecords:
         return records.offsets.to_numpy()[:-1] + index
 
 
+class ZippedRows:
+    """The rows of a streamed metadata-only dataset: the source stream and the reinforcement stream, both in the run's
+    row order, zipped row by row, each row keeping only its record of the current epoch (read from Arrow batches of
+    the reinforcement files, nothing else converted). Used as the generator of an ``IterableDataset``.
+
+    The alignment is checked on every row: a source row whose key is not the reinforcement row's (a source that lost,
+    gained or reordered rows), a stream that ends before the other, or an image whose stored digest differs raises
+    :class:`DataMismatchError` naming the row, the keys and the fix.
+
+    Args:
+        source (`datasets.IterableDataset`): the source rows with their keys in ``key_column`` and undecoded images.
+        records (`datasets.IterableDataset`): the reinforcement rows (key, records, and image digests if stored).
+        transform (`ReinforcedTransform`): gives the seed and the (shared) epoch.
+        image_column, key_column (`str`): the source's image column and the column holding its recomputed keys.
+        records_key, records_column (`str`): the reinforcement rows' key and records columns.
+        skipped_rows (`Sequence[int]`): source rows the run gave no records (undecodable images), left out.
+        digest_column (`str`, *optional*): the reinforcement rows' image digest column, compared with each image.
+        fix (`str`): how to fix a mismatch, for the error messages.
+    """
+
+    def __init__(self, source: datasets.IterableDataset, records: datasets.IterableDataset,
+                 transform: ReinforcedTransform, image_column: str, key_column: str, records_key: str,
+                 records_column: str, skipped_rows: Sequence[int] = (), digest_column: str | None = None,
+                 fix: str = "") -> None:
+        self.source, self.records, self.transform = source, records, transform
+        self.image_column, self.key_column = image_column, key_column
+        self.records_key, self.records_column, self.digest_column = records_key, records_column, digest_column
+        self.skipped, self.fix = frozenset(int(r) for r in skipped_rows), fix
+
+    def __call__(self) -> Iterator[dict[str, Any]]:
+        batches = self.records.with_format("arrow").iter(batch_size=CHOOSE_BATCH_SIZE)
+        table, position, row = None, 0, -1
+        for row, example in enumerate(self.source):
+            if row in self.skipped:
+                continue
+            if table is None or position == table.num_rows:
+                table, position = next(batches, None), 0
+                if table is None:
+                    raise DataMismatchError(f"row {row} of the source (key {example[self.key_column]!r}) comes after "
+                                            f"the last reinforced row: the source has rows the run did not reinforce. "
+                                            f"{self.fix}")
+            yield self._row(row, example, table, position)
+            position += 1
+        if (table is not None and position < table.num_rows) or next(batches, None) is not None:
+            raise DataMismatchError(f"the source ended after {row + 1} rows, before the last reinforced row: it "
+                                    f"lost rows. {self.fix}")
+
+    def _row(self, row: int, example: dict[str, Any], table: pa.Table, position: int) -> dict[str, Any]:
+        key, cell = str(example[self.key_column]), example[self.image_column]
+        stored = table.column(self.records_key)[position].as_py()
+        if key != stored:
+            raise DataMismatchError(f"row {row} of the source has the key {key!r} where the reinforcements hold "
+                                    f"{stored!r}: a stream joins the two in order, and the source is not in the order "
+                                    f"the run read. {self.fix}")
+        if self.digest_column is not None:
+            refuse_changed_image(key, row, "the source", image_digest(cell),
+                                 table.column(self.digest_column)[position].as_py(), self.fix)
+        records = table.column(self.records_column)[position].values
+        if records is None or len(records) == 0:
+            self.transform.record(key, records=())  # raises the map-style error for a row without records
+        index = choose_index(len(records), self.transform.seed, self.transform.epoch, key)
+        return {self.image_column: cell, CHOSEN_KEY: key, CHOSEN_RECORD: records[index].as_py()}
+
+
+def zip_records(source: datasets.IterableDataset, records: datasets.IterableDataset,
+                transform: ReinforcedTransform, image_column: str, key_column: str, records_key: str,
+                records_column: str, skipped_rows: Sequence[int] = (), digest_column: str | None = None,
+                fix: str = "") -> ReinforcedIterableDataset:
+    """The replayed stream of a metadata-only dataset: :class:`ZippedRows` of ``source`` and ``records`` (see its
+    arguments), then :class:`StreamReplay` of each row's chosen record. One shard (the two streams' files do not line
+    up): a DataLoader reads it with one worker, and ``split_dataset_by_node`` makes each rank read every row and keep
+    its share."""
+    feature = source.features[image_column]
+    rows = ZippedRows(source.cast_column(image_column, datasets.Image(decode=False)), records, transform,
+                      image_column, key_column, records_key, records_column, skipped_rows, digest_column, fix)
+    features = datasets.Features({image_column: datasets.Image(mode=feature.mode, decode=False),
+                                  CHOSEN_KEY: datasets.Value("string"),
+                                  CHOSEN_RECORD: records.features[records_column].feature})
+    zipped = datasets.IterableDataset.from_generator(rows, features=features)
+    replay = StreamReplay(transform, datasets.Image(mode=feature.mode), image_column, CHOSEN_KEY, CHOSEN_RECORD)
+    mapped = zipped.map(replay, remove_columns=list(features))
+    return ReinforcedIterableDataset.sharing_epoch(mapped, transform._epoch)
+
+
 def stream_replay(stream: datasets.IterableDataset, transform: ReinforcedTransform, image_column: str,
                   key_column: str | None, records_column: str | None = None) -> ReinforcedIterableDataset:
     """``stream`` mapped lazily through :class:`StreamReplay`, sharing ``transform``'s epoch with the dataset.
 
     With ``records_column`` (the self-contained layout) :class:`ChosenRecords` first keeps each row's record of the
     epoch, on Arrow batches of :data:`CHOOSE_BATCH_SIZE` rows; without one the records are looked up by key in
-    ``transform``.
+    ``transform`` (a metadata-only table loaded map-style; :func:`zip_records` streams both).
     """
     if stream.features is None:  # e.g. after a user's .map(): infer them from the first rows to know the columns
         stream = stream._resolve_features()

@@ -39,7 +39,7 @@ from hf_dr.data.sources import (
     keys_sha256,
     load_source,
 )
-from hf_dr.data.streaming import ReinforcedIterableDataset, empty_reinforcements, stream_replay
+from hf_dr.data.streaming import ReinforcedIterableDataset, empty_reinforcements, stream_replay, zip_records
 from hf_dr.errors import ConfigConflictError, DataMismatchError, HubNotFoundError, InvalidConfigError
 from hf_dr.files import read_json
 from hf_dr.generate.loading import default_num_proc
@@ -74,9 +74,11 @@ def load_reinforced(
         split (`str`, *optional*, defaults to ``"train"``): the split.
         revision (`str`, *optional*): a branch, tag or commit id of ``repo_id``; the default branch by default.
         streaming (`bool`, *optional*, defaults to False): return a lazily replayed :class:`ReinforcedIterableDataset`
-            (``set_epoch`` advances the choice) instead of a map-style Dataset. A streamed metadata-only source is
-            checked row by row as it arrives (a row without reinforcements raises); a source that lost rows can only
-            be caught before training map-style.
+            (``set_epoch`` advances the choice) instead of a map-style Dataset. Metadata-only, the source and the
+            reinforcement files are both streamed and zipped in the run's row order (nothing converted first), each
+            row's key checked against the reinforced row's: a source that lost, gained or reordered rows raises at
+            that row. The zipped stream is one shard (read by one DataLoader worker; ``split_dataset_by_node`` makes
+            each rank read every row and keep its share).
         source (`str` or `datasets.Dataset`, *optional*): metadata-only layout: the images, as a Hub id, a local
             folder or file, or a loaded dataset; by default the recorded source at its pinned revision.
         source_revision (`str`, *optional*): metadata-only layout: another revision of the source.
@@ -116,12 +118,11 @@ def load_reinforced(
     _check_config(meta, config, repo_id, commit)
     options = {"policy": config["policy"], "num_classes": config["num_classes"], **transform_options}
     columns = meta["columns"]
-    layout_streams = streaming and meta["layout"] == SELF_CONTAINED
     files = meta.get("data_files") or []
-    if num_proc is None and not layout_streams:  # packed files of up to TARGET_FILE_BYTES each
+    if num_proc is None and not streaming:  # packed files of up to TARGET_FILE_BYTES each
         num_proc = default_num_proc(len(files) * TARGET_FILE_BYTES, len(files))
     reinforced = datasets.load_dataset(repo_id, split=split, revision=commit, cache_dir=cache_dir, token=token,
-                                       streaming=layout_streams, num_proc=num_proc)
+                                       streaming=streaming, num_proc=None if streaming else num_proc)
     if meta["layout"] == SELF_CONTAINED:
         return _self_contained(reinforced, columns, streaming, options)
     images = _source_dataset(meta["source"], source, source_revision, streaming, cache_dir, token)
@@ -129,10 +130,15 @@ def load_reinforced(
     key_source = meta["source"].get("key_source") or config["columns"].get("key_source")  # None: pushed before
     recorded = {**meta["source"], "key_source": resolve_key_source(meta["source"]["key_column"], key_source)}
     image_column = recorded["image_column"]
-    if streaming:
-        transform = ReinforcedTransform(reinforced, **transform_columns, **options)
-        keys = _keyed_stream(images, reinforced, recorded, columns["key"], verify_images)
-        return stream_replay(keys, transform, image_column, STREAM_KEY)
+    if streaming:  # both sides streamed, zipped in the run's row order
+        table = empty_reinforcements(reinforced.features, columns["key"], columns["reinforcements"])
+        transform = ReinforcedTransform(table, **transform_columns, **options)
+        keys = _keyed_stream(images, recorded)
+        digests = DIGEST_COLUMN if verify_images != "off" and DIGEST_COLUMN in reinforced.column_names else None
+        fix = (f"Load {_recorded_version(recorded)}, or load map-style (streaming=False), which joins the rows by key "
+               "and drops extra ones with verify_source=False.")
+        return zip_records(keys, reinforced, transform, image_column, STREAM_KEY, columns["key"],
+                           columns["reinforcements"], meta.get("skipped_rows", []), digests, fix)
     images = _matched_source(images, reinforced, recorded, columns["key"], verify_source, verify_images)
     transform = ReinforcedTransform(reinforced, images=images, image_column=image_column, **transform_columns,
                                     **options)
@@ -241,23 +247,17 @@ def _changed_fix(recorded: dict[str, Any]) -> str:
             "verify_images='off' accepts changed images).")
 
 
-def _keyed_stream(images: datasets.IterableDataset, reinforced: datasets.Dataset, recorded: dict[str, Any],
-                  key_name: str, verify_images: str) -> datasets.IterableDataset:
-    """The streamed source with its keys in :data:`STREAM_KEY`, recomputed as the run made them, each row's image
-    compared with its stored digest as it arrives (unless ``verify_images="off"``)."""
+def _keyed_stream(images: datasets.IterableDataset, recorded: dict[str, Any]) -> datasets.IterableDataset:
+    """The streamed source with its keys in :data:`STREAM_KEY`, recomputed as the run made them."""
     if images.features is None:  # e.g. after a user's .map(): infer them from the first rows to know the columns
         images = images._resolve_features()
     _check_source_columns(images, recorded)
     image_column, feature = recorded["image_column"], images.features[recorded["image_column"]]
     if not isinstance(feature, datasets.Image):
         raise InvalidConfigError(f"column {image_column!r} of the source stream holds {feature!r}, not images")
-    digests = {}
-    if verify_images != "off" and DIGEST_COLUMN in reinforced.column_names:
-        digests = dict(zip(reinforced.data.column(key_name).to_pylist(),
-                           reinforced.data.column(DIGEST_COLUMN).to_pylist(), strict=True))
     undecoded = images.cast_column(image_column, datasets.Image(decode=False))
     features = datasets.Features({**undecoded.features, STREAM_KEY: datasets.Value("string")})
-    keys = StreamKeys(image_column, recorded["key_column"], recorded["key_source"], digests, _changed_fix(recorded))
+    keys = StreamKeys(image_column, recorded["key_column"], recorded["key_source"], {}, _changed_fix(recorded))
     return undecoded.map(keys, with_indices=True, features=features).cast_column(image_column, feature)
 
 

@@ -147,7 +147,8 @@ def push_to_hub(
     plan = plan_files(source["split"], shards.num_rows, shards.num_bytes, max(shards.row_bytes, default=1.0))
     schema = file_schema(shards, images)
     stats = reinforcement_stats(shards.paths, manifest, config)
-    meta = hub_metadata(layout, source["split"], config, source, plan.names)
+    meta = hub_metadata(layout, source["split"], config, source, plan.names,
+                        sorted(int(entry["row"]) for entry in manifest.get("skipped", [])))
     api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="hf-dr-push-") as staging:
         figures = []
@@ -232,8 +233,9 @@ def resolve_revision(api: HfApi, repo_id: str, revision: str | None) -> str:
 
 
 def hub_metadata(layout: str, split: str, config: ReinforceConfig, source: dict[str, Any],
-                 data_files: Sequence[str]) -> dict[str, Any]:
-    """The content of ``hf_dr.json``: what a loader needs besides ``reinforce_config.json``."""
+                 data_files: Sequence[str], skipped_rows: Sequence[int] = ()) -> dict[str, Any]:
+    """The content of ``hf_dr.json``: what a loader needs besides ``reinforce_config.json`` (``skipped_rows``: the
+    source rows the run gave no records, which a metadata-only stream leaves out as it zips the source with them)."""
     columns = config.columns
     return {
         "format": HUB_FORMAT, "format_version": HUB_FORMAT_VERSION, "layout": layout, "split": split,
@@ -242,6 +244,7 @@ def hub_metadata(layout: str, split: str, config: ReinforceConfig, source: dict[
                     "reinforcements": REINFORCEMENTS_COLUMN},
         "num_rows": config.dataset.get("num_rows"), "source": source, "data_files": list(data_files),
         "run_fingerprint": config.fingerprint(),  # binds the data to reinforce_config.json (checked on load)
+        "skipped_rows": list(skipped_rows),
     }
 
 

@@ -448,5 +448,8 @@ def test_a_pushed_run_leaves_the_skipped_rows_out(hub, bad, skip_run, layout):
     else:
         good = bad.select([i for i in range(len(bad)) if i not in BAD_ROWS])
         train = load_reinforced(repo, source=good, verify_source=False, size=SIZE)
+        streamed = list(load_reinforced(repo, source=bad, streaming=True, size=SIZE))  # hf_dr.json lists them
+        reinforced_keys = datasets.load_dataset(repo, split="train")["key"]
+        assert [row["key"] for row in streamed] == reinforced_keys and len(streamed) == len(good)
     batch = next(iter(torch.utils.data.DataLoader(train, batch_size=len(train))))
     assert batch["pixel_values"].shape[0] == len(bad) - len(BAD_ROWS)

@@ -336,6 +336,36 @@ class TestBadInput:
         assert len(ds) == NUM_ROWS
         _assert_matches_reference(ds, reference, state.source, 0)
 
+    def test_a_stream_raises_at_the_row_where_the_source_differs(self, state):
+        """Metadata-only streams zip the source with the reinforcement files in order: a lost, extra or reordered
+        source row raises at that row, naming it, both keys and the fix."""
+        def stream(source):
+            return list(_load(state, state.metadata_only, streaming=True, source=source))
+
+        lost = state.source.select([i for i in range(NUM_ROWS) if i != 5])
+        with pytest.raises(DataMismatchError, match="row 5 of the source has the key 'digit-00006' where the "
+                                                    "reinforcements hold 'digit-00005'.*streaming=False"):
+            stream(lost)
+        with pytest.raises(DataMismatchError, match=f"row {NUM_ROWS} of the source .key 'digit-000{NUM_ROWS}'. "
+                                                    "comes after the last reinforced row"):
+            stream(digits_dataset(NUM_ROWS + 2))
+        with pytest.raises(DataMismatchError, match=f"the source ended after {NUM_ROWS - 1} rows"):
+            stream(state.source.select(range(NUM_ROWS - 1)))
+
+    def test_a_metadata_only_stream_converts_nothing_first(self, state, monkeypatch):
+        """Both sides stream: no load_dataset call prepares (converts) the reinforcement files or the source."""
+        calls = []
+        real = datasets.load_dataset
+
+        def recording(*args, **kwargs):
+            calls.append((args[0], kwargs.get("streaming")))
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(datasets, "load_dataset", recording)
+        stream = _load(state, state.metadata_only, streaming=True)
+        assert len(list(stream.take(5))) == 5
+        assert calls == [(state.metadata_only, True), (state.source_id, True)]
+
     def test_unknown_repo_revision_or_not_a_reinforced_repo(self, state):
         with pytest.raises(HubNotFoundError, match="no dataset repo 'tester/does-not-exist'") as info:
             _load(state, "tester/does-not-exist")
