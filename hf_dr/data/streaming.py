@@ -73,12 +73,24 @@ def _keep_epoch(name: str) -> Any:
 
     @functools.wraps(method)
     def derive(self: ReinforcedIterableDataset, *args: Any, **kwargs: Any) -> Any:
+        if name == "shard":
+            _check_shards(self, kwargs.get("num_shards", args[0] if args else None))
         result = method(self, *args, **kwargs)
         if isinstance(result, datasets.IterableDataset) and result is not self:
             result = ReinforcedIterableDataset.sharing_epoch(result, self._epoch)
         return result
 
     return derive
+
+
+def _check_shards(dataset: datasets.IterableDataset, num_shards: int | None) -> None:
+    """Refuses ``shard(num_shards=...)`` beyond the stream's own shards (``datasets`` fails with an IndexError)."""
+    if num_shards is not None and num_shards > dataset.num_shards:
+        raise InvalidConfigError(
+            f"this stream has {dataset.num_shards} shard(s), fewer than num_shards={num_shards} (a metadata-only "
+            "stream zips two sets of files that do not line up, so it is one shard): split it across ranks with "
+            "datasets.distributed.split_dataset_by_node (each rank reads every row and keeps its share; keep calling "
+            "set_epoch on this stream, whose epoch reaches the replay), or load it map-style (streaming=False).")
 
 
 for _name in _DERIVING_METHODS:

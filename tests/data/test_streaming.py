@@ -282,3 +282,27 @@ def test_empty_reinforcements_keeps_the_key_and_records_features(digits, table):
     empty = empty_reinforcements(features, "key", "reinforcements")
     assert len(empty) == 0 and empty.column_names == ["key", "reinforcements"]
     assert empty.features == datasets.Features({"key": features["key"], "reinforcements": features["reinforcements"]})
+
+
+def test_a_metadata_only_stream_zips_both_files_and_refuses_more_shards_than_it_has(digits, table, tmp_path):
+    """zip_records streams the source and the reinforcement rows side by side: equal to map-style for the epoch set
+    on it, also through split_dataset_by_node; shard() beyond its one shard names the way to split it."""
+    from datasets.distributed import split_dataset_by_node
+
+    from hf_dr.data.streaming import zip_records
+
+    table.to_parquet(str(tmp_path / "records.parquet"))
+    records = datasets.load_dataset("parquet", data_files=str(tmp_path / "records.parquet"), split="train",
+                                    streaming=True)
+    transform = _transform(empty_reinforcements(records.features, "key", "reinforcements"))
+    stream = zip_records(digits.to_iterable_dataset(), records, transform, "image", "key", "key", "reinforcements")
+    _assert_epoch_equals_mapped(stream, digits, table, epoch=2)
+    half = split_dataset_by_node(stream, rank=1, world_size=2)
+    stream.set_epoch(3)
+    mapped = _mapped(digits, table)
+    set_epoch(mapped, 3)
+    rows = list(half)
+    assert [row["key"] for row in rows] == digits["key"][1::2]
+    _assert_same_as_mapped(rows, mapped)
+    with pytest.raises(InvalidConfigError, match="1 shard.*split_dataset_by_node"):
+        stream.shard(num_shards=2, index=0)
