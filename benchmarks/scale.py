@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import pickle
 import shutil
@@ -247,6 +248,7 @@ def main() -> None:
                         help="assumed teacher throughput per GPU (4 ResNet-50-class members, bf16, H100)")
     parser.add_argument("--num-proc", type=int, default=8, help="conversion processes assumed per node")
     parser.add_argument("--work-dir", default=None)
+    parser.add_argument("--json", default=None, help="also write every measurement to this JSON file")
     args = parser.parse_args()
     work = args.work_dir or tempfile.mkdtemp(prefix="hf-dr-scale-")
     torch.set_num_threads(1)
@@ -264,7 +266,11 @@ def main() -> None:
             row = measure_size(smallest, n, work, memory=False)
             print(f"S={smallest} N={n}: first_load {row['first_load']:.2f} s, cached_load {row['cached_load']:.2f} s, "
                   f"parquet {row['parquet_bytes_per_record']:.1f} B/record", flush=True)
-    report(per_size, images, generation_costs(work, args.teacher_views_per_s), stream_costs(), args)
+    generation, stream = generation_costs(work, args.teacher_views_per_s), stream_costs()
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"per_size": per_size, "images": images, "generation": generation, "stream": stream}, f)
+    report(per_size, images, generation, stream, args)
     shutil.rmtree(work, ignore_errors=True)
 
 
@@ -291,7 +297,7 @@ def report(per_size: dict, images: dict, generation: dict, stream: dict, args: a
         print(f"| {step} | " + " | ".join(f"{per_size[s][step]:.3g}" for s in sizes) + " | |")
     one, default = at_target("first_load_one_process"), at_target("first_load")
     local = min(8, os.cpu_count() or 1)
-    efficiency = one / default / local if local > 1 else 1.0  # measured here with the default processes
+    efficiency = min(1.0, one / default / local) if local > 1 else 1.0  # measured here; never assumed superlinear
     node = one / (args.num_proc * efficiency)
     shared = at_target("transform_init") + at_target("key_checks") + statistics.mean(
         per_size[s]["first_batch_spawn"] for s in sizes)
