@@ -35,8 +35,8 @@ def load_reinforcements(
             cache and memory-mapped, shared by every process and worker.
         cache_dir (`str`, *optional*): the ``datasets`` cache to use when not ``keep_in_memory``.
         num_proc (`int`, *optional*): processes converting the shards into the ``datasets`` cache, once per machine;
-            by default :func:`default_num_proc` (one per 256 MB of shards, at most 8 and the CPU count): decoding the
-            records costs ~0.15 ms per image at N=400 in one process, over 3 minutes for ImageNet+.
+            by default :func:`default_num_proc` (where processes fork, one per 256 MB of shards, at most 8 and the CPU
+            count): decoding the records costs ~0.15-0.3 ms per image at N=400 in one process, minutes for ImageNet+.
 
     Rows the run skipped because their image could not be decoded (``on_bad_image="skip"``) hold no records; they
     are left out, with a warning naming how many and where they are listed (``"skipped"`` in ``manifest.json``).
@@ -93,8 +93,8 @@ def available_memory() -> int:
 def _check_fits_in_memory(files: Sequence[str]) -> None:
     """Refuses ``keep_in_memory`` for shards whose decoded size (the Parquet metadata's, read without the data) is
     above half the available memory: every process loading them holds a private copy."""
-    size = sum(pq.ParquetFile(f).metadata.row_group(i).total_byte_size for f in files
-               for i in range(pq.ParquetFile(f).metadata.num_row_groups))
+    metadata = [pq.read_metadata(f) for f in files]
+    size = sum(m.row_group(i).total_byte_size for m in metadata for i in range(m.num_row_groups))
     available = available_memory()
     if size > available // 2:
         raise InvalidConfigError(
