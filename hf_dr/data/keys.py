@@ -191,9 +191,7 @@ def key_hashes(keys: Iterable[str] | pa.Array | pa.ChunkedArray) -> np.ndarray:
         >>> key_hashes(["a", "b"]).dtype, bool(key_hashes(["a"])[0] == key_hashes(pa.array(["b", "a"]))[1])
         (dtype('uint64'), True)
     """
-    if isinstance(keys, pa.ChunkedArray):
-        keys = keys.combine_chunks() if keys.num_chunks else pa.array([], pa.string())
-    array = (keys if isinstance(keys, pa.Array) else pa.array(list(keys), pa.string())).cast(pa.large_string())
+    array = KeyList(keys).array.cast(pa.large_string())
     if array.null_count:
         raise DataMismatchError(f"{array.null_count} sample key(s) are missing (null); every row needs a key.")
     count = len(array)
@@ -324,29 +322,22 @@ class KeyIndex:
         value = key_hash(key)
         if value in self._shared_hashes:
             return self._exact.get(key)
-        hashes = self._sorted_hashes()
+        hashes = self._hashes.numpy().view(np.uint64)  # a view of the (shared) tensor, no copy
         position = int(hashes.searchsorted(np.uint64(value)))
         return int(self._rows[position]) if position < len(hashes) and int(hashes[position]) == value else None
-
-    def _sorted_hashes(self) -> np.ndarray:
-        """The sorted hashes as ``uint64`` (a view of the shared tensor, made once per process)."""
-        if getattr(self, "_view", None) is None:
-            self._view = self._hashes.numpy().view(np.uint64)
-        return self._view
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_view": None}
 
     def row(self, key: str) -> int:
         """The row of ``key``, or :class:`DataMismatchError` naming the key, the table and the fix. An index that
         keeps its keys checks the row's key; one made with ``keep_keys=False`` leaves that to :meth:`check`."""
-        key = str(key)
-        row = self.find(key)
+        row = self._checked(str(key))
         if row is None:
-            raise self.missing(key)
-        if self._keys is not None:
-            self.check(key, row, self._keys[row])
+            raise self.missing(str(key))
         return row
+
+    def _checked(self, key: str) -> int | None:
+        """:meth:`find`, and None as well when a kept key at the found row is another (a hash shared by chance)."""
+        row = self.find(key)
+        return None if row is None or (self._keys is not None and self._keys[row] != key) else row
 
     def check(self, key: str, row: int, found: Any) -> None:
         """Raises the missing-key error when the table's key at ``row`` (``found``) is not ``key``: an absent key
@@ -360,7 +351,7 @@ class KeyIndex:
         return DataMismatchError(f"sample key {key!r} is not in {self.where}{fix}")
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and self.find(key) is not None
+        return isinstance(key, str) and self._checked(key) is not None
 
     def __len__(self) -> int:
         return len(self._rows)

@@ -64,7 +64,7 @@ def test_an_absent_key_sharing_a_hash_is_refused_by_the_replay(monkeypatch):
     table = reinforce_in_memory(images, create_policy("rrc"), ProjectionTeacher(size=16), 3, 2)
     monkeypatch.setattr(keys_module, "key_hash", lambda key: 0 if key == "intruder" else key_hashes([key])[0])
     transform = ReinforcedTransform(table, policy="rrc", size=16, num_classes=10)
-    transform._rows._view = np.full(len(table), 0, dtype=np.uint64)  # every stored hash now equals the intruder's
+    transform._rows._hashes = torch.zeros(len(table), dtype=torch.int64)  # every stored hash is now the intruder's
     with pytest.raises(DataMismatchError, match="'intruder' is not in the reinforcements"):
         transform.record("intruder")
 
