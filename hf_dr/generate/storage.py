@@ -144,9 +144,8 @@ def shard_record(output_dir: str, shard: Shard, fingerprint: str) -> dict[str, A
     Raises :class:`ConfigConflictError` if the shard was made by a run with another configuration.
     """
     path = os.path.join(output_dir, shard.path)
-    try:
-        record = read_json(path + DONE_SUFFIX)
-    except (OSError, ValueError):
+    record = _done_record(path)
+    if record is None:
         return None
     if record.get("fingerprint") != fingerprint:
         raise ConfigConflictError(
@@ -308,15 +307,18 @@ def verify_run(output_dir: str) -> dict[str, Any]:
 
 
 def _done_record(path: str) -> dict[str, Any] | None:
-    try:
-        return read_json(path + DONE_SUFFIX)
-    except (OSError, ValueError):
-        return None
+    """The ``.done`` record of the shard at ``path``; None if it is missing or not a readable record."""
+    return _json_object(path + DONE_SUFFIX)
 
 
 def _read_verified(output_dir: str) -> dict[str, Any]:
+    return _json_object(os.path.join(output_dir, VERIFIED_FILE)) or {}
+
+
+def _json_object(path: str) -> dict[str, Any] | None:
+    """The JSON object in ``path``; None if the file is missing, unreadable or holds something else."""
     try:
-        verified = read_json(os.path.join(output_dir, VERIFIED_FILE))
+        value = read_json(path)
     except (OSError, ValueError):
-        return {}
-    return verified if isinstance(verified, dict) else {}
+        return None
+    return value if isinstance(value, dict) else None
