@@ -134,9 +134,13 @@ class ReinforcedTransform(EpochHook):
         return {"pixel_values": pixels, "labels": labels}
 
     # -- replay -------------------------------------------------------------------------------------------------
-    def choose(self, key: str) -> int:
-        """The index of the record used for ``key`` in the current epoch."""
-        return choose_index(len(self._records_of(key)), self.seed, self.epoch, key)
+    def choose(self, key: str, count: int | None = None) -> int:
+        """The index of the record used for ``key`` in the current epoch, among its ``count`` records (looked up in the
+        table when not given): the one choice of map-style rows and of both streamed layouts. A key without records
+        raises :class:`DataMismatchError`."""
+        count = len(self._records_of(key)) if count is None else count
+        _require_records(key, count)
+        return choose_index(count, self.seed, self.epoch, key)
 
     def record(self, key: str, index: int | None = None, records: Sequence[Any] | None = None) -> dict[str, Any]:
         """The stored record ``index`` of ``key`` (this epoch's choice when ``index`` is None), params decoded.
@@ -148,10 +152,10 @@ class ReinforcedTransform(EpochHook):
                 row's own records column; looked up by key in the reinforcement table otherwise.
         """
         records = self._records_of(key) if records is None else records
-        if len(records) == 0:
-            raise DataMismatchError(f"sample key {key!r} holds no reinforcement records: {_SKIPPED}. Leave such rows "
-                                    "out (hf_dr.load_reinforcements does).")
-        index = choose_index(len(records), self.seed, self.epoch, key) if index is None else index
+        if index is None:
+            index = self.choose(key, len(records))
+        else:
+            _require_records(key, len(records))
         stored = records[index]
         stored = stored.as_py() if hasattr(stored, "as_py") else stored
         return {"params": self.policy.decode(stored["params"]), "ids": stored["ids"], "probs": stored["probs"]}
@@ -215,6 +219,12 @@ class ReinforcedTransform(EpochHook):
                 f"the model predicts {model_num_classes} classes but the reinforced labels have {self.num_classes}; "
                 "reset the classifier head (e.g. timm.create_model(..., num_classes=N))"
             )
+
+
+def _require_records(key: str, count: int) -> None:
+    if count == 0:
+        raise DataMismatchError(f"sample key {key!r} holds no reinforcement records: {_SKIPPED}. Leave such rows "
+                                "out (hf_dr.load_reinforcements does).")
 
 
 _NO_DESCRIPTION = ("this dataset carries no hf-dr run description (made before hf-dr 0.2, or its records column was "

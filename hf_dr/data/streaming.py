@@ -30,7 +30,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from hf_dr.augment.seeding import choose_index
 from hf_dr.data.keys import content_key, image_digest, refuse_changed_image
 from hf_dr.data.replay import ReinforcedTransform
 from hf_dr.data.sources import check_columns
@@ -137,8 +136,8 @@ class ChosenRecords:
     only the one of the current epoch, without turning any record into Python objects.
 
     It returns the image cells (undecoded), the keys as text in :data:`CHOSEN_KEY` and the chosen records in
-    :data:`CHOSEN_RECORD`, for :class:`StreamReplay`. The choice is :meth:`ReinforcedTransform.record`'s:
-    ``choose_index(N, seed, epoch, key)``, with the epoch read from ``transform`` when a batch is mapped.
+    :data:`CHOSEN_RECORD`, for :class:`StreamReplay`. The choice is :meth:`ReinforcedTransform.choose`, the one
+    map-style rows get, with the epoch read from ``transform`` when a batch is mapped.
 
     Args:
         transform (`ReinforcedTransform`): gives the seed and the (shared) epoch.
@@ -170,14 +169,9 @@ class ChosenRecords:
 
     def _positions(self, records: pa.ListArray, keys: list[str]) -> np.ndarray:
         """Where each row's chosen record lies in ``records.values``."""
-        counts = pc.fill_null(pc.list_value_length(records), 0).to_numpy(zero_copy_only=False)
-        seed, epoch = self.transform.seed, self.transform.epoch
-        index = np.empty(len(keys), dtype=np.int64)
-        for row, (count, key) in enumerate(zip(counts.tolist(), keys, strict=True)):
-            if count == 0:
-                self.transform.record(key, records=())  # raises the map-style error for a row without records
-            index[row] = choose_index(count, seed, epoch, key)
-        return records.offsets.to_numpy()[:-1] + index
+        counts = pc.fill_null(pc.list_value_length(records), 0).to_numpy(zero_copy_only=False).tolist()
+        index = [self.transform.choose(key, count) for count, key in zip(counts, keys, strict=True)]
+        return records.offsets.to_numpy()[:-1] + np.asarray(index, dtype=np.int64)
 
 
 class ZippedRows:
@@ -238,9 +232,7 @@ class ZippedRows:
             refuse_changed_image(key, row, "the source", image_digest(cell),
                                  table.column(self.digest_column)[position].as_py(), self.fix)
         records = table.column(self.records_column)[position].values
-        if records is None or len(records) == 0:
-            self.transform.record(key, records=())  # raises the map-style error for a row without records
-        index = choose_index(len(records), self.transform.seed, self.transform.epoch, key)
+        index = self.transform.choose(key, 0 if records is None else len(records))
         return {self.image_column: cell, CHOSEN_KEY: key, CHOSEN_RECORD: records[index].as_py()}
 
 
