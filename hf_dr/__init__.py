@@ -6,7 +6,8 @@ per sample per epoch and learn from the stored soft label.
 The public API, by flow (everything else lives in the subpackages named in brackets):
 
 - reinforce [``hf_dr.augment``, ``hf_dr.generate``]: :func:`create_policy`, :func:`list_policies`,
-  :class:`AugmentationPolicy`, :func:`create_teacher`, :func:`load_teacher_spec`, :func:`reinforce`, :func:`verify`;
+  :class:`AugmentationPolicy`, :func:`create_teacher`, :func:`load_teacher_spec`, :class:`RecordCodec`,
+  :func:`reinforce`, :func:`verify`;
 - load and replay [``hf_dr.data``, ``hf_dr.hub``]: :func:`load_reinforcements`, :func:`load_reinforced`,
   :class:`ReinforcedTransform`, :class:`AugmentTransform`, :class:`EvalTransform`, :func:`set_epoch`,
   :func:`sparsify`, :func:`densify`;
@@ -36,8 +37,8 @@ _EXPORTS: dict[str, str] = {
     # reinforce
     "create_policy": "hf_dr.augment.registry", "list_policies": "hf_dr.augment.registry",
     "AugmentationPolicy": "hf_dr.augment.policy", "create_teacher": "hf_dr.generate.teacher",
-    "load_teacher_spec": "hf_dr.generate.teacher", "reinforce": "hf_dr.generate.run",
-    "verify": "hf_dr.generate.verify",
+    "load_teacher_spec": "hf_dr.generate.teacher", "RecordCodec": "hf_dr.data.codec",
+    "reinforce": "hf_dr.generate.run", "verify": "hf_dr.generate.verify",
     # load and replay
     "load_reinforcements": "hf_dr.generate.loading", "load_reinforced": "hf_dr.hub.load",
     "ReinforcedTransform": "hf_dr.data.replay", "AugmentTransform": "hf_dr.data.transforms",
@@ -59,10 +60,11 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "__version__", "create_policy", "list_policies", "AugmentationPolicy", "create_teacher", "load_teacher_spec",
-    "reinforce", "verify", "load_reinforcements", "load_reinforced", "ReinforcedTransform", "AugmentTransform",
-    "EvalTransform", "set_epoch", "sparsify", "densify", "push_to_hub", "soft_target_loss", "TrainConfig", "fit",
-    "reinforced_training_args", "reinforced_trainer", "ReinforcedEpochCallback", "create_model", "FinetuneConfig",
-    "finetune_teacher", "evaluate", "evaluate_checkpoint", "load_classifier", "HfDrError",
+    "RecordCodec", "reinforce", "verify", "load_reinforcements", "load_reinforced", "ReinforcedTransform",
+    "AugmentTransform", "EvalTransform", "set_epoch", "sparsify", "densify", "push_to_hub", "soft_target_loss",
+    "TrainConfig", "fit", "reinforced_training_args", "reinforced_trainer", "ReinforcedEpochCallback",
+    "create_model", "FinetuneConfig", "finetune_teacher", "evaluate", "evaluate_checkpoint", "load_classifier",
+    "HfDrError",
 ]
 
 

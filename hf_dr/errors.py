@@ -19,6 +19,10 @@ class ParamsMismatchError(HfDrError, ValueError):
     """Augmentation parameters that do not match the policy asked to apply them."""
 
 
+class RecomputedParamsError(ParamsMismatchError):
+    """Seeded params drawn again at replay that disagree with the checksum the run stored."""
+
+
 class MissingColumnError(HfDrError, KeyError):
     """A dataset lacks a column hf_dr needs (image, label, key or reinforcements)."""
 

@@ -45,15 +45,17 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(run.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     train = load_image_dataset(data_args.dataset, data_args.split, data_args.data_root)
-    num_classes = model_args.num_classes or class_count(train)
+    num_classes = model_args.num_classes or class_count(train, data_args.label_column)
     model = student(model_args.arch, num_classes, model_args.in_chans, model_args.init_from)
     data = DataConfig.resolve(model, model_args.image_size, model_args.mean, model_args.std)
     data.in_chans = model_args.in_chans or data.in_chans
-    train_ds, _ = training_data(train, data, data_args.run_dir, augment.policy, config.seed, data_args.preload)
+    train_ds, _ = training_data(train, data, data_args.run_dir, augment.policy, config.seed, data_args.preload,
+                                key_column=data_args.key_column, image_column=data_args.image_column,
+                                label_column=data_args.label_column)
     evaluation = None
     if data_args.eval_split:
         evaluation = eval_data(load_image_dataset(data_args.dataset, data_args.eval_split, data_args.data_root),
-                               data, data_args.preload)
+                               data, data_args.preload, data_args.image_column, data_args.label_column)
     arguments = {"data": asdict(data_args), "model": asdict(model_args), "augment": asdict(augment),
                  "run": asdict(run), "train_config": config.to_dict()}
     (out / "train_config.json").write_text(json.dumps(arguments, indent=2))

@@ -71,13 +71,16 @@ def main(argv: list[str] | None = None) -> dict:
     configure_logging()
     set_num_threads(run.num_threads)
     train = load_image_dataset(data_args.dataset, data_args.split, data_args.data_root)
-    num_classes = model_args.num_classes or class_count(train)
+    num_classes = model_args.num_classes or class_count(train, data_args.label_column)
     model = build_model(model_args, num_classes)
     data = DataConfig.resolve(model, model_args.image_size, model_args.mean, model_args.std)
     data.in_chans = model_args.in_chans or data.in_chans
-    train_ds, _ = training_data(train, data, data_args.run_dir, seed=recipe.seed, preload=data_args.preload)
+    train_ds, _ = training_data(train, data, data_args.run_dir, seed=recipe.seed, preload=data_args.preload,
+                                key_column=data_args.key_column, image_column=data_args.image_column,
+                                label_column=data_args.label_column)
     evaluation = eval_data(load_image_dataset(data_args.dataset, data_args.eval_split, data_args.data_root), data,
-                           data_args.preload) if data_args.eval_split else None
+                           data_args.preload, data_args.image_column, data_args.label_column) if data_args.eval_split \
+        else None
     optimizer = TrainConfig(optimizer=recipe.optimizer, lr=recipe.lr, weight_decay=recipe.weight_decay)
     training_args = reinforced_training_args(
         run.output_dir, num_train_epochs=recipe.epochs, per_device_train_batch_size=recipe.batch_size,

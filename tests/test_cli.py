@@ -90,7 +90,7 @@ def test_the_concepts_the_review_found_split_are_now_shared(parsers):
     assert all(has(name, "--image-size") for name in ("eval", "show", "finetune-teacher", "scripts/train.py"))
 
 
-R, PNG = ["--run-dir", "r"], ["-o", "g.png"]
+R, PNG, C = ["--run-dir", "r"], ["-o", "g.png"], ["--checkpoint", "c", "--dataset", "d"]
 # (command, old spelling, canonical spelling, destination): both command lines give the same value there
 OLD_SPELLINGS = [
     ("verify", ["runs/r"], ["--run-dir", "runs/r"], "run_dir"),
@@ -102,10 +102,9 @@ OLD_SPELLINGS = [
     ("show", [*R, "--output", "x.png"], [*R, "--output-file", "x.png"], "output_file"),
     ("push", ["runs/r", "o/n"], ["--run-dir", "runs/r", "o/n"], "run_dir"),
     ("push", [*R, "o/n", "--source-revision", "v1"], [*R, "o/n", "--revision", "v1"], "revision"),
-    ("eval", ["--checkpoint", "c", "--model", "resnet18"], ["--checkpoint", "c", "--arch", "resnet18"], "arch"),
-    ("eval", ["--checkpoint", "c", "--size", "32"], ["--checkpoint", "c", "--image-size", "32"], "image_size"),
-    ("eval", ["--checkpoint", "c", "--output", "m.json"], ["--checkpoint", "c", "--output-file", "m.json"],
-     "output_file"),
+    ("eval", [*C, "--model", "resnet18"], [*C, "--arch", "resnet18"], "arch"),
+    ("eval", [*C, "--size", "32"], [*C, "--image-size", "32"], "image_size"),
+    ("eval", [*C, "--output", "m.json"], [*C, "--output-file", "m.json"], "output_file"),
     ("reinforce", ["--name", "c"], ["--dataset-config", "c"], "dataset_config"),
     ("reinforce", ["--output", "o"], ["--output-dir", "o"], "output_dir"),
     ("finetune-teacher", ["--name", "c"], ["--dataset-config", "c"], "dataset_config"),

@@ -61,6 +61,22 @@ def test_train_script_pretrains_on_reinforced_data_then_fine_tunes_from_the_chec
     assert metrics["num_samples"] == 64 and 0.0 <= metrics["top1"] <= 1.0
 
 
+def test_train_script_reads_other_columns_and_the_runs_policy_file(reinforced_digits, tmp_path):
+    """Issue #14: scripts/train.py had no --label-column/--key-column and took --policy as a registered name only,
+    so a plain baseline could neither read another dataset's columns nor use the reinforced run's crop scale."""
+    dataset, reinforcements = reinforced_digits
+    import datasets
+
+    renamed = datasets.load_from_disk(dataset).rename_columns({"image": "img", "label": "target", "key": "id"})
+    renamed.save_to_disk(str(tmp_path / "renamed"))
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps(json.loads((Path(reinforcements) / "reinforce_config.json").read_text())["policy"]))
+    result = _script("train").main(_common(str(tmp_path / "renamed"), tmp_path / "plain") + [
+        "--image-column", "img", "--label-column", "target", "--key-column", "id", "--policy", str(policy),
+        "--eval-split", "train"])
+    assert result["steps"] == 8 and result["metrics"]["num_samples"] == 64
+
+
 def test_train_trainer_script_with_timm_wrapper(reinforced_digits, tmp_path):
     """Also the old spellings (--model, --size, --reinforcements, --output_dir): hidden, they still parse."""
     dataset, reinforcements = reinforced_digits

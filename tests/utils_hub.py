@@ -51,6 +51,14 @@ def run(dataset: datasets.Dataset, members: list[dict], output_dir: str | os.Pat
     return reinforce(dataset, members, output_dir=str(output_dir), **arguments)
 
 
+def pushed_digits(count: int, name: str, cache_dir: str) -> tuple[str, str, datasets.Dataset]:
+    """``count`` real digits pushed as a new source repo: its id, its commit, and the dataset loaded back at it."""
+    source_id = unique_repo(name)
+    digits_dataset(count).push_to_hub(source_id)
+    commit = HfApi().dataset_info(source_id).sha
+    return source_id, commit, datasets.load_dataset(source_id, split="train", revision=commit, cache_dir=cache_dir)
+
+
 _CACHE: dict[str, Published] = {}
 
 
@@ -62,12 +70,10 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> Published:
 
 
 def _publish(root: Path) -> Published:
-    api = HfApi()
-    source_id = unique_repo("digits")
-    digits_dataset(NUM_ROWS).push_to_hub(source_id)
-    metadata_update(source_id, {"license": SOURCE_LICENSE}, repo_type="dataset", overwrite=True)
-    commit = api.dataset_info(source_id).sha
     cache_dir = str(root / "datasets-cache")
+    source_id, _, _ = pushed_digits(NUM_ROWS, "digits", cache_dir)
+    metadata_update(source_id, {"license": SOURCE_LICENSE}, repo_type="dataset", overwrite=True)
+    commit = HfApi().dataset_info(source_id).sha
     source = datasets.load_dataset(source_id, split="train", revision=commit, cache_dir=cache_dir)
     members = [save_teacher(str(root / "teachers"), seed=0), save_teacher(str(root / "teachers"), seed=1)]
     run_dir = run(source, members, root / "run", source={"id": source_id, "revision": commit, "split": "train"})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -71,7 +73,8 @@ def as_policy(policy: str | dict[str, Any] | AugmentationPolicy) -> Augmentation
 
     Args:
         policy (`str`, `dict` or `AugmentationPolicy`): a name of :func:`list_policies` (built with its defaults),
-            an :meth:`AugmentationPolicy.config` dict (as recorded with a reinforcement run) or a policy.
+            the path of a ``.json`` file holding a config, an :meth:`AugmentationPolicy.config` dict (as recorded
+            with a reinforcement run) or a policy.
 
     Example:
         >>> as_policy("rrc").name
@@ -80,6 +83,8 @@ def as_policy(policy: str | dict[str, Any] | AugmentationPolicy) -> Augmentation
         >>> as_policy(policy.config()).config() == policy.config(), as_policy(policy) is policy
         (True, True)
     """
+    if isinstance(policy, str) and policy not in _REGISTRY and policy.endswith(".json"):
+        return _from_file(policy)
     if isinstance(policy, str):
         return create_policy(policy)
     if isinstance(policy, dict):
@@ -89,6 +94,18 @@ def as_policy(policy: str | dict[str, Any] | AugmentationPolicy) -> Augmentation
             f"expected a policy name, a policy config dict or an AugmentationPolicy, got {type(policy).__name__}"
         )
     return policy
+
+
+def _from_file(path: str) -> AugmentationPolicy:
+    """The policy a JSON file holds: an :meth:`AugmentationPolicy.config` (``reinforce_config.json``: ``policy``)."""
+    if not os.path.isfile(path):
+        raise UnknownPolicyError(f"policy file {path!r} does not exist; pass a policy name ({list_policies()}) or the "
+                                 "path of a JSON policy config")
+    with open(path) as f:
+        try:
+            return policy_from_config(json.load(f))
+        except ValueError as err:
+            raise InvalidConfigError(f"{path}: not a JSON policy config ({err})") from err
 
 
 def _checked(op_name: str, overrides: dict[str, dict[str, Any]], allowed: set[str]) -> dict[str, Any]:

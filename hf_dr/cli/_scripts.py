@@ -95,6 +95,10 @@ class DataArguments:
             (default: none, plain training with --policy).
         data_root (`str`, *optional*): the Fashion-MNIST idx folder (default: $HF_DR_FASHION_MNIST, else Debian's).
         preload (`bool`, *optional*, defaults to `False`): decode the images once (small datasets).
+        image_column (`str`, *optional*, defaults to ``"image"``): the image column (a reinforced run reads its own).
+        label_column (`str`, *optional*, defaults to ``"label"``): the integer label column (plain training, eval and
+            the class count).
+        key_column (`str`, *optional*, defaults to ``"key"``): the column keys are read from or computed into.
     """
 
     dataset: str
@@ -103,6 +107,9 @@ class DataArguments:
     run_dir: str | None = field(default=None, metadata={"aliases": ["--reinforcements"], "metavar": "DIR"})
     data_root: str | None = field(default=None, metadata={"metavar": "DIR"})
     preload: bool = False
+    image_column: str = "image"
+    label_column: str = "label"
+    key_column: str = "key"
 
 
 @dataclass
@@ -173,8 +180,8 @@ class AugmentArguments:
     """On-the-fly augmentation, for a plain run (no ``--run-dir``).
 
     Args:
-        policy (`str`, *optional*, defaults to ``"rrc"``): the augmentation policy (``hf_dr.list_policies()``);
-            keep the reinforced run's for a fair baseline.
+        policy (`str`, *optional*, defaults to ``"rrc"``): the augmentation policy (``hf_dr.list_policies()``) or a
+            JSON policy file (e.g. the reinforced run's, for a fair baseline).
     """
 
     policy: str = "rrc"

@@ -48,6 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=None, help="student peak learning rate (default: 0.1)")
     parser.add_argument("--temperature", type=float, default=None,
                         help="distillation temperature (default: 1, the paper's)")
+    parser.add_argument("--codecs", nargs="+", default=None, metavar="CODEC",
+                        help="record codecs to compare, [PARAMS/]LABELS[:DRAWS] each (e.g. fp16-topk "
+                             "seeded/q8-topk-set seeded/sampled:10), on the same teachers and subset (default: "
+                             "fp16-topk only)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None,
                         help="student seeds of every arm (default: 0 1 2; --quick: 0 1)")
     parser.add_argument("--kd-seeds", type=int, nargs="*", default=None,

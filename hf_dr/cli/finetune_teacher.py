@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import os
 from typing import TYPE_CHECKING
 
 from hf_dr.cli._options import add_num_threads, add_option, apply_recipe, first_rows, load_builder, pick
@@ -110,9 +111,23 @@ def run(args: argparse.Namespace) -> int:
         print(f"member {index} (seed {member['seed']}): " + (f"top-1 {top1:.4f}" if top1 is not None else "trained"))
     if result.ensemble is not None:
         print(f"ensemble of {len(result.members)}: top-1 {result.ensemble['top1']:.4f}")
-    hint = f"--builder {builder.name} " if builder is not None else f"--dataset {args.dataset} "
-    print(f"teacher spec -> {result.spec_path}\nnext: hf-dr reinforce {hint}--teacher-spec {result.spec_path}")
+    print(f"teacher spec -> {result.spec_path}\nnext: hf-dr reinforce {_next_flags(args, builder)}--teacher-spec "
+          f"{result.spec_path}")
     return 0
+
+
+def _next_flags(args: argparse.Namespace, builder: Builder | None) -> str:
+    """The flags of the ``hf-dr reinforce`` command that follows: the same data, and an output folder."""
+    if builder is not None:
+        return f"--builder {builder.name} "
+    name = os.path.basename(os.path.normpath(args.dataset)) or "dataset"
+    flags = [f"--dataset {args.dataset}", f"--output-dir {name}-plus"]
+    given = (("--split", args.split, "train"), ("--image-column", args.image_column, "image"),
+             ("--label-column", args.label_column, "label"), ("--key-column", args.key_column, None))
+    for flag, value, default in given:
+        if value and value != default:
+            flags.append(f"{flag} {value}")
+    return " ".join(flags) + " "
 
 
 def _apply_builder(args: argparse.Namespace, builder: Builder | None) -> None:

@@ -11,7 +11,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from typing import TYPE_CHECKING
 
@@ -66,6 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--topk", type=int, default=None,
                      help="k, probabilities kept per augmentation (default: the builder's, else 10)")
     run.add_argument("--seed", type=int, default=None, help="(default: the builder's, else 0)")
+    _add_codec_options(run)
     output = parser.add_argument_group("output")
     add_option(output, "--output-dir", hidden=("--output",), default=None, metavar="DIR",
                help="the run folder to write (default with --builder: reinforced/NAME)")
@@ -95,6 +95,24 @@ def _add_image_options(data: argparse._ArgumentGroup) -> None:
                     "run (default: raise)")
 
 
+def _add_codec_options(run: argparse._ArgumentGroup) -> None:
+    """How records store params and labels (hf_dr.data.codec)."""
+    run.add_argument("--param-mode", choices=["stored", "seeded"], default="stored",
+                     help="stored keeps every record's params; seeded keeps a 32-bit checksum and draws them again at "
+                          "replay (refused if the draws differ, e.g. after a numpy change) (default: stored)")
+    run.add_argument("--label-codec", choices=["fp16-topk", "q8-topk", "q8-topk-set", "sampled"],
+                     default="fp16-topk",
+                     help="fp16-topk: top-k ids + float16 probabilities; q8-topk: 8-bit log-coded probabilities "
+                          "(within 2.76%%, the top-1's distance to 0 or 1 within 5.3%%); q8-topk-set: also ids "
+                          "against each image's class set; sampled: --label-draws classes drawn from the teacher, "
+                          "with counts (unbiased) (default: fp16-topk)")
+    run.add_argument("--label-draws", type=int, default=None,
+                     help="sampled: classes drawn per record, at most 255 (default: --topk)")
+    run.add_argument("--label-temperature", type=float, default=None,
+                     help="sampled: the teacher temperature the classes are drawn at; train students at it "
+                          "(default: 1)")
+
+
 def run(args: argparse.Namespace) -> int:
     """Loads the dataset and runs :func:`hf_dr.generate.run.reinforce` with the parsed flags."""
     from hf_dr.data.sources import load_source
@@ -118,9 +136,11 @@ def run(args: argparse.Namespace) -> int:
     if builder is not None:
         source["builder"] = builder.name
     reinforce(
-        dataset, members, _policy(args.policy), args.num_samples, args.topk, args.seed, args.output_dir,
+        dataset, members, args.policy, args.num_samples, args.topk, args.seed, args.output_dir,
         image_column=args.image_column, label_column=args.label_column or None, key_column=args.key_column,
         key_from=args.key_from, image_mode=args.image_mode, on_bad_image=args.on_bad_image,
+        codec={"params": args.param_mode, "labels": args.label_codec, "draws": args.label_draws,
+               "temperature": args.label_temperature},
         shard_size=args.shard_size, batch_size=args.batch_size, num_workers=args.num_workers,
         precision=args.precision, channels_last=args.channels_last, overwrite=args.overwrite, source=source,
         accelerator=accelerator, progress=not args.no_progress,
@@ -149,9 +169,3 @@ def _apply_builder(args: argparse.Namespace, builder: Builder | None) -> None:
     if not args.dataset or not args.output_dir:
         raise InvalidConfigError("pass --dataset and --output-dir, or --builder NAME (see `hf-dr builders`)")
 
-
-def _policy(value: str) -> str | dict:
-    if value.endswith(".json") and os.path.isfile(value):
-        with open(value) as f:
-            return json.load(f)
-    return value

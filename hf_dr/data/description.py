@@ -1,7 +1,8 @@
 """The description a reinforced dataset carries in its own schema: what the run knows (policy, N, k, classes, column
 roles, seed, teacher, source, the library versions that decide pixels), so that nobody retypes it.
 
-Where it lives: the ``id`` of the ``probs`` value feature inside the records column, as ``hf-dr-run/<version> <JSON>``.
+Where it lives: the ``id`` of the ``probs`` value feature (``counts`` for the ``sampled`` codec) inside the records
+column, as ``hf-dr-run/<version> <JSON>``.
 A feature's ``id`` is the one piece of metadata ``datasets`` keeps everywhere a reinforced dataset travels (checked
 on datasets 5.2): Parquet shards read by ``load_dataset("parquet", ...)`` and ``Dataset.from_parquet``,
 ``save_to_disk``/``load_from_disk``, ``.shuffle()``, ``.select()``, ``.train_test_split()``, ``.map()``,
@@ -29,11 +30,14 @@ from typing import Any
 
 import datasets
 
+from hf_dr.data.codec import RecordCodec
 from hf_dr.data.schema import REINFORCEMENTS_COLUMN
 from hf_dr.errors import InvalidConfigError
 
 PREFIX = "hf-dr-run/"
 FORMAT_VERSION = 1
+CODEC_FORMAT_VERSION = 2  # descriptions of records in a codec other than the default: readers before it refuse them
+READABLE_VERSIONS = (FORMAT_VERSION, CODEC_FORMAT_VERSION)
 PIXEL_LIBRARIES = ("hf_dr", "numpy", "pillow", "torch", "torchvision")  # their code decides the replayed pixels
 
 
@@ -55,6 +59,8 @@ class RunDescription:
         source (`dict`, *optional*): the source's id, revision, split, row count and keys digest.
         image_mode (`str`, *optional*): the Pillow mode every image was converted to on both sides.
         versions (`dict`, *optional*): versions of the libraries that decide pixels.
+        codec (`dict`, *optional*): the :class:`~hf_dr.data.codec.RecordCodec` config of the records (the default,
+            stored params and fp16 top-k, when empty).
         format_version (`int`, *optional*): the description's format.
     """
 
@@ -69,6 +75,7 @@ class RunDescription:
     source: dict[str, Any] = field(default_factory=dict)
     image_mode: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
+    codec: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     @property
@@ -78,6 +85,11 @@ class RunDescription:
     @property
     def reinforcements_column(self) -> str:
         return self.columns.get("reinforcements") or REINFORCEMENTS_COLUMN
+
+    @property
+    def record_codec(self) -> RecordCodec:
+        """How the records are coded (:class:`~hf_dr.data.codec.RecordCodec`)."""
+        return RecordCodec.from_config(self.codec)
 
     @classmethod
     def from_run(cls, config: dict[str, Any], label_feature: Any = None, key_column: str = "key"
@@ -97,21 +109,27 @@ class RunDescription:
                    columns={"image": columns.get("image"), "label": columns.get("label"), "key": key_column,
                             "key_source": columns.get("key_source") or ("column" if columns.get("key") else "content"),
                             "reinforcements": REINFORCEMENTS_COLUMN},
-                   source=source, image_mode=config.get("image_mode"), versions=versions)
+                   source=source, image_mode=config.get("image_mode"), versions=versions,
+                   codec=dict(config.get("codec") or {}))
 
     def to_id(self) -> str:
-        """The text stored in the feature ``id``."""
-        return f"{PREFIX}{self.format_version} " + json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        """The text stored in the feature ``id``: format 1, or 2 for records in a codec other than the default (a
+        reader that predates codecs would misread them: it refuses format 2, naming the version to install)."""
+        values = asdict(self)
+        if not values["codec"]:
+            del values["codec"]  # default records: the bytes earlier versions wrote
+        values["format_version"] = max(self.format_version, CODEC_FORMAT_VERSION if self.codec else FORMAT_VERSION)
+        return f"{PREFIX}{values['format_version']} " + json.dumps(values, sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def from_id(cls, text: str) -> RunDescription:
         """Parses :meth:`to_id`'s text; :class:`InvalidConfigError` for another format version or a damaged one."""
         head, _, body = text.partition(" ")
         version = head[len(PREFIX):]
-        if version != str(FORMAT_VERSION):
+        if version not in [str(v) for v in READABLE_VERSIONS]:
             raise InvalidConfigError(
                 f"this reinforced dataset was written in description format {version!r}, this hf-dr reads "
-                f"{FORMAT_VERSION}; install the hf-dr version that made it (recorded: {body[:120]}...)")
+                f"{list(READABLE_VERSIONS)}; install the hf-dr version that made it (recorded: {body[:120]}...)")
         try:
             values = json.loads(body)
             return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
@@ -139,11 +157,17 @@ def public_paths(config: dict[str, Any]) -> dict[str, Any]:
     return content
 
 
-def _records_feature(features: datasets.Features) -> tuple[str, Any] | None:
+LABEL_FIELDS = ("probs", "counts")  # the record field whose value feature carries the description, by codec
+
+
+def _records_feature(features: datasets.Features) -> tuple[str, Any, str] | None:
+    """The records column: its name, its record features and the name of the field carrying the description."""
     for name, feature in features.items():
         inner = getattr(feature, "feature", None)
-        if isinstance(inner, dict) and {"params", "ids", "probs"} <= set(inner):
-            return name, inner
+        if isinstance(inner, dict) and {"params", "ids"} <= set(inner):
+            carrier = next((f for f in LABEL_FIELDS if f in inner), None)
+            if carrier is not None:
+                return name, inner, carrier
     return None
 
 
@@ -152,10 +176,10 @@ def with_description(features: datasets.Features, description: RunDescription) -
     found = _records_feature(features)
     if found is None:
         raise InvalidConfigError(f"no reinforcement records column (params, ids, probs) in {list(features)}")
-    name, records = found
-    probs = records["probs"]
-    value = datasets.Value(probs.feature.dtype, id=description.to_id())
-    new_records = {**records, "probs": datasets.List(value, length=probs.length)}
+    name, records, carrier = found
+    labels = records[carrier]
+    value = datasets.Value(labels.feature.dtype, id=description.to_id())
+    new_records = {**records, carrier: datasets.List(value, length=labels.length)}
     return datasets.Features({**features, name: datasets.List(new_records)})
 
 
@@ -170,7 +194,7 @@ def read_description(data: Any) -> RunDescription | None:
     found = _records_feature(features) if features else None
     if found is None:
         return None
-    text = getattr(found[1]["probs"].feature, "id", None)
+    text = getattr(found[1][found[2]].feature, "id", None)
     return RunDescription.from_id(text) if text and text.startswith(PREFIX) else None
 
 

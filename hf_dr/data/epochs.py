@@ -56,7 +56,10 @@ class EpochHook:
 
 def transform_of(dataset: Any) -> Any:
     """The ``set_transform`` hook of a ``datasets.Dataset`` or the transform of a
-    :class:`~hf_dr.data.preloaded.PreloadedDataset` (None when it has none)."""
+    :class:`~hf_dr.data.preloaded.PreloadedDataset`, also inside a ``torch.utils.data.Subset`` (None when it has
+    none)."""
+    if isinstance(dataset, torch.utils.data.Subset):
+        return transform_of(dataset.dataset)
     if isinstance(dataset, datasets.Dataset):
         return dataset.format.get("format_kwargs", {}).get("transform")
     if isinstance(dataset, PreloadedDataset):

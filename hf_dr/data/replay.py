@@ -13,7 +13,9 @@ import hf_dr.augment.functional as K
 from hf_dr.augment.functional import IMAGENET_MEAN, IMAGENET_STD
 from hf_dr.augment.policy import AugmentationPolicy
 from hf_dr.augment.registry import as_policy, policy_from_config
+from hf_dr.augment.seeded import PARTNER_FIELD, recompute_params
 from hf_dr.augment.seeding import choose_index
+from hf_dr.data.codec import CLASSES_COLUMN, RecordCodec
 from hf_dr.data.description import RunDescription, differences, read_description
 from hf_dr.data.epochs import EpochHook
 from hf_dr.data.keys import KeyIndex
@@ -111,8 +113,15 @@ class ReinforcedTransform(EpochHook):
         self.reinforcements_column = reinforcements_column
         self.image_mode = self.description.image_mode if self.description is not None else None
         self.num_classes = _num_classes(self.description, num_classes, class_count(reinforcements, label_column))
+        self.codec = self.description.record_codec if self.description is not None else RecordCodec()
+        self.codec.check_features(reinforcements.features[reinforcements_column].feature, reinforcements.column_names)
+        if self.codec.class_set:
+            check_columns(reinforcements, CLASSES_COLUMN, role="reinforcement dataset", fix=(
+                f"its records ({self.codec.labels!r} codec) code class ids against each row's {CLASSES_COLUMN!r} "
+                "column: keep that column (select or remove other columns only)."))
         table = reinforcements.flatten_indices() if reinforcements._indices is not None else reinforcements
-        self._table = table.select_columns([key_column, reinforcements_column])
+        self._table = table.select_columns([key_column, *([CLASSES_COLUMN] if self.codec.class_set else []),
+                                            reinforcements_column])
         self._rows = KeyIndex(self._table.data.column(key_column), where="the reinforcements", fix=_UNREINFORCED_FIX,
                               keep_keys=False)  # _records_of checks the row's key in the table itself
         self._partners = self._partner_source(images if images is not None else reinforcements)
@@ -138,41 +147,90 @@ class ReinforcedTransform(EpochHook):
         """The index of the record used for ``key`` in the current epoch, among its ``count`` records (looked up in the
         table when not given): the one choice of map-style rows and of both streamed layouts. A key without records
         raises :class:`DataMismatchError`."""
-        count = len(self._records_of(key)) if count is None else count
+        count = len(self._records_of(key)[0]) if count is None else count
         _require_records(key, count)
         return choose_index(count, self.seed, self.epoch, key)
 
-    def record(self, key: str, index: int | None = None, records: Sequence[Any] | None = None) -> dict[str, Any]:
-        """The stored record ``index`` of ``key`` (this epoch's choice when ``index`` is None), params decoded.
+    def record(self, key: str, index: int | None = None, records: Sequence[Any] | None = None, classes: Any = None,
+               image_size: tuple[int, int] | None = None, partner_size: tuple[int, int] | None = None
+               ) -> dict[str, Any]:
+        """The stored record ``index`` of ``key`` (this epoch's choice when ``index`` is None), decoded: its params,
+        class ids and target probabilities, whatever the run's codec (:mod:`hf_dr.data.codec`).
 
         Args:
             key (`str`): the sample key (it also seeds the choice).
             index (`int`, *optional*): a given record instead of this epoch's choice.
             records (`Sequence`, *optional*): ``key``'s stored records when they are already read, e.g. a streamed
-                row's own records column; looked up by key in the reinforcement table otherwise.
+                row's own records column (with its ``classes`` for the class-set codecs); looked up by key in the
+                reinforcement table otherwise.
+            classes (*optional*): the row's class set, with ``records`` (class-set codecs).
+            image_size, partner_size (`tuple[int, int]`, *optional*): height and width of the image and of its mixing
+                partner as the teacher saw them: seeded params are drawn again from them (:meth:`replay` passes them).
         """
-        records = self._records_of(key) if records is None else records
+        index, stored, classes = self._stored(key, index, records, classes)
+        ids, probs = self.codec.decode_labels(stored, classes)
+        params = self._params(key, index, stored["params"], image_size, partner_size)
+        return {"params": params, "ids": ids.tolist(), "probs": probs.tolist()}
+
+    def replay(self, image: Any, key: str, index: int | None = None, records: Sequence[Any] | None = None,
+               classes: Any = None, chosen: tuple[int, Any] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pixel values and dense soft target of ``image`` under the chosen record of ``key``.
+
+        The one replay of map-style rows and streamed ones: ``records`` (and ``classes``) are ``key``'s stored records
+        when already read, else they are looked up by key (see :meth:`record`); ``chosen`` is a record already
+        chosen, as ``(index, record)`` (a stream keeps only that one: its index still seeds seeded params).
+        """
+        view, record = self.view(image, key, index, records, classes, chosen)
+        target = densify(record["ids"], record["probs"], self.num_classes, self.leftover)
+        return K.normalize(view, self.mean, self.std), target
+
+    def view(self, image: Any, key: str, index: int | None = None, records: Sequence[Any] | None = None,
+             classes: Any = None, chosen: tuple[int, Any] | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
+        """The ``uint8 [C, H, W]`` view of ``image`` the teacher labelled under the chosen record of ``key`` (at this
+        transform's size), and the decoded record (:meth:`record`): what :meth:`replay` normalises."""
+        if chosen is not None:
+            index, records = chosen[0], {chosen[0]: chosen[1]}
+        index, stored, classes = self._stored(key, index, records, classes)
+        image = self.as_teacher_saw(image, key)
+        partner_key = self._stored_partner_key(stored["params"])
+        partner = None if partner_key is None else self.as_teacher_saw(self.partner_image(partner_key), partner_key)
+        record = self.record(key, index, {index: stored}, classes, image_size_of(image),
+                             None if partner is None else image_size_of(partner))
+        return self.policy.apply(image, record["params"], self.size, partner), record
+
+    def _stored(self, key: str, index: int | None, records: Sequence[Any] | None, classes: Any
+                ) -> tuple[int, dict[str, Any], Any]:
+        """The index of the record used, the stored record as Python values, and the row's class set."""
+        if records is None:
+            records, classes = self._records_of(key)
         if index is None:
             index = self.choose(key, len(records))
         else:
             _require_records(key, len(records))
-        stored = records[index]
+        stored = records[index]  # records may be {index: record}: a record chosen before (see view)
         stored = stored.as_py() if hasattr(stored, "as_py") else stored
-        return {"params": self.policy.decode(stored["params"]), "ids": stored["ids"], "probs": stored["probs"]}
+        return index, stored, classes.as_py() if hasattr(classes, "as_py") else classes
 
-    def replay(self, image: Any, key: str, index: int | None = None, records: Sequence[Any] | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Pixel values and dense soft target of ``image`` under the chosen record of ``key``.
+    def _params(self, key: str, index: int, stored: dict[str, Any], image_size: tuple[int, int] | None,
+                partner_size: tuple[int, int] | None) -> dict[str, Any]:
+        """Stored params decoded, or seeded ones drawn again (and checked) from the image sizes."""
+        if self.codec.params == "stored":
+            return self.policy.decode(stored)
+        if image_size is None:
+            raise InvalidConfigError(f"the records of key {key!r} store seeded params, drawn again from the image's "
+                                     "size: pass image_size=(height, width), or call replay(image, key).")
+        pool_size = (self.description.source or {}).get("num_rows") if self.description is not None else None
+        return recompute_params(self.policy, stored, self.description.seed, key, index, image_size, pool_size,
+                                partner_size)
 
-        The one replay of map-style rows and streamed ones: ``records`` are ``key``'s stored records when already
-        read (a self-contained stream's rows hold their own), else they are looked up by key (see :meth:`record`).
-        """
-        record = self.record(key, index, records)
-        partner = self.partner_for(record)
-        partner = None if partner is None else self.as_teacher_saw(partner, self.policy.partner_key(record["params"]))
-        augmented = self.policy.apply(self.as_teacher_saw(image, key), record["params"], self.size, partner)
-        target = densify(record["ids"], record["probs"], self.num_classes, self.leftover)
-        return K.normalize(augmented, self.mean, self.std), target
+    def _stored_partner_key(self, stored: dict[str, Any]) -> str | None:
+        """The key of the mixing partner of stored params (either mode), or None when they do not mix."""
+        if not self.policy.needs_partner:
+            return None
+        if self.codec.params == "seeded":
+            return stored.get(PARTNER_FIELD) or None
+        mix = stored[self.policy.mixing.name]
+        return mix["partner_key"] if mix["mode"] else None
 
     def as_teacher_saw(self, image: Any, key: str) -> Any:
         """``image`` in the run's recorded image mode (:func:`hf_dr.augment.functional.convert_mode`), as the teacher
@@ -187,11 +245,14 @@ class ReinforcedTransform(EpochHook):
                 "white), which no replay reproduces. Reinforce the dataset again with this hf-dr (it rescales them).")
         return image
 
-    def _records_of(self, key: str) -> Any:
-        """The Arrow list of ``key``'s stored records: only this row is read, no other row is formatted."""
+    def _records_of(self, key: str) -> tuple[Any, Any]:
+        """The Arrow list of ``key``'s stored records and its row's class set (None unless the codec has one): only
+        this row is read, no other row is formatted."""
         row = self._rows.row(key)
-        self._rows.check(key, row, self._table.data.column(self.key_column)[row].as_py())
-        return self._table.data.column(self.reinforcements_column)[row].values
+        data = self._table.data
+        self._rows.check(key, row, data.column(self.key_column)[row].as_py())
+        classes = data.column(CLASSES_COLUMN)[row] if self.codec.class_set else None
+        return data.column(self.reinforcements_column)[row].values, classes
 
     def _partner_source(self, images: datasets.Dataset) -> tuple[datasets.Dataset, KeyIndex] | None:
         if not self.policy.needs_partner:
@@ -203,10 +264,12 @@ class ReinforcedTransform(EpochHook):
         return images.select_columns([self.image_column, self.key_column]), keys
 
     def partner_for(self, record: dict[str, Any]) -> Any:
-        """The original image of a record's mixing partner (None for records that do not mix)."""
+        """The original image of a decoded record's mixing partner (None for records that do not mix)."""
         key = self.policy.partner_key(record["params"])
-        if key is None:
-            return None
+        return None if key is None else self.partner_image(key)
+
+    def partner_image(self, key: str) -> Any:
+        """The original image of the mixing partner ``key``, looked up in the image dataset."""
         dataset, keys = self._partners
         row = dataset[keys.row(key)]
         keys.check(key, -1, row[self.key_column])
@@ -219,6 +282,15 @@ class ReinforcedTransform(EpochHook):
                 f"the model predicts {model_num_classes} classes but the reinforced labels have {self.num_classes}; "
                 "reset the classifier head (e.g. timm.create_model(..., num_classes=N))"
             )
+
+
+def image_size_of(image: Any) -> tuple[int, int]:
+    """Height and width of a Pillow image, a ``[..., H, W]`` tensor or an ``[H, W, ...]`` array."""
+    if isinstance(image, Image.Image):
+        return image.height, image.width
+    if isinstance(image, torch.Tensor):
+        return int(image.shape[-2]), int(image.shape[-1])
+    return int(image.shape[0]), int(image.shape[1])
 
 
 def _require_records(key: str, count: int) -> None:

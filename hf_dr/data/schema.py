@@ -1,5 +1,6 @@
-"""The declared schema of reinforced datasets: a key and N records of (params, top-k ids, top-k probs); the shards of
-a run keyed by a column or by path also hold each image's digest (:data:`DIGEST_COLUMN`)."""
+"""The declared schema of reinforced datasets: a key and N records of (params, top-k ids, top-k probs), coded as the
+run's :class:`~hf_dr.data.codec.RecordCodec` says (its class-set codecs add a row-level ``classes`` column); the
+shards of a run keyed by a column or by path also hold each image's digest (:data:`DIGEST_COLUMN`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ import datasets
 import numpy as np
 
 from hf_dr.augment.policy import AugmentationPolicy
+from hf_dr.data.codec import CLASSES_COLUMN, RecordCodec, class_id_dtype
+
+__all__ = ["CLASSES_COLUMN", "DIGEST_COLUMN", "KEY_COLUMN", "REINFORCEMENTS_COLUMN", "class_id_dtype",
+           "digest_feature", "encode_record", "record_features", "reinforcement_features"]
 
 KEY_COLUMN = "key"
 REINFORCEMENTS_COLUMN = "reinforcements"
@@ -26,24 +31,19 @@ def digest_feature() -> datasets.Value:
     return datasets.Value("int64")
 
 
-def class_id_dtype(num_classes: int) -> str:
-    """The narrowest unsigned type holding every class id."""
-    return "uint16" if num_classes <= np.iinfo(np.uint16).max + 1 else "uint32"
-
-
-def record_features(policy: AugmentationPolicy, topk: int, num_classes: int) -> dict[str, Any]:
-    """Features of one reinforcement record: ``params``, ``ids`` (top-k, highest first) and ``probs`` (float16)."""
-    return {
-        "params": policy.features(),
-        "ids": datasets.List(datasets.Value(class_id_dtype(num_classes)), length=topk),
-        "probs": datasets.List(datasets.Value("float16"), length=topk),
-    }
+def record_features(policy: AugmentationPolicy, topk: int, num_classes: int, codec: RecordCodec | None = None,
+                    num_samples: int | None = None) -> dict[str, Any]:
+    """Features of one reinforcement record: ``params``, ``ids`` (top-k, highest first) and ``probs`` (float16) by
+    default; as ``codec`` codes them otherwise (:meth:`RecordCodec.record_features`)."""
+    return (codec or RecordCodec()).record_features(policy, topk, num_classes, num_samples)
 
 
 def reinforcement_features(
-    policy: AugmentationPolicy, topk: int, num_classes: int, key_column: str = KEY_COLUMN
+    policy: AugmentationPolicy, topk: int, num_classes: int, key_column: str = KEY_COLUMN,
+    codec: RecordCodec | None = None, num_samples: int | None = None,
 ) -> datasets.Features:
-    """Features of a metadata-only reinforcement table: one row per sample, its key and its N records.
+    """Features of a metadata-only reinforcement table: one row per sample, its key, the row-level columns of
+    ``codec`` (the class set of the class-set codecs) and its N records.
 
     Example:
         >>> from hf_dr import create_policy
@@ -51,9 +51,11 @@ def reinforcement_features(
         >>> sorted(features)
         ['key', 'reinforcements']
     """
+    codec = codec or RecordCodec()
     return datasets.Features({
         key_column: datasets.Value("string"),
-        REINFORCEMENTS_COLUMN: datasets.List(record_features(policy, topk, num_classes)),
+        **codec.row_features(num_classes),
+        REINFORCEMENTS_COLUMN: datasets.List(record_features(policy, topk, num_classes, codec, num_samples)),
     })
 
 

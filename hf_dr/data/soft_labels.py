@@ -4,6 +4,10 @@ Leftover mass rule: the stored top-k probabilities sum to ``s <= 1``; :func:`den
 over the ``C - k`` classes not stored. Each of those classes had a teacher probability no larger than the k-th
 stored one, so the spread share ``(1 - s) / (C - k)`` is too: the argmax and the order of the top-k survive, and
 the target sums to one. ``leftover="renormalize"`` instead scales the top-k to sum to one (zero elsewhere).
+
+The rule per label codec (:mod:`hf_dr.data.codec`): ``fp16-topk`` as above; ``q8-topk`` and ``q8-topk-set`` as above
+on the decoded 8-bit values (a decoded top-k whose sum exceeds one is scaled to one first); ``sampled`` targets
+(``counts / draws``) sum to one, so nothing is left over.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
+from hf_dr.data.codec import CLASSES_COLUMN
 from hf_dr.data.keys import content_key, image_digest, refuse_changed_image
 from hf_dr.data.replay import ReinforcedTransform
 from hf_dr.data.sources import check_columns
@@ -42,6 +43,8 @@ _DERIVING_METHODS = (
 )
 CHOSEN_KEY = "hf_dr_key"  # the column ChosenRecords passes each self-contained row's key on in, as text
 CHOSEN_RECORD = "hf_dr_record"  # ... and its record of the current epoch
+CHOSEN_INDEX = "hf_dr_index"  # ... and that record's index among the row's N (it seeds seeded params)
+CHOSEN_CLASSES = "hf_dr_classes"  # ... and its class set (class-set codecs: hf_dr.data.codec)
 CHOOSE_BATCH_SIZE = 64  # rows per Arrow batch ChosenRecords maps: N records each stay in Arrow until chosen
 
 
@@ -126,8 +129,9 @@ class StreamReplay:
         image = self.image_feature.decode_example(cell)
         if self.record_column is None:
             pixel_values, labels = self.transform.replay(image, key)
-        else:  # the one record ChosenRecords kept: record 0 of a one-record list
-            pixel_values, labels = self.transform.replay(image, key, index=0, records=(row[self.record_column],))
+        else:  # the one record ChosenRecords kept, with its index
+            pixel_values, labels = self.transform.replay(image, key, classes=row.get(CHOSEN_CLASSES),
+                                                         chosen=(row[CHOSEN_INDEX], row[self.record_column]))
         return {"key": key, "pixel_values": pixel_values, "labels": labels}
 
 
@@ -164,14 +168,19 @@ class ChosenRecords:
             keys = [content_key(cell) for cell in cells.to_pylist()]
         column = table.column(self.records_column)
         records = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
-        chosen = pc.take(records.values, self._positions(records, keys))
-        return pa.table({self.image_column: cells, CHOSEN_KEY: pa.array(keys, pa.string()), CHOSEN_RECORD: chosen})
+        starts, index = self._positions(records, keys)
+        chosen = pc.take(records.values, starts + index)
+        columns = {self.image_column: cells, CHOSEN_KEY: pa.array(keys, pa.string()), CHOSEN_RECORD: chosen,
+                   CHOSEN_INDEX: pa.array(index, pa.int32())}
+        if self.transform.codec.class_set:
+            columns[CHOSEN_CLASSES] = table.column(CLASSES_COLUMN)
+        return pa.table(columns)
 
-    def _positions(self, records: pa.ListArray, keys: list[str]) -> np.ndarray:
-        """Where each row's chosen record lies in ``records.values``."""
+    def _positions(self, records: pa.ListArray, keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Where each row's records start in ``records.values``, and the index of each row's chosen record."""
         counts = pc.fill_null(pc.list_value_length(records), 0).to_numpy(zero_copy_only=False).tolist()
         index = [self.transform.choose(key, count) for count, key in zip(counts, keys, strict=True)]
-        return records.offsets.to_numpy()[:-1] + np.asarray(index, dtype=np.int64)
+        return records.offsets.to_numpy()[:-1], np.asarray(index, dtype=np.int64)
 
 
 class ZippedRows:
@@ -233,7 +242,10 @@ class ZippedRows:
                                  table.column(self.digest_column)[position].as_py(), self.fix)
         records = table.column(self.records_column)[position].values
         index = self.transform.choose(key, 0 if records is None else len(records))
-        return {self.image_column: cell, CHOSEN_KEY: key, CHOSEN_RECORD: records[index].as_py()}
+        row = {self.image_column: cell, CHOSEN_KEY: key, CHOSEN_RECORD: records[index].as_py(), CHOSEN_INDEX: index}
+        if self.transform.codec.class_set:
+            row[CHOSEN_CLASSES] = table.column(CLASSES_COLUMN)[position].as_py()
+        return row
 
 
 def zip_records(source: datasets.IterableDataset, records: datasets.IterableDataset,
@@ -247,9 +259,8 @@ def zip_records(source: datasets.IterableDataset, records: datasets.IterableData
     feature = source.features[image_column]
     rows = ZippedRows(source.cast_column(image_column, datasets.Image(decode=False)), records, transform,
                       image_column, key_column, records_key, records_column, skipped_rows, digest_column, fix)
-    features = datasets.Features({image_column: datasets.Image(mode=feature.mode, decode=False),
-                                  CHOSEN_KEY: datasets.Value("string"),
-                                  CHOSEN_RECORD: records.features[records_column].feature})
+    features = _chosen_features(image_column, datasets.Image(mode=feature.mode, decode=False), transform,
+                                records.features, records_column)
     zipped = datasets.IterableDataset.from_generator(rows, features=features)
     replay = StreamReplay(transform, datasets.Image(mode=feature.mode), image_column, CHOSEN_KEY, CHOSEN_RECORD)
     mapped = zipped.map(replay, remove_columns=list(features))
@@ -277,8 +288,7 @@ def stream_replay(stream: datasets.IterableDataset, transform: ReinforcedTransfo
         replay = StreamReplay(transform, image, image_column, key_column)
     else:
         replay = StreamReplay(transform, image, image_column, CHOSEN_KEY, CHOSEN_RECORD)
-        chosen = datasets.Features({image_column: undecoded, CHOSEN_KEY: datasets.Value("string"),
-                                    CHOSEN_RECORD: stream.features[records_column].feature})
+        chosen = _chosen_features(image_column, undecoded, transform, stream.features, records_column)
         choose = ChosenRecords(transform, image_column, key_column, records_column)
         rows = rows.with_format("arrow").map(choose, batched=True, batch_size=CHOOSE_BATCH_SIZE, features=chosen)
         rows = rows.with_format(None)
@@ -286,8 +296,21 @@ def stream_replay(stream: datasets.IterableDataset, transform: ReinforcedTransfo
     return ReinforcedIterableDataset.sharing_epoch(mapped, transform._epoch)
 
 
+def _chosen_features(image_column: str, image: datasets.Image, transform: ReinforcedTransform,
+                     features: datasets.Features, records_column: str) -> datasets.Features:
+    """The features of rows holding one chosen record: the image cell, the key, the record, its index, and the class
+    set of the class-set codecs (the columns :class:`StreamReplay` reads)."""
+    chosen = {image_column: image, CHOSEN_KEY: datasets.Value("string"),
+              CHOSEN_RECORD: features[records_column].feature, CHOSEN_INDEX: datasets.Value("int32")}
+    if transform.codec.class_set:
+        check_columns(features, CLASSES_COLUMN, role="stream")
+        chosen[CHOSEN_CLASSES] = features[CLASSES_COLUMN]
+    return datasets.Features(chosen)
+
+
 def empty_reinforcements(features: datasets.Features, key_column: str, records_column: str) -> datasets.Dataset:
-    """A 0-row table with the stream's key and records features: lets a :class:`ReinforcedTransform` carry the
-    replay options of a stream whose rows hold their own records."""
-    subset = datasets.Features({key_column: features[key_column], records_column: features[records_column]})
-    return datasets.Dataset.from_dict({key_column: [], records_column: []}, features=subset)
+    """A 0-row table with the stream's key, records (and class set) features: lets a :class:`ReinforcedTransform`
+    carry the replay options of a stream whose rows hold their own records."""
+    names = [key_column, *([CLASSES_COLUMN] if CLASSES_COLUMN in features else []), records_column]
+    subset = datasets.Features({name: features[name] for name in names})
+    return datasets.Dataset.from_dict({name: [] for name in names}, features=subset)

@@ -65,6 +65,11 @@ class DemoConfig:
         student (`TrainConfig`, *optional*, defaults to :func:`student_train_config`): the students' training, the
             same for every arm: 60 epochs, batch 128, SGD at 0.1 with warmup and cosine, distillation temperature 1
             (the paper's) for the reinforced and online-KD arms. Its ``seed`` is replaced by each run's.
+        codecs (`list[str]`, *optional*): record codecs to reinforce with, each by its short name
+            (:meth:`hf_dr.data.codec.RecordCodec.parse`, e.g. ``"seeded/q8-topk-set"``, ``"seeded/sampled:10"``;
+            ``sampled`` draws at the students' temperature); the first one's students are the ``reinforced`` arm,
+            the others ``reinforced[NAME]`` arms, all on the same teachers and subset. Only the default codec when
+            empty.
         seeds (`list[int]`, *optional*, defaults to ``[0, 1, 2]``): student seeds of the plain and reinforced arms.
         kd_seeds (`list[int]`, *optional*, defaults to ``[0, 1, 2]``): student seeds of the online-KD arm.
         num_threads (`int`, *optional*, defaults to 2): ``torch.set_num_threads``.
@@ -92,6 +97,7 @@ class DemoConfig:
     topk: int = 5
     student_arch: str = "hf_dr_cnn_fc"
     student: TrainConfig = field(default_factory=student_train_config)
+    codecs: list[str] = field(default_factory=list)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     kd_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     num_threads: int = 2
@@ -110,6 +116,7 @@ class DemoConfig:
             self.student = student_train_config(**self.student)
         self.crop_scale = tuple(float(v) for v in self.crop_scale)
         self.seeds, self.kd_seeds = [int(s) for s in self.seeds], [int(s) for s in self.kd_seeds]
+        self.codecs = [str(c) for c in self.codecs]
         if self.subset_size < self.student.batch_size:
             raise InvalidConfigError(f"subset_size ({self.subset_size}) should be at least the students' batch_size "
                                      f"({self.student.batch_size})")

@@ -19,10 +19,16 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+def _arms(runs: list[dict[str, Any]]) -> list[str]:
+    """The arms of ``runs``: :data:`ARMS` first, then the codec arms (``reinforced[NAME]``) in run order."""
+    extra = [r["arm"] for r in runs if r["arm"] not in ARMS]
+    return [a for a in ARMS if any(r["arm"] == a for r in runs)] + list(dict.fromkeys(extra))
+
+
 def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Mean and standard deviation of each metric per arm (over seeds)."""
     summary = {}
-    for arm in ARMS:
+    for arm in _arms(runs):
         rows = [r for r in runs if r["arm"] == arm]
         if not rows:
             continue
@@ -89,7 +95,28 @@ def format_table(results: dict[str, Any]) -> str:
             line += (f" (+{extra:.0f} s of teacher forward passes per run; the one-time reinforcement, "
                      f"{rein['seconds']:.0f} s, is repaid after {rein['seconds'] / extra:.1f} runs)")
         lines.append(line + ".")
+    if len(results.get("codecs") or {}) > 1:
+        lines += ["", format_codec_table(results)]
     lines.append(f"Total wall time: {results['total_seconds'] / 60:.1f} min on {config.num_threads} threads.")
+    return "\n".join(lines)
+
+
+def format_codec_table(results: dict[str, Any]) -> str:
+    """One row per record codec (:mod:`hf_dr.data.codec`): its bytes, and its students' top-1, NLL and ECE (mean +-
+    std over seeds), the differences to the first codec's students beside them."""
+    summary, runs = results["summary"], results["runs"]
+    arm_of = {r["codec"]: r["arm"] for r in runs if "codec" in r}
+    lines = ["| Codec | B / reinforcement | Top-1 (%) | Δ top-1 | NLL | ECE (%) | Δ ECE |",
+             "|---|---|---|---|---|---|---|"]
+    first = None
+    for codec, cost in results["codecs"].items():
+        s = summary[arm_of[codec]]
+        first = first or s
+        lines.append(
+            f"| `{codec}` | {cost['bytes_per_reinforcement']:.1f} | {100 * s['top1_mean']:.2f} ± "
+            f"{100 * s['top1_std']:.2f} | {100 * (s['top1_mean'] - first['top1_mean']):+.2f} | {s['nll_mean']:.3f} | "
+            f"{100 * s['ece_mean']:.2f} ± {100 * s['ece_std']:.2f} | "
+            f"{100 * (s['ece_mean'] - first['ece_mean']):+.2f} |")
     return "\n".join(lines)
 
 

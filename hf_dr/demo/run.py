@@ -29,6 +29,7 @@ import torch
 
 from hf_dr.augment.functional import normalize
 from hf_dr.augment.registry import create_policy
+from hf_dr.data.codec import RecordCodec
 from hf_dr.data.fashion_mnist import FASHION_MNIST_MEAN, FASHION_MNIST_STD, fashion_mnist_arrays, load_fashion_mnist
 from hf_dr.data.preloaded import PreloadedDataset
 from hf_dr.data.replay import ReinforcedTransform
@@ -134,21 +135,28 @@ def _load_ensemble(config: DemoConfig, specs: list[str]) -> ProbabilityEnsemble:
     return ProbabilityEnsemble(members).eval()
 
 
-def _reinforce(config: DemoConfig, out: Path, subset: datasets.Dataset, specs: list[str], progress: bool = False
-               ) -> tuple[Any, float, int]:
+def _reinforce(config: DemoConfig, out: Path, subset: datasets.Dataset, specs: list[str], progress: bool = False,
+               codec: str | None = None) -> tuple[Any, dict[str, Any]]:
+    """The reinforced subset (with the record codec ``codec``, a :meth:`RecordCodec.parse` name; the default when
+    None) and its cost: seconds, bytes and bytes per reinforcement of its Parquet shards."""
     from hf_dr.generate.loading import load_reinforcements
     from hf_dr.generate.run import reinforce
 
     policy = create_policy(config.policy, crop={"scale": config.crop_scale})
-    folder = out / "reinforced"
+    record_codec = RecordCodec.parse(codec, config.student.temperature) if codec else RecordCodec()
+    folder = out / ("reinforced" if codec is None else f"reinforced-{record_codec.name.replace('/', '-')}")
     start = time.perf_counter()
     reinforce(subset, specs, policy, num_samples=config.num_samples, topk=config.topk, seed=config.seed,
               output_dir=str(folder), key_column="key", batch_size=256, num_workers=0, channels_last=True,
-              overwrite=True, progress=progress, source={"id": "fashion-mnist (Debian dataset-fashion-mnist)",
-                                                      "split": f"train[{config.subset_size} random rows]"})
+              overwrite=True, progress=progress, codec=record_codec,
+              source={"id": "fashion-mnist (Debian dataset-fashion-mnist)",
+                      "split": f"train[{config.subset_size} random rows]"})
     seconds = time.perf_counter() - start
     size = sum(f.stat().st_size for f in folder.rglob("*.parquet"))
-    return load_reinforcements(str(folder), keep_in_memory=True), seconds, size
+    cost = {"seconds": seconds, "bytes": size, "images": config.subset_size, "num_samples": config.num_samples,
+            "topk": config.topk, "codec": record_codec.name,
+            "bytes_per_reinforcement": size / (config.subset_size * config.num_samples)}
+    return load_reinforcements(str(folder), keep_in_memory=True), cost
 
 
 def _student(config: DemoConfig, arm: str, seed: int, train: PreloadedDataset, test: Any,
@@ -164,9 +172,10 @@ def _student(config: DemoConfig, arm: str, seed: int, train: PreloadedDataset, t
     return {"arm": arm, "seed": seed, **result.metrics, "wall_time": result.wall_time, "steps": result.steps}
 
 
-def _train_students(config: DemoConfig, out: Path, subset: datasets.Dataset, reinforcements: Any, test: Any,
-                    ensemble: torch.nn.Module, progress: bool = False) -> list[dict[str, Any]]:
-    """Every arm's runs: plain and reinforced for each of ``seeds``, online KD for each of ``kd_seeds``."""
+def _train_students(config: DemoConfig, out: Path, subset: datasets.Dataset, reinforced_sets: dict[str, Any],
+                    test: Any, ensemble: torch.nn.Module, progress: bool = False) -> list[dict[str, Any]]:
+    """Every arm's runs: plain and reinforced (from each codec's reinforcements in ``reinforced_sets``) for each of
+    ``seeds``, online KD for each of ``kd_seeds``."""
     policy = create_policy(config.policy, crop={"scale": config.crop_scale})
 
     def plain(seed: int) -> PreloadedDataset:
@@ -175,11 +184,13 @@ def _train_students(config: DemoConfig, out: Path, subset: datasets.Dataset, rei
 
     runs = []
     for seed in config.seeds:
-        reinforced = PreloadedDataset(subset, ReinforcedTransform(
-            reinforcements, policy=policy, num_classes=NUM_CLASSES, size=IMAGE_SIZE, mean=FASHION_MNIST_MEAN,
-            std=FASHION_MNIST_STD, seed=seed))
         runs.append(_student(config, "plain", seed, plain(seed), test, None, out, progress))
-        runs.append(_student(config, "reinforced", seed, reinforced, test, None, out, progress))
+        for codec, reinforcements in reinforced_sets.items():
+            reinforced = PreloadedDataset(subset, ReinforcedTransform(
+                reinforcements, policy=policy, num_classes=NUM_CLASSES, size=IMAGE_SIZE, mean=FASHION_MNIST_MEAN,
+                std=FASHION_MNIST_STD, seed=seed))
+            arm = "reinforced" if codec == _default_codec(reinforced_sets) else f"reinforced[{codec}]"
+            runs.append({**_student(config, arm, seed, reinforced, test, None, out, progress), "codec": codec})
     for seed in config.kd_seeds:
         runs.append(_student(config, "online_kd", seed, plain(seed), test, ensemble, out, progress))
     return runs
@@ -208,22 +219,30 @@ def run_demo(config: DemoConfig | None = None, progress: bool = False) -> dict[s
     ensemble_metrics = evaluate(ensemble, test)
 
     logger.info("stage 2/3: reinforcing %d images (N=%d, k=%d)", config.subset_size, config.num_samples, config.topk)
-    reinforcements, reinforce_seconds, reinforce_bytes = _reinforce(config, out, subset, specs, progress)
+    reinforced_sets, costs = {}, {}
+    for codec in config.codecs or [None]:
+        reinforcements, cost = _reinforce(config, out, subset, specs, progress, codec)
+        reinforced_sets[cost["codec"]], costs[cost["codec"]] = reinforcements, cost
 
     logger.info("stage 3/3: students (%s), %d epochs each", config.student_arch, config.student.epochs)
-    runs = _train_students(config, out, subset, reinforcements, test, ensemble, progress)
+    runs = _train_students(config, out, subset, reinforced_sets, test, ensemble, progress)
     results = {
         "config": config.to_dict(),
         "teachers": teachers,
         "ensemble": {**ensemble_metrics, "members": len(specs), "train_seconds": teacher_seconds},
-        "reinforcement": {"seconds": reinforce_seconds, "bytes": reinforce_bytes, "images": config.subset_size,
-                          "num_samples": config.num_samples, "topk": config.topk},
+        "reinforcement": next(iter(costs.values())),
+        "codecs": costs,
         "runs": runs,
         "summary": summarize(runs),
         "total_seconds": time.perf_counter() - total_start,
     }
     _write_report(out, results)
     return results
+
+
+def _default_codec(reinforced_sets: dict[str, Any]) -> str:
+    """The codec whose students form the ``reinforced`` arm: the first one (the others are arms of the codec table)."""
+    return next(iter(reinforced_sets))
 
 
 def _start_output(config: DemoConfig) -> Path:

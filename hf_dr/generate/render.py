@@ -32,7 +32,9 @@ from hf_dr.augment.functional import MODE_CHANNELS, WIDE_MODES, check_image_mode
 from hf_dr.augment.ops import PartnerPool
 from hf_dr.augment.policy import AugmentationPolicy
 from hf_dr.augment.registry import policy_from_config
+from hf_dr.augment.seeded import seeded_features, seeded_record
 from hf_dr.augment.seeding import generator_for
+from hf_dr.data.codec import CLASSES_COLUMN
 from hf_dr.data.keys import KeyIndex
 from hf_dr.data.scan_cache import cached_scan
 from hf_dr.data.schema import REINFORCEMENTS_COLUMN
@@ -82,6 +84,8 @@ class ViewRenderer(torch.utils.data.Dataset):
         image_mode (`str`, *optional*): the run's image mode ("RGB" or "L"); None keeps :func:`to_pil`'s default.
         on_bad_image (`str`, *optional*, defaults to ``"raise"``): ``"raise"`` or ``"skip"`` (module docstring).
         source (`str`, *optional*, defaults to ``"the dataset"``): the dataset's name in error messages.
+        param_mode (`str`, *optional*, defaults to ``"stored"``): ``"seeded"`` keeps only each view's checksum (and
+            mixing partner) of its params (:mod:`hf_dr.augment.seeded`).
     """
 
     def __init__(
@@ -98,6 +102,7 @@ class ViewRenderer(torch.utils.data.Dataset):
         image_mode: str | None = None,
         on_bad_image: str = "raise",
         source: str = "the dataset",
+        param_mode: str = "stored",
     ) -> None:
         self.image_mode, self.on_bad_image, self.source = check_image_mode(image_mode), on_bad_image, source
         check_bad_image_choice(on_bad_image)
@@ -108,7 +113,9 @@ class ViewRenderer(torch.utils.data.Dataset):
         self.chunks, self.policy, self.views = chunks, policy, list(views)
         self.view_policies = [policy_for_view(policy, v.interpolation) for v in self.views]
         self.seed, self.batch_size, self.partners = int(seed), int(batch_size), partners
-        self.params_type = datasets.Features({"params": policy.features()}).arrow_schema.field("params").type
+        self.seeded = param_mode == "seeded"
+        params_features = seeded_features(policy) if self.seeded else policy.features()
+        self.params_type = datasets.Features({"params": params_features}).arrow_schema.field("params").type
         self._partner_rows = None if partners is None else KeyIndex(  # made once, shared with the workers
             keys, where="the reinforced dataset", fix="mixing partners must be drawn from the dataset's own keys.")
 
@@ -133,7 +140,8 @@ class ViewRenderer(torch.utils.data.Dataset):
             partner = self._partner(params, cache, errors)
             for batch, spec, policy in zip(batches, self.views, self.view_policies, strict=True):
                 batch[slot] = render_view(policy, image, params, spec, partner).numpy()
-            params_out.append(self.policy.encode(params))
+            encoded = self.policy.encode(params)
+            params_out.append(seeded_record(self.policy, encoded) if self.seeded else encoded)
         views = [torch.from_numpy(batch) for batch in batches]
         skipped = {row: errors[row] for row, _ in chunk.views() if row in errors}  # the chunk's own rows only
         return {"chunk": i, "views": views, "params": pa.array(params_out, type=self.params_type),
@@ -316,7 +324,8 @@ def resolve_image_mode(teacher: Any, image_mode: str | None, output_dir: str | N
 
 
 def without_records(table: pa.Table, rows: Collection[int]) -> pa.Table:
-    """``table`` (a shard's) with no records in its rows ``rows`` (0-based, within the table): the skipped rows.
+    """``table`` (a shard's) with no records (and an empty class set) in its rows ``rows`` (0-based, within the table):
+    the skipped rows.
 
     Example:
         >>> records = pa.array([[{"x": 1}, {"x": 2}], [{"x": 3}, {"x": 4}]])
@@ -326,15 +335,19 @@ def without_records(table: pa.Table, rows: Collection[int]) -> pa.Table:
     """
     if not rows:
         return table
-    index = table.schema.get_field_index(REINFORCEMENTS_COLUMN)
-    column = table.column(index).combine_chunks()
-    lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False).astype(np.int64)
-    keep = np.ones(len(lengths), dtype=bool)
+    keep = np.ones(table.num_rows, dtype=bool)
     keep[list(rows)] = False
-    values = pc.list_flatten(column).filter(pa.array(np.repeat(keep, lengths)))
-    offsets = pa.array(np.concatenate([[0], np.cumsum(np.where(keep, lengths, 0))]).astype(np.int32))
-    emptied = pa.ListArray.from_arrays(offsets, values, type=column.type)
-    return table.set_column(index, table.schema.field(index), emptied)
+    for name in (REINFORCEMENTS_COLUMN, CLASSES_COLUMN):
+        if name not in table.column_names:
+            continue
+        index = table.schema.get_field_index(name)
+        column = table.column(index).combine_chunks()
+        lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False).astype(np.int64)
+        values = pc.list_flatten(column).filter(pa.array(np.repeat(keep, lengths)))
+        offsets = pa.array(np.concatenate([[0], np.cumsum(np.where(keep, lengths, 0))]).astype(np.int32))
+        table = table.set_column(index, table.schema.field(index),
+                                 pa.ListArray.from_arrays(offsets, values, type=column.type))
+    return table
 
 
 def fit_channels(image: torch.Tensor, channels: int) -> torch.Tensor:

@@ -29,10 +29,10 @@ from hf_dr.augment.functional import check_image_mode
 from hf_dr.augment.ops import PartnerPool
 from hf_dr.augment.policy import AugmentationPolicy
 from hf_dr.augment.registry import as_policy
+from hf_dr.data.codec import RecordCodec
 from hf_dr.data.description import RunDescription
 from hf_dr.data.keys import KeyList, resolve_key_source
 from hf_dr.data.schema import KEY_COLUMN
-from hf_dr.data.soft_labels import sparsify
 from hf_dr.data.sources import (
     check_columns,
     class_count,
@@ -57,7 +57,7 @@ from hf_dr.generate.render import (
     without_records,
 )
 from hf_dr.generate.run_config import ReinforceConfig, library_versions
-from hf_dr.generate.shard_table import ShardTable, output_features
+from hf_dr.generate.shard_table import ShardTable, label_values, output_features
 from hf_dr.generate.storage import ShardWriter, clear_run, remove_temporaries, shard_record, write_manifest
 from hf_dr.generate.teacher import MemberSpec, Teacher, create_teacher
 from hf_dr.generate.weights import changed_weights, refuse_other_weights
@@ -92,6 +92,7 @@ def reinforce(
     key_from: str | None = None,
     image_mode: str | None = None,
     on_bad_image: str = "raise",
+    codec: RecordCodec | dict[str, Any] | None = None,
     shard_size: int = 1000,
     batch_size: int = 128,
     num_workers: int | None = None,
@@ -129,6 +130,9 @@ def reinforce(
             row, key and file; ``"skip"`` gives its row no records and lists it (key and error) under ``"skipped"``
             in ``manifest.json``; :func:`hf_dr.load_reinforcements` then leaves such rows out, with a warning. A run
             stopped by a bad image resumes with ``"skip"``: its finished shards are kept.
+        codec (`RecordCodec` or `dict`, *optional*): how records store params (``"stored"`` or ``"seeded"``) and labels
+            (``"fp16-topk"``, ``"q8-topk"``, ``"q8-topk-set"``, ``"sampled"``): see :mod:`hf_dr.data.codec`. Stored
+            params and fp16 top-k by default. Recorded in the config and the data's description.
         shard_size (`int`, *optional*, defaults to 1000): rows per shard (the unit of resume).
         batch_size (`int`, *optional*, defaults to 128): views per teacher forward.
         num_workers (`int`, *optional*): DataLoader workers decoding and augmenting; by default 0 on CPU (the
@@ -180,7 +184,7 @@ def reinforce(
         teacher, image_mode = resolve_image_mode(teacher, image_mode, None if overwrite else output_dir, lambda: (
             _load_teacher(teacher, class_count(dataset, label_column), topk, precision, channels_last)))
         plan = _plan(dataset, teacher, policy, num_samples, topk, seed, output_dir, image_column, label_column,
-                     key_column, shard_size, precision, overwrite, source, accelerator, key_from, image_mode)
+                     key_column, shard_size, precision, overwrite, source, accelerator, key_from, image_mode, codec)
         lock.record(plan.config.fingerprint())
         check_label_type(dataset, label_column)
         loaded = None
@@ -233,20 +237,22 @@ def _member_specs(teacher: TeacherLike) -> list[MemberSpec]:
 def _plan(dataset: datasets.Dataset, teacher: TeacherLike, policy: AugmentationPolicy, num_samples: int, topk: int,
           seed: int, output_dir: str, image_column: str, label_column: str | None, key_column: str | None,
           shard_size: int, precision: str, overwrite: bool, source: dict[str, Any] | None, accelerator: Any,
-          key_from: str | None = None, image_mode: str | None = None) -> _Plan:
+          key_from: str | None = None, image_mode: str | None = None,
+          codec: RecordCodec | dict[str, Any] | None = None) -> _Plan:
     check_columns(dataset, image_column=image_column, label_column=label_column, key_column=key_column)
     image_feature(dataset, image_column)
     if len(dataset) == 0:
         raise InvalidConfigError("the dataset has no rows; nothing to reinforce")
     key_source = resolve_key_source(key_column, key_from)
+    codec = (codec if isinstance(codec, RecordCodec) else RecordCodec.from_config(codec)).resolved(topk)
     keys = KeyList(scan_keys(dataset, image_column, key_column, key_source))  # compact: workers unpickle 2 buffers
     info = {**source_info(dataset), **(source or {}), "num_rows": len(keys), "keys_sha256": keys_sha256(keys)}
     config = ReinforceConfig(
         policy=policy.config(), num_samples=num_samples, topk=topk, seed=seed, shard_size=shard_size,
         teacher=[{"spec": s.to_dict()} for s in _member_specs(teacher)], precision=precision,
         columns={"image": image_column, "label": label_column, "key": key_column, "key_source": key_source},
-        image_mode=image_mode, dataset=info,
-        versions=library_versions(),
+        image_mode=image_mode, dataset=info, versions=library_versions(),
+        codec=None if codec.is_default else codec.config(),
     )
     existing = None if overwrite else ReinforceConfig.load(output_dir)
     if existing is not None:
@@ -266,7 +272,8 @@ def _load_teacher(teacher: TeacherLike, num_classes: int | None, topk: int, prec
         teacher = create_teacher(_member_specs(teacher), precision=precision, channels_last=channels_last)
     teacher.check_num_classes(num_classes)
     if topk > teacher.num_classes:
-        raise InvalidConfigError(f"topk should be at most the class count {teacher.num_classes}, but got {topk}.")
+        raise InvalidConfigError(f"topk should be at most the class count {teacher.num_classes}, but got {topk}; pass "
+                                 f"topk <= {teacher.num_classes} (--topk).")
     return teacher
 
 
@@ -307,8 +314,9 @@ def _generate(dataset: datasets.Dataset, teacher: Teacher, policy: AugmentationP
     sizes = partner_sizes(images, plan.keys, on_bad_image, where) if policy.needs_partner else None
     partners = PartnerPool(plan.keys, sizes) if sizes is not None else None
     chunks = ChunkPlan(plan.todo, config.num_samples, batch_size)
+    codec = RecordCodec.from_config(config.codec)
     renderer = ViewRenderer(images, image_feature(dataset, image_column), plan.keys, chunks, policy, teacher.views,
-                            config.seed, batch_size, partners, config.image_mode, on_bad_image, where)
+                            config.seed, batch_size, partners, config.image_mode, on_bad_image, where, codec.params)
     loader = torch.utils.data.DataLoader(renderer, batch_size=None, num_workers=num_workers,
                                          pin_memory=device.type == "cuda")
     labels = column_values(dataset, label_column) if label_column else None
@@ -319,7 +327,7 @@ def _generate(dataset: datasets.Dataset, teacher: Teacher, policy: AugmentationP
                                label_column=label_column, label_feature=label_feature,
                                description=RunDescription.from_run((plan.existing or config).to_dict(), label_feature,
                                                                    key_name),  # a resume writes what the run recorded
-                               digest=digests is not None)
+                               digest=digests is not None, codec=codec, num_samples=config.num_samples)
     tables: dict[int, ShardTable] = {}
     skipped: dict[int, dict[int, str]] = {}  # shard index -> {row: decode error}
     total = sum(s.num_rows for s in plan.todo) * config.num_samples
@@ -329,7 +337,8 @@ def _generate(dataset: datasets.Dataset, teacher: Teacher, policy: AugmentationP
             chunk = chunks[item["chunk"]]
             skipped.setdefault(chunk.shard.index, {}).update(item["skipped"])
             probs = teacher([v.to(device, non_blocking=True) for v in item["views"]])[: len(chunk)]
-            ids, values = sparsify(probs, config.topk)
+            ids, values = label_values(codec, probs, config.topk, config.seed,
+                                       lambda chunk=chunk: [(plan.keys[r], i) for r, i in chunk.views()])
             table = tables.setdefault(chunk.shard.index, ShardTable(chunk.shard, features, plan.keys, labels,
                                                                     config.num_samples, teacher.num_classes, digests))
             table.add(chunk.start, chunk.stop, item["params"], ids, values)

@@ -3,9 +3,9 @@
 Two groups of fields decide the output, and a rerun into the same folder must agree on both:
 
 - *plan* fields, known before any teacher work: policy, N, k, seed, shard size, precision, columns, the image mode
-  (every image's conversion, on both sides), the rows (count and SHA-256 of their keys) and the teacher members'
-  names. Their hash is the run's :meth:`fingerprint`, stored with every shard (configs written before the image mode
-  was recorded have none, and keep their fingerprint).
+  (every image's conversion, on both sides), the record codec (when not the default), the rows (count and SHA-256
+  of their keys) and the teacher members' names. Their hash is the run's :meth:`fingerprint`, stored with every
+  shard (configs written before the image mode or the codec were recorded have none, and keep their fingerprint).
 - *teacher* fields, known once the teacher is loaded: each member's weight hash, class count and data config.
 
 Everything else (dataset id, revision, fingerprint, weight paths, library versions) is recorded for provenance, and
@@ -58,6 +58,7 @@ class ReinforceConfig:
     dataset: dict[str, Any] = field(default_factory=dict)
     num_classes: int | None = None
     versions: dict[str, str] = field(default_factory=dict)
+    codec: dict[str, Any] | None = None
     format_version: int = 1
 
     # -- identity ---------------------------------------------------------------------------------------------
@@ -68,6 +69,8 @@ class ReinforceConfig:
         plan["teacher"] = [{k: m["spec"].get(k) for k in MEMBER_PLAN_FIELDS} for m in self.teacher]
         if self.image_mode is not None:  # absent from configs that predate it: their fingerprint stays theirs
             plan["image_mode"] = self.image_mode
+        if self.codec is not None:  # the default codec is left out: runs made before codecs keep their fingerprint
+            plan["codec"] = self.codec
         return _as_json(plan)
 
     def fingerprint(self) -> str:

@@ -1,8 +1,10 @@
-"""Assembling a shard's Arrow table (key, label, image digest, N records per row) straight from NumPy batches.
+"""Assembling a shard's Arrow table (key, label, image digest, class set, N records per row) straight from NumPy
+batches.
 
-Records arrive in row-major ``(row, index)`` order, chunk by chunk, with their params already in Arrow;
-:class:`ShardTable` checks that the chunks are contiguous and complete (every view of every row exactly once, in
-order) before it builds the table.
+Records arrive in row-major ``(row, index)`` order, chunk by chunk, with their params already in Arrow and their
+labels coded by the run's codec (:func:`label_values`); :class:`ShardTable` checks that the chunks are contiguous and
+complete (every view of every row exactly once, in order) before it builds the table, and codes the ids of the
+class-set codecs against each row's set (:func:`hf_dr.data.label_coding.class_sets`).
 """
 
 from __future__ import annotations
@@ -16,15 +18,12 @@ import pyarrow as pa
 import torch
 
 from hf_dr.augment.policy import AugmentationPolicy
+from hf_dr.data.codec import CLASSES_COLUMN, RecordCodec
 from hf_dr.data.description import RunDescription, with_description
 from hf_dr.data.keys import KeyList
-from hf_dr.data.schema import (
-    DIGEST_COLUMN,
-    REINFORCEMENTS_COLUMN,
-    class_id_dtype,
-    digest_feature,
-    reinforcement_features,
-)
+from hf_dr.data.label_coding import class_sets, draw_classes, quantize_topk
+from hf_dr.data.schema import DIGEST_COLUMN, REINFORCEMENTS_COLUMN, digest_feature, reinforcement_features
+from hf_dr.data.soft_labels import sparsify
 from hf_dr.errors import CorruptShardError, InvalidConfigError
 from hf_dr.generate.plan import Shard
 
@@ -38,10 +37,12 @@ def output_features(
     label_feature: Any = None,
     description: RunDescription | None = None,
     digest: bool = False,
+    codec: RecordCodec | None = None,
+    num_samples: int | None = None,
 ) -> datasets.Features:
     """Features of the output rows: the key, the label (when the source has one), the image digest (``digest``: runs
-    not keyed by content, see :func:`hf_dr.data.schema.digest_feature`) and the N records, carrying the run's
-    ``description`` (see :mod:`hf_dr.data.description`) when given.
+    not keyed by content, see :func:`hf_dr.data.schema.digest_feature`), the row-level columns of ``codec`` and the N
+    records, carrying the run's ``description`` (see :mod:`hf_dr.data.description`) when given.
 
     Example:
         >>> from hf_dr import create_policy
@@ -50,21 +51,34 @@ def output_features(
         >>> list(output_features(create_policy("rrc"), 5, 10, "id", digest=True))
         ['id', 'image_digest', 'reinforcements']
     """
-    taken = [name for name in (key_column, label_column) if name in (DIGEST_COLUMN, REINFORCEMENTS_COLUMN)]
+    written = (DIGEST_COLUMN, REINFORCEMENTS_COLUMN, CLASSES_COLUMN)
+    taken = [name for name in (key_column, label_column) if name in written]
     if taken or key_column == label_column:
         raise InvalidConfigError(
             f"the key column {key_column!r} and label column {label_column!r} must differ from each other and from "
-            f"the columns a run writes ({DIGEST_COLUMN!r}, {REINFORCEMENTS_COLUMN!r}): rename the column first "
+            f"the columns a run writes {list(written)}: rename the column first "
             "(dataset.rename_column) and pass its new name.")
-    base = reinforcement_features(policy, topk, num_classes, key_column=key_column)
+    base = reinforcement_features(policy, topk, num_classes, key_column, codec, num_samples)
     features = {key_column: base[key_column]}
     if label_column is not None:
         features[label_column] = label_feature
     if digest:
         features[DIGEST_COLUMN] = digest_feature()
-    features[REINFORCEMENTS_COLUMN] = base[REINFORCEMENTS_COLUMN]
+    features.update({name: feature for name, feature in base.items() if name != key_column})
     features = datasets.Features(features)
     return features if description is None else with_description(features, description)
+
+
+def label_values(codec: RecordCodec, probs: torch.Tensor, topk: int, seed: int,
+                 views: Callable[[], Sequence[tuple[str, int]]]) -> tuple[Any, Any]:
+    """The stored labels of a batch of teacher ``probs [B, C]``: class ids and their values (probabilities as float16
+    or 8-bit codes, or counts), as ``[B, k]`` arrays or, for ``sampled``, lists of per-record arrays. ``views()``
+    gives the records' ``(key, index)``, which seed the sampled codec's draws (called for that codec only)."""
+    if codec.labels == "sampled":
+        return draw_classes(probs, codec.draws or topk, codec.temperature or 1.0, seed, views())
+    ids, values = sparsify(probs, topk)
+    ids, values = ids.cpu().numpy(), values.cpu().float().numpy()
+    return ids, (values.astype(np.float16) if codec.labels == "fp16-topk" else quantize_topk(values))
 
 
 class ShardTable:
@@ -76,7 +90,7 @@ class ShardTable:
         keys (`Sequence[str]`): every source row's key.
         labels (`Sequence`, *optional*): every source row's label.
         num_samples (`int`): records per row (N).
-        num_classes (`int`): for the class id type.
+        num_classes (`int`): the class count (kept for callers; the types come from ``features``).
         digests (`Callable`, *optional*): the image digests of source rows ``(start, stop)``, for features with a
             digest column; read once, when the table is built.
     """
@@ -85,20 +99,28 @@ class ShardTable:
                  num_samples: int, num_classes: int,
                  digests: Callable[[int, int], Sequence[int]] | None = None) -> None:
         self.shard, self.features, self.keys, self.labels, self.digests = shard, features, keys, labels, digests
-        self.num_samples, self.id_dtype = num_samples, class_id_dtype(num_classes)
+        self.num_samples = num_samples
         self.received = 0
         self.params: list[pa.Array] = []
-        self.ids: list[np.ndarray] = []
-        self.probs: list[np.ndarray] = []
+        self.ids: list[np.ndarray] = []  # flat, with each record's length
+        self.values: list[np.ndarray] = []
+        self.lengths: list[np.ndarray] = []
 
-    def add(self, start: int, stop: int, params: pa.Array, ids: torch.Tensor, probs: torch.Tensor) -> None:
-        """Appends the records of the shard's views ``[start, stop)``: params (Arrow), top-k ids and probabilities."""
-        if start != self.received or not len(params) == len(ids) == len(probs) == stop - start:
+    def add(self, start: int, stop: int, params: pa.Array, ids: Any, values: Any) -> None:
+        """Appends the records of the shard's views ``[start, stop)``: params (Arrow) and labels (:func:`label_values`:
+        ``[B, k]`` arrays or lists of per-record arrays)."""
+        if start != self.received or not len(params) == len(ids) == len(values) == stop - start:
             raise CorruptShardError(f"{self.shard.path}: views [{start}, {stop}) arrived after {self.received}")
         self.received = stop
         self.params.append(params)
-        self.ids.append(ids.cpu().numpy().astype(self.id_dtype))
-        self.probs.append(probs.cpu().to(torch.float16).numpy())
+        if isinstance(ids, np.ndarray):  # [B, k]: the top-k codecs
+            self.ids.append(ids.astype(np.int64).reshape(-1))
+            self.values.append(np.asarray(values).reshape(-1))
+            self.lengths.append(np.full(len(ids), ids.shape[1], dtype=np.int64))
+            return
+        self.lengths.append(np.asarray([len(i) for i in ids], dtype=np.int64))
+        self.ids.append(np.concatenate([np.asarray(i, dtype=np.int64) for i in ids]))
+        self.values.append(np.concatenate([np.asarray(v) for v in values]))
 
     def build(self) -> pa.Table:
         """The shard's table; :class:`CorruptShardError` unless every view arrived."""
@@ -108,10 +130,16 @@ class ShardTable:
         schema = self.features.arrow_schema
         list_type = schema.field(REINFORCEMENTS_COLUMN).type
         record_type = list_type.value_type
+        ids, lengths = np.concatenate(self.ids), np.concatenate(self.lengths)
+        label_offsets = np.concatenate([[0], np.cumsum(lengths)])
+        sets = None
+        if CLASSES_COLUMN in schema.names:
+            sets, ids = class_sets(ids, label_offsets[:: self.num_samples])
+        values = np.concatenate(self.values)
         records = pa.StructArray.from_arrays(
             [pa.concat_arrays(self.params).cast(record_type.field("params").type),
-             _fixed_lists(np.concatenate(self.ids), record_type.field("ids").type),
-             _fixed_lists(np.concatenate(self.probs), record_type.field("probs").type)],
+             _lists(ids, label_offsets, record_type.field("ids").type),
+             _lists(values, label_offsets, record_type[2].type)],
             fields=list(record_type),
         )
         offsets = pa.array(np.arange(0, expected + 1, self.num_samples, dtype=np.int32))
@@ -124,12 +152,17 @@ class ShardTable:
                 if self.digests is None:
                     raise CorruptShardError(f"{self.shard.path}: the features hold image digests and none were given")
                 columns[name] = pa.array(self.digests(self.shard.start, self.shard.stop), type=schema.field(name).type)
+            elif name == CLASSES_COLUMN:
+                columns[name] = pa.array(sets, type=schema.field(name).type)
             elif name != REINFORCEMENTS_COLUMN:  # the label
                 columns[name] = pa.array(self.labels[rows], type=schema.field(name).type)
         columns[REINFORCEMENTS_COLUMN] = pa.ListArray.from_arrays(offsets, records, type=list_type)
         return pa.Table.from_arrays([columns[name] for name in schema.names], schema=schema)
 
 
-def _fixed_lists(values: np.ndarray, list_type: pa.DataType) -> pa.Array:
-    flat = pa.array(values.reshape(-1), type=list_type.value_type)
-    return pa.FixedSizeListArray.from_arrays(flat, list_type.list_size)
+def _lists(values: np.ndarray, offsets: np.ndarray, list_type: pa.DataType) -> pa.Array:
+    """Flat ``values`` as the records' lists: fixed-size (top-k codecs) or by ``offsets`` (``sampled``)."""
+    flat = pa.array(values.reshape(-1).astype(list_type.value_type.to_pandas_dtype()), type=list_type.value_type)
+    if pa.types.is_fixed_size_list(list_type):
+        return pa.FixedSizeListArray.from_arrays(flat, list_type.list_size)
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), flat, type=list_type)

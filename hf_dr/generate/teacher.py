@@ -21,7 +21,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import torch
@@ -111,6 +111,11 @@ interpolation=None, mean=None, std=None, crop_pct=None)
 def load_teacher_spec(path: str | os.PathLike) -> list[MemberSpec]:
     """Reads a teacher spec file: a JSON list of members, or ``{"members": [...]}``.
 
+    Each member is what :class:`MemberSpec` takes: ``"ARCH"``, ``"ARCH=WEIGHTS"``, ``"local-dir:DIR"`` or an object
+    (``arch``, ``weights``, and optionally ``input_size``, ``interpolation``, ``mean``, ``std``, ``crop_pct``,
+    ``num_classes``). A relative ``weights`` path is read next to the spec file when a file is there (a spec and its
+    weights travel together), else from the working directory.
+
     Example:
         >>> import json, tempfile
         >>> with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
@@ -125,7 +130,14 @@ def load_teacher_spec(path: str | os.PathLike) -> list[MemberSpec]:
     members = content.get("members") if isinstance(content, dict) else content
     if not isinstance(members, list) or not members:
         raise InvalidConfigError(f"{path}: a teacher spec is a non-empty JSON list of members or {{'members': [...]}}")
-    return [MemberSpec.parse(m) for m in members]
+    return [_beside(MemberSpec.parse(m), os.path.dirname(os.path.abspath(path))) for m in members]
+
+
+def _beside(spec: MemberSpec, folder: str) -> MemberSpec:
+    """``spec`` with a relative weights path resolved against ``folder`` when it names something there."""
+    if not spec.weights or os.path.isabs(spec.weights) or not os.path.exists(os.path.join(folder, spec.weights)):
+        return spec
+    return replace(spec, weights=os.path.join(folder, spec.weights))
 
 
 def state_dict_sha256(module: torch.nn.Module) -> str:

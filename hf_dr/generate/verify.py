@@ -1,5 +1,6 @@
-"""Verify that a reinforced dataset replays what its teacher saw: replay stored augmentations, run the teacher
-again, compare with the stored top-k. Also compares recorded library versions and source keys with today's."""
+"""Verify that a reinforced dataset replays what its teacher saw: replay stored augmentations (seeded ones drawn
+again and checked), run the teacher again, compare with the stored labels as the run's codec stored them
+(:mod:`hf_dr.data.codec`). Also compares recorded library versions and source keys with today's."""
 
 from __future__ import annotations
 
@@ -11,12 +12,17 @@ import datasets
 import numpy as np
 import torch
 
+from hf_dr.augment.functional import to_pil
 from hf_dr.augment.policy import AugmentationPolicy
 from hf_dr.augment.registry import policy_from_config
+from hf_dr.augment.seeded import PARTNER_FIELD, recompute_params
+from hf_dr.data.codec import CLASSES_COLUMN, RecordCodec
 from hf_dr.data.keys import KeyIndex
+from hf_dr.data.label_coding import RELATIVE_BOUND, tempered, unexplained_draws
 from hf_dr.data.schema import KEY_COLUMN, REINFORCEMENTS_COLUMN
 from hf_dr.data.soft_labels import densify
 from hf_dr.data.sources import keys_sha256, scan_keys
+from hf_dr.errors import RecomputedParamsError
 from hf_dr.generate.render import policy_for_view, render_view
 from hf_dr.generate.run_config import ReinforceConfig, library_versions
 from hf_dr.generate.teacher import Teacher, create_teacher
@@ -39,16 +45,21 @@ class VerifyReport:
     version_changes: list[str] = field(default_factory=list)
     source_changes: list[str] = field(default_factory=list)
     teacher_changes: list[str] = field(default_factory=list)
+    params_mismatches: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
-        return self.top1_agreement >= self.min_agreement and self.max_abs_prob_diff <= self.prob_tolerance
+        return (not self.params_mismatches and self.top1_agreement >= self.min_agreement
+                and self.max_abs_prob_diff <= self.prob_tolerance)
 
     @property
     def likely_cause(self) -> str | None:
         """The most likely reason for a failure, from what changed since generation."""
         if self.passed:
             return None
+        if self.params_mismatches:
+            return (f"{len(self.params_mismatches)} seeded record(s) draw other params than the run did; the first: "
+                    f"{self.params_mismatches[0]}")
         if self.teacher_changes:
             return "the teacher differs from the one that labelled the data: " + "; ".join(self.teacher_changes)
         drift = [c for c in self.version_changes if c.split(":")[0] in DRIFT_SENSITIVE]
@@ -63,7 +74,7 @@ class VerifyReport:
         lines = [
             f"checked {self.checked} (sample, reinforcement) pairs",
             f"top-1 agreement {self.top1_agreement:.4f} (needs >= {self.min_agreement})",
-            f"max |p_stored - p_teacher| on stored classes {self.max_abs_prob_diff:.4f} "
+            f"max |p_stored - p_teacher| on stored classes, beyond the codec's bound {self.max_abs_prob_diff:.4f} "
             f"(needs <= {self.prob_tolerance})",
             f"mean KL(stored || teacher) {self.mean_kl:.5f}",
         ]
@@ -107,15 +118,21 @@ def verify(
     teacher = teacher or create_teacher([m["spec"] for m in config.teacher])
     prob_tolerance = PROB_TOLERANCE.get(config.precision, 0.05) if prob_tolerance is None else prob_tolerance
     policy = policy or policy_from_config(config.policy)
+    codec = RecordCodec.from_config(config.codec)
     image_column, key_column = config.columns.get("image", "image"), config.columns.get("key")
     keys = scan_keys(images, image_column, key_column, config.columns.get("key_source"))
     rows = KeyIndex(keys, where="the source images", fix=f"load the source revision "
                     f"{config.dataset.get('revision')!r} of {config.dataset.get('id')!r}")
     pairs = _pick_pairs(reinforcements, key_column or KEY_COLUMN, config.num_samples, samples, seed)
-    stored_ids, stored_probs, teacher_probs = [], [], []
-    for key, _, record in pairs:
-        params = policy.decode(record["params"])
+    checked, stored, teacher_probs, mismatches = [], [], [], []
+    for key, index, record, classes in pairs:
         image = images[rows.row(key)][image_column]
+        try:
+            params = _params(policy, codec, config, record["params"], key, index, image,
+                             lambda k: images[rows.row(k)][image_column])
+        except RecomputedParamsError as err:
+            mismatches.append(str(err))
+            continue
         partner_key = policy.partner_key(params)
         partner = None if partner_key is None else images[rows.row(partner_key)][image_column]
         views = [render_view(policy_for_view(policy, v.interpolation), image, params, v, partner,
@@ -123,16 +140,34 @@ def verify(
                  for v in teacher.views]
         with torch.inference_mode():
             teacher_probs.append(teacher(views)[0])
-        stored_ids.append(record["ids"])
-        stored_probs.append(record["probs"])
-    return _report(stored_ids, stored_probs, torch.stack(teacher_probs), config, teacher, keys, min_agreement,
-                   prob_tolerance)
+        checked.append((key, index))
+        stored.append(codec.decode_labels(record, classes))
+    probs = torch.stack(teacher_probs) if teacher_probs else torch.zeros(0, teacher.num_classes)
+    report = _report(checked, stored, probs, config, codec, teacher, keys, min_agreement, prob_tolerance)
+    report.params_mismatches = mismatches
+    return report
+
+
+def _params(policy: AugmentationPolicy, codec: RecordCodec, config: ReinforceConfig, stored: dict[str, Any], key: str,
+            index: int, image: Any, partner_image: Any) -> dict[str, Any]:
+    """A record's params: decoded, or drawn again from the image sizes (seeded) and checked against the checksum."""
+    if codec.params == "stored":
+        return policy.decode(stored)
+    partner_key = stored.get(PARTNER_FIELD)
+    partner_size = _size(partner_image(partner_key), config.image_mode) if partner_key else None
+    return recompute_params(policy, stored, config.seed, key, index, _size(image, config.image_mode),
+                            config.dataset.get("num_rows"), partner_size)
+
+
+def _size(image: Any, image_mode: str | None) -> tuple[int, int]:
+    image = to_pil(image, image_mode)
+    return image.height, image.width
 
 
 def _pick_pairs(reinforcements: datasets.Dataset, key_column: str, num_samples: int, samples: int, seed: int
-                ) -> list[tuple[str, int, dict[str, Any]]]:
-    """``samples`` distinct (key, record index, record) pairs drawn from every row's ``num_samples`` records, so a
-    check larger than the row count covers several records of a row."""
+                ) -> list[tuple[str, int, dict[str, Any], Any]]:
+    """``samples`` distinct (key, record index, record, row class set) draws from every row's ``num_samples``
+    records, so a check larger than the row count covers several records of a row."""
     generator = np.random.default_rng(seed)
     table = reinforcements.with_format("arrow")
     total = len(reinforcements) * num_samples
@@ -141,22 +176,62 @@ def _pick_pairs(reinforcements: datasets.Dataset, key_column: str, num_samples: 
     for row, index in sorted(divmod(int(f), num_samples) for f in flat):
         record_row = table[row]
         records = record_row.column(REINFORCEMENTS_COLUMN)[0].values
-        pairs.append((record_row.column(key_column)[0].as_py(), index, records[index].as_py()))
+        classes = record_row.column(CLASSES_COLUMN)[0].as_py() if CLASSES_COLUMN in record_row.column_names else None
+        pairs.append((record_row.column(key_column)[0].as_py(), index, records[index].as_py(), classes))
     return pairs
 
 
-def _report(stored_ids: list[list[int]], stored_probs: list[list[float]], teacher_probs: torch.Tensor,
-            config: ReinforceConfig, teacher: Teacher, keys: list[str], min_agreement: float,
+def _report(checked: list[tuple[str, int]], stored: list[tuple[np.ndarray, np.ndarray]], teacher_probs: torch.Tensor,
+            config: ReinforceConfig, codec: RecordCodec, teacher: Teacher, keys: list[str], min_agreement: float,
             prob_tolerance: float) -> VerifyReport:
-    ids = torch.tensor(stored_ids)
-    probs = torch.tensor(stored_probs, dtype=torch.float32)
-    agreement = (teacher_probs.argmax(-1) == ids[:, 0]).float().mean().item()
-    max_diff = (teacher_probs.gather(-1, ids) - probs).abs().max().item()
-    stored_dense = densify(ids, probs, teacher_probs.shape[-1])
-    kl = (stored_dense * (stored_dense.clamp_min(1e-12).log() - teacher_probs.clamp_min(1e-12).log())).sum(-1)
+    """Stored labels against the teacher's: its probabilities (top-k codecs, less the 8-bit codes' stated bound) or
+    the classes drawn again from them with the run's generators (``sampled``)."""
+    num_classes = teacher_probs.shape[-1]
+    if codec.labels == "sampled":
+        return _sampled_report(checked, stored, teacher_probs, config, codec, teacher, keys, min_agreement,
+                               prob_tolerance)
+    reference = teacher_probs.double()
+    coded = codec.labels in ("q8-topk", "q8-topk-set")
+    diffs, agree, kls = [0.0], [], []
+    for (ids, probs), ref in zip(stored, reference, strict=True):
+        at = ref[torch.from_numpy(ids)]
+        allowed = torch.zeros_like(at)
+        if coded:  # the 8-bit codes' stated bound (hf_dr.data.label_coding.dequantize_topk)
+            leftover = min(max(1.0 - float(at.sum()), 0.0), 0.99)
+            allowed = (2 * RELATIVE_BOUND + RELATIVE_BOUND * leftover / (1 - leftover)) * at
+        diffs.append(float(((torch.from_numpy(probs).double() - at).abs() - allowed).clamp_min(0).max()))
+        agree.append(int(ref.argmax()) == int(ids[0]))
+        kls.append(_kl(densify(ids, probs, num_classes).double(), ref))
+    return _verdict(len(checked), agree, max(diffs), kls, config, teacher, keys, min_agreement, prob_tolerance)
+
+
+def _sampled_report(checked: list[tuple[str, int]], stored: list[tuple[np.ndarray, np.ndarray]],
+                    teacher_probs: torch.Tensor, config: ReinforceConfig, codec: RecordCodec, teacher: Teacher,
+                    keys: list[str], min_agreement: float, prob_tolerance: float) -> VerifyReport:
+    """Sampled labels: a record agrees when every stored draw is explained by the teacher's distribution, drawn again
+    with the run's generators (:func:`~hf_dr.data.label_coding.unexplained_draws`); the probability difference is
+    the share of unexplained draws."""
+    counts = np.zeros((len(stored), teacher_probs.shape[-1]))
+    for row, (ids, probs) in enumerate(stored):
+        counts[row, ids] = np.rint(probs * codec.draws)
+    unexplained = unexplained_draws(teacher_probs, counts, codec.draws, codec.temperature, config.seed, checked,
+                                    prob_tolerance) if checked else np.zeros(0)
+    reference = torch.from_numpy(tempered(teacher_probs, codec.temperature)) if checked else teacher_probs.double()
+    kls = [_kl(torch.from_numpy(c / codec.draws), ref) for c, ref in zip(counts, reference, strict=True)]
+    return _verdict(len(checked), list(unexplained == 0), float(unexplained.max(initial=0)) / codec.draws, kls,
+                    config, teacher, keys, min_agreement, prob_tolerance)
+
+
+def _kl(target: torch.Tensor, reference: torch.Tensor) -> float:
+    return float((target * (target.clamp_min(1e-12).log() - reference.clamp_min(1e-12).log())).sum())
+
+
+def _verdict(checked: int, agree: list[bool], max_diff: float, kls: list[float], config: ReinforceConfig,
+             teacher: Teacher, keys: list[str], min_agreement: float, prob_tolerance: float) -> VerifyReport:
+    mean_kl = float(np.mean(kls)) if kls else 0.0
     return VerifyReport(
-        checked=len(stored_ids), top1_agreement=agreement, max_abs_prob_diff=max_diff,
-        mean_kl=float(kl.mean()) if math.isfinite(float(kl.mean())) else float("inf"),
+        checked=checked, top1_agreement=float(np.mean(agree)) if agree else 0.0, max_abs_prob_diff=max_diff,
+        mean_kl=mean_kl if math.isfinite(mean_kl) else float("inf"),
         min_agreement=min_agreement, prob_tolerance=prob_tolerance,
         version_changes=_version_changes(config.versions), source_changes=_source_changes(config, keys),
         teacher_changes=_teacher_changes(config, teacher),

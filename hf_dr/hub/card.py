@@ -24,6 +24,7 @@ from datasets.info import DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 
+from hf_dr.data.codec import CLASSES_COLUMN, RecordCodec
 from hf_dr.data.schema import REINFORCEMENTS_COLUMN
 from hf_dr.errors import DataMismatchError
 from hf_dr.files import write_atomic
@@ -65,16 +66,18 @@ def reinforcement_stats(shard_paths: Sequence[str], manifest: dict[str, Any], co
     counts = np.zeros(HISTOGRAM_BINS, dtype=np.int64)
     top1_sum, agree, total = 0.0, 0, 0
     label_column = config.columns.get("label")
+    codec = RecordCodec.from_config(config.codec)
+    columns = [REINFORCEMENTS_COLUMN, *([CLASSES_COLUMN] if codec.class_set else []),
+               *([label_column] if label_column else [])]
     for path in shard_paths:
-        table = pq.read_table(path, columns=[REINFORCEMENTS_COLUMN] + ([label_column] if label_column else []))
-        records = pc.list_flatten(table.column(REINFORCEMENTS_COLUMN))
-        top1 = pc.list_element(pc.struct_field(records, "probs"), 0).to_numpy().astype(np.float64)
+        table = pq.read_table(path, columns=columns)
+        top1_ids, top1 = codec.first_labels(table, REINFORCEMENTS_COLUMN)
         counts += np.histogram(top1, bins=HISTOGRAM_BINS, range=(0.0, 1.0))[0]
         top1_sum, total = top1_sum + float(top1.sum()), total + len(top1)
         if label_column is not None:
             lengths = pc.list_value_length(table.column(REINFORCEMENTS_COLUMN)).to_numpy()
             labels = np.repeat(table.column(label_column).to_numpy(), lengths)
-            agree += int((pc.list_element(pc.struct_field(records, "ids"), 0).to_numpy() == labels).sum())
+            agree += int((top1_ids == labels).sum())
     num_bytes = sum(record["num_bytes"] for record in manifest["shards"])
     return {
         "num_rows": manifest["num_rows"], "num_reinforcements": total, "num_bytes": num_bytes,
@@ -139,16 +142,17 @@ def save_samples_grid(data_file: str, config: ReinforceConfig, path: str) -> str
     )
     row = table[0]
     key = row[transform.key_column]
-    indices = [i for i in range(config.num_samples) if _replayable(transform, key, i)][:GRID_PANELS]
+    image = row[transform.image_column]
+    indices = [i for i in range(config.num_samples) if _replayable(transform, image, key, i)][:GRID_PANELS]
     label = table.features.get(columns.get("label") or "")
     names = label.names if isinstance(label, datasets.ClassLabel) else None
-    grid = render_grid(transform, row[transform.image_column], key, indices, names)
+    grid = render_grid(transform, image, key, indices, names)
     return write_atomic(path, lambda temporary: save_grid(grid, temporary))
 
 
-def _replayable(transform: Any, key: str, index: int) -> bool:
+def _replayable(transform: Any, image: Any, key: str, index: int) -> bool:
     try:
-        transform.partner_for(transform.record(key, index))
+        transform.view(image, key, index)
     except DataMismatchError:  # a mixing partner outside this file
         return False
     return True
@@ -230,8 +234,25 @@ def build_card(repo_id: str, meta: dict[str, Any], config: dict[str, Any], stats
         members=_members(config["teacher"]), size=_teacher_size(config), stats=stats,
         stats_text=_stats_text(stats), generation_cost=generation_cost, figures=list(figures),
         versions=config.get("versions", {}), citation=CITATION, paper_url=PAPER_URL, pretty_name=pretty_name,
-        num_files=len(meta["data_files"]),
+        num_files=len(meta["data_files"]), **_codec_text(RecordCodec.from_config(config.get("codec")), config["topk"]),
     )
+
+
+def _codec_text(codec: RecordCodec, topk: int) -> dict[str, str]:
+    """How the card describes the records' codec (:mod:`hf_dr.data.codec`)."""
+    coded = "probabilities as 8-bit log codes (each within 2.76%; the top-1's distance to 0 or 1 within 5.3%)"
+    labels = {
+        "fp16-topk": f"its top-{topk} (float16 probabilities)",
+        "q8-topk": f"its top-{topk}, {coded}",
+        "q8-topk-set": f"its top-{topk}, {coded}, class ids as positions in each image's class set (column "
+                       "`classes`)",
+        "sampled": f"{codec.draws} classes drawn from it at temperature {codec.temperature} with their counts (an "
+                   f"unbiased target: train at temperature {codec.temperature})",
+    }[codec.labels]
+    params = ("The records store these parameters." if codec.params == "stored" else
+              "The records store a 32-bit checksum of them, not the parameters: the replay draws them again and "
+              "refuses a record whose draws disagree (install the library versions recorded below if it does).")
+    return {"label_text": labels, "params_text": params}
 
 
 def default_template() -> str:

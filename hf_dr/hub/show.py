@@ -69,8 +69,7 @@ def render_grid(
     height, width = transform.size
     panels = [(to_pil(image).convert("RGB").resize((width, height)), ["original", key[:24]])]
     for index in indices:
-        record = transform.record(key, index)
-        view = transform.policy.apply(image, record["params"], transform.size, transform.partner_for(record))
+        view, record = transform.view(image, key, index)
         ops = describe_params(transform.policy, record["params"])
         caption = [f"#{index} {ops[0]}", *ops[1:], *_top_lines(record, class_names)]
         panels.append((to_pil(view).convert("RGB"), caption))

@@ -77,6 +77,8 @@ def training_data(
     preload: bool = False,
     key_column: str = "key",
     verify_images: str = "sample",
+    image_column: str = "image",
+    label_column: str = "label",
 ) -> tuple[Any, Any]:
     """The training dataset and its transform: replay of a reinforcement run (``reinforcements``: its folder), or
     on-the-fly augmentation with ``policy`` and hard labels. ``preload`` decodes the images once
@@ -84,7 +86,8 @@ def training_data(
 
     A run's rows are joined by key, recomputed as the run made them (its ``columns["key_source"]``; computed keys go
     to column ``key_column``), and the image digests it stored are compared with ``dataset``'s images of the same
-    keys: ``verify_images`` ``"sample"`` (64 rows), ``"full"`` or ``"off"`` (see :func:`hf_dr.load_reinforced`)."""
+    keys: ``verify_images`` ``"sample"`` (64 rows), ``"full"`` or ``"off"`` (see :func:`hf_dr.load_reinforced`).
+    ``image_column`` and ``label_column`` name a plain run's columns (a reinforced run reads those it recorded)."""
     if reinforcements:
         from hf_dr.generate.loading import load_reinforcements
         from hf_dr.generate.run_config import ReinforceConfig
@@ -108,7 +111,8 @@ def training_data(
         )
     else:
         transform = AugmentTransform(policy, size=data.size, mean=data.mean, std=data.std, seed=seed,
-                                     key_column=key_column, image_mode=data.image_mode)
+                                     image_column=image_column, label_column=label_column, key_column=key_column,
+                                     image_mode=data.image_mode)
     if preload:
         return PreloadedDataset(dataset, transform), transform
     return transform.attach(dataset.with_format(None)), transform
@@ -132,9 +136,11 @@ def _reinforced_rows(dataset: datasets.Dataset, table: datasets.Dataset, key_col
     return dataset
 
 
-def eval_data(dataset: datasets.Dataset, data: DataConfig, preload: bool = False) -> Any:
+def eval_data(dataset: datasets.Dataset, data: DataConfig, preload: bool = False, image_column: str = "image",
+              label_column: str = "label") -> Any:
     """``dataset`` prepared for :func:`hf_dr.evaluate` (resize, normalise, integer labels)."""
-    transform = EvalTransform(size=data.size, mean=data.mean, std=data.std, image_mode=data.image_mode)
+    transform = EvalTransform(size=data.size, mean=data.mean, std=data.std, image_column=image_column,
+                              label_column=label_column, image_mode=data.image_mode)
     return PreloadedDataset(dataset, transform) if preload else transform.attach(dataset.with_format(None))
 
 

@@ -26,7 +26,7 @@ from torch import nn
 
 from hf_dr.data.epochs import set_epoch, transform_of
 from hf_dr.errors import InvalidConfigError
-from hf_dr.train.losses import soft_target_loss
+from hf_dr.train.losses import soft_target_loss, target_is_tempered
 from hf_dr.train.models import check_model_num_classes, forward_logits
 
 logger = logging.getLogger(__name__)
@@ -181,26 +181,39 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
 
 
 # -- data ----------------------------------------------------------------------------------------------------------
+MAX_DROPPED_SHARE = 0.1  # drop_last is kept while it leaves out at most this share of the rows each epoch
+
+
 def training_dataloader(dataset: Any, config: TrainConfig) -> torch.utils.data.DataLoader:
-    """A shuffled, ``drop_last`` DataLoader seeded by ``config.seed`` (same batches for the same seed)."""
+    """A shuffled DataLoader seeded by ``config.seed`` (same batches for the same seed). It drops the last partial
+    batch unless that would leave out more than :data:`MAX_DROPPED_SHARE` of the rows each epoch (a small dataset:
+    240 rows in batches of 128 would train on 128 a epoch), which it then keeps, with a warning naming the fix."""
     generator = torch.Generator().manual_seed(config.seed)
+    rows = len(dataset)
+    drop_last = rows % config.batch_size <= MAX_DROPPED_SHARE * rows
+    if not drop_last:
+        logger.warning("batch size %d leaves %d of the %d rows out of every epoch with drop_last; keeping the last "
+                       "partial batch instead (pass a batch size that divides the rows, --batch-size, for equal "
+                       "batches)", config.batch_size, rows % config.batch_size, rows)
     return torch.utils.data.DataLoader(
-        dataset, batch_size=config.batch_size, shuffle=True, drop_last=True, generator=generator,
+        dataset, batch_size=config.batch_size, shuffle=True, drop_last=drop_last, generator=generator,
         num_workers=config.num_workers, persistent_workers=config.num_workers > 0,
     )
 
 
 # -- loss ----------------------------------------------------------------------------------------------------------
 def batch_loss(
-    model: nn.Module, batch: dict[str, torch.Tensor], config: TrainConfig, teacher: nn.Module | None = None
+    model: nn.Module, batch: dict[str, torch.Tensor], config: TrainConfig, teacher: nn.Module | None = None,
+    tempered_target: bool = False,
 ) -> torch.Tensor:
-    """The loss of one batch: soft-target KL, online distillation from ``teacher``, or cross-entropy (see module)."""
+    """The loss of one batch: soft-target KL, online distillation from ``teacher``, or cross-entropy (see module);
+    ``tempered_target``: the soft targets already are at the config's temperature (:func:`target_is_tempered`)."""
     pixels, labels = batch["pixel_values"], batch["labels"]
     if config.channels_last and pixels.ndim == 4:
         pixels = pixels.contiguous(memory_format=torch.channels_last)
     logits = forward_logits(model, pixels)
     if torch.is_floating_point(labels):
-        return soft_target_loss(logits, labels, temperature=config.temperature)
+        return soft_target_loss(logits, labels, temperature=config.temperature, tempered_target=tempered_target)
     if teacher is not None:
         with torch.no_grad():
             target = forward_logits(teacher, pixels).float().softmax(-1)
@@ -246,7 +259,9 @@ def fit(
     torch.manual_seed(config.seed)
     accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available(),
                                              gradient_accumulation_steps=config.gradient_accumulation_steps)
+    tempered = target_is_tempered(transform_of(train_dataset), config.temperature)
     run = _prepare(model, train_dataset, config, accelerator, teacher)
+    run.tempered_target = tempered
     result = _train(run, train_dataset, config, accelerator, progress)
     model = accelerator.unwrap_model(run.model)
     if eval_dataset is not None:
@@ -267,6 +282,7 @@ class _Prepared:
     scheduler: torch.optim.lr_scheduler.LambdaLR
     total_steps: int
     teacher: nn.Module | None
+    tempered_target: bool = False
 
 
 def _check_num_classes(model: nn.Module, teacher: nn.Module | None, num_classes: int | None) -> None:
@@ -336,7 +352,7 @@ def _step(run: _Prepared, batch: dict[str, torch.Tensor], config: TrainConfig, a
     """One forward and backward pass; the optimizer and the schedule step when the accumulation is complete.
     Returns the batch's loss."""
     with accelerator.accumulate(run.model):
-        loss = batch_loss(run.model, batch, config, run.teacher)
+        loss = batch_loss(run.model, batch, config, run.teacher, run.tempered_target)
         accelerator.backward(loss)
         if accelerator.sync_gradients and config.clip_grad_norm:
             accelerator.clip_grad_norm_(run.model.parameters(), config.clip_grad_norm)

@@ -31,7 +31,7 @@ from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArgu
 from hf_dr.data.epochs import set_epoch, transform_of
 from hf_dr.data.replay import ReinforcedTransform
 from hf_dr.errors import InvalidConfigError, MissingSoftLabelsError, TrainerArgumentsError
-from hf_dr.train.losses import soft_target_loss
+from hf_dr.train.losses import soft_target_loss, target_is_tempered
 from hf_dr.train.models import PixelValuesClassifier, check_model_num_classes
 
 LABEL_NAMES = ["labels"]
@@ -130,18 +130,21 @@ class ReinforcedLoss:
 
     Args:
         temperature (`float`, *optional*, defaults to 1.0): distillation temperature (the paper uses 1).
+        tempered_target (`bool`, *optional*, defaults to False): the soft targets already are at ``temperature``
+            (:func:`hf_dr.train.losses.target_is_tempered`).
     """
 
-    def __init__(self, temperature: float = 1.0) -> None:
+    def __init__(self, temperature: float = 1.0, tempered_target: bool = False) -> None:
         if temperature <= 0:
             raise InvalidConfigError(f"temperature should be positive, but got {temperature} instead.")
-        self.temperature = temperature
+        self.temperature, self.tempered_target = temperature, tempered_target
 
     def __call__(self, outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
         if labels is not None and not torch.is_floating_point(labels) and not torch.is_grad_enabled():
             logits = outputs["logits"] if isinstance(outputs, dict) else outputs.logits
             return F.cross_entropy(logits.float(), labels.long())
-        return soft_target_loss(outputs, labels, num_items_in_batch=num_items_in_batch, temperature=self.temperature)
+        return soft_target_loss(outputs, labels, num_items_in_batch=num_items_in_batch, temperature=self.temperature,
+                                tempered_target=self.tempered_target)
 
 
 def compute_classification_metrics(eval_pred: Any) -> dict[str, float]:
@@ -218,4 +221,5 @@ def reinforced_trainer(
     if eval_dataset is not None:
         trainer_kwargs.setdefault("compute_metrics", compute_classification_metrics)
     return Trainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
-                   compute_loss_func=ReinforcedLoss(temperature), callbacks=callbacks, **trainer_kwargs)
+                   compute_loss_func=ReinforcedLoss(temperature, target_is_tempered(transform, temperature)),
+                   callbacks=callbacks, **trainer_kwargs)

@@ -22,6 +22,25 @@ def test_overridden_config_round_trips():
     assert rebuilt.crop.scale == (0.35, 1.0) and rebuilt.config() == policy.config()
 
 
+def test_a_json_policy_file_is_a_policy_for_every_entry_point(tmp_path):
+    """Issue #14: scripts/train.py and finetune-teacher took --policy as a registered name only, so a plain baseline
+    could not use the reinforced run's policy file (UnknownPolicyError)."""
+    import json
+
+    from hf_dr import AugmentTransform
+
+    policy = create_policy("rrc", crop={"scale": (0.35, 1.0)})
+    path = tmp_path / "policy.json"
+    path.write_text(json.dumps(policy.config()))
+    assert as_policy(str(path)).config() == policy.config()
+    assert AugmentTransform(str(path), size=32).policy.config() == policy.config()
+    with pytest.raises(UnknownPolicyError, match="does not exist"):
+        as_policy(str(tmp_path / "missing.json"))
+    (tmp_path / "bad.json").write_text("[1]")
+    with pytest.raises(InvalidConfigError, match="not a"):
+        as_policy(str(tmp_path / "bad.json"))
+
+
 def test_refusals():
     with pytest.raises(UnknownPolicyError, match="valid names"):
         as_policy("not-a-policy")

@@ -59,8 +59,8 @@ def test_demo_quick_runs_every_stage_and_reports_every_row(tmp_path, capsys, mon
     student = next(r for r in results["runs"] if r["arm"] == "reinforced")
     checkpoint = out / "students" / f"reinforced-seed{student['seed']}.safetensors"
     metrics_path = tmp_path / "eval.json"
-    assert _cli(["eval", "--checkpoint", str(checkpoint), "--limit", str(quick.test_size),
-                 "--output", str(metrics_path)]) == 0
+    assert _cli(["eval", "--checkpoint", str(checkpoint), "--dataset", "fashion-mnist",
+                 "--limit", str(quick.test_size), "--output", str(metrics_path)]) == 0
     metrics = json.loads(metrics_path.read_text())
     assert metrics["top1"] == pytest.approx(student["top1"], abs=1e-6)
     assert metrics["ece"] == pytest.approx(student["ece"], abs=1e-6)

@@ -5,6 +5,7 @@ with the params in Arrow; ``policy_for_view`` and ``fit_channels``."""
 from __future__ import annotations
 
 import datasets
+import pyarrow as pa
 import pytest
 import torch
 
@@ -14,7 +15,7 @@ from hf_dr.augment.seeding import generator_for
 from hf_dr.data.sources import encoded_images, image_feature, scan_sizes
 from hf_dr.errors import InvalidConfigError
 from hf_dr.generate.plan import ChunkPlan, plan_shards
-from hf_dr.generate.render import TENSOR_INTERPOLATIONS, ViewRenderer, fit_channels, policy_for_view
+from hf_dr.generate.render import TENSOR_INTERPOLATIONS, ViewRenderer, fit_channels, policy_for_view, without_records
 from hf_dr.generate.teacher import ViewSpec
 from tests.data_utils import digits_dataset
 
@@ -176,3 +177,12 @@ def test_fit_channels(photo_tensors):
     assert averaged.shape == (1, 50, 60) and averaged.dtype == torch.uint8
     expected = ((rgb[0].int() + rgb[1].int() + rgb[2].int()).double() / 3).round().to(torch.uint8)
     assert torch.equal(averaged[0], expected)
+
+
+def test_skipped_rows_lose_their_records_and_their_class_set():
+    """A skipped row's class set was computed from its black placeholder views: it must go with its records."""
+    table = pa.table({"key": ["a", "b"], "classes": [[3, 1], [7]],
+                      "reinforcements": [[{"ids": [0, 1]}, {"ids": [1, 0]}], [{"ids": [0]}, {"ids": [0]}]]})
+    emptied = without_records(table, [0])
+    assert emptied.column("classes").to_pylist() == [[], [7]]
+    assert emptied.column("reinforcements").to_pylist() == [[], [{"ids": [0]}, {"ids": [0]}]]

@@ -61,6 +61,17 @@ class TestMemberSpec:
         path.write_text(json.dumps({"members": [{"arch": "resnet18", "weights": "a.safetensors"}, "resnet50"]}))
         assert load_teacher_spec(str(path)) == [MemberSpec("resnet18", "a.safetensors"), MemberSpec("resnet50")]
 
+    def test_relative_weights_are_read_next_to_the_spec_file(self, tmp_path, monkeypatch):
+        """Issue #14: a spec's relative weight paths resolved against the working directory, not the spec's folder."""
+        folder = tmp_path / "teachers"
+        folder.mkdir()
+        (folder / "member.safetensors").write_bytes(b"weights")
+        path = folder / "teacher.json"
+        path.write_text(json.dumps([{"arch": "resnet18", "weights": "member.safetensors"}, "resnet50=elsewhere.pt"]))
+        monkeypatch.chdir(tmp_path)  # not the spec's folder
+        assert load_teacher_spec(str(path)) == [MemberSpec("resnet18", str(folder / "member.safetensors")),
+                                                MemberSpec("resnet50", "elsewhere.pt")]  # nothing there: as given
+
     def test_missing_spec_file(self, tmp_path):
         with pytest.raises(FileNotFoundError, match="does not exist"):
             load_teacher_spec(str(tmp_path / "nope.json"))

@@ -23,7 +23,7 @@ from hf_dr.generate.run import reinforce
 from hf_dr.generate.storage import verify_run
 from hf_dr.train.inputs import DataConfig, training_data
 from tests.data_utils import digits_dataset
-from tests.utils_hub import server_stays_consistent, unique_repo  # noqa: F401  (autouse fixture)
+from tests.utils_hub import pushed_digits, server_stays_consistent, unique_repo  # noqa: F401  (autouse fixture)
 from tests.utils_teacher import save_teacher
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -54,11 +54,8 @@ def changed(dataset: datasets.Dataset, row: int) -> datasets.Dataset:
 def state(hub, tmp_path_factory):
     """80 keyed digits as a source repo, reinforced by their key column, pushed metadata-only."""
     root = tmp_path_factory.mktemp("digests")
-    source_id = unique_repo("digest-source")
-    digits_dataset(COUNT).push_to_hub(source_id)
-    commit = HfApi().dataset_info(source_id).sha
     cache_dir = str(root / "cache")
-    source = datasets.load_dataset(source_id, split="train", revision=commit, cache_dir=cache_dir)
+    source_id, commit, source = pushed_digits(COUNT, "digest-source", cache_dir)
     members = [save_teacher(str(root / "teachers"), seed=0)]
     run_dir = _run(source, members, root / "run", source={"id": source_id, "revision": commit, "split": "train"})
     repo = unique_repo("digest-meta")

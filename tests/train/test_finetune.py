@@ -212,3 +212,17 @@ def test_class_count_missing_or_contradicting_is_refused_naming_the_flag(tmp_pat
     with pytest.raises(InvalidConfigError, match="num_classes=5 but column 'label' has 10 classes"):
         finetune_teacher(digits, config, str(tmp_path / "b"), key_column="key", num_classes=5)
     assert not os.path.exists(tmp_path / "a") and not os.path.exists(tmp_path / "b")
+
+
+def test_the_printed_next_command_runs_as_is():
+    """Issue #14: the `next:` command finetune-teacher printed had no --output-dir (and dropped the columns)."""
+    from hf_dr.cli import build_parser
+    from hf_dr.cli.finetune_teacher import _next_flags
+
+    args = build_parser("finetune-teacher").parse_args(
+        ["finetune-teacher", "--dataset", "data/my-set", "--image-column", "img", "--key-column", "id",
+         "--output-dir", "teachers"])
+    flags = _next_flags(args, None).split() + ["--teacher-spec", "teachers/teacher_spec.json"]
+    parsed = build_parser("reinforce").parse_args(["reinforce", *flags])
+    assert (parsed.dataset, parsed.output_dir, parsed.image_column, parsed.key_column) == (
+        "data/my-set", "my-set-plus", "img", "id")

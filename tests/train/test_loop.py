@@ -162,8 +162,10 @@ def test_bad_inputs_are_refused(reinforced):
         soft_target_loss(torch.zeros(4, 10), torch.zeros(4, dtype=torch.long))
     with pytest.raises(InvalidConfigError, match="optimizer"):
         TrainConfig(optimizer="lamb")
-    with pytest.raises(InvalidConfigError, match="smaller than one optimizer step"):
-        fit(create_model("hf_dr_cnn_tiny", num_classes=10, in_chans=3), dataset, TrainConfig(batch_size=128))
+    # a dataset smaller than one batch trains on all its rows each epoch (it was refused; see the drop_last test)
+    result = fit(create_model("hf_dr_cnn_tiny", num_classes=10, in_chans=3), dataset, TrainConfig(batch_size=128,
+                                                                                                   epochs=1))
+    assert result.steps == 1 and result.samples == len(dataset)
 
 
 @pytest.mark.parametrize("wrapped", [False, True])
@@ -201,3 +203,15 @@ def test_train_config_round_trips_and_refuses_unknown_keys():
                                                                               clip_grad_norm=1.0, lr=0.5)
     with pytest.raises(InvalidConfigError, match="unknown training settings"):
         TrainConfig.from_dict({"learning_rate": 0.1})
+
+
+def test_a_small_dataset_keeps_its_last_partial_batch(caplog):
+    """Issue #14: 240 rows in batches of 128 trained on 128 rows an epoch (drop_last), silently."""
+    from hf_dr.train.loop import training_dataloader
+
+    rows = torch.utils.data.TensorDataset(torch.arange(240))
+    with caplog.at_level("WARNING", logger="hf_dr.train.loop"):
+        seen = torch.cat([batch[0] for batch in training_dataloader(rows, TrainConfig(batch_size=128))])
+    assert sorted(seen.tolist()) == list(range(240)) and "--batch-size" in caplog.text
+    assert len(training_dataloader(torch.utils.data.TensorDataset(torch.arange(1300)), TrainConfig(batch_size=128))) \
+        == 10  # 20 rows left out of 1300: drop_last stays

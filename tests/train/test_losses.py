@@ -41,3 +41,12 @@ def test_hard_labels_are_refused_with_the_fix():
     with pytest.raises(MissingSoftLabelsError, match="ReinforcedTransform") as info:
         soft_target_loss(torch.randn(4, 10), torch.tensor([1, 2, 3, 4]))
     assert isinstance(info.value, ValueError)
+
+
+def test_a_tempered_target_is_matched_as_it_is():
+    """Sampled targets already estimate the teacher at T (hf_dr.data.codec): the loss must not temper them again,
+    and its optimum is the student whose softmax(logits / T) is the target itself."""
+    target = torch.tensor([[0.625, 0.25, 0.125, 0.0]])
+    logits = torch.log(target.clamp_min(1e-9)) * 2.0
+    assert float(soft_target_loss(logits, target, temperature=2.0, tempered_target=True)) == pytest.approx(0, abs=1e-5)
+    assert float(soft_target_loss(logits, target, temperature=2.0)) > 0.01
