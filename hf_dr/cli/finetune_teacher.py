@@ -56,13 +56,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="timm name with a pretrained tag, e.g. resnet152.tv2_in1k (default: the builder's)")
     model.add_argument("--weights", default=None, metavar="FILE",
                        help="local pretrained weights, offline (default: the Hub weights of --arch)")
-    model.add_argument("--random-init", action="store_true", help="start from random weights (tests)")
+    model.add_argument("--random-init", action="store_true",
+                       help="start from random weights (no pretrained checkpoint reachable, e.g. offline; ablations)")
     model.add_argument("--num-members", type=int, default=None,
                        help="M, ensemble size (default: the builder's, else 4)")
     model.add_argument("--seeds", type=int, nargs="+", default=None,
                        help="one seed per member (default: the builder's, else 0..M-1)")
     model.add_argument("--image-size", type=int, default=None,
                        help="resolution in pixels (default: the builder's, else the checkpoint's)")
+    model.add_argument("--mean", type=float, nargs="+", default=None,
+                       help="input normalisation mean, in training and in the teacher spec (default: the "
+                            "checkpoint's, ImageNet's for most timm models)")
+    model.add_argument("--std", type=float, nargs="+", default=None, help="input normalisation std (default: the "
+                       "checkpoint's)")
     train = parser.add_argument_group("training")
     train.add_argument("--epochs", type=int, default=None, help="(default: the builder's, else 10)")
     train.add_argument("--batch-size", type=int, default=64, help="images per step")
@@ -71,6 +77,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--weight-decay", type=float, default=5e-4, help="not applied to norms and biases")
     train.add_argument("--warmup-fraction", type=float, default=0.05, help="linear warmup, a fraction of the steps")
     train.add_argument("--label-smoothing", type=float, default=0.1, help="of the cross-entropy")
+    train.add_argument("--clip-grad-norm", type=float, default=None,
+                       help="clip each step's gradient norm (default: none)")
     train.add_argument("--policy", default="rrc", help="augmentation policy without mixing")
     train.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
     add_num_threads(train)
@@ -91,11 +99,13 @@ def run(args: argparse.Namespace) -> int:
     _apply_builder(args, builder)
     config = FinetuneConfig(
         args.arch, num_members=args.num_members, seeds=args.seeds, weights=args.weights,
-        pretrained=not args.random_init, image_size=args.image_size, policy=args.policy, preload=args.preload,
+        pretrained=not args.random_init, image_size=args.image_size, mean=args.mean, std=args.std,
+        policy=args.policy, preload=args.preload,
         train=finetune_train_config(
             epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
             weight_decay=args.weight_decay, warmup_fraction=args.warmup_fraction,
             label_smoothing=args.label_smoothing, channels_last=args.channels_last, num_workers=args.num_workers,
+            clip_grad_norm=args.clip_grad_norm,
         ),
     )
     train = first_rows(load_source(args.dataset, args.split, args.dataset_config, args.revision), args.limit)

@@ -70,6 +70,9 @@ class FinetuneConfig:
         weights (`str`, *optional*): local pretrained weights of ``arch`` (``.safetensors``, ``.pth``), not the Hub's.
         pretrained (`bool`, *optional*, defaults to True): False starts from random weights (tests, ablations).
         image_size (`int`, *optional*): training and labelling resolution; the checkpoint's input size by default.
+        mean, std (`tuple[float, ...]`, *optional*): the members' input normalisation, in training and in the teacher
+            spec (so the reinforcement normalises as the members learned); the checkpoint's by default (ImageNet's
+            for most timm models: pass your data's for data unlike it, e.g. one-channel scans).
         policy (`str`, *optional*, defaults to ``"rrc"``): augmentation policy without mixing (random-resized-crop +
             flip); ``"rrc+ra_re"`` trains on views like the reinforcement's.
         train (`TrainConfig`, *optional*, defaults to :func:`finetune_train_config`): each member's optimisation
@@ -91,6 +94,8 @@ class FinetuneConfig:
     weights: str | None = None
     pretrained: bool = True
     image_size: int | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
     policy: str = "rrc"
     train: TrainConfig = field(default_factory=finetune_train_config)
     preload: bool = False
@@ -107,6 +112,10 @@ class FinetuneConfig:
             raise InvalidConfigError("weights= and pretrained=False contradict each other; pass one of them.")
         if self.image_size is not None and self.image_size < 1:
             raise InvalidConfigError(f"image_size should be a positive integer, but got {self.image_size}.")
+        self.mean = None if self.mean is None else tuple(float(v) for v in self.mean)
+        self.std = None if self.std is None else tuple(float(v) for v in self.std)
+        if self.std is not None and min(self.std) <= 0:
+            raise InvalidConfigError(f"std should be positive, but got {list(self.std)}.")
         if isinstance(self.train, dict):
             self.train = finetune_train_config(**self.train)
         if not isinstance(self.train, TrainConfig):
@@ -199,14 +208,22 @@ def _local_weights_overlay(arch: str, weights: str) -> dict[str, Any]:
     return overlay
 
 
-def member_data_config(model: torch.nn.Module, image_size: int | None = None) -> dict[str, Any]:
-    """The member's input size, interpolation, mean, std and crop_pct (timm's resolved config; ``image_size``
-    overrides the resolution)."""
+def member_data_config(model: torch.nn.Module, image_size: int | None = None, mean: Any = None, std: Any = None
+                       ) -> dict[str, Any]:
+    """The member's input size, interpolation, mean, std and crop_pct (timm's resolved config; ``image_size``,
+    ``mean`` and ``std`` override it)."""
     import timm
 
     config = dict(timm.data.resolve_model_data_config(model))
     if image_size is not None:
         config["input_size"] = (int(config["input_size"][0]), int(image_size), int(image_size))
+    for name, value in (("mean", mean), ("std", std)):
+        if value is not None:
+            channels = int(config["input_size"][0])
+            if len(value) not in (1, channels):
+                raise InvalidConfigError(f"{name} has {len(value)} values for a {channels}-channel model; pass 1 or "
+                                         f"{channels} (--{name}).")
+            config[name] = tuple(value) * (channels if len(value) == 1 else 1)
     keys = ("input_size", "interpolation", "mean", "std", "crop_pct")
     return to_json_value({k: config[k] for k in keys})
 
@@ -336,7 +353,7 @@ def _finetune_member(train_dataset: datasets.Dataset, config: FinetuneConfig, se
     from hf_dr.train.loop import fit
 
     model = create_member(config, num_classes, seed)
-    data_config = member_data_config(model, config.image_size)
+    data_config = member_data_config(model, config.image_size, config.mean, config.std)
     train = fit(model, _training_data(train_dataset, data_config, config, seed, columns), config.train_config(seed),
                 num_classes=num_classes, progress=progress)
     save_checkpoint(model, path, {**checkpoint_model_metadata(model, config.arch, data_config), "seed": seed})

@@ -226,3 +226,20 @@ def test_the_printed_next_command_runs_as_is():
     parsed = build_parser("reinforce").parse_args(["reinforce", *flags])
     assert (parsed.dataset, parsed.output_dir, parsed.image_column, parsed.key_column) == (
         "data/my-set", "my-set-plus", "img", "id")
+
+
+def test_members_learn_and_label_with_the_given_normalisation(digits_dir, tmp_path):
+    """Issue #14: finetune-teacher had no --mean/--std (members normalised with the checkpoint's statistics, and the
+    spec carried those to the reinforcement) and no gradient clipping."""
+    out = str(tmp_path / "teachers")
+    assert cli_main(["finetune-teacher", "--dataset", digits_dir, *TINY, "--num-members", "1", "--epochs", "1",
+                     "--limit", "64", "--mean", "0.25", "--std", "0.3", "--clip-grad-norm", "1.0",
+                     "--output-dir", out]) == 0
+    [spec] = load_teacher_spec(os.path.join(out, "teacher_spec.json"))
+    assert spec.mean == (0.25, 0.25, 0.25) and spec.std == (0.3, 0.3, 0.3)
+    with open(os.path.join(out, "finetune_metrics.json")) as f:
+        assert json.load(f)["config"]["train"]["clip_grad_norm"] == 1.0
+    with pytest.raises(InvalidConfigError, match="--mean"):
+        from hf_dr.train.finetune import member_data_config
+
+        member_data_config(create_member(FinetuneConfig("test_resnet", pretrained=False), 10, 0), mean=(0.1, 0.2))
