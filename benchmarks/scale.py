@@ -74,7 +74,7 @@ def synthetic_run(folder: str, rows: int, num_samples: int, seed: int = 0) -> st
     shards = plan_shards(rows, SHARD)
     for shard in shards:
         count = shard.num_rows * num_samples
-        table = ShardTable(shard, features, keys, labels, num_samples, CLASSES)
+        table = ShardTable(shard, features, keys, labels, num_samples)
         probs = np.sort(rng.dirichlet(np.full(TOPK, 0.3), count).astype(np.float32), axis=1)[:, ::-1].copy()
         table.add(0, count, pool.take(pa.array(rng.integers(0, len(pool), count))),
                   torch.from_numpy(rng.integers(0, CLASSES, (count, TOPK))), torch.from_numpy(probs))

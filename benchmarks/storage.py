@@ -87,7 +87,7 @@ def build(policy: hf_dr.AugmentationPolicy, codec: RecordCodec, encoded: list[di
     params_type = datasets.Features({"params": features["reinforcements"].feature["params"]}).arrow_schema.field(
         "params").type
     stored = encoded if codec.params == "stored" else [seeded_record(policy, e) for e in encoded]
-    table = ShardTable(Shard(0, 0, len(keys)), features, keys, None, num_samples, NUM_CLASSES)
+    table = ShardTable(Shard(0, 0, len(keys)), features, keys, None, num_samples)
     for row, (key, p) in enumerate(zip(keys, probs, strict=True)):
         ids, values = label_values(codec, p, topk, 0, lambda key=key: [(key, j) for j in range(num_samples)])
         start = row * num_samples

@@ -68,7 +68,7 @@ def self_contained_table(rows: int, num_samples: int, seed: int = 0) -> pa.Table
     cells, sizes = photo_cells(rows, seed)
     keys, labels = [f"photo-{i:05d}" for i in range(rows)], [i % NUM_CLASSES for i in range(rows)]
     features = output_features(policy, TOPK, NUM_CLASSES, "key", "label", datasets.ClassLabel(num_classes=NUM_CLASSES))
-    shard = ShardTable(Shard(0, 0, rows), features, keys, labels, num_samples, NUM_CLASSES)
+    shard = ShardTable(Shard(0, 0, rows), features, keys, labels, num_samples)
     params_type = datasets.Features({"params": policy.features()}).arrow_schema.field("params").type
     logits = torch.Generator().manual_seed(seed)
     for row, key in enumerate(keys):

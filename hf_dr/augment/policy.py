@@ -109,6 +109,11 @@ class AugmentationPolicy:
     def _identity_base(self) -> Params:
         return {op.name: op.identity() for op in self.base_ops}
 
+    def unmix(self, params: Params) -> None:
+        """Turns mixing ``params`` into an unmixed record, in place: what a run stores for a view whose drawn partner
+        image cannot be decoded (and what a seeded replay redraws for it)."""
+        params[self.mixing.name] = {**self.mixing.identity(), "partner": self._identity_base()}
+
     # -- applying ---------------------------------------------------------------------------------------------
     def apply(
         self,

@@ -115,9 +115,7 @@ def recompute_params(
                                sizes=_Constant(tuple(partner_size or (1, 1)), pool_size))
     params = policy.sample_params(tuple(image_size), generator_for(seed, key, index), partners)
     if policy.needs_partner and not stored.get(PARTNER_FIELD) and policy.partner_key(params) is not None:
-        # the run stored this view unmixed: its partner's image could not be decoded (on_bad_image="skip")
-        identity = {op.name: op.identity() for op in policy.base_ops}
-        params[policy.mixing.name] = {**policy.mixing.identity(), "partner": identity}
+        policy.unmix(params)  # the run stored this view unmixed: its partner's image could not be decoded
     encoded = policy.encode(params)
     if params_checksum(encoded) != stored[CHECK_FIELD]:
         raise RecomputedParamsError(

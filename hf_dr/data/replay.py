@@ -225,12 +225,9 @@ class ReinforcedTransform(EpochHook):
 
     def _stored_partner_key(self, stored: dict[str, Any]) -> str | None:
         """The key of the mixing partner of stored params (either mode), or None when they do not mix."""
-        if not self.policy.needs_partner:
-            return None
         if self.codec.params == "seeded":
-            return stored.get(PARTNER_FIELD) or None
-        mix = stored[self.policy.mixing.name]
-        return mix["partner_key"] if mix["mode"] else None
+            return stored.get(PARTNER_FIELD) or None  # only mixing policies store one
+        return self.policy.partner_key(stored)  # stored values name the mode and the partner as decoded ones do
 
     def as_teacher_saw(self, image: Any, key: str) -> Any:
         """``image`` in the run's recorded image mode (:func:`hf_dr.augment.functional.convert_mode`), as the teacher

@@ -171,8 +171,7 @@ class ViewRenderer(torch.utils.data.Dataset):
             return None
         partner = self._image(self._partner_rows.row(key), cache, errors)
         if partner is None:
-            identity = {op.name: op.identity() for op in self.policy.base_ops}
-            params[self.policy.mixing.name] = {**self.policy.mixing.identity(), "partner": identity}
+            self.policy.unmix(params)
         return partner
 
 

@@ -340,7 +340,7 @@ def _generate(dataset: datasets.Dataset, teacher: Teacher, policy: AugmentationP
             ids, values = label_values(codec, probs, config.topk, config.seed,
                                        lambda chunk=chunk: [(plan.keys[r], i) for r, i in chunk.views()])
             table = tables.setdefault(chunk.shard.index, ShardTable(chunk.shard, features, plan.keys, labels,
-                                                                    config.num_samples, teacher.num_classes, digests))
+                                                                    config.num_samples, digests))
             table.add(chunk.start, chunk.stop, item["params"], ids, values)
             if chunk.last:
                 bad = skipped.pop(chunk.shard.index)

@@ -90,14 +90,12 @@ class ShardTable:
         keys (`Sequence[str]`): every source row's key.
         labels (`Sequence`, *optional*): every source row's label.
         num_samples (`int`): records per row (N).
-        num_classes (`int`): the class count (kept for callers; the types come from ``features``).
         digests (`Callable`, *optional*): the image digests of source rows ``(start, stop)``, for features with a
             digest column; read once, when the table is built.
     """
 
     def __init__(self, shard: Shard, features: datasets.Features, keys: Sequence[str], labels: Sequence[Any] | None,
-                 num_samples: int, num_classes: int,
-                 digests: Callable[[int, int], Sequence[int]] | None = None) -> None:
+                 num_samples: int, digests: Callable[[int, int], Sequence[int]] | None = None) -> None:
         self.shard, self.features, self.keys, self.labels, self.digests = shard, features, keys, labels, digests
         self.num_samples = num_samples
         self.received = 0

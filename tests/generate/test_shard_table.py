@@ -48,7 +48,7 @@ def _records(policy, keys: list[str], sizes, shard: Shard, start: int, stop: int
 def _table(policy, keys, labels, sizes, shard: Shard, label_column: str | None = "label", batch_size: int = 4,
            partners=None):
     features = output_features(policy, TOPK, NUM_CLASSES, "key", label_column, LABEL if label_column else None)
-    table = ShardTable(shard, features, keys, labels if label_column else None, NUM_SAMPLES, NUM_CLASSES)
+    table = ShardTable(shard, features, keys, labels if label_column else None, NUM_SAMPLES)
     added = []
     for chunk in ChunkPlan([shard], NUM_SAMPLES, batch_size):
         records = _records(policy, keys, sizes, shard, chunk.start, chunk.stop, partners)
@@ -116,7 +116,7 @@ def test_output_features_order_and_key_name():
 def _empty(source, shard: Shard) -> ShardTable:
     keys, labels, _ = source
     return ShardTable(shard, output_features(create_policy("rrc"), TOPK, NUM_CLASSES, "key", "label", LABEL), keys,
-                      labels, NUM_SAMPLES, NUM_CLASSES)
+                      labels, NUM_SAMPLES)
 
 
 def test_out_of_order_chunks_are_refused(source):
