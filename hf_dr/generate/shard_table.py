@@ -111,6 +111,8 @@ class ShardTable:
             raise CorruptShardError(f"{self.shard.path}: views [{start}, {stop}) arrived after {self.received}")
         self.received = stop
         self.params.append(params)
+        if isinstance(ids, torch.Tensor):  # a teacher's top-k, as sparsify gives it
+            ids, values = ids.cpu().numpy(), values.cpu().numpy()
         if isinstance(ids, np.ndarray):  # [B, k]: the top-k codecs
             self.ids.append(ids.astype(np.int64).reshape(-1))
             self.values.append(np.asarray(values).reshape(-1))
