@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import datasets
+import numpy as np
 import torch
 from PIL import Image
 
@@ -16,6 +17,7 @@ from hf_dr.augment.registry import as_policy, policy_from_config
 from hf_dr.augment.seeded import PARTNER_FIELD, recompute_params
 from hf_dr.augment.seeding import choose_index
 from hf_dr.data.codec import CLASSES_COLUMN, RecordCodec
+from hf_dr.data.curriculum import Curriculum, easy_to_hard
 from hf_dr.data.description import RunDescription, differences, read_description
 from hf_dr.data.epochs import EpochHook
 from hf_dr.data.keys import KeyIndex
@@ -66,6 +68,9 @@ class ReinforcedTransform(EpochHook):
             from (see :func:`hf_dr.data.sources.class_count`).
         reinforcements_column (`str`, *optional*): the records column (the recorded one, else ``"reinforcements"``).
         leftover (`str`, *optional*, defaults to ``"uniform"``): see :func:`hf_dr.densify`.
+        curriculum (`Curriculum`, *optional*): draw each epoch's record among a window of the sample's records
+            ordered by the teacher's confidence (:mod:`hf_dr.data.curriculum`, paper App. C.4); uniformly among all N
+            when not given.
 
     Example:
         >>> transform = ReinforcedTransform(reinforced, size=224)  # doctest: +SKIP
@@ -93,6 +98,7 @@ class ReinforcedTransform(EpochHook):
         label_column: str | None = "label",
         reinforcements_column: str | None = None,
         leftover: str = "uniform",
+        curriculum: Curriculum | None = None,
     ) -> None:
         self.description = read_description(reinforcements)
         recorded = _recorded(self.description, reinforcements)
@@ -109,6 +115,8 @@ class ReinforcedTransform(EpochHook):
         self.mean, self.std = tuple(mean), tuple(std)
         self.seed = int(seed)
         self.leftover = leftover
+        self.curriculum = curriculum
+        self._easy_to_hard: dict[str, list[int]] = {}  # per key, with a curriculum: record indices, easiest first
         self.image_column, self.key_column, self.label_column = image_column, key_column, label_column
         self.reinforcements_column = reinforcements_column
         self.image_mode = self.description.image_mode if self.description is not None else None
@@ -143,13 +151,32 @@ class ReinforcedTransform(EpochHook):
         return {"pixel_values": pixels, "labels": labels}
 
     # -- replay -------------------------------------------------------------------------------------------------
-    def choose(self, key: str, count: int | None = None) -> int:
+    def choose(self, key: str, count: int | None = None, records: Sequence[Any] | None = None,
+               classes: Any = None) -> int:
         """The index of the record used for ``key`` in the current epoch, among its ``count`` records (looked up in the
         table when not given): the one choice of map-style rows and of both streamed layouts. A key without records
-        raises :class:`DataMismatchError`."""
+        raises :class:`DataMismatchError`. With a :attr:`curriculum` the draw is among the ranks of this epoch's
+        window of ``key``'s records ordered easy to hard (``records`` and ``classes``: the row's, when read)."""
         count = len(self._records_of(key)[0]) if count is None else count
         _require_records(key, count)
-        return choose_index(count, self.seed, self.epoch, key)
+        if self.curriculum is None:
+            return choose_index(count, self.seed, self.epoch, key)
+        first, stop = self.curriculum.ranks(self.epoch, count)
+        return self._order(key, records, classes)[first + choose_index(stop - first, self.seed, self.epoch, key)]
+
+    def _order(self, key: str, records: Sequence[Any] | None, classes: Any) -> list[int]:
+        """``key``'s record indices from the most to the least confident teacher label (cached per key)."""
+        order = self._easy_to_hard.get(key)
+        if order is None:
+            if records is None:
+                records, classes = self._records_of(key)
+            classes = classes.as_py() if hasattr(classes, "as_py") else classes
+            confidences = []
+            for stored in records:
+                stored = stored.as_py() if hasattr(stored, "as_py") else stored
+                confidences.append(float(np.max(self.codec.decode_labels(stored, classes)[1])))
+            order = self._easy_to_hard[key] = easy_to_hard(confidences)
+        return order
 
     def record(self, key: str, index: int | None = None, records: Sequence[Any] | None = None, classes: Any = None,
                image_size: tuple[int, int] | None = None, partner_size: tuple[int, int] | None = None
@@ -204,7 +231,7 @@ class ReinforcedTransform(EpochHook):
         if records is None:
             records, classes = self._records_of(key)
         if index is None:
-            index = self.choose(key, len(records))
+            index = self.choose(key, len(records), records, classes)
         else:
             _require_records(key, len(records))
         stored = records[index]  # records may be {index: record}: a record chosen before (see view)

@@ -17,8 +17,6 @@ from hf_dr.errors import InvalidConfigError
 from hf_dr.files import to_json_value
 from hf_dr.train.loop import TRAIN_FIELDS, TrainConfig
 
-NUM_CLASSES = 10
-IMAGE_SIZE = 28
 ARMS = ("plain", "reinforced", "online_kd")
 ROLES = ("teacher", "student")
 
@@ -28,6 +26,8 @@ TEACHER_TRAINING = {"epochs": 4, "batch_size": 128, "lr": 0.1, "weight_decay": 5
 # Every arm: 60 epochs over the subset, SGD (Nesterov) at 0.1 with 5% warmup and cosine, distillation at T = 1.
 STUDENT_TRAINING = {"epochs": 60, "batch_size": 128, "optimizer": "sgd", "lr": 0.1, "weight_decay": 5e-4,
                     "warmup_fraction": 0.05, "temperature": 1.0, "channels_last": True, "log_every": 10_000}
+DEFAULT_SUBSET_SIZE = 2500
+MIN_STEPS_PER_EPOCH = 8
 QUICK = {"subset_size": 512, "test_size": 1000, "num_teachers": 2, "teacher_train_size": 4096, "num_samples": 3,
          "seeds": [0, 1], "kd_seeds": [0], "teacher": {"epochs": 1, "lr": 0.02}, "student": {"epochs": 2}}
 
@@ -48,14 +48,28 @@ class DemoConfig:
 
     Args:
         output_dir (`str`, *optional*, defaults to ``"runs/demo"``): where everything is written.
+        dataset (`str`, *optional*, defaults to ``"fashion-mnist"``): any image-classification dataset: a bundled one
+            (``fashion-mnist``, ``digits``, ``shapes``; :mod:`hf_dr.data.bundled`), a Hub id, a local folder
+            (imagefolder, Parquet, ``save_to_disk``) or a Parquet file.
+        train_split, test_split (`str`, *optional*, defaults to ``"train"`` and ``"test"``): its splits; without a
+            test split, ``test_size`` (20% by default) training rows are held out (:mod:`hf_dr.demo.data`).
+        image_column, label_column (`str`, *optional*, defaults to ``"image"`` and ``"label"``): its columns (the
+            label a ``ClassLabel``).
+        key_column (`str`, *optional*): a column of unique sample keys; a hash of the image bytes when not set.
+        image_size (`int`, *optional*, defaults to 28): the resolution of every teacher and student.
         data_root (`str`, *optional*): folder of the Fashion-MNIST idx files (Debian's by default).
-        subset_size (`int`, *optional*, defaults to 2500): images of the reinforced (and student) training set.
-        test_size (`int`, *optional*): test images to evaluate on (all 10,000 when not set).
+        subset_size (`int`, *optional*): images of the reinforced (and student) training set: by default 2500, at
+            most a fifth of the training rows.
+        test_size (`int`, *optional*): test images to evaluate on (the whole test split when not set).
         teacher_arch (`str`, *optional*, defaults to ``"hf_dr_cnn_fc"``): timm name of each teacher.
         num_teachers (`int`, *optional*, defaults to 4): ensemble members (different seeds).
-        teacher_train_size (`int`, *optional*): images the teachers learn from (all 60,000 when not set).
-        teacher (`TrainConfig`, *optional*, defaults to :func:`teacher_train_config`): the teachers' training
-            (random flips, cross-entropy): 4 epochs, SGD at 0.1, cosine. Its ``seed`` is replaced by each member's.
+        teacher_train_size (`int`, *optional*): images the teachers learn from (the whole training split when not
+            set).
+        teacher (`TrainConfig`, *optional*, defaults to :func:`teacher_train_config`): the teachers' training by
+            :func:`hf_dr.train.finetune.finetune_teacher` (on views of ``policy``, cross-entropy): 4 epochs, SGD at
+            0.1, cosine. Its ``seed`` is replaced by each member's.
+        member_tolerance (`float`, *optional*, defaults to 0.05): a member whose test top-1 is further than this
+            below the best member's is reported and left out of the ensemble.
         policy (`str`, *optional*, defaults to ``"rrc"``): augmentation policy of reinforcement and plain training.
         crop_scale (`tuple[float, float]`, *optional*, defaults to ``(0.6, 1.0)``): random-resized-crop area range.
         num_samples (`int`, *optional*, defaults to 20): N, stored augmentations per image.
@@ -84,13 +98,21 @@ class DemoConfig:
     """
 
     output_dir: str = "runs/demo"
+    dataset: str = "fashion-mnist"
+    train_split: str = "train"
+    test_split: str = "test"
+    image_column: str = "image"
+    label_column: str = "label"
+    key_column: str | None = None
+    image_size: int = 28
     data_root: str = str(DEFAULT_ROOT)
-    subset_size: int = 2500
+    subset_size: int | None = None
     test_size: int | None = None
     teacher_arch: str = "hf_dr_cnn_fc"
     num_teachers: int = 4
     teacher_train_size: int | None = None
     teacher: TrainConfig = field(default_factory=teacher_train_config)
+    member_tolerance: float = 0.05
     policy: str = "rrc"
     crop_scale: tuple[float, float] = (0.6, 1.0)
     num_samples: int = 20
@@ -117,9 +139,8 @@ class DemoConfig:
         self.crop_scale = tuple(float(v) for v in self.crop_scale)
         self.seeds, self.kd_seeds = [int(s) for s in self.seeds], [int(s) for s in self.kd_seeds]
         self.codecs = [str(c) for c in self.codecs]
-        if self.subset_size < self.student.batch_size:
-            raise InvalidConfigError(f"subset_size ({self.subset_size}) should be at least the students' batch_size "
-                                     f"({self.student.batch_size})")
+        if self.subset_size is not None and self.subset_size < 1:
+            raise InvalidConfigError(f"subset_size should be positive, but got {self.subset_size} instead.")
         if not self.seeds:
             raise InvalidConfigError("seeds should hold at least one seed")
         if self.num_teachers < 1:
@@ -152,6 +173,21 @@ class DemoConfig:
         return replace(base, **values, teacher=TrainConfig.from_dict(training["teacher"], defaults=base.teacher),
                        student=TrainConfig.from_dict(training["student"], defaults=base.student))
 
+    def subset_size_for(self, train_rows: int) -> int:
+        """The reinforced subset's size for a training split of ``train_rows``: :attr:`subset_size` (at most every
+        row), else 2500 or a fifth of the rows, whichever is smaller."""
+        if self.subset_size is not None:
+            return min(self.subset_size, train_rows)
+        return max(1, min(DEFAULT_SUBSET_SIZE, train_rows // 5))
+
+    def student_batch_size(self, subset_rows: int) -> int:
+        """The students' batch size on ``subset_rows`` images: :attr:`student`'s, halved until an epoch has at least
+        :data:`MIN_STEPS_PER_EPOCH` steps (down to 16), so a small dataset still takes steps and drops few images."""
+        batch = self.student.batch_size
+        while batch > 16 and subset_rows // batch < MIN_STEPS_PER_EPOCH:
+            batch //= 2
+        return batch
+
     def teacher_seed(self, member: int) -> int:
         """The seed of teacher ``member``'s initialisation, data order and flips."""
         return 1000 + 17 * member + self.seed
@@ -160,9 +196,15 @@ class DemoConfig:
         """The training of teacher ``member``: :attr:`teacher` with the member's seed."""
         return replace(self.teacher, seed=self.teacher_seed(member))
 
-    def student_config(self, seed: int) -> TrainConfig:
-        """The one set of student hyperparameters every arm uses (:attr:`student`), with the run's ``seed``."""
-        return replace(self.student, seed=seed)
+    def student_config(self, seed: int, subset_rows: int | None = None, epochs: int | None = None) -> TrainConfig:
+        """The one set of student hyperparameters every arm uses (:attr:`student`), with the run's ``seed``, the
+        batch size for ``subset_rows`` images (:meth:`student_batch_size`) and ``epochs`` when given."""
+        changes: dict[str, Any] = {"seed": seed}
+        if subset_rows is not None:
+            changes["batch_size"] = self.student_batch_size(subset_rows)
+        if epochs is not None:
+            changes["epochs"] = epochs
+        return replace(self.student, **changes)
 
 
 def _training_values(value: TrainConfig | dict[str, Any]) -> dict[str, Any]:

@@ -54,8 +54,10 @@ def format_table(results: dict[str, Any]) -> str:
     config, summary = DemoConfig.from_dict(results["config"]), results["summary"]
     names = {"plain": "Plain (on-the-fly aug., CE)", "reinforced": "**Reinforced** (stored aug. + soft labels)",
              "online_kd": "Online KD (teacher every step)"}
+    data = results.get("data") or {"dataset": "fashion-mnist", "subset_rows": config.subset_size or 2500,
+                                   "teacher_rows": config.teacher_train_size or 60_000}
     lines = [
-        f"Student `{config.student_arch}` on {config.subset_size:,} Fashion-MNIST images, "
+        f"Student `{config.student_arch}` on {data['subset_rows']:,} `{data['dataset']}` images, "
         f"{config.student.epochs} epochs ({summary['plain']['steps'] if 'plain' in summary else '?'} iterations), "
         f"same hyperparameters; test set of {results['ensemble']['num_samples']:,} images.",
         "",
@@ -73,7 +75,7 @@ def format_table(results: dict[str, Any]) -> str:
         )
     ens, rein = results["ensemble"], results["reinforcement"]
     lines.append(
-        f"| Teacher ensemble ({ens['members']} x `{config.teacher_arch}`, 60k images) | – | "
+        f"| Teacher ensemble ({ens['members']} x `{config.teacher_arch}`, {_count(data['teacher_rows'])} images) | – | "
         f"{100 * ens['top1']:.2f} | {ens['nll']:.3f} | {100 * ens['ece']:.2f} | "
         f"{ens['train_seconds']:.1f} (one-time) |"
     )
@@ -99,6 +101,10 @@ def format_table(results: dict[str, Any]) -> str:
         lines += ["", format_codec_table(results)]
     lines.append(f"Total wall time: {results['total_seconds'] / 60:.1f} min on {config.num_threads} threads.")
     return "\n".join(lines)
+
+
+def _count(rows: int) -> str:
+    return f"{rows / 1000:.0f}k" if rows >= 10_000 else f"{rows:,}"
 
 
 def format_codec_table(results: dict[str, Any]) -> str:

@@ -1,13 +1,18 @@
-"""``hf-dr demo``: dataset reinforcement end to end on Fashion-MNIST, on a CPU, with no network.
+"""``hf-dr demo``: dataset reinforcement end to end on any image-classification dataset, on a CPU, with no network.
 
-The paper's setting at small scale: a teacher ensemble that learned from far more data than the reinforced set.
+The paper's setting at small scale: a teacher ensemble that learned from far more data than the reinforced set, and
+every stage the general flow's own library call (``hf-dr finetune-teacher`` -> ``hf-dr reinforce`` ->
+``scripts/train.py`` -> ``hf-dr eval``), so what the demo shows is what a user's run does.
 
-1. Teachers (the one-time cost): ``num_teachers`` small CNNs trained on the full 60,000-image training split.
+1. Teachers (the one-time cost): :func:`hf_dr.train.finetune.finetune_teacher` trains ``num_teachers`` members from
+   random weights on the training split (:mod:`hf_dr.demo.data`), on views of the reinforcement's policy, reports
+   each member's and the ensemble's top-1 and calibration (ECE) and leaves a member far below the others out.
 2. Reinforcement (one-time): :func:`hf_dr.reinforce` runs the ensemble over ``num_samples`` stored augmentations of
    each image of a ``subset_size`` subset and keeps the top-``topk`` probabilities.
-3. Students, the same architecture and hyperparameters, the same number of iterations, ``seeds`` each:
-   *plain* (the subset with on-the-fly augmentation of the same policy and cross-entropy), *reinforced* (replay of
-   the stored augmentations, KL to the stored labels) and *online KD* (the ensemble runs on every batch).
+3. Students, the same architecture and hyperparameters, the same number of iterations, ``seeds`` each
+   (:func:`hf_dr.train.inputs.training_data` and :func:`hf_dr.train.loop.fit`, as ``scripts/train.py``): *plain*
+   (the subset with on-the-fly augmentation of the same policy and cross-entropy), *reinforced* (replay of the stored
+   augmentations, KL to the stored labels) and *online KD* (the ensemble runs on every batch).
 4. A table (accuracy mean +- std, NLL, ECE, wall time, the one-time costs) as Markdown and JSON, and a plot PNG.
 
 Everything lands in ``output_dir``: ``demo_config.json``, ``results.json``, ``table.md``, ``demo.png``, the teachers'
@@ -24,21 +29,16 @@ from pathlib import Path
 from typing import Any
 
 import datasets
-import numpy as np
 import torch
 
-from hf_dr.augment.functional import normalize
 from hf_dr.augment.registry import create_policy
 from hf_dr.data.codec import RecordCodec
-from hf_dr.data.fashion_mnist import FASHION_MNIST_MEAN, FASHION_MNIST_STD, fashion_mnist_arrays, load_fashion_mnist
-from hf_dr.data.preloaded import PreloadedDataset
-from hf_dr.data.replay import ReinforcedTransform
-from hf_dr.data.transforms import AugmentTransform, EvalTransform
-from hf_dr.demo.config import IMAGE_SIZE, NUM_CLASSES, DemoConfig
+from hf_dr.demo.config import DemoConfig
+from hf_dr.demo.data import KEY, DemoData, load_demo_data
 from hf_dr.demo.report import format_table, plot_results, summarize
 from hf_dr.files import write_json_atomic, write_text_atomic
 from hf_dr.train.checkpoints import load_checkpoint, save_checkpoint
-from hf_dr.train.evaluation import evaluate
+from hf_dr.train.inputs import DataConfig, eval_data, training_data
 from hf_dr.train.loop import fit
 from hf_dr.train.models import ProbabilityEnsemble, create_model
 
@@ -47,152 +47,128 @@ __all__ = ["DemoConfig", "format_table", "plot_results", "run_demo", "summarize"
 logger = logging.getLogger(__name__)
 
 
-# -- data ----------------------------------------------------------------------------------------------------------
-class _ArrayImages(torch.utils.data.Dataset):
-    """Teacher training data: normalised uint8 arrays with batched random horizontal flips (cheap on a CPU)."""
-
-    def __init__(self, images: np.ndarray, labels: np.ndarray, seed: int) -> None:
-        self.images = torch.from_numpy(np.array(images, dtype=np.uint8)).unsqueeze(1)
-        self.labels = torch.from_numpy(np.array(labels, dtype=np.int64))
-        self.seed, self.epoch = seed, 0
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __getitems__(self, indices: list[int]) -> list[dict[str, torch.Tensor]]:
-        index = torch.tensor(indices)
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch * 1_009 + int(index[0]))
-        pixels = normalize(self.images[index], FASHION_MNIST_MEAN, FASHION_MNIST_STD)
-        flip = torch.rand(len(index), generator=generator) < 0.5
-        pixels = torch.where(flip[:, None, None, None], pixels.flip(-1), pixels)
-        return [{"pixel_values": p, "labels": y} for p, y in zip(pixels, self.labels[index], strict=True)]
-
-
-def _subset_indices(config: DemoConfig, total: int) -> np.ndarray:
-    return np.sort(np.random.default_rng(config.seed).permutation(total)[: config.subset_size])
-
-
-def _load_data(config: DemoConfig) -> tuple[PreloadedDataset, datasets.Dataset]:
-    """The test set, ready for :func:`hf_dr.evaluate`, and the training subset that is reinforced."""
-    test_rows = range(config.test_size) if config.test_size else None
-    test = PreloadedDataset(load_fashion_mnist("test", test_rows, config.data_root),
-                            EvalTransform(IMAGE_SIZE, FASHION_MNIST_MEAN, FASHION_MNIST_STD))
-    subset = load_fashion_mnist("train", _subset_indices(config, 60_000), config.data_root)
-    return test, subset
-
-
-def _checkpoint_metadata(arch: str) -> dict[str, Any]:
-    return {"architecture": arch, "num_classes": NUM_CLASSES, "in_chans": 1, "input_size": [1, IMAGE_SIZE, IMAGE_SIZE],
-            "mean": list(FASHION_MNIST_MEAN), "std": list(FASHION_MNIST_STD), "dataset": "fashion-mnist"}
-
-
 # -- stages --------------------------------------------------------------------------------------------------------
-def _train_teachers(config: DemoConfig, out: Path, test: Any, progress: bool = False
-                    ) -> tuple[list[str], list[dict[str, Any]], float]:
-    """Trains the members on the (full) training split; returns the specs of those kept, every member's report and
-    the wall time."""
-    images, labels = fashion_mnist_arrays("train", config.data_root)
-    if config.teacher_train_size:
-        rows = np.random.default_rng(config.seed + 1).permutation(len(labels))[: config.teacher_train_size]
-        images, labels = images[rows], labels[rows]
-    start, reports = time.perf_counter(), []
-    for member in range(config.num_teachers):
-        train_config = config.teacher_config(member)
-        torch.manual_seed(train_config.seed)
-        model = create_model(config.teacher_arch, NUM_CLASSES, in_chans=1)
-        result = fit(model, _ArrayImages(images, labels, train_config.seed), train_config, eval_dataset=test,
-                     progress=progress)
-        path = save_checkpoint(model, out / "teachers" / f"teacher-{member}.safetensors",
-                               _checkpoint_metadata(config.teacher_arch))
-        reports.append({"member": member, "seed": train_config.seed, "top1": result.metrics["top1"],
-                        "ece": result.metrics["ece"], "wall_time": result.wall_time, "path": str(path)})
-        logger.info("teacher %d/%d: top-1 %.2f%% in %.0f s", member + 1, config.num_teachers,
-                    100 * result.metrics["top1"], result.wall_time)
-    kept = _keep_strong(reports)
-    return [f"{config.teacher_arch}={r['path']}" for r in kept], reports, time.perf_counter() - start
+def demo_policy(config: DemoConfig) -> Any:
+    """The one augmentation policy of the teachers' training, the reinforcement and the plain students."""
+    return create_policy(config.policy, crop={"scale": config.crop_scale})
 
 
-def _keep_strong(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The members within 5 points of the best top-1 (a collapsed member would flatten the labels); marks each
-    report ``kept``."""
-    best = max(r["top1"] for r in reports)
-    kept = [r for r in reports if r["top1"] >= best - 0.05]
-    for r in reports:
-        r["kept"] = r in kept
-        if not r["kept"]:
-            logger.warning("dropping teacher %d (top-1 %.2f%%, best %.2f%%)", r["member"], 100 * r["top1"], 100 * best)
-    return kept
+def data_config(config: DemoConfig, data: DemoData) -> DataConfig:
+    """The resolution and normalisation every teacher and student reads the images with."""
+    return DataConfig(size=(config.image_size, config.image_size), mean=data.mean, std=data.std,
+                      in_chans=data.in_chans)
 
 
-def _load_ensemble(config: DemoConfig, specs: list[str]) -> ProbabilityEnsemble:
-    """The kept teachers as one classifier averaging their probabilities (the teacher's rule)."""
-    members = [create_model(config.teacher_arch, NUM_CLASSES, in_chans=1) for _ in specs]
-    for member, spec in zip(members, specs, strict=True):
-        load_checkpoint(member, spec.split("=", 1)[1])
+def train_teachers(config: DemoConfig, data: DemoData, out: Path, progress: bool = False) -> dict[str, Any]:
+    """Stage 1, :func:`hf_dr.train.finetune.finetune_teacher` from random weights: the kept members' spec path,
+    every member's report (top-1, ECE, kept) and the ensemble's metrics and wall time."""
+    from hf_dr.train.finetune import FinetuneConfig, finetune_teacher
+
+    finetune = FinetuneConfig(
+        config.teacher_arch, num_members=config.num_teachers, pretrained=False, image_size=config.image_size,
+        seeds=tuple(config.teacher_seed(m) for m in range(config.num_teachers)), mean=data.mean, std=data.std,
+        policy=demo_policy(config).config(), member_tolerance=config.member_tolerance, train=config.teacher,
+        preload=True)
+    start = time.perf_counter()
+    result = finetune_teacher(data.teacher_rows, finetune, str(out / "teachers"), eval_dataset=data.test,
+                              image_column=config.image_column, label_column=config.label_column, key_column=KEY,
+                              progress=progress)
+    seconds = time.perf_counter() - start
+    members = [{"member": i, "seed": m["seed"], "top1": m["metrics"]["top1"], "ece": m["metrics"]["ece"],
+                "nll": m["metrics"]["nll"], "kept": m["kept"], "wall_time": m["train"]["wall_time"],
+                "path": m["spec"]["weights"]} for i, m in enumerate(result.members)]
+    for m in members:
+        logger.info("teacher %d/%d: top-1 %.2f%%, ECE %.2f%%, %.0f s%s", m["member"] + 1, len(members),
+                    100 * m["top1"], 100 * m["ece"], m["wall_time"], "" if m["kept"] else " (left out)")
+    return {"spec_path": result.spec_path, "members": members,
+            "ensemble": {**result.ensemble, "train_seconds": seconds}}
+
+
+def load_ensemble(config: DemoConfig, data: DemoData, teachers: dict[str, Any]) -> ProbabilityEnsemble:
+    """The kept members as one classifier averaging their probabilities (the teacher's rule), for online KD."""
+    members = []
+    for m in teachers["members"]:
+        if m["kept"]:
+            member = create_model(config.teacher_arch, data.num_classes, in_chans=data.in_chans)
+            load_checkpoint(member, m["path"])
+            members.append(member)
     return ProbabilityEnsemble(members).eval()
 
 
-def _reinforce(config: DemoConfig, out: Path, subset: datasets.Dataset, specs: list[str], progress: bool = False,
-               codec: str | None = None) -> tuple[Any, dict[str, Any]]:
-    """The reinforced subset (with the record codec ``codec``, a :meth:`RecordCodec.parse` name; the default when
-    None) and its cost: seconds, bytes and bytes per reinforcement of its Parquet shards."""
-    from hf_dr.generate.loading import load_reinforcements
+def reinforce_subset(config: DemoConfig, data: DemoData, out: Path, spec_path: str, progress: bool = False,
+                     codec: str | None = None) -> tuple[str, dict[str, Any]]:
+    """Stage 2: the reinforced subset's folder (with the record codec ``codec``, a :meth:`RecordCodec.parse` name;
+    the default when None) and its cost: seconds, bytes and bytes per reinforcement of its Parquet shards."""
     from hf_dr.generate.run import reinforce
+    from hf_dr.generate.teacher import load_teacher_spec
 
-    policy = create_policy(config.policy, crop={"scale": config.crop_scale})
     record_codec = RecordCodec.parse(codec, config.student.temperature) if codec else RecordCodec()
     folder = out / ("reinforced" if codec is None else f"reinforced-{record_codec.name.replace('/', '-')}")
     start = time.perf_counter()
-    reinforce(subset, specs, policy, num_samples=config.num_samples, topk=config.topk, seed=config.seed,
-              output_dir=str(folder), key_column="key", batch_size=256, num_workers=0, channels_last=True,
+    reinforce(data.subset, load_teacher_spec(spec_path), demo_policy(config), num_samples=config.num_samples,
+              topk=config.topk, seed=config.seed, output_dir=str(folder), image_column=config.image_column,
+              label_column=config.label_column, key_column=KEY, batch_size=256, num_workers=0, channels_last=True,
               overwrite=True, progress=progress, codec=record_codec,
-              source={"id": "fashion-mnist (Debian dataset-fashion-mnist)",
-                      "split": f"train[{config.subset_size} random rows]"})
+              source={"id": config.dataset, "split": f"{config.train_split}[{len(data.subset)} random rows]"})
     seconds = time.perf_counter() - start
     size = sum(f.stat().st_size for f in folder.rglob("*.parquet"))
-    cost = {"seconds": seconds, "bytes": size, "images": config.subset_size, "num_samples": config.num_samples,
+    cost = {"seconds": seconds, "bytes": size, "images": len(data.subset), "num_samples": config.num_samples,
             "topk": config.topk, "codec": record_codec.name,
-            "bytes_per_reinforcement": size / (config.subset_size * config.num_samples)}
-    return load_reinforcements(str(folder), keep_in_memory=True), cost
+            "bytes_per_reinforcement": size / (len(data.subset) * config.num_samples), "folder": str(folder)}
+    return str(folder), cost
 
 
-def _student(config: DemoConfig, arm: str, seed: int, train: PreloadedDataset, test: Any,
-             teacher: torch.nn.Module | None, out: Path, progress: bool = False) -> dict[str, Any]:
+def train_student(config: DemoConfig, data: DemoData, arm: str, seed: int, out: Path, test: Any,
+                  reinforcements: str | None = None, teacher: torch.nn.Module | None = None,
+                  arch: str | None = None, epochs: int | None = None, progress: bool = False,
+                  **data_options: Any) -> dict[str, Any]:
+    """One student run as ``scripts/train.py`` makes it: :func:`hf_dr.train.inputs.training_data` (replay of
+    ``reinforcements``, else plain augmentation; ``data_options`` such as ``curriculum=`` go to it) and
+    :func:`hf_dr.train.loop.fit`, evaluated on ``test``; ``arch`` and ``epochs`` override the config's."""
+    arch = arch or config.student_arch
+    data_cfg = data_config(config, data)
+    train, _ = training_data(data.subset, data_cfg, reinforcements, policy=demo_policy(config), seed=seed,
+                             preload=True, key_column=KEY, image_column=config.image_column,
+                             label_column=config.label_column, **data_options)
+    train_config = config.student_config(seed, len(data.subset), epochs)
     torch.manual_seed(seed)
-    model = create_model(config.student_arch, NUM_CLASSES, in_chans=1)
-    result = fit(model, train, config.student_config(seed), eval_dataset=test, teacher=teacher,
-                 num_classes=NUM_CLASSES, progress=progress)
+    model = create_model(arch, data.num_classes, in_chans=data.in_chans, **_size_kwargs(arch, config.image_size))
+    result = fit(model, train, train_config, eval_dataset=test, teacher=teacher, num_classes=data.num_classes,
+                 progress=progress)
     save_checkpoint(model, out / "students" / f"{arm}-seed{seed}.safetensors",
-                    _checkpoint_metadata(config.student_arch))
+                    {"architecture": arch, "num_classes": data.num_classes, "in_chans": data.in_chans,
+                     "input_size": [data.in_chans, config.image_size, config.image_size], "mean": list(data.mean),
+                     "std": list(data.std), "dataset": config.dataset})
     logger.info("%s seed %d: top-1 %.2f%%, ECE %.2f%%, %.0f s", arm, seed, 100 * result.metrics["top1"],
                 100 * result.metrics["ece"], result.wall_time)
-    return {"arm": arm, "seed": seed, **result.metrics, "wall_time": result.wall_time, "steps": result.steps}
+    return {"arm": arm, "seed": seed, "arch": arch, **result.metrics, "wall_time": result.wall_time,
+            "steps": result.steps}
 
 
-def _train_students(config: DemoConfig, out: Path, subset: datasets.Dataset, reinforced_sets: dict[str, Any],
-                    test: Any, ensemble: torch.nn.Module, progress: bool = False) -> list[dict[str, Any]]:
-    """Every arm's runs: plain and reinforced (from each codec's reinforcements in ``reinforced_sets``) for each of
-    ``seeds``, online KD for each of ``kd_seeds``."""
-    policy = create_policy(config.policy, crop={"scale": config.crop_scale})
+def _size_kwargs(arch: str, image_size: int) -> dict[str, Any]:
+    """timm's ``img_size`` for architectures built for one input size (ViTs, the flattening CNN)."""
+    return {"img_size": image_size} if arch.startswith(("vit", "deit", "hf_dr_cnn_fc")) else {}
 
-    def plain(seed: int) -> PreloadedDataset:
-        return PreloadedDataset(subset, AugmentTransform(policy, IMAGE_SIZE, FASHION_MNIST_MEAN, FASHION_MNIST_STD,
-                                                         seed=seed))
 
+def test_data(config: DemoConfig, data: DemoData, rows: datasets.Dataset | None = None) -> Any:
+    """``rows`` (the test set by default) ready for :func:`hf_dr.evaluate`."""
+    return eval_data(data.test if rows is None else rows, data_config(config, data), preload=True,
+                     image_column=config.image_column, label_column=config.label_column)
+
+
+def _train_students(config: DemoConfig, data: DemoData, out: Path, folders: dict[str, str], test: Any,
+                    ensemble: torch.nn.Module, progress: bool = False) -> list[dict[str, Any]]:
+    """Every arm's runs: plain and reinforced (from each codec's folder in ``folders``) for each of ``seeds``,
+    online KD for each of ``kd_seeds``."""
     runs = []
     for seed in config.seeds:
-        runs.append(_student(config, "plain", seed, plain(seed), test, None, out, progress))
-        for codec, reinforcements in reinforced_sets.items():
-            reinforced = PreloadedDataset(subset, ReinforcedTransform(
-                reinforcements, policy=policy, num_classes=NUM_CLASSES, size=IMAGE_SIZE, mean=FASHION_MNIST_MEAN,
-                std=FASHION_MNIST_STD, seed=seed))
-            arm = "reinforced" if codec == _default_codec(reinforced_sets) else f"reinforced[{codec}]"
-            runs.append({**_student(config, arm, seed, reinforced, test, None, out, progress), "codec": codec})
+        runs.append(train_student(config, data, "plain", seed, out, test, progress=progress))
+        for codec, folder in folders.items():
+            arm = "reinforced" if codec == next(iter(folders)) else f"reinforced[{codec}]"
+            runs.append({**train_student(config, data, arm, seed, out, test, folder, progress=progress),
+                         "codec": codec})
     for seed in config.kd_seeds:
-        runs.append(_student(config, "online_kd", seed, plain(seed), test, ensemble, out, progress))
+        runs.append(train_student(config, data, "online_kd", seed, out, test, teacher=ensemble, progress=progress))
     return runs
 
 
@@ -202,34 +178,36 @@ def run_demo(config: DemoConfig | None = None, progress: bool = False) -> dict[s
     ``progress`` shows a bar with rate and ETA for every teacher, the reinforcement and every student.
 
     Example:
-        >>> results = run_demo(DemoConfig.quick(output_dir="runs/demo-quick"))  # doctest: +SKIP
+        >>> results = run_demo(DemoConfig.quick(dataset="digits", output_dir="runs/demo-quick"))  # doctest: +SKIP
         >>> sorted(results["summary"])  # doctest: +SKIP
-        ['online_kd', 'plain', 'reinforced']
+        ['gain', 'online_kd', 'plain', 'reinforced']
     """
     config = config or DemoConfig()
     torch.set_num_threads(config.num_threads)
     datasets.disable_progress_bars()
     out = _start_output(config)
     total_start = time.perf_counter()
-    test, subset = _load_data(config)
+    data = load_demo_data(config)
+    test = test_data(config, data)
 
-    logger.info("stage 1/3: training %d teachers on the full training split", config.num_teachers)
-    specs, teachers, teacher_seconds = _train_teachers(config, out, test, progress)
-    ensemble = _load_ensemble(config, specs)
-    ensemble_metrics = evaluate(ensemble, test)
+    logger.info("stage 1/3: training %d teachers on %d images of %s", config.num_teachers, len(data.teacher_rows),
+                config.dataset)
+    teachers = train_teachers(config, data, out, progress)
+    ensemble = load_ensemble(config, data, teachers)
 
-    logger.info("stage 2/3: reinforcing %d images (N=%d, k=%d)", config.subset_size, config.num_samples, config.topk)
-    reinforced_sets, costs = {}, {}
+    logger.info("stage 2/3: reinforcing %d images (N=%d, k=%d)", len(data.subset), config.num_samples, config.topk)
+    folders, costs = {}, {}
     for codec in config.codecs or [None]:
-        reinforcements, cost = _reinforce(config, out, subset, specs, progress, codec)
-        reinforced_sets[cost["codec"]], costs[cost["codec"]] = reinforcements, cost
+        folder, cost = reinforce_subset(config, data, out, teachers["spec_path"], progress, codec)
+        folders[cost["codec"]], costs[cost["codec"]] = folder, cost
 
     logger.info("stage 3/3: students (%s), %d epochs each", config.student_arch, config.student.epochs)
-    runs = _train_students(config, out, subset, reinforced_sets, test, ensemble, progress)
+    runs = _train_students(config, data, out, folders, test, ensemble, progress)
     results = {
         "config": config.to_dict(),
-        "teachers": teachers,
-        "ensemble": {**ensemble_metrics, "members": len(specs), "train_seconds": teacher_seconds},
+        "data": data.describe(),
+        "teachers": teachers["members"],
+        "ensemble": {**teachers["ensemble"], "members": sum(m["kept"] for m in teachers["members"])},
         "reinforcement": next(iter(costs.values())),
         "codecs": costs,
         "runs": runs,
@@ -238,11 +216,6 @@ def run_demo(config: DemoConfig | None = None, progress: bool = False) -> dict[s
     }
     _write_report(out, results)
     return results
-
-
-def _default_codec(reinforced_sets: dict[str, Any]) -> str:
-    """The codec whose students form the ``reinforced`` arm: the first one (the others are arms of the codec table)."""
-    return next(iter(reinforced_sets))
 
 
 def _start_output(config: DemoConfig) -> Path:

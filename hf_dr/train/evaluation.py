@@ -217,15 +217,9 @@ def evaluate_checkpoint(
 def _evaluation_rows(dataset: Any, split: str, limit: int | None) -> tuple[Any, str | None]:
     """The rows :func:`evaluate_checkpoint` evaluates (the first ``limit`` of ``split``) and the dataset's name."""
     if isinstance(dataset, str):
-        name = dataset
-        if dataset.lower().replace("_", "-") == "fashion-mnist":
-            from hf_dr.data.fashion_mnist import load_fashion_mnist
+        from hf_dr.data.sources import load_source
 
-            dataset = load_fashion_mnist(split)
-        else:
-            from hf_dr.data.sources import load_source
-
-            dataset = load_source(dataset, split=split)
+        name, dataset = dataset, load_source(dataset, split=split)  # bundled names included
     else:
         name = getattr(dataset, "info", None) and dataset.info.dataset_name
     if limit is not None:

@@ -73,8 +73,12 @@ class FinetuneConfig:
         mean, std (`tuple[float, ...]`, *optional*): the members' input normalisation, in training and in the teacher
             spec (so the reinforcement normalises as the members learned); the checkpoint's by default (ImageNet's
             for most timm models: pass your data's for data unlike it, e.g. one-channel scans).
-        policy (`str`, *optional*, defaults to ``"rrc"``): augmentation policy without mixing (random-resized-crop +
-            flip); ``"rrc+ra_re"`` trains on views like the reinforcement's.
+        policy (`str` or `dict`, *optional*, defaults to ``"rrc"``): augmentation policy without mixing (a registered
+            name, a ``.json`` file or an :meth:`~hf_dr.AugmentationPolicy.config`); ``"rrc+ra_re"`` trains on views
+            like the reinforcement's.
+        member_tolerance (`float`, *optional*, defaults to 0.05): the members' sanity check, with an eval split: a
+            member whose top-1 is further than this below the best member's is reported and left out of the teacher
+            spec and the ensemble (a collapsed member would flatten every stored label); None keeps every member.
         train (`TrainConfig`, *optional*, defaults to :func:`finetune_train_config`): each member's optimisation
             (epochs, batch size, optimizer, learning rate, weight decay, warmup, label smoothing, channels-last,
             DataLoader workers); its ``seed`` is replaced by the member's.
@@ -96,7 +100,8 @@ class FinetuneConfig:
     image_size: int | None = None
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
-    policy: str = "rrc"
+    policy: str | dict[str, Any] = "rrc"
+    member_tolerance: float | None = 0.05
     train: TrainConfig = field(default_factory=finetune_train_config)
     preload: bool = False
 
@@ -256,12 +261,12 @@ def _with_keys(dataset: datasets.Dataset, image_column: str, key_column: str | N
 
 def _training_data(dataset: datasets.Dataset, data_config: dict[str, Any], config: FinetuneConfig, seed: int,
                    columns: dict[str, str]) -> Any:
-    from hf_dr.augment.registry import create_policy
+    from hf_dr.augment.registry import as_policy
     from hf_dr.data.preloaded import PreloadedDataset
     from hf_dr.data.transforms import AugmentTransform
     from hf_dr.generate.render import policy_for_view
 
-    policy = policy_for_view(create_policy(config.policy), data_config["interpolation"])
+    policy = policy_for_view(as_policy(config.policy), data_config["interpolation"])
     transform = AugmentTransform(policy, size=data_config["input_size"][1:], mean=data_config["mean"],
                                  std=data_config["std"], seed=seed, **columns)
     return PreloadedDataset(dataset, transform) if config.preload else transform.attach(dataset.with_format(None))
@@ -305,7 +310,8 @@ def finetune_teacher(
 
     Returns:
         `FinetuneResult`: pass ``result.spec_path`` to :func:`hf_dr.reinforce` (``teacher=load_teacher_spec(...)``)
-        or to ``hf-dr reinforce --teacher-spec``.
+        or to ``hf-dr reinforce --teacher-spec``. With an eval split the spec holds the members that pass the
+        sanity check (``config.member_tolerance``); each record says whether it was ``kept``.
 
     Example:
         >>> config = FinetuneConfig("test_resnet", num_members=2, pretrained=False, image_size=32,
@@ -337,11 +343,38 @@ def finetune_teacher(
             logger.info("member %d/%d (seed %d): top-1 %.4f", index + 1, config.num_members, seed,
                         record["metrics"]["top1"])
         result.members.append(record)
+    kept = screen_members(result.members, config.member_tolerance)
     if member_logits:  # the teacher's rule: the mean of the members' probabilities
-        result.ensemble = classification_metrics(ensemble_logits(member_logits), labels)
-        logger.info("ensemble of %d: top-1 %.4f", len(member_logits), result.ensemble["top1"])
+        result.ensemble = classification_metrics(ensemble_logits([member_logits[i] for i in kept]), labels)
+        result.ensemble["members"] = len(kept)
+        logger.info("ensemble of %d: top-1 %.4f, ECE %.4f", len(kept), result.ensemble["top1"],
+                    result.ensemble["ece"])
     _write_outputs(result, config, num_classes)
     return result
+
+
+def screen_members(members: list[dict[str, Any]], tolerance: float | None) -> list[int]:
+    """The indices of the members kept: those within ``tolerance`` of the best member's eval top-1 (all of them
+    without eval metrics or a tolerance). Marks each record ``kept`` and warns about each member left out.
+
+    Example:
+        >>> members = [{"metrics": {"top1": 0.91}}, {"metrics": {"top1": 0.62}}, {"metrics": {"top1": 0.90}}]
+        >>> screen_members(members, 0.05), [m["kept"] for m in members]
+        ([0, 2], [True, False, True])
+    """
+    scores = [m.get("metrics", {}).get("top1") for m in members]
+    if tolerance is None or any(s is None for s in scores):
+        kept = list(range(len(members)))
+    else:
+        best = max(scores)
+        kept = [i for i, s in enumerate(scores) if s >= best - tolerance]
+    for index, member in enumerate(members):
+        member["kept"] = index in kept
+        if not member["kept"]:
+            logger.warning("leaving member %d (seed %s) out of the teacher: top-1 %.2f%%, %.2f points below the best "
+                           "member (tolerance %.2f points)", index, member.get("seed"), 100 * scores[index],
+                           100 * (max(scores) - scores[index]), 100 * tolerance)
+    return kept
 
 
 def _finetune_member(train_dataset: datasets.Dataset, config: FinetuneConfig, seed: int, num_classes: int,
@@ -375,7 +408,7 @@ def _member_logits(model: torch.nn.Module, eval_dataset: datasets.Dataset, data_
 
 def _write_outputs(result: FinetuneResult, config: FinetuneConfig, num_classes: int) -> None:
     """``teacher_spec.json`` and ``finetune_metrics.json``, each written atomically."""
-    write_json_atomic(result.spec_path, [m["spec"] for m in result.members])
+    write_json_atomic(result.spec_path, [m["spec"] for m in result.members if m.get("kept", True)])
     metrics = {"config": config.to_dict(), "num_classes": num_classes, "members": result.members,
                "ensemble": result.ensemble}
     write_json_atomic(os.path.join(result.output_dir, METRICS_FILE), metrics)

@@ -5,6 +5,7 @@ the image dataset, the training transform (reinforced replay or plain augmentati
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,12 +23,13 @@ logger = logging.getLogger(__name__)
 
 
 def load_image_dataset(name: str, split: str, data_root: str | None = None) -> datasets.Dataset:
-    """``"fashion-mnist"`` (Debian's files, with a ``key`` column) or any source :func:`hf_dr.data.sources.load_source`
-    reads: a Hub id, a local folder (imagefolder, Parquet, ``save_to_disk``) or a Parquet file."""
-    if name.lower().replace("_", "-") == "fashion-mnist":
-        from hf_dr.data.fashion_mnist import DEFAULT_ROOT, load_fashion_mnist
+    """A bundled dataset (``"fashion-mnist"`` from ``data_root`` or Debian's files, ``"digits"``, ``"shapes"``: see
+    :mod:`hf_dr.data.bundled`) or any source :func:`hf_dr.data.sources.load_source` reads: a Hub id, a local folder
+    (imagefolder, Parquet, ``save_to_disk``) or a Parquet file."""
+    from hf_dr.data.bundled import bundled_name, load_bundled
 
-        return load_fashion_mnist(split, root=data_root or DEFAULT_ROOT)
+    if bundled_name(name) is not None and not os.path.exists(name):
+        return load_bundled(name, split, data_root)
     from hf_dr.data.sources import load_source
 
     return load_source(name, split=split)
