@@ -63,8 +63,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                  "list the reinforced-dataset recipes (ImageNet+, CIFAR-100+, ...) usable with `hf-dr reinforce "
                  "--builder`"),
     "demo": ("hf_dr.cli.demo",
-             "train teachers, reinforce Fashion-MNIST and compare plain, reinforced and online-KD students (CPU, "
-             "offline)"),
+             "train teachers, reinforce a dataset (Fashion-MNIST by default) and compare plain, reinforced and "
+             "online-KD students (CPU, offline)"),
     "eval": ("hf_dr.cli.eval", "top-1, NLL and ECE of a checkpoint on a dataset split"),
     "finetune-teacher": ("hf_dr.cli.finetune_teacher",
                          "fine-tune M seeds of a pretrained timm model on a dataset and save them as a teacher spec "

@@ -1,7 +1,8 @@
-"""Dataset reinforcement end to end on any image-classification dataset (Fashion-MNIST by default), on a CPU, offline:
-train a teacher ensemble on the training split (one-time cost), reinforce a subset, then train the same student on the plain subset (on-the-fly augmentation),
-on the reinforced subset and with online distillation, for the same number of iterations and several seeds. Prints a
-table (top-1 mean +- std, NLL, ECE, wall time, one-time costs) and writes it with a plot PNG to --output-dir.
+"""Dataset reinforcement end to end on any image-classification dataset (Fashion-MNIST by default), on a CPU,
+offline: train a teacher ensemble on the training split (one-time cost), reinforce a subset, then train the same
+student on the plain subset (on-the-fly augmentation), on the reinforced subset and with online distillation, for
+the same number of iterations and several seeds. Prints a table (top-1 mean +- std, NLL, ECE, wall time, one-time
+costs) and writes it with a plot PNG to --output-dir.
 
 Needs Debian's dataset-fashion-mnist (/usr/share/datasets/fashion-mnist) or --data-root / HF_DR_FASHION_MNIST.
 
@@ -19,7 +20,8 @@ import json
 
 from hf_dr.cli._options import add_num_threads
 
-HELP = "train teachers, reinforce a dataset (Fashion-MNIST by default) and compare plain, reinforced and online-KD students (CPU, offline)"
+HELP = ("train teachers, reinforce a dataset (Fashion-MNIST by default) and compare"
+        " plain, reinforced and online-KD students (CPU, offline)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label-column", default=None, help="a ClassLabel column (default: label)")
     parser.add_argument("--key-column", default=None,
                         help="a column of unique sample keys (default: none, a hash of the image bytes)")
-    parser.add_argument("--image-size", type=int, default=None, help="resolution of teachers and students (default: 28)")
+    parser.add_argument("--image-size", type=int, default=None,
+                        help="resolution of teachers and students (default: 28)")
     parser.add_argument("--data-root", default=None, metavar="DIR",
                         help="folder of the Fashion-MNIST idx .gz files (default: $HF_DR_FASHION_MNIST, else "
                              "/usr/share/datasets/fashion-mnist)")

@@ -75,7 +75,8 @@ def format_table(results: dict[str, Any]) -> str:
         )
     ens, rein = results["ensemble"], results["reinforcement"]
     lines.append(
-        f"| Teacher ensemble ({ens['members']} x `{config.teacher_arch}`, {_count(data['teacher_rows'])} images) | – | "
+        f"| Teacher ensemble ({ens['members']} x `{config.teacher_arch}`, {_count(data['teacher_rows'])} images) "
+        "| – | "
         f"{100 * ens['top1']:.2f} | {ens['nll']:.3f} | {100 * ens['ece']:.2f} | "
         f"{ens['train_seconds']:.1f} (one-time) |"
     )

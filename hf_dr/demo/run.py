@@ -120,16 +120,15 @@ def reinforce_subset(config: DemoConfig, data: DemoData, out: Path, spec_path: s
 
 def train_student(config: DemoConfig, data: DemoData, arm: str, seed: int, out: Path, test: Any,
                   reinforcements: str | None = None, teacher: torch.nn.Module | None = None,
-                  arch: str | None = None, epochs: int | None = None, progress: bool = False,
-                  **data_options: Any) -> dict[str, Any]:
+                  arch: str | None = None, epochs: int | None = None, progress: bool = False) -> dict[str, Any]:
     """One student run as ``scripts/train.py`` makes it: :func:`hf_dr.train.inputs.training_data` (replay of
-    ``reinforcements``, else plain augmentation; ``data_options`` such as ``curriculum=`` go to it) and
+    ``reinforcements``, else plain augmentation) and
     :func:`hf_dr.train.loop.fit`, evaluated on ``test``; ``arch`` and ``epochs`` override the config's."""
     arch = arch or config.student_arch
     data_cfg = data_config(config, data)
     train, _ = training_data(data.subset, data_cfg, reinforcements, policy=demo_policy(config), seed=seed,
                              preload=True, key_column=KEY, image_column=config.image_column,
-                             label_column=config.label_column, **data_options)
+                             label_column=config.label_column)
     train_config = config.student_config(seed, len(data.subset), epochs)
     torch.manual_seed(seed)
     model = create_model(arch, data.num_classes, in_chans=data.in_chans, **_size_kwargs(arch, config.image_size))
