@@ -99,3 +99,7 @@ class WeightsFileError(TeacherError):
 
 class CorruptImageError(HfDrError, OSError):
     """An image that cannot be decoded or converted: truncated, damaged or missing, or in an unconvertible mode."""
+
+
+class CalibrationError(HfDrError, ValueError):
+    """A calibration split that cannot fit a teacher's temperature (too few wrong predictions)."""

@@ -74,6 +74,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
                   "run a teacher over N stored augmentations of every image; write params and top-k as Parquet "
                   "shards"),
     "show": ("hf_dr.cli.show", "draw a sample's replayed reinforcements in a captioned grid (PNG)"),
+    "study": ("hf_dr.cli.study",
+              "measure reinforced vs plain students across architectures, corruptions, training lengths, curricula "
+              "and sample selection (CPU, offline)"),
     "verify": ("hf_dr.cli.verify", "replay stored augmentations, rerun the teacher, compare with the stored soft "
                                    "labels"),
 }

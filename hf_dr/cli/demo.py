@@ -32,60 +32,93 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (rate, ETA) on the stages")
     parser.add_argument("--config", default=None, metavar="JSON",
                         help="a demo_config.json to start from (default: none)")
-    parser.add_argument("--dataset", default=None, metavar="NAME_OR_PATH",
-                        help="any image-classification dataset: a bundled one (fashion-mnist, digits, shapes), a Hub "
-                             "id, a local folder (imagefolder, Parquet, save_to_disk) or a Parquet file (default: "
-                             "fashion-mnist)")
-    parser.add_argument("--train-split", default=None, help="(default: train)")
-    parser.add_argument("--test-split", default=None,
-                        help="(default: test; a dataset without one holds out 20%% of the training rows)")
-    parser.add_argument("--image-column", default=None, help="(default: image)")
-    parser.add_argument("--label-column", default=None, help="a ClassLabel column (default: label)")
-    parser.add_argument("--key-column", default=None,
-                        help="a column of unique sample keys (default: none, a hash of the image bytes)")
-    parser.add_argument("--image-size", type=int, default=None,
-                        help="resolution of teachers and students (default: 28)")
-    parser.add_argument("--data-root", default=None, metavar="DIR",
-                        help="folder of the Fashion-MNIST idx .gz files (default: $HF_DR_FASHION_MNIST, else "
-                             "/usr/share/datasets/fashion-mnist)")
-    parser.add_argument("--subset-size", type=int, default=None,
-                        help="images reinforced and trained on (default: 2500, at most a fifth of the training rows; "
-                             "--quick: 512)")
-    parser.add_argument("--test-size", type=int, default=None, help="test images (default: all 10,000; --quick: 1000)")
-    parser.add_argument("--num-teachers", type=int, default=None, help="ensemble members (default: 4; --quick: 2)")
-    parser.add_argument("--teacher-epochs", type=int, default=None, help="(default: 4; --quick: 1)")
-    parser.add_argument("--teacher-arch", default=None, help="timm name of each teacher (default: hf_dr_cnn_fc)")
-    parser.add_argument("--teacher-train-size", type=int, default=None,
-                        help="training images the teachers learn from (default: all; --quick: 4096)")
-    parser.add_argument("--teacher-lr", type=float, default=None, help="(default: 0.1; --quick: 0.02)")
-    parser.add_argument("--member-tolerance", type=float, default=None,
-                        help="leave out a teacher member further than this below the best one's top-1 (default: "
-                             "0.05)")
-    parser.add_argument("--num-samples", type=int, default=None,
-                        help="N, stored augmentations per image (default: 20; --quick: 3)")
-    parser.add_argument("--topk", type=int, default=None, help="k, stored probabilities per augmentation (default: 5)")
-    parser.add_argument("--crop-scale", type=float, nargs=2, default=None, metavar=("MIN", "MAX"),
-                        help="random-resized-crop area range (default: 0.6 1.0)")
-    parser.add_argument("--student-arch", default=None, help="timm name of the students (default: hf_dr_cnn_fc)")
-    parser.add_argument("--epochs", type=int, default=None,
-                        help="student epochs, the same for every arm (default: 60; --quick: 2)")
-    parser.add_argument("--lr", type=float, default=None, help="student peak learning rate (default: 0.1)")
-    parser.add_argument("--optimizer", default=None, choices=("sgd", "adamw"), help="students' (default: sgd)")
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help="student batch size, halved on small subsets until an epoch has 8 steps (default: 128)")
-    parser.add_argument("--temperature", type=float, default=None,
-                        help="distillation temperature (default: 1, the paper's)")
-    parser.add_argument("--codecs", nargs="+", default=None, metavar="CODEC",
-                        help="record codecs to compare, [PARAMS/]LABELS[:DRAWS] each (e.g. fp16-topk "
-                             "seeded/q8-topk-set seeded/sampled:10), on the same teachers and subset (default: "
-                             "fp16-topk only)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=None,
-                        help="student seeds of every arm (default: 0 1 2; --quick: 0 1)")
-    parser.add_argument("--kd-seeds", type=int, nargs="*", default=None,
-                        help="online-KD seeds; none skips the arm (default: 0 1 2; --quick: 0)")
+    _add_data_arguments(parser.add_argument_group("data"))
+    _add_teacher_arguments(parser.add_argument_group("teachers"))
+    _add_reinforcement_arguments(parser.add_argument_group("reinforcement"))
+    _add_student_arguments(parser.add_argument_group("students"))
     add_num_threads(parser, help="torch.set_num_threads (default: 2)")
     parser.add_argument("--seed", type=int, default=None,
                         help="seed of the subset, the teachers and the reinforcement (default: 0)")
+
+
+def _add_data_arguments(group: argparse._ArgumentGroup) -> None:
+    """The dataset, its columns and splits."""
+    group.add_argument("--dataset", default=None, metavar="NAME_OR_PATH",
+                       help="any image-classification dataset: a bundled one (fashion-mnist, digits, shapes), a Hub "
+                            "id, a local folder (imagefolder, Parquet, save_to_disk) or a Parquet file (default: "
+                            "fashion-mnist)")
+    group.add_argument("--train-split", default=None, help="(default: train)")
+    group.add_argument("--test-split", default=None,
+                       help="(default: test; a dataset without one holds out 20%% of the training rows)")
+    group.add_argument("--image-column", default=None, help="(default: image)")
+    group.add_argument("--label-column", default=None, help="a ClassLabel column (default: label)")
+    group.add_argument("--key-column", default=None,
+                       help="a column of unique sample keys (default: none, a hash of the image bytes)")
+    group.add_argument("--image-size", type=int, default=None,
+                       help="resolution of teachers and students (default: 28)")
+    group.add_argument("--data-root", default=None, metavar="DIR",
+                       help="folder of the Fashion-MNIST idx .gz files (default: $HF_DR_FASHION_MNIST, else "
+                            "/usr/share/datasets/fashion-mnist)")
+    group.add_argument("--subset-size", type=int, default=None,
+                       help="images reinforced and trained on (default: 2500, at most a fifth of the training rows; "
+                            "--quick: 512)")
+    group.add_argument("--test-size", type=int, default=None, help="test images (default: all 10,000; --quick: 1000)")
+
+
+def _add_teacher_arguments(group: argparse._ArgumentGroup) -> None:
+    """The teacher ensemble: members, training, screening and calibration."""
+    group.add_argument("--num-teachers", type=int, default=None, help="ensemble members (default: 4; --quick: 2)")
+    group.add_argument("--teacher-epochs", type=int, default=None, help="(default: 4; --quick: 1)")
+    group.add_argument("--teacher-arch", default=None, help="timm name of each teacher (default: hf_dr_cnn_fc)")
+    group.add_argument("--teacher-train-size", type=int, default=None,
+                       help="training images the teachers learn from (default: all; --quick: 4096)")
+    group.add_argument("--teacher-lr", type=float, default=None, help="(default: 0.1; --quick: 0.02)")
+    group.add_argument("--min-teacher-steps", type=int, default=None,
+                       help="more teacher epochs on a small training split, up to this many steps (default: 1000)")
+    group.add_argument("--member-tolerance", type=float, default=None,
+                       help="leave out a teacher member further than this below the best one's top-1 (default: "
+                            "0.05)")
+
+
+def _add_reinforcement_arguments(group: argparse._ArgumentGroup) -> None:
+    """The stored augmentations and labels."""
+    group.add_argument("--num-samples", type=int, default=None,
+                       help="N, stored augmentations per image (default: the student epochs, at least 20, so each "
+                            "stored view is replayed about once; --quick: 3)")
+    group.add_argument("--calibration-size", type=int, default=None,
+                       help="held-out training rows to fit the teacher's temperature on (default: 20%%, at most "
+                            "2,000)")
+    group.add_argument("--no-calibration", dest="calibrate_teacher", action="store_false", default=None,
+                       help="leave the teacher ensemble uncalibrated")
+    group.add_argument("--topk", type=int, default=None, help="k, stored probabilities per augmentation (default: 5)")
+    group.add_argument("--crop-scale", type=float, nargs=2, default=None, metavar=("MIN", "MAX"),
+                       help="random-resized-crop area range (default: 0.6 1.0)")
+
+
+def _add_student_arguments(group: argparse._ArgumentGroup) -> None:
+    """The students, the same for every arm."""
+    group.add_argument("--student-arch", default=None, help="timm name of the students (default: hf_dr_cnn_fc)")
+    group.add_argument("--epochs", type=int, default=None,
+                       help="student epochs, the same for every arm (default: 60, more on a small subset: see "
+                            "--min-student-steps; --quick: 2)")
+    group.add_argument("--min-student-steps", type=int, default=None,
+                       help="more student epochs on a small subset, up to this many steps (default: 1000)")
+    group.add_argument("--lr", type=float, default=None, help="student peak learning rate (default: 0.05)")
+    group.add_argument("--warmup-fraction", type=float, default=None,
+                       help="students' linear warmup, a fraction of the steps (default: 0.2)")
+    group.add_argument("--optimizer", default=None, choices=("sgd", "adamw"), help="students' (default: sgd)")
+    group.add_argument("--batch-size", type=int, default=None,
+                       help="student batch size, halved on small subsets until an epoch has 4 steps (default: 128)")
+    group.add_argument("--temperature", type=float, default=None,
+                       help="distillation temperature (default: 1, the paper's)")
+    group.add_argument("--codecs", nargs="+", default=None, metavar="CODEC",
+                       help="record codecs to compare, [PARAMS/]LABELS[:DRAWS] each (e.g. fp16-topk "
+                            "seeded/q8-topk-set seeded/sampled:10), on the same teachers and subset (default: "
+                            "fp16-topk only)")
+    group.add_argument("--seeds", type=int, nargs="+", default=None,
+                       help="student seeds of every arm (default: 0 1 2; --quick: 0 1)")
+    group.add_argument("--kd-seeds", type=int, nargs="*", default=None,
+                       help="online-KD seeds; none skips the arm (default: 0 1 2; --quick: 0)")
 
 
 def config_from_args(args: argparse.Namespace):  # noqa: ANN201 (keeps the heavy import inside)
@@ -94,11 +127,17 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN201 (keeps the heavy
 
     overrides = {k: v for k, v in vars(args).items()
                  if v is not None and k not in ("quick", "config", "run", "command", "no_progress")}
-    if args.config:
-        with open(args.config) as f:
-            base = json.load(f)
-        return DemoConfig.from_dict({**base, **overrides})
-    return DemoConfig.quick(**overrides) if args.quick else DemoConfig.from_dict(overrides)
+    return demo_config(overrides, args.config, DemoConfig.quick() if args.quick else DemoConfig())
+
+
+def demo_config(overrides: dict, config_file: str | None, defaults):  # noqa: ANN001, ANN201 (heavy import inside)
+    """``defaults`` with the settings of ``config_file`` (a ``demo_config.json``) and then ``overrides``."""
+    from hf_dr.demo.run import DemoConfig
+
+    if config_file:
+        with open(config_file) as f:
+            return DemoConfig.from_dict({**json.load(f), **overrides})
+    return DemoConfig.from_dict(overrides, defaults=defaults)
 
 
 def run(args: argparse.Namespace) -> int:

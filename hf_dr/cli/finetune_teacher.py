@@ -33,12 +33,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     recipe.add_argument("--builder", default=None, metavar="NAME",
                         help="a recipe (hf-dr builders): its source, columns, base checkpoint, seeds and resolution "
                              "are the defaults (default: none)")
-    data = parser.add_argument_group("data")
+    _add_data_arguments(parser.add_argument_group("data"))
+    _add_member_arguments(parser.add_argument_group("members"))
+    _add_training_arguments(parser.add_argument_group("training"))
+    add_option(parser, "--output-dir", hidden=("--output",), default=None, metavar="DIR",
+               help="the folder to write the members and teacher_spec.json to (default with --builder: "
+                    "teachers/NAME)")
+
+
+def _add_data_arguments(data: argparse._ArgumentGroup) -> None:
     data.add_argument("--dataset", default=None,
                       help="Hub id, local folder or Parquet file (default: the builder's source)")
     data.add_argument("--split", default=None, help="training split (default: the builder's, else train)")
     data.add_argument("--eval-split", default=None,
                       help="held-out split for the metrics (default: the builder's, else none)")
+    data.add_argument("--calibration-split", default=None,
+                      help="held-out split (not --eval-split, not the rows you reinforce) to fit the ensemble's "
+                           "temperature on; the spec records it (default: none, uncalibrated)")
     add_option(data, "--dataset-config", hidden=("--name",), default=None, metavar="NAME",
                help="dataset configuration name (default: the builder's, else none)")
     data.add_argument("--revision", default=None,
@@ -51,7 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="train on the first K rows only (default: every row)")
     data.add_argument("--eval-limit", type=int, default=None, metavar="K",
                       help="evaluate on the first K rows only (default: every row)")
-    model = parser.add_argument_group("members")
+
+
+def _add_member_arguments(model: argparse._ArgumentGroup) -> None:
     model.add_argument("--arch", default=None,
                        help="timm name with a pretrained tag, e.g. resnet152.tv2_in1k (default: the builder's)")
     model.add_argument("--weights", default=None, metavar="FILE",
@@ -62,6 +75,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="M, ensemble size (default: the builder's, else 4)")
     model.add_argument("--seeds", type=int, nargs="+", default=None,
                        help="one seed per member (default: the builder's, else 0..M-1)")
+    model.add_argument("--member-tolerance", type=float, default=0.05, metavar="T",
+                       help="with --eval-split: leave out a member more than T (and 3 standard errors) below the best "
+                            "member's top-1 (default 0.05; a negative value keeps every member)")
     model.add_argument("--image-size", type=int, default=None,
                        help="resolution in pixels (default: the builder's, else the checkpoint's)")
     model.add_argument("--mean", type=float, nargs="+", default=None,
@@ -69,7 +85,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "checkpoint's, ImageNet's for most timm models)")
     model.add_argument("--std", type=float, nargs="+", default=None, help="input normalisation std (default: the "
                        "checkpoint's)")
-    train = parser.add_argument_group("training")
+
+
+def _add_training_arguments(train: argparse._ArgumentGroup) -> None:
     train.add_argument("--epochs", type=int, default=None, help="(default: the builder's, else 10)")
     train.add_argument("--batch-size", type=int, default=64, help="images per step")
     train.add_argument("--optimizer", choices=["sgd", "adamw"], default="sgd", help="SGD (Nesterov) or AdamW")
@@ -85,9 +103,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--channels-last", action="store_true", help="channels-last inputs and weights")
     train.add_argument("--preload", action="store_true", help="decode the images once (small datasets)")
     train.add_argument("--no-progress", action="store_true", help="no progress bars (rate and ETA) while training")
-    add_option(parser, "--output-dir", hidden=("--output",), default=None, metavar="DIR",
-               help="the folder to write the members and teacher_spec.json to (default with --builder: "
-                    "teachers/NAME)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -101,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
         args.arch, num_members=args.num_members, seeds=args.seeds, weights=args.weights,
         pretrained=not args.random_init, image_size=args.image_size, mean=args.mean, std=args.std,
         policy=args.policy, preload=args.preload,
+        member_tolerance=args.member_tolerance if args.member_tolerance >= 0 else None,
         train=finetune_train_config(
             epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
             weight_decay=args.weight_decay, warmup_fraction=args.warmup_fraction,
@@ -113,14 +129,23 @@ def run(args: argparse.Namespace) -> int:
     if args.eval_split:
         evaluation = load_source(args.dataset, args.eval_split, args.dataset_config, args.revision)
         evaluation = first_rows(evaluation, args.eval_limit, "--eval-limit")
+    calibration = None
+    if args.calibration_split:
+        calibration = load_source(args.dataset, args.calibration_split, args.dataset_config, args.revision)
     result = finetune_teacher(train, config, args.output_dir, evaluation, image_column=args.image_column,
                               label_column=args.label_column, key_column=args.key_column,
-                              progress=not args.no_progress)
+                              progress=not args.no_progress, calibration_dataset=calibration)
     for index, member in enumerate(result.members):
         top1 = member.get("metrics", {}).get("top1")
-        print(f"member {index} (seed {member['seed']}): " + (f"top-1 {top1:.4f}" if top1 is not None else "trained"))
+        state = "" if member.get("kept", True) else " (left out: far below the best member)"
+        print(f"member {index} (seed {member['seed']}): "
+              + (f"top-1 {top1:.4f}" if top1 is not None else "trained") + state)
     if result.ensemble is not None:
-        print(f"ensemble of {len(result.members)}: top-1 {result.ensemble['top1']:.4f}")
+        print(f"ensemble of {result.ensemble['members']}: top-1 {result.ensemble['top1']:.4f}, "
+              f"ECE {result.ensemble['ece']:.4f}")
+    if result.calibration is not None:
+        print(f"temperature {result.calibration['temperature']:.3f} (calibration NLL "
+              f"{result.calibration['nll_before']:.4f} -> {result.calibration['nll_after']:.4f})")
     print(f"teacher spec -> {result.spec_path}\nnext: hf-dr reinforce {_next_flags(args, builder)}--teacher-spec "
           f"{result.spec_path}")
     return 0

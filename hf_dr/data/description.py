@@ -61,6 +61,8 @@ class RunDescription:
         versions (`dict`, *optional*): versions of the libraries that decide pixels.
         codec (`dict`, *optional*): the :class:`~hf_dr.data.codec.RecordCodec` config of the records (the default,
             stored params and fp16 top-k, when empty).
+        selection (`dict`, *optional*): how the ``num_samples`` records were chosen from more
+            (:mod:`hf_dr.generate.selection`: ``rule``, ``from``); empty when every generated record is kept.
         format_version (`int`, *optional*): the description's format.
     """
 
@@ -76,6 +78,7 @@ class RunDescription:
     image_mode: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
     codec: dict[str, Any] = field(default_factory=dict)
+    selection: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     @property
@@ -110,7 +113,7 @@ class RunDescription:
                             "key_source": columns.get("key_source") or ("column" if columns.get("key") else "content"),
                             "reinforcements": REINFORCEMENTS_COLUMN},
                    source=source, image_mode=config.get("image_mode"), versions=versions,
-                   codec=dict(config.get("codec") or {}))
+                   codec=dict(config.get("codec") or {}), selection=dict(config.get("selection") or {}))
 
     def to_id(self) -> str:
         """The text stored in the feature ``id``: format 1, or 2 for records in a codec other than the default (a
@@ -118,6 +121,8 @@ class RunDescription:
         values = asdict(self)
         if not values["codec"]:
             del values["codec"]  # default records: the bytes earlier versions wrote
+        if not values["selection"]:
+            del values["selection"]
         values["format_version"] = max(self.format_version, CODEC_FORMAT_VERSION if self.codec else FORMAT_VERSION)
         return f"{PREFIX}{values['format_version']} " + json.dumps(values, sort_keys=True, separators=(",", ":"))
 

@@ -38,11 +38,12 @@ _TRANSPOSED_ORIENTATIONS = {5, 6, 7, 8}  # rotated by 90 degrees: datasets' exif
 
 
 def load_source(
-    path: str, split: str = "train", name: str | None = None, revision: str | None = None
+    path: str, split: str = "train", name: str | None = None, revision: str | None = None,
+    data_root: str | None = None,
 ) -> datasets.Dataset:
     """Loads one split from a Hub id, a local folder (imagefolder, Parquet, ``save_to_disk``), a Parquet file or a
     bundled dataset's name (``fashion-mnist``, ``digits``, ``shapes``: :mod:`hf_dr.data.bundled`; a local folder of
-    that name wins).
+    that name wins; ``data_root`` is Fashion-MNIST's folder of idx files).
 
     A missing path that looks local (starts with ``/``, ``.`` or ``~``, or has more separators than ``org/name``) is
     refused as such; anything else that is not on disk is looked up on the Hub, and :class:`SourceNotFoundError`
@@ -60,7 +61,7 @@ def load_source(
         builder = "parquet" if path.endswith(".parquet") else os.path.splitext(path)[1].lstrip(".")
         return datasets.load_dataset(builder, data_files={split: path}, split=split)
     if not os.path.exists(path) and bundled_name(path) is not None:
-        return load_bundled(path, split)
+        return load_bundled(path, split, data_root)
     if os.path.isdir(path) or not _looks_local(path):
         return _load_dataset(path, name, split, revision)
     raise SourceNotFoundError(

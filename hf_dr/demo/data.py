@@ -4,7 +4,8 @@ set, with keys, the image mode and the pixel statistics every stage normalises w
 The teachers learn from ``teacher_train_size`` rows of the training split (all of it by default); the students from
 ``subset_size`` random rows of the same split (the paper's setting at small scale: a teacher that learned from more
 data than the reinforced set). Without a ``test_split`` in the source, ``test_size`` rows (20% by default) are held
-out of the training split first.
+out of the training split first; then ``calibration_size`` rows (20%, at most 2,000, by default) that neither the
+teachers nor the students learn from, on which the teacher ensemble's temperature is fitted.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 KEY = "key"
 HELD_OUT_SHARE = 0.2
+CALIBRATION_SHARE, MAX_CALIBRATION_ROWS = 0.2, 2000
 STATS_ROWS = 5000  # rows the pixel mean and std are estimated on
 
 
@@ -34,6 +36,7 @@ class DemoData:
     Args:
         teacher_rows, subset, test (`datasets.Dataset`): the teachers' training rows, the reinforced subset and the
             test rows, each with the image, label and ``key`` columns.
+        calibration (`datasets.Dataset`, *optional*): held-out training rows for the teacher's temperature.
         num_classes (`int`): classes of the label column.
         class_names (`list[str]`, *optional*): their names.
         in_chans (`int`): 1 for a grayscale source, else 3.
@@ -50,6 +53,7 @@ class DemoData:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     name: str
+    calibration: datasets.Dataset | None = None
 
     @property
     def image_mode(self) -> str:
@@ -58,8 +62,9 @@ class DemoData:
     def describe(self) -> dict[str, Any]:
         """JSON-ready sizes and statistics (recorded in ``results.json``)."""
         return {"dataset": self.name, "teacher_rows": len(self.teacher_rows), "subset_rows": len(self.subset),
-                "test_rows": len(self.test), "num_classes": self.num_classes, "in_chans": self.in_chans,
-                "mean": list(self.mean), "std": list(self.std)}
+                "test_rows": len(self.test), "calibration_rows": len(self.calibration or []),
+                "num_classes": self.num_classes, "in_chans": self.in_chans, "mean": list(self.mean),
+                "std": list(self.std)}
 
 
 def load_demo_data(config: Any) -> DemoData:
@@ -83,6 +88,11 @@ def load_demo_data(config: Any) -> DemoData:
                     config.test_split, held)
     elif config.test_size:
         test = test.select(range(min(config.test_size, len(test))))
+    calibration = None
+    if config.calibrate_teacher:
+        count = config.calibration_size or min(MAX_CALIBRATION_ROWS, max(1, int(CALIBRATION_SHARE * len(train))))
+        order = np.random.default_rng(config.seed + 3).permutation(len(train))
+        calibration, train = train.select(np.sort(order[:count])), train.select(np.sort(order[count:]))
     subset_size = config.subset_size_for(len(train))
     subset = train.select(np.sort(np.random.default_rng(config.seed).permutation(len(train))[:subset_size]))
     teacher_rows = train
@@ -93,7 +103,7 @@ def load_demo_data(config: Any) -> DemoData:
     mean, std = pixel_statistics(teacher_rows, config.image_column, "L" if in_chans == 1 else "RGB")
     feature = train.features[config.label_column]
     return DemoData(teacher_rows, subset, test, int(num_classes), list(getattr(feature, "names", []) or []) or None,
-                    in_chans, mean, std, config.dataset)
+                    in_chans, mean, std, config.dataset, calibration)
 
 
 def _test_rows(config: Any, train: datasets.Dataset) -> datasets.Dataset | None:

@@ -58,7 +58,8 @@ def format_table(results: dict[str, Any]) -> str:
                                    "teacher_rows": config.teacher_train_size or 60_000}
     lines = [
         f"Student `{config.student_arch}` on {data['subset_rows']:,} `{data['dataset']}` images, "
-        f"{config.student.epochs} epochs ({summary['plain']['steps'] if 'plain' in summary else '?'} iterations), "
+        f"{results['runs'][0].get('epochs', config.student.epochs)} epochs "
+        f"({summary['plain']['steps'] if 'plain' in summary else '?'} iterations), "
         f"same hyperparameters; test set of {results['ensemble']['num_samples']:,} images.",
         "",
         "| Run | Seeds | Top-1 (%) | NLL | ECE (%) | Train time / run (s) |",
@@ -75,8 +76,8 @@ def format_table(results: dict[str, Any]) -> str:
         )
     ens, rein = results["ensemble"], results["reinforcement"]
     lines.append(
-        f"| Teacher ensemble ({ens['members']} x `{config.teacher_arch}`, {_count(data['teacher_rows'])} images) "
-        "| – | "
+        f"| Teacher ensemble ({ens['members']} x `{config.teacher_arch}`, {_count(data['teacher_rows'])} images"
+        f"{_temperature(results)}) | – | "
         f"{100 * ens['top1']:.2f} | {ens['nll']:.3f} | {100 * ens['ece']:.2f} | "
         f"{ens['train_seconds']:.1f} (one-time) |"
     )
@@ -102,6 +103,12 @@ def format_table(results: dict[str, Any]) -> str:
         lines += ["", format_codec_table(results)]
     lines.append(f"Total wall time: {results['total_seconds'] / 60:.1f} min on {config.num_threads} threads.")
     return "\n".join(lines)
+
+
+def _temperature(results: dict[str, Any]) -> str:
+    """``, T = 0.71`` for a calibrated teacher (:mod:`hf_dr.train.teacher_quality`)."""
+    calibration = results.get("calibration")
+    return f", T = {calibration['temperature']:.2f}" if calibration else ""
 
 
 def _count(rows: int) -> str:

@@ -67,12 +67,13 @@ def train_teachers(config: DemoConfig, data: DemoData, out: Path, progress: bool
     finetune = FinetuneConfig(
         config.teacher_arch, num_members=config.num_teachers, pretrained=False, image_size=config.image_size,
         seeds=tuple(config.teacher_seed(m) for m in range(config.num_teachers)), mean=data.mean, std=data.std,
-        policy=demo_policy(config).config(), member_tolerance=config.member_tolerance, train=config.teacher,
+        policy=demo_policy(config).config(), member_tolerance=config.member_tolerance,
+        train=config.teacher_config(train_rows=len(data.teacher_rows)),
         preload=True)
     start = time.perf_counter()
     result = finetune_teacher(data.teacher_rows, finetune, str(out / "teachers"), eval_dataset=data.test,
                               image_column=config.image_column, label_column=config.label_column, key_column=KEY,
-                              progress=progress)
+                              progress=progress, calibration_dataset=data.calibration)
     seconds = time.perf_counter() - start
     members = [{"member": i, "seed": m["seed"], "top1": m["metrics"]["top1"], "ece": m["metrics"]["ece"],
                 "nll": m["metrics"]["nll"], "kept": m["kept"], "wall_time": m["train"]["wall_time"],
@@ -80,19 +81,21 @@ def train_teachers(config: DemoConfig, data: DemoData, out: Path, progress: bool
     for m in members:
         logger.info("teacher %d/%d: top-1 %.2f%%, ECE %.2f%%, %.0f s%s", m["member"] + 1, len(members),
                     100 * m["top1"], 100 * m["ece"], m["wall_time"], "" if m["kept"] else " (left out)")
-    return {"spec_path": result.spec_path, "members": members,
+    return {"spec_path": result.spec_path, "members": members, "calibration": result.calibration,
             "ensemble": {**result.ensemble, "train_seconds": seconds}}
 
 
 def load_ensemble(config: DemoConfig, data: DemoData, teachers: dict[str, Any]) -> ProbabilityEnsemble:
-    """The kept members as one classifier averaging their probabilities (the teacher's rule), for online KD."""
+    """The kept members as one classifier averaging their probabilities (the teacher's rule, at its calibrated
+    temperature), for online KD."""
     members = []
     for m in teachers["members"]:
         if m["kept"]:
             member = create_model(config.teacher_arch, data.num_classes, in_chans=data.in_chans)
             load_checkpoint(member, m["path"])
             members.append(member)
-    return ProbabilityEnsemble(members).eval()
+    temperature = (teachers.get("calibration") or {}).get("temperature", 1.0)
+    return ProbabilityEnsemble(members, temperature).eval()
 
 
 def reinforce_subset(config: DemoConfig, data: DemoData, out: Path, spec_path: str, progress: bool = False,
@@ -105,48 +108,63 @@ def reinforce_subset(config: DemoConfig, data: DemoData, out: Path, spec_path: s
     record_codec = RecordCodec.parse(codec, config.student.temperature) if codec else RecordCodec()
     folder = out / ("reinforced" if codec is None else f"reinforced-{record_codec.name.replace('/', '-')}")
     start = time.perf_counter()
-    reinforce(data.subset, load_teacher_spec(spec_path), demo_policy(config), num_samples=config.num_samples,
+    num_samples = config.num_samples_for(len(data.subset))
+    reinforce(data.subset, load_teacher_spec(spec_path), demo_policy(config), num_samples=num_samples,
               topk=config.topk, seed=config.seed, output_dir=str(folder), image_column=config.image_column,
               label_column=config.label_column, key_column=KEY, batch_size=256, num_workers=0, channels_last=True,
               overwrite=True, progress=progress, codec=record_codec,
               source={"id": config.dataset, "split": f"{config.train_split}[{len(data.subset)} random rows]"})
     seconds = time.perf_counter() - start
     size = sum(f.stat().st_size for f in folder.rglob("*.parquet"))
-    cost = {"seconds": seconds, "bytes": size, "images": len(data.subset), "num_samples": config.num_samples,
+    cost = {"seconds": seconds, "bytes": size, "images": len(data.subset), "num_samples": num_samples,
             "topk": config.topk, "codec": record_codec.name,
-            "bytes_per_reinforcement": size / (len(data.subset) * config.num_samples), "folder": str(folder)}
+            "bytes_per_reinforcement": size / (len(data.subset) * num_samples), "folder": str(folder)}
     return str(folder), cost
 
 
 def train_student(config: DemoConfig, data: DemoData, arm: str, seed: int, out: Path, test: Any,
                   reinforcements: str | None = None, teacher: torch.nn.Module | None = None,
-                  arch: str | None = None, epochs: int | None = None, progress: bool = False) -> dict[str, Any]:
+                  arch: str | None = None, epochs: int | None = None, progress: bool = False,
+                  curriculum: Any = None, evaluations: dict[str, Any] | None = None,
+                  name: str | None = None) -> dict[str, Any]:
     """One student run as ``scripts/train.py`` makes it: :func:`hf_dr.train.inputs.training_data` (replay of
-    ``reinforcements``, else plain augmentation) and
-    :func:`hf_dr.train.loop.fit`, evaluated on ``test``; ``arch`` and ``epochs`` override the config's."""
+    ``reinforcements``, with a ``curriculum`` when given, else plain augmentation) and :func:`hf_dr.train.loop.fit`,
+    evaluated on ``test`` and on each of ``evaluations`` (``{name: data}``, under ``"evaluations"``); ``arch`` and
+    ``epochs`` override the config's. The checkpoint is ``students/{name}.safetensors`` (``{arm}-seed{seed}`` by
+    default)."""
+    from hf_dr.train.evaluation import evaluate
+
     arch = arch or config.student_arch
     data_cfg = data_config(config, data)
     train, _ = training_data(data.subset, data_cfg, reinforcements, policy=demo_policy(config), seed=seed,
                              preload=True, key_column=KEY, image_column=config.image_column,
-                             label_column=config.label_column)
+                             label_column=config.label_column, curriculum=curriculum)
     train_config = config.student_config(seed, len(data.subset), epochs)
     torch.manual_seed(seed)
     model = create_model(arch, data.num_classes, in_chans=data.in_chans, **_size_kwargs(arch, config.image_size))
     result = fit(model, train, train_config, eval_dataset=test, teacher=teacher, num_classes=data.num_classes,
                  progress=progress)
-    save_checkpoint(model, out / "students" / f"{arm}-seed{seed}.safetensors",
+    save_checkpoint(model, out / "students" / f"{name or f'{arm}-seed{seed}'}.safetensors",
                     {"architecture": arch, "num_classes": data.num_classes, "in_chans": data.in_chans,
                      "input_size": [data.in_chans, config.image_size, config.image_size], "mean": list(data.mean),
                      "std": list(data.std), "dataset": config.dataset})
-    logger.info("%s seed %d: top-1 %.2f%%, ECE %.2f%%, %.0f s", arm, seed, 100 * result.metrics["top1"],
+    logger.info("%s %s seed %d: top-1 %.2f%%, ECE %.2f%%, %.0f s", arm, arch, seed, 100 * result.metrics["top1"],
                 100 * result.metrics["ece"], result.wall_time)
-    return {"arm": arm, "seed": seed, "arch": arch, **result.metrics, "wall_time": result.wall_time,
-            "steps": result.steps}
+    record = {"arm": arm, "seed": seed, "arch": arch, **result.metrics, "wall_time": result.wall_time,
+              "steps": result.steps, "epochs": train_config.epochs,
+              "params": sum(p.numel() for p in model.parameters())}
+    if evaluations:
+        model.eval()
+        record["evaluations"] = {key: evaluate(model, rows) for key, rows in evaluations.items()}
+    return record
 
 
 def _size_kwargs(arch: str, image_size: int) -> dict[str, Any]:
-    """timm's ``img_size`` for architectures built for one input size (ViTs, the flattening CNN)."""
-    return {"img_size": image_size} if arch.startswith(("vit", "deit", "hf_dr_cnn_fc")) else {}
+    """timm's ``img_size`` for architectures built for one input size (ViTs, the flattening CNN); ViTs on small
+    images (under 64 pixels) take 4-pixel patches (a 28x28 image is 49 tokens, not one)."""
+    if arch.startswith(("vit", "deit", "test_vit")):
+        return {"img_size": image_size, **({"patch_size": 4} if image_size < 64 else {})}
+    return {"img_size": image_size} if arch.startswith("hf_dr_cnn_fc") else {}
 
 
 def test_data(config: DemoConfig, data: DemoData, rows: datasets.Dataset | None = None) -> Any:
@@ -194,19 +212,23 @@ def run_demo(config: DemoConfig | None = None, progress: bool = False) -> dict[s
     teachers = train_teachers(config, data, out, progress)
     ensemble = load_ensemble(config, data, teachers)
 
-    logger.info("stage 2/3: reinforcing %d images (N=%d, k=%d)", len(data.subset), config.num_samples, config.topk)
+    logger.info("stage 2/3: reinforcing %d images (N=%d, k=%d)", len(data.subset),
+                config.num_samples_for(len(data.subset)), config.topk)
     folders, costs = {}, {}
     for codec in config.codecs or [None]:
         folder, cost = reinforce_subset(config, data, out, teachers["spec_path"], progress, codec)
         folders[cost["codec"]], costs[cost["codec"]] = folder, cost
 
-    logger.info("stage 3/3: students (%s), %d epochs each", config.student_arch, config.student.epochs)
+    student = config.student_config(config.seed, len(data.subset))
+    logger.info("stage 3/3: students (%s), %d epochs of batch %d each", config.student_arch, student.epochs,
+                student.batch_size)
     runs = _train_students(config, data, out, folders, test, ensemble, progress)
     results = {
         "config": config.to_dict(),
         "data": data.describe(),
         "teachers": teachers["members"],
         "ensemble": {**teachers["ensemble"], "members": sum(m["kept"] for m in teachers["members"])},
+        "calibration": teachers["calibration"],
         "reinforcement": next(iter(costs.values())),
         "codecs": costs,
         "runs": runs,

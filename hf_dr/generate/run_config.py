@@ -59,6 +59,7 @@ class ReinforceConfig:
     num_classes: int | None = None
     versions: dict[str, str] = field(default_factory=dict)
     codec: dict[str, Any] | None = None
+    selection: dict[str, Any] | None = None
     format_version: int = 1
 
     # -- identity ---------------------------------------------------------------------------------------------
@@ -67,10 +68,15 @@ class ReinforceConfig:
         plan = {name: getattr(self, name) for name in PLAN_FIELDS}
         plan["dataset"] = {k: self.dataset.get(k) for k in DATASET_PLAN_FIELDS}
         plan["teacher"] = [{k: m["spec"].get(k) for k in MEMBER_PLAN_FIELDS} for m in self.teacher]
+        for member, planned in zip(self.teacher, plan["teacher"], strict=True):
+            if member["spec"].get("temperature") is not None:  # calibrated members; others keep their fingerprint
+                planned["temperature"] = member["spec"]["temperature"]
         if self.image_mode is not None:  # absent from configs that predate it: their fingerprint stays theirs
             plan["image_mode"] = self.image_mode
         if self.codec is not None:  # the default codec is left out: runs made before codecs keep their fingerprint
             plan["codec"] = self.codec
+        if self.selection is not None:  # N' of N records kept (hf_dr.generate.selection)
+            plan["selection"] = self.selection
         return _as_json(plan)
 
     def fingerprint(self) -> str:

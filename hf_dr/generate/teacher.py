@@ -51,11 +51,13 @@ class MemberSpec:
         weights (`str`, *optional*): a local weights file or ``save_for_hf`` directory; Hub weights when None.
         num_classes (`int`, *optional*): head size; read from the weights file when not given.
         input_size, interpolation, mean, std, crop_pct (*optional*): overrides of the member's timm data config.
+        temperature (`float`, *optional*): the member's logits are divided by it before the softmax (post-hoc
+            calibration, fitted by :func:`hf_dr.train.teacher_quality.fit_temperature`); 1 when not given.
 
     Example:
         >>> MemberSpec.parse("resnet18=weights/r18.safetensors")
         MemberSpec(arch='resnet18', weights='weights/r18.safetensors', num_classes=None, input_size=None, \
-interpolation=None, mean=None, std=None, crop_pct=None)
+interpolation=None, mean=None, std=None, crop_pct=None, temperature=None)
     """
 
     arch: str
@@ -66,6 +68,11 @@ interpolation=None, mean=None, std=None, crop_pct=None)
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     crop_pct: float | None = None
+    temperature: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.temperature is not None and not self.temperature > 0:
+            raise InvalidConfigError(f"a member's temperature should be positive, but got {self.temperature}")
 
     @classmethod
     def parse(cls, spec: str | dict[str, Any] | MemberSpec) -> MemberSpec:
@@ -323,7 +330,9 @@ class Teacher(torch.nn.Module):
             if self.channels_last:
                 pixels = pixels.contiguous(memory_format=torch.channels_last)
             with self._autocast(pixels.device.type):
-                member_logits.append(model(pixels))
+                logits = model(pixels)
+            temperature = member.spec.temperature
+            member_logits.append(logits if temperature is None else logits.float() / temperature)
         return mean_probabilities(member_logits)
 
     def _autocast(self, device_type: str) -> contextlib.AbstractContextManager:

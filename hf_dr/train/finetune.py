@@ -33,9 +33,10 @@ import torch
 
 from hf_dr.data.schema import KEY_COLUMN
 from hf_dr.data.sources import check_columns, class_count
-from hf_dr.errors import InvalidConfigError, TeacherError
+from hf_dr.errors import InvalidConfigError
 from hf_dr.files import to_json_value, write_json_atomic
 from hf_dr.train.loop import TRAIN_FIELDS, TrainConfig
+from hf_dr.train.members import create_member, member_data_config, member_spec
 
 logger = logging.getLogger(__name__)
 
@@ -160,82 +161,17 @@ class FinetuneConfig:
 
 @dataclass
 class FinetuneResult:
-    """What :func:`finetune_teacher` wrote: the folder, the spec file, one record per member and the ensemble's
-    eval metrics (None without an eval split)."""
+    """What :func:`finetune_teacher` wrote: the folder, the spec file, one record per member, the ensemble's
+    eval metrics (None without an eval split) and its calibration (None without a calibration split)."""
 
     output_dir: str
     spec_path: str
     members: list[dict[str, Any]] = field(default_factory=list)
     ensemble: dict[str, Any] | None = None
+    calibration: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-# -- members ---------------------------------------------------------------------------------------------------------
-def create_member(config: FinetuneConfig, num_classes: int, seed: int) -> torch.nn.Module:
-    """``config.arch`` with a fresh ``num_classes`` head (initialised from ``seed``) on the pretrained body: Hub
-    weights, ``config.weights``, or random weights when ``config.pretrained`` is False.
-
-    Example:
-        >>> model = create_member(FinetuneConfig("test_resnet", pretrained=False), num_classes=10, seed=0)
-        >>> model.num_classes
-        10
-    """
-    import timm
-
-    torch.manual_seed(seed)
-    kwargs: dict[str, Any] = {"num_classes": num_classes, "pretrained": config.pretrained}
-    if config.weights is not None:
-        kwargs["pretrained_cfg_overlay"] = _local_weights_overlay(config.arch, config.weights)
-    try:
-        return timm.create_model(config.arch, **kwargs)
-    except (RuntimeError, OSError, ValueError) as err:
-        source = config.weights or ("the Hub" if config.pretrained else "random weights")
-        raise TeacherError(
-            f"could not build {config.arch!r} from {source}: {str(err).strip().splitlines()[0].rstrip('.')}. "
-            "Check the name (timm.list_pretrained()), that the weights belong to it, and for Hub weights that the "
-            "Hub is reachable (offline: pass weights=FILE / --weights FILE)."
-        ) from err
-
-
-def _local_weights_overlay(arch: str, weights: str) -> dict[str, Any]:
-    from hf_dr.errors import WeightsNotFoundError
-    from hf_dr.generate.teacher import head_size
-
-    if not os.path.isfile(weights):
-        raise WeightsNotFoundError(f"pretrained weights {os.path.abspath(weights)!r} of {arch!r} do not exist; pass "
-                                   "an existing .safetensors/.pth file")
-    overlay: dict[str, Any] = {"file": weights}
-    classes = head_size(arch, weights)
-    if classes is not None:
-        overlay["num_classes"] = classes  # timm drops a head of another size and keeps the body
-    return overlay
-
-
-def member_data_config(model: torch.nn.Module, image_size: int | None = None, mean: Any = None, std: Any = None
-                       ) -> dict[str, Any]:
-    """The member's input size, interpolation, mean, std and crop_pct (timm's resolved config; ``image_size``,
-    ``mean`` and ``std`` override it)."""
-    import timm
-
-    config = dict(timm.data.resolve_model_data_config(model))
-    if image_size is not None:
-        config["input_size"] = (int(config["input_size"][0]), int(image_size), int(image_size))
-    for name, value in (("mean", mean), ("std", std)):
-        if value is not None:
-            channels = int(config["input_size"][0])
-            if len(value) not in (1, channels):
-                raise InvalidConfigError(f"{name} has {len(value)} values for a {channels}-channel model; pass 1 or "
-                                         f"{channels} (--{name}).")
-            config[name] = tuple(value) * (channels if len(value) == 1 else 1)
-    keys = ("input_size", "interpolation", "mean", "std", "crop_pct")
-    return to_json_value({k: config[k] for k in keys})
-
-
-def member_spec(arch: str, weights: str, num_classes: int, data_config: dict[str, Any]) -> dict[str, Any]:
-    """One entry of ``teacher_spec.json`` (see :func:`hf_dr.load_teacher_spec`); ``weights`` is made absolute."""
-    return {"arch": arch, "weights": os.path.abspath(weights), "num_classes": num_classes, **data_config}
 
 
 # -- data ------------------------------------------------------------------------------------------------------------
@@ -293,6 +229,7 @@ def finetune_teacher(
     key_column: str | None = None,
     num_classes: int | None = None,
     progress: bool = False,
+    calibration_dataset: datasets.Dataset | None = None,
 ) -> FinetuneResult:
     """Fine-tunes ``config.num_members`` members, evaluates each and their ensemble, and saves them as a teacher.
 
@@ -307,6 +244,10 @@ def finetune_teacher(
             augmentation seeds use a hash of the image bytes.
         num_classes (`int`, *optional*): the class count; read from a ``ClassLabel`` label column by default.
         progress (`bool`, *optional*, defaults to False): tqdm bars while training.
+        calibration_dataset (`datasets.Dataset`, *optional*): held-out rows (not the eval split a student is judged
+            on) to fit the ensemble's temperature on (:mod:`hf_dr.train.teacher_quality`); every kept member of the
+            spec records it, and the ensemble's eval metrics are those of the calibrated teacher (the uncalibrated
+            ones under ``"uncalibrated"``).
 
     Returns:
         `FinetuneResult`: pass ``result.spec_path`` to :func:`hf_dr.reinforce` (``teacher=load_teacher_spec(...)``)
@@ -321,9 +262,9 @@ def finetune_teacher(
         (3, 32, 32)
     """
     from hf_dr.train.evaluation import classification_metrics
-    from hf_dr.train.models import ensemble_logits
+    from hf_dr.train.teacher_quality import calibrate_members, screen_members
 
-    for dataset in (train_dataset, eval_dataset):
+    for dataset in (train_dataset, eval_dataset, calibration_dataset):
         if dataset is not None:
             check_columns(dataset, image_column=image_column, label_column=label_column)
     num_classes = _num_classes(train_dataset, label_column, num_classes)
@@ -331,7 +272,7 @@ def finetune_teacher(
     columns = {"image_column": image_column, "label_column": label_column, "key_column": key_name}
     os.makedirs(output_dir, exist_ok=True)
     result = FinetuneResult(output_dir=output_dir, spec_path=os.path.join(output_dir, SPEC_FILE))
-    member_logits, labels = [], None
+    member_logits, labels, calibration_logits, calibration_labels = [], None, [], None
     for index, seed in enumerate(config.member_seeds()):
         path = os.path.join(output_dir, f"member-{index}.safetensors")
         model, data_config, record = _finetune_member(train_dataset, config, seed, num_classes, columns, path,
@@ -342,39 +283,34 @@ def finetune_teacher(
             member_logits.append(logits)
             logger.info("member %d/%d (seed %d): top-1 %.4f", index + 1, config.num_members, seed,
                         record["metrics"]["top1"])
+        if calibration_dataset is not None:
+            logits, calibration_labels = _member_logits(model, calibration_dataset, data_config, config, columns)
+            calibration_logits.append(logits)
         result.members.append(record)
     kept = screen_members(result.members, config.member_tolerance)
-    if member_logits:  # the teacher's rule: the mean of the members' probabilities
-        result.ensemble = classification_metrics(ensemble_logits([member_logits[i] for i in kept]), labels)
-        result.ensemble["members"] = len(kept)
-        logger.info("ensemble of %d: top-1 %.4f, ECE %.4f", len(kept), result.ensemble["top1"],
-                    result.ensemble["ece"])
+    if calibration_logits:
+        result.calibration = calibrate_members(result.members, [calibration_logits[i] for i in kept],
+                                               calibration_labels, kept)
+    if member_logits:
+        result.ensemble = _ensemble_metrics([member_logits[i] for i in kept], labels, result.calibration)
     _write_outputs(result, config, num_classes)
     return result
 
 
-def screen_members(members: list[dict[str, Any]], tolerance: float | None) -> list[int]:
-    """The indices of the members kept: those within ``tolerance`` of the best member's eval top-1 (all of them
-    without eval metrics or a tolerance). Marks each record ``kept`` and warns about each member left out.
+def _ensemble_metrics(logits: list[torch.Tensor], labels: torch.Tensor, calibration: dict[str, Any] | None
+                      ) -> dict[str, Any]:
+    """The kept members' ensemble on the eval rows by the teacher's rule (the mean of the probabilities, at the
+    calibrated temperature), with the uncalibrated metrics beside them after a calibration."""
+    from hf_dr.train.evaluation import classification_metrics
+    from hf_dr.train.models import ensemble_logits
 
-    Example:
-        >>> members = [{"metrics": {"top1": 0.91}}, {"metrics": {"top1": 0.62}}, {"metrics": {"top1": 0.90}}]
-        >>> screen_members(members, 0.05), [m["kept"] for m in members]
-        ([0, 2], [True, False, True])
-    """
-    scores = [m.get("metrics", {}).get("top1") for m in members]
-    if tolerance is None or any(s is None for s in scores):
-        kept = list(range(len(members)))
-    else:
-        best = max(scores)
-        kept = [i for i, s in enumerate(scores) if s >= best - tolerance]
-    for index, member in enumerate(members):
-        member["kept"] = index in kept
-        if not member["kept"]:
-            logger.warning("leaving member %d (seed %s) out of the teacher: top-1 %.2f%%, %.2f points below the best "
-                           "member (tolerance %.2f points)", index, member.get("seed"), 100 * scores[index],
-                           100 * (max(scores) - scores[index]), 100 * tolerance)
-    return kept
+    temperature = (calibration or {}).get("temperature", 1.0)
+    metrics = classification_metrics(ensemble_logits(z.float() / temperature for z in logits), labels)
+    metrics["members"] = len(logits)
+    if calibration:
+        metrics["uncalibrated"] = classification_metrics(ensemble_logits(logits), labels)
+    logger.info("ensemble of %d: top-1 %.4f, ECE %.4f", len(logits), metrics["top1"], metrics["ece"])
+    return metrics
 
 
 def _finetune_member(train_dataset: datasets.Dataset, config: FinetuneConfig, seed: int, num_classes: int,
@@ -410,5 +346,5 @@ def _write_outputs(result: FinetuneResult, config: FinetuneConfig, num_classes: 
     """``teacher_spec.json`` and ``finetune_metrics.json``, each written atomically."""
     write_json_atomic(result.spec_path, [m["spec"] for m in result.members if m.get("kept", True)])
     metrics = {"config": config.to_dict(), "num_classes": num_classes, "members": result.members,
-               "ensemble": result.ensemble}
+               "ensemble": result.ensemble, "calibration": result.calibration}
     write_json_atomic(os.path.join(result.output_dir, METRICS_FILE), metrics)

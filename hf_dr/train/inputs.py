@@ -5,7 +5,6 @@ the image dataset, the training transform (reinforced replay or plain augmentati
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,16 +22,12 @@ logger = logging.getLogger(__name__)
 
 
 def load_image_dataset(name: str, split: str, data_root: str | None = None) -> datasets.Dataset:
-    """A bundled dataset (``"fashion-mnist"`` from ``data_root`` or Debian's files, ``"digits"``, ``"shapes"``: see
-    :mod:`hf_dr.data.bundled`) or any source :func:`hf_dr.data.sources.load_source` reads: a Hub id, a local folder
+    """:func:`hf_dr.data.sources.load_source` of ``split``: a bundled dataset (``"fashion-mnist"`` from ``data_root``
+    or Debian's files, ``"digits"``, ``"shapes"``: :mod:`hf_dr.data.bundled`), a Hub id, a local folder
     (imagefolder, Parquet, ``save_to_disk``) or a Parquet file."""
-    from hf_dr.data.bundled import bundled_name, load_bundled
-
-    if bundled_name(name) is not None and not os.path.exists(name):
-        return load_bundled(name, split, data_root)
     from hf_dr.data.sources import load_source
 
-    return load_source(name, split=split)
+    return load_source(name, split=split, data_root=data_root)
 
 
 def class_count(dataset: datasets.Dataset, label_column: str = "label") -> int | None:
@@ -81,6 +76,7 @@ def training_data(
     verify_images: str = "sample",
     image_column: str = "image",
     label_column: str = "label",
+    curriculum: Any = None,
 ) -> tuple[Any, Any]:
     """The training dataset and its transform: replay of a reinforcement run (``reinforcements``: its folder), or
     on-the-fly augmentation with ``policy`` and hard labels. ``preload`` decodes the images once
@@ -89,7 +85,11 @@ def training_data(
     A run's rows are joined by key, recomputed as the run made them (its ``columns["key_source"]``; computed keys go
     to column ``key_column``), and the image digests it stored are compared with ``dataset``'s images of the same
     keys: ``verify_images`` ``"sample"`` (64 rows), ``"full"`` or ``"off"`` (see :func:`hf_dr.load_reinforced`).
-    ``image_column`` and ``label_column`` name a plain run's columns (a reinforced run reads those it recorded)."""
+    ``image_column`` and ``label_column`` name a plain run's columns (a reinforced run reads those it recorded).
+    ``curriculum`` (a :class:`hf_dr.data.curriculum.Curriculum`) orders each sample's replayed records by the
+    teacher's confidence (paper App. C.4); refused without ``reinforcements``."""
+    if curriculum is not None and not reinforcements:
+        raise InvalidConfigError("a curriculum orders stored reinforcements: pass the reinforced run's folder too")
     if reinforcements:
         from hf_dr.generate.loading import load_reinforcements
         from hf_dr.generate.run_config import ReinforceConfig
@@ -109,7 +109,7 @@ def training_data(
         dataset = _reinforced_rows(dataset, table, key_name)
         transform: Any = ReinforcedTransform(
             table, policy=run.policy, num_classes=run.num_classes, size=data.size, mean=data.mean, std=data.std,
-            seed=seed, images=dataset, image_column=image_column, key_column=key_name,
+            seed=seed, images=dataset, image_column=image_column, key_column=key_name, curriculum=curriculum,
         )
     else:
         transform = AugmentTransform(policy, size=data.size, mean=data.mean, std=data.std, seed=seed,

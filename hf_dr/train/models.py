@@ -124,20 +124,23 @@ class ProbabilityEnsemble(nn.Module):
 
     Args:
         models (`Sequence[torch.nn.Module]`): the members (called with :func:`forward_logits`).
+        temperature (`float`, *optional*, defaults to 1.0): every member's logits are divided by it before the
+            softmax, as a calibrated teacher's are (:mod:`hf_dr.train.teacher_quality`).
     """
 
-    def __init__(self, models: list[nn.Module]) -> None:
+    def __init__(self, models: list[nn.Module], temperature: float = 1.0) -> None:
         super().__init__()
         if not models:
             raise InvalidConfigError("an ensemble needs at least one model")
         self.models = nn.ModuleList(models)
+        self.temperature = float(temperature)
         counts = {model_num_classes(m) for m in models} - {None}
         if len(counts) > 1:
             raise ClassCountMismatchError(f"ensemble members predict different class counts: {sorted(counts)}")
         self.num_classes = counts.pop() if counts else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return ensemble_logits(forward_logits(m, x) for m in self.models)
+        return ensemble_logits(forward_logits(m, x).float() / self.temperature for m in self.models)
 
 
 def ensemble_logits(member_logits: Iterable[torch.Tensor]) -> torch.Tensor:

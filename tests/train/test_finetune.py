@@ -18,8 +18,9 @@ from hf_dr.errors import InvalidConfigError
 from hf_dr.generate.loading import load_reinforcements
 from hf_dr.generate.run_config import ReinforceConfig
 from hf_dr.generate.teacher import create_teacher, load_teacher_spec
-from hf_dr.train.finetune import FinetuneConfig, create_member, finetune_teacher, finetune_train_config
+from hf_dr.train.finetune import FinetuneConfig, finetune_teacher, finetune_train_config
 from hf_dr.train.loop import TrainConfig
+from hf_dr.train.members import create_member
 from tests.data_utils import digits_dataset
 from tests.test_files import RenameLog
 from tests.utils_builders import standin
@@ -240,6 +241,35 @@ def test_members_learn_and_label_with_the_given_normalisation(digits_dir, tmp_pa
     with open(os.path.join(out, "finetune_metrics.json")) as f:
         assert json.load(f)["config"]["train"]["clip_grad_norm"] == 1.0
     with pytest.raises(InvalidConfigError, match="--mean"):
-        from hf_dr.train.finetune import member_data_config
+        from hf_dr.train.members import member_data_config
 
         member_data_config(create_member(FinetuneConfig("test_resnet", pretrained=False), 10, 0), mean=(0.1, 0.2))
+
+
+def test_a_calibration_split_fits_the_temperature_the_spec_and_the_ensemble_metrics_use(digits_dir, tmp_path,
+                                                                                          capsys):
+    out = str(tmp_path / "calibrated")
+    assert cli_main(["finetune-teacher", "--dataset", digits_dir, "--eval-split", "test", "--calibration-split",
+                     "test", "--key-column", "key", *TINY, "--num-members", "2", "--epochs", "2", "--batch-size",
+                     "32", "--optimizer", "adamw", "--lr", "0.003", "--member-tolerance", "-1",
+                     "--output-dir", out]) == 0
+    assert "temperature" in capsys.readouterr().out
+    with open(os.path.join(out, "finetune_metrics.json")) as f:
+        metrics = json.load(f)
+    temperature = metrics["calibration"]["temperature"]
+    assert temperature != 1.0 and metrics["calibration"]["nll_after"] <= metrics["calibration"]["nll_before"]
+    assert {s.temperature for s in load_teacher_spec(os.path.join(out, "teacher_spec.json"))} == {temperature}
+    # calibrated on the eval rows here, so its eval NLL can only improve
+    assert metrics["ensemble"]["nll"] <= metrics["ensemble"]["uncalibrated"]["nll"] + 1e-6
+
+
+def test_a_member_far_below_the_others_is_reported_and_left_out(caplog):
+    """Issue 14: members at 74-89% went into one teacher unreported; one far below the others (beyond the tolerance
+    and 3 standard errors of its eval set) is now named in a warning and left out."""
+    from hf_dr.train.teacher_quality import screen_members
+
+    members = [{"seed": 0, "metrics": {"top1": 0.93, "num_samples": 500}},
+               {"seed": 1, "metrics": {"top1": 0.41, "num_samples": 500}},
+               {"seed": 2, "metrics": {"top1": 0.92, "num_samples": 500}}]
+    assert screen_members(members, 0.05) == [0, 2] and "leaving member 1 (seed 1)" in caplog.text
+    assert screen_members(members, None) == [0, 1, 2]
