@@ -7,10 +7,10 @@ The public API, by flow (everything else lives in the subpackages named in brack
 
 - reinforce [``hf_dr.augment``, ``hf_dr.generate``]: :func:`create_policy`, :func:`list_policies`,
   :class:`AugmentationPolicy`, :func:`create_teacher`, :func:`load_teacher_spec`, :class:`RecordCodec`,
-  :func:`reinforce`, :func:`verify`;
+  :func:`reinforce`, :func:`select_samples`, :func:`verify`;
 - load and replay [``hf_dr.data``, ``hf_dr.hub``]: :func:`load_reinforcements`, :func:`load_reinforced`,
-  :class:`ReinforcedTransform`, :class:`AugmentTransform`, :class:`EvalTransform`, :func:`set_epoch`,
-  :func:`sparsify`, :func:`densify`;
+  :class:`ReinforcedTransform`, :class:`Curriculum`, :class:`AugmentTransform`, :class:`EvalTransform`,
+  :func:`set_epoch`, :func:`sparsify`, :func:`densify`;
 - publish [``hf_dr.hub``]: :func:`push_to_hub`;
 - train [``hf_dr.train``]: :func:`soft_target_loss`, :class:`TrainConfig`, :func:`fit`,
   :func:`reinforced_training_args`, :func:`reinforced_trainer`, :class:`ReinforcedEpochCallback`,
@@ -38,10 +38,12 @@ _EXPORTS: dict[str, str] = {
     "create_policy": "hf_dr.augment.registry", "list_policies": "hf_dr.augment.registry",
     "AugmentationPolicy": "hf_dr.augment.policy", "create_teacher": "hf_dr.generate.teacher",
     "load_teacher_spec": "hf_dr.generate.teacher", "RecordCodec": "hf_dr.data.codec",
-    "reinforce": "hf_dr.generate.run", "verify": "hf_dr.generate.verify",
+    "reinforce": "hf_dr.generate.run", "select_samples": "hf_dr.generate.selection",
+    "verify": "hf_dr.generate.verify",
     # load and replay
     "load_reinforcements": "hf_dr.generate.loading", "load_reinforced": "hf_dr.hub.load",
-    "ReinforcedTransform": "hf_dr.data.replay", "AugmentTransform": "hf_dr.data.transforms",
+    "ReinforcedTransform": "hf_dr.data.replay", "Curriculum": "hf_dr.data.curriculum",
+    "AugmentTransform": "hf_dr.data.transforms",
     "EvalTransform": "hf_dr.data.transforms", "set_epoch": "hf_dr.data.epochs", "sparsify": "hf_dr.data.soft_labels",
     "densify": "hf_dr.data.soft_labels",
     # publish
@@ -60,11 +62,11 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "__version__", "create_policy", "list_policies", "AugmentationPolicy", "create_teacher", "load_teacher_spec",
-    "RecordCodec", "reinforce", "verify", "load_reinforcements", "load_reinforced", "ReinforcedTransform",
-    "AugmentTransform", "EvalTransform", "set_epoch", "sparsify", "densify", "push_to_hub", "soft_target_loss",
-    "TrainConfig", "fit", "reinforced_training_args", "reinforced_trainer", "ReinforcedEpochCallback",
-    "create_model", "FinetuneConfig", "finetune_teacher", "evaluate", "evaluate_checkpoint", "load_classifier",
-    "HfDrError",
+    "RecordCodec", "reinforce", "select_samples", "verify", "load_reinforcements", "load_reinforced",
+    "ReinforcedTransform", "Curriculum", "AugmentTransform", "EvalTransform", "set_epoch", "sparsify", "densify",
+    "push_to_hub", "soft_target_loss", "TrainConfig", "fit", "reinforced_training_args", "reinforced_trainer",
+    "ReinforcedEpochCallback", "create_model", "FinetuneConfig", "finetune_teacher", "evaluate",
+    "evaluate_checkpoint", "load_classifier", "HfDrError",
 ]
 
 

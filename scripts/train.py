@@ -25,6 +25,8 @@ from pathlib import Path
 
 from hf_dr.cli._options import configure_logging, set_num_threads
 from hf_dr.cli._scripts import AugmentArguments, DataArguments, ModelArguments, RunArguments, ScriptArgumentParser
+from hf_dr.data.curriculum import Curriculum
+from hf_dr.errors import InvalidConfigError
 from hf_dr.train.checkpoints import checkpoint_model_metadata, save_checkpoint
 from hf_dr.train.inputs import DataConfig, class_count, eval_data, load_image_dataset, student, training_data
 from hf_dr.train.loop import TrainConfig, fit
@@ -49,9 +51,12 @@ def main(argv: list[str] | None = None) -> dict:
     model = student(model_args.arch, num_classes, model_args.in_chans, model_args.init_from)
     data = DataConfig.resolve(model, model_args.image_size, model_args.mean, model_args.std)
     data.in_chans = model_args.in_chans or data.in_chans
+    if augment.curriculum and config.max_steps:
+        raise InvalidConfigError("--curriculum moves its window over the epochs: pass --epochs, not --max-steps")
+    curriculum = Curriculum.named(augment.curriculum, config.epochs) if augment.curriculum else None
     train_ds, _ = training_data(train, data, data_args.run_dir, augment.policy, config.seed, data_args.preload,
                                 key_column=data_args.key_column, image_column=data_args.image_column,
-                                label_column=data_args.label_column)
+                                label_column=data_args.label_column, curriculum=curriculum)
     evaluation = None
     if data_args.eval_split:
         evaluation = eval_data(load_image_dataset(data_args.dataset, data_args.eval_split, data_args.data_root),

@@ -77,6 +77,21 @@ def test_train_script_reads_other_columns_and_the_runs_policy_file(reinforced_di
     assert result["steps"] == 8 and result["metrics"]["num_samples"] == 64
 
 
+def test_train_script_replays_with_a_confidence_curriculum(reinforced_digits, tmp_path):
+    dataset, reinforcements = reinforced_digits
+    train = _script("train")
+    result = train.main(_common(dataset, tmp_path / "easy") + ["--run-dir", reinforcements, "--curriculum",
+                                                                "easy->all"])
+    assert result["steps"] == 8
+    assert json.loads((tmp_path / "easy" / "train_config.json").read_text())["augment"]["curriculum"] == "easy->all"
+    from hf_dr.errors import InvalidConfigError
+
+    with pytest.raises(InvalidConfigError, match="--run-dir"):  # a plain run has no stored views to order
+        train.main(_common(dataset, tmp_path / "plain") + ["--curriculum", "easy->all"])
+    with pytest.raises(InvalidConfigError, match="unknown curriculum 'easy'"):
+        train.main(_common(dataset, tmp_path / "bad") + ["--run-dir", reinforcements, "--curriculum", "easy"])
+
+
 def test_train_trainer_script_with_timm_wrapper(reinforced_digits, tmp_path):
     """Also the old spellings (--model, --size, --reinforcements, --output_dir): hidden, they still parse."""
     dataset, reinforcements = reinforced_digits

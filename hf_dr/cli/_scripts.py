@@ -177,14 +177,18 @@ class RunArguments:
 
 @dataclass
 class AugmentArguments:
-    """On-the-fly augmentation, for a plain run (no ``--run-dir``).
+    """On-the-fly augmentation, for a plain run (no ``--run-dir``), and the replay's curriculum for a reinforced one.
 
     Args:
         policy (`str`, *optional*, defaults to ``"rrc"``): the augmentation policy (``hf_dr.list_policies()``) or a
             JSON policy file (e.g. the reinforced run's, for a fair baseline).
+        curriculum (`str`, *optional*): with ``--run-dir``, replay each sample's stored views by the teacher's
+            confidence, ``FROM->TO`` with each ``easy``, ``all`` or ``hard`` (e.g. ``easy->all``; paper App. C.4;
+            default: none, uniform).
     """
 
     policy: str = "rrc"
+    curriculum: str | None = None
 
 
 @dataclass

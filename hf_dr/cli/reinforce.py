@@ -54,8 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          help="timm name (Hub weights), ARCH=weights.safetensors or local-dir:DIR; repeat for an "
                               "ensemble (default: the builder's members)")
     teacher.add_argument("--teacher-spec", default=None, metavar="FILE",
-                         help="JSON list of members {arch, weights, input_size, interpolation, mean, std, crop_pct}, "
-                              "as `hf-dr finetune-teacher` writes (default: none)")
+                         help="JSON list of members {arch, weights, num_classes, input_size, interpolation, mean, "
+                              "std, crop_pct, temperature}, as `hf-dr finetune-teacher` writes; relative weights "
+                              "paths are read next to the file (docs/teachers.md; default: none)")
     run = parser.add_argument_group("reinforcement")
     run.add_argument("--policy", default=None,
                      help="policy name (hf_dr.list_policies()) or a JSON config file (default: the builder's, else "

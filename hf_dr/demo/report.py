@@ -106,9 +106,12 @@ def format_table(results: dict[str, Any]) -> str:
 
 
 def _temperature(results: dict[str, Any]) -> str:
-    """``, T = 0.71`` for a calibrated teacher (:mod:`hf_dr.train.teacher_quality`)."""
+    """``, T = 0.71`` for a calibrated teacher (:mod:`hf_dr.train.teacher_quality`), ``, uncalibrated`` where the
+    calibration split could not fit one."""
     calibration = results.get("calibration")
-    return f", T = {calibration['temperature']:.2f}" if calibration else ""
+    if not calibration:
+        return ""
+    return ", uncalibrated" if calibration.get("skipped") else f", T = {calibration['temperature']:.2f}"
 
 
 def _count(rows: int) -> str:

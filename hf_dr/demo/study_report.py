@@ -22,6 +22,7 @@ from typing import Any
 from hf_dr.files import write_atomic, write_json_atomic, write_text_atomic
 
 ARM_NAMES = {"plain": "Plain", "reinforced": "Reinforced", "online_kd": "Online KD"}
+METRICS = ("top1", "ece")
 COLORS = {"plain": "#7f7f7f", "reinforced": "#d62728", "online_kd": "#1f77b4"}
 
 
@@ -153,43 +154,35 @@ def format_tables(results: dict[str, Any]) -> str:
              f"k={results['reinforcement']['topk']}, {results['reinforcement']['bytes'] / 1e6:.2f} MB. Student seeds "
              f"{demo['seeds']}; every arm of a row trains for the same steps. Total "
              f"{results['total_seconds'] / 60:.1f} min on {demo['num_threads']} threads.", ""]
-    if tables["architectures"]:
-        lines += ["### Architectures (one reinforced subset)", "",
-                  "| Student | Params | Steps | Plain top-1 (%) | Reinforced top-1 (%) | Gain (points) | > 2 std | "
-                  "Plain ECE (%) | Reinforced ECE (%) |", "|---|---|---|---|---|---|---|---|---|"]
-        for row in tables["architectures"]:
-            lines.append(f"| `{row['arch']}` | {row['params']:,} | {row['steps']} | {_pm(row['plain'])} | "
-                         f"{_pm(row['reinforced'])} | {row['gain_points']:+.2f} | "
-                         f"{'yes' if row['exceeds_2_std'] else 'no'} | {_pm(row['plain_ece'])} | "
-                         f"{_pm(row['reinforced_ece'])} |")
-        lines.append("")
-    if tables["robustness"]:
-        lines += [f"### Robustness (`{demo['student_arch']}`; each corruption averaged over severities "
-                  f"{results['config']['severities']})", "",
-                  "| Test set | Plain top-1 | Reinforced top-1 | Online KD top-1 | Plain ECE | Reinforced ECE | "
-                  "Online KD ECE |", "|---|---|---|---|---|---|---|"]
-        for row in tables["robustness"]:
-            cells = [_pm(row[f"{arm}_{metric}"]) for metric in ("top1", "ece") for arm in ARM_NAMES]
-            lines.append(f"| {row['corruption']} | " + " | ".join(cells) + " |")
-        lines.append("")
-    if tables["epochs"]:
-        lines += ["### Training length (`epochs.png`)", "",
-                  "| Epochs | Steps | Arm | Runs | Top-1 (%) | ECE (%) | Train time / run (s) |",
-                  "|---|---|---|---|---|---|---|"]
-        for row in tables["epochs"]:
-            lines.append(f"| {row['epochs']} | {row['steps']} | {ARM_NAMES[row['arm']]} | {row['top1']['n']} | "
-                         f"{_pm(row['top1'])} | {_pm(row['ece'])} | {row['wall_time']['mean']:.1f} |")
-        lines.append("")
-    if tables["options"]:
-        lines += ["### Curricula and sample selection (same steps)", "",
-                  "| Option | Records per image | Stored (MB) | Top-1 (%) | ECE (%) | vs all N (points) |",
-                  "|---|---|---|---|---|---|"]
-        for row in tables["options"]:
-            versus = "–" if row["vs_full_points"] is None or row["option"] == "reinforced" else \
-                f"{row['vs_full_points']:+.2f}"
-            lines.append(f"| {row['label']} | {row['records'] or '–'} | {row['bytes'] / 1e6:.3f} | "
-                         f"{_pm(row['top1'])} | {_pm(row['ece'])} | {versus} |")
+    lines += _section("Architectures (one reinforced subset)",
+                      ["Student", "Params", "Steps", "Plain top-1 (%)", "Reinforced top-1 (%)", "Gain (points)",
+                       "> 2 std", "Plain ECE (%)", "Reinforced ECE (%)"],
+                      [[f"`{r['arch']}`", f"{r['params']:,}", r["steps"], _pm(r["plain"]), _pm(r["reinforced"]),
+                        f"{r['gain_points']:+.2f}", "yes" if r["exceeds_2_std"] else "no", _pm(r["plain_ece"]),
+                        _pm(r["reinforced_ece"])] for r in tables["architectures"]])
+    lines += _section(f"Robustness (`{demo['student_arch']}`; each corruption averaged over severities "
+                      f"{results['config']['severities']})",
+                      ["Test set", *(f"{ARM_NAMES[arm]} {name}" for name in ("top-1", "ECE") for arm in ARM_NAMES)],
+                      [[r["corruption"], *(_pm(r[f"{arm}_{metric}"]) for metric in METRICS for arm in ARM_NAMES)]
+                       for r in tables["robustness"]])
+    lines += _section("Training length (`epochs.png`)",
+                      ["Epochs", "Steps", "Arm", "Runs", "Top-1 (%)", "ECE (%)", "Train time / run (s)"],
+                      [[r["epochs"], r["steps"], ARM_NAMES[r["arm"]], r["top1"]["n"], _pm(r["top1"]), _pm(r["ece"]),
+                        f"{r['wall_time']['mean']:.1f}"] for r in tables["epochs"]])
+    lines += _section("Curricula and sample selection (same steps)",
+                      ["Option", "Records per image", "Stored (MB)", "Top-1 (%)", "ECE (%)", "vs all N (points)"],
+                      [[r["label"], r["records"] or "–", f"{r['bytes'] / 1e6:.3f}", _pm(r["top1"]), _pm(r["ece"]),
+                        "–" if r["vs_full_points"] is None or r["option"] == "reinforced" else
+                        f"{r['vs_full_points']:+.2f}"] for r in tables["options"]])
     return "\n".join(lines)
+
+
+def _section(title: str, header: list[str], rows: list[list[Any]]) -> list[str]:
+    """A Markdown table under a ``###`` title; nothing without rows."""
+    if not rows:
+        return []
+    lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows] + [""]
 
 
 def plot_epochs(results: dict[str, Any], path: str | Path) -> Path:

@@ -7,7 +7,8 @@ A member is named by a *spec*:
 - ``"local-dir:path/to/dir"`` (or just an existing directory): a model saved with ``timm.models.save_for_hf``;
 - a dict ``{"arch": ..., "weights": ..., "input_size": [3, 288, 288], ...}``, e.g. one entry of a teacher spec file
   (:func:`load_teacher_spec`), whose optional ``input_size``, ``interpolation``, ``mean``, ``std``, ``crop_pct``
-  override the member's timm data config.
+  override the member's timm data config and ``temperature`` divides its logits (a calibrated teacher,
+  :mod:`hf_dr.train.teacher_quality`). The format is documented in ``docs/teachers.md``.
 
 Every member sees the augmented crop at its own input size, interpolation and normalisation (its resolved timm data
 config). Members with the same weights are refused (timm 1.0.31 maps the four ``ig_resnext101_32x*d`` names to one

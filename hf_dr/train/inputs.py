@@ -89,7 +89,8 @@ def training_data(
     ``curriculum`` (a :class:`hf_dr.data.curriculum.Curriculum`) orders each sample's replayed records by the
     teacher's confidence (paper App. C.4); refused without ``reinforcements``."""
     if curriculum is not None and not reinforcements:
-        raise InvalidConfigError("a curriculum orders stored reinforcements: pass the reinforced run's folder too")
+        raise InvalidConfigError("a curriculum orders stored reinforcements: pass the reinforced run's folder too "
+                                 "(--run-dir)")
     if reinforcements:
         from hf_dr.generate.loading import load_reinforcements
         from hf_dr.generate.run_config import ReinforceConfig
