@@ -101,8 +101,33 @@ def format_table(results: dict[str, Any]) -> str:
         lines.append(line + ".")
     if len(results.get("codecs") or {}) > 1:
         lines += ["", format_codec_table(results)]
+    warning = collapse_warning(results["runs"], (results.get("data") or {}).get("num_classes"))
+    if warning:
+        lines.append(warning)
     lines.append(f"Total wall time: {results['total_seconds'] / 60:.1f} min on {config.num_threads} threads.")
     return "\n".join(lines)
+
+
+def collapse_warning(runs: list[dict[str, Any]], num_classes: int | None, margin: float = 0.05) -> str | None:
+    """A warning naming the runs whose top-1 ended within ``margin`` of chance (``1 / num_classes``): a recipe
+    that diverged on this data must not pass as a result. None when every run learned.
+
+    Example:
+        >>> runs = [{"arm": "plain", "seed": 1, "top1": 0.106}, {"arm": "plain", "seed": 2, "top1": 0.9}]
+        >>> collapse_warning(runs, num_classes=10)
+        'Warning: 1 run(s) ended at chance (10%): plain seed 1 (10.6%). The recipe diverged on this data: lower the \
+learning rate (--lr) or lengthen the warmup (--warmup-fraction).'
+    """
+    if not num_classes:
+        return None
+    chance = 1.0 / num_classes
+    failed = [r for r in runs if r["top1"] < chance + margin]
+    if not failed:
+        return None
+    names = ", ".join(f"{r['arm']}{' ' + r['arch'] if r.get('arch') and r.get('study') == 'architectures' else ''} "
+                      f"seed {r['seed']} ({100 * r['top1']:.1f}%)" for r in failed)
+    return (f"Warning: {len(failed)} run(s) ended at chance ({100 * chance:.0f}%): {names}. The recipe diverged on "
+            "this data: lower the learning rate (--lr) or lengthen the warmup (--warmup-fraction).")
 
 
 def _temperature(results: dict[str, Any]) -> str:

@@ -88,7 +88,12 @@ def test_summary_and_table_on_fixed_numbers():
     for row in TABLE_ROWS:
         assert row in table
     assert "82.00 ± 1.00" not in table and "85.00 ± 1.00" in table and "+4.00 points" in table
-    assert "3.0x its training time" in table
+    assert "3.0x its training time" in table and "Warning" not in table
+    # issue 14: seeds that ended at chance (10.6%) passed as results; they are named now
+    collapsed = [*runs, {**runs[0], "seed": 7, "top1": 0.106}]
+    table = format_table({**results, "runs": collapsed, "summary": summarize(collapsed),
+                          "data": {"dataset": "x", "subset_rows": 100, "teacher_rows": 1000, "num_classes": 10}})
+    assert "Warning: 1 run(s) ended at chance (10%): plain seed 7 (10.6%)" in table
 
 
 # The settings the demo's students and teachers train with (the students': SGD at 0.05 with 20% warmup, measured
