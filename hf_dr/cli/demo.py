@@ -4,7 +4,8 @@ student on the plain subset (on-the-fly augmentation), on the reinforced subset 
 the same number of iterations and several seeds. Prints a table (top-1 mean +- std, NLL, ECE, wall time, one-time
 costs) and writes it with a plot PNG to --output-dir.
 
-Needs Debian's dataset-fashion-mnist (/usr/share/datasets/fashion-mnist) or --data-root / HF_DR_FASHION_MNIST.
+The default, Fashion-MNIST, needs Debian's dataset-fashion-mnist (/usr/share/datasets/fashion-mnist) or --data-root /
+HF_DR_FASHION_MNIST; digits and shapes ship with hf-dr.
 
 Example:
     hf-dr demo --output-dir runs/demo            # ~15 min on 2 CPU cores

@@ -20,7 +20,8 @@ from hf_dr.train.loop import TRAIN_FIELDS, TrainConfig
 ARMS = ("plain", "reinforced", "online_kd")
 ROLES = ("teacher", "student")
 
-# Each member: 4 epochs over the 60k images with random flips and cross-entropy, SGD (Nesterov) at 0.1, cosine.
+# Each member: 4 epochs (at least min_teacher_steps steps) over the training split, on views of the policy, with
+# cross-entropy, SGD (Nesterov) at 0.1, cosine.
 TEACHER_TRAINING = {"epochs": 4, "batch_size": 128, "lr": 0.1, "weight_decay": 5e-4, "channels_last": True,
                     "log_every": 10_000}
 # Every arm: 60 epochs over the subset (at least min_student_steps steps), SGD (Nesterov) at 0.05 with 20% warmup
@@ -85,10 +86,11 @@ class DemoConfig:
             epochs (at least 20), so each stored view is replayed about once (:meth:`num_samples_for`).
         topk (`int`, *optional*, defaults to 5): k, stored teacher probabilities per augmentation.
         student_arch (`str`, *optional*, defaults to ``"hf_dr_cnn_fc"``): timm name of the student (the teachers'
-            architecture: what the student gains is the knowledge of the 60k images, not a bigger network).
+            architecture: what the student gains is the knowledge of the teachers' images, not a bigger network).
         student (`TrainConfig`, *optional*, defaults to :func:`student_train_config`): the students' training, the
-            same for every arm: 60 epochs, batch 128, SGD at 0.1 with warmup and cosine, distillation temperature 1
-            (the paper's) for the reinforced and online-KD arms. Its ``seed`` is replaced by each run's.
+            same for every arm: 60 epochs, batch 128, SGD at 0.05 with 20% warmup and cosine, distillation
+            temperature 1 (the paper's) for the reinforced and online-KD arms. Its ``seed`` is replaced by each
+            run's; its batch and epochs adapt to a small subset (:meth:`student_config`).
         min_student_steps (`int`, *optional*, defaults to 1000): every student trains for at least this many steps
             (more epochs on a small subset; the same for every arm, so the arms stay at equal iterations).
         codecs (`list[str]`, *optional*): record codecs to reinforce with, each by its short name
