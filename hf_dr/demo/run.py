@@ -109,10 +109,12 @@ def reinforce_subset(config: DemoConfig, data: DemoData, out: Path, spec_path: s
     folder = out / ("reinforced" if codec is None else f"reinforced-{record_codec.name.replace('/', '-')}")
     start = time.perf_counter()
     num_samples = config.num_samples_for(len(data.subset))
+    # keyed as the source is (its key column, else the image bytes), not by the demo's own column: the run then
+    # verifies against the dataset it names (hf-dr verify --dataset DATASET --split TRAIN_SPLIT)
     reinforce(data.subset, load_teacher_spec(spec_path), demo_policy(config), num_samples=num_samples,
               topk=config.topk, seed=config.seed, output_dir=str(folder), image_column=config.image_column,
-              label_column=config.label_column, key_column=KEY, batch_size=256, num_workers=0, channels_last=True,
-              overwrite=True, progress=progress, codec=record_codec,
+              label_column=config.label_column, key_column=config.key_column, batch_size=256, num_workers=0,
+              channels_last=True, overwrite=True, progress=progress, codec=record_codec,
               source={"id": config.dataset, "split": f"{config.train_split}[{len(data.subset)} random rows]"})
     seconds = time.perf_counter() - start
     size = sum(f.stat().st_size for f in folder.rglob("*.parquet"))

@@ -59,6 +59,10 @@ def test_demo_quick_runs_every_stage_and_reports_every_row(tmp_path, capsys, mon
     assert (out / "demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "reinforced" / "manifest.json").exists()
 
+    # the reinforced subset names its source and verifies against it (it was keyed by the demo's own column)
+    assert _cli(["verify", "--run-dir", str(out / "reinforced"), "--dataset", "fashion-mnist", "--split", "train",
+                 "--num-pairs", "4"]) == 0
+
     # a student checkpoint evaluates with `hf-dr eval` to the number in the table
     student = next(r for r in results["runs"] if r["arm"] == "reinforced")
     checkpoint = out / "students" / f"reinforced-seed{student['seed']}.safetensors"
