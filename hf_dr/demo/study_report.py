@@ -19,7 +19,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from hf_dr.demo.report import collapse_warning
+from hf_dr.demo.report import collapse_warning, teacher_warning
 from hf_dr.files import write_atomic, write_json_atomic, write_text_atomic
 
 ARM_NAMES = {"plain": "Plain", "reinforced": "Reinforced", "online_kd": "Online KD"}
@@ -155,8 +155,10 @@ def format_tables(results: dict[str, Any]) -> str:
              f"k={results['reinforcement']['topk']}, {results['reinforcement']['bytes'] / 1e6:.2f} MB. Student seeds "
              f"{demo['seeds']}; every arm of a row trains for the same steps. Total "
              f"{results['total_seconds'] / 60:.1f} min on {demo['num_threads']} threads.", ""]
-    warning = collapse_warning(results["runs"], data.get("num_classes"))
-    lines += [warning, ""] if warning else []
+    plain = [r["top1"] for r in _baseline(results["runs"], "plain", demo["student_arch"])]
+    for warning in (collapse_warning(results["runs"], data.get("num_classes")),
+                    teacher_warning(ens["top1"], statistics.fmean(plain) if plain else None)):
+        lines += [warning, ""] if warning else []
     lines += _section("Architectures (one reinforced subset)",
                       ["Student", "Params", "Steps", "Plain top-1 (%)", "Reinforced top-1 (%)", "Gain (points)",
                        "> 2 std", "Plain ECE (%)", "Reinforced ECE (%)"],

@@ -98,6 +98,9 @@ def test_summary_and_table_on_fixed_numbers():
     table = format_table({**results, "runs": collapsed, "summary": summarize(collapsed),
                           "data": {"dataset": "x", "subset_rows": 100, "teacher_rows": 1000, "num_classes": 10}})
     assert "Warning: 1 run(s) ended at chance (10%): plain seed 7 (10.6%)" in table
+    # a teacher no better than the plain students is named, not passed as a setting that should gain
+    weak = format_table({**results, "ensemble": {**results["ensemble"], "top1": 0.82}})
+    assert "Warning: the teacher (82.00%) is within 2 points of the plain students (81.00%)" in weak
 
 
 # The settings the demo's students and teachers train with (the students': SGD at 0.05 with 20% warmup, measured
