@@ -235,6 +235,7 @@ def build_card(repo_id: str, meta: dict[str, Any], config: dict[str, Any], stats
         stats_text=_stats_text(stats), generation_cost=generation_cost, figures=list(figures),
         versions=config.get("versions", {}), citation=CITATION, paper_url=PAPER_URL, pretty_name=pretty_name,
         num_files=len(meta["data_files"]), **_codec_text(RecordCodec.from_config(config.get("codec")), config["topk"]),
+        selection=config.get("selection"),
     )
 
 
@@ -295,6 +296,7 @@ def _members(teacher: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             "arch": spec["arch"], "weights": spec.get("weights") or "(timm pretrained)",
             "sha256": member.get("sha256", "?"), "num_classes": member.get("num_classes"),
             "input": f"{size[-2]}x{size[-1]} {data_config.get('interpolation', '')}".strip() if size else "?",
+            "temperature": spec.get("temperature"),
         })
     return members
 

@@ -95,3 +95,23 @@ def test_refusals_name_the_fix(run_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(ReinforceConfig, "load", classmethod(lambda cls, path: cls(**seeded)))
     with pytest.raises(InvalidConfigError, match="bound to their index"):
         select_samples(run_dir, str(tmp_path / "d"), KEEP, "max_loss")
+
+
+def test_the_card_of_a_selected_run_states_the_selection_and_the_teacher_temperature(run_dir, tmp_path):
+    import datasets
+
+    from hf_dr.hub.card import build_card, reinforcement_stats
+    from hf_dr.hub.push import hub_metadata, public_config
+
+    out = str(tmp_path / "selected")
+    config = select_samples(run_dir, out, KEEP, "kmeans")
+    config.teacher[0]["spec"]["temperature"] = 0.7  # as a calibrated spec records it
+    manifest = verify_run(out)
+    source = {"id": "tester/digits", "split": "train", "revision": "0" * 40, "key_column": "key",
+              "num_rows": manifest["num_rows"], "keys_sha256": config.dataset["keys_sha256"]}
+    meta = hub_metadata("metadata-only", "train", config, source, ["data/train-00000-of-00001.parquet"])
+    paths = [f"{out}/{s['path']}" for s in manifest["shards"]]
+    card = build_card("tester/digits-plus", meta, public_config(config), reinforcement_stats(paths, manifest, config),
+                      [], datasets.DatasetInfo())
+    assert f"| augmentations per image (N) | {KEEP} (kept by `kmeans` of {N} generated; App. C.6) |" in card.text
+    assert "logits / 0.7 (calibrated)" in card.text
