@@ -82,13 +82,17 @@ def select_records(ids: np.ndarray, probs: np.ndarray, label: int | None, num_cl
 
 
 def _dense(ids: np.ndarray, probs: np.ndarray, num_classes: int) -> np.ndarray:
-    dense = np.zeros((len(ids), num_classes))
-    np.put_along_axis(dense, ids.astype(np.int64), probs, axis=1)
+    """The records' probabilities over the classes any of them stores (the other classes add nothing to a
+    distance): ``[N, D]`` with D distinct stored classes, not ``[N, num_classes]``."""
+    classes, positions = np.unique(ids.astype(np.int64), return_inverse=True)
+    dense = np.zeros((len(ids), len(classes)), dtype=np.float32)
+    np.put_along_axis(dense, positions.reshape(ids.shape), probs, axis=1)
     return dense
 
 
 def _kmeans_picks(points: np.ndarray, keep: int) -> list[int]:
-    """The record nearest each of ``keep`` k-means centres of ``points`` (deterministic farthest-point start)."""
+    """The record nearest each of ``keep`` k-means centres of ``points`` (deterministic farthest-point start).
+    Distances are ``[N, keep]`` (never ``[N, keep, C]``): 400 records x 100 centres of 1,000 classes stay small."""
     chosen = [int(np.argmax(points.max(1)))]  # the most confident record first
     distance = ((points - points[chosen[0]]) ** 2).sum(1)
     while len(chosen) < keep:
@@ -96,15 +100,22 @@ def _kmeans_picks(points: np.ndarray, keep: int) -> list[int]:
         distance = np.minimum(distance, ((points - points[chosen[-1]]) ** 2).sum(1))
     centres = points[chosen].copy()
     for _ in range(KMEANS_ITERATIONS):
-        assignment = ((points[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1)
-        for c in range(keep):
-            if (assignment == c).any():
-                centres[c] = points[assignment == c].mean(0)
-    distances = ((points[:, None, :] - centres[None]) ** 2).sum(-1)
+        assignment = _distances(points, centres).argmin(1)
+        members = np.zeros((keep, len(points)), dtype=points.dtype)
+        members[assignment, np.arange(len(points))] = 1
+        counts, sums = members.sum(1), members @ points
+        filled = counts > 0  # an empty cluster keeps its centre
+        centres[filled] = sums[filled] / counts[filled, None]
+    distances = _distances(points, centres)
     picks: list[int] = []
     for c in range(keep):  # the nearest record not yet taken
         picks.append(next(int(i) for i in np.argsort(distances[:, c], kind="stable") if int(i) not in picks))
     return sorted(picks)
+
+
+def _distances(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Squared distances ``[N, K]`` of every point to every centre."""
+    return (points ** 2).sum(1)[:, None] - 2 * points @ centres.T + (centres ** 2).sum(1)[None]
 
 
 def select_samples(run_dir: str, output_dir: str, keep: int, rule: str, overwrite: bool = False) -> ReinforceConfig:
