@@ -8,7 +8,7 @@ The default, Fashion-MNIST, needs Debian's dataset-fashion-mnist (/usr/share/dat
 HF_DR_FASHION_MNIST; digits and shapes ship with hf-dr.
 
 Example:
-    hf-dr demo --output-dir runs/demo            # ~15 min on 2 CPU cores
+    hf-dr demo --output-dir runs/demo            # ~16 min on 2 CPU cores
     hf-dr demo --quick --output-dir runs/quick   # every stage in about a minute (CI)
     hf-dr demo --dataset digits --output-dir runs/digits
     hf-dr demo --dataset ./my_imagefolder --test-split validation --output-dir runs/mine
