@@ -77,8 +77,8 @@ def _add_teacher_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--min-teacher-steps", type=int, default=None,
                        help="more teacher epochs on a small training split, up to this many steps (default: 1000)")
     group.add_argument("--member-tolerance", type=float, default=None,
-                       help="leave out a teacher member further than this below the best one's top-1 (default: "
-                            "0.05)")
+                       help="leave out a teacher member further than this (and 3 standard errors) below the best "
+                            "one's top-1 (default: 0.05)")
 
 
 def _add_reinforcement_arguments(group: argparse._ArgumentGroup) -> None:

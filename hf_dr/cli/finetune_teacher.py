@@ -108,6 +108,7 @@ def _add_training_arguments(train: argparse._ArgumentGroup) -> None:
 def run(args: argparse.Namespace) -> int:
     """Loads the splits, runs :func:`hf_dr.train.finetune.finetune_teacher`, prints metrics and the next command."""
     from hf_dr.data.sources import load_source
+    from hf_dr.errors import InvalidConfigError
     from hf_dr.train.finetune import FinetuneConfig, finetune_teacher, finetune_train_config
 
     builder = load_builder(args.builder)
@@ -130,6 +131,9 @@ def run(args: argparse.Namespace) -> int:
         evaluation = load_source(args.dataset, args.eval_split, args.dataset_config, args.revision)
         evaluation = first_rows(evaluation, args.eval_limit, "--eval-limit")
     calibration = None
+    if args.calibration_split and args.calibration_split in (args.split or "train", args.eval_split):
+        raise InvalidConfigError(f"--calibration-split {args.calibration_split!r} is also the training or eval split: "
+                                 "fit the temperature on rows the members and the evaluation do not use")
     if args.calibration_split:
         calibration = load_source(args.dataset, args.calibration_split, args.dataset_config, args.revision)
     result = finetune_teacher(train, config, args.output_dir, evaluation, image_column=args.image_column,
@@ -143,7 +147,9 @@ def run(args: argparse.Namespace) -> int:
     if result.ensemble is not None:
         print(f"ensemble of {result.ensemble['members']}: top-1 {result.ensemble['top1']:.4f}, "
               f"ECE {result.ensemble['ece']:.4f}")
-    if result.calibration is not None:
+    if result.calibration is not None and "skipped" in result.calibration:
+        print(f"uncalibrated: {result.calibration['skipped']}")
+    elif result.calibration is not None:
         print(f"temperature {result.calibration['temperature']:.3f} (calibration NLL "
               f"{result.calibration['nll_before']:.4f} -> {result.calibration['nll_after']:.4f})")
     print(f"teacher spec -> {result.spec_path}\nnext: hf-dr reinforce {_next_flags(args, builder)}--teacher-spec "

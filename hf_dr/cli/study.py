@@ -27,7 +27,10 @@ STUDY_FLAGS = ("studies", "architectures", "corruptions", "severities", "epoch_s
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The demo's flags (dataset, teachers, reinforcement, default student, seeds), then the studies'."""
     demo_cli.add_arguments(parser)
-    parser.set_defaults(output_dir="runs/study")
+    for action in parser._actions:  # runs/study, or runs/study-quick with --quick: StudyConfig's, not the demo's
+        if action.dest == "output_dir":
+            action.default, action.help = None, "the folder to write everything to (default: runs/study; --quick: " \
+                                                 "runs/study-quick)"
     study = parser.add_argument_group("studies")
     study.add_argument("--studies", nargs="+", default=None, metavar="NAME",
                        help="which to run: architectures robustness epochs curricula selection (default: all)")

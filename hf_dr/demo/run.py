@@ -166,6 +166,8 @@ def _size_kwargs(arch: str, image_size: int) -> dict[str, Any]:
     images (under 64 pixels) take 4-pixel patches (a 28x28 image is 49 tokens, not one)."""
     if arch.startswith(("vit", "deit", "test_vit")):
         return {"img_size": image_size, **({"patch_size": 4} if image_size < 64 else {})}
+    if arch.startswith("hf_dr_mlp"):
+        return {"input_size": image_size * image_size}
     return {"img_size": image_size} if arch.startswith("hf_dr_cnn_fc") else {}
 
 

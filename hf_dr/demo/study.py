@@ -98,6 +98,9 @@ class StudyConfig:
             unknown = sorted(set(values) - set(valid))
             if unknown:
                 raise InvalidConfigError(f"unknown {name} {unknown}; valid ones are {list(valid)}")
+        if self.demo.codecs:
+            raise InvalidConfigError("hf-dr study reinforces with the default codec; compare codecs with hf-dr demo "
+                                     "--codecs")
         if self.selection_keep is not None and not 1 <= self.selection_keep < (self.demo.num_samples or 1e9):
             raise InvalidConfigError(f"selection_keep should be between 1 and N - 1, but got {self.selection_keep} "
                                      f"(N={self.demo.num_samples})")
@@ -165,6 +168,9 @@ def run_study(config: StudyConfig | None = None, progress: bool = False) -> dict
     teachers = _teachers(demo, data, out, progress, train_teachers)
     ensemble = load_ensemble(demo, data, teachers)
     folder, cost = _reinforced(demo, data, out, teachers["spec_path"], progress, reinforce_subset)
+    if "selection" in config.studies and not 1 <= config.keep_of(cost["num_samples"]) < cost["num_samples"]:
+        raise InvalidConfigError(f"selection_keep should be between 1 and N - 1 = {cost['num_samples'] - 1}, but "
+                                 f"got {config.keep_of(cost['num_samples'])} (--selection-keep)")
     runs = _Runs(out)
 
     def student(arm: str, seed: int, **options: Any) -> Any:
@@ -221,14 +227,12 @@ def _training_lengths(config: StudyConfig, runs: _Runs, student: Any, folder: st
     baseline's)."""
     arms = [("plain", {}), ("reinforced", {"reinforcements": folder})]
     arms += [("online_kd", {"teacher": ensemble})] if config.demo.kd_seeds else []
-    for scale in config.epoch_scales:
-        if scale == 1.0:
-            continue
-        length = max(1, round(scale * epochs))
+    lengths = dict.fromkeys(max(1, round(scale * epochs)) for scale in config.epoch_scales)
+    for length in (n for n in lengths if n != epochs):  # the default length is the baseline's; each length once
         for seed in config.sweep_seeds:
             for arm, options in arms:
                 runs.get(f"{arm}-{length}ep-seed{seed}", "epochs", student(arm, seed, epochs=length, **options),
-                         scale=scale)
+                         scale=length / epochs)
 
 
 def _slug(name: str) -> str:

@@ -156,8 +156,8 @@ def select_samples(run_dir: str, output_dir: str, keep: int, rule: str, overwrit
     for record in manifest["shards"]:
         shard = Shard(int(record["path"].rsplit("-", 1)[1].split(".")[0]), record["start"], record["stop"])
         table = pq.read_table(os.path.join(run_dir, record["path"]))
-        write_shard(output_dir, shard, _selected_table(table, selected, codec, label_column),
-                    fingerprint, record.get("skipped", ()))
+        skipped = [r for r in manifest.get("skipped", []) if record["start"] <= r["row"] < record["stop"]]
+        write_shard(output_dir, shard, _selected_table(table, selected, codec, label_column), fingerprint, skipped)
         shards.append(shard)
     selected.save(output_dir)
     write_manifest(output_dir, shards, fingerprint, keep)
