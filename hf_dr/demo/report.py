@@ -15,7 +15,8 @@ from hf_dr.demo.config import ARMS, DemoConfig
 from hf_dr.files import write_atomic
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for one value) over seeds."""
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
@@ -34,7 +35,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
             continue
         entry: dict[str, float] = {"runs": len(rows), "steps": rows[0]["steps"]}
         for metric in ("top1", "nll", "ece", "wall_time"):
-            entry[f"{metric}_mean"], entry[f"{metric}_std"] = _mean_std([r[metric] for r in rows])
+            entry[f"{metric}_mean"], entry[f"{metric}_std"] = mean_std([r[metric] for r in rows])
         summary[arm] = entry
     if "plain" in summary and "reinforced" in summary:
         plain, reinforced = summary["plain"], summary["reinforced"]
@@ -213,7 +214,14 @@ def plot_results(results: dict[str, Any], path: str | os.PathLike) -> Path:
     ax_ece.set_ylabel("expected calibration error (%, 15 bins)")
     rein = results["reinforcement"]
     ax_ece.set_title(f"one-time: teachers {ens['train_seconds']:.0f} s, reinforcement {rein['seconds']:.0f} s")
+    return save_figure(fig, path)
+
+
+def save_figure(fig: Any, path: str | os.PathLike) -> Path:
+    """``fig`` as a PNG at ``path``, written atomically, then closed (the demo's and the study's plots)."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
-    path = Path(write_atomic(path, lambda temporary: fig.savefig(temporary, dpi=110, format="png")))
+    saved = Path(write_atomic(path, lambda temporary: fig.savefig(temporary, dpi=110, format="png")))
     plt.close(fig)
-    return path
+    return saved

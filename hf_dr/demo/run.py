@@ -117,11 +117,16 @@ def reinforce_subset(config: DemoConfig, data: DemoData, out: Path, spec_path: s
               channels_last=True, overwrite=True, progress=progress, codec=record_codec,
               source={"id": config.dataset, "split": f"{config.train_split}[{len(data.subset)} random rows]"})
     seconds = time.perf_counter() - start
-    size = sum(f.stat().st_size for f in folder.rglob("*.parquet"))
+    size = parquet_bytes(folder)
     cost = {"seconds": seconds, "bytes": size, "images": len(data.subset), "num_samples": num_samples,
             "topk": config.topk, "codec": record_codec.name,
             "bytes_per_reinforcement": size / (len(data.subset) * num_samples), "folder": str(folder)}
     return str(folder), cost
+
+
+def parquet_bytes(folder: str | Path) -> int:
+    """The bytes of a run's Parquet shards (what a reinforced subset stores)."""
+    return sum(f.stat().st_size for f in Path(folder).rglob("*.parquet"))
 
 
 def train_student(config: DemoConfig, data: DemoData, arm: str, seed: int, out: Path, test: Any,

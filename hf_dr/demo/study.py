@@ -285,6 +285,7 @@ def _corrupted(config: StudyConfig, data: DemoData, test_data: Any) -> dict[str,
 
 def _selected(folder: str, out: Path, rules: list[str], keep: int) -> dict[str, dict[str, Any]]:
     """The selected runs of every rule (:func:`hf_dr.generate.selection.select_samples`), made once."""
+    from hf_dr.demo.run import parquet_bytes
     from hf_dr.generate.selection import select_samples
 
     selections = {}
@@ -292,7 +293,6 @@ def _selected(folder: str, out: Path, rules: list[str], keep: int) -> dict[str, 
         target = out / f"selected-{rule}"
         if not (target / "manifest.json").exists():
             select_samples(folder, str(target), keep, rule, overwrite=True)
-        size = sum(f.stat().st_size for f in target.rglob("*.parquet"))
-        selections[rule] = {"folder": str(target), "keep": keep, "bytes": size}
+        selections[rule] = {"folder": str(target), "keep": keep, "bytes": parquet_bytes(target)}
     return selections
 

@@ -19,8 +19,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from hf_dr.demo.report import collapse_warning, teacher_warning
-from hf_dr.files import write_atomic, write_json_atomic, write_text_atomic
+from hf_dr.demo.report import collapse_warning, mean_std, save_figure, teacher_warning
+from hf_dr.files import write_json_atomic, write_text_atomic
 
 ARM_NAMES = {"plain": "Plain", "reinforced": "Reinforced", "online_kd": "Online KD"}
 METRICS = ("top1", "ece")
@@ -30,8 +30,8 @@ COLORS = {"plain": "#7f7f7f", "reinforced": "#d62728", "online_kd": "#1f77b4"}
 def _stats(values: list[float]) -> dict[str, float]:
     if not values:
         return {"mean": float("nan"), "std": float("nan"), "n": 0}
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "n": len(values)}
+    mean, std = mean_std(values)
+    return {"mean": mean, "std": std, "n": len(values)}
 
 
 def _pm(stats: dict[str, float], scale: float = 100.0) -> str:
@@ -212,7 +212,7 @@ def plot_epochs(results: dict[str, Any], path: str | Path) -> Path:
     ax.set_ylabel("test top-1 (%)")
     ax.set_title(f"{results['data']['dataset']}: accuracy against training time")
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_robustness(results: dict[str, Any], path: str | Path) -> Path:
@@ -235,16 +235,7 @@ def plot_robustness(results: dict[str, Any], path: str | Path) -> Path:
     ax.set_ylabel("test top-1 (%)")
     ax.set_title(f"{results['data']['dataset']}: corrupted test sets")
     ax.legend(fontsize=8)
-    return _save(fig, path)
-
-
-def _save(fig: Any, path: str | Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    saved = Path(write_atomic(path, lambda temporary: fig.savefig(temporary, dpi=110, format="png")))
-    plt.close(fig)
-    return saved
+    return save_figure(fig, path)
 
 
 def write_report(out: Path, results: dict[str, Any]) -> None:
