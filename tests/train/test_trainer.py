@@ -202,3 +202,30 @@ def test_trainer_epoch_is_the_index_of_the_epoch_in_progress(global_step, epoch,
     loader = None if batches is None else [None] * batches
     state = SimpleNamespace(global_step=global_step, epoch=epoch)
     assert trainer_epoch(SimpleNamespace(gradient_accumulation_steps=accumulation), state, loader) == expected
+
+
+def test_a_trainer_on_a_split_stream_replays_each_epochs_records(reinforced, tmp_path):
+    """The Trainer sets the epoch on the DataLoader's dataset, here the split_dataset_by_node of a reinforced stream:
+    each epoch's samples replay that epoch's stored records."""
+    from datasets.distributed import split_dataset_by_node
+
+    from hf_dr import ReinforcedTransform
+    from hf_dr.augment.seeding import choose_index
+    from hf_dr.data.streaming import empty_reinforcements, stream_replay
+    from tests.training_utils import NUM_SAMPLES, POLICY
+
+    rows = reinforced.select(range(16)).with_format(None)
+    transform = ReinforcedTransform(empty_reinforcements(rows.features, "key", "reinforcements"), policy=POLICY,
+                                    size=SIZE, num_classes=10, seed=5)
+    stream = stream_replay(rows.to_iterable_dataset(num_shards=2), transform, "image", "key", "reinforcements")
+    split = split_dataset_by_node(stream, rank=1, world_size=2)  # one shard of 8 rows: 2 steps of 4 an epoch
+    recorded = _RecordedChoices(transform)
+    torch.manual_seed(0)
+    args = _args(tmp_path, per_device_train_batch_size=4, max_steps=6, num_train_epochs=1)
+    Trainer(_timm_wrapper(), args, train_dataset=split, compute_loss_func=soft_target_loss,
+            callbacks=[ReinforcedEpochCallback()]).train()
+    assert len(recorded.calls) == 3 * 8
+    for epoch in range(3):
+        calls = recorded.calls[8 * epoch:8 * (epoch + 1)]
+        assert [index for _, index in calls] == [choose_index(NUM_SAMPLES, 5, epoch, key) for key, _ in calls]
+    assert dict(recorded.calls[:8]) != dict(recorded.calls[8:16])  # the epochs replay other records
