@@ -14,7 +14,9 @@ from hf_dr.data.preloaded import PreloadedDataset
 from hf_dr.data.sources import check_columns
 from hf_dr.errors import InvalidConfigError
 
-MAX_EPOCH = 2**63 - 1  # the largest epoch the shared int64 counter holds
+# the largest epoch: far beyond any training, and small enough for the seed arithmetic of what reads it (a shuffled
+# datasets stream seeds each epoch with a random 63-bit draw minus the epoch, which must stay non-negative)
+MAX_EPOCH = 2**31 - 1
 
 
 def check_epoch(epoch: Any) -> int:
@@ -39,8 +41,8 @@ def check_epoch(epoch: Any) -> int:
             "pass the index of the epoch about to start (a Trainer's fractional state.epoch is not one: use "
             "hf_dr.ReinforcedEpochCallback)")
     if not 0 <= value <= MAX_EPOCH:
-        raise InvalidConfigError(f"the epoch should be in [0, 2**63 - 1] (it is kept in an int64 counter shared with "
-                                 f"the DataLoader workers), but got {value}")
+        raise InvalidConfigError(f"the epoch should be in [0, 2**31 - 1] (the index of a training epoch), but got "
+                                 f"{value}")
     return value
 
 
@@ -102,7 +104,7 @@ def set_epoch(dataset: Any, epoch: int) -> None:
     """Advances the per-epoch draws of the dataset's transform (reinforced record or plain augmentation).
 
     Call it at the start of every epoch; the epoch reaches persistent DataLoader workers through shared memory. An
-    epoch that is not an integer in ``[0, 2**63 - 1]`` raises :class:`InvalidConfigError` (:func:`check_epoch`).
+    epoch that is not an integer in ``[0, 2**31 - 1]`` raises :class:`InvalidConfigError` (:func:`check_epoch`).
 
     Example:
         >>> from hf_dr import AugmentTransform

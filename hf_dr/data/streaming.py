@@ -10,7 +10,7 @@ epoch; :class:`ReinforcedIterableDataset` makes them share the replay's epoch in
 module wraps the private function it calls for iterable datasets (:func:`_split_keeping_epoch`), so the split of a
 reinforced stream is a :class:`ReinforcedIterableDataset` sharing the epoch too, and the ``set_epoch`` that the
 Trainer, accelerate or a user calls on the split selects that epoch's records. ``set_epoch`` refuses an epoch that is
-not an integer in ``[0, 2**63 - 1]`` (:func:`hf_dr.data.epochs.check_epoch`).
+not an integer in ``[0, 2**31 - 1]`` (:func:`hf_dr.data.epochs.check_epoch`).
 
 A streamed sample is ``{"key", "pixel_values", "labels"}`` and equals the map-style one for the same (seed, epoch).
 
