@@ -26,8 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                help="timm architecture (default: the one the checkpoint records)")
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", required=True,
-                      help="the dataset to evaluate on: 'fashion-mnist' (Debian files), a Hub id, a local folder or a "
-                           "Parquet file (required: a default would evaluate any checkpoint on Fashion-MNIST)")
+                      help="the dataset to evaluate on: 'fashion-mnist' (Debian files), a Hub id (of a reinforced "
+                           "dataset: the source it records), a local folder or a Parquet file (required: a default "
+                           "would evaluate any checkpoint on Fashion-MNIST)")
     data.add_argument("--split", default="test", help="the split to evaluate")
     data.add_argument("--image-column", default="image", help="image column")
     data.add_argument("--label-column", default="label", help="label column")
