@@ -253,6 +253,7 @@ def prepare_training(data_args: DataArguments, model_args: ModelArguments, build
     hard labels instead, and says so in the log. ``policy=None`` (the Trainer script) refuses plain training.
     ``build_model(num_classes, in_chans)`` makes the student.
     """
+    from hf_dr.data.sources import keyed
     from hf_dr.errors import InvalidConfigError
     from hf_dr.train.inputs import (
         DataConfig,
@@ -279,17 +280,26 @@ def prepare_training(data_args: DataArguments, model_args: ModelArguments, build
         raise InvalidConfigError(f"--dataset {data_args.dataset!r} carries no soft labels: pass a reinforced dataset "
                                  "(a Hub id pushed by hf-dr push) or the images with --run-dir (an hf-dr reinforce "
                                  "folder); plain training is scripts/train.py.")
+    key_column = data_args.key_column
     if data_args.plain:
         logger.warning("PLAIN training on the images of the reinforced dataset %s (--plain): on-the-fly %r and "
                        "cross-entropy on the hard labels; its stored views and soft labels are NOT used.",
                        data_args.dataset, policy)
-        train = plain_images(named)
+        columns = named.description.columns
+        key_source = columns.get("key_source")  # the plain augmentation draws per key: keys as the run made them
+        if key_source == "column":
+            key_column = columns.get("key") or key_column
+        train, _ = keyed(plain_images(named), columns.get("image") or data_args.image_column,
+                         key_column if key_source == "column" else None, key_source, key_column)
     elif plain:
         logger.info("plain training on %s: on-the-fly %r augmentation, cross-entropy on the hard labels (no "
                     "--run-dir, and the dataset is not reinforced)", data_args.dataset, policy)
     reinforce = named is not None and not data_args.plain
+    recorded_columns = named.description.columns if named is not None else {}
+    image_column = recorded_columns.get("image") or data_args.image_column  # the data describes itself
+    label_column = recorded_columns.get("label") or data_args.label_column
     recorded = named.description.num_classes if named is not None else None
-    num_classes = model_args.num_classes or recorded or class_count(train, data_args.label_column)
+    num_classes = model_args.num_classes or recorded or class_count(train, label_column)
     in_chans = model_args.in_chans or (named.in_chans if named is not None else None)
     model = build_model(num_classes, in_chans)
     data = DataConfig.resolve(model, model_args.image_size, model_args.mean, model_args.std)
@@ -298,8 +308,8 @@ def prepare_training(data_args: DataArguments, model_args: ModelArguments, build
         train_ds, transform = reinforced_training_data(named, data, seed, data_args.preload, curriculum=curriculum)
     else:
         train_ds, transform = training_data(
-            train, data, data_args.run_dir, policy or "rrc", seed, data_args.preload, key_column=data_args.key_column,
-            image_column=data_args.image_column, label_column=data_args.label_column, curriculum=curriculum)
+            train, data, data_args.run_dir, policy or "rrc", seed, data_args.preload, key_column=key_column,
+            image_column=image_column, label_column=label_column, curriculum=curriculum)
     evaluation = None
     if data_args.eval_split:
         if data_args.eval_dataset is None and named is not None:
@@ -309,6 +319,6 @@ def prepare_training(data_args: DataArguments, model_args: ModelArguments, build
         else:
             images = load_image_dataset(data_args.eval_dataset or data_args.dataset, data_args.eval_split,
                                         data_args.data_root)
-        evaluation = eval_data(images, data, data_args.preload, data_args.image_column, data_args.label_column)
+        evaluation = eval_data(images, data, data_args.preload, image_column, label_column)
     source = data_args.dataset if reinforce else data_args.run_dir
     return TrainingInputs(model, data, train_ds, transform, evaluation, num_classes, source)
