@@ -44,7 +44,7 @@ _EXPORTS: dict[str, str] = {
     # load and replay
     "load_reinforcements": "hf_dr.generate.loading", "load_reinforced": "hf_dr.hub.load",
     "ReinforcedTransform": "hf_dr.data.replay", "Curriculum": "hf_dr.data.curriculum",
-    "create_reinforced_loader": "hf_dr.data.loader",
+    "create_reinforced_loader": "hf_dr.hub.loader",
     "AugmentTransform": "hf_dr.data.transforms",
     "EvalTransform": "hf_dr.data.transforms", "set_epoch": "hf_dr.data.epochs", "sparsify": "hf_dr.data.soft_labels",
     "densify": "hf_dr.data.soft_labels",
@@ -89,7 +89,6 @@ if TYPE_CHECKING:  # for type checkers and IDEs; never executed
     from hf_dr.augment.policy import AugmentationPolicy
     from hf_dr.augment.registry import create_policy, list_policies
     from hf_dr.data.epochs import set_epoch
-    from hf_dr.data.loader import create_reinforced_loader
     from hf_dr.data.replay import ReinforcedTransform
     from hf_dr.data.soft_labels import densify, sparsify
     from hf_dr.data.transforms import AugmentTransform, EvalTransform
@@ -99,6 +98,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; never executed
     from hf_dr.generate.teacher import create_teacher, load_teacher_spec
     from hf_dr.generate.verify import verify
     from hf_dr.hub.load import load_reinforced
+    from hf_dr.hub.loader import create_reinforced_loader
     from hf_dr.hub.push import push_to_hub
     from hf_dr.train.checkpoints import load_classifier
     from hf_dr.train.evaluation import evaluate, evaluate_checkpoint

@@ -5,6 +5,7 @@ Trainer script needs no ``--run-dir``, and ``hf-dr eval --dataset org/x-plus`` e
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 import torch
 
 import hf_dr.train.loop as loop
+from hf_dr.cli import main as cli_main
 from hf_dr.errors import InvalidConfigError
 from hf_dr.train.evaluation import evaluate_checkpoint
 from tests.utils_hub import (
@@ -96,7 +98,9 @@ def test_trainer_script_on_a_pushed_dataset_needs_no_run_dir(state, tmp_path):
 def test_eval_of_a_pushed_reinforced_dataset_reads_its_recorded_source(state, tmp_path):
     _script("train").main(_train(state.metadata_only, tmp_path / "student"))
     checkpoint = str(tmp_path / "student" / "model.safetensors")
-    on_repo = evaluate_checkpoint(checkpoint, dataset=state.metadata_only, split="train")
+    assert cli_main(["eval", "--checkpoint", checkpoint, "--dataset", state.metadata_only, "--split", "train",
+                     "-o", str(tmp_path / "on_repo.json")]) == 0
+    on_repo = json.loads((tmp_path / "on_repo.json").read_text())
     on_source = evaluate_checkpoint(checkpoint, dataset=state.source_id, split="train")
     assert on_repo["num_samples"] == on_source["num_samples"] == NUM_ROWS
     assert on_repo["top1"] == pytest.approx(on_source["top1"]) and on_repo["nll"] == pytest.approx(on_source["nll"])

@@ -253,18 +253,9 @@ def prepare_training(data_args: DataArguments, model_args: ModelArguments, build
     hard labels instead, and says so in the log. ``policy=None`` (the Trainer script) refuses plain training.
     ``build_model(num_classes, in_chans)`` makes the student.
     """
-    from hf_dr.data.sources import keyed
     from hf_dr.errors import InvalidConfigError
-    from hf_dr.train.inputs import (
-        DataConfig,
-        class_count,
-        eval_data,
-        find_reinforced,
-        load_image_dataset,
-        plain_images,
-        reinforced_training_data,
-        training_data,
-    )
+    from hf_dr.hub.named import find_reinforced, reinforced_training_data
+    from hf_dr.train.inputs import DataConfig, class_count, eval_data, training_data
 
     train, named = find_reinforced(data_args.dataset, data_args.split, data_args.data_root)
     if named is not None and data_args.run_dir:
@@ -285,12 +276,7 @@ def prepare_training(data_args: DataArguments, model_args: ModelArguments, build
         logger.warning("PLAIN training on the images of the reinforced dataset %s (--plain): on-the-fly %r and "
                        "cross-entropy on the hard labels; its stored views and soft labels are NOT used.",
                        data_args.dataset, policy)
-        columns = named.description.columns
-        key_source = columns.get("key_source")  # the plain augmentation draws per key: keys as the run made them
-        if key_source == "column":
-            key_column = columns.get("key") or key_column
-        train, _ = keyed(plain_images(named), columns.get("image") or data_args.image_column,
-                         key_column if key_source == "column" else None, key_source, key_column)
+        train, key_column = _plain_rows(named, key_column)
     elif plain:
         logger.info("plain training on %s: on-the-fly %r augmentation, cross-entropy on the hard labels (no "
                     "--run-dir, and the dataset is not reinforced)", data_args.dataset, policy)
@@ -305,20 +291,43 @@ def prepare_training(data_args: DataArguments, model_args: ModelArguments, build
     data = DataConfig.resolve(model, model_args.image_size, model_args.mean, model_args.std)
     data.in_chans = in_chans or data.in_chans
     if reinforce:
-        train_ds, transform = reinforced_training_data(named, data, seed, data_args.preload, curriculum=curriculum)
+        train_ds, transform = reinforced_training_data(named, data.size, data.mean, data.std, seed,
+                                                        data_args.preload, curriculum=curriculum)
     else:
         train_ds, transform = training_data(
             train, data, data_args.run_dir, policy or "rrc", seed, data_args.preload, key_column=key_column,
             image_column=image_column, label_column=label_column, curriculum=curriculum)
     evaluation = None
     if data_args.eval_split:
-        if data_args.eval_dataset is None and named is not None:
-            images = plain_images(named, data_args.eval_split)
-            logger.info("evaluating on split %r of %s, the dataset %s was made from", data_args.eval_split,
-                        named.source()[0], data_args.dataset)
-        else:
-            images = load_image_dataset(data_args.eval_dataset or data_args.dataset, data_args.eval_split,
-                                        data_args.data_root)
-        evaluation = eval_data(images, data, data_args.preload, image_column, label_column)
+        evaluation = eval_data(_evaluation_rows(data_args, named), data, data_args.preload, image_column,
+                               label_column)
     source = data_args.dataset if reinforce else data_args.run_dir
     return TrainingInputs(model, data, train_ds, transform, evaluation, num_classes, source)
+
+
+def _plain_rows(named: Any, key_column: str) -> tuple[Any, str]:
+    """The images of a reinforced dataset, keyed as the run keyed them (the plain augmentation draws per key), and
+    the key column."""
+    from hf_dr.data.sources import keyed
+    from hf_dr.hub.named import plain_images
+
+    columns = named.description.columns
+    key_source = columns.get("key_source")
+    if key_source == "column":
+        key_column = columns.get("key") or key_column
+    source_key = key_column if key_source == "column" else None
+    rows, _ = keyed(plain_images(named), columns.get("image") or "image", source_key, key_source, key_column)
+    return rows, key_column
+
+
+def _evaluation_rows(data_args: DataArguments, named: Any) -> Any:
+    """The rows of ``--eval-split``: of ``--eval-dataset``, else of the source a reinforced ``--dataset`` records,
+    else of ``--dataset``."""
+    from hf_dr.hub.named import plain_images
+    from hf_dr.train.inputs import load_image_dataset
+
+    if data_args.eval_dataset is None and named is not None:
+        logger.info("evaluating on split %r of %s, the dataset %s was made from", data_args.eval_split,
+                    named.source()[0], data_args.dataset)
+        return plain_images(named, data_args.eval_split)
+    return load_image_dataset(data_args.eval_dataset or data_args.dataset, data_args.eval_split, data_args.data_root)

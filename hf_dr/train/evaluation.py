@@ -6,7 +6,6 @@ dataset or DataLoader whose batches hold ``pixel_values`` and integer ``labels``
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -16,8 +15,6 @@ import torch.nn.functional as F
 from hf_dr.augment.functional import IMAGENET_MEAN, IMAGENET_STD
 from hf_dr.errors import InvalidConfigError, MissingColumnError
 from hf_dr.train.models import forward_logits
-
-logger = logging.getLogger(__name__)
 
 ECE_BINS = 15
 
@@ -220,13 +217,9 @@ def evaluate_checkpoint(
 def _evaluation_rows(dataset: Any, split: str, limit: int | None) -> tuple[Any, str | None]:
     """The rows :func:`evaluate_checkpoint` evaluates (the first ``limit`` of ``split``) and the dataset's name."""
     if isinstance(dataset, str):
-        from hf_dr.train.inputs import find_reinforced, plain_images
+        from hf_dr.data.sources import load_source
 
-        name, (dataset, reinforced) = dataset, find_reinforced(dataset, split)  # bundled names included
-        if dataset is None:  # a reinforced Hub repo: its images are the source's (metadata-only: nowhere else)
-            dataset = plain_images(reinforced, split)
-            logger.info("evaluating on split %r of %s, the dataset %s was made from", split, reinforced.source()[0],
-                        name)
+        name, dataset = dataset, load_source(dataset, split=split)  # bundled names included
     else:
         name = getattr(dataset, "info", None) and dataset.info.dataset_name
     if limit is not None:

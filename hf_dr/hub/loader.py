@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from hf_dr.data.epochs import set_epoch, transform_of
 from hf_dr.errors import InvalidConfigError
+from hf_dr.hub.load import load_reinforced
 
 __all__ = ["ReinforcedLoader", "create_reinforced_loader"]
 
@@ -140,8 +141,8 @@ def create_reinforced_loader(
     stored ones, which the teacher labelled.
 
     Args:
-        dataset (`str`, `datasets.Dataset` or `datasets.IterableDataset`): a Hub id (or local folder) of a reinforced
-            dataset, loaded with :func:`hf_dr.load_reinforced`, or one loaded already (with its transform set).
+        dataset (`str`, `datasets.Dataset` or `datasets.IterableDataset`): the Hub id of a reinforced dataset, loaded
+            with :func:`hf_dr.load_reinforced`, or one loaded already (with its transform set).
         input_size (`int` or `tuple`, *optional*): ``(C, H, W)``, ``(H, W)`` or a side; 224 when neither it nor
             ``data_config`` gives one.
         batch_size (`int`, *optional*, defaults to 128): samples per batch (per rank).
@@ -168,8 +169,6 @@ def create_reinforced_loader(
     """
     size, mean, std = _inputs(input_size, mean, std, data_config)
     if isinstance(dataset, str):
-        from hf_dr.hub.load import load_reinforced
-
         normalisation = {name: value for name, value in (("mean", mean), ("std", std)) if value is not None}
         dataset = load_reinforced(dataset, split=split, streaming=streaming, size=size, seed=seed, **normalisation,
                                   **load_options)
@@ -178,7 +177,7 @@ def create_reinforced_loader(
     streamed = isinstance(dataset, datasets.IterableDataset)
     if not streamed and transform_of(dataset) is None:
         raise InvalidConfigError("the dataset has no reinforced transform set: load it with hf_dr.load_reinforced, or "
-                                 "pass its Hub id or folder")
+                                 "pass its Hub id")
     rank, world_size = _ranks(distributed)
     sampler = None
     if streamed:
