@@ -16,6 +16,7 @@ warmup then cosine). Writes the Trainer's outputs plus ``model.safetensors`` for
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -29,9 +30,10 @@ from hf_dr.cli._scripts import (
     TrainerDataArguments,
     TrainerModelArguments,
     TrainerRecipe,
+    prepare_training,
 )
 from hf_dr.train.checkpoints import checkpoint_model_metadata, load_checkpoint, save_checkpoint
-from hf_dr.train.inputs import DataConfig, class_count, eval_data, load_image_dataset, student, training_data
+from hf_dr.train.inputs import student
 from hf_dr.train.loop import TrainConfig, build_optimizer
 from hf_dr.train.models import model_num_classes
 from hf_dr.train.trainer import reinforced_trainer, reinforced_training_args
@@ -41,7 +43,8 @@ ARGUMENTS = (TrainerDataArguments, TrainerModelArguments, TrainerRecipe, RunArgu
 
 
 def build_parser() -> ScriptArgumentParser:
-    """The script's flags: the dataclasses of :data:`ARGUMENTS` (``--run-dir`` is required here)."""
+    """The script's flags: the dataclasses of :data:`ARGUMENTS` (soft labels required: a reinforced --dataset or
+    --run-dir)."""
     return ScriptArgumentParser(ARGUMENTS, description=__doc__.splitlines()[0])
 
 
@@ -64,23 +67,12 @@ def build_model(args: TrainerModelArguments, num_classes: int) -> torch.nn.Modul
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = build_parser()
-    data_args, model_args, recipe, run = parser.parse(argv)
-    if not data_args.run_dir:
-        parser.error("the following arguments are required: --run-dir")
+    data_args, model_args, recipe, run = build_parser().parse(argv)
     configure_logging()
     set_num_threads(run.num_threads)
-    train = load_image_dataset(data_args.dataset, data_args.split, data_args.data_root)
-    num_classes = model_args.num_classes or class_count(train, data_args.label_column)
-    model = build_model(model_args, num_classes)
-    data = DataConfig.resolve(model, model_args.image_size, model_args.mean, model_args.std)
-    data.in_chans = model_args.in_chans or data.in_chans
-    train_ds, _ = training_data(train, data, data_args.run_dir, seed=recipe.seed, preload=data_args.preload,
-                                key_column=data_args.key_column, image_column=data_args.image_column,
-                                label_column=data_args.label_column)
-    evaluation = eval_data(load_image_dataset(data_args.dataset, data_args.eval_split, data_args.data_root), data,
-                           data_args.preload, data_args.image_column, data_args.label_column) if data_args.eval_split \
-        else None
+    inputs = prepare_training(data_args, model_args, lambda num_classes, in_chans: build_model(
+        dataclasses.replace(model_args, in_chans=in_chans), num_classes), recipe.seed)
+    model, data, train_ds, evaluation = inputs.model, inputs.data, inputs.train, inputs.evaluation
     optimizer = TrainConfig(optimizer=recipe.optimizer, lr=recipe.lr, weight_decay=recipe.weight_decay)
     training_args = reinforced_training_args(
         run.output_dir, num_train_epochs=recipe.epochs, per_device_train_batch_size=recipe.batch_size,

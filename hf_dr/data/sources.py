@@ -62,7 +62,7 @@ def load_source(
         return datasets.load_dataset(builder, data_files={split: path}, split=split)
     if not os.path.exists(path) and bundled_name(path) is not None:
         return load_bundled(path, split, data_root)
-    if os.path.isdir(path) or not _looks_local(path):
+    if os.path.isdir(path) or not looks_local(path):
         return _load_dataset(path, name, split, revision)
     raise SourceNotFoundError(
         f"the dataset {path!r} does not exist: no file or folder {os.path.abspath(path)!r}. Check the path "
@@ -70,7 +70,9 @@ def load_source(
     )
 
 
-def _looks_local(path: str) -> bool:
+def looks_local(path: str) -> bool:
+    """Whether ``path`` is written as a local path (``/``, ``.`` or ``~`` first, or more separators than
+    ``org/name``) rather than a Hub id."""
     return path.startswith((".", "~", os.sep)) or path.count("/") > 1 or bool(os.altsep and os.altsep in path)
 
 
