@@ -250,7 +250,7 @@ class ZippedRows:
     def __call__(self) -> Iterator[dict[str, Any]]:
         batches = self.records.with_format("arrow").iter(batch_size=CHOOSE_BATCH_SIZE)
         table, position, row = None, 0, -1
-        for row, example in enumerate(self.source):
+        for row, example in enumerate(_rows(self.source)):
             if row in self.skipped:
                 continue
             if table is None or position == table.num_rows:
@@ -281,6 +281,14 @@ class ZippedRows:
         if self.transform.codec.class_set:
             row[CHOSEN_CLASSES] = table.column(CLASSES_COLUMN)[position].as_py()
         return row
+
+
+def _rows(stream: datasets.IterableDataset) -> Iterator[dict[str, Any]]:
+    """Every row of ``stream``, in order, also inside a DataLoader worker: iterating a stream there gives only the
+    worker's share of its files, where a zip with the other side (read whole) needs them all."""
+    for batch in stream.iter(batch_size=CHOOSE_BATCH_SIZE):
+        for values in zip(*batch.values(), strict=True):
+            yield dict(zip(batch, values, strict=True))
 
 
 def zip_records(source: datasets.IterableDataset, records: datasets.IterableDataset,
