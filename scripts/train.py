@@ -72,6 +72,8 @@ def main(argv: list[str] | None = None) -> dict:
     metadata = checkpoint_model_metadata(model, model_args.arch, {"input_size": (data.in_chans, *data.size),
                                                                  "mean": data.mean, "std": data.std})
     save_checkpoint(model, out / "model.safetensors", metadata)
+    if result.ema_model is not None:  # --ema-decay: the averaged weights too, for hf-dr eval / push-model
+        save_checkpoint(result.ema_model, out / "model_ema.safetensors", metadata)
     (out / "result.json").write_text(json.dumps(result.to_dict(), indent=2))
     logger.info("%d steps in %.0f s; metrics %s", result.steps, result.wall_time, result.metrics)
     return result.to_dict()

@@ -10,7 +10,7 @@ X+, fine-tune on Y+" is two commands:
     python scripts/train_trainer.py --dataset ./other_set --run-dir other+ --arch hf_dr_cnn_small \\
         --init-from runs/trainer-student/model.safetensors --epochs 10 --lr 0.01 --output-dir runs/finetuned
 
-The recipe is the one of ``scripts/train.py`` (SGD Nesterov or AdamW from :func:`hf_dr.train.loop.build_optimizer`,
+The recipe is the one of ``scripts/train.py`` (SGD Nesterov or AdamW from :func:`hf_dr.train.optim.build_optimizer`,
 warmup then cosine). Writes the Trainer's outputs plus ``model.safetensors`` for ``hf-dr eval``.
 """
 
@@ -34,8 +34,9 @@ from hf_dr.cli._scripts import (
 )
 from hf_dr.train.checkpoints import checkpoint_model_metadata, load_checkpoint, save_checkpoint
 from hf_dr.train.inputs import student
-from hf_dr.train.loop import TrainConfig, build_optimizer
+from hf_dr.train.loop import TrainConfig
 from hf_dr.train.models import model_num_classes
+from hf_dr.train.optim import build_optimizer
 from hf_dr.train.trainer import reinforced_trainer, reinforced_training_args
 
 logger = logging.getLogger("hf_dr.scripts.train_trainer")

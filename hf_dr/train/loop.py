@@ -15,7 +15,6 @@ for plain and reinforced runs.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
@@ -28,10 +27,12 @@ from hf_dr.data.epochs import set_epoch, transform_of
 from hf_dr.errors import InvalidConfigError
 from hf_dr.train.losses import soft_target_loss, target_is_tempered
 from hf_dr.train.models import check_model_num_classes, forward_logits
+from hf_dr.train.optim import build_optimizer, cosine_with_warmup
 
 logger = logging.getLogger(__name__)
 
 OPTIMIZERS = ("sgd", "adamw")
+PRECISIONS = ("no", "bf16", "fp16")
 
 
 @dataclass
@@ -56,6 +57,10 @@ class TrainConfig:
         seed (`int`, *optional*, defaults to 0): seed of the initialisation and the shuffling.
         channels_last (`bool`, *optional*, defaults to `False`): channels-last inputs and weights (faster CNNs on
             CPU).
+        mixed_precision (`str`, *optional*, defaults to ``"no"``): ``"bf16"`` or ``"fp16"`` autocast through
+            accelerate (``"fp16"`` needs a GPU); ``"no"`` trains in float32.
+        ema_decay (`float`, *optional*): keep an exponential moving average of the weights (timm's ``ModelEmaV3``,
+            updated every optimizer step); :func:`fit` evaluates it too and returns it.
         log_every (`int`, *optional*, defaults to 50): optimizer steps between loss records.
 
     Example:
@@ -84,6 +89,8 @@ class TrainConfig:
     num_workers: int = 0
     seed: int = 0
     channels_last: bool = False
+    mixed_precision: str = "no"
+    ema_decay: float | None = None
     log_every: int = 50
 
     def __post_init__(self) -> None:
@@ -98,6 +105,11 @@ class TrainConfig:
             raise InvalidConfigError(f"warmup_fraction should be in [0, 1), but got {self.warmup_fraction}.")
         if self.temperature <= 0:
             raise InvalidConfigError(f"temperature should be positive, but got {self.temperature} instead.")
+        if self.mixed_precision not in PRECISIONS:
+            raise InvalidConfigError(f"mixed_precision should be one of {PRECISIONS}, but got "
+                                     f"{self.mixed_precision!r} instead.")
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise InvalidConfigError(f"ema_decay should be in (0, 1), but got {self.ema_decay} instead.")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -131,53 +143,11 @@ class TrainResult:
     wall_time: float
     history: list[dict[str, float]] = field(default_factory=list)
     metrics: dict[str, float] | None = None
+    ema_metrics: dict[str, float] | None = None
+    ema_model: nn.Module | None = field(default=None, repr=False, compare=False)  # with TrainConfig.ema_decay
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-# -- schedule and optimizer ----------------------------------------------------------------------------------------
-def cosine_with_warmup(
-    optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, min_lr_ratio: float = 0.0
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warmup from ~0 to the peak over ``warmup_steps``, then cosine decay to ``min_lr_ratio`` x peak.
-
-    Example:
-        >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
-        >>> schedule = cosine_with_warmup(opt, warmup_steps=2, total_steps=10)
-        >>> [round(schedule.get_last_lr()[0], 2)]
-        [0.5]
-    """
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-        return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """The optimizer of ``config`` from :func:`timm.optim.create_optimizer_v2`: SGD with Nesterov momentum
-    (``"sgd"``; plain SGD when ``momentum`` is 0) or AdamW, with no weight decay on 1-d parameters (biases,
-    normalisation weights) and on the names the model's ``no_weight_decay()`` lists.
-
-    Example:
-        >>> model = torch.nn.Sequential(torch.nn.Linear(4, 2), torch.nn.BatchNorm1d(2))
-        >>> optimizer = build_optimizer(model, TrainConfig(weight_decay=1e-4))
-        >>> sorted((g["weight_decay"], len(g["params"])) for g in optimizer.param_groups)  # 3 1-d, 1 matrix
-        [(0.0, 3), (0.0001, 1)]
-        >>> type(optimizer).__name__, optimizer.defaults["nesterov"]
-        ('SGD', True)
-    """
-    from timm.optim import create_optimizer_v2
-
-    if config.optimizer == "adamw":
-        return create_optimizer_v2(model, opt="adamw", lr=config.lr, weight_decay=config.weight_decay)
-    opt = "sgd" if config.momentum > 0 else "momentum"  # timm's "sgd" is Nesterov, which needs a momentum
-    return create_optimizer_v2(model, opt=opt, lr=config.lr, weight_decay=config.weight_decay,
-                               momentum=config.momentum)
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "ema_model"}
 
 
 # -- data ----------------------------------------------------------------------------------------------------------
@@ -257,18 +227,24 @@ def fit(
     config = config or TrainConfig()
     _check_num_classes(model, teacher, num_classes or getattr(transform_of(train_dataset), "num_classes", None))
     torch.manual_seed(config.seed)
+    if config.mixed_precision == "fp16" and not torch.cuda.is_available():
+        raise InvalidConfigError("mixed_precision='fp16' needs a GPU; on CPU use 'bf16' or 'no'.")
     accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available(),
+                                             mixed_precision=config.mixed_precision,
                                              gradient_accumulation_steps=config.gradient_accumulation_steps)
     tempered = target_is_tempered(transform_of(train_dataset), config.temperature)
     run = _prepare(model, train_dataset, config, accelerator, teacher)
     run.tempered_target = tempered
     result = _train(run, train_dataset, config, accelerator, progress)
     model = accelerator.unwrap_model(run.model)
+    result.ema_model = None if run.ema is None else run.ema.module
     if eval_dataset is not None:
         from hf_dr.train.evaluation import evaluate
 
-        result.metrics = evaluate(model, eval_dataset, batch_size=max(256, config.batch_size),
-                                  channels_last=config.channels_last)
+        for name, evaluated in (("metrics", model), ("ema_metrics", result.ema_model)):
+            if evaluated is not None:
+                setattr(result, name, evaluate(evaluated, eval_dataset, batch_size=max(256, config.batch_size),
+                                               channels_last=config.channels_last))
     return result
 
 
@@ -282,6 +258,7 @@ class _Prepared:
     scheduler: torch.optim.lr_scheduler.LambdaLR
     total_steps: int
     teacher: nn.Module | None
+    ema: Any = None  # timm.utils.ModelEmaV3 of the model, with TrainConfig.ema_decay
     tempered_target: bool = False
 
 
@@ -314,7 +291,12 @@ def _prepare(model: nn.Module, train_dataset: Any, config: TrainConfig, accelera
         if config.channels_last:
             teacher = teacher.to(memory_format=torch.channels_last)
         teacher = accelerator.prepare_model(teacher, evaluation_mode=True).eval()
-    return _Prepared(model, optimizer, loader, scheduler, total_steps, teacher)
+    ema = None
+    if config.ema_decay is not None:
+        from timm.utils import ModelEmaV3
+
+        ema = ModelEmaV3(accelerator.unwrap_model(model), decay=config.ema_decay)
+    return _Prepared(model, optimizer, loader, scheduler, total_steps, teacher, ema)
 
 
 def _train(run: _Prepared, train_dataset: Any, config: TrainConfig, accelerator: Any, progress: bool) -> TrainResult:
@@ -333,6 +315,8 @@ def _train(run: _Prepared, train_dataset: Any, config: TrainConfig, accelerator:
             if not accelerator.sync_gradients:
                 continue
             result.steps += 1
+            if run.ema is not None:
+                run.ema.update(accelerator.unwrap_model(run.model), step=result.steps)
             bar.update(1)
             window.append(running)
             running = 0.0

@@ -215,3 +215,36 @@ def test_a_small_dataset_keeps_its_last_partial_batch(caplog):
     assert sorted(seen.tolist()) == list(range(240)) and "--batch-size" in caplog.text
     assert len(training_dataloader(torch.utils.data.TensorDataset(torch.arange(1300)), TrainConfig(batch_size=128))) \
         == 10  # 20 rows left out of 1300: drop_last stays
+
+
+def test_bf16_autocast_and_an_ema_of_the_weights(reinforced):
+    """Issue 24: mixed precision through accelerate (bf16 runs on CPU too) and timm's ModelEmaV3, evaluated beside
+    the model; the EMA lags the trained weights."""
+    dataset = reinforced_transform(reinforced).attach(reinforced.with_format(None))
+    evaluation = EvalTransform(size=SIZE).attach(reinforced.with_format(None))
+    torch.manual_seed(0)
+    model = create_model("hf_dr_cnn_tiny", num_classes=10, in_chans=3)
+    dtypes = []  # of the first convolution's output while training (accelerate returns float32 logits)
+    model.features[0].register_forward_hook(lambda module, args, out: dtypes.append(out.dtype) if module.training
+                                            else None)
+    result = fit(model, dataset, TrainConfig(epochs=2, batch_size=16, lr=0.05, mixed_precision="bf16",
+                                             ema_decay=0.9), eval_dataset=evaluation)
+    assert dtypes and set(dtypes) == {torch.bfloat16}  # the forward ran under autocast
+    assert result.ema_model is not None and result.ema_metrics["num_samples"] == result.metrics["num_samples"] == 96
+    trained, averaged = dict(model.named_parameters()), dict(result.ema_model.named_parameters())
+    assert set(trained) == set(averaged) and any(not torch.equal(trained[n], averaged[n]) for n in trained)
+    assert "ema_model" not in result.to_dict()
+
+
+@pytest.mark.parametrize(("options", "message"), [({"mixed_precision": "fp8"}, "mixed_precision should be one of"),
+                                                  ({"ema_decay": 1.5}, r"ema_decay should be in \(0, 1\)")])
+def test_precision_and_ema_settings_are_checked(options, message):
+    with pytest.raises(InvalidConfigError, match=message):
+        TrainConfig(**options)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="fp16 runs on a GPU")
+def test_fp16_without_a_gpu_is_refused(reinforced):
+    dataset = reinforced_transform(reinforced).attach(reinforced.with_format(None))
+    with pytest.raises(InvalidConfigError, match="fp16' needs a GPU"):
+        fit(create_model("hf_dr_cnn_tiny", num_classes=10, in_chans=3), dataset, TrainConfig(mixed_precision="fp16"))
