@@ -200,7 +200,7 @@ def fit(
     teacher: nn.Module | None = None,
     num_classes: int | None = None,
     accelerator: Any = None,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> TrainResult:
     """Trains ``model`` on ``train_dataset`` with Accelerate; returns steps, wall time, loss record and metrics.
 
@@ -213,7 +213,8 @@ def fit(
         teacher (`torch.nn.Module`, *optional*): run on every batch for online distillation (hard-label data).
         num_classes (`int`, *optional*): checked against the model's head; read from the reinforced transform.
         accelerator (`accelerate.Accelerator`, *optional*): defaults to one with the config's accumulation steps.
-        progress (`bool`, *optional*, defaults to `False`): show a tqdm bar.
+        progress (`bool`, *optional*): show a tqdm bar; by default on a terminal only (tqdm's rule). The loss
+            record is also logged at INFO (logger ``hf_dr.train.loop``) every ``log_every`` steps.
 
     Example:
         >>> from hf_dr import ReinforcedTransform, TrainConfig, create_model, fit
@@ -299,12 +300,13 @@ def _prepare(model: nn.Module, train_dataset: Any, config: TrainConfig, accelera
     return _Prepared(model, optimizer, loader, scheduler, total_steps, teacher, ema)
 
 
-def _train(run: _Prepared, train_dataset: Any, config: TrainConfig, accelerator: Any, progress: bool) -> TrainResult:
+def _train(run: _Prepared, train_dataset: Any, config: TrainConfig, accelerator: Any, progress: bool | None
+           ) -> TrainResult:
     """Epochs of :func:`_step` until ``run.total_steps`` optimizer steps; the loss is recorded every ``log_every``."""
     from tqdm.auto import tqdm
 
     result = TrainResult(steps=0, samples=0, wall_time=0.0)
-    bar = tqdm(total=run.total_steps, disable=not progress, desc="train", leave=False)
+    bar = tqdm(total=run.total_steps, disable=None if progress is None else not progress, desc="train", leave=False)
     start, running, window, epoch = time.perf_counter(), 0.0, [], 0
     run.model.train()
     while result.steps < run.total_steps:
@@ -323,6 +325,8 @@ def _train(run: _Prepared, train_dataset: Any, config: TrainConfig, accelerator:
             if result.steps % config.log_every == 0 or result.steps == run.total_steps:
                 result.history.append({"step": result.steps, "epoch": epoch, "loss": sum(window) / len(window),
                                        "lr": run.scheduler.get_last_lr()[0]})
+                logger.info("step %d/%d (epoch %d): loss %.4f, lr %.3g", result.steps, run.total_steps, epoch,
+                            result.history[-1]["loss"], result.history[-1]["lr"])
                 window = []
             if result.steps >= run.total_steps:
                 break

@@ -217,7 +217,17 @@ def test_a_small_dataset_keeps_its_last_partial_batch(caplog):
         == 10  # 20 rows left out of 1300: drop_last stays
 
 
-def test_bf16_autocast_and_an_ema_of_the_weights(reinforced):
+@pytest.fixture
+def fresh_accelerate_state():
+    """accelerate fixes the precision once per process (AcceleratorState): start and leave this test with none."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)
+    yield
+    AcceleratorState._reset_state(True)
+
+
+def test_bf16_autocast_and_an_ema_of_the_weights(reinforced, fresh_accelerate_state):
     """Issue 24: mixed precision through accelerate (bf16 runs on CPU too) and timm's ModelEmaV3, evaluated beside
     the model; the EMA lags the trained weights."""
     dataset = reinforced_transform(reinforced).attach(reinforced.with_format(None))
