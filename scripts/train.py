@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
                  "run": asdict(run), "train_config": config.to_dict()}
     (out / "train_config.json").write_text(json.dumps(arguments, indent=2))
     result = fit(model, inputs.train, config, eval_dataset=inputs.evaluation, num_classes=inputs.num_classes,
-                 progress=not run.no_progress)
+                 progress=not run.no_progress, output_dir=str(out))  # --save-every N: checkpoints, resumed
     metadata = checkpoint_model_metadata(model, model_args.arch, {"input_size": (data.in_chans, *data.size),
                                                                  "mean": data.mean, "std": data.std})
     save_checkpoint(model, out / "model.safetensors", metadata)

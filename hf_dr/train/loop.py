@@ -28,6 +28,7 @@ from hf_dr.errors import InvalidConfigError
 from hf_dr.train.losses import soft_target_loss, target_is_tempered
 from hf_dr.train.models import check_model_num_classes, forward_logits
 from hf_dr.train.optim import build_optimizer, cosine_with_warmup
+from hf_dr.train.resume import EpochShuffle, restore_checkpoint, save_checkpoint_state
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,8 @@ class TrainConfig:
             accelerate (``"fp16"`` needs a GPU); ``"no"`` trains in float32.
         ema_decay (`float`, *optional*): keep an exponential moving average of the weights (timm's ``ModelEmaV3``,
             updated every optimizer step); :func:`fit` evaluates it too and returns it.
+        save_every (`int`, *optional*): optimizer steps between checkpoints of :func:`fit` (with its ``output_dir``),
+            from which a killed run resumes exactly (:mod:`hf_dr.train.resume`).
         log_every (`int`, *optional*, defaults to 50): optimizer steps between loss records.
 
     Example:
@@ -91,6 +94,7 @@ class TrainConfig:
     channels_last: bool = False
     mixed_precision: str = "no"
     ema_decay: float | None = None
+    save_every: int | None = None
     log_every: int = 50
 
     def __post_init__(self) -> None:
@@ -99,6 +103,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "gradient_accumulation_steps"):
             if int(getattr(self, name)) < 1:
                 raise InvalidConfigError(f"{name} should be a positive integer, but got {getattr(self, name)}.")
+        if self.save_every is not None and self.save_every < 1:
+            raise InvalidConfigError(f"save_every should be a positive integer, but got {self.save_every} instead.")
         if self.max_steps is not None and self.max_steps < 1:
             raise InvalidConfigError(f"max_steps should be a positive integer, but got {self.max_steps} instead.")
         if not 0.0 <= self.warmup_fraction < 1.0:
@@ -155,10 +161,10 @@ MAX_DROPPED_SHARE = 0.1  # drop_last is kept while it leaves out at most this sh
 
 
 def training_dataloader(dataset: Any, config: TrainConfig) -> torch.utils.data.DataLoader:
-    """A shuffled DataLoader seeded by ``config.seed`` (same batches for the same seed). It drops the last partial
+    """A DataLoader shuffled by (``config.seed``, epoch) (:class:`~hf_dr.train.resume.EpochShuffle`: the same batches
+    for the same seed and epoch, also after a resume). It drops the last partial
     batch unless that would leave out more than :data:`MAX_DROPPED_SHARE` of the rows each epoch (a small dataset:
     240 rows in batches of 128 would train on 128 a epoch), which it then keeps, with a warning naming the fix."""
-    generator = torch.Generator().manual_seed(config.seed)
     rows = len(dataset)
     drop_last = rows % config.batch_size <= MAX_DROPPED_SHARE * rows
     if not drop_last:
@@ -166,7 +172,7 @@ def training_dataloader(dataset: Any, config: TrainConfig) -> torch.utils.data.D
                        "partial batch instead (pass a batch size that divides the rows, --batch-size, for equal "
                        "batches)", config.batch_size, rows % config.batch_size, rows)
     return torch.utils.data.DataLoader(
-        dataset, batch_size=config.batch_size, shuffle=True, drop_last=drop_last, generator=generator,
+        dataset, batch_size=config.batch_size, sampler=EpochShuffle(rows, config.seed), drop_last=drop_last,
         num_workers=config.num_workers, persistent_workers=config.num_workers > 0,
     )
 
@@ -201,6 +207,7 @@ def fit(
     num_classes: int | None = None,
     accelerator: Any = None,
     progress: bool | None = None,
+    output_dir: str | None = None,
 ) -> TrainResult:
     """Trains ``model`` on ``train_dataset`` with Accelerate; returns steps, wall time, loss record and metrics.
 
@@ -213,6 +220,9 @@ def fit(
         teacher (`torch.nn.Module`, *optional*): run on every batch for online distillation (hard-label data).
         num_classes (`int`, *optional*): checked against the model's head; read from the reinforced transform.
         accelerator (`accelerate.Accelerator`, *optional*): defaults to one with the config's accumulation steps.
+        output_dir (`str`, *optional*): where ``config.save_every`` writes checkpoints; a run finding one there
+            resumes from the newest, exactly (same batches, views and updates), after checking it was made with
+            the same settings.
         progress (`bool`, *optional*): show a tqdm bar; by default on a terminal only (tqdm's rule). The loss
             record is also logged at INFO (logger ``hf_dr.train.loop``) every ``log_every`` steps.
 
@@ -236,7 +246,7 @@ def fit(
     tempered = target_is_tempered(transform_of(train_dataset), config.temperature)
     run = _prepare(model, train_dataset, config, accelerator, teacher)
     run.tempered_target = tempered
-    result = _train(run, train_dataset, config, accelerator, progress)
+    result = _train(run, train_dataset, config, accelerator, progress, output_dir)
     model = accelerator.unwrap_model(run.model)
     result.ema_model = None if run.ema is None else run.ema.module
     if eval_dataset is not None:
@@ -259,6 +269,7 @@ class _Prepared:
     scheduler: torch.optim.lr_scheduler.LambdaLR
     total_steps: int
     teacher: nn.Module | None
+    sampler: EpochShuffle
     ema: Any = None  # timm.utils.ModelEmaV3 of the model, with TrainConfig.ema_decay
     tempered_target: bool = False
 
@@ -277,7 +288,9 @@ def _prepare(model: nn.Module, train_dataset: Any, config: TrainConfig, accelera
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, config)
-    model, optimizer, loader = accelerator.prepare(model, optimizer, training_dataloader(train_dataset, config))
+    loader = training_dataloader(train_dataset, config)
+    sampler = loader.sampler  # shared by the prepared loader: set_epoch reaches it
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     steps_per_epoch = len(loader) // config.gradient_accumulation_steps  # per process, after sharding
     if steps_per_epoch < 1:
         raise InvalidConfigError(
@@ -297,23 +310,32 @@ def _prepare(model: nn.Module, train_dataset: Any, config: TrainConfig, accelera
         from timm.utils import ModelEmaV3
 
         ema = ModelEmaV3(accelerator.unwrap_model(model), decay=config.ema_decay)
-    return _Prepared(model, optimizer, loader, scheduler, total_steps, teacher, ema)
+    for state in (scheduler, ema):  # saved and restored with the model and optimizer by accelerate's save_state
+        if state is not None:
+            accelerator.register_for_checkpointing(state)
+    return _Prepared(model, optimizer, loader, scheduler, total_steps, teacher, sampler, ema)
 
 
-def _train(run: _Prepared, train_dataset: Any, config: TrainConfig, accelerator: Any, progress: bool | None
-           ) -> TrainResult:
-    """Epochs of :func:`_step` until ``run.total_steps`` optimizer steps; the loss is recorded every ``log_every``."""
+def _train(run: _Prepared, train_dataset: Any, config: TrainConfig, accelerator: Any, progress: bool | None,
+           output_dir: str | None = None) -> TrainResult:
+    """Epochs of :func:`_step` until ``run.total_steps`` optimizer steps; the loss is recorded every ``log_every``,
+    a checkpoint written every ``save_every`` (into ``output_dir``, whose newest checkpoint it resumes from)."""
     from tqdm.auto import tqdm
 
     result = TrainResult(steps=0, samples=0, wall_time=0.0)
-    bar = tqdm(total=run.total_steps, disable=None if progress is None else not progress, desc="train", leave=False)
-    start, running, window, epoch = time.perf_counter(), 0.0, [], 0
+    epoch, skip = _resume(result, accelerator, config, output_dir)
+    bar = tqdm(total=run.total_steps, initial=result.steps, disable=None if progress is None else not progress,
+               desc="train", leave=False)
+    start, running, window = time.perf_counter(), 0.0, []
     run.model.train()
     while result.steps < run.total_steps:
         set_epoch(train_dataset, epoch)
-        for batch in run.loader:
+        batches, loader, skip = skip, accelerator.skip_first_batches(run.loader, skip) if skip else run.loader, 0
+        _loader_epoch(loader, run.sampler, epoch)
+        for batch in loader:
             running += _step(run, batch, config, accelerator) / config.gradient_accumulation_steps  # step's mean
             result.samples += batch["pixel_values"].shape[0]
+            batches += 1
             if not accelerator.sync_gradients:
                 continue
             result.steps += 1
@@ -330,10 +352,35 @@ def _train(run: _Prepared, train_dataset: Any, config: TrainConfig, accelerator:
                 window = []
             if result.steps >= run.total_steps:
                 break
+            if output_dir and config.save_every and result.steps % config.save_every == 0:
+                save_checkpoint_state(accelerator, output_dir, {
+                    "step": result.steps, "epoch": epoch, "batches": batches, "samples": result.samples,
+                    "history": result.history, "config": _resumable(config)})
         epoch += 1
     bar.close()
     result.wall_time = time.perf_counter() - start
     return result
+
+
+def _loader_epoch(loader: Any, sampler: EpochShuffle, epoch: int) -> None:
+    """The shuffle of ``epoch``: accelerate's loaders set their sampler's epoch from their own pass count, which a
+    resumed run (or a loader made to skip batches) must be told."""
+    (loader.set_epoch if hasattr(loader, "set_epoch") else sampler.set_epoch)(epoch)
+
+
+def _resumable(config: TrainConfig) -> dict[str, Any]:
+    """The settings a resumed run must share with the checkpoint (not those of logging, saving or loading)."""
+    return {k: v for k, v in config.to_dict().items() if k not in ("log_every", "save_every", "num_workers")}
+
+
+def _resume(result: TrainResult, accelerator: Any, config: TrainConfig, output_dir: str | None) -> tuple[int, int]:
+    """Restores the newest checkpoint under ``output_dir`` into the prepared objects and ``result``; returns the epoch
+    and the batches of it already trained (0, 0 without one)."""
+    state = restore_checkpoint(accelerator, output_dir, _resumable(config)) if output_dir else None
+    if state is None:
+        return 0, 0
+    result.steps, result.samples, result.history = state["step"], state["samples"], state["history"]
+    return state["epoch"], state["batches"]
 
 
 def _step(run: _Prepared, batch: dict[str, torch.Tensor], config: TrainConfig, accelerator: Any) -> float:
