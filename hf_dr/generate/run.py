@@ -173,9 +173,13 @@ def reinforce(
     """
     accelerator = accelerator or default_accelerator()
     num_workers = default_num_workers(accelerator.device) if num_workers is None else num_workers
-    _check_arguments(num_samples, topk, shard_size, batch_size, num_workers)
+    # every argument is checked before the folder is touched: a mistake leaves nothing that refuses the corrected rerun
+    _check_arguments(num_samples, topk, seed, shard_size, batch_size, num_workers)
     check_image_mode(image_mode)
     check_bad_image_choice(on_bad_image)
+    _check_dataset(dataset, image_column, label_column, key_column)
+    resolve_key_source(key_column, key_from)
+    codec = (codec if isinstance(codec, RecordCodec) else RecordCodec.from_config(codec)).resolved(topk)
     if isinstance(teacher, Teacher):
         precision, channels_last = teacher.precision, teacher.channels_last
     policy = as_policy(policy)
@@ -220,11 +224,24 @@ def default_num_workers(device: torch.device | str) -> int:
     return 0 if torch.device(device).type == "cpu" else min(8, (os.cpu_count() or 1) // 2)
 
 
-def _check_arguments(num_samples: int, topk: int, shard_size: int, batch_size: int, num_workers: int) -> None:
-    for name, value, low in [("num_samples", num_samples, 1), ("topk", topk, 1), ("shard_size", shard_size, 1),
-                             ("batch_size", batch_size, 1), ("num_workers", num_workers, 0)]:
-        if not isinstance(value, int) or value < low:
-            raise InvalidConfigError(f"{name} should be an integer >= {low}, but got {value!r} instead.")
+def _check_arguments(num_samples: int, topk: int, seed: int, shard_size: int, batch_size: int,
+                     num_workers: int) -> None:
+    for name, value, low in [("num_samples", num_samples, 1), ("topk", topk, 1), ("seed", seed, 0),
+                             ("shard_size", shard_size, 1), ("batch_size", batch_size, 1),
+                             ("num_workers", num_workers, 0)]:
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise InvalidConfigError(f"{name} (--{name.replace('_', '-')}) should be an integer >= {low}, but got "
+                                     f"{value!r} instead.")
+
+
+def _check_dataset(dataset: datasets.Dataset, image_column: str, label_column: str | None,
+                   key_column: str | None) -> None:
+    """The source's columns, its image feature and its rows, checked before the folder is touched."""
+    check_columns(dataset, image_column=image_column, label_column=label_column, key_column=key_column)
+    image_feature(dataset, image_column)
+    if len(dataset) == 0:
+        raise InvalidConfigError("the dataset has no rows; nothing to reinforce. Check the split (--split) and "
+                                 "--limit, or the filter that made it.")
 
 
 def _member_specs(teacher: TeacherLike) -> list[MemberSpec]:
@@ -239,10 +256,7 @@ def _plan(dataset: datasets.Dataset, teacher: TeacherLike, policy: AugmentationP
           shard_size: int, precision: str, overwrite: bool, source: dict[str, Any] | None, accelerator: Any,
           key_from: str | None = None, image_mode: str | None = None,
           codec: RecordCodec | dict[str, Any] | None = None) -> _Plan:
-    check_columns(dataset, image_column=image_column, label_column=label_column, key_column=key_column)
-    image_feature(dataset, image_column)
-    if len(dataset) == 0:
-        raise InvalidConfigError("the dataset has no rows; nothing to reinforce")
+    _check_dataset(dataset, image_column, label_column, key_column)
     key_source = resolve_key_source(key_column, key_from)
     codec = (codec if isinstance(codec, RecordCodec) else RecordCodec.from_config(codec)).resolved(topk)
     keys = KeyList(scan_keys(dataset, image_column, key_column, key_source))  # compact: workers unpickle 2 buffers
