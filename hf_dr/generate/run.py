@@ -56,6 +56,7 @@ from hf_dr.generate.render import (
     resolve_image_mode,
     without_records,
 )
+from hf_dr.generate.resume import refuse_other_source
 from hf_dr.generate.run_config import ReinforceConfig, library_versions
 from hf_dr.generate.shard_table import ShardTable, label_values, output_features
 from hf_dr.generate.storage import ShardWriter, clear_run, remove_temporaries, shard_record, write_manifest
@@ -272,6 +273,8 @@ def _plan(dataset: datasets.Dataset, teacher: TeacherLike, policy: AugmentationP
     if existing is not None:
         config.check_compatible(existing, output_dir)
     shards = plan_shards(len(keys), shard_size)
+    if existing is not None:
+        refuse_other_source(dataset, keys, config, existing, shards, output_dir)
     mine = shards[accelerator.process_index :: accelerator.num_processes]
     fingerprint = config.fingerprint()
     todo = mine if overwrite else [s for s in mine if shard_record(output_dir, s, fingerprint) is None]
