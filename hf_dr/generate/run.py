@@ -5,7 +5,8 @@ shard_size)`` and process ``r`` of ``W`` takes shards ``r, r + W, ...``. Every v
 ``generator_for(seed, key, index)`` and the teacher always runs on padded batches of ``batch_size`` views of one
 shard, so the bytes written do not depend on the number of processes or DataLoader workers. Rerunning the same
 call resumes: finished shards (checked by checksum) are skipped before the teacher is loaded; a folder made with
-another configuration, or held by another run (:mod:`hf_dr.generate.lock`), is refused.
+another configuration or from another source (:mod:`hf_dr.generate.resume`), or held by another run
+(:mod:`hf_dr.generate.lock`), is refused. Every argument is checked before the folder is touched.
 
 Every image is converted to one image mode, decided once per run and recorded (``image_mode`` in the config and the
 data's description), so the replay converts it the same way. An image that cannot be decoded stops the run naming
@@ -35,6 +36,7 @@ from hf_dr.data.keys import KeyList, resolve_key_source
 from hf_dr.data.schema import KEY_COLUMN
 from hf_dr.data.sources import (
     check_columns,
+    check_split,
     class_count,
     column_values,
     encoded_images,
@@ -180,6 +182,8 @@ def reinforce(
     check_bad_image_choice(on_bad_image)
     _check_dataset(dataset, image_column, label_column, key_column)
     resolve_key_source(key_column, key_from)
+    if (source or {}).get("split") is not None:
+        check_split(source["split"])  # recorded, and a push names its files after it
     codec = (codec if isinstance(codec, RecordCodec) else RecordCodec.from_config(codec)).resolved(topk)
     if isinstance(teacher, Teacher):
         precision, channels_last = teacher.precision, teacher.channels_last

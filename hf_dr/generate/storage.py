@@ -12,7 +12,9 @@ Layout of an output folder::
 Every file is written by :func:`hf_dr.files.write_atomic` (a temporary next to the target, fsync, rename), so a
 killed run leaves either a whole file or none (temporaries are removed on the next run). A shard counts as done only
 if its ``.done`` record exists and the file's size and SHA-256 match it. A finished folder is read only if its
-``reinforce_config.json`` is the configuration its manifest was made with (same fingerprint).
+``reinforce_config.json`` is the configuration its manifest was made with (same fingerprint), its manifest lists
+exactly the planned shards (:func:`check_shard_list`), and every path it names stays inside the folder
+(:func:`run_file`).
 """
 
 from __future__ import annotations
