@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from hf_dr.errors import HfDrError, OutputWriteError
+from hf_dr.errors import HfDrError, InvalidConfigError, OutputWriteError
 
 TEMPORARY_INFIX = ".tmp-"
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
@@ -135,10 +135,27 @@ def write_json_atomic(path: str | os.PathLike, content: Any) -> str:
     return write_text_atomic(path, json_text(content))
 
 
-def read_json(path: str | os.PathLike) -> Any:
-    """The JSON content of ``path``."""
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+def read_json(path: str | os.PathLike, what: str | None = None, fix: str = "") -> Any:
+    """The JSON content of ``path``. With ``what`` (e.g. ``"teacher spec file"``), a file that is not JSON or not
+    UTF-8 raises :class:`~hf_dr.errors.InvalidConfigError` naming it, the position of the error and ``fix``.
+
+    Example:
+        >>> import os, tempfile
+        >>> path = write_text_atomic(os.path.join(tempfile.mkdtemp(), "spec.json"), '[{"arch": "resnet18",}]')
+        >>> read_json(path, what="teacher spec file", fix="a JSON list of members")
+        Traceback (most recent call last):
+        ...
+        hf_dr.errors.InvalidConfigError: teacher spec file '...spec.json' is not valid JSON: Expecting property name...
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        if what is None:
+            raise
+        where = f"{err.msg} at line {err.lineno}, column {err.colno}" if isinstance(err, json.JSONDecodeError) \
+            else f"not UTF-8 text: {err.reason} at byte {err.start}"
+        raise InvalidConfigError(f"{what} {os.fspath(path)!r} is not valid JSON: {where}. Fix it: {fix}.") from err
 
 
 def file_sha256(path: str | os.PathLike, block: int = 1 << 20) -> str:

@@ -176,14 +176,8 @@ def reinforce(
     """
     accelerator = accelerator or default_accelerator()
     num_workers = default_num_workers(accelerator.device) if num_workers is None else num_workers
-    # every argument is checked before the folder is touched: a mistake leaves nothing that refuses the corrected rerun
     _check_arguments(num_samples, topk, seed, shard_size, batch_size, num_workers)
-    check_image_mode(image_mode)
-    check_bad_image_choice(on_bad_image)
-    _check_dataset(dataset, image_column, label_column, key_column)
-    resolve_key_source(key_column, key_from)
-    if (source or {}).get("split") is not None:
-        check_split(source["split"])  # recorded, and a push names its files after it
+    _check_choices(dataset, image_column, label_column, key_column, key_from, image_mode, on_bad_image, source)
     codec = (codec if isinstance(codec, RecordCodec) else RecordCodec.from_config(codec)).resolved(topk)
     if isinstance(teacher, Teacher):
         precision, channels_last = teacher.precision, teacher.channels_last
@@ -231,12 +225,25 @@ def default_num_workers(device: torch.device | str) -> int:
 
 def _check_arguments(num_samples: int, topk: int, seed: int, shard_size: int, batch_size: int,
                      num_workers: int) -> None:
+    """The numbers, checked (with :func:`_check_choices`) before the folder is touched: a mistake leaves nothing there
+    that would refuse the corrected rerun."""
     for name, value, low in [("num_samples", num_samples, 1), ("topk", topk, 1), ("seed", seed, 0),
                              ("shard_size", shard_size, 1), ("batch_size", batch_size, 1),
                              ("num_workers", num_workers, 0)]:
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise InvalidConfigError(f"{name} (--{name.replace('_', '-')}) should be an integer >= {low}, but got "
                                      f"{value!r} instead.")
+
+
+def _check_choices(dataset: datasets.Dataset, image_column: str, label_column: str | None, key_column: str | None,
+                   key_from: str | None, image_mode: str | None, on_bad_image: str, source: dict[str, Any] | None
+                   ) -> None:
+    check_image_mode(image_mode)
+    check_bad_image_choice(on_bad_image)
+    _check_dataset(dataset, image_column, label_column, key_column)
+    resolve_key_source(key_column, key_from)
+    if (source or {}).get("split") is not None:
+        check_split(source["split"])  # recorded, and a push names its files after it
 
 
 def _check_dataset(dataset: datasets.Dataset, image_column: str, label_column: str | None,
