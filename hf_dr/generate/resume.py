@@ -32,11 +32,37 @@ def refuse_other_source(dataset: datasets.Dataset, keys: Sequence[str], config: 
                         existing: ReinforceConfig, shards: Sequence[Shard], output_dir: str) -> None:
     """Raises :class:`ConfigConflictError` if ``dataset``'s images are not those the finished shards of the run in
     ``output_dir`` were made from (``existing``, the recorded config; ``config``, this call's; ``keys``, the rows'
-    keys), naming the first changed row, what the two sources are, and the fix."""
+    keys), naming the first changed row, what the two sources are, and the fix. With no finished shard to compare,
+    a source recorded under another id, split or revision is refused: the config would name the wrong one."""
     if config.columns.get("key_source") == "content":
         return
+    was, now = ({f: c.dataset[f] for f in SOURCE_FIELDS if c.dataset.get(f) is not None} for c in (existing, config))
+    sources = f"it was started from {was}, this call reads {now}"
     fingerprint = config.fingerprint()
     done = [s for s in shards if shard_record(output_dir, s, fingerprint) is not None]
+    if not done and was != now:
+        raise ConfigConflictError(f"{output_dir!r} holds a run started from another source: {sources}. {FIX}")
+    recorded = _recorded_digests(output_dir, done)
+    found = scan_digests(dataset, config.columns.get("image", "image"), [row for row, _ in recorded])
+    changed = [(row, new, old) for (row, old), new in zip(recorded, found, strict=True) if new != old]
+    if not changed:
+        return
+    row, new, old = changed[0]
+    raise ConfigConflictError(
+        f"{output_dir!r} holds a run made from another source: {len(changed)} of the {len(recorded)} images compared "
+        f"in its finished shards differ from this dataset's under the same keys (first: row {row}, key "
+        f"{keys[row]!r}, BLAKE2b-64 {digest_hex(new)}, recorded {digest_hex(old)})"
+        f"{'; ' + sources if was != now else ''}. Resuming would mix two sources in one run. {FIX}"
+    )
+
+
+FIX = ("Pass the source the run started from to resume it, or overwrite=True (--overwrite) to start over from this "
+       "one (or use a new --output-dir).")
+
+
+def _recorded_digests(output_dir: str, done: Sequence[Shard]) -> list[tuple[int, int]]:
+    """``(source row, stored image digest)`` of :data:`~hf_dr.data.keys.DIGEST_SAMPLE_SIZE` rows spread over the
+    ``done`` shards, reading only the shards that hold them; empty for shards that stored no digests."""
     offsets, total = [], 0
     for shard in done:
         offsets.append(total)
@@ -45,24 +71,11 @@ def refuse_other_source(dataset: datasets.Dataset, keys: Sequence[str], config: 
     for position in digest_positions(total, "sample"):
         k = bisect.bisect_right(offsets, position) - 1
         picked.setdefault(k, []).append(position - offsets[k])
-    recorded: list[tuple[int, int]] = []  # (source row, stored digest)
+    recorded: list[tuple[int, int]] = []
     for k, rows in sorted(picked.items()):
         path = run_file(output_dir, done[k].path)
         if DIGEST_COLUMN not in pq.read_schema(path).names:
-            return  # a run that stored no digests (made before they were) cannot tell
+            return []  # a run that stored no digests (made before they were) cannot tell
         digests = pq.read_table(path, columns=[DIGEST_COLUMN]).column(0).to_pylist()
         recorded += [(done[k].start + r, digests[r]) for r in rows]
-    found = scan_digests(dataset, config.columns.get("image", "image"), [row for row, _ in recorded])
-    changed = [(row, new, old) for (row, old), new in zip(recorded, found, strict=True) if new != old]
-    if not changed:
-        return
-    row, new, old = changed[0]
-    was, now = ({f: c.dataset[f] for f in SOURCE_FIELDS if c.dataset.get(f) is not None} for c in (existing, config))
-    sources = f"; it was made from {was}, this call reads {now}" if was != now else ""
-    raise ConfigConflictError(
-        f"{output_dir!r} holds a run made from another source: {len(changed)} of the {len(recorded)} images compared "
-        f"in its finished shards differ from this dataset's under the same keys (first: row {row}, key "
-        f"{keys[row]!r}, BLAKE2b-64 {digest_hex(new)}, recorded {digest_hex(old)}){sources}. Resuming would mix two "
-        f"sources in one run. Pass the source the run started from to resume it, or overwrite=True (--overwrite) to "
-        f"start over from this one (or use a new --output-dir)."
-    )
+    return recorded

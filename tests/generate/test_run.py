@@ -241,6 +241,17 @@ class TestResume:
         _run(other, members[:1], out, shard_size=4, overwrite=True)
         assert load_reinforcements(out, keep_in_memory=True)["key"][:] == original["key"][:]
 
+    def test_a_run_with_no_finished_shard_refuses_another_recorded_source(self, digits, members, tmp_path):
+        """Killed before its first shard: nothing to compare, but the config would name the wrong source."""
+        out = _run(digits.select(range(8)), members[:1], tmp_path / "run", shard_size=4, source={"id": "old/digits"})
+        for name in ("manifest.json", "shards/reinforcements-00000.parquet.done",
+                     "shards/reinforcements-00001.parquet.done"):
+            os.remove(os.path.join(out, name))
+        with pytest.raises(ConfigConflictError, match=r"started from another source: it was started from \{'id': "
+                                                      r"'old/digits'\}, this call reads \{'id': 'new/digits'\}"):
+            _run(digits.select(range(8)), members[:1], out, shard_size=4, source={"id": "new/digits"})
+        _run(digits.select(range(8)), members[:1], out, shard_size=4, source={"id": "old/digits"})
+
     def test_overwrite_starts_over(self, digits, members, tmp_path):
         out = _run(digits.select(range(8)), members[:1], tmp_path / "run")
         _run(digits.select(range(8)), members[:1], out, seed=5, overwrite=True)
