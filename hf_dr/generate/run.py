@@ -36,7 +36,6 @@ from hf_dr.data.keys import KeyList, resolve_key_source
 from hf_dr.data.schema import KEY_COLUMN
 from hf_dr.data.sources import (
     check_columns,
-    check_split,
     class_count,
     column_values,
     encoded_images,
@@ -177,7 +176,7 @@ def reinforce(
     accelerator = accelerator or default_accelerator()
     num_workers = default_num_workers(accelerator.device) if num_workers is None else num_workers
     _check_arguments(num_samples, topk, seed, shard_size, batch_size, num_workers)
-    _check_choices(dataset, image_column, label_column, key_column, key_from, image_mode, on_bad_image, source)
+    _check_choices(dataset, image_column, label_column, key_column, key_from, image_mode, on_bad_image)
     codec = (codec if isinstance(codec, RecordCodec) else RecordCodec.from_config(codec)).resolved(topk)
     if isinstance(teacher, Teacher):
         precision, channels_last = teacher.precision, teacher.channels_last
@@ -236,14 +235,11 @@ def _check_arguments(num_samples: int, topk: int, seed: int, shard_size: int, ba
 
 
 def _check_choices(dataset: datasets.Dataset, image_column: str, label_column: str | None, key_column: str | None,
-                   key_from: str | None, image_mode: str | None, on_bad_image: str, source: dict[str, Any] | None
-                   ) -> None:
+                   key_from: str | None, image_mode: str | None, on_bad_image: str) -> None:
     check_image_mode(image_mode)
     check_bad_image_choice(on_bad_image)
     _check_dataset(dataset, image_column, label_column, key_column)
     resolve_key_source(key_column, key_from)
-    if (source or {}).get("split") is not None:
-        check_split(source["split"])  # recorded, and a push names its files after it
 
 
 def _check_dataset(dataset: datasets.Dataset, image_column: str, label_column: str | None,

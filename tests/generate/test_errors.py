@@ -80,10 +80,6 @@ def _negative_seed(digits, member, out, monkeypatch):
     _run(digits, member, out, seed=-1)
 
 
-def _split_path(digits, member, out, monkeypatch):
-    _run(digits, member, out, source={"id": "digits", "split": "../../outside/evil"})
-
-
 def _read_only_folder(digits, member, out, monkeypatch):
     """A folder this user cannot write in (simulated: the tests run as root, whom file modes do not stop)."""
     os.makedirs(out)
@@ -111,7 +107,6 @@ def _full_disk(digits, member, out, monkeypatch):
 MISTAKES = [  # (the mistake, the error, what its one line names, whether the config was written)
     (_empty_dataset, InvalidConfigError, ["has no rows", "--split"], False),
     (_negative_seed, InvalidConfigError, ["seed (--seed)", ">= 0", "-1"], False),
-    (_split_path, InvalidConfigError, ["split '../../outside/evil' is not a split name", "--split train"], False),
     (_read_only_folder, OutputWriteError, [".hf-dr.lock", "Permission denied", "writable", "--output-dir"], False),
     (_full_disk, OutputWriteError, ["shards/reinforcements-00000.parquet", "No space left on device",
                                     "rerun the same command"], True),
