@@ -50,10 +50,10 @@ PRESETS = {  # the settings a run takes unless given: on a GPU, and the CPU smok
                 rows=1024, num_samples=4, batch_size=256, shard_size=64, repeats=2,
                 workers=",".join(str(w) for w in sorted({max(1, CORES // 4), max(1, CORES // 2), max(1, CORES - 2)})),
                 student="resnet50", size=224, images=4096, train_samples=8, train_batch_size=256,
-                train_workers=max(1, CORES - 2)),
+                train_workers=max(1, CORES - 2), train_epochs=2),
     "tiny": dict(teachers="test_resnet,test_convnext", precision="fp32", channels_last=False, rows=16, num_samples=2,
                  batch_size=16, shard_size=8, repeats=1, workers="0,1", student="test_resnet", size=64, images=32,
-                 train_samples=2, train_batch_size=8, train_workers=1),
+                 train_samples=2, train_batch_size=8, train_workers=1, train_epochs=1),
 }
 
 
@@ -116,7 +116,9 @@ def generation_part(args: argparse.Namespace, accelerator, directory: str) -> fl
             utilisation.append(sampler.summary)
             digests.add(tuple(s["sha256"] for s in shards))
         ratio = statistics.median(p / f for p, f in zip(pipeline, forward, strict=True))
-        print(f"[generation] {workers} workers: pipeline {statistics.median(pipeline):.1f} views/s, forward alone "
+        per_worker = f" ({statistics.median(pipeline) / workers:.1f} per worker)" if workers else ""
+        print(f"[generation] {workers} workers: pipeline {statistics.median(pipeline):.1f} views/s{per_worker}, "
+              f"forward alone "
               f"{statistics.median(forward):.1f} views/s, ratio {ratio:.3f}; GPU utilisation {'; '.join(utilisation)}")
         best = max(best, ratio)
         if needed is None and ratio >= GOALS["generation"]:
@@ -137,9 +139,10 @@ def training_part(args: argparse.Namespace, accelerator) -> float:
     ReinforcedTransform(reinforce_synthetic(images, args.train_samples), policy="rrc+ra_re", size=args.size,
                         num_classes=1000).attach(reinforced)
     loaders = {"plain": plain, "reinforced": reinforced}
-    config = TrainConfig(epochs=1, batch_size=args.train_batch_size, num_workers=args.train_workers, seed=0,
-                         channels_last=args.channels_last, log_every=10**6)
-    print(f"[training] student {args.student} at {args.size}, {args.images} JPEGs 375x500, batch "
+    config = TrainConfig(epochs=args.train_epochs, batch_size=args.train_batch_size, num_workers=args.train_workers,
+                         seed=0, channels_last=args.channels_last, log_every=10**6)
+    print(f"[training] student {args.student} at {args.size}, {args.images} JPEGs 375x500 x {args.train_epochs} "
+          f"epochs, batch "
           f"{args.train_batch_size}, {args.train_workers} workers, mixed precision {accelerator.mixed_precision}, "
           f"on {accelerator.device}")
 
@@ -151,9 +154,9 @@ def training_part(args: argparse.Namespace, accelerator) -> float:
 
     train_rate(plain, max_steps=2)  # warm-up: kernels, allocator, page cache
     rates: dict[str, list[float]] = {"plain": [], "reinforced": []}
-    for _ in range(args.repeats):
-        for name, dataset in loaders.items():
-            rates[name].append(train_rate(dataset))
+    for repeat in range(args.repeats):
+        for name in sorted(loaders, reverse=repeat % 2 == 1):  # alternate which goes first
+            rates[name].append(train_rate(loaders[name]))
     for name, dataset in loaders.items():
         alone = args.images / epoch_seconds(dataset, args.train_workers, args.train_batch_size)
         print(f"[training] {name} loader: fit {statistics.median(rates[name]):.1f} img/s (runs "
