@@ -75,8 +75,8 @@ class UtilisationSampler:
         if self.device.type == "cuda":
             try:
                 torch.cuda.utilization(self.device)
-            except (ModuleNotFoundError, RuntimeError) as err:  # torch reads it through pynvml
-                self.summary = f"n/a ({type(err).__name__}: pip install nvidia-ml-py)"
+            except Exception as err:  # torch reads it through pynvml: missing, or NVML refuses (MIG, containers)
+                self.summary = f"n/a ({type(err).__name__}: {err}; pip install nvidia-ml-py)"
             else:
                 self._thread.start()
         return self
