@@ -118,8 +118,7 @@ def generation_part(args: argparse.Namespace, accelerator, directory: str) -> fl
         ratio = statistics.median(p / f for p, f in zip(pipeline, forward, strict=True))
         per_worker = f" ({statistics.median(pipeline) / workers:.1f} per worker)" if workers else ""
         print(f"[generation] {workers} workers: pipeline {statistics.median(pipeline):.1f} views/s{per_worker}, "
-              f"forward alone "
-              f"{statistics.median(forward):.1f} views/s, ratio {ratio:.3f}; GPU utilisation "
+              f"forward alone {statistics.median(forward):.1f} views/s, ratio {ratio:.3f}; GPU utilisation "
               f"{'; '.join(dict.fromkeys(utilisation))}")
         best = max(best, ratio)
         if needed is None and ratio >= GOALS["generation"]:
