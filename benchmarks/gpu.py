@@ -99,7 +99,7 @@ def generation_part(args: argparse.Namespace, accelerator, directory: str) -> fl
         specs.append(save_random_teacher(arch, os.path.join(directory, f"member{i}")))
     teacher = create_teacher(specs, precision=args.precision, channels_last=args.channels_last).to(device)
     view = teacher.views[0]
-    print(f"[generation] teachers {args.teachers} ({len(teacher.views)} view size(s), first {view.height}x"
+    print(f"[generation] teachers {args.teachers} ({len(teacher.views)} distinct view(s), first {view.height}x"
           f"{view.width}), {args.precision}, channels_last={args.channels_last}; {args.rows} photos x N="
           f"{args.num_samples}, batch {args.batch_size}, shards of {args.shard_size} rows, on {device}")
     batches = args.rows * args.num_samples // args.batch_size
