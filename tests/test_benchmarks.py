@@ -34,3 +34,12 @@ def test_gpu_benchmark_cpu_smoke_run_prints_both_parts_and_ends_with_the_headlin
     assert "[generation] shards byte-identical across worker counts and repeats: True" in lines
     per_worker = [line for line in lines if re.search(r"fit [\d.]+ img/s .* [\d.]+ img/s per worker process", line)]
     assert [line.split()[1] for line in per_worker] == ["plain", "reinforced"]
+
+
+def test_train_loop_benchmark_ends_with_the_time_ratio(capsys):
+    headline = runpy.run_path(str(BENCHMARKS / "train_loop.py"))["main"](
+        ["--size", "64", "--images", "32", "--train-batch-size", "8", "--train-workers", "1", "--repeats", "1"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert math.isfinite(headline) and headline > 0
+    assert headline == pytest.approx(1.0 / _figure(lines, "train_ratio"), rel=2e-3)
+    assert lines[-1] == f"fit_time_reinforced_over_plain: {headline:.3f}"
