@@ -103,3 +103,11 @@ class CorruptImageError(HfDrError, OSError):
 
 class CalibrationError(HfDrError, ValueError):
     """A calibration split that cannot fit a teacher's temperature (too few wrong predictions)."""
+
+
+class HubAuthError(HfDrError, PermissionError):
+    """No Hub token, or one the Hub refuses (the message says how to log in)."""
+
+
+class HubUnavailableError(HfDrError, ConnectionError):
+    """The Hub kept failing transiently (429, 5xx, dropped connections) after the retries, or refused a request."""

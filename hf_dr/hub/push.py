@@ -28,10 +28,10 @@ repo is created or anything is uploaded.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -39,14 +39,16 @@ import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
-from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
+from hf_dr.data.bundled import bundled_name
 from hf_dr.data.description import public_paths
 from hf_dr.data.keys import resolve_key_source
 from hf_dr.data.schema import KEY_COLUMN, REINFORCEMENTS_COLUMN
 from hf_dr.data.sources import load_source
-from hf_dr.errors import HubNotFoundError, IncompleteRunError, InvalidConfigError
+from hf_dr.errors import DataMismatchError, HubNotFoundError, IncompleteRunError, InvalidConfigError, RunLockedError
 from hf_dr.files import write_atomic, write_json_atomic
+from hf_dr.generate.lock import RunLock
 from hf_dr.generate.parquet import split_rows, write_parquet_batches
 from hf_dr.generate.recipe import LAYOUTS, METADATA_ONLY, SELF_CONTAINED
 from hf_dr.generate.run_config import ReinforceConfig
@@ -61,6 +63,16 @@ from hf_dr.hub.packing import (  # noqa: F401  (data_file_name, DATA_DIR: this m
     read_shards,
     run_tables,
 )
+from hf_dr.hub.upload import (
+    RepoGuard,
+    Target,
+    check_auth,
+    check_repo_id,
+    commit_once,
+    read_target,
+    staging_folder,
+    with_retries,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +85,8 @@ IMAGE_COMPRESSION_LEVEL = 3  # images are already compressed; zstd 19 on them co
 # for every download, at ~7 ms per N=400 row of one core when pushing (ImageNet+: hours; level 3: 0.3 ms per row)
 DATA_COMPRESSION_LEVEL = 19
 _COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
+# the licences of hf_dr.data.bundled's datasets: UCI's digits, Zalando's Fashion-MNIST, shapes drawn by hf-dr
+BUNDLED_LICENSES = {"digits": "cc-by-4.0", "fashion-mnist": "mit", "shapes": "apache-2.0"}
 
 
 # -- public API -----------------------------------------------------------------------------------------------------
@@ -92,12 +106,21 @@ def push_to_hub(
     commit_message: str | None = None,
     token: str | None = None,
     compression_level: int = DATA_COMPRESSION_LEVEL,
+    branch: str | None = None,
+    create_pr: bool = False,
 ) -> str:
     """Uploads a finished reinforcement run to the dataset repo ``repo_id`` with its dataset card.
 
     The run's rows are packed into data files of a few hundred MB (:mod:`hf_dr.hub.packing`), each uploaded as soon
     as it is written and deleted once uploaded; one commit then adds them with the card and removes what an earlier
-    push left that this one does not write.
+    push of the same split left that this one does not write. Like ``Dataset.push_to_hub``, the repo's other splits
+    are kept: their data files stay and the card's ``configs`` and ``dataset_info`` list them with this one.
+
+    The token is checked (``whoami``) before any work; the run folder is locked against ``hf-dr reinforce`` for the
+    whole push and every shard is checked against the manifest's SHA-256 as it is packed; transient Hub errors are
+    retried with backoff (:mod:`hf_dr.hub.upload`); the staging folder is removed on every exit; a repo this push
+    created is deleted again if the push fails before its commit. The commit either publishes the whole run or
+    nothing.
 
     Args:
         output_dir (`str`): the folder :func:`hf_dr.reinforce` wrote; refused unless its manifest and checksums hold.
@@ -109,7 +132,8 @@ def push_to_hub(
         split (`str`, *optional*): the split name; defaults to the reinforced source split, else ``"train"``.
         source_id (`str`, *optional*): the source's Hub id, when the run did not record it (metadata-only).
         source_revision (`str`, *optional*): the source revision the run read; pinned to its commit.
-        license (`str`, *optional*): the card's license; defaults to the source repo's, else ``"unknown"``.
+        license (`str`, *optional*): the card's license; defaults to the source repo's (a bundled source's own),
+            else ``"unknown"``.
         pretty_name (`str`, *optional*): the card's title.
         generation_cost (`str`, *optional*): what the run cost, e.g. ``"3.1 GPU-hours on one H100"``.
         private (`bool`, *optional*): visibility of a newly created repo.
@@ -118,9 +142,14 @@ def push_to_hub(
         compression_level (`int`, *optional*, defaults to 19): the zstd level of metadata-only files; 19 saves every
             download 6% over 3 and costs ~7 ms per N=400 row of one core when pushing, 3 costs 0.3 ms. A re-push
             writes the files again to compare their hashes (and uploads nothing unchanged).
+        branch (`str`, *optional*): the repo branch to commit to (created from ``main`` if missing); ``main`` by
+            default.
+        create_pr (`bool`, *optional*, defaults to False): open a pull request against ``branch`` instead of
+            committing to it.
 
     Returns:
-        `str`: the commit id of the repo after the push (the existing head when nothing changed).
+        `str`: the commit id of the repo after the push (the existing head when nothing changed; the pull request's
+        commit with ``create_pr``).
 
     Example:
         >>> from hf_dr import push_to_hub, load_reinforced
@@ -130,14 +159,25 @@ def push_to_hub(
     """
     if layout not in LAYOUTS:
         raise InvalidConfigError(f"layout should be one of {list(LAYOUTS)}, but got {layout!r} instead.")
+    check_repo_id(repo_id)
+    api = HfApi(token=token)
+    check_auth(api)  # before any work: a missing or refused token is said first, not after every image was read
+    with _locked(output_dir):  # `hf-dr reinforce` cannot change the folder while it is packed
+        return _push(api, output_dir, repo_id, layout=layout, dataset=dataset, split=split, source_id=source_id,
+                     source_revision=source_revision, license=license, pretty_name=pretty_name,
+                     generation_cost=generation_cost, private=private, commit_message=commit_message,
+                     compression_level=compression_level, branch=branch, create_pr=create_pr)
+
+
+def _push(api: HfApi, output_dir: str, repo_id: str, *, layout: str, dataset: datasets.Dataset | None,
+          split: str | None, source_id: str | None, source_revision: str | None, license: str | None,
+          pretty_name: str | None, generation_cost: str | None, private: bool | None, commit_message: str | None,
+          compression_level: int, branch: str | None, create_pr: bool) -> str:
     from hf_dr.hub.card import build_card, reinforcement_stats, save_figures  # matplotlib and jinja only when pushing
 
     manifest = verify_run(output_dir)
     config = _run_config(output_dir)
-    api = HfApi(token=token)
     source = source_reference(config, layout, split, source_id, source_revision, api)
-    card_options = {"license": license or _source_license(api, source), "pretty_name": pretty_name,
-                    "generation_cost": generation_cost}
     shards = read_shards(output_dir, manifest, config)
     images = None
     if layout == SELF_CONTAINED:  # every image is checked here, before the repo is created
@@ -146,11 +186,16 @@ def push_to_hub(
         shards = images.add_bytes(shards)
     plan = plan_files(source["split"], shards.num_rows, shards.num_bytes, max(shards.row_bytes, default=1.0))
     schema = file_schema(shards, images)
+    target = read_target(api, repo_id, branch)
+    _refuse_other_features(target, source["split"], schema, repo_id)
+    card_options = {"license": license or _source_license(api, source), "pretty_name": pretty_name,
+                    "generation_cost": generation_cost, "previous": target.card,
+                    "other_download_bytes": _other_bytes(target, source["split"])}
     stats = reinforcement_stats(shards.paths, manifest, config)
     meta = hub_metadata(layout, source["split"], config, source, plan.names,
                         sorted(int(entry["row"]) for entry in manifest.get("skipped", [])))
-    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="hf-dr-push-") as staging:
+    guard = RepoGuard(api, repo_id, target.exists, private, branch, target.branch_exists)
+    with staging_folder() as staging, guard:
         figures = []
 
         def on_first(path: str) -> None:
@@ -158,7 +203,8 @@ def push_to_hub(
 
         level = compression_level if images is None else IMAGE_COMPRESSION_LEVEL
         tables = run_tables(shards, images)
-        operations, files = _push_data(api, repo_id, staging, plan, tables, schema, level, on_first)
+        operations, files = _push_data(api, guard, repo_id, staging, plan, tables, schema, level, on_first,
+                                       create_pr)
         write_json_atomic(os.path.join(staging, HUB_META_FILE), meta)
         write_json_atomic(os.path.join(staging, CONFIG_FILE), public_config(config))
         info = _dataset_info(files, schema, meta["split"])
@@ -166,11 +212,11 @@ def push_to_hub(
         write_atomic(os.path.join(staging, "README.md"), card.save)
         small = ["README.md", HUB_META_FILE, CONFIG_FILE, *(figure["path"] for figure in figures)]
         operations += [CommitOperationAdd(name, os.path.join(staging, name)) for name in small]
-        commit = api.create_commit(
-            repo_id, [*_stale_files(api, repo_id, operations), *operations], repo_type="dataset",
-            commit_message=commit_message or f"Upload reinforced {source['split']} split ({layout}) with hf-dr",
-        )
-    return commit.oid
+        message = commit_message or f"Upload reinforced {source['split']} split ({layout}) with hf-dr"
+        commit = commit_once(api, repo_id, [*_stale_files(target, meta["split"], operations), *operations],
+                             message, branch, create_pr, target.head)
+        guard.committed = True
+    return commit
 
 
 def source_reference(config: ReinforceConfig, layout: str, split: str | None = None, source_id: str | None = None,
@@ -183,13 +229,13 @@ def source_reference(config: ReinforceConfig, layout: str, split: str | None = N
     ident = source_id or recorded.get("id")
     revision = source_revision or recorded.get("revision")
     if layout == METADATA_ONLY:
-        if not ident or os.path.exists(ident):
+        if not ident or os.path.exists(ident) or bundled_name(ident):
             raise InvalidConfigError(
                 f"the metadata-only layout needs the source's Hub repo id, but the run recorded {ident!r}: pass "
                 "source_id= (--source-id) and source_revision= (--revision) of the dataset that was reinforced."
             )
         revision = pin_revision(api or HfApi(), ident, revision)
-    elif ident and os.path.exists(ident):
+    elif ident and os.path.exists(ident) and not bundled_name(ident):
         ident, revision = None, None  # a local path means nothing to others (and may be private)
     columns = config.columns
     return {
@@ -272,22 +318,53 @@ def _load_recorded_source(source: dict[str, Any], config: ReinforceConfig) -> da
 
 
 def _source_license(api: HfApi, source: dict[str, Any]) -> str:
+    """The source's licence: a bundled dataset's own, a Hub repo's card's (read once, retried), else unknown."""
     if not source["id"]:
         return "unknown"
+    if bundled_name(source["id"]):
+        return BUNDLED_LICENSES.get(bundled_name(source["id"]), "unknown")
     try:
-        card_data = api.dataset_info(source["id"], revision=source["revision"]).card_data
-    except (RepositoryNotFoundError, RevisionNotFoundError):
+        card_data = with_retries("read the source's licence", api.dataset_info, source["id"],
+                                 revision=source["revision"]).card_data
+    except HfHubHTTPError as err:  # not found, gated, or the Hub failing: the card says unknown, the push goes on
+        logger.warning("Cannot read the licence of the source %s (%s); the card says 'unknown': pass license= "
+                       "(--license).", source["id"], str(err).splitlines()[0])
         return "unknown"
     license = card_data.get("license") if card_data is not None else None
     return license or "unknown"
 
 
+@contextlib.contextmanager
+def _locked(output_dir: str) -> Iterator[None]:
+    """Holds the run's lock (:class:`hf_dr.generate.lock.RunLock`, exclusive) while pushing it: a ``reinforce`` of
+    the same folder (``--overwrite`` included) is refused until the push ends. A folder this process cannot write
+    (someone else's run) is pushed unlocked: the shards' checksums are still checked as they are packed."""
+    if not os.path.isdir(output_dir):
+        yield  # verify_run says what is missing
+        return
+    lock = RunLock(output_dir)
+    try:
+        lock.acquire()
+    except RunLockedError as err:
+        raise RunLockedError(f"cannot push {output_dir!r} now: {err}") from None
+    except PermissionError:
+        logger.warning("Cannot lock %s (read-only); pushing it unlocked, every shard checked as it is packed.",
+                       output_dir)
+        yield
+        return
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 # -- uploads --------------------------------------------------------------------------------------------------------
-def _push_data(api: HfApi, repo_id: str, staging: str, plan: FilePlan, tables: Iterator[pa.Table],
-               schema: pa.Schema, level: int, on_first: Callable[[str], None]
+def _push_data(api: HfApi, guard: RepoGuard, repo_id: str, staging: str, plan: FilePlan, tables: Iterator[pa.Table],
+               schema: pa.Schema, level: int, on_first: Callable[[str], None], create_pr: bool = False
                ) -> tuple[list[CommitOperationAdd], list[tuple[pq.FileMetaData, int]]]:
-    """Writes the planned files one at a time, uploads each (``preupload_lfs_files``) and deletes it once uploaded;
-    returns their commit operations and ``(footer, size)``. ``on_first(path)`` runs while the first file is on disk."""
+    """Writes the planned files one at a time, uploads each (``preupload_lfs_files``, retried) and deletes it once
+    uploaded; returns their commit operations and ``(footer, size)``. ``on_first(path)`` runs while the first file is
+    on disk. The repo (and branch) is created just before the first upload, once the first file was written."""
     operations, files = [], []
     for name, group_rows, part in zip(plan.names, plan.row_group_rows, split_rows(tables, plan.num_rows), strict=True):
         path = str(write_parquet_batches(part, os.path.join(staging, name), schema, row_group_rows=group_rows,
@@ -295,8 +372,10 @@ def _push_data(api: HfApi, repo_id: str, staging: str, plan: FilePlan, tables: I
         files.append((pq.read_metadata(path), os.path.getsize(path)))
         if not operations:
             on_first(path)
+        guard.ensure()
         operation = CommitOperationAdd(path_in_repo=name, path_or_fileobj=path)
-        api.preupload_lfs_files(repo_id, additions=[operation], repo_type="dataset")
+        with_retries(f"upload {name}", api.preupload_lfs_files, repo_id, additions=[operation], repo_type="dataset",
+                     revision=guard.branch, create_pr=create_pr or None)
         if operation.path_or_fileobj == b"":  # uploaded (LFS or Xet): the commit needs only its hash and size
             os.remove(path)
         operations.append(operation)
@@ -304,11 +383,35 @@ def _push_data(api: HfApi, repo_id: str, staging: str, plan: FilePlan, tables: I
     return operations, files
 
 
-def _stale_files(api: HfApi, repo_id: str, operations: Sequence[CommitOperationAdd]) -> list[CommitOperationDelete]:
-    """The repo's data and asset files this push does not write (a new run may have fewer files)."""
+def _stale_files(target: Target, split: str, operations: Sequence[CommitOperationAdd]) -> list[CommitOperationDelete]:
+    """This split's data files and the asset files in the repo that this push does not write (a new run may have
+    fewer files); other splits' files are kept."""
     written = {operation.path_in_repo for operation in operations}
-    return [CommitOperationDelete(path_in_repo=path) for path in api.list_repo_files(repo_id, repo_type="dataset")
-            if path.startswith((f"{DATA_DIR}/", f"{ASSETS_DIR}/")) and path not in written]
+    return [CommitOperationDelete(path_in_repo=path) for path in sorted(target.files)
+            if path.startswith((f"{DATA_DIR}/{split}-", f"{ASSETS_DIR}/")) and path not in written]
+
+
+def _other_bytes(target: Target, split: str) -> int:
+    """The bytes of the repo's data files of splits other than ``split``."""
+    return sum(size for path, size in target.files.items()
+               if path.startswith(f"{DATA_DIR}/") and not path.startswith(f"{DATA_DIR}/{split}-"))
+
+
+def _refuse_other_features(target: Target, split: str, schema: pa.Schema, repo_id: str) -> None:
+    """Refuses a split whose columns differ from the repo's other splits' (another layout, or another run's columns):
+    ``datasets.load_dataset`` could not load the repo's splits together."""
+    from hf_dr.hub.card import other_splits
+
+    if target.card is None:
+        return
+    kept, _, features = other_splits(target.card, split)
+    ours = datasets.Features.from_arrow_schema(schema)
+    if kept and features is not None and features != ours:
+        raise DataMismatchError(
+            f"{repo_id!r} holds the splits {[entry['split'] for entry in kept]} with the columns {list(features)}, "
+            f"but this {split!r} split has {list(ours)} (another layout or run columns): push it to another repo, "
+            "or push every split with the same layout."
+        )
 
 
 # -- the card -------------------------------------------------------------------------------------------------------
