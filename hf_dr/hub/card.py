@@ -199,6 +199,21 @@ def card_data(meta: dict[str, Any], info: datasets.DatasetInfo, license: str, pr
     return data
 
 
+def refuse_other_features(previous: DatasetCardData | None, split: str, features: datasets.Features,
+                          repo_id: str) -> None:
+    """Refuses a split whose columns differ from those of the repo's other splits (``previous``: the repo's card YAML;
+    another layout, or another run's columns): ``datasets.load_dataset`` could not load the splits together."""
+    if previous is None:
+        return
+    kept, _, theirs = other_splits(previous, split)
+    if kept and theirs is not None and theirs != features:
+        raise DataMismatchError(
+            f"{repo_id!r} holds the splits {[entry['split'] for entry in kept]} with the columns {list(theirs)}, but "
+            f"this {split!r} split has {list(features)} (another layout or other run columns): push it to another "
+            "repo, or push every split with the same layout."
+        )
+
+
 def other_splits(previous: DatasetCardData, split: str
                  ) -> tuple[list[dict[str, Any]], list[datasets.SplitInfo], datasets.Features | None]:
     """The ``data_files`` entries and ``dataset_info`` splits of the splits other than ``split`` in a repo's card

@@ -38,7 +38,7 @@ from typing import Any
 import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
-from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+from huggingface_hub import CommitOperationAdd, HfApi
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
 from hf_dr.data.bundled import bundled_name
@@ -46,7 +46,7 @@ from hf_dr.data.description import public_paths
 from hf_dr.data.keys import resolve_key_source
 from hf_dr.data.schema import KEY_COLUMN, REINFORCEMENTS_COLUMN
 from hf_dr.data.sources import load_source
-from hf_dr.errors import DataMismatchError, HubNotFoundError, IncompleteRunError, InvalidConfigError, RunLockedError
+from hf_dr.errors import HubNotFoundError, IncompleteRunError, InvalidConfigError, RunLockedError
 from hf_dr.files import write_atomic, write_json_atomic
 from hf_dr.generate.lock import RunLock
 from hf_dr.generate.parquet import split_rows, write_parquet_batches
@@ -65,7 +65,6 @@ from hf_dr.hub.packing import (  # noqa: F401  (data_file_name, DATA_DIR: this m
 )
 from hf_dr.hub.upload import (
     RepoGuard,
-    Target,
     check_auth,
     check_repo_id,
     commit_once,
@@ -79,7 +78,6 @@ logger = logging.getLogger(__name__)
 HUB_META_FILE = "hf_dr.json"
 HUB_FORMAT = "hf-dr-hub"
 HUB_FORMAT_VERSION = 1
-ASSETS_DIR = "assets"
 IMAGE_COMPRESSION_LEVEL = 3  # images are already compressed; zstd 19 on them costs minutes and saves nothing
 # metadata-only files: zstd 19 in the compact layout (hf_dr.generate.parquet), 6% fewer bytes than the runs' level 3
 # for every download, at ~7 ms per N=400 row of one core when pushing (ImageNet+: hours; level 3: 0.3 ms per row)
@@ -173,7 +171,12 @@ def _push(api: HfApi, output_dir: str, repo_id: str, *, layout: str, dataset: da
           split: str | None, source_id: str | None, source_revision: str | None, license: str | None,
           pretty_name: str | None, generation_cost: str | None, private: bool | None, commit_message: str | None,
           compression_level: int, branch: str | None, create_pr: bool) -> str:
-    from hf_dr.hub.card import build_card, reinforcement_stats, save_figures  # matplotlib and jinja only when pushing
+    from hf_dr.hub.card import (  # matplotlib and jinja only when pushing
+        build_card,
+        refuse_other_features,
+        reinforcement_stats,
+        save_figures,
+    )
 
     manifest = verify_run(output_dir)
     config = _run_config(output_dir)
@@ -187,10 +190,10 @@ def _push(api: HfApi, output_dir: str, repo_id: str, *, layout: str, dataset: da
     plan = plan_files(source["split"], shards.num_rows, shards.num_bytes, max(shards.row_bytes, default=1.0))
     schema = file_schema(shards, images)
     target = read_target(api, repo_id, branch)
-    _refuse_other_features(target, source["split"], schema, repo_id)
+    refuse_other_features(target.card, source["split"], datasets.Features.from_arrow_schema(schema), repo_id)
     card_options = {"license": license or _source_license(api, source), "pretty_name": pretty_name,
                     "generation_cost": generation_cost, "previous": target.card,
-                    "other_download_bytes": _other_bytes(target, source["split"])}
+                    "other_download_bytes": target.other_bytes(source["split"])}
     stats = reinforcement_stats(shards.paths, manifest, config)
     meta = hub_metadata(layout, source["split"], config, source, plan.names,
                         sorted(int(entry["row"]) for entry in manifest.get("skipped", [])))
@@ -213,7 +216,7 @@ def _push(api: HfApi, output_dir: str, repo_id: str, *, layout: str, dataset: da
         small = ["README.md", HUB_META_FILE, CONFIG_FILE, *(figure["path"] for figure in figures)]
         operations += [CommitOperationAdd(name, os.path.join(staging, name)) for name in small]
         message = commit_message or f"Upload reinforced {source['split']} split ({layout}) with hf-dr"
-        commit = commit_once(api, repo_id, [*_stale_files(target, meta["split"], operations), *operations],
+        commit = commit_once(api, repo_id, [*target.stale_files(meta["split"], operations), *operations],
                              message, branch, create_pr, target.head)
         guard.committed = True
     return commit
@@ -381,37 +384,6 @@ def _push_data(api: HfApi, guard: RepoGuard, repo_id: str, staging: str, plan: F
         operations.append(operation)
         logger.info("Uploaded %s: %d rows, %.1f MB.", name, files[-1][0].num_rows, files[-1][1] / 1e6)
     return operations, files
-
-
-def _stale_files(target: Target, split: str, operations: Sequence[CommitOperationAdd]) -> list[CommitOperationDelete]:
-    """This split's data files and the asset files in the repo that this push does not write (a new run may have
-    fewer files); other splits' files are kept."""
-    written = {operation.path_in_repo for operation in operations}
-    return [CommitOperationDelete(path_in_repo=path) for path in sorted(target.files)
-            if path.startswith((f"{DATA_DIR}/{split}-", f"{ASSETS_DIR}/")) and path not in written]
-
-
-def _other_bytes(target: Target, split: str) -> int:
-    """The bytes of the repo's data files of splits other than ``split``."""
-    return sum(size for path, size in target.files.items()
-               if path.startswith(f"{DATA_DIR}/") and not path.startswith(f"{DATA_DIR}/{split}-"))
-
-
-def _refuse_other_features(target: Target, split: str, schema: pa.Schema, repo_id: str) -> None:
-    """Refuses a split whose columns differ from the repo's other splits' (another layout, or another run's columns):
-    ``datasets.load_dataset`` could not load the repo's splits together."""
-    from hf_dr.hub.card import other_splits
-
-    if target.card is None:
-        return
-    kept, _, features = other_splits(target.card, split)
-    ours = datasets.Features.from_arrow_schema(schema)
-    if kept and features is not None and features != ours:
-        raise DataMismatchError(
-            f"{repo_id!r} holds the splits {[entry['split'] for entry in kept]} with the columns {list(features)}, "
-            f"but this {split!r} split has {list(ours)} (another layout or run columns): push it to another repo, "
-            "or push every split with the same layout."
-        )
 
 
 # -- the card -------------------------------------------------------------------------------------------------------

@@ -21,12 +21,12 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx2
-from huggingface_hub import DatasetCardData, HfApi
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, DatasetCardData, HfApi
 from huggingface_hub.errors import (
     HfHubHTTPError,
     HFValidationError,
@@ -37,6 +37,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import validate_repo_id
 
 from hf_dr.errors import HubAuthError, HubUnavailableError, InvalidConfigError
+from hf_dr.hub.packing import DATA_DIR
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ TRANSIENT_EXCEPTIONS = (httpx2.TimeoutException, httpx2.NetworkError, httpx2.Rem
 RETRIES_ENV, BACKOFF_ENV = "HF_DR_PUSH_RETRIES", "HF_DR_PUSH_BACKOFF"
 MAX_WAIT = 30.0
 STAGING_PREFIX = "hf-dr-push-"
+ASSETS_DIR = "assets"
 _STAGING = re.compile(rf"^{STAGING_PREFIX}(\d+)-")
 LOGIN_HINT = "log in with `hf auth login`, or set HF_TOKEN (or pass token= / --token) to a token with write access"
 T = TypeVar("T")
@@ -215,6 +217,18 @@ class Target:
     head: str | None
     files: dict[str, int]
     card: DatasetCardData | None
+
+    def stale_files(self, split: str, written: Sequence[CommitOperationAdd]) -> list[CommitOperationDelete]:
+        """This split's data files and the asset files in the repo that the push does not write (a new run may have
+        fewer files); other splits' files are kept."""
+        paths = {operation.path_in_repo for operation in written}
+        return [CommitOperationDelete(path_in_repo=path) for path in sorted(self.files)
+                if path.startswith((f"{DATA_DIR}/{split}-", f"{ASSETS_DIR}/")) and path not in paths]
+
+    def other_bytes(self, split: str) -> int:
+        """The bytes of the repo's data files of splits other than ``split``."""
+        return sum(size for path, size in self.files.items()
+                   if path.startswith(f"{DATA_DIR}/") and not path.startswith(f"{DATA_DIR}/{split}-"))
 
 
 def read_target(api: HfApi, repo_id: str, branch: str | None) -> Target:
