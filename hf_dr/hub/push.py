@@ -68,6 +68,7 @@ from hf_dr.hub.upload import (
     check_auth,
     check_repo_id,
     commit_once,
+    hub_call,
     read_target,
     staging_folder,
     with_retries,
@@ -377,7 +378,7 @@ def _push_data(api: HfApi, guard: RepoGuard, repo_id: str, staging: str, plan: F
             on_first(path)
         guard.ensure()
         operation = CommitOperationAdd(path_in_repo=name, path_or_fileobj=path)
-        with_retries(f"upload {name}", api.preupload_lfs_files, repo_id, additions=[operation], repo_type="dataset",
+        hub_call(f"upload {name}", api.preupload_lfs_files, repo_id, additions=[operation], repo_type="dataset",
                      revision=guard.branch, create_pr=create_pr or None)
         if operation.path_or_fileobj == b"":  # uploaded (LFS or Xet): the commit needs only its hash and size
             os.remove(path)

@@ -82,7 +82,28 @@ def is_transient(err: BaseException) -> bool:
     """Whether ``err`` is worth retrying: a 408/429/5xx answer, a timeout or a dropped connection."""
     if isinstance(err, HfHubHTTPError):
         return _status(err) in TRANSIENT_STATUSES
-    return isinstance(err, TRANSIENT_EXCEPTIONS)
+    if isinstance(err, TRANSIENT_EXCEPTIONS):
+        return True
+    return err.__cause__ is not None and is_transient(err.__cause__)  # e.g. an LFS upload's RuntimeError
+
+
+def _http_error(err: BaseException) -> HfHubHTTPError | None:
+    """The Hub's answer behind ``err`` (itself, or what it was raised from)."""
+    while err is not None and not isinstance(err, HfHubHTTPError):
+        err = err.__cause__
+    return err
+
+
+def hub_call(what: str, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """:func:`with_retries`, and a request the Hub refuses (403, 422...) said in one line:
+    :class:`~hf_dr.errors.HubUnavailableError` naming ``what``, the status and the Hub's message."""
+    try:
+        return with_retries(what, call, *args, **kwargs)
+    except Exception as err:
+        answer = _http_error(err)
+        if answer is None or isinstance(err, HubUnavailableError):
+            raise
+        raise HubUnavailableError(f"{hub_error(what, answer)}; nothing of this push was committed.") from None
 
 
 def with_retries(what: str, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -104,7 +125,7 @@ def with_retries(what: str, call: Callable[..., T], *args: Any, **kwargs: Any) -
                     f"the Hub kept failing to {what} ({_describe(err)}; {retries + 1} tries): nothing of this push "
                     "was committed; run the same push again later (it uploads only what the Hub lacks)."
                 ) from None
-            logger.warning("The Hub failed to %s (%s); retrying in %.1f s.", what, _describe(err), wait)
+            logger.warning("The Hub failed to %s (%s); retrying in %.2g s.", what, _describe(err), wait)
             time.sleep(wait)
             wait = min(wait * 2, MAX_WAIT)
     raise AssertionError("unreachable")
@@ -177,11 +198,11 @@ class RepoGuard:
     def ensure(self) -> None:
         """Creates the repo and the branch if they do not exist yet."""
         if not self.exists:
-            with_retries("create the repo", self.api.create_repo, self.repo_id, repo_type="dataset",
+            hub_call("create the repo", self.api.create_repo, self.repo_id, repo_type="dataset",
                          private=self.private, exist_ok=True)
             self.exists = self.created = True
         if self.branch and not self.branch_exists:
-            with_retries("create the branch", self.api.create_branch, self.repo_id, branch=self.branch,
+            hub_call("create the branch", self.api.create_branch, self.repo_id, branch=self.branch,
                          repo_type="dataset", exist_ok=True)
             self.branch_exists = True
 
