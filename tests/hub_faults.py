@@ -30,6 +30,8 @@ ENDPOINTS: dict[str, tuple[str, str]] = {
     "preupload": ("POST", r"/api/datasets/{repo}/preupload/.+"),
     "lfs-batch": ("POST", r"/datasets/{repo}\.git/info/lfs/objects/batch"),
     "lfs-put": ("PUT", r"/lfs-upload/datasets/{repo}/[0-9a-f]{{64}}"),
+    "lfs-verify": ("POST", r"/lfs-verify/datasets/{repo}/[0-9a-f]{{64}}"),
+    "validate-yaml": ("POST", r"/api/validate-yaml"),
     "commit": ("POST", r"/api/datasets/{repo}/commit/.+"),
     "tree": ("GET", r"/api/datasets/{repo}/tree/.+"),
     "paths-info": ("POST", r"/api/datasets/{repo}/paths-info/.+"),
@@ -50,8 +52,12 @@ class Faults:
         self.method, pattern = ENDPOINTS[self.endpoint]
         self.pattern = re.compile(pattern.format(repo=re.escape(self.repo_id) if self.repo_id else "[^/]+/[^/]+"))
 
+    def matches(self, method: str, path: str) -> bool:
+        """Whether a request ``method path`` reaches this endpoint."""
+        return method == self.method and self.pattern.fullmatch(path) is not None
+
     def __call__(self, request: Request) -> int | str | None:
-        if request.method != self.method or not self.pattern.fullmatch(request.path) or self.count >= self.times:
+        if not self.matches(request.method, request.path) or self.count >= self.times:
             return None
         self.count += 1
         return self.fault

@@ -19,7 +19,7 @@ from hf_dr.errors import CorruptShardError, HubAuthError, HubUnavailableError, I
 from hf_dr.generate.lock import RunLock
 from hf_dr.hub import push as push_module
 from hf_dr.hub.upload import BACKOFF_ENV, RETRIES_ENV, STAGING_PREFIX
-from tests.hub_faults import inject
+from tests.hub_faults import ENDPOINTS, Faults, inject
 from tests.utils_hub import Published, published, unique_repo
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -68,15 +68,27 @@ def _staging(temp: str) -> list[str]:
 TRANSIENT = [
     ("whoami", 503, 1), ("repo-info", 429, 2), ("create-repo", 500, 1), ("create-repo", "drop", 1),
     ("preupload", 503, 1), ("preupload", "drop", 1), ("lfs-batch", "drop", 1), ("lfs-put", 500, 1),
-    ("lfs-put", "drop", 1), ("commit", 503, 2), ("commit", "drop", 1), ("commit", 429, 1),
+    ("lfs-put", "drop", 1), ("lfs-verify", 502, 1), ("validate-yaml", 503, 1), ("commit", 503, 2),
+    ("commit", "drop", 1), ("commit", 429, 1),
 ]
+GLOBAL = ("whoami", "create-repo", "validate-yaml")  # endpoints whose path names no repo
+
+
+def test_the_fault_table_covers_every_endpoint_a_push_calls(state, hub):
+    repo, start = unique_repo("endpoints"), len(hub.requests)
+    _push(state, repo)
+    _push(state, repo, split="test")  # a second split reads the repo first
+    called = {(method, path) for method, path, _ in hub.requests[start:]}
+    reached = {name for name in ENDPOINTS for method, path in called if Faults(name, 500, 1).matches(method, path)}
+    assert [call for call in called if not any(Faults(name, 500, 1).matches(*call) for name in ENDPOINTS)] == []
+    assert reached <= {endpoint for endpoint, _, _ in TRANSIENT}
 
 
 @pytest.mark.parametrize(("endpoint", "fault", "times"), TRANSIENT, ids=[f"{e}-{f}x{t}" for e, f, t in TRANSIENT])
 def test_transient_faults_are_retried_and_the_whole_run_published(state, clean, hub, quick_retries, endpoint, fault,
                                                                    times):
     repo = unique_repo(f"fault-{endpoint}")
-    with inject(hub, endpoint, fault, times, repo_id=None if endpoint in ("whoami", "create-repo") else repo) as hit:
+    with inject(hub, endpoint, fault, times, repo_id=None if endpoint in GLOBAL else repo) as hit:
         _push(state, repo)
     assert hit.count == times  # the fault was met, and retried past
     assert _files(repo) == clean
