@@ -5,6 +5,8 @@ A pushed repo holds::
     README.md                                  dataset card (YAML: license, tags, configs, dataset_info; prose)
     hf_dr.json                                 layout, split, columns and the source (id, pinned revision, keys)
     reinforce_config.json                      the run's configuration (policy, N, k, seed, teacher and hashes)
+    splits/{split}/hf_dr.json                  each split's own copies of the two (the root ones: the last pushed)
+    splits/{split}/reinforce_config.json
     data/{split}-00000-of-0000N.parquet        the run's rows in order, packed into files of a few hundred MB
     assets/teacher_confidence.png              figures shown by the card
 
@@ -19,8 +21,10 @@ Data files: the run's shards are streamed, one at a time, into files of a few hu
 :mod:`hf_dr.hub.packing`).
 
 Uploads: each data file is uploaded (``HfApi.preupload_lfs_files``) as soon as it is written and then deleted, so
-at most one is on disk; one ``create_commit`` then adds them with the card and JSON files and deletes the repo's
-``data/`` and ``assets/`` files the push no longer has. Files are written deterministically, so pushing the same run
+at most one is on disk; one ``create_commit`` then adds them with the card and JSON files and deletes the files of
+this split and the ``assets/`` files the push no longer has. Like ``Dataset.push_to_hub``, the repo's other splits are
+kept (their files, and their entries in the card's ``configs`` and ``dataset_info``); a split whose columns differ from
+theirs (another layout) is refused. Files are written deterministically, so pushing the same run
 again uploads nothing (the Hub already has every file's hash; no commit is made) and a changed card uploads only the
 card. Everything that can be refused (an incomplete run, missing or changed source images) is refused before the
 repo is created or anything is uploaded.
@@ -28,10 +32,10 @@ repo is created or anything is uploaded.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
+import shutil
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -46,9 +50,8 @@ from hf_dr.data.description import public_paths
 from hf_dr.data.keys import resolve_key_source
 from hf_dr.data.schema import KEY_COLUMN, REINFORCEMENTS_COLUMN
 from hf_dr.data.sources import load_source
-from hf_dr.errors import HubNotFoundError, IncompleteRunError, InvalidConfigError, RunLockedError
+from hf_dr.errors import HubNotFoundError, IncompleteRunError, InvalidConfigError
 from hf_dr.files import write_atomic, write_json_atomic
-from hf_dr.generate.lock import RunLock
 from hf_dr.generate.parquet import split_rows, write_parquet_batches
 from hf_dr.generate.recipe import LAYOUTS, METADATA_ONLY, SELF_CONTAINED
 from hf_dr.generate.run_config import ReinforceConfig
@@ -70,6 +73,7 @@ from hf_dr.hub.upload import (
     commit_once,
     hub_call,
     read_target,
+    run_locked,
     staging_folder,
     with_retries,
 )
@@ -161,7 +165,7 @@ def push_to_hub(
     check_repo_id(repo_id)
     api = HfApi(token=token)
     check_auth(api)  # before any work: a missing or refused token is said first, not after every image was read
-    with _locked(output_dir):  # `hf-dr reinforce` cannot change the folder while it is packed
+    with run_locked(output_dir):  # `hf-dr reinforce` cannot change the folder while it is packed
         return _push(api, output_dir, repo_id, layout=layout, dataset=dataset, split=split, source_id=source_id,
                      source_revision=source_revision, license=license, pretty_name=pretty_name,
                      generation_cost=generation_cost, private=private, commit_message=commit_message,
@@ -214,13 +218,32 @@ def _push(api: HfApi, output_dir: str, repo_id: str, *, layout: str, dataset: da
         info = _dataset_info(files, schema, meta["split"])
         card = build_card(repo_id, meta, public_config(config), stats, figures, info, **card_options)
         write_atomic(os.path.join(staging, "README.md"), card.save)
-        small = ["README.md", HUB_META_FILE, CONFIG_FILE, *(figure["path"] for figure in figures)]
+        for name in split_files(meta["split"]):  # each split's own, so that load_reinforced finds every split's
+            shutil.copyfile(os.path.join(staging, os.path.basename(name)), _staged(staging, name))
+        small = ["README.md", HUB_META_FILE, CONFIG_FILE, *split_files(meta["split"]),
+                 *(figure["path"] for figure in figures)]
         operations += [CommitOperationAdd(name, os.path.join(staging, name)) for name in small]
         message = commit_message or f"Upload reinforced {source['split']} split ({layout}) with hf-dr"
         commit = commit_once(api, repo_id, [*target.stale_files(meta["split"], operations), *operations],
                              message, branch, create_pr, target.head)
         guard.committed = True
     return commit
+
+
+def split_files(split: str) -> tuple[str, str]:
+    """The split's own copies of ``hf_dr.json`` and ``reinforce_config.json`` (the root ones are the last pushed
+    split's): ``splits/{split}/...``, read by :func:`hf_dr.load_reinforced`.
+
+    Example:
+        >>> split_files("test")
+        ('splits/test/hf_dr.json', 'splits/test/reinforce_config.json')
+    """
+    return f"splits/{split}/{HUB_META_FILE}", f"splits/{split}/{CONFIG_FILE}"
+
+
+def _staged(staging: str, name: str) -> str:
+    os.makedirs(os.path.dirname(os.path.join(staging, name)), exist_ok=True)
+    return os.path.join(staging, name)
 
 
 def source_reference(config: ReinforceConfig, layout: str, split: str | None = None, source_id: str | None = None,
@@ -336,30 +359,6 @@ def _source_license(api: HfApi, source: dict[str, Any]) -> str:
         return "unknown"
     license = card_data.get("license") if card_data is not None else None
     return license or "unknown"
-
-
-@contextlib.contextmanager
-def _locked(output_dir: str) -> Iterator[None]:
-    """Holds the run's lock (:class:`hf_dr.generate.lock.RunLock`, exclusive) while pushing it: a ``reinforce`` of
-    the same folder (``--overwrite`` included) is refused until the push ends. A folder this process cannot write
-    (someone else's run) is pushed unlocked: the shards' checksums are still checked as they are packed."""
-    if not os.path.isdir(output_dir):
-        yield  # verify_run says what is missing
-        return
-    lock = RunLock(output_dir)
-    try:
-        lock.acquire()
-    except RunLockedError as err:
-        raise RunLockedError(f"cannot push {output_dir!r} now: {err}") from None
-    except PermissionError:
-        logger.warning("Cannot lock %s (read-only); pushing it unlocked, every shard checked as it is packed.",
-                       output_dir)
-        yield
-        return
-    try:
-        yield
-    finally:
-        lock.release()
 
 
 # -- uploads --------------------------------------------------------------------------------------------------------

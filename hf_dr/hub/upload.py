@@ -1,7 +1,9 @@
-"""What keeps a push safe on a real network: the token checked before any work (:func:`check_auth`), transient Hub
-errors retried with exponential backoff (:func:`with_retries`), the staging folder removed on every exit and a killed
-push's left behind removed by the next push (:func:`staging_folder`), and a repo this push created deleted again when
-nothing was committed to it (:class:`RepoGuard`).
+"""What keeps a push safe: the token checked before any work (:func:`check_auth`), the run folder locked against
+``hf-dr reinforce`` while it is pushed (:func:`run_locked`), what the repo holds read once (:func:`read_target`) and
+committed on with its parent named (:func:`commit_once`), transient Hub errors retried with exponential backoff
+(:func:`with_retries`), the staging folder removed on every exit and a killed push's left behind removed by the next
+push (:func:`staging_folder`), and a repo this push created deleted again when nothing was committed to it
+(:class:`RepoGuard`).
 
 Transient errors are HTTP 408, 429, 500, 502, 503 and 504 and dropped or refused connections (what
 ``huggingface_hub.utils.http_backoff`` retries; ``huggingface_hub`` already retries its preupload and LFS requests
@@ -36,7 +38,8 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import validate_repo_id
 
-from hf_dr.errors import HubAuthError, HubUnavailableError, InvalidConfigError
+from hf_dr.errors import HubAuthError, HubUnavailableError, InvalidConfigError, RunLockedError
+from hf_dr.generate.lock import RunLock
 from hf_dr.hub.packing import DATA_DIR
 
 logger = logging.getLogger(__name__)
@@ -174,6 +177,30 @@ def _running(pid: int) -> bool:
     except PermissionError:  # another user's live process
         return True
     return True
+
+
+@contextlib.contextmanager
+def run_locked(output_dir: str) -> Iterator[None]:
+    """Holds the run's lock (:class:`hf_dr.generate.lock.RunLock`, exclusive) while pushing it: a ``reinforce`` of
+    the same folder (``--overwrite`` included) is refused until the push ends. A folder this process cannot write
+    (someone else's run) is pushed unlocked: the shards' checksums are still checked as they are packed."""
+    if not os.path.isdir(output_dir):
+        yield  # verify_run says what is missing
+        return
+    lock = RunLock(output_dir)
+    try:
+        lock.acquire()
+    except RunLockedError as err:
+        raise RunLockedError(f"cannot push {output_dir!r} now: {err}") from None
+    except PermissionError:
+        logger.warning("Cannot lock %s (read-only); pushing it unlocked, every shard checked as it is packed.",
+                       output_dir)
+        yield
+        return
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 class RepoGuard:
