@@ -132,7 +132,8 @@ def push_to_hub(
             or ``"metadata-only"`` (keys and reinforcements; the images stay in the source repo).
         dataset (`datasets.Dataset`, *optional*): the source rows, for the self-contained layout; by default the
             source recorded by the run is loaded. Rows are matched to reinforcements by key, never by position.
-        split (`str`, *optional*): the split name; defaults to the reinforced source split, else ``"train"``.
+        split (`str`, *optional*): the repo's split name; defaults to the reinforced source split, else ``"train"``
+            (the source split the run read stays recorded as the one to join).
         source_id (`str`, *optional*): the source's Hub id, when the run did not record it (metadata-only).
         source_revision (`str`, *optional*): the source revision the run read; pinned to its commit.
         license (`str`, *optional*): the card's license; defaults to the source repo's (a bundled source's own),
@@ -192,15 +193,16 @@ def _push(api: HfApi, output_dir: str, repo_id: str, *, layout: str, dataset: da
         dataset = dataset if dataset is not None else _load_recorded_source(source, config)
         images = SourceImages(dataset, config, shards)
         shards = images.add_bytes(shards)
-    plan = plan_files(source["split"], shards.num_rows, shards.num_bytes, max(shards.row_bytes, default=1.0))
+    split = split or source["split"]  # the repo's split; source["split"] is the one the run read
+    plan = plan_files(split, shards.num_rows, shards.num_bytes, max(shards.row_bytes, default=1.0))
     schema = file_schema(shards, images)
     target = read_target(api, repo_id, branch)
-    refuse_other_features(target.card, source["split"], datasets.Features.from_arrow_schema(schema), repo_id)
+    refuse_other_features(target.card, split, datasets.Features.from_arrow_schema(schema), repo_id)
     card_options = {"license": license or _source_license(api, source), "pretty_name": pretty_name,
                     "generation_cost": generation_cost, "previous": target.card,
-                    "other_download_bytes": target.other_bytes(source["split"])}
+                    "other_download_bytes": target.other_bytes(split)}
     stats = reinforcement_stats(shards.paths, manifest, config)
-    meta = hub_metadata(layout, source["split"], config, source, plan.names,
+    meta = hub_metadata(layout, split, config, source, plan.names,
                         sorted(int(entry["row"]) for entry in manifest.get("skipped", [])))
     guard = RepoGuard(api, repo_id, target.exists, private, branch, target.branch_exists)
     with staging_folder() as staging, guard:
@@ -223,7 +225,7 @@ def _push(api: HfApi, output_dir: str, repo_id: str, *, layout: str, dataset: da
         small = ["README.md", HUB_META_FILE, CONFIG_FILE, *split_files(meta["split"]),
                  *(figure["path"] for figure in figures)]
         operations += [CommitOperationAdd(name, os.path.join(staging, name)) for name in small]
-        message = commit_message or f"Upload reinforced {source['split']} split ({layout}) with hf-dr"
+        message = commit_message or f"Upload reinforced {split} split ({layout}) with hf-dr"
         commit = commit_once(api, repo_id, [*target.stale_files(meta["split"], operations), *operations],
                              message, branch, create_pr, target.head)
         guard.committed = True
@@ -250,7 +252,8 @@ def source_reference(config: ReinforceConfig, layout: str, split: str | None = N
                      source_revision: str | None = None, api: HfApi | None = None) -> dict[str, Any]:
     """Where the reinforced rows came from, as recorded in ``hf_dr.json``.
 
-    For the metadata-only layout the source must be a Hub repo and its revision is pinned to a commit id.
+    For the metadata-only layout the source must be a Hub repo and its revision is pinned to a commit id. Its
+    ``split`` is the source split the run read (``split``, the repo's split name, only when the run recorded none).
     """
     recorded = config.dataset
     ident = source_id or recorded.get("id")
@@ -266,7 +269,7 @@ def source_reference(config: ReinforceConfig, layout: str, split: str | None = N
         ident, revision = None, None  # a local path means nothing to others (and may be private)
     columns = config.columns
     return {
-        "id": ident, "revision": revision, "split": split or recorded.get("split") or "train",
+        "id": ident, "revision": revision, "split": recorded.get("split") or split or "train",
         "image_column": columns.get("image", "image"), "label_column": columns.get("label"),
         "key_column": columns.get("key"),
         "key_source": resolve_key_source(columns.get("key"), columns.get("key_source")),  # column, content or path

@@ -97,7 +97,7 @@ class TestPush:
         data = ["data/train-00000-of-00001.parquet"]  # the run's 3 shards, packed into one file
         assert api.list_repo_files(state.self_contained, repo_type="dataset") == [
             ".gitattributes", "README.md", "assets/replayed_samples.png", "assets/teacher_confidence.png", *data,
-            "hf_dr.json", "reinforce_config.json"]
+            "hf_dr.json", "reinforce_config.json", "splits/train/hf_dr.json", "splits/train/reinforce_config.json"]
         tree = {e.path: e for e in api.list_repo_tree(state.self_contained, "data", repo_type="dataset")}
         assert all(tree[name].lfs is not None and tree[name].lfs.sha256 in hub.lfs_uploads for name in data)
         meta = json.load(open(hf_hub_download(state.self_contained, "hf_dr.json", repo_type="dataset")))
@@ -186,6 +186,7 @@ class TestSplitsAndBranches:
         push_to_hub(state.run_dir, repo, layout="metadata-only", compression_level=3, split="test")
         loaded = datasets.load_dataset(repo, cache_dir=state.cache_dir)
         assert {name: len(rows) for name, rows in loaded.items()} == {"test": NUM_ROWS, "train": NUM_ROWS}
+        assert [len(_load(state, repo, split=name)) for name in ("train", "test")] == [NUM_ROWS, NUM_ROWS]
         files = ["data/test-00000-of-00001.parquet", "data/train-00000-of-00001.parquet"]
         before = api.get_paths_info(repo, files, expand=True, repo_type="dataset")
         push_to_hub(state.run_dir, repo, layout="metadata-only", compression_level=19)  # train again, other bytes
