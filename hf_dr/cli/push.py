@@ -8,29 +8,26 @@ column, and hf_dr.load_reinforced joins the images back by key).
 Example:
     hf-dr push --run-dir reinforced/ me/cifar100-plus
     hf-dr push --run-dir imagenet-run/ me/imagenet-plus --layout metadata-only --source-id ILSVRC/imagenet-1k \\
-        --source-revision COMMIT_THE_RUN_READ --generation-cost "N GPU-hours on HARDWARE"
+        --revision COMMIT_THE_RUN_READ --generation-cost "N GPU-hours on HARDWARE"
     hf-dr push --run-dir test-run/ me/cifar100-plus --split test --branch v2 --create-pr
 
 Like ``Dataset.push_to_hub``, a push adds or replaces its own split and keeps the repo's others. ``--branch`` is the
-repo branch to commit to (``huggingface-cli upload --revision``); ``--source-revision`` the revision of the dataset
-that was reinforced (``--revision``, its old spelling, still means that and warns).
+repo branch to commit to (what ``huggingface-cli upload --revision`` means); ``--revision`` is, as in every hf-dr
+command, the revision of the dataset that was reinforced (``--source-revision``, hidden, its old spelling).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Sequence
-from typing import Any
 
-from hf_dr.cli._options import add_run_dir, required_run_dir
+from hf_dr.cli._options import add_option, add_run_dir, required_run_dir
 
 HELP = "upload a finished reinforcement run to a Hub dataset repo with its dataset card"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds the ``push`` arguments to ``parser`` (old spellings, hidden: the run folder as first positional,
-    ``--revision`` for ``--source-revision``, which warns)."""
+    ``--source-revision``)."""
     add_run_dir(parser, help="the finished run to upload, the folder `hf-dr reinforce` wrote")
     parser.add_argument("repo_id", metavar="ORG/NAME", help="the dataset repo to create or update")
     parser.add_argument("--layout", choices=["self-contained", "metadata-only"], default="self-contained",
@@ -43,11 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--split", default=None, help="split name (default: the reinforced split, else train)")
     source.add_argument("--dataset-config", default=None, metavar="NAME",
                         help="configuration name of --dataset (default: none)")
-    source.add_argument("--source-revision", default=None,
-                        help="the revision of the reinforced dataset the run read, pinned to its commit (default: the "
-                             "recorded one)")
-    source.add_argument("--revision", dest="source_revision", nargs=1, action=_DeprecatedRevision,
-                        default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    add_option(source, "--revision", hidden=("--source-revision",), default=None,
+               help="the revision of the reinforced SOURCE dataset the run read, pinned to its commit, as --revision "
+                    "means in every hf-dr command; the repo branch to push to is --branch (default: the recorded one)")
     source.add_argument("--source-id", default=None,
                         help="the source's Hub id, if the run did not record it (default: the recorded one)")
     card = parser.add_argument_group("card")
@@ -77,10 +72,10 @@ def run(args: argparse.Namespace) -> int:
     dataset = None
     if args.dataset is not None:
         dataset = load_source(args.dataset, split=args.split or "train", name=args.dataset_config,
-                              revision=args.source_revision)
+                              revision=args.revision)
     commit = push_to_hub(
         run_dir, args.repo_id, layout=args.layout, dataset=dataset, split=args.split,
-        source_id=args.source_id, source_revision=args.source_revision, license=args.license,
+        source_id=args.source_id, source_revision=args.revision, license=args.license,
         pretty_name=args.pretty_name, generation_cost=args.generation_cost, private=args.private or None,
         commit_message=args.commit_message, token=args.token, compression_level=args.compression_level,
         branch=args.branch, create_pr=args.create_pr,
@@ -88,13 +83,3 @@ def run(args: argparse.Namespace) -> int:
     where = f"a pull request on {args.branch or 'main'}" if args.create_pr else f"branch {args.branch or 'main'}"
     print(f"pushed {run_dir} ({args.layout}) to datasets/{args.repo_id}, {where}, at commit {commit}")
     return 0
-
-
-class _DeprecatedRevision(argparse.Action):
-    """``--revision``, the old spelling of ``--source-revision``: stores it there and warns what it means."""
-
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Sequence[Any] | None,
-                 option_string: str | None = None) -> None:
-        print("hf-dr push: warning: --revision is deprecated; it means the revision of the reinforced SOURCE dataset "
-              "(now --source-revision), not the repo branch to push to (that is --branch).", file=sys.stderr)
-        setattr(namespace, self.dest, values[0] if values else None)

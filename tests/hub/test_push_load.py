@@ -212,7 +212,7 @@ class TestSplitsAndBranches:
         assert cli_main(["push", "--run-dir", state.run_dir, repo, "--layout", "metadata-only", "--split", "valid",
                          "--create-pr", "--revision", state.source_commit, "--compression-level", "3"]) == 0
         out, err = capsys.readouterr()
-        assert "a pull request on main" in out and "--revision is deprecated" in err and "--source-revision" in err
+        assert "a pull request on main" in out and err == ""
         pr = api.list_repo_files(repo, repo_type="dataset", revision="refs/pr/1")
         assert "data/valid-00000-of-00001.parquet" in pr
         assert api.dataset_info(repo).sha == main  # neither the branch nor the pull request touched main
