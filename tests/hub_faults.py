@@ -1,10 +1,11 @@
-"""Faults injected into the local Hub test server, per endpoint: an HTTP status (429, 500, 503, 403...) or a dropped
-connection for the first ``times`` requests that reach that endpoint.
+"""Faults injected into the local Hub test server, per endpoint: an HTTP status (429, 500, 503, 403...), a dropped
+connection (``"drop"``) or an answer lost after the request was applied (``"drop-after"``) for the first ``times``
+requests that reach that endpoint.
 
 A hook in the server (``HubApp.faults``, read by its request handler before the request is applied) rather than a
 separate proxy: the clients read ``HF_ENDPOINT`` once, at import, and the LFS upload URLs the server hands out point
 at the server itself, so a proxy in front would see only part of the traffic unless it rewrote bodies. A faulted
-request is never applied, as with a proxy that fails before forwarding.
+request is not applied (as with a proxy that fails before forwarding), except with ``"drop-after"``.
 
 Example::
 

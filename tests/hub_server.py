@@ -451,8 +451,9 @@ class HubApp:
         lfs_uploads: LFS object ids received through ``PUT``.
         tree_page_size: entries per ``tree`` page (the Hub uses 1000, 50 with ``expand``); lower it to test paging.
         faults: ``None``, or a callable given each request before it is answered that returns ``None`` (answer it),
-            an HTTP status to answer instead (the request is not applied) or ``"drop"`` (close the connection without
-            an answer); see ``tests/hub_faults.py``.
+            an HTTP status to answer instead (the request is not applied), ``"drop"`` (close the connection without
+            an answer) or ``"drop-after"`` (apply the request, then close without an answer); see
+            ``tests/hub_faults.py``.
     """
 
     def __init__(self, base_url: str = "") -> None:
@@ -864,7 +865,9 @@ class _Handler(BaseHTTPRequestHandler):
         )
         app = self.server.app
         fault = app.faults(request) if app.faults is not None else None
-        if fault == "drop":  # the request is not applied, and the client sees the connection close unanswered
+        if fault in ("drop", "drop-after"):  # the client sees the connection close unanswered
+            if fault == "drop-after":  # ... after the request was applied (an answer lost on the way back)
+                app.handle(request)
             app.requests.append((request.method, request.path, 0))
             self.close_connection = True
             return

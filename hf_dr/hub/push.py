@@ -227,7 +227,7 @@ def _push(api: HfApi, output_dir: str, repo_id: str, *, layout: str, dataset: da
         operations += [CommitOperationAdd(name, os.path.join(staging, name)) for name in small]
         message = commit_message or f"Upload reinforced {split} split ({layout}) with hf-dr"
         commit = commit_once(api, repo_id, [*target.stale_files(meta["split"], operations), *operations],
-                             message, branch, create_pr, target.head)
+                             message, branch, create_pr, target.head or guard.head)
         guard.committed = True
     return commit
 

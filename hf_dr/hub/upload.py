@@ -205,7 +205,8 @@ def run_locked(output_dir: str) -> Iterator[None]:
 
 class RepoGuard:
     """Creates the repo (and branch) only when the first upload needs it, and deletes a repo this push created if the
-    push fails before its commit: a failed first push leaves no empty repo.
+    push fails before its commit (the repo still at the commit it was created with): a failed first push leaves no
+    empty repo.
 
     Args:
         api (`HfApi`): the client.
@@ -221,6 +222,7 @@ class RepoGuard:
         self.api, self.repo_id, self.exists, self.private = api, repo_id, exists, private
         self.branch, self.branch_exists = branch, branch_exists
         self.created = self.committed = False
+        self.head: str | None = None  # the first commit of a repo this push created
 
     def ensure(self) -> None:
         """Creates the repo and the branch if they do not exist yet."""
@@ -228,6 +230,7 @@ class RepoGuard:
             hub_call("create the repo", self.api.create_repo, self.repo_id, repo_type="dataset",
                          private=self.private, exist_ok=True)
             self.exists = self.created = True
+            self.head = with_retries("read the new repo", self.api.dataset_info, self.repo_id).sha
         if self.branch and not self.branch_exists:
             hub_call("create the branch", self.api.create_branch, self.repo_id, branch=self.branch,
                          repo_type="dataset", exist_ok=True)
@@ -239,6 +242,8 @@ class RepoGuard:
     def __exit__(self, exc_type: Any, *exc_info: Any) -> None:
         if exc_type is not None and self.created and not self.committed:
             try:
+                if self.api.dataset_info(self.repo_id).sha != self.head:  # a commit landed, its answer lost: keep it
+                    return
                 self.api.delete_repo(self.repo_id, repo_type="dataset", missing_ok=True)
             except Exception as err:  # the push's own error matters more; say what is left
                 logger.warning("The push failed and the repo %s it created is left empty (%s): delete it or push "
@@ -291,6 +296,8 @@ def read_target(api: HfApi, repo_id: str, branch: str | None) -> Target:
             info = with_retries("read the repo", api.dataset_info, repo_id, files_metadata=True)
     except RepositoryNotFoundError:
         return Target(False, False, None, {}, None)
+    except HfHubHTTPError as err:  # e.g. 403: a repo of an org the token cannot read
+        raise HubUnavailableError(f"{hub_error('read the repo', err)}; nothing was uploaded.") from None
     files = {sibling.rfilename: sibling.size or 0 for sibling in info.siblings or []}
     card = info.card_data if "README.md" in files else None
     return Target(True, branch_exists, info.sha, files, card)

@@ -126,6 +126,17 @@ def test_a_failed_push_to_an_existing_repo_changes_nothing(state, hub, quick_ret
     assert HfApi().repo_exists(repo, repo_type="dataset")  # not this push's to delete
 
 
+def test_a_commit_whose_answer_was_lost_is_not_made_twice(state, clean, hub):
+    """The commit was applied but its answer lost: the retry names its parent, the Hub refuses it (412), and the push
+    says to push again; the repo holds the whole run once, and pushing again commits nothing."""
+    repo = unique_repo("lost-answer")
+    with inject(hub, "commit", "drop-after", 1, repo_id=repo), pytest.raises(HubUnavailableError, match="push again"):
+        _push(state, repo)
+    assert _files(repo) == clean
+    head = HfApi().dataset_info(repo).sha
+    assert _push(state, repo) == head
+
+
 def test_cli_says_one_line_for_auth_and_repo_id_mistakes(state, hub, capsys, monkeypatch):
     with inject(hub, "whoami", 401, 99):
         assert cli_main(["push", "--run-dir", state.run_dir, unique_repo("auth"), "--layout", "metadata-only"]) == 1
