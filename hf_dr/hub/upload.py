@@ -183,7 +183,10 @@ def _running(pid: int) -> bool:
 def run_locked(output_dir: str) -> Iterator[None]:
     """Holds the run's lock (:class:`hf_dr.generate.lock.RunLock`, exclusive) while pushing it: a ``reinforce`` of
     the same folder (``--overwrite`` included) is refused until the push ends. A folder this process cannot write
-    (someone else's run) is pushed unlocked: the shards' checksums are still checked as they are packed."""
+    (someone else's run) is pushed unlocked: the shards' checksums are still checked as they are packed.
+
+    Exclusive, the lock's only mode: a second push of the same folder at the same time is refused too (it would
+    publish the same files; push it again once the first ends)."""
     if not os.path.isdir(output_dir):
         yield  # verify_run says what is missing
         return
@@ -192,9 +195,9 @@ def run_locked(output_dir: str) -> Iterator[None]:
         lock.acquire()
     except RunLockedError as err:
         raise RunLockedError(f"cannot push {output_dir!r} now: {err}") from None
-    except PermissionError:
-        logger.warning("Cannot lock %s (read-only); pushing it unlocked, every shard checked as it is packed.",
-                       output_dir)
+    except OSError as err:  # a folder this process cannot write (EACCES, EROFS)
+        logger.warning("Cannot lock %s (%s); pushing it unlocked, every shard checked as it is packed.",
+                       output_dir, err.strerror)
         yield
         return
     try:
