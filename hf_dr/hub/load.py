@@ -10,6 +10,7 @@ stored are compared with the source's images, so an image that changed under its
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -112,12 +113,12 @@ def load_reinforced(
     """
     check_verify_images(verify_images)
     commit = resolve_revision(HfApi(token=token), repo_id, revision)
-    meta_file, config_file = split_files(split)
-    try:
-        meta = read_repo_json(repo_id, meta_file, commit, token)
-    except HubNotFoundError:  # pushed before each split had its own files: the root ones hold its only split
-        meta_file, config_file = HUB_META_FILE, CONFIG_FILE
-        meta = read_repo_json(repo_id, meta_file, commit, token)
+    meta_file, config_file = HUB_META_FILE, CONFIG_FILE  # the last pushed split's
+    meta = read_repo_json(repo_id, meta_file, commit, token)
+    if meta.get("split") != split:  # another split: its own files, where the repo has them
+        with contextlib.suppress(HubNotFoundError):
+            meta_file, config_file = split_files(split)
+            meta = read_repo_json(repo_id, meta_file, commit, token)
     _check_meta(meta, repo_id, split)
     config = read_repo_json(repo_id, config_file, commit, token)
     _check_config(meta, config, repo_id, commit)

@@ -35,7 +35,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -119,11 +118,11 @@ def push_to_hub(
     push of the same split left that this one does not write. Like ``Dataset.push_to_hub``, the repo's other splits
     are kept: their data files stay and the card's ``configs`` and ``dataset_info`` list them with this one.
 
-    The token is checked (``whoami``) before any work; the run folder is locked against ``hf-dr reinforce`` for the
-    whole push and every shard is checked against the manifest's SHA-256 as it is packed; transient Hub errors are
-    retried with backoff (:mod:`hf_dr.hub.upload`); the staging folder is removed on every exit; a repo this push
-    created is deleted again if the push fails before its commit. The commit either publishes the whole run or
-    nothing.
+    The token is checked (``whoami``) once the run's manifest holds, before any other Hub request, image check or
+    packing; the run folder is locked against ``hf-dr reinforce`` for the whole push and every shard is checked
+    against the manifest's SHA-256 as it is packed; transient Hub errors are retried with backoff
+    (:mod:`hf_dr.hub.upload`); the staging folder is removed on every exit; a repo this push created is deleted again
+    if the push fails before its commit. The commit either publishes the whole run or nothing.
 
     Args:
         output_dir (`str`): the folder :func:`hf_dr.reinforce` wrote; refused unless its manifest and checksums hold.
@@ -165,7 +164,6 @@ def push_to_hub(
         raise InvalidConfigError(f"layout should be one of {list(LAYOUTS)}, but got {layout!r} instead.")
     check_repo_id(repo_id)
     api = HfApi(token=token)
-    check_auth(api)  # before any work: a missing or refused token is said first, not after every image was read
     with run_locked(output_dir):  # `hf-dr reinforce` cannot change the folder while it is packed
         return _push(api, output_dir, repo_id, layout=layout, dataset=dataset, split=split, source_id=source_id,
                      source_revision=source_revision, license=license, pretty_name=pretty_name,
@@ -186,6 +184,7 @@ def _push(api: HfApi, output_dir: str, repo_id: str, *, layout: str, dataset: da
 
     manifest = verify_run(output_dir)
     config = _run_config(output_dir)
+    check_auth(api)  # after the run's own files, before any Hub read, image check or packing
     source = source_reference(config, layout, split, source_id, source_revision, api)
     shards = read_shards(output_dir, manifest, config)
     images = None
@@ -220,8 +219,9 @@ def _push(api: HfApi, output_dir: str, repo_id: str, *, layout: str, dataset: da
         info = _dataset_info(files, schema, meta["split"])
         card = build_card(repo_id, meta, public_config(config), stats, figures, info, **card_options)
         write_atomic(os.path.join(staging, "README.md"), card.save)
-        for name in split_files(meta["split"]):  # each split's own, so that load_reinforced finds every split's
-            shutil.copyfile(os.path.join(staging, os.path.basename(name)), _staged(staging, name))
+        meta_file, config_file = split_files(meta["split"])  # each split's own: load_reinforced finds every split
+        write_json_atomic(_staged(staging, meta_file), meta)
+        write_json_atomic(_staged(staging, config_file), public_config(config))
         small = ["README.md", HUB_META_FILE, CONFIG_FILE, *split_files(meta["split"]),
                  *(figure["path"] for figure in figures)]
         operations += [CommitOperationAdd(name, os.path.join(staging, name)) for name in small]
