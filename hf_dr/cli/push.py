@@ -80,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         commit_message=args.commit_message, token=args.token, compression_level=args.compression_level,
         branch=args.branch, create_pr=args.create_pr,
     )
-    where = f"a pull request on {args.branch or 'main'}" if args.create_pr else f"branch {args.branch or 'main'}"
-    print(f"pushed {run_dir} ({args.layout}) to datasets/{args.repo_id}, {where}, at commit {commit}")
+    where = (f" (a pull request on {args.branch or 'main'})" if args.create_pr
+             else f" (branch {args.branch})" if args.branch else "")
+    print(f"pushed {run_dir} ({args.layout}) to datasets/{args.repo_id}{where} at commit {commit}")
     return 0

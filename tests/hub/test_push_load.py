@@ -170,7 +170,7 @@ class TestPush:
     def test_push_command(self, state, tmp_path, capsys):
         repo = unique_repo("cli")
         assert cli_main(["push", state.run_dir, repo, "--generation-cost", "2 CPU-seconds"]) == 0  # recorded source
-        assert f"to datasets/{repo}, branch main, at commit" in capsys.readouterr().out
+        assert f"to datasets/{repo} at commit" in capsys.readouterr().out
         assert len(_load(state, repo)) == NUM_ROWS
         assert cli_main(["push", str(tmp_path / "nothing"), repo]) == 1
         assert "no finished reinforcement run" in capsys.readouterr().err
@@ -206,13 +206,13 @@ class TestSplitsAndBranches:
         main = api.dataset_info(repo).sha
         assert cli_main(["push", "--run-dir", state.run_dir, repo, "--layout", "metadata-only", "--split", "test",
                          "--branch", "v2", "--compression-level", "3"]) == 0
-        assert f"to datasets/{repo}, branch v2, at commit" in capsys.readouterr().out
+        assert f"to datasets/{repo} (branch v2) at commit" in capsys.readouterr().out
         v2 = api.list_repo_files(repo, repo_type="dataset", revision="v2")
         assert {"data/train-00000-of-00001.parquet", "data/test-00000-of-00001.parquet"} <= set(v2)
         assert cli_main(["push", "--run-dir", state.run_dir, repo, "--layout", "metadata-only", "--split", "valid",
                          "--create-pr", "--revision", state.source_commit, "--compression-level", "3"]) == 0
         out, err = capsys.readouterr()
-        assert "a pull request on main" in out and err == ""
+        assert f"to datasets/{repo} (a pull request on main) at commit" in out and err == ""
         pr = api.list_repo_files(repo, repo_type="dataset", revision="refs/pr/1")
         assert "data/valid-00000-of-00001.parquet" in pr
         assert api.dataset_info(repo).sha == main  # neither the branch nor the pull request touched main
