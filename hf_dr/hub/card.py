@@ -3,9 +3,11 @@
 The card is a :class:`huggingface_hub.DatasetCard` rendered with :meth:`~huggingface_hub.DatasetCard.from_template`
 from ``cards/reinforced_dataset.md``: package data of the top-level ``cards`` package, read with
 :mod:`importlib.resources`, so a wheel renders it as the source tree does. Its YAML carries the license, task
-category, tags, ``configs`` (so ``datasets.load_dataset(repo_id)`` finds the split) and ``dataset_info``; its prose
-says what the dataset is, how to load and train on it, the teacher members and their hashes, the policy and its
-parameters, N, k, bytes per reinforcement, the generation cost, figures and the paper's citation.
+category, tags, ``configs`` (so ``datasets.load_dataset(repo_id)`` finds the splits: a push keeps the other splits'
+``data_files`` and ``dataset_info`` entries of the repo's card and adds or replaces its own) and ``dataset_info``; its
+prose (of the split pushed last) says what the dataset is, how to load and train on it, the teacher members and their
+hashes, the policy and its parameters, N, k, bytes per reinforcement, the generation cost, figures and the paper's
+citation.
 """
 
 from __future__ import annotations
