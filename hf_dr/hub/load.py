@@ -118,15 +118,7 @@ def load_reinforced(
     """
     check_verify_images(verify_images)
     commit = resolve_revision(HfApi(token=token), repo_id, revision)
-    meta_file, config_file = HUB_META_FILE, CONFIG_FILE  # the last pushed split's
-    meta = read_repo_json(repo_id, meta_file, commit, token)
-    if meta.get("split") != split:  # another split: its own files, where the repo has them
-        with contextlib.suppress(HubNotFoundError):
-            meta_file, config_file = split_files(split)
-            meta = read_repo_json(repo_id, meta_file, commit, token)
-    _check_meta(meta, repo_id, split)
-    config = read_repo_json(repo_id, config_file, commit, token)
-    _check_config(meta, config, repo_id, commit)
+    meta, config = read_split_meta(repo_id, split, commit, token)
     options = {"policy": config["policy"], "num_classes": config["num_classes"], **transform_options}
     columns = meta["columns"]
     files = meta.get("data_files") or []
@@ -156,7 +148,24 @@ def load_reinforced(
     return transform.attach(images)
 
 
-def reinforced_repo(repo_id: str, revision: str | None = None, token: str | None = None
+def read_split_meta(repo_id: str, split: str, commit: str, token: str | None = None
+                    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``hf_dr.json`` and ``reinforce_config.json`` of ``split`` at ``commit``: the root files are the last pushed
+    split's, other splits have theirs under ``splits/{split}/``; a split the repo does not hold, or a config that is
+    not the run its data came from, is refused."""
+    meta_file, config_file = HUB_META_FILE, CONFIG_FILE  # the last pushed split's
+    meta = read_repo_json(repo_id, meta_file, commit, token)
+    if meta.get("split") != split:  # another split: its own files, where the repo has them
+        with contextlib.suppress(HubNotFoundError):
+            meta = read_repo_json(repo_id, split_files(split)[0], commit, token)
+            meta_file, config_file = split_files(split)
+    _check_meta(meta, repo_id, split)
+    config = read_repo_json(repo_id, config_file, commit, token)
+    _check_config(meta, config, repo_id, commit)
+    return meta, config
+
+
+def reinforced_repo(repo_id: str, split: str = "train", revision: str | None = None, token: str | None = None
                     ) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """``hf_dr.json`` and ``reinforce_config.json`` of ``repo_id`` when it is a dataset repo pushed by
     :func:`hf_dr.push_to_hub`; None for a name that is no dataset repo on the Hub or a repo that hf-dr did not push
@@ -188,7 +197,7 @@ def reinforced_repo(repo_id: str, revision: str | None = None, token: str | None
         return None
     if meta.get("format") != HUB_FORMAT:
         return None
-    return meta, read_repo_json(repo_id, CONFIG_FILE, commit, token)
+    return read_split_meta(repo_id, split, commit, token)
 
 
 def read_repo_json(repo_id: str, filename: str, revision: str, token: str | None = None) -> dict[str, Any]:
@@ -370,6 +379,9 @@ def check_source_keys(keys: Sequence[str], reinforced_keys: Sequence[str], recor
         )
     reinforced_set = set(reinforced_keys)
     extra = [row for row, key in enumerate(keys) if key not in reinforced_set]
+    count = recorded.get("num_rows")
+    if extra and count and len(keys) > count and keys_sha256(keys[:count]) == recorded.get("keys_sha256"):
+        return list(range(count))  # a run over the first rows of the split (--limit): those rows, unchanged
     if extra and verify_source:
         raise DataMismatchError(
             f"the source has {len(extra)} rows that were not reinforced (first keys: "

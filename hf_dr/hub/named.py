@@ -73,7 +73,7 @@ def find_reinforced(name: str, split: str = "train", data_root: str | None = Non
                     ) -> tuple[datasets.Dataset | None, NamedReinforced | None]:
     """What ``name`` holds: ``(rows, None)`` for a plain image dataset, ``(None, reinforced)`` for a reinforced Hub
     repo and ``(rows, reinforced)`` for loaded rows that carry a run description (see :class:`NamedReinforced`)."""
-    found = reinforced_repo(name)
+    found = reinforced_repo(name, split)
     if found is not None:
         meta, config = found
         description = RunDescription.from_run(config, key_column=meta["columns"]["key"])

@@ -31,9 +31,10 @@ import pyarrow.parquet as pq
 
 from hf_dr.data.keys import KeyIndex, bytes_digest, refuse_changed_image
 from hf_dr.data.schema import DIGEST_COLUMN, KEY_COLUMN
-from hf_dr.data.sources import image_feature, keys_sha256, scan_keys
+from hf_dr.data.sources import image_feature, scan_keys
 from hf_dr.errors import CorruptShardError, DataMismatchError
 from hf_dr.generate.run_config import ReinforceConfig
+from hf_dr.generate.verify import source_changes
 
 logger = logging.getLogger(__name__)
 
@@ -213,7 +214,7 @@ class SourceImages:
 def _key_index(dataset: datasets.Dataset, image_column: str, key_column: str | None,
                config: ReinforceConfig) -> KeyIndex:
     keys = scan_keys(dataset, image_column, key_column, config.columns.get("key_source"))
-    if keys_sha256(keys) != config.dataset.get("keys_sha256"):
+    if source_changes(config, keys):  # a --limit run's first rows are no change
         logger.info("The dataset's rows differ from the reinforced ones (order or content); joining by key.")
     return KeyIndex(keys, where="the dataset to push")
 

@@ -48,7 +48,7 @@ from hf_dr.data.bundled import bundled_name
 from hf_dr.data.description import public_paths
 from hf_dr.data.keys import resolve_key_source
 from hf_dr.data.schema import KEY_COLUMN, REINFORCEMENTS_COLUMN
-from hf_dr.data.sources import load_source
+from hf_dr.data.sources import check_split, load_source
 from hf_dr.errors import HubNotFoundError, IncompleteRunError, InvalidConfigError
 from hf_dr.files import write_atomic, write_json_atomic
 from hf_dr.generate.parquet import split_rows, write_parquet_batches
@@ -192,7 +192,7 @@ def _push(api: HfApi, output_dir: str, repo_id: str, *, layout: str, dataset: da
         dataset = dataset if dataset is not None else _load_recorded_source(source, config)
         images = SourceImages(dataset, config, shards)
         shards = images.add_bytes(shards)
-    split = split or source["split"]  # the repo's split; source["split"] is the one the run read
+    split = check_split(split or source["split"])  # the repo's split (in file names); source["split"]: the run read
     plan = plan_files(split, shards.num_rows, shards.num_bytes, max(shards.row_bytes, default=1.0))
     schema = file_schema(shards, images)
     target = read_target(api, repo_id, branch)

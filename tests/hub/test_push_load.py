@@ -430,3 +430,10 @@ class TestBadInput:
             _load(state, state.self_contained, split="validation")
         with pytest.raises(HubNotFoundError, match="cannot load the source 'tester/no-source'"):
             _load(state, state.metadata_only, source="tester/no-source")
+
+
+def test_a_split_name_that_is_a_path_is_refused_before_anything_is_written(state, tmp_path):
+    """Issue 21, case 10: the repo's split names files (data/{split}-*.parquet) in the staging folder."""
+    with pytest.raises(InvalidConfigError, match="is not a split name"):
+        push_to_hub(state.run_dir, unique_repo("evil-split"), dataset=state.source, split="../../../../outside/evil")
+    assert not (tmp_path.parent / "outside").exists()
