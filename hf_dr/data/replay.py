@@ -19,11 +19,13 @@ from hf_dr.augment.seeding import choose_index
 from hf_dr.data.codec import CLASSES_COLUMN, RecordCodec
 from hf_dr.data.curriculum import Curriculum, easy_to_hard
 from hf_dr.data.description import RunDescription, differences, read_description
+from hf_dr.data.digests import RowDigests
 from hf_dr.data.epochs import EpochHook
-from hf_dr.data.keys import KeyIndex
-from hf_dr.data.schema import KEY_COLUMN, REINFORCEMENTS_COLUMN
+from hf_dr.data.keys import KeyIndex, check_verify_images
+from hf_dr.data.schema import DIGEST_COLUMN, KEY_COLUMN, REINFORCEMENTS_COLUMN
 from hf_dr.data.soft_labels import densify
 from hf_dr.data.sources import check_columns, class_count
+from hf_dr.data.view_options import check_channels, check_seed, refuse_channels, view_options
 from hf_dr.errors import ClassCountMismatchError, DataMismatchError, InvalidConfigError, ParamsMismatchError
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ReinforcedTransform"]
@@ -71,6 +73,12 @@ class ReinforcedTransform(EpochHook):
         curriculum (`Curriculum`, *optional*): draw each epoch's record among a window of the sample's records
             ordered by the teacher's confidence (:mod:`hf_dr.data.curriculum`, paper App. C.4); uniformly among all N
             when not given.
+        verify_images (`str`, *optional*, defaults to ``"sample"``): with the image digests a run keyed by a column
+            or by path stores, ``"sample"`` and ``"full"`` compare each row's image with its digest the first time
+            this process replays the row (:class:`hf_dr.data.digests.RowDigests`; the bytes are read from the dataset
+            the hook is attached to, or ``images``), so a changed image under the same key raises
+            :class:`DataMismatchError` instead of training with another image's soft labels; ``"off"`` accepts changed
+            images. (The joins, :func:`hf_dr.load_reinforced` and ``training_data``, also check rows up front.)
 
     Example:
         >>> transform = ReinforcedTransform(reinforced, size=224)  # doctest: +SKIP
@@ -99,7 +107,13 @@ class ReinforcedTransform(EpochHook):
         reinforcements_column: str | None = None,
         leftover: str = "uniform",
         curriculum: Curriculum | None = None,
+        verify_images: str = "sample",
     ) -> None:
+        _refuse_stream(reinforcements, "reinforcements")
+        _refuse_stream(images, "images")
+        check_verify_images(verify_images)
+        self.size, self.mean, self.std, self.channels = view_options(size, mean, std, data_config)
+        self.seed = check_seed(seed)
         self.description = read_description(reinforcements)
         recorded = _recorded(self.description, reinforcements)
         image_column = _column("image_column", image_column, recorded["image"], None)
@@ -109,17 +123,13 @@ class ReinforcedTransform(EpochHook):
         check_columns(reinforcements, role="reinforcement dataset", key_column=key_column,
                       reinforcements_column=reinforcements_column)
         self.policy = _policy(self.description, policy)
-        if data_config is not None:
-            size, mean, std = data_config["input_size"][1:], data_config["mean"], data_config["std"]
-        self.size = (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
-        self.mean, self.std = tuple(mean), tuple(std)
-        self.seed = int(seed)
         self.leftover = leftover
         self.curriculum = curriculum
         self._easy_to_hard: dict[str, list[int]] = {}  # per key, with a curriculum: record indices, easiest first
         self.image_column, self.key_column, self.label_column = image_column, key_column, label_column
         self.reinforcements_column = reinforcements_column
         self.image_mode = self.description.image_mode if self.description is not None else None
+        check_channels(self.channels, self.image_mode, "the run's teacher saw")
         self.num_classes = _num_classes(self.description, num_classes, class_count(reinforcements, label_column))
         self.codec = self.description.record_codec if self.description is not None else RecordCodec()
         self.codec.check_features(reinforcements.features[reinforcements_column].feature, reinforcements.column_names)
@@ -133,6 +143,10 @@ class ReinforcedTransform(EpochHook):
         self._rows = KeyIndex(self._table.data.column(key_column), where="the reinforcements", fix=_UNREINFORCED_FIX,
                               keep_keys=False)  # _records_of checks the row's key in the table itself
         self._partners = self._partner_source(images if images is not None else reinforcements)
+        self._digests = None
+        if verify_images != "off" and DIGEST_COLUMN in table.column_names:
+            self._digests = RowDigests(table, key_column, self._rows, _changed_fix(self.description))
+            self._digests.bind(images if images is not None else table, image_column, key_column)
         super().__init__()
 
     # -- the hook -----------------------------------------------------------------------------------------------
@@ -141,11 +155,28 @@ class ReinforcedTransform(EpochHook):
         """The columns the hook reads, by the option naming them."""
         return {"image_column": self.image_column, "key_column": self.key_column}
 
+    def attach(self, dataset: datasets.Dataset) -> datasets.Dataset:
+        """Sets this hook on ``dataset`` (in place), formatting only the columns it reads, and reads the image
+        digests' bytes from it (see ``verify_images``); returns it."""
+        _refuse_stream(dataset, "the dataset to attach to")
+        check_columns(dataset, role=self.attach_role, **self.column_options)
+        if self._digests is not None:
+            self._digests.bind(dataset, self.image_column, self.key_column)
+        return super().attach(dataset)
+
     def __call__(self, batch: dict[str, list[Any]]) -> dict[str, list[torch.Tensor]]:
         check_columns(batch, role="batch", fix=ATTACH_FIX, **self.column_options)
         pixels, labels = [], []
-        for image, key in zip(batch[self.image_column], batch[self.key_column], strict=False):
+        for position, (image, key) in enumerate(zip(batch[self.image_column], batch[self.key_column], strict=False)):
+            if key is None:
+                raise DataMismatchError(f"row {position} of this batch has no sample key (null in column "
+                                        f"{self.key_column!r}): every row needs the key it was reinforced under. "
+                                        f"Drop such rows (dataset.filter(lambda row: row[{self.key_column!r}] is not "
+                                        "None)).")
+            if self._digests is not None:
+                self._digests.check(str(key), image)
             pixel_values, target = self.replay(image, key)
+            refuse_channels(self.channels, pixel_values.shape[0], key)
             pixels.append(pixel_values)
             labels.append(target)
         return {"pixel_values": pixels, "labels": labels}
@@ -295,8 +326,11 @@ class ReinforcedTransform(EpochHook):
     def partner_image(self, key: str) -> Any:
         """The original image of the mixing partner ``key``, looked up in the image dataset."""
         dataset, keys = self._partners
-        row = dataset[keys.row(key)]
+        position = keys.row(key)
+        row = dataset[position]
         keys.check(key, -1, row[self.key_column])
+        if self._digests is not None:  # the partner's own bytes, undecoded
+            self._digests.check(key, dataset.data.column(self.image_column)[position].as_py())
         return row[self.image_column]
 
     def check_num_classes(self, model_num_classes: int) -> None:
@@ -325,6 +359,22 @@ def _require_records(key: str, count: int) -> None:
 
 _NO_DESCRIPTION = ("this dataset carries no hf-dr run description (made before hf-dr 0.2, or its records column was "
                    "rebuilt)")
+
+
+def _refuse_stream(dataset: Any, what: str) -> None:
+    if isinstance(dataset, datasets.IterableDataset):
+        raise InvalidConfigError(
+            f"{what} is a streamed datasets.IterableDataset: ReinforcedTransform is the set_transform hook of a "
+            "map-style Dataset. Stream a reinforced dataset with hf_dr.load_reinforced(..., streaming=True), or load "
+            "it map-style (datasets.load_dataset without streaming=True).")
+
+
+def _changed_fix(description: RunDescription | None) -> str:
+    source = (description.source or {}) if description is not None else {}
+    version = (f" ({source.get('id')!r}, split {source.get('split')!r}, revision {source.get('revision')!r})"
+               if source.get("id") else "")
+    return (f"Replay the images that were reinforced{version}: the soft labels of the other image would train the "
+            "student wrongly. Pass verify_images='off' only to accept changed images.")
 
 
 def _recorded(description: RunDescription | None, dataset: datasets.Dataset) -> dict[str, str]:
