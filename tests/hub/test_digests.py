@@ -1,7 +1,8 @@
 """A changed image under an unchanged key is caught: every shard of a run keyed by a column (or by path) stores an
 8-byte BLAKE2b of each row's encoded image, and each join of a source with its reinforcements compares it
-(load_reinforced map-style and streamed, the self-contained push, the training-data join): a fixed sample of rows by
-default, every row on request. Content keys are such a digest already, so their runs store none."""
+(load_reinforced map-style and streamed, the self-contained push, the training-data join): a random sample of rows up
+front and every row when a process first replays it by default, every row up front on request. Content keys are such
+a digest already, so their runs store none."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 from huggingface_hub import HfApi
 
 from hf_dr import load_reinforced, push_to_hub
@@ -31,7 +33,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 COUNT, SIZE = 80, 32  # more rows than the sample checks
 DATA = DataConfig(size=(SIZE, SIZE), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), in_chans=3)
 IN_SAMPLE = 0
-OUTSIDE = next(row for row in range(COUNT) if row not in digest_positions(COUNT, "sample"))
+OUTSIDE = COUNT - 1  # the last row
+OUTSIDE_FIXED = 77  # a row the old fixed sample (64 rows spread evenly over the 80) left out every time
 
 
 def _run(dataset: datasets.Dataset, members: list[dict], output_dir, **options) -> str:
@@ -90,10 +93,11 @@ def test_content_keyed_runs_store_no_digest_their_key_is_one(state, tmp_path):
     assert DIGEST_COLUMN not in load_reinforcements(out).column_names
 
 
-def test_sample_is_fixed_and_spread_over_the_table():
-    positions = digest_positions(COUNT, "sample")
-    assert positions == digest_positions(COUNT, "sample") and len(positions) == DIGEST_SAMPLE_SIZE
-    assert positions[0] == 0 and positions[-1] == COUNT - 1 and positions == sorted(set(positions))
+def test_sample_is_drawn_at_random_anew_by_every_call():
+    draws = [digest_positions(COUNT, "sample") for _ in range(20)]
+    assert all(len(positions) == DIGEST_SAMPLE_SIZE and positions == sorted(set(positions)) for positions in draws)
+    assert len({tuple(positions) for positions in draws}) > 1  # not one fixed subset
+    assert set().union(*draws) == set(range(COUNT))  # no row left out every time (20 draws of 64 of 80 rows)
     assert digest_positions(COUNT, "full") == list(range(COUNT)) and digest_positions(10, "sample") == list(range(10))
     assert digest_positions(COUNT, "off") == []
     with pytest.raises(InvalidConfigError, match=r"verify_images should be one of \['sample', 'full', 'off'\]"):
@@ -111,12 +115,28 @@ def test_a_changed_image_in_the_sample_is_refused_naming_key_row_and_fix(state):
         _load(state, source=changed(state[0], IN_SAMPLE))
 
 
-def test_a_change_outside_the_sample_needs_the_full_check(state):
-    source = changed(state[0], OUTSIDE)
-    assert len(_load(state, source=source)) == COUNT  # the default reads 64 of the 80 rows
-    with pytest.raises(DataMismatchError, match=rf"sample key 'digit-{OUTSIDE:05d}' \(row {OUTSIDE} of the source\)"):
+def _read_all(dataset) -> int:
+    return sum(len(batch["labels"]) for batch in torch.utils.data.DataLoader(dataset, batch_size=16))
+
+
+@pytest.mark.parametrize("row", [OUTSIDE_FIXED, OUTSIDE])
+def test_a_changed_image_at_any_row_is_caught_by_the_default_when_read(state, row):
+    """The default checks a random sample up front and every row the first time it is replayed: a changed image at
+    a row the old fixed sample never read (row 77 of 80) is refused, up front or when it is read."""
+    source = changed(state[0], row)
+    with pytest.raises(DataMismatchError, match=rf"sample key 'digit-{row:05d}' \(row {row} of the "):
+        _read_all(_load(state, source=source))
+    with pytest.raises(DataMismatchError, match=rf"sample key 'digit-{row:05d}' \(row {row} of the source\)"):
         _load(state, source=source, verify_images="full")
-    assert len(_load(state, source=source, verify_images="off")) == COUNT  # explicitly accepted
+    assert _read_all(_load(state, source=source, verify_images="off")) == COUNT  # explicitly accepted
+
+
+def test_two_swapped_keys_are_caught_when_read(state):
+    keys = list(state[0]["key"])
+    keys[OUTSIDE_FIXED], keys[72] = keys[72], keys[OUTSIDE_FIXED]  # two rows the old fixed sample left out
+    swapped = state[0].remove_columns("key").add_column("key", keys).select_columns(state[0].column_names)
+    with pytest.raises(DataMismatchError, match=r"sample key 'digit-000(77|72)'"):
+        _read_all(_load(state, source=swapped, verify_source=False))
 
 
 def test_digests_are_matched_by_key_not_position(state):
@@ -147,11 +167,16 @@ def test_self_contained_push_checks_every_image(state):
     assert not HfApi().repo_exists(repo, repo_type="dataset")  # refused before anything was uploaded
 
 
-def test_training_data_checks_a_sample_of_images(state):
+def test_training_data_checks_a_sample_of_images_and_every_row_when_read(state):
     source, _, run_dir, *_ = state
     dataset, _ = training_data(source, DATA, reinforcements=run_dir)
-    assert len(dataset) == COUNT
+    assert len(dataset) == COUNT and _read_all(dataset) == COUNT
     with pytest.raises(DataMismatchError, match=r"sample key 'digit-00000' \(row 0 of the training dataset\)"):
         training_data(changed(source, IN_SAMPLE), DATA, reinforcements=run_dir)
+    with pytest.raises(DataMismatchError, match=rf"sample key 'digit-{OUTSIDE_FIXED:05d}' \(row {OUTSIDE_FIXED} of "):
+        _read_all(training_data(changed(source, OUTSIDE_FIXED), DATA, reinforcements=run_dir)[0])
     with pytest.raises(DataMismatchError, match=rf"sample key 'digit-{OUTSIDE:05d}'"):
         training_data(changed(source, OUTSIDE), DATA, reinforcements=run_dir, verify_images="full")
+    for preload in (False, True):  # "off" accepts changed images, also preloaded
+        assert _read_all(training_data(changed(source, OUTSIDE), DATA, reinforcements=run_dir, verify_images="off",
+                                       preload=preload)[0]) == COUNT
