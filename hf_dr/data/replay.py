@@ -160,9 +160,14 @@ class ReinforcedTransform(EpochHook):
         digests' bytes from it (see ``verify_images``); returns it."""
         _refuse_stream(dataset, "the dataset to attach to")
         check_columns(dataset, role=self.attach_role, **self.column_options)
+        self.bind_images(dataset)
+        return super().attach(dataset)
+
+    def bind_images(self, dataset: datasets.Dataset) -> None:
+        """Reads the encoded images whose digests are checked from ``dataset``, the one the hook replays (what
+        :meth:`attach` and :class:`~hf_dr.data.preloaded.PreloadedDataset` do)."""
         if self._digests is not None:
             self._digests.bind(dataset, self.image_column, self.key_column)
-        return super().attach(dataset)
 
     def __call__(self, batch: dict[str, list[Any]]) -> dict[str, list[torch.Tensor]]:
         check_columns(batch, role="batch", fix=ATTACH_FIX, **self.column_options)

@@ -405,3 +405,12 @@ def test_a_stream_is_refused_naming_load_reinforced(reinforced):
         _transform(reinforced, images=reinforced.to_iterable_dataset())
     with pytest.raises(InvalidConfigError, match="the dataset to attach to is a streamed"):
         _transform(reinforced).attach(reinforced.to_iterable_dataset())
+
+
+def test_preloaded_rows_are_checked_against_the_preloaded_images(images, digested):
+    from hf_dr.data.preloaded import PreloadedDataset
+
+    preloaded = PreloadedDataset(_replaced(images, 7, 8), _transform(digested))
+    assert preloaded[6]["labels"].shape == (10,)
+    with pytest.raises(DataMismatchError, match=r"sample key 'digit-00007' \(row 7 of the image dataset\)"):
+        preloaded[7]
