@@ -316,6 +316,10 @@ def test_bare_transform_refuses_an_image_replaced_under_its_key(images, digested
     with pytest.raises(DataMismatchError, match="sample key 'digit-00007'"):
         attached[5:9]
     assert _transform(digested, verify_images="off").attach(_replaced(images, 7, 8))[7]["labels"].shape == (10,)
+    shuffled = _transform(digested).attach(_replaced(images, 7, 8).shuffle(seed=1))  # an indices mapping
+    row = list(shuffled.with_format(None)["key"]).index("digit-00007")
+    with pytest.raises(DataMismatchError, match=rf"sample key 'digit-00007' \(row {row} of the image dataset\)"):
+        list(DataLoader(shuffled, batch_size=8))
 
 
 def test_the_unchanged_images_replay_as_before(images, digested):
