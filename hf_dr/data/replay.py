@@ -52,6 +52,11 @@ class ReinforcedTransform(EpochHook):
     the recorded value is refused, naming the fields that differ. Datasets made before hf-dr 0.2 carry no description:
     pass ``policy=`` (and ``num_classes=`` without a ``ClassLabel`` column) for them.
 
+    The replay is bound to the images it replays: with the image digests a run keyed by a column or by path stores,
+    each row's image is compared with its digest the first time a process replays it (``verify_images``), reading the
+    encoded bytes from the dataset it is attached to (or ``images``): a changed image under the same key raises
+    :class:`DataMismatchError` naming the key, the row and the fix.
+
     Args:
         reinforcements (`datasets.Dataset`): rows with a key and a list of records (``params``, ``ids``, ``probs``);
             it may also hold the images (the self-contained layout).
