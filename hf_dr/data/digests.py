@@ -14,11 +14,12 @@ from typing import Any
 import datasets
 import numpy as np
 
+from hf_dr.data.description import RunDescription
 from hf_dr.data.keys import KeyIndex, bytes_digest, image_bytes, refuse_changed_image
 from hf_dr.data.schema import DIGEST_COLUMN
 from hf_dr.errors import InvalidConfigError
 
-__all__ = ["RowDigests"]
+__all__ = ["RowDigests", "changed_image_fix"]
 
 _UNBOUND = ("the hook received decoded images and knows no dataset holding their encoded bytes: set it with "
             "transform.attach(dataset), or pass images=dataset when making it")
@@ -109,3 +110,12 @@ def _same_rows(one: datasets.Dataset, other: datasets.Dataset) -> bool:
     same_indices = (one._indices is None and other._indices is None) or (
         one._indices is not None and other._indices is not None and one._indices.table is other._indices.table)
     return one._data.table is other._data.table and same_indices
+
+
+def changed_image_fix(description: RunDescription | None) -> str:
+    """How to fix a changed image, naming the source version the run recorded (if any)."""
+    source = (description.source or {}) if description is not None else {}
+    version = (f" ({source.get('id')!r}, split {source.get('split')!r}, revision {source.get('revision')!r})"
+               if source.get("id") else "")
+    return (f"Replay the images that were reinforced{version}: the soft labels of the other image would train the "
+            "student wrongly. Pass verify_images='off' only to accept changed images.")

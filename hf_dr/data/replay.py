@@ -19,13 +19,13 @@ from hf_dr.augment.seeding import choose_index
 from hf_dr.data.codec import CLASSES_COLUMN, RecordCodec
 from hf_dr.data.curriculum import Curriculum, easy_to_hard
 from hf_dr.data.description import RunDescription, differences, read_description
-from hf_dr.data.digests import RowDigests
+from hf_dr.data.digests import RowDigests, changed_image_fix
 from hf_dr.data.epochs import EpochHook
 from hf_dr.data.keys import KeyIndex, check_verify_images
 from hf_dr.data.schema import DIGEST_COLUMN, KEY_COLUMN, REINFORCEMENTS_COLUMN
 from hf_dr.data.soft_labels import densify
 from hf_dr.data.sources import check_columns, class_count
-from hf_dr.data.view_options import check_channels, check_seed, refuse_channels, view_options
+from hf_dr.data.view_options import check_channels, check_seed, refuse_channels, refuse_stream, view_options
 from hf_dr.errors import ClassCountMismatchError, DataMismatchError, InvalidConfigError, ParamsMismatchError
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ReinforcedTransform"]
@@ -114,8 +114,8 @@ class ReinforcedTransform(EpochHook):
         curriculum: Curriculum | None = None,
         verify_images: str = "sample",
     ) -> None:
-        _refuse_stream(reinforcements, "reinforcements")
-        _refuse_stream(images, "images")
+        refuse_stream(reinforcements, "reinforcements")
+        refuse_stream(images, "images")
         check_verify_images(verify_images)
         self.size, self.mean, self.std, self.channels = view_options(size, mean, std, data_config)
         self.seed = check_seed(seed)
@@ -150,7 +150,7 @@ class ReinforcedTransform(EpochHook):
         self._partners = self._partner_source(images if images is not None else reinforcements)
         self._digests = None
         if verify_images != "off" and DIGEST_COLUMN in table.column_names:
-            self._digests = RowDigests(table, key_column, self._rows, _changed_fix(self.description))
+            self._digests = RowDigests(table, key_column, self._rows, changed_image_fix(self.description))
             self._digests.bind(images if images is not None else table, image_column, key_column)
         super().__init__()
 
@@ -163,7 +163,7 @@ class ReinforcedTransform(EpochHook):
     def attach(self, dataset: datasets.Dataset) -> datasets.Dataset:
         """Sets this hook on ``dataset`` (in place), formatting only the columns it reads, and reads the image
         digests' bytes from it (see ``verify_images``); returns it."""
-        _refuse_stream(dataset, "the dataset to attach to")
+        refuse_stream(dataset, "the dataset to attach to")
         check_columns(dataset, role=self.attach_role, **self.column_options)
         self.bind_images(dataset)
         return super().attach(dataset)
@@ -369,22 +369,6 @@ def _require_records(key: str, count: int) -> None:
 
 _NO_DESCRIPTION = ("this dataset carries no hf-dr run description (made before hf-dr 0.2, or its records column was "
                    "rebuilt)")
-
-
-def _refuse_stream(dataset: Any, what: str) -> None:
-    if isinstance(dataset, datasets.IterableDataset):
-        raise InvalidConfigError(
-            f"{what} is a streamed datasets.IterableDataset: ReinforcedTransform is the set_transform hook of a "
-            "map-style Dataset. Stream a reinforced dataset with hf_dr.load_reinforced(..., streaming=True), or load "
-            "it map-style (datasets.load_dataset without streaming=True).")
-
-
-def _changed_fix(description: RunDescription | None) -> str:
-    source = (description.source or {}) if description is not None else {}
-    version = (f" ({source.get('id')!r}, split {source.get('split')!r}, revision {source.get('revision')!r})"
-               if source.get("id") else "")
-    return (f"Replay the images that were reinforced{version}: the soft labels of the other image would train the "
-            "student wrongly. Pass verify_images='off' only to accept changed images.")
 
 
 def _recorded(description: RunDescription | None, dataset: datasets.Dataset) -> dict[str, str]:

@@ -10,11 +10,13 @@ import numbers
 from collections.abc import Sequence
 from typing import Any
 
+import datasets
 from PIL import Image
 
 from hf_dr.errors import DataMismatchError, InvalidConfigError
 
-__all__ = ["ViewOptions", "check_channels", "check_seed", "mode_channels", "refuse_channels", "view_options"]
+__all__ = ["ViewOptions", "check_channels", "check_seed", "mode_channels", "refuse_channels", "refuse_stream",
+           "view_options"]
 
 ViewOptions = tuple[tuple[int, int], tuple[float, ...], tuple[float, ...], int | None]
 
@@ -114,3 +116,12 @@ def refuse_channels(channels: int | None, found: int, key: str) -> None:
             f"the view of sample key {key!r} has {found} channel(s), but data_config's input_size asks for "
             f"{channels}: the run's images are not in the mode the model reads. Make the model for {found} "
             f"channel(s) (timm.create_model(..., in_chans={found})) and pass its data config.")
+
+
+def refuse_stream(dataset: Any, what: str) -> None:
+    """Refuses a streamed ``datasets.IterableDataset`` where a hook needs a map-style Dataset (``what`` names it)."""
+    if isinstance(dataset, datasets.IterableDataset):
+        raise InvalidConfigError(
+            f"{what} is a streamed datasets.IterableDataset: ReinforcedTransform is the set_transform hook of a "
+            "map-style Dataset. Stream a reinforced dataset with hf_dr.load_reinforced(..., streaming=True), or load "
+            "it map-style (datasets.load_dataset without streaming=True).")
