@@ -15,9 +15,9 @@ import datasets
 import numpy as np
 
 from hf_dr.data.description import RunDescription
-from hf_dr.data.keys import KeyIndex, bytes_digest, image_bytes, refuse_changed_image
+from hf_dr.data.keys import KeyIndex, bytes_digest, content_key, image_bytes, refuse_changed_image
 from hf_dr.data.schema import DIGEST_COLUMN
-from hf_dr.errors import InvalidConfigError
+from hf_dr.errors import DataMismatchError, InvalidConfigError
 
 __all__ = ["RowDigests", "changed_image_fix"]
 
@@ -38,6 +38,9 @@ class RowDigests:
         key_column (`str`): its key column.
         rows (`KeyIndex`): its rows by key.
         fix (`str`): how to fix a changed image, for the error message.
+        by_content (`bool`, *optional*, defaults to False): the run keys its rows by content
+            (:func:`hf_dr.data.keys.content_key`, a 16-byte BLAKE2b of the bytes): the key is the digest compared,
+            and the table needs no digest column.
 
     Example:
         >>> import datasets
@@ -52,8 +55,10 @@ class RowDigests:
         hf_dr.errors.DataMismatchError: the image of sample key 'a' (row 0 of the image dataset) is not the one that...
     """
 
-    def __init__(self, table: datasets.Dataset, key_column: str, rows: KeyIndex, fix: str) -> None:
+    def __init__(self, table: datasets.Dataset, key_column: str, rows: KeyIndex, fix: str,
+                 by_content: bool = False) -> None:
         self._table, self._key_column, self._rows, self.fix = table, key_column, rows, fix
+        self._by_content = by_content
         self._checked = np.zeros(len(table), dtype=bool)
         self._images: datasets.Dataset | None = None
         self._image_rows: KeyIndex | None = None  # None with images bound: the reinforcement table holds them
@@ -85,8 +90,14 @@ class RowDigests:
         if row is None or self._checked[row] or self._table.data.column(self._key_column)[row].as_py() != key:
             return
         image_row, data = self._encoded(key, row, cell)
-        recorded = self._table.data.column(DIGEST_COLUMN)[row].as_py()
-        refuse_changed_image(key, image_row, "the image dataset", bytes_digest(data), recorded, self.fix)
+        if not self._by_content:
+            recorded = self._table.data.column(DIGEST_COLUMN)[row].as_py()
+            refuse_changed_image(key, image_row, "the image dataset", bytes_digest(data), recorded, self.fix)
+        elif content_key({"bytes": data, "path": None}) != key:
+            raise DataMismatchError(
+                f"the image of sample key {key!r} (row {image_row} of the image dataset) is not the one that was "
+                f"reinforced: the run keyed its rows by content (a BLAKE2b of the image bytes), and this image's is "
+                f"{content_key({'bytes': data, 'path': None})!r}: its soft labels belong to another image. {self.fix}")
         self._checked[row] = True
 
     def _encoded(self, key: str, row: int, cell: Any) -> tuple[int, bytes]:

@@ -52,10 +52,10 @@ class ReinforcedTransform(EpochHook):
     the recorded value is refused, naming the fields that differ. Datasets made before hf-dr 0.2 carry no description:
     pass ``policy=`` (and ``num_classes=`` without a ``ClassLabel`` column) for them.
 
-    The replay is bound to the images it replays: with the image digests a run keyed by a column or by path stores,
-    each row's image is compared with its digest the first time a process replays it (``verify_images``), reading the
-    encoded bytes from the dataset it is attached to (or ``images``): a changed image under the same key raises
-    :class:`DataMismatchError` naming the key, the row and the fix.
+    The replay is bound to the images it replays: with the image digests a run keyed by a column or by path stores
+    (or the content keys, digests themselves), each row's image is compared with its digest the first time a process
+    replays it (``verify_images``), reading the encoded bytes from the dataset it is attached to (or ``images``): a
+    changed image under the same key raises :class:`DataMismatchError` naming the key, the row and the fix.
 
     Args:
         reinforcements (`datasets.Dataset`): rows with a key and a list of records (``params``, ``ids``, ``probs``);
@@ -79,11 +79,12 @@ class ReinforcedTransform(EpochHook):
             ordered by the teacher's confidence (:mod:`hf_dr.data.curriculum`, paper App. C.4); uniformly among all N
             when not given.
         verify_images (`str`, *optional*, defaults to ``"sample"``): with the image digests a run keyed by a column
-            or by path stores, ``"sample"`` and ``"full"`` compare each row's image with its digest the first time
-            this process replays the row (:class:`hf_dr.data.digests.RowDigests`; the bytes are read from the dataset
-            the hook is attached to, or ``images``), so a changed image under the same key raises
-            :class:`DataMismatchError` instead of training with another image's soft labels; ``"off"`` accepts changed
-            images. (The joins, :func:`hf_dr.load_reinforced` and ``training_data``, also check rows up front.)
+            or by path stores (or the content keys of a run keyed by content), ``"sample"`` and ``"full"`` compare each
+            row's image with its digest the first time this process replays the row
+            (:class:`hf_dr.data.digests.RowDigests`; the bytes are read from the dataset the hook is attached to, or
+            ``images``), so a changed image under the same key raises :class:`DataMismatchError` instead of training
+            with another image's soft labels; ``"off"`` accepts changed images. (The joins,
+            :func:`hf_dr.load_reinforced` and ``training_data``, also check rows up front.)
 
     Example:
         >>> transform = ReinforcedTransform(reinforced, size=224)  # doctest: +SKIP
@@ -149,8 +150,10 @@ class ReinforcedTransform(EpochHook):
                               keep_keys=False)  # _records_of checks the row's key in the table itself
         self._partners = self._partner_source(images if images is not None else reinforcements)
         self._digests = None
-        if verify_images != "off" and DIGEST_COLUMN in table.column_names:
-            self._digests = RowDigests(table, key_column, self._rows, changed_image_fix(self.description))
+        by_content = DIGEST_COLUMN not in table.column_names and self.description is not None \
+            and self.description.columns.get("key_source") == "content"  # the key is the digest
+        if verify_images != "off" and (DIGEST_COLUMN in table.column_names or by_content):
+            self._digests = RowDigests(table, key_column, self._rows, changed_image_fix(self.description), by_content)
             self._digests.bind(images if images is not None else table, image_column, key_column)
         super().__init__()
 

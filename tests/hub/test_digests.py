@@ -15,10 +15,10 @@ import pytest
 import torch
 from huggingface_hub import HfApi
 
-from hf_dr import load_reinforced, push_to_hub
+from hf_dr import ReinforcedTransform, load_reinforced, push_to_hub
 from hf_dr.data.keys import DIGEST_SAMPLE_SIZE, digest_positions, image_digest
 from hf_dr.data.schema import DIGEST_COLUMN
-from hf_dr.data.sources import encoded_images
+from hf_dr.data.sources import encoded_images, keyed
 from hf_dr.errors import DataMismatchError, InvalidConfigError
 from hf_dr.generate.loading import load_reinforcements
 from hf_dr.generate.run import reinforce
@@ -90,7 +90,18 @@ def test_shards_store_an_8_byte_blake2b_of_each_image_declared_in_the_schema(sta
 def test_content_keyed_runs_store_no_digest_their_key_is_one(state, tmp_path):
     _, members, *_ = state
     out = _run(digits_dataset(6, with_keys=False), members, tmp_path / "out", key_column=None)
-    assert DIGEST_COLUMN not in load_reinforcements(out).column_names
+    table = load_reinforcements(out)
+    assert DIGEST_COLUMN not in table.column_names
+    # the replay checks the key itself: an image changed under a content key carried over from the old images
+    images = keyed(digits_dataset(6, with_keys=False), "image", None, None, "key")[0]
+    stale = changed(images, 3)
+    assert len(list(torch.utils.data.DataLoader(ReinforcedTransform(table, size=SIZE).attach(images)))) == 6
+    replay = ReinforcedTransform(table, size=SIZE).attach(stale)
+    with pytest.raises(DataMismatchError, match=r"the image of sample key '[0-9a-f]{32}' \(row 3 of the image "
+                                                r"dataset\) is not the one that was reinforced: the run keyed its "
+                                                r"rows by content"):
+        replay[3]
+    assert ReinforcedTransform(table, size=SIZE, verify_images="off").attach(stale)[3]["labels"].shape == (10,)
 
 
 def test_sample_is_drawn_at_random_anew_by_every_call():
@@ -105,18 +116,31 @@ def test_sample_is_drawn_at_random_anew_by_every_call():
 
 
 # -- load_reinforced ------------------------------------------------------------------------------------------------
+def _read_all(dataset) -> int:
+    return sum(len(batch["labels"]) for batch in torch.utils.data.DataLoader(dataset, batch_size=16))
+
+
 def test_the_unchanged_source_loads(state):
     assert len(_load(state)) == len(_load(state, verify_images="full")) == COUNT
 
 
-def test_a_changed_image_in_the_sample_is_refused_naming_key_row_and_fix(state):
+def test_a_changed_image_is_refused_naming_key_row_and_fix(state, monkeypatch):
+    """Up front when the random sample holds the row (its fix names source= and the checks), else when it is read
+    (its fix names the recorded source)."""
+    with pytest.raises(DataMismatchError, match=r"the image of sample key 'digit-00000' \(row 0 of the (source|image "
+                                                r"dataset)\) is not the one that was reinforced .*(source=.*"
+                                                r"verify_images='full'|digest-source.*verify_images='off')"):
+        _read_all(_load(state, source=changed(state[0], IN_SAMPLE)))
+    monkeypatch.setattr("hf_dr.data.sources.digest_positions", lambda count, verify_images: [])  # a sample without it
+    loaded = _load(state, source=changed(state[0], IN_SAMPLE))
+    with pytest.raises(DataMismatchError, match=r"the image of sample key 'digit-00000' \(row 0 of the image "
+                                                r"dataset\) is not the one that was reinforced .*digest-source.*"
+                                                r"verify_images='off'"):
+        _read_all(loaded)
+    monkeypatch.undo()
     with pytest.raises(DataMismatchError, match=r"the image of sample key 'digit-00000' \(row 0 of the source\) is "
                                                 r"not the one that was reinforced .*source=.*verify_images='full'"):
-        _load(state, source=changed(state[0], IN_SAMPLE))
-
-
-def _read_all(dataset) -> int:
-    return sum(len(batch["labels"]) for batch in torch.utils.data.DataLoader(dataset, batch_size=16))
+        _load(state, source=changed(state[0], IN_SAMPLE), verify_images="full")
 
 
 @pytest.mark.parametrize("row", [OUTSIDE_FIXED, OUTSIDE])
@@ -143,7 +167,7 @@ def test_digests_are_matched_by_key_not_position(state):
     shuffled = state[0].shuffle(seed=3)
     assert len(_load(state, source=shuffled, verify_source=False, verify_images="full")) == COUNT
     with pytest.raises(DataMismatchError, match=r"sample key 'digit-00000'"):
-        _load(state, source=changed(state[0], IN_SAMPLE).shuffle(seed=3), verify_source=False)
+        _read_all(_load(state, source=changed(state[0], IN_SAMPLE).shuffle(seed=3), verify_source=False))
 
 
 def test_a_stream_checks_every_row_as_it_arrives(state):
@@ -171,8 +195,8 @@ def test_training_data_checks_a_sample_of_images_and_every_row_when_read(state):
     source, _, run_dir, *_ = state
     dataset, _ = training_data(source, DATA, reinforcements=run_dir)
     assert len(dataset) == COUNT and _read_all(dataset) == COUNT
-    with pytest.raises(DataMismatchError, match=r"sample key 'digit-00000' \(row 0 of the training dataset\)"):
-        training_data(changed(source, IN_SAMPLE), DATA, reinforcements=run_dir)
+    with pytest.raises(DataMismatchError, match=r"sample key 'digit-00000' \(row 0 of the (training|image) dataset\)"):
+        _read_all(training_data(changed(source, IN_SAMPLE), DATA, reinforcements=run_dir)[0])
     with pytest.raises(DataMismatchError, match=rf"sample key 'digit-{OUTSIDE_FIXED:05d}' \(row {OUTSIDE_FIXED} of "):
         _read_all(training_data(changed(source, OUTSIDE_FIXED), DATA, reinforcements=run_dir)[0])
     with pytest.raises(DataMismatchError, match=rf"sample key 'digit-{OUTSIDE:05d}'"):
