@@ -64,6 +64,17 @@ class RowDigests:
         self._image_rows: KeyIndex | None = None  # None with images bound: the reinforcement table holds them
         self._image_column = self._image_key = ""
 
+    @classmethod
+    def of(cls, table: datasets.Dataset, key_column: str, rows: KeyIndex, description: RunDescription | None,
+           verify_images: str) -> RowDigests | None:
+        """The check of ``table``'s rows, or None with ``verify_images="off"`` or a run that stores no digests (runs
+        keyed by content store none: their key, compared instead, is the digest)."""
+        by_content = DIGEST_COLUMN not in table.column_names and description is not None \
+            and description.columns.get("key_source") == "content"
+        if verify_images == "off" or not (by_content or DIGEST_COLUMN in table.column_names):
+            return None
+        return cls(table, key_column, rows, changed_image_fix(description), by_content)
+
     def bind(self, images: datasets.Dataset, image_column: str, key_column: str) -> None:
         """Reads the encoded images from ``images`` from now on (its rows found by key in ``key_column``); a dataset
         without those columns unbinds. Binding another dataset forgets the rows checked."""

@@ -13,20 +13,19 @@ from PIL import Image
 import hf_dr.augment.functional as K
 from hf_dr.augment.functional import IMAGENET_MEAN, IMAGENET_STD
 from hf_dr.augment.policy import AugmentationPolicy
-from hf_dr.augment.registry import as_policy, policy_from_config
 from hf_dr.augment.seeded import PARTNER_FIELD, recompute_params
 from hf_dr.augment.seeding import choose_index
 from hf_dr.data.codec import CLASSES_COLUMN, RecordCodec
 from hf_dr.data.curriculum import Curriculum, easy_to_hard
-from hf_dr.data.description import RunDescription, differences, read_description
-from hf_dr.data.digests import RowDigests, changed_image_fix
+from hf_dr.data.description import read_description
+from hf_dr.data.digests import RowDigests
 from hf_dr.data.epochs import EpochHook
 from hf_dr.data.keys import KeyIndex, check_verify_images
-from hf_dr.data.schema import DIGEST_COLUMN, KEY_COLUMN, REINFORCEMENTS_COLUMN
+from hf_dr.data.recorded_options import recorded_columns, resolve_column, resolve_num_classes, resolve_policy
 from hf_dr.data.soft_labels import densify
 from hf_dr.data.sources import check_columns, class_count
 from hf_dr.data.view_options import check_channels, check_seed, refuse_channels, refuse_stream, view_options
-from hf_dr.errors import ClassCountMismatchError, DataMismatchError, InvalidConfigError, ParamsMismatchError
+from hf_dr.errors import ClassCountMismatchError, DataMismatchError, InvalidConfigError
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ReinforcedTransform"]
 
@@ -121,14 +120,14 @@ class ReinforcedTransform(EpochHook):
         self.size, self.mean, self.std, self.channels = view_options(size, mean, std, data_config)
         self.seed = check_seed(seed)
         self.description = read_description(reinforcements)
-        recorded = _recorded(self.description, reinforcements)
-        image_column = _column("image_column", image_column, recorded["image"], None)
-        key_column = _column("key_column", key_column, recorded["key"], reinforcements)
-        reinforcements_column = _column("reinforcements_column", reinforcements_column, recorded["reinforcements"],
-                                        reinforcements)
+        recorded = recorded_columns(self.description, reinforcements)
+        image_column = resolve_column("image_column", image_column, recorded["image"], None)
+        key_column = resolve_column("key_column", key_column, recorded["key"], reinforcements)
+        reinforcements_column = resolve_column("reinforcements_column", reinforcements_column,
+                                               recorded["reinforcements"], reinforcements)
         check_columns(reinforcements, role="reinforcement dataset", key_column=key_column,
                       reinforcements_column=reinforcements_column)
-        self.policy = _policy(self.description, policy)
+        self.policy = resolve_policy(self.description, policy)
         self.leftover = leftover
         self.curriculum = curriculum
         self._easy_to_hard: dict[str, list[int]] = {}  # per key, with a curriculum: record indices, easiest first
@@ -136,7 +135,8 @@ class ReinforcedTransform(EpochHook):
         self.reinforcements_column = reinforcements_column
         self.image_mode = self.description.image_mode if self.description is not None else None
         check_channels(self.channels, self.image_mode, "the run's teacher saw")
-        self.num_classes = _num_classes(self.description, num_classes, class_count(reinforcements, label_column))
+        from_labels = class_count(reinforcements, label_column)
+        self.num_classes = resolve_num_classes(self.description, num_classes, from_labels)
         self.codec = self.description.record_codec if self.description is not None else RecordCodec()
         self.codec.check_features(reinforcements.features[reinforcements_column].feature, reinforcements.column_names)
         if self.codec.class_set:
@@ -149,11 +149,8 @@ class ReinforcedTransform(EpochHook):
         self._rows = KeyIndex(self._table.data.column(key_column), where="the reinforcements", fix=_UNREINFORCED_FIX,
                               keep_keys=False)  # _records_of checks the row's key in the table itself
         self._partners = self._partner_source(images if images is not None else reinforcements)
-        self._digests = None
-        by_content = DIGEST_COLUMN not in table.column_names and self.description is not None \
-            and self.description.columns.get("key_source") == "content"  # the key is the digest
-        if verify_images != "off" and (DIGEST_COLUMN in table.column_names or by_content):
-            self._digests = RowDigests(table, key_column, self._rows, changed_image_fix(self.description), by_content)
+        self._digests = RowDigests.of(table, key_column, self._rows, self.description, verify_images)
+        if self._digests is not None:
             self._digests.bind(images if images is not None else table, image_column, key_column)
         super().__init__()
 
@@ -368,61 +365,3 @@ def _require_records(key: str, count: int) -> None:
     if count == 0:
         raise DataMismatchError(f"sample key {key!r} holds no reinforcement records: {_SKIPPED}. Leave such rows "
                                 "out (hf_dr.load_reinforcements does).")
-
-
-_NO_DESCRIPTION = ("this dataset carries no hf-dr run description (made before hf-dr 0.2, or its records column was "
-                   "rebuilt)")
-
-
-def _recorded(description: RunDescription | None, dataset: datasets.Dataset) -> dict[str, str]:
-    if description is None:
-        return {"image": "image", "key": KEY_COLUMN, "reinforcements": REINFORCEMENTS_COLUMN}
-    return {"image": description.columns.get("image") or "image", "key": description.key_column,
-            "reinforcements": description.reinforcements_column}
-
-
-def _column(option: str, given: str | None, recorded: str, dataset: datasets.Dataset | None) -> str:
-    """The given column, else the recorded one. A given name that differs from a recorded column still present in
-    ``dataset`` is a contradiction (a renamed column is not: the recorded name is then gone)."""
-    if given is None or given == recorded:
-        return recorded
-    if dataset is not None and recorded in dataset.column_names:
-        raise ParamsMismatchError(
-            f"{option}={given!r} contradicts the dataset's recorded column {recorded!r}, which it still has; leave "
-            f"{option} out (the dataset describes itself) or rename the column first."
-        )
-    return given
-
-
-def _policy(description: RunDescription | None, given: Any) -> AugmentationPolicy:
-    if description is None:
-        if given is None:
-            raise InvalidConfigError(f"the policy is unknown: {_NO_DESCRIPTION}; pass policy= (a name or config).")
-        return as_policy(given)
-    recorded = policy_from_config(description.policy)
-    if given is None:
-        return recorded
-    given = as_policy(given)
-    # like the size, the crop's resize interpolation is a view setting chosen at replay (teachers use their own)
-    view_settings = {"interpolation": given.config()["ops"][0].get("interpolation")}
-    recorded_config = recorded.config()
-    recorded_config["ops"][0].update(view_settings)
-    changed = differences(recorded_config, given.config())
-    if changed:
-        raise ParamsMismatchError(
-            f"policy= contradicts the policy the records were made with ({'; '.join(changed)}): replaying it would "
-            "show the student other views than the teacher labelled. Leave policy= out: the dataset carries it."
-        )
-    return given
-
-
-def _num_classes(description: RunDescription | None, given: int | None, from_labels: int | None) -> int:
-    recorded = description.num_classes if description is not None else from_labels
-    if given is not None and recorded is not None and given != recorded:
-        raise ClassCountMismatchError(
-            f"num_classes={given} contradicts the {recorded} classes the records were made with; leave it out."
-        )
-    if (given or recorded) is None:
-        raise InvalidConfigError(f"num_classes is unknown: {_NO_DESCRIPTION} and no ClassLabel column; pass "
-                                 "num_classes=.")
-    return int(given or recorded)
