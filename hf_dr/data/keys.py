@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -31,7 +32,7 @@ from hf_dr.errors import CorruptImageError, DataMismatchError, InvalidConfigErro
 
 KEY_SOURCES = ("column", "content", "path")
 VERIFY_IMAGES = ("sample", "full", "off")  # how many stored image digests a join compares
-DIGEST_SAMPLE_SIZE = 64  # rows a "sample" check reads, spread evenly over the reinforcement table
+DIGEST_SAMPLE_SIZE = 64  # rows a "sample" check reads up front, drawn at random anew by every call
 
 
 def image_bytes(image: Any) -> bytes:
@@ -146,21 +147,23 @@ def check_verify_images(verify_images: str) -> str:
     return verify_images
 
 
-def digest_positions(count: int, verify_images: str = "sample") -> list[int]:
-    """The rows of a ``count``-row reinforcement table whose image digests a join compares: every row (``"full"``),
-    none (``"off"``), or :data:`DIGEST_SAMPLE_SIZE` rows spread evenly, first and last included (``"sample"``: the
-    same rows every time).
+def digest_positions(count: int, verify_images: str = "sample", rng: np.random.Generator | None = None) -> list[int]:
+    """The rows of a ``count``-row reinforcement table whose image digests a join compares up front: every row
+    (``"full"``), none (``"off"``), or :data:`DIGEST_SAMPLE_SIZE` rows drawn at random (``"sample"``), anew by every
+    call (``rng`` seeded from ``os.urandom`` by default), so no row is left out every time. A ``"sample"`` join does
+    not stop there: the replay checks every row the first time a process reads it
+    (:class:`hf_dr.data.digests.RowDigests`).
 
     Example:
-        >>> digest_positions(5), digest_positions(1000)[:3], len(digest_positions(1000))
-        ([0, 1, 2, 3, 4], [0, 16, 32], 64)
+        >>> digest_positions(5), len(set(digest_positions(1000))), digest_positions(1000, "full")[-1]
+        ([0, 1, 2, 3, 4], 64, 999)
     """
     if check_verify_images(verify_images) == "off":
         return []
     if verify_images == "full" or count <= DIGEST_SAMPLE_SIZE:
         return list(range(count))
-    step = (count - 1) / (DIGEST_SAMPLE_SIZE - 1)
-    return sorted({round(i * step) for i in range(DIGEST_SAMPLE_SIZE)})
+    rng = rng if rng is not None else np.random.default_rng(int.from_bytes(os.urandom(8), "little"))
+    return sorted(rng.choice(count, DIGEST_SAMPLE_SIZE, replace=False).tolist())
 
 
 def refuse_changed_image(key: str, row: int, where: str, found: int, recorded: int, fix: str) -> None:
@@ -193,7 +196,10 @@ def key_hashes(keys: Iterable[str] | pa.Array | pa.ChunkedArray) -> np.ndarray:
     """
     array = KeyList(keys).array.cast(pa.large_string())
     if array.null_count:
-        raise DataMismatchError(f"{array.null_count} sample key(s) are missing (null); every row needs a key.")
+        first = int(np.flatnonzero(array.is_null().to_numpy(zero_copy_only=False))[0])
+        raise DataMismatchError(f"{array.null_count} sample key(s) are missing (null), the first at row {first}: "
+                                "every row needs a key. Drop such rows (dataset.filter(lambda row: row[key_column] "
+                                "is not None)) or fill them in.")
     count = len(array)
     offsets = np.frombuffer(array.buffers()[1], np.int64)[array.offset:array.offset + count + 1]
     data = np.frombuffer(array.buffers()[2], np.uint8) if array.buffers()[2] is not None else np.zeros(0, np.uint8)

@@ -41,6 +41,8 @@ class PreloadedDataset(torch.utils.data.Dataset):
             check_columns(dataset, *columns, fix="Pass a transform whose input_columns the dataset has.")
         decoded = dataset.with_format(None).select_columns(columns)[:]  # decoded once: Pillow images, lists
         self.columns = {name: list(decoded[name]) for name in columns}
+        if hasattr(transform, "bind_images"):  # a replay checks its image digests against these images
+            transform.bind_images(dataset)
         self.transform = transform
         self._length = len(dataset)
 

@@ -13,18 +13,19 @@ from PIL import Image
 import hf_dr.augment.functional as K
 from hf_dr.augment.functional import IMAGENET_MEAN, IMAGENET_STD
 from hf_dr.augment.policy import AugmentationPolicy
-from hf_dr.augment.registry import as_policy, policy_from_config
 from hf_dr.augment.seeded import PARTNER_FIELD, recompute_params
 from hf_dr.augment.seeding import choose_index
 from hf_dr.data.codec import CLASSES_COLUMN, RecordCodec
 from hf_dr.data.curriculum import Curriculum, easy_to_hard
-from hf_dr.data.description import RunDescription, differences, read_description
+from hf_dr.data.description import read_description
+from hf_dr.data.digests import RowDigests
 from hf_dr.data.epochs import EpochHook
-from hf_dr.data.keys import KeyIndex
-from hf_dr.data.schema import KEY_COLUMN, REINFORCEMENTS_COLUMN
+from hf_dr.data.keys import KeyIndex, check_verify_images
+from hf_dr.data.recorded_options import recorded_columns, resolve_column, resolve_num_classes, resolve_policy
 from hf_dr.data.soft_labels import densify
 from hf_dr.data.sources import check_columns, class_count
-from hf_dr.errors import ClassCountMismatchError, DataMismatchError, InvalidConfigError, ParamsMismatchError
+from hf_dr.data.view_options import check_channels, check_seed, refuse_channels, refuse_stream, view_options
+from hf_dr.errors import ClassCountMismatchError, DataMismatchError, InvalidConfigError
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ReinforcedTransform"]
 
@@ -50,6 +51,11 @@ class ReinforcedTransform(EpochHook):
     the recorded value is refused, naming the fields that differ. Datasets made before hf-dr 0.2 carry no description:
     pass ``policy=`` (and ``num_classes=`` without a ``ClassLabel`` column) for them.
 
+    The replay is bound to the images it replays: with the image digests a run keyed by a column or by path stores
+    (or the content keys, digests themselves), each row's image is compared with its digest the first time a process
+    replays it (``verify_images``), reading the encoded bytes from the dataset it is attached to (or ``images``): a
+    changed image under the same key raises :class:`DataMismatchError` naming the key, the row and the fix.
+
     Args:
         reinforcements (`datasets.Dataset`): rows with a key and a list of records (``params``, ``ids``, ``probs``);
             it may also hold the images (the self-contained layout).
@@ -71,6 +77,13 @@ class ReinforcedTransform(EpochHook):
         curriculum (`Curriculum`, *optional*): draw each epoch's record among a window of the sample's records
             ordered by the teacher's confidence (:mod:`hf_dr.data.curriculum`, paper App. C.4); uniformly among all N
             when not given.
+        verify_images (`str`, *optional*, defaults to ``"sample"``): with the image digests a run keyed by a column
+            or by path stores (or the content keys of a run keyed by content), ``"sample"`` and ``"full"`` compare each
+            row's image with its digest the first time this process replays the row
+            (:class:`hf_dr.data.digests.RowDigests`; the bytes are read from the dataset the hook is attached to, or
+            ``images``), so a changed image under the same key raises :class:`DataMismatchError` instead of training
+            with another image's soft labels; ``"off"`` accepts changed images. (The joins,
+            :func:`hf_dr.load_reinforced` and ``training_data``, also check rows up front.)
 
     Example:
         >>> transform = ReinforcedTransform(reinforced, size=224)  # doctest: +SKIP
@@ -99,28 +112,31 @@ class ReinforcedTransform(EpochHook):
         reinforcements_column: str | None = None,
         leftover: str = "uniform",
         curriculum: Curriculum | None = None,
+        verify_images: str = "sample",
     ) -> None:
+        refuse_stream(reinforcements, "reinforcements")
+        refuse_stream(images, "images")
+        check_verify_images(verify_images)
+        self.size, self.mean, self.std, self.channels = view_options(size, mean, std, data_config)
+        self.seed = check_seed(seed)
         self.description = read_description(reinforcements)
-        recorded = _recorded(self.description, reinforcements)
-        image_column = _column("image_column", image_column, recorded["image"], None)
-        key_column = _column("key_column", key_column, recorded["key"], reinforcements)
-        reinforcements_column = _column("reinforcements_column", reinforcements_column, recorded["reinforcements"],
-                                        reinforcements)
+        recorded = recorded_columns(self.description, reinforcements)
+        image_column = resolve_column("image_column", image_column, recorded["image"], None)
+        key_column = resolve_column("key_column", key_column, recorded["key"], reinforcements)
+        reinforcements_column = resolve_column("reinforcements_column", reinforcements_column,
+                                               recorded["reinforcements"], reinforcements)
         check_columns(reinforcements, role="reinforcement dataset", key_column=key_column,
                       reinforcements_column=reinforcements_column)
-        self.policy = _policy(self.description, policy)
-        if data_config is not None:
-            size, mean, std = data_config["input_size"][1:], data_config["mean"], data_config["std"]
-        self.size = (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
-        self.mean, self.std = tuple(mean), tuple(std)
-        self.seed = int(seed)
+        self.policy = resolve_policy(self.description, policy)
         self.leftover = leftover
         self.curriculum = curriculum
         self._easy_to_hard: dict[str, list[int]] = {}  # per key, with a curriculum: record indices, easiest first
         self.image_column, self.key_column, self.label_column = image_column, key_column, label_column
         self.reinforcements_column = reinforcements_column
         self.image_mode = self.description.image_mode if self.description is not None else None
-        self.num_classes = _num_classes(self.description, num_classes, class_count(reinforcements, label_column))
+        check_channels(self.channels, self.image_mode, "the run's teacher saw")
+        from_labels = class_count(reinforcements, label_column)
+        self.num_classes = resolve_num_classes(self.description, num_classes, from_labels)
         self.codec = self.description.record_codec if self.description is not None else RecordCodec()
         self.codec.check_features(reinforcements.features[reinforcements_column].feature, reinforcements.column_names)
         if self.codec.class_set:
@@ -133,6 +149,9 @@ class ReinforcedTransform(EpochHook):
         self._rows = KeyIndex(self._table.data.column(key_column), where="the reinforcements", fix=_UNREINFORCED_FIX,
                               keep_keys=False)  # _records_of checks the row's key in the table itself
         self._partners = self._partner_source(images if images is not None else reinforcements)
+        self._digests = RowDigests.of(table, key_column, self._rows, self.description, verify_images)
+        if self._digests is not None:
+            self._digests.bind(images if images is not None else table, image_column, key_column)
         super().__init__()
 
     # -- the hook -----------------------------------------------------------------------------------------------
@@ -141,11 +160,33 @@ class ReinforcedTransform(EpochHook):
         """The columns the hook reads, by the option naming them."""
         return {"image_column": self.image_column, "key_column": self.key_column}
 
+    def attach(self, dataset: datasets.Dataset) -> datasets.Dataset:
+        """Sets this hook on ``dataset`` (in place), formatting only the columns it reads, and reads the image
+        digests' bytes from it (see ``verify_images``); returns it."""
+        refuse_stream(dataset, "the dataset to attach to")
+        check_columns(dataset, role=self.attach_role, **self.column_options)
+        self.bind_images(dataset)
+        return super().attach(dataset)
+
+    def bind_images(self, dataset: datasets.Dataset) -> None:
+        """Reads the encoded images whose digests are checked from ``dataset``, the one the hook replays (what
+        :meth:`attach` and :class:`~hf_dr.data.preloaded.PreloadedDataset` do)."""
+        if self._digests is not None:
+            self._digests.bind(dataset, self.image_column, self.key_column)
+
     def __call__(self, batch: dict[str, list[Any]]) -> dict[str, list[torch.Tensor]]:
         check_columns(batch, role="batch", fix=ATTACH_FIX, **self.column_options)
         pixels, labels = [], []
-        for image, key in zip(batch[self.image_column], batch[self.key_column], strict=False):
+        for position, (image, key) in enumerate(zip(batch[self.image_column], batch[self.key_column], strict=False)):
+            if key is None:
+                raise DataMismatchError(f"row {position} of this batch has no sample key (null in column "
+                                        f"{self.key_column!r}): every row needs the key it was reinforced under. "
+                                        f"Drop such rows (dataset.filter(lambda row: row[{self.key_column!r}] is not "
+                                        "None)).")
+            if self._digests is not None:
+                self._digests.check(str(key), image)
             pixel_values, target = self.replay(image, key)
+            refuse_channels(self.channels, pixel_values.shape[0], key)
             pixels.append(pixel_values)
             labels.append(target)
         return {"pixel_values": pixels, "labels": labels}
@@ -295,8 +336,11 @@ class ReinforcedTransform(EpochHook):
     def partner_image(self, key: str) -> Any:
         """The original image of the mixing partner ``key``, looked up in the image dataset."""
         dataset, keys = self._partners
-        row = dataset[keys.row(key)]
+        position = keys.row(key)
+        row = dataset[position]
         keys.check(key, -1, row[self.key_column])
+        if self._digests is not None:  # the partner's own bytes, undecoded
+            self._digests.check(key, dataset.data.column(self.image_column)[position].as_py())
         return row[self.image_column]
 
     def check_num_classes(self, model_num_classes: int) -> None:
@@ -321,61 +365,3 @@ def _require_records(key: str, count: int) -> None:
     if count == 0:
         raise DataMismatchError(f"sample key {key!r} holds no reinforcement records: {_SKIPPED}. Leave such rows "
                                 "out (hf_dr.load_reinforcements does).")
-
-
-_NO_DESCRIPTION = ("this dataset carries no hf-dr run description (made before hf-dr 0.2, or its records column was "
-                   "rebuilt)")
-
-
-def _recorded(description: RunDescription | None, dataset: datasets.Dataset) -> dict[str, str]:
-    if description is None:
-        return {"image": "image", "key": KEY_COLUMN, "reinforcements": REINFORCEMENTS_COLUMN}
-    return {"image": description.columns.get("image") or "image", "key": description.key_column,
-            "reinforcements": description.reinforcements_column}
-
-
-def _column(option: str, given: str | None, recorded: str, dataset: datasets.Dataset | None) -> str:
-    """The given column, else the recorded one. A given name that differs from a recorded column still present in
-    ``dataset`` is a contradiction (a renamed column is not: the recorded name is then gone)."""
-    if given is None or given == recorded:
-        return recorded
-    if dataset is not None and recorded in dataset.column_names:
-        raise ParamsMismatchError(
-            f"{option}={given!r} contradicts the dataset's recorded column {recorded!r}, which it still has; leave "
-            f"{option} out (the dataset describes itself) or rename the column first."
-        )
-    return given
-
-
-def _policy(description: RunDescription | None, given: Any) -> AugmentationPolicy:
-    if description is None:
-        if given is None:
-            raise InvalidConfigError(f"the policy is unknown: {_NO_DESCRIPTION}; pass policy= (a name or config).")
-        return as_policy(given)
-    recorded = policy_from_config(description.policy)
-    if given is None:
-        return recorded
-    given = as_policy(given)
-    # like the size, the crop's resize interpolation is a view setting chosen at replay (teachers use their own)
-    view_settings = {"interpolation": given.config()["ops"][0].get("interpolation")}
-    recorded_config = recorded.config()
-    recorded_config["ops"][0].update(view_settings)
-    changed = differences(recorded_config, given.config())
-    if changed:
-        raise ParamsMismatchError(
-            f"policy= contradicts the policy the records were made with ({'; '.join(changed)}): replaying it would "
-            "show the student other views than the teacher labelled. Leave policy= out: the dataset carries it."
-        )
-    return given
-
-
-def _num_classes(description: RunDescription | None, given: int | None, from_labels: int | None) -> int:
-    recorded = description.num_classes if description is not None else from_labels
-    if given is not None and recorded is not None and given != recorded:
-        raise ClassCountMismatchError(
-            f"num_classes={given} contradicts the {recorded} classes the records were made with; leave it out."
-        )
-    if (given or recorded) is None:
-        raise InvalidConfigError(f"num_classes is unknown: {_NO_DESCRIPTION} and no ClassLabel column; pass "
-                                 "num_classes=.")
-    return int(given or recorded)

@@ -349,7 +349,9 @@ def check_image_digests(dataset: datasets.Dataset, image_column: str, keys: Sequ
 
     ``reinforced``'s :data:`~hf_dr.data.schema.DIGEST_COLUMN` (stored by runs keyed by a column or by path) is
     compared, key by key, with the digests of ``dataset``'s images: for the rows
-    :func:`hf_dr.data.keys.digest_positions` picks (``verify_images``: ``"sample"``, ``"full"`` or ``"off"``).
+    :func:`hf_dr.data.keys.digest_positions` picks (``verify_images``: ``"sample"``, 64 rows drawn at random anew by
+    every call; ``"full"``; ``"off"``). The up-front check of a join: its replay then checks every row the first time a
+    process reads it (:class:`hf_dr.data.digests.RowDigests`).
     Keys absent from ``dataset`` are skipped (their absence is the caller's check). A run without digests (keyed by
     content: the key is the digest) compares nothing.
 

@@ -25,6 +25,7 @@ from hf_dr.data.epochs import EpochHook
 from hf_dr.data.replay import ATTACH_FIX
 from hf_dr.data.schema import KEY_COLUMN
 from hf_dr.data.sources import check_columns
+from hf_dr.data.view_options import check_channels, check_seed, view_options
 from hf_dr.errors import InvalidConfigError
 
 _PLAIN_STREAM = 1  # separates the plain baseline's draws from any other use of (seed, epoch, key)
@@ -32,11 +33,11 @@ _PLAIN_STREAM = 1  # separates the plain baseline's draws from any other use of 
 
 class _ImageTransform(EpochHook):
     def __init__(self, size: int | Sequence[int], mean: Sequence[float], std: Sequence[float], image_column: str,
-                 label_column: str, image_mode: str | None = None) -> None:
+                 label_column: str, image_mode: str | None = None, data_config: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.image_mode = K.check_image_mode(image_mode)
-        self.size = (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
-        self.mean, self.std = tuple(mean), tuple(std)
+        self.size, self.mean, self.std, channels = view_options(size, mean, std, data_config)
+        check_channels(channels, self.image_mode, "image_mode gives")
         self.image_column, self.label_column = image_column, label_column
 
     @property
@@ -94,7 +95,7 @@ class AugmentTransform(_ImageTransform):
                 f"policy '{self.policy.name}' mixes samples, which needs soft labels; use a policy without mixing "
                 "for hard-label training"
             )
-        self.seed = int(seed)
+        self.seed = check_seed(seed)
         self.key_column = key_column
 
     @property
@@ -137,9 +138,7 @@ class EvalTransform(_ImageTransform):
         label_column: str = "label",
         image_mode: str | None = None,
     ) -> None:
-        if data_config is not None:
-            size, mean, std = data_config["input_size"][1:], data_config["mean"], data_config["std"]
-        super().__init__(size, mean, std, image_column, label_column, image_mode)
+        super().__init__(size, mean, std, image_column, label_column, image_mode, data_config)
 
     def _image(self, row: int, batch: dict[str, list[Any]]) -> torch.Tensor:
         image = K.to_tensor(batch[self.image_column][row], self.image_mode)

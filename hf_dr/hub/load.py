@@ -93,9 +93,10 @@ def load_reinforced(
             free (rows are always joined by key); missing keys are refused either way.
         verify_images (`str`, *optional*, defaults to ``"sample"``): metadata-only layout: compare the image digests
             the run stored (runs keyed by a column or by path; a content key is a digest itself) with the source's
-            images of the same keys and refuse a changed one: ``"sample"`` reads 64 rows spread over the table (the
-            same ones every time), ``"full"`` every row, ``"off"`` none (the soft labels were computed on the
-            recorded images). A stream checks every row as it arrives.
+            images of the same keys and refuse a changed one: ``"sample"`` reads 64 rows drawn at random up front, then
+            every row the first time a process replays it (:class:`hf_dr.data.digests.RowDigests`), ``"full"`` every
+            row up front, ``"off"`` none (the soft labels were computed on the recorded images). A stream checks
+            every row as it arrives; the self-contained layout checks its rows as they are replayed.
         cache_dir (`str`, *optional*): the ``datasets`` cache.
         token (`str`, *optional*): a Hub token; the logged-in one by default.
         num_proc (`int`, *optional*): processes converting the downloaded files into the ``datasets`` cache, once
@@ -127,7 +128,7 @@ def load_reinforced(
     reinforced = datasets.load_dataset(repo_id, split=split, revision=commit, cache_dir=cache_dir, token=token,
                                        streaming=streaming, num_proc=None if streaming else num_proc)
     if meta["layout"] == SELF_CONTAINED:
-        return _self_contained(reinforced, columns, streaming, options)
+        return _self_contained(reinforced, columns, streaming, {**options, "verify_images": verify_images})
     images = _source_dataset(meta["source"], source, source_revision, streaming, cache_dir, token)
     transform_columns = {"key_column": columns["key"], "label_column": columns["label"]}
     key_source = meta["source"].get("key_source") or config["columns"].get("key_source")  # None: pushed before
@@ -144,7 +145,7 @@ def load_reinforced(
                            columns["reinforcements"], meta.get("skipped_rows", []), digests, fix)
     images = _matched_source(images, reinforced, recorded, columns["key"], verify_source, verify_images)
     transform = ReinforcedTransform(reinforced, images=images, image_column=image_column, **transform_columns,
-                                    **options)
+                                    verify_images=verify_images, **options)
     return transform.attach(images)
 
 
@@ -298,8 +299,8 @@ def _recorded_version(recorded: dict[str, Any]) -> str:
 
 def _changed_fix(recorded: dict[str, Any]) -> str:
     return (f"Load {_recorded_version(recorded)}, or pass source= with the dataset that was reinforced "
-            f"(verify_images='sample' reads {DIGEST_SAMPLE_SIZE} rows, verify_images='full' every row; "
-            "verify_images='off' accepts changed images).")
+            f"(verify_images='sample' reads {DIGEST_SAMPLE_SIZE} random rows up front and every row when it is first "
+            "replayed, verify_images='full' every row up front; verify_images='off' accepts changed images).")
 
 
 def _keyed_stream(images: datasets.IterableDataset, recorded: dict[str, Any]) -> datasets.IterableDataset:

@@ -84,7 +84,8 @@ def training_data(
 
     A run's rows are joined by key, recomputed as the run made them (its ``columns["key_source"]``; computed keys go
     to column ``key_column``), and the image digests it stored are compared with ``dataset``'s images of the same
-    keys: ``verify_images`` ``"sample"`` (64 rows), ``"full"`` or ``"off"`` (see :func:`hf_dr.load_reinforced`).
+    keys: ``verify_images`` ``"sample"`` (64 rows drawn at random up front, and every row the first time a process
+    replays it), ``"full"`` (every row up front) or ``"off"`` (see :func:`hf_dr.load_reinforced`).
     ``image_column`` and ``label_column`` name a plain run's columns (a reinforced run reads those it recorded).
     ``curriculum`` (a :class:`hf_dr.data.curriculum.Curriculum`) orders each sample's replayed records by the
     teacher's confidence (paper App. C.4); refused without ``reinforcements``."""
@@ -106,11 +107,12 @@ def training_data(
         check_image_digests(dataset, image_column, keys, table, key_name, verify_images, "the training dataset",
                             f"Load the dataset that was reinforced ({run.dataset.get('id')!r}, split "
                             f"{run.dataset.get('split')!r}, revision {run.dataset.get('revision')!r}); "
-                            "verify_images='full' checks every row, 'off' accepts changed images.")
+                            "verify_images='full' checks every row up front, 'off' accepts changed images.")
         dataset = _reinforced_rows(dataset, table, key_name)
         transform: Any = ReinforcedTransform(
             table, policy=run.policy, num_classes=run.num_classes, size=data.size, mean=data.mean, std=data.std,
             seed=seed, images=dataset, image_column=image_column, key_column=key_name, curriculum=curriculum,
+            verify_images=verify_images,
         )
     else:
         transform = AugmentTransform(policy, size=data.size, mean=data.mean, std=data.std, seed=seed,

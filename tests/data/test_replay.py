@@ -36,7 +36,7 @@ def reinforced(images, teacher):
 
 
 def _transform(dataset, **kwargs):
-    return ReinforcedTransform(dataset, policy="rrc+ra_re", size=24, seed=11, **kwargs)
+    return ReinforcedTransform(dataset, **{"policy": "rrc+ra_re", "size": 24, "seed": 11, "num_classes": 10, **kwargs})
 
 
 def _epoch(dataset, num_workers: int, epoch: int = 0, transform=None):
@@ -272,3 +272,149 @@ def test_generation_and_replay_fetch_the_same_partner(images, teacher):
         expected = policy.apply(subset[row]["image"], record["params"], 24, transform.partner_for(record))
         assert torch.equal(item["views"][0][slot], expected)
     assert mixed > 0
+
+
+# -- bound to the images it replays (hf-dr issue 21) ----------------------------------------------------------------
+def _with_digests(table, images):
+    """``table`` with the image digest column a run keyed by a column stores (the run's own scan)."""
+    from hf_dr.data.schema import DIGEST_COLUMN
+    from hf_dr.data.sources import scan_digests
+
+    return table.add_column(DIGEST_COLUMN, scan_digests(images, "image"))
+
+
+def _replaced(images, row, by):
+    """``images`` with the image of ``row`` replaced by row ``by``'s (exact bytes), every key unchanged."""
+    from hf_dr.data.sources import encoded_images
+
+    cells = list(encoded_images(images, "image")["image"])
+    cells[row] = cells[by]
+    return images.remove_columns("image").add_column("image", cells, feature=datasets.Image()) \
+        .select_columns(images.column_names)
+
+
+def _swapped_keys(images, one, other):
+    keys = list(images["key"])
+    keys[one], keys[other] = keys[other], keys[one]
+    return images.remove_columns("key").add_column("key", keys).select_columns(images.column_names)
+
+
+@pytest.fixture(scope="module")
+def digested(images, teacher):
+    """Metadata-only rows with the image digests of ``images``."""
+    return _with_digests(reinforce_in_memory(images, create_policy("rrc+ra_re"), teacher, N, K, seed=3), images)
+
+
+def test_bare_transform_refuses_an_image_replaced_under_its_key(images, digested):
+    changed = _replaced(images, 7, 8)
+    changed.set_transform(_transform(digested, images=changed))  # the bare flow: no join checked anything
+    assert changed[6]["labels"].shape == (10,)
+    with pytest.raises(DataMismatchError, match=r"the image of sample key 'digit-00007' \(row 7 of the image dataset\)"
+                                                r" is not the one that was reinforced.*verify_images='off'"):
+        changed[7]
+    attached = _transform(digested).attach(_replaced(images, 7, 8))  # attach binds the dataset it is set on
+    with pytest.raises(DataMismatchError, match="sample key 'digit-00007'"):
+        attached[5:9]
+    assert _transform(digested, verify_images="off").attach(_replaced(images, 7, 8))[7]["labels"].shape == (10,)
+    shuffled = _transform(digested).attach(_replaced(images, 7, 8).shuffle(seed=1))  # an indices mapping
+    row = list(shuffled.with_format(None)["key"]).index("digit-00007")
+    with pytest.raises(DataMismatchError, match=rf"sample key 'digit-00007' \(row {row} of the image dataset\)"):
+        list(DataLoader(shuffled, batch_size=8))
+
+
+def test_the_unchanged_images_replay_as_before(images, digested):
+    checked = _epoch(images.with_format(None), 0, transform=_transform(digested, images=images))
+    unchecked = _epoch(images.with_format(None), 0, transform=_transform(digested, verify_images="off"))
+    assert torch.equal(checked[0], unchecked[0]) and torch.equal(checked[1], unchecked[1])
+    assert torch.equal(_epoch(images.with_format(None), 2, transform=_transform(digested))[0], checked[0])
+
+
+def test_decoded_images_with_no_dataset_to_read_bytes_from_are_refused(images, digested):
+    with pytest.raises(InvalidConfigError, match=r"attach\(dataset\), or pass images=dataset"):
+        _transform(digested)({"image": images[:2]["image"], "key": images[:2]["key"]})
+
+
+def test_every_row_is_checked_when_first_read_any_row_of_200(teacher):
+    many = digits_dataset(200)
+    table = _with_digests(reinforce_in_memory(many, create_policy("rrc"), teacher, 2, K), many)
+    for source in (_replaced(many, 199, 3), _swapped_keys(many, 120, 57)):
+        dataset = ReinforcedTransform(table, policy="rrc", size=24, num_classes=10).attach(source)
+        with pytest.raises(DataMismatchError, match=r"sample key 'digit-00(199|057|120)'"):
+            list(DataLoader(dataset, batch_size=16, num_workers=0))
+
+
+def test_a_mixing_partner_is_checked_too(images, teacher):
+    policy = create_policy("rrc+mix")
+    table = _with_digests(reinforce_in_memory(images.select(range(12)), policy, teacher, 3, K, seed=1),
+                          images.select(range(12)))
+    changed = _replaced(images.select(range(12)), 7, 8)
+    transform = ReinforcedTransform(table, policy=policy, size=24, images=changed, num_classes=10)
+    key, index = next((key, index) for key in list(changed["key"]) if key != "digit-00007" for index in range(3)
+                      if policy.partner_key(transform.record(key, index)["params"]) == "digit-00007")
+    image = changed[list(changed["key"]).index(key)]["image"]
+    with pytest.raises(DataMismatchError, match=r"sample key 'digit-00007' \(row 7 of the image dataset\)"):
+        transform.replay(image, key, index)
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"size": "28"}, r"size should be a positive int or \(height, width\) of positive ints, but got '28'"),
+    ({"size": 0}, "size should be a positive int .* but got 0"),
+    ({"size": (24, -1)}, r"but got \(24, -1\)"),
+    ({"std": (0.5, 0.0, 0.5)}, r"std should be a non-empty sequence of positive finite numbers .*NaN pixels"),
+    ({"mean": "0.5"}, "mean should be a non-empty sequence of finite numbers"),
+    ({"seed": 0.5}, r"seed should be an integer, but got 0.5 \(float\)"),
+    ({"seed": True}, "seed should be an integer"),
+    ({"data_config": {"input_size": (3, 0, 24), "mean": (0.5,), "std": (0.5,)}}, "data_config should be a timm"),
+    ({"data_config": {"input_size": (3, 24, 24), "mean": (0.5,), "std": (0,)}}, r"data_config\['std'\] should be"),
+    ({"verify_images": "some"}, "verify_images should be one of"),
+])
+def test_view_options_that_would_train_wrong_are_refused(reinforced, options, message):
+    with pytest.raises(InvalidConfigError, match=message):
+        _transform(reinforced, **options)
+
+
+def test_a_data_config_whose_channels_contradict_the_views_is_refused(reinforced, tmp_path):
+    gray = {"input_size": (1, 24, 24), "mean": (0.5,), "std": (0.5,)}
+    with pytest.raises(DataMismatchError, match=r"the view of sample key 'digit-00000' has 3 channel\(s\), but "
+                                                r"data_config's input_size asks for 1.*in_chans=3"):
+        _transform(reinforced, data_config=gray).attach(reinforced.with_format(None))[0]
+    rgb = _transform(reinforced, data_config={**gray, "input_size": (3, 24, 24)}).attach(reinforced.with_format(None))
+    assert rgb[0]["pixel_values"].shape == (3, 24, 24)
+
+
+def test_a_recorded_image_mode_refuses_a_contradicting_data_config():
+    from hf_dr.data.view_options import check_channels
+
+    with pytest.raises(InvalidConfigError, match=r"input_size has 3 channel\(s\), but the run's teacher saw 'L' "
+                                                 r"images \(1 channel\(s\)\).*in_chans=1"):
+        check_channels(3, "L", "the run's teacher saw")
+    check_channels(1, "L", "the run's teacher saw")
+
+
+def test_null_keys_are_refused_naming_the_row(reinforced, images, digested):
+    keys = list(images["key"])
+    keys[5] = None
+    nulls = images.remove_columns("key").add_column("key", keys, feature=datasets.Value("string"))
+    with pytest.raises(DataMismatchError, match=r"1 sample key\(s\) are missing \(null\), the first at row 5"):
+        _transform(digested, images=nulls)
+    with pytest.raises(DataMismatchError, match=r"row 1 of this batch has no sample key \(null in column 'key'\)"):
+        _transform(reinforced)({"image": images[4:6]["image"], "key": keys[4:6]})
+
+
+def test_a_stream_is_refused_naming_load_reinforced(reinforced):
+    with pytest.raises(InvalidConfigError, match=r"streamed datasets.IterableDataset.*hf_dr.load_reinforced\(\.\.\., "
+                                                 r"streaming=True\)"):
+        _transform(reinforced.to_iterable_dataset())
+    with pytest.raises(InvalidConfigError, match="images is a streamed"):
+        _transform(reinforced, images=reinforced.to_iterable_dataset())
+    with pytest.raises(InvalidConfigError, match="the dataset to attach to is a streamed"):
+        _transform(reinforced).attach(reinforced.to_iterable_dataset())
+
+
+def test_preloaded_rows_are_checked_against_the_preloaded_images(images, digested):
+    from hf_dr.data.preloaded import PreloadedDataset
+
+    preloaded = PreloadedDataset(_replaced(images, 7, 8), _transform(digested))
+    assert preloaded[6]["labels"].shape == (10,)
+    with pytest.raises(DataMismatchError, match=r"sample key 'digit-00007' \(row 7 of the image dataset\)"):
+        preloaded[7]

@@ -109,3 +109,20 @@ def test_missing_columns_name_the_option_the_columns_and_the_fix(make):
         transform.attach(ds)
     with pytest.raises(MissingColumnError, match=r"the batch has no column 'label' .*input_columns"):
         transform({"image": [], "target": [], "key": []})
+
+
+def test_plain_and_eval_transforms_share_the_view_option_checks():
+    """One validator for every hook: a size "28" (read as 2x8), a 0 std (NaN pixels), a seed 0.5 (drawn as 0) and a
+    data config whose channels contradict the image mode are refused, naming the argument."""
+    from hf_dr.errors import InvalidConfigError
+
+    with pytest.raises(InvalidConfigError, match="size should be a positive int .* but got '28'"):
+        AugmentTransform("rrc", size="28")
+    with pytest.raises(InvalidConfigError, match="std should be a non-empty sequence of positive"):
+        EvalTransform(size=8, std=(0.0,))
+    with pytest.raises(InvalidConfigError, match="seed should be an integer, but got 0.5"):
+        AugmentTransform("rrc", size=8, seed=0.5)
+    with pytest.raises(InvalidConfigError, match=r"input_size has 3 channel\(s\), but image_mode gives 'L'"):
+        EvalTransform(data_config={"input_size": (3, 8, 8), "mean": (0.5,), "std": (0.5,)}, image_mode="L")
+    assert EvalTransform(data_config={"input_size": (1, 8, 6), "mean": (0.5,), "std": (0.5,)}, image_mode="L").size \
+        == (8, 6)

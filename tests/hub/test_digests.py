@@ -1,7 +1,8 @@
 """A changed image under an unchanged key is caught: every shard of a run keyed by a column (or by path) stores an
 8-byte BLAKE2b of each row's encoded image, and each join of a source with its reinforcements compares it
-(load_reinforced map-style and streamed, the self-contained push, the training-data join): a fixed sample of rows by
-default, every row on request. Content keys are such a digest already, so their runs store none."""
+(load_reinforced map-style and streamed, the self-contained push, the training-data join): a random sample of rows up
+front and every row when a process first replays it by default, every row up front on request. Content keys are such
+a digest already, so their runs store none."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 from huggingface_hub import HfApi
 
-from hf_dr import load_reinforced, push_to_hub
+from hf_dr import ReinforcedTransform, load_reinforced, push_to_hub
 from hf_dr.data.keys import DIGEST_SAMPLE_SIZE, digest_positions, image_digest
 from hf_dr.data.schema import DIGEST_COLUMN
-from hf_dr.data.sources import encoded_images
+from hf_dr.data.sources import encoded_images, keyed
 from hf_dr.errors import DataMismatchError, InvalidConfigError
 from hf_dr.generate.loading import load_reinforcements
 from hf_dr.generate.run import reinforce
@@ -31,7 +33,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 COUNT, SIZE = 80, 32  # more rows than the sample checks
 DATA = DataConfig(size=(SIZE, SIZE), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), in_chans=3)
 IN_SAMPLE = 0
-OUTSIDE = next(row for row in range(COUNT) if row not in digest_positions(COUNT, "sample"))
+OUTSIDE = COUNT - 1  # the last row
+OUTSIDE_FIXED = 77  # a row the old fixed sample (64 rows spread evenly over the 80) left out every time
 
 
 def _run(dataset: datasets.Dataset, members: list[dict], output_dir, **options) -> str:
@@ -87,13 +90,25 @@ def test_shards_store_an_8_byte_blake2b_of_each_image_declared_in_the_schema(sta
 def test_content_keyed_runs_store_no_digest_their_key_is_one(state, tmp_path):
     _, members, *_ = state
     out = _run(digits_dataset(6, with_keys=False), members, tmp_path / "out", key_column=None)
-    assert DIGEST_COLUMN not in load_reinforcements(out).column_names
+    table = load_reinforcements(out)
+    assert DIGEST_COLUMN not in table.column_names
+    # the replay checks the key itself: an image changed under a content key carried over from the old images
+    images = keyed(digits_dataset(6, with_keys=False), "image", None, None, "key")[0]
+    stale = changed(images, 3)
+    assert len(list(torch.utils.data.DataLoader(ReinforcedTransform(table, size=SIZE).attach(images)))) == 6
+    replay = ReinforcedTransform(table, size=SIZE).attach(stale)
+    with pytest.raises(DataMismatchError, match=r"the image of sample key '[0-9a-f]{32}' \(row 3 of the image "
+                                                r"dataset\) is not the one that was reinforced: the run keyed its "
+                                                r"rows by content"):
+        replay[3]
+    assert ReinforcedTransform(table, size=SIZE, verify_images="off").attach(stale)[3]["labels"].shape == (10,)
 
 
-def test_sample_is_fixed_and_spread_over_the_table():
-    positions = digest_positions(COUNT, "sample")
-    assert positions == digest_positions(COUNT, "sample") and len(positions) == DIGEST_SAMPLE_SIZE
-    assert positions[0] == 0 and positions[-1] == COUNT - 1 and positions == sorted(set(positions))
+def test_sample_is_drawn_at_random_anew_by_every_call():
+    draws = [digest_positions(COUNT, "sample") for _ in range(20)]
+    assert all(len(positions) == DIGEST_SAMPLE_SIZE and positions == sorted(set(positions)) for positions in draws)
+    assert len({tuple(positions) for positions in draws}) > 1  # not one fixed subset
+    assert set().union(*draws) == set(range(COUNT))  # no row left out every time (20 draws of 64 of 80 rows)
     assert digest_positions(COUNT, "full") == list(range(COUNT)) and digest_positions(10, "sample") == list(range(10))
     assert digest_positions(COUNT, "off") == []
     with pytest.raises(InvalidConfigError, match=r"verify_images should be one of \['sample', 'full', 'off'\]"):
@@ -101,29 +116,58 @@ def test_sample_is_fixed_and_spread_over_the_table():
 
 
 # -- load_reinforced ------------------------------------------------------------------------------------------------
+def _read_all(dataset) -> int:
+    return sum(len(batch["labels"]) for batch in torch.utils.data.DataLoader(dataset, batch_size=16))
+
+
 def test_the_unchanged_source_loads(state):
     assert len(_load(state)) == len(_load(state, verify_images="full")) == COUNT
 
 
-def test_a_changed_image_in_the_sample_is_refused_naming_key_row_and_fix(state):
+def test_a_changed_image_is_refused_naming_key_row_and_fix(state, monkeypatch):
+    """Up front when the random sample holds the row (its fix names source= and the checks), else when it is read
+    (its fix names the recorded source)."""
+    with pytest.raises(DataMismatchError, match=r"the image of sample key 'digit-00000' \(row 0 of the (source|image "
+                                                r"dataset)\) is not the one that was reinforced .*(source=.*"
+                                                r"verify_images='full'|digest-source.*verify_images='off')"):
+        _read_all(_load(state, source=changed(state[0], IN_SAMPLE)))
+    monkeypatch.setattr("hf_dr.data.sources.digest_positions", lambda count, verify_images: [])  # a sample without it
+    loaded = _load(state, source=changed(state[0], IN_SAMPLE))
+    with pytest.raises(DataMismatchError, match=r"the image of sample key 'digit-00000' \(row 0 of the image "
+                                                r"dataset\) is not the one that was reinforced .*digest-source.*"
+                                                r"verify_images='off'"):
+        _read_all(loaded)
+    monkeypatch.undo()
     with pytest.raises(DataMismatchError, match=r"the image of sample key 'digit-00000' \(row 0 of the source\) is "
                                                 r"not the one that was reinforced .*source=.*verify_images='full'"):
-        _load(state, source=changed(state[0], IN_SAMPLE))
+        _load(state, source=changed(state[0], IN_SAMPLE), verify_images="full")
 
 
-def test_a_change_outside_the_sample_needs_the_full_check(state):
-    source = changed(state[0], OUTSIDE)
-    assert len(_load(state, source=source)) == COUNT  # the default reads 64 of the 80 rows
-    with pytest.raises(DataMismatchError, match=rf"sample key 'digit-{OUTSIDE:05d}' \(row {OUTSIDE} of the source\)"):
+@pytest.mark.parametrize("row", [OUTSIDE_FIXED, OUTSIDE])
+def test_a_changed_image_at_any_row_is_caught_by_the_default_when_read(state, row):
+    """The default checks a random sample up front and every row the first time it is replayed: a changed image at
+    a row the old fixed sample never read (row 77 of 80) is refused, up front or when it is read."""
+    source = changed(state[0], row)
+    with pytest.raises(DataMismatchError, match=rf"sample key 'digit-{row:05d}' \(row {row} of the "):
+        _read_all(_load(state, source=source))
+    with pytest.raises(DataMismatchError, match=rf"sample key 'digit-{row:05d}' \(row {row} of the source\)"):
         _load(state, source=source, verify_images="full")
-    assert len(_load(state, source=source, verify_images="off")) == COUNT  # explicitly accepted
+    assert _read_all(_load(state, source=source, verify_images="off")) == COUNT  # explicitly accepted
+
+
+def test_two_swapped_keys_are_caught_when_read(state):
+    keys = list(state[0]["key"])
+    keys[OUTSIDE_FIXED], keys[72] = keys[72], keys[OUTSIDE_FIXED]  # two rows the old fixed sample left out
+    swapped = state[0].remove_columns("key").add_column("key", keys).select_columns(state[0].column_names)
+    with pytest.raises(DataMismatchError, match=r"sample key 'digit-000(77|72)'"):
+        _read_all(_load(state, source=swapped, verify_source=False))
 
 
 def test_digests_are_matched_by_key_not_position(state):
     shuffled = state[0].shuffle(seed=3)
     assert len(_load(state, source=shuffled, verify_source=False, verify_images="full")) == COUNT
     with pytest.raises(DataMismatchError, match=r"sample key 'digit-00000'"):
-        _load(state, source=changed(state[0], IN_SAMPLE).shuffle(seed=3), verify_source=False)
+        _read_all(_load(state, source=changed(state[0], IN_SAMPLE).shuffle(seed=3), verify_source=False))
 
 
 def test_a_stream_checks_every_row_as_it_arrives(state):
@@ -147,11 +191,16 @@ def test_self_contained_push_checks_every_image(state):
     assert not HfApi().repo_exists(repo, repo_type="dataset")  # refused before anything was uploaded
 
 
-def test_training_data_checks_a_sample_of_images(state):
+def test_training_data_checks_a_sample_of_images_and_every_row_when_read(state):
     source, _, run_dir, *_ = state
     dataset, _ = training_data(source, DATA, reinforcements=run_dir)
-    assert len(dataset) == COUNT
-    with pytest.raises(DataMismatchError, match=r"sample key 'digit-00000' \(row 0 of the training dataset\)"):
-        training_data(changed(source, IN_SAMPLE), DATA, reinforcements=run_dir)
+    assert len(dataset) == COUNT and _read_all(dataset) == COUNT
+    with pytest.raises(DataMismatchError, match=r"sample key 'digit-00000' \(row 0 of the (training|image) dataset\)"):
+        _read_all(training_data(changed(source, IN_SAMPLE), DATA, reinforcements=run_dir)[0])
+    with pytest.raises(DataMismatchError, match=rf"sample key 'digit-{OUTSIDE_FIXED:05d}' \(row {OUTSIDE_FIXED} of "):
+        _read_all(training_data(changed(source, OUTSIDE_FIXED), DATA, reinforcements=run_dir)[0])
     with pytest.raises(DataMismatchError, match=rf"sample key 'digit-{OUTSIDE:05d}'"):
         training_data(changed(source, OUTSIDE), DATA, reinforcements=run_dir, verify_images="full")
+    for preload in (False, True):  # "off" accepts changed images, also preloaded
+        assert _read_all(training_data(changed(source, OUTSIDE), DATA, reinforcements=run_dir, verify_images="off",
+                                       preload=preload)[0]) == COUNT
