@@ -3,7 +3,9 @@
 Each script parses dataclasses with :class:`ScriptArgumentParser`, a ``transformers.HfArgumentParser`` that speaks
 the vocabulary of ``hf-dr`` (:data:`hf_dr.cli.FLAGS`): one dashed flag per field (``--output-dir``; the underscore
 spelling and the old ones, declared as ``aliases``, parse but stay out of ``--help``), each field's help taken from
-its class docstring (HF style), defaults shown, and hf_dr's configuration errors reported as usage errors.
+its class docstring (HF style), defaults shown, counts, sizes, seeds and std checked as they are parsed
+(:func:`hf_dr.cli._boundary.check_numbers`), and hf_dr's configuration errors reported as usage errors: one line at the
+error boundary (:func:`hf_dr.cli._boundary.run_main`, which every script's ``__main__`` runs in).
 
 Example:
     >>> data, model, run = ScriptArgumentParser((DataArguments, ModelArguments, RunArguments)).parse(
@@ -23,6 +25,7 @@ from typing import Any
 
 from transformers import HfArgumentParser
 
+from hf_dr.cli._boundary import check_numbers, usage_error
 from hf_dr.cli._options import HelpFormatter
 from hf_dr.errors import HfDrError
 
@@ -70,9 +73,14 @@ class ScriptArgumentParser(HfArgumentParser):
                 s for s in action.option_strings if "_" not in s]
             action.hidden_aliases = tuple(s for s in action.option_strings if s not in keep)
             action.option_strings[:] = keep  # the parser still maps every spelling to the action
+        check_numbers(self)
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        """A usage error: :class:`~hf_dr.errors.InvalidConfigError` (one line at the boundary), not exit status 2."""
+        raise usage_error(self.prog, message)
 
     def parse(self, argv: Sequence[str] | None = None) -> tuple[Any, ...]:
-        """One instance per dataclass; unknown flags and invalid values (hf_dr errors) exit as usage errors."""
+        """One instance per dataclass; unknown flags and invalid values (hf_dr errors) raise usage errors."""
         try:
             *outputs, remaining = self.parse_args_into_dataclasses(
                 args=argv, return_remaining_strings=True, look_for_args_file=False)
