@@ -13,22 +13,34 @@ two commands (a head of another class count is re-initialised):
 
 Several processes: ``accelerate launch scripts/train.py ...``. Writes ``model.safetensors`` (architecture and
 preprocessing in its header, for ``hf-dr eval``), ``train_config.json`` and ``result.json``. The flags are those of
-``hf-dr`` (see ``--help``); the recipe flags are :class:`hf_dr.TrainConfig`'s fields.
+``hf-dr`` (see ``--help``); the recipe flags are :class:`hf_dr.TrainConfig`'s fields. The student's input channels
+default to the run's recorded image mode ("L": 1, "RGB": 3). A mistake is one line and exit status 1 (``--debug`` or
+``HF_DR_DEBUG=1``: the traceback).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from hf_dr.cli._boundary import run_main
 from hf_dr.cli._options import configure_logging, set_num_threads
 from hf_dr.cli._scripts import AugmentArguments, DataArguments, ModelArguments, RunArguments, ScriptArgumentParser
 from hf_dr.data.curriculum import Curriculum
 from hf_dr.errors import InvalidConfigError
 from hf_dr.train.checkpoints import checkpoint_model_metadata, save_checkpoint
-from hf_dr.train.inputs import DataConfig, class_count, eval_data, load_image_dataset, student, training_data
+from hf_dr.train.inputs import (
+    DataConfig,
+    class_count,
+    eval_data,
+    load_image_dataset,
+    recorded_image_mode,
+    student,
+    training_data,
+)
 from hf_dr.train.loop import TrainConfig, fit
 
 logger = logging.getLogger("hf_dr.scripts.train")
@@ -48,9 +60,9 @@ def main(argv: list[str] | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     train = load_image_dataset(data_args.dataset, data_args.split, data_args.data_root)
     num_classes = model_args.num_classes or class_count(train, data_args.label_column)
-    model = student(model_args.arch, num_classes, model_args.in_chans, model_args.init_from)
+    model = student(model_args.arch, num_classes, model_args.in_chans, model_args.init_from,
+                    image_mode=recorded_image_mode(data_args.run_dir), source=f"the run {data_args.run_dir}")
     data = DataConfig.resolve(model, model_args.image_size, model_args.mean, model_args.std)
-    data.in_chans = model_args.in_chans or data.in_chans
     if augment.curriculum and config.max_steps:
         raise InvalidConfigError("--curriculum moves its window over the epochs: pass --epochs, not --max-steps")
     curriculum = Curriculum.named(augment.curriculum, config.epochs) if augment.curriculum else None
@@ -75,4 +87,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

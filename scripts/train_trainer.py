@@ -11,17 +11,22 @@ X+, fine-tune on Y+" is two commands:
         --init-from runs/trainer-student/model.safetensors --epochs 10 --lr 0.01 --output-dir runs/finetuned
 
 The recipe is the one of ``scripts/train.py`` (SGD Nesterov or AdamW from :func:`hf_dr.train.loop.build_optimizer`,
-warmup then cosine). Writes the Trainer's outputs plus ``model.safetensors`` for ``hf-dr eval``.
+warmup then cosine). Writes the Trainer's outputs plus ``model.safetensors`` for ``hf-dr eval``. The student's input
+channels default to the run's recorded image mode ("L": 1, "RGB": 3). A mistake is one line and exit status 1
+(``--debug`` or ``HF_DR_DEBUG=1``: the traceback).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 
 import torch
 
+from hf_dr.augment.functional import MODE_CHANNELS
+from hf_dr.cli._boundary import run_main
 from hf_dr.cli._options import configure_logging, set_num_threads
 from hf_dr.cli._scripts import (
     RunArguments,
@@ -31,9 +36,17 @@ from hf_dr.cli._scripts import (
     TrainerRecipe,
 )
 from hf_dr.train.checkpoints import checkpoint_model_metadata, load_checkpoint, save_checkpoint
-from hf_dr.train.inputs import DataConfig, class_count, eval_data, load_image_dataset, student, training_data
+from hf_dr.train.inputs import (
+    DataConfig,
+    class_count,
+    eval_data,
+    load_image_dataset,
+    recorded_image_mode,
+    student,
+    training_data,
+)
 from hf_dr.train.loop import TrainConfig, build_optimizer
-from hf_dr.train.models import model_num_classes
+from hf_dr.train.models import check_input_channels, model_num_classes
 from hf_dr.train.trainer import reinforced_trainer, reinforced_training_args
 
 logger = logging.getLogger("hf_dr.scripts.train_trainer")
@@ -45,19 +58,26 @@ def build_parser() -> ScriptArgumentParser:
     return ScriptArgumentParser(ARGUMENTS, description=__doc__.splitlines()[0])
 
 
-def build_model(args: TrainerModelArguments, num_classes: int) -> torch.nn.Module:
+def build_model(args: TrainerModelArguments, num_classes: int, image_mode: str | None = None,
+                source: str = "the data") -> torch.nn.Module:
+    """The student: a transformers folder, a timm model, or a timm model inside transformers (``--timm-wrapper``);
+    its input channels default to ``image_mode``'s and must match them (``source`` names the data)."""
     if (Path(args.arch) / "config.json").exists():
         from transformers import AutoModelForImageClassification
 
-        return AutoModelForImageClassification.from_pretrained(args.arch, num_labels=num_classes,
-                                                               ignore_mismatched_sizes=True)
+        model = AutoModelForImageClassification.from_pretrained(args.arch, num_labels=num_classes,
+                                                                ignore_mismatched_sizes=True)
+        check_input_channels(model, image_mode, source)
+        return model
     if not args.timm_wrapper:
-        return student(args.arch, num_classes, args.in_chans, args.init_from)
+        return student(args.arch, num_classes, args.in_chans, args.init_from, image_mode=image_mode, source=source)
     from transformers import TimmWrapperConfig, TimmWrapperForImageClassification
 
-    model_args = {"in_chans": args.in_chans} if args.in_chans else {}
+    in_chans = args.in_chans or MODE_CHANNELS.get(image_mode or "")
+    model_args = {"in_chans": in_chans} if in_chans else {}
     model = TimmWrapperForImageClassification(TimmWrapperConfig(architecture=args.arch, num_labels=num_classes,
                                                                 model_args=model_args))
+    check_input_channels(model, image_mode, source)
     if args.init_from:
         load_checkpoint(model.timm_model, args.init_from, ignore_mismatched_sizes=True)
     return model
@@ -72,9 +92,9 @@ def main(argv: list[str] | None = None) -> dict:
     set_num_threads(run.num_threads)
     train = load_image_dataset(data_args.dataset, data_args.split, data_args.data_root)
     num_classes = model_args.num_classes or class_count(train, data_args.label_column)
-    model = build_model(model_args, num_classes)
+    model = build_model(model_args, num_classes, recorded_image_mode(data_args.run_dir),
+                        f"the run {data_args.run_dir}")
     data = DataConfig.resolve(model, model_args.image_size, model_args.mean, model_args.std)
-    data.in_chans = model_args.in_chans or data.in_chans
     train_ds, _ = training_data(train, data, data_args.run_dir, seed=recipe.seed, preload=data_args.preload,
                                 key_column=data_args.key_column, image_column=data_args.image_column,
                                 label_column=data_args.label_column)
@@ -111,4 +131,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

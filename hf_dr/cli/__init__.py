@@ -39,8 +39,8 @@ still parse (hidden from ``--help``) so existing command lines keep working.
 
 Every ``--help`` shows the defaults; ``hf-dr --version`` prints the version. A mistake (a missing file, a typo in a
 JSON file, a count out of range, an unknown name) is one line ``hf-dr CMD: error: ...`` naming the input and the fix,
-with exit status 1; ``--debug`` (or ``HF_DR_DEBUG=1``) shows its traceback (:mod:`hf_dr.cli._boundary`). Logging is configured once
-(:data:`hf_dr.cli._options.LOG_FORMAT`, timestamped) and long stages show tqdm bars with rate and ETA.
+with exit status 1; ``--debug`` (or ``HF_DR_DEBUG=1``) shows its traceback (:mod:`hf_dr.cli._boundary`). Logging is
+configured once (:data:`hf_dr.cli._options.LOG_FORMAT`, timestamped) and long stages show tqdm bars with rate and ETA.
 
 Example:
     >>> build_parser().parse_args(["reinforce", "--dataset", "d", "--teacher", "t", "--output-dir", "o"]).command

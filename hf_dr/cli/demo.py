@@ -20,6 +20,7 @@ import argparse
 import json
 
 from hf_dr.cli._options import add_num_threads
+from hf_dr.errors import InvalidConfigError
 
 HELP = ("train teachers, reinforce a dataset (Fashion-MNIST by default) and compare"
         " plain, reinforced and online-KD students (CPU, offline)")
@@ -137,7 +138,13 @@ def demo_config(overrides: dict, config_file: str | None, defaults):  # noqa: AN
 
     if config_file:
         with open(config_file) as f:
-            return DemoConfig.from_dict({**json.load(f), **overrides})
+            try:
+                settings = json.load(f)
+            except json.JSONDecodeError as err:
+                raise InvalidConfigError(f"--config {config_file!r} is not valid JSON: {err.msg} at line "
+                                         f"{err.lineno}, column {err.colno}; fix the file (a demo_config.json)"
+                                         ) from err
+        return DemoConfig.from_dict({**settings, **overrides})
     return DemoConfig.from_dict(overrides, defaults=defaults)
 
 

@@ -50,8 +50,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Loads the model and the split, runs :func:`hf_dr.evaluate_checkpoint` and prints the metrics as JSON."""
+    import os
+
+    from hf_dr.errors import WeightsNotFoundError
     from hf_dr.train.evaluation import evaluate_checkpoint
 
+    if not os.path.exists(args.checkpoint):
+        raise WeightsNotFoundError(f"--checkpoint {args.checkpoint!r} does not exist; pass an hf_dr .safetensors file "
+                                   "(scripts/train.py's model.safetensors), a Trainer output folder or a transformers "
+                                   "folder")
     metrics = evaluate_checkpoint(
         args.checkpoint, dataset=args.dataset, split=args.split, model=args.arch, image_column=args.image_column,
         label_column=args.label_column, num_classes=args.num_classes, in_chans=args.in_chans, size=args.image_size,

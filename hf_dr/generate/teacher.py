@@ -133,8 +133,16 @@ def load_teacher_spec(path: str | os.PathLike) -> list[MemberSpec]:
     """
     if not os.path.isfile(path):
         raise WeightsNotFoundError(f"teacher spec file {str(path)!r} does not exist; pass the path of a JSON file")
-    with open(path) as f:
-        content = json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            content = json.load(f)
+    except json.JSONDecodeError as err:
+        raise InvalidConfigError(f"teacher spec file {str(path)!r} is not valid JSON: {err.msg} at line {err.lineno}, "
+                                 f"column {err.colno}; fix the file (a JSON list of members, docs/teachers.md)."
+                                 ) from err
+    except UnicodeDecodeError as err:
+        raise InvalidConfigError(f"teacher spec file {str(path)!r} is not UTF-8 text ({err.reason} at byte "
+                                 f"{err.start}); pass a JSON file (--teacher-spec).") from err
     members = content.get("members") if isinstance(content, dict) else content
     if not isinstance(members, list) or not members:
         raise InvalidConfigError(f"{path}: a teacher spec is a non-empty JSON list of members or {{'members': [...]}}")
