@@ -56,7 +56,9 @@ def usage_error(prog: str, message: str) -> InvalidConfigError:
         >>> print(usage_error("hf-dr verify", "unrecognized arguments: --bogus"))
         unrecognized arguments: --bogus; see `hf-dr verify --help`
     """
-    return InvalidConfigError(f"{message}; see `{prog} --help`")
+    error = InvalidConfigError(f"{message}; see `{prog} --help`")
+    error.usage = True  # already says where the help is (a parser that wraps errors must not wrap it again)
+    return error
 
 
 def _number(kind: type, minimum: float, strict: bool = False) -> Callable[[str], Any]:

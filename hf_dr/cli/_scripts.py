@@ -85,6 +85,8 @@ class ScriptArgumentParser(HfArgumentParser):
             *outputs, remaining = self.parse_args_into_dataclasses(
                 args=argv, return_remaining_strings=True, look_for_args_file=False)
         except HfDrError as err:
+            if getattr(err, "usage", False):
+                raise
             self.error(str(err))
         if remaining:
             self.error(f"unrecognized arguments: {' '.join(remaining)}")

@@ -110,7 +110,7 @@ def check_input_channels(model: nn.Module, image_mode: str | None, source: str =
         raise InvalidConfigError(
             f"the student reads {found} input channel{'s' * (found != 1)} but {source} holds images of mode "
             f"{image_mode!r} ({expected} channel{'s' * (expected != 1)}); build it with {expected}: --in-chans "
-            f"{expected} (scripts, or leave --in-chans out to take it from the data), create_model(..., "
+            f"{expected} (or leave --in-chans out: the scripts take it from the run), create_model(..., "
             f"in_chans={expected}) or timm.create_model(..., in_chans={expected})"
         )
 
@@ -163,9 +163,9 @@ def create_model(
         import difflib
 
         close = difflib.get_close_matches(name, timm.list_models(), n=3)
-        raise InvalidConfigError(f"unknown timm architecture {name!r} (--arch)"
-                                 + (f"; did you mean {' or '.join(map(repr, close))}?" if close else "")
-                                 + f" List them with timm.list_models('*{name.split('.')[0][:8]}*').")
+        raise InvalidConfigError(f"unknown timm architecture {name!r} (--arch); "
+                                 + (f"did you mean {' or '.join(map(repr, close))}? " if close else "")
+                                 + f"list them with timm.list_models('*{name.split('.')[0][:8]}*')")
     return timm.create_model(name, pretrained=False, num_classes=num_classes, **kwargs)
 
 
