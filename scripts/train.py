@@ -49,7 +49,7 @@ ARGUMENTS = (DataArguments, ModelArguments, AugmentArguments, TrainConfig, RunAr
 
 def build_parser() -> ScriptArgumentParser:
     """The script's flags: the dataclasses of :data:`ARGUMENTS`, TrainConfig's fields being the recipe."""
-    return ScriptArgumentParser(ARGUMENTS, description=__doc__.splitlines()[0])
+    return ScriptArgumentParser(ARGUMENTS, prog=Path(__file__).name, description=__doc__.splitlines()[0])
 
 
 def main(argv: list[str] | None = None) -> dict:

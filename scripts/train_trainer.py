@@ -55,7 +55,7 @@ ARGUMENTS = (TrainerDataArguments, TrainerModelArguments, TrainerRecipe, RunArgu
 
 def build_parser() -> ScriptArgumentParser:
     """The script's flags: the dataclasses of :data:`ARGUMENTS` (``--run-dir`` is required here)."""
-    return ScriptArgumentParser(ARGUMENTS, description=__doc__.splitlines()[0])
+    return ScriptArgumentParser(ARGUMENTS, prog=Path(__file__).name, description=__doc__.splitlines()[0])
 
 
 def build_model(args: TrainerModelArguments, num_classes: int, image_mode: str | None = None,

@@ -188,7 +188,7 @@ def test_only_the_command_being_run_is_imported():
             "    main(['verify', '--help'])\n"
             "print(sorted(m for m in sys.modules if m.startswith('hf_dr.cli.')))\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert result.stdout.strip() == "['hf_dr.cli._options', 'hf_dr.cli.verify']", result.stderr
+    assert result.stdout.strip() == "['hf_dr.cli._boundary', 'hf_dr.cli._options', 'hf_dr.cli.verify']", result.stderr
 
 
 @pytest.mark.parametrize("name", ["reinforce", "finetune_teacher"])
