@@ -79,6 +79,13 @@ def _number(kind: type, minimum: float, strict: bool = False) -> Callable[[str],
     return parse
 
 
+def _channels(text: str) -> int:
+    """An argparse type: input channels, 1 (grayscale images, mode "L") or 3 (RGB): the images hf_dr gives."""
+    if text.strip() not in ("1", "3"):
+        raise argparse.ArgumentTypeError(f"should be 1 (grayscale, image mode L) or 3 (RGB), but got {text!r} instead")
+    return int(text)
+
+
 NON_NEGATIVE_INT = _number(int, 0)
 POSITIVE_INT = _number(int, 1)
 POSITIVE_FLOAT = _number(float, 0, strict=True)
@@ -88,13 +95,14 @@ NUMBER_TYPES: dict[str, tuple[Callable[[str], Any], Callable[[str], Any]]] = {
     **dict.fromkeys(("seed", "seeds", "kd_seeds", "sweep_seeds", "index", "num_workers"),
                     (NON_NEGATIVE_INT, NON_NEGATIVE_FLOAT)),
     **dict.fromkeys(("num_pairs", "count", "image_size", "columns", "num_samples", "topk", "shard_size", "batch_size",
-                     "limit", "eval_limit", "num_classes", "in_chans", "num_threads", "num_members", "label_draws",
+                     "limit", "eval_limit", "num_classes", "num_threads", "num_members", "label_draws",
                      "subset_size", "test_size", "num_teachers", "teacher_epochs", "teacher_train_size", "epochs",
                      "calibration_size", "selection_keep", "gradient_accumulation_steps", "max_steps", "log_every",
                      "severities"),
                     (POSITIVE_INT, POSITIVE_FLOAT)),
     **dict.fromkeys(("std", "lr", "teacher_lr", "temperature", "label_temperature", "epoch_scales"),
                     (POSITIVE_INT, POSITIVE_FLOAT)),
+    "in_chans": (_channels, _channels),
     **dict.fromkeys(("weight_decay", "warmup_fraction", "label_smoothing"), (NON_NEGATIVE_INT, NON_NEGATIVE_FLOAT)),
 }
 

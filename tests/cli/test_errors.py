@@ -81,6 +81,7 @@ ROWS = [
     ("negative-seed", "hf-dr", REINFORCE + " --seed -3", ["--seed", "'-3'", ">= 0"]),
     ("non-integer-seed", "train.py", "--dataset {digits} --seed 1.5 " + TRAIN, ["--seed", "'1.5'"]),
     ("zero-size", "train.py", "--dataset {digits} " + TRAIN + " --image-size 0", ["--image-size", "'0'"]),
+    ("two-channels", "train.py", "--dataset {digits} --in-chans 2 " + TRAIN, ["--in-chans", "1 (grayscale", "3 (RGB"]),
     ("zero-std", "train.py", "--dataset {digits} --std 0 " + TRAIN, ["--std", "'0'", "> 0"]),
     ("unknown-column", "hf-dr", REINFORCE + " --label-column target", ["'target'", "--label-column"]),
     ("unknown-column-script", "train.py", "--dataset {digits} --image-column img " + TRAIN, ["'img'", "image"]),
