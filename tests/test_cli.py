@@ -219,3 +219,22 @@ def test_log_lines_carry_a_timestamp_level_and_logger():
             "logging.getLogger('hf_dr.demo.run').info('stage 1/3')\nlogging.getLogger('timm').info('quiet')\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO hf_dr\.demo\.run: stage 1/3\n", result.stderr)
+
+
+@pytest.mark.parametrize(("dest", "value"), [("seed", "-1"), ("seeds", "-2"), ("num_pairs", "0"), ("index", "-1"),
+                                             ("image_size", "0"), ("std", "0"), ("batch_size", "0"),
+                                             ("num_samples", "0"), ("in_chans", "2"), ("num_threads", "0")])
+def test_counts_sizes_seeds_channels_and_std_are_checked_in_every_command(parsers, dest, value):
+    """Issue #21: each command and script that takes the flag refuses the value as it parses it, naming the flag
+    (a usage error: one line at the boundary), instead of failing deep inside numpy or torch, or training on NaN."""
+    from hf_dr.errors import InvalidConfigError
+
+    checked = []
+    for name, parser in parsers.items():
+        for action in parser._actions:
+            if action.dest == dest and action.option_strings:
+                flag = action.option_strings[0]
+                with pytest.raises(InvalidConfigError, match=f"argument {re.escape(flag)}.*{re.escape(value)}"):
+                    parser.parse_known_args([flag, value])
+                checked.append(name)
+    assert checked, f"no command takes {dest}"
