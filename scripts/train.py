@@ -42,6 +42,7 @@ from hf_dr.train.inputs import (
     training_data,
 )
 from hf_dr.train.loop import TrainConfig, fit
+from hf_dr.train.models import check_model_num_classes
 
 logger = logging.getLogger("hf_dr.scripts.train")
 ARGUMENTS = (DataArguments, ModelArguments, AugmentArguments, TrainConfig, RunArguments)
@@ -66,9 +67,13 @@ def main(argv: list[str] | None = None) -> dict:
     if augment.curriculum and config.max_steps:
         raise InvalidConfigError("--curriculum moves its window over the epochs: pass --epochs, not --max-steps")
     curriculum = Curriculum.named(augment.curriculum, config.epochs) if augment.curriculum else None
-    train_ds, _ = training_data(train, data, data_args.run_dir, augment.policy, config.seed, data_args.preload,
-                                key_column=data_args.key_column, image_column=data_args.image_column,
-                                label_column=data_args.label_column, curriculum=curriculum)
+    train_ds, transform = training_data(train, data, data_args.run_dir, augment.policy, config.seed,
+                                        data_args.preload, key_column=data_args.key_column,
+                                        image_column=data_args.image_column, label_column=data_args.label_column,
+                                        curriculum=curriculum)
+    data_classes = getattr(transform, "num_classes", None) or class_count(train, data_args.label_column)
+    if data_classes:  # --num-classes against the run's soft labels, or the label column's classes
+        check_model_num_classes(model, data_classes)
     evaluation = None
     if data_args.eval_split:
         evaluation = eval_data(load_image_dataset(data_args.dataset, data_args.eval_split, data_args.data_root),

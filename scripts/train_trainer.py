@@ -35,18 +35,19 @@ from hf_dr.cli._scripts import (
     TrainerModelArguments,
     TrainerRecipe,
 )
-from hf_dr.train.checkpoints import checkpoint_model_metadata, load_checkpoint, save_checkpoint
+from hf_dr.train.checkpoints import checkpoint_model_metadata, save_checkpoint
 from hf_dr.train.inputs import (
     DataConfig,
     class_count,
     eval_data,
+    initialise_from,
     load_image_dataset,
     recorded_image_mode,
     student,
     training_data,
 )
 from hf_dr.train.loop import TrainConfig, build_optimizer
-from hf_dr.train.models import check_input_channels, model_num_classes
+from hf_dr.train.models import check_input_channels, check_model_num_classes, model_num_classes
 from hf_dr.train.trainer import reinforced_trainer, reinforced_training_args
 
 logger = logging.getLogger("hf_dr.scripts.train_trainer")
@@ -79,7 +80,7 @@ def build_model(args: TrainerModelArguments, num_classes: int, image_mode: str |
                                                                 model_args=model_args))
     check_input_channels(model, image_mode, source)
     if args.init_from:
-        load_checkpoint(model.timm_model, args.init_from, ignore_mismatched_sizes=True)
+        initialise_from(model.timm_model, args.init_from)
     return model
 
 
@@ -95,9 +96,10 @@ def main(argv: list[str] | None = None) -> dict:
     model = build_model(model_args, num_classes, recorded_image_mode(data_args.run_dir),
                         f"the run {data_args.run_dir}")
     data = DataConfig.resolve(model, model_args.image_size, model_args.mean, model_args.std)
-    train_ds, _ = training_data(train, data, data_args.run_dir, seed=recipe.seed, preload=data_args.preload,
-                                key_column=data_args.key_column, image_column=data_args.image_column,
-                                label_column=data_args.label_column)
+    train_ds, transform = training_data(train, data, data_args.run_dir, seed=recipe.seed, preload=data_args.preload,
+                                        key_column=data_args.key_column, image_column=data_args.image_column,
+                                        label_column=data_args.label_column)
+    check_model_num_classes(model, transform.num_classes)  # --num-classes against the run's soft labels
     evaluation = eval_data(load_image_dataset(data_args.dataset, data_args.eval_split, data_args.data_root), data,
                            data_args.preload, data_args.image_column, data_args.label_column) if data_args.eval_split \
         else None

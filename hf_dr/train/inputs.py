@@ -170,16 +170,31 @@ def student(architecture: str, num_classes: int, in_chans: int | None = None, in
         hf_dr.errors.InvalidConfigError: the student reads 3 input channels but run runs/r holds images of mode 'L' ...
     """
     from hf_dr.augment.functional import MODE_CHANNELS
-    from hf_dr.train.checkpoints import load_checkpoint
     from hf_dr.train.models import check_input_channels, create_model
 
     in_chans = in_chans or MODE_CHANNELS.get(image_mode or "")
     model = create_model(architecture, num_classes, **({"in_chans": in_chans} if in_chans else {}), **kwargs)
     check_input_channels(model, image_mode, source)
     if init_from:
-        skipped = load_checkpoint(model, init_from, ignore_mismatched_sizes=True)
-        logger.info("initialised from %s (%d tensors kept fresh: %s)", init_from, len(skipped), skipped[:4])
+        initialise_from(model, init_from)
     return model
+
+
+def initialise_from(model: torch.nn.Module, checkpoint: str) -> list[str]:
+    """Loads the safetensors ``checkpoint`` (``--init-from``) into ``model``, tensors of another shape (a head of
+    another class count) kept fresh; returns their names. A file that is not a safetensors checkpoint is refused
+    naming it."""
+    from safetensors import SafetensorError
+
+    from hf_dr.train.checkpoints import load_checkpoint
+
+    try:
+        skipped = load_checkpoint(model, checkpoint, ignore_mismatched_sizes=True)
+    except SafetensorError as err:
+        raise InvalidConfigError(f"--init-from {checkpoint!r} is not a safetensors checkpoint ({err}); pass a "
+                                 "model.safetensors that scripts/train.py or hf-dr finetune-teacher wrote") from err
+    logger.info("initialised from %s (%d tensors kept fresh: %s)", checkpoint, len(skipped), skipped[:4])
+    return skipped
 
 
 def recorded_image_mode(reinforcements: str | None) -> str | None:

@@ -94,6 +94,12 @@ ROWS = [
      ["3 input channels", "'L'", "--in-chans 1"]),
     ("3-channel-student-on-L-run-trainer", "train_trainer.py",
      "--dataset {digits} --run-dir {gray} --in-chans 3 --timm-wrapper " + TRAIN, ["'L'", "--in-chans 1"]),
+    ("init-from-not-a-checkpoint", "train.py", "--dataset {digits} --init-from {bad_spec} " + TRAIN,
+     ["--init-from", "bad_spec.json", "safetensors"]),
+    ("fewer-classes-than-the-labels", "train.py", "--dataset {digits} --num-classes 3 " + TRAIN,
+     ["predicts 3 classes", "has 10"]),
+    ("fewer-classes-than-the-soft-labels", "train_trainer.py", "--dataset {digits} --run-dir {rgb} --num-classes 3 "
+     + TRAIN, ["predicts 3 classes", "has 10"]),
     ("output-folder-is-a-file", "hf-dr", SHOW + " -o {file}/grid.png", ["a_file"]),
     ("output-under-a-file-script", "train.py", "--dataset {digits} " + TRAIN.replace("{tmp}/student", "{file}/out"),
      ["a_file"]),
