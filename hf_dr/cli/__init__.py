@@ -56,7 +56,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from hf_dr.cli._boundary import ArgumentParser, check_numbers, run_main
+from hf_dr.cli._boundary import DEBUG_EPILOG, ArgumentParser, check_numbers, run_main
 from hf_dr.cli._options import HelpFormatter, configure_logging, set_num_threads
 
 # name -> (module, the one-line help of ``hf-dr --help``: the module's ``HELP``, checked by tests/test_cli.py)
@@ -121,7 +121,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             subparsers.add_parser(name, help=help_text)  # listed, not loaded: it is not the command being run
             continue
         module = importlib.import_module(module_path)
-        subparser = subparsers.add_parser(name, help=help_text, description=module.__doc__,
+        subparser = subparsers.add_parser(name, help=help_text, description=module.__doc__, epilog=DEBUG_EPILOG,
                                           formatter_class=HelpFormatter)
         module.add_arguments(subparser)
         check_numbers(subparser)

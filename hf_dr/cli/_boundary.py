@@ -36,6 +36,7 @@ from hf_dr.errors import HfDrError, InvalidConfigError
 
 DEBUG_ENV = "HF_DR_DEBUG"
 DEBUG_FLAG = "--debug"
+DEBUG_EPILOG = "A mistake prints one line and exits with status 1; add --debug (or HF_DR_DEBUG=1) for its traceback."
 # OSErrors that say something about the user's files or disk, even without a file name
 _USER_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT, errno.ENOTDIR,
                 errno.EISDIR, errno.EEXIST}

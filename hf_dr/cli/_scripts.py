@@ -25,7 +25,7 @@ from typing import Any
 
 from transformers import HfArgumentParser
 
-from hf_dr.cli._boundary import check_numbers, usage_error
+from hf_dr.cli._boundary import DEBUG_EPILOG, check_numbers, usage_error
 from hf_dr.cli._options import HelpFormatter
 from hf_dr.errors import HfDrError
 
@@ -60,7 +60,7 @@ class ScriptArgumentParser(HfArgumentParser):
 
     def __init__(self, dataclass_types: Iterable[type], **kwargs: Any) -> None:
         dataclass_types = list(dataclass_types)
-        super().__init__(dataclass_types, formatter_class=HelpFormatter, **kwargs)
+        super().__init__(dataclass_types, formatter_class=HelpFormatter, **{"epilog": DEBUG_EPILOG, **kwargs})
         helps = {name: text for dtype in dataclass_types for name, text in docstring_help(dtype).items()}
         for action in self._actions:
             if not action.option_strings or isinstance(action, argparse._HelpAction):
