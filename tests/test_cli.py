@@ -8,6 +8,7 @@ import argparse
 import importlib
 import importlib.util
 import json
+import os
 import pkgutil
 import re
 import subprocess
@@ -194,7 +195,7 @@ def test_only_the_command_being_run_is_imported():
 @pytest.mark.parametrize("name", ["reinforce", "finetune_teacher"])
 def test_the_multi_process_scripts_take_the_subcommand_flags(name, capsys):
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / f"{name}.py"), "--help"], capture_output=True,
-                            text=True, cwd=ROOT, timeout=120)
+                            text=True, cwd=ROOT, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
     with pytest.raises(SystemExit):
         main([name.replace("_", "-"), "--help"])
     assert result.returncode == 0 and result.stdout == capsys.readouterr().out
