@@ -97,10 +97,12 @@ def training_data(
     if reinforcements:
         from hf_dr.generate.loading import load_reinforcements
         from hf_dr.generate.run_config import ReinforceConfig
+        from hf_dr.train.models import check_input_channels
 
         run = ReinforceConfig.load(reinforcements)
         if run is None:
             raise InvalidConfigError(f"{reinforcements} holds no reinforcement run (no reinforce_config.json)")
+        check_input_channels(data.in_chans, run.image_mode, f"the run {reinforcements}")  # the student reads them
         table = load_reinforcements(reinforcements)
         from hf_dr.data.sources import check_image_digests, keyed
 

@@ -84,14 +84,14 @@ def model_in_chans(model: nn.Module) -> int | None:
     return found if isinstance(found, int) else None
 
 
-def check_input_channels(model: nn.Module, image_mode: str | None, source: str = "the data") -> None:
+def check_input_channels(model: nn.Module | int, image_mode: str | None, source: str = "the data") -> None:
     """Raises :class:`InvalidConfigError` when ``model`` reads another number of input channels than the images of
     ``image_mode`` have ("L": 1, "RGB": 3; the mode a reinforcement run recorded), naming both and the fix, before
     any training: otherwise the first forward fails deep inside a convolution. Nothing to check without a mode or
     where the model does not say (:func:`model_in_chans`).
 
     Args:
-        model (`torch.nn.Module`): the student.
+        model (`torch.nn.Module` or `int`): the student, or its input channels (a ``DataConfig.in_chans``).
         image_mode (`str`, *optional*): the image mode of the data, ``"L"`` or ``"RGB"``.
         source (`str`, *optional*, defaults to ``"the data"``): what the data is, for the message (e.g. the run).
 
@@ -105,7 +105,7 @@ def check_input_channels(model: nn.Module, image_mode: str | None, source: str =
 
     if image_mode is None or image_mode not in MODE_CHANNELS:
         return
-    found, expected = model_in_chans(model), MODE_CHANNELS[image_mode]
+    found, expected = model if isinstance(model, int) else model_in_chans(model), MODE_CHANNELS[image_mode]
     if found is not None and found != expected:
         raise InvalidConfigError(
             f"the student reads {found} input channel{'s' * (found != 1)} but {source} holds images of mode "

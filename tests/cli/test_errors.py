@@ -188,3 +188,17 @@ def test_scripts_take_the_channels_from_the_run(paths):
     result = _script("train").main(argv)
     assert result["steps"] == 2
     assert load_classifier(out / "model.safetensors")[1]["input_size"][0] == 3
+
+
+def test_training_data_refuses_a_student_of_other_channels_than_the_run(paths):
+    """The library path under both scripts: a one-channel DataConfig on an RGB run is refused before training (it
+    used to fail at the first forward, inside the first convolution)."""
+    import datasets
+
+    from hf_dr.train.inputs import DataConfig, training_data
+
+    images = datasets.load_from_disk(paths["digits"])
+    with pytest.raises(InvalidConfigError, match=r"reads 1 input channel but the run .*rgb holds images of mode 'RGB"):
+        training_data(images, DataConfig((16, 16), (0.5,), (0.5,), in_chans=1), paths["rgb"])
+    train, _ = training_data(images, DataConfig((16, 16), (0.5,), (0.5,), in_chans=1), paths["gray"])
+    assert train[0]["pixel_values"].shape == (1, 16, 16)
