@@ -9,7 +9,8 @@ The public API, by flow (everything else lives in the subpackages named in brack
   :class:`AugmentationPolicy`, :func:`create_teacher`, :func:`load_teacher_spec`, :class:`RecordCodec`,
   :func:`reinforce`, :func:`select_samples`, :func:`verify`;
 - load and replay [``hf_dr.data``, ``hf_dr.hub``]: :func:`load_reinforcements`, :func:`load_reinforced`,
-  :class:`ReinforcedTransform`, :class:`Curriculum`, :class:`AugmentTransform`, :class:`EvalTransform`,
+  :class:`ReinforcedTransform`, :class:`Curriculum`, :func:`create_reinforced_loader` (timm's loop),
+  :class:`AugmentTransform`, :class:`EvalTransform`,
   :func:`set_epoch`, :func:`sparsify`, :func:`densify`;
 - publish [``hf_dr.hub``]: :func:`push_to_hub`;
 - train [``hf_dr.train``]: :func:`soft_target_loss`, :class:`TrainConfig`, :func:`fit`,
@@ -43,6 +44,7 @@ _EXPORTS: dict[str, str] = {
     # load and replay
     "load_reinforcements": "hf_dr.generate.loading", "load_reinforced": "hf_dr.hub.load",
     "ReinforcedTransform": "hf_dr.data.replay", "Curriculum": "hf_dr.data.curriculum",
+    "create_reinforced_loader": "hf_dr.hub.loader",
     "AugmentTransform": "hf_dr.data.transforms",
     "EvalTransform": "hf_dr.data.transforms", "set_epoch": "hf_dr.data.epochs", "sparsify": "hf_dr.data.soft_labels",
     "densify": "hf_dr.data.soft_labels",
@@ -63,7 +65,8 @@ _EXPORTS: dict[str, str] = {
 __all__ = [
     "__version__", "create_policy", "list_policies", "AugmentationPolicy", "create_teacher", "load_teacher_spec",
     "RecordCodec", "reinforce", "select_samples", "verify", "load_reinforcements", "load_reinforced",
-    "ReinforcedTransform", "Curriculum", "AugmentTransform", "EvalTransform", "set_epoch", "sparsify", "densify",
+    "ReinforcedTransform", "Curriculum", "create_reinforced_loader", "AugmentTransform", "EvalTransform", "set_epoch",
+    "sparsify", "densify",
     "push_to_hub", "soft_target_loss", "TrainConfig", "fit", "reinforced_training_args", "reinforced_trainer",
     "ReinforcedEpochCallback", "create_model", "FinetuneConfig", "finetune_teacher", "evaluate",
     "evaluate_checkpoint", "load_classifier", "HfDrError",
@@ -95,6 +98,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; never executed
     from hf_dr.generate.teacher import create_teacher, load_teacher_spec
     from hf_dr.generate.verify import verify
     from hf_dr.hub.load import load_reinforced
+    from hf_dr.hub.loader import create_reinforced_loader
     from hf_dr.hub.push import push_to_hub
     from hf_dr.train.checkpoints import load_classifier
     from hf_dr.train.evaluation import evaluate, evaluate_checkpoint

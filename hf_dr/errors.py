@@ -103,3 +103,7 @@ class CorruptImageError(HfDrError, OSError):
 
 class CalibrationError(HfDrError, ValueError):
     """A calibration split that cannot fit a teacher's temperature (too few wrong predictions)."""
+
+
+class OutputWriteError(HfDrError, OSError):
+    """A file that cannot be written: a full disk, an exceeded quota, or a folder that is read-only or not ours."""

@@ -6,11 +6,14 @@ safetensors checkpoints, figures, Markdown) is written under a temporary name ne
 leaves either the whole new file or the old one, plus at most a temporary that :func:`find_temporaries` finds (the
 next run removes them).
 
-A leaf module: it imports nothing from hf_dr, so any layer may use it.
+A write that fails for want of space or permission raises :class:`~hf_dr.errors.OutputWriteError` naming the file
+and the fix, not a bare ``OSError``. A leaf module: it imports nothing from hf_dr but its errors, so any layer may use
+it.
 """
 
 from __future__ import annotations
 
+import errno
 import glob
 import hashlib
 import json
@@ -19,7 +22,11 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from hf_dr.errors import HfDrError, InvalidConfigError, OutputWriteError
+
 TEMPORARY_INFIX = ".tmp-"
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+_NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
 def temporary_path(path: str | os.PathLike) -> str:
@@ -54,17 +61,40 @@ def write_atomic(path: str | os.PathLike, write: Callable[[str], Any]) -> str:
         ('hello', ['hello.txt'])
     """
     path = os.fspath(path)
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     temporary = temporary_path(path)
     try:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         write(temporary)
         with open(temporary, "rb") as f:
             os.fsync(f.fileno())
         os.replace(temporary, path)
+    except OSError as err:
+        raise write_error(path, err) from err
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
     return path
+
+
+def write_error(path: str | os.PathLike, err: OSError) -> OSError:
+    """``err`` raised while writing ``path``, as :class:`~hf_dr.errors.OutputWriteError` naming the file and the fix
+    when the disk is full or the folder not writable; other errors (and hf_dr's own) unchanged.
+
+    Example:
+        >>> print(write_error("run/shards/a.parquet", OSError(errno.ENOSPC, "No space left on device")))
+        cannot write run/shards/a.parquet: No space left on device (errno 28). Free space on that disk (or pass...
+    """
+    if isinstance(err, HfDrError) or err.errno not in _NO_SPACE + _NOT_WRITABLE:
+        return err
+    if err.errno in _NO_SPACE:
+        fix = ("Free space on that disk (or pass another --output-dir on a disk with room) and rerun the same "
+               "command: a reinforce run resumes from its finished shards.")
+    else:
+        fix = (f"Make {os.path.dirname(os.fspath(path)) or '.'!r} writable for this user, or pass another "
+               "--output-dir.")
+    error = OutputWriteError(f"cannot write {os.fspath(path)}: {err.strerror or err} (errno {err.errno}). {fix}")
+    error.errno = err.errno
+    return error
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> str:
@@ -105,10 +135,27 @@ def write_json_atomic(path: str | os.PathLike, content: Any) -> str:
     return write_text_atomic(path, json_text(content))
 
 
-def read_json(path: str | os.PathLike) -> Any:
-    """The JSON content of ``path``."""
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+def read_json(path: str | os.PathLike, what: str | None = None, fix: str = "") -> Any:
+    """The JSON content of ``path``. With ``what`` (e.g. ``"teacher spec file"``), a file that is not JSON or not
+    UTF-8 raises :class:`~hf_dr.errors.InvalidConfigError` naming it, the position of the error and ``fix``.
+
+    Example:
+        >>> import os, tempfile
+        >>> path = write_text_atomic(os.path.join(tempfile.mkdtemp(), "spec.json"), '[{"arch": "resnet18",}]')
+        >>> read_json(path, what="teacher spec file", fix="a JSON list of members")
+        Traceback (most recent call last):
+        ...
+        hf_dr.errors.InvalidConfigError: teacher spec file '...spec.json' is not valid JSON: Expecting property name...
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        if what is None:
+            raise
+        where = f"{err.msg} at line {err.lineno}, column {err.colno}" if isinstance(err, json.JSONDecodeError) \
+            else f"not UTF-8 text: {err.reason} at byte {err.start}"
+        raise InvalidConfigError(f"{what} {os.fspath(path)!r} is not valid JSON: {where}. Fix it: {fix}.") from err
 
 
 def file_sha256(path: str | os.PathLike, block: int = 1 << 20) -> str:

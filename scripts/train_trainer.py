@@ -10,14 +10,15 @@ X+, fine-tune on Y+" is two commands:
     python scripts/train_trainer.py --dataset ./other_set --run-dir other+ --arch hf_dr_cnn_small \\
         --init-from runs/trainer-student/model.safetensors --epochs 10 --lr 0.01 --output-dir runs/finetuned
 
-The recipe is the one of ``scripts/train.py`` (SGD Nesterov or AdamW from :func:`hf_dr.train.loop.build_optimizer`,
+The recipe is the one of ``scripts/train.py`` (SGD Nesterov or AdamW from :func:`hf_dr.train.optim.build_optimizer`,
 warmup then cosine). Writes the Trainer's outputs plus ``model.safetensors`` for ``hf-dr eval``. The student's input
-channels default to the run's recorded image mode ("L": 1, "RGB": 3). A mistake is one line and exit status 1
+channels default to the data's recorded image mode ("L": 1, "RGB": 3). A mistake is one line and exit status 1
 (``--debug`` or ``HF_DR_DEBUG=1``: the traceback).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sys
@@ -34,20 +35,13 @@ from hf_dr.cli._scripts import (
     TrainerDataArguments,
     TrainerModelArguments,
     TrainerRecipe,
+    prepare_training,
 )
 from hf_dr.train.checkpoints import checkpoint_model_metadata, save_checkpoint
-from hf_dr.train.inputs import (
-    DataConfig,
-    class_count,
-    eval_data,
-    initialise_from,
-    load_image_dataset,
-    recorded_image_mode,
-    student,
-    training_data,
-)
-from hf_dr.train.loop import TrainConfig, build_optimizer
-from hf_dr.train.models import check_input_channels, check_model_num_classes, model_num_classes
+from hf_dr.train.inputs import initialise_from, student
+from hf_dr.train.loop import TrainConfig
+from hf_dr.train.models import check_input_channels, model_num_classes
+from hf_dr.train.optim import build_optimizer
 from hf_dr.train.trainer import reinforced_trainer, reinforced_training_args
 
 logger = logging.getLogger("hf_dr.scripts.train_trainer")
@@ -55,7 +49,8 @@ ARGUMENTS = (TrainerDataArguments, TrainerModelArguments, TrainerRecipe, RunArgu
 
 
 def build_parser() -> ScriptArgumentParser:
-    """The script's flags: the dataclasses of :data:`ARGUMENTS` (``--run-dir`` is required here)."""
+    """The script's flags: the dataclasses of :data:`ARGUMENTS` (soft labels required: a reinforced --dataset or
+    --run-dir)."""
     return ScriptArgumentParser(ARGUMENTS, prog=Path(__file__).name, description=__doc__.splitlines()[0])
 
 
@@ -85,24 +80,12 @@ def build_model(args: TrainerModelArguments, num_classes: int, image_mode: str |
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = build_parser()
-    data_args, model_args, recipe, run = parser.parse(argv)
-    if not data_args.run_dir:
-        parser.error("the following arguments are required: --run-dir")
+    data_args, model_args, recipe, run = build_parser().parse(argv)
     configure_logging()
     set_num_threads(run.num_threads)
-    train = load_image_dataset(data_args.dataset, data_args.split, data_args.data_root)
-    num_classes = model_args.num_classes or class_count(train, data_args.label_column)
-    model = build_model(model_args, num_classes, recorded_image_mode(data_args.run_dir),
-                        f"the run {data_args.run_dir}")
-    data = DataConfig.resolve(model, model_args.image_size, model_args.mean, model_args.std)
-    train_ds, transform = training_data(train, data, data_args.run_dir, seed=recipe.seed, preload=data_args.preload,
-                                        key_column=data_args.key_column, image_column=data_args.image_column,
-                                        label_column=data_args.label_column)
-    check_model_num_classes(model, transform.num_classes)  # --num-classes against the run's soft labels
-    evaluation = eval_data(load_image_dataset(data_args.dataset, data_args.eval_split, data_args.data_root), data,
-                           data_args.preload, data_args.image_column, data_args.label_column) if data_args.eval_split \
-        else None
+    inputs = prepare_training(data_args, model_args, lambda num_classes, in_chans, image_mode, source: build_model(
+        dataclasses.replace(model_args, in_chans=in_chans), num_classes, image_mode, source), recipe.seed)
+    model, data, train_ds, evaluation = inputs.model, inputs.data, inputs.train, inputs.evaluation
     optimizer = TrainConfig(optimizer=recipe.optimizer, lr=recipe.lr, weight_decay=recipe.weight_decay)
     training_args = reinforced_training_args(
         run.output_dir, num_train_epochs=recipe.epochs, per_device_train_batch_size=recipe.batch_size,

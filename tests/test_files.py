@@ -5,6 +5,7 @@ tests/demo)."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -13,6 +14,7 @@ import textwrap
 
 import pytest
 
+from hf_dr.errors import HfDrError, OutputWriteError
 from hf_dr.files import (
     TEMPORARY_INFIX,
     file_sha256,
@@ -22,6 +24,7 @@ from hf_dr.files import (
     to_json_value,
     write_atomic,
     write_json_atomic,
+    write_text_atomic,
 )
 from tests.data_utils import digits_dataset
 from tests.utils_teacher import save_teacher
@@ -174,3 +177,28 @@ def test_every_file_of_a_push_is_renamed_into_place(hub, tmp_path, monkeypatch):
         names = {os.path.basename(p) for p in uploaded}
         assert {"README.md", "hf_dr.json", "reinforce_config.json", "teacher_confidence.png"} <= names
         assert any(n.endswith(".parquet") for n in names) and set(uploaded) <= set(log.targets), layout
+
+
+@pytest.mark.parametrize("code, named", [(errno.ENOSPC, "Free space on that disk"), (errno.EDQUOT, "Free space"),
+                                         (errno.EACCES, "writable"), (errno.EROFS, "writable")])
+def test_a_full_disk_or_a_read_only_folder_names_the_file_and_the_fix(code, named, tmp_path):
+    """The write fails: the error names the file being written (not its temporary), says why and what to do, is both
+    an hf_dr error and an OSError with the errno, and the old file and no temporary are left."""
+    path = write_text_atomic(tmp_path / "run" / "manifest.json", "old")
+
+    def fail(temporary: str) -> None:
+        open(temporary, "w").write("half")
+        raise OSError(code, os.strerror(code))
+
+    with pytest.raises(OutputWriteError) as info:
+        write_atomic(path, fail)
+    message = str(info.value)
+    assert message.startswith(f"cannot write {path}: {os.strerror(code)}") and named in message
+    assert isinstance(info.value, OSError) and isinstance(info.value, HfDrError) and info.value.errno == code
+    assert open(path).read() == "old" and os.listdir(tmp_path / "run") == ["manifest.json"]
+
+
+def test_other_write_errors_pass_unchanged(tmp_path):
+    with pytest.raises(OSError) as info:
+        write_atomic(tmp_path / "x.json", lambda temporary: (_ for _ in ()).throw(OSError(errno.EIO, "I/O error")))
+    assert type(info.value) is OSError and info.value.errno == errno.EIO

@@ -72,6 +72,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
                          "fine-tune M seeds of a pretrained timm model on a dataset and save them as a teacher spec "
                          "for reinforce"),
     "push": ("hf_dr.cli.push", "upload a finished reinforcement run to a Hub dataset repo with its dataset card"),
+    "push-model": ("hf_dr.cli.push_model",
+                   "upload a trained student checkpoint to a Hub model repo that timm.create_model('hf-hub:...') "
+                   "loads"),
     "reinforce": ("hf_dr.cli.reinforce",
                   "run a teacher over N stored augmentations of every image; write params and top-k as Parquet "
                   "shards"),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import logging
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from hf_dr.cli._boundary import DEBUG_EPILOG, check_numbers, usage_error
 from hf_dr.cli._options import HelpFormatter
 from hf_dr.errors import HfDrError
 
+logger = logging.getLogger("hf_dr.scripts")
 _ENTRY = re.compile(r"^ {4}(\w+) \(.*?\): (.*)$")
 
 
@@ -98,11 +100,17 @@ class DataArguments:
     """The data a script trains on.
 
     Args:
-        dataset (`str`): ``'fashion-mnist'`` (Debian's files), a Hub id, a local folder or a Parquet file.
+        dataset (`str`): ``'fashion-mnist'`` (Debian's files), a Hub id, a local folder or a Parquet file. A
+            reinforced dataset (pushed by ``hf-dr push``, or saved self-contained) trains reinforced: its stored views
+            and soft labels are replayed.
         split (`str`, *optional*, defaults to ``"train"``): the training split.
         eval_split (`str`, *optional*): evaluate top-1, NLL and ECE on this split at the end (default: none).
+        eval_dataset (`str`, *optional*): the dataset of --eval-split (default: --dataset; for a reinforced
+            --dataset, the source dataset it records).
         run_dir (`str`, *optional*): the folder an ``hf-dr reinforce`` run wrote, the soft labels to replay
-            (default: none, plain training with --policy).
+            (default: none, plain training with --policy unless --dataset is reinforced).
+        plain (`bool`, *optional*, defaults to `False`): train plainly (on-the-fly --policy, cross-entropy on the
+            hard labels) on the images of a reinforced --dataset, ignoring its soft labels: the baseline.
         data_root (`str`, *optional*): the Fashion-MNIST idx folder (default: $HF_DR_FASHION_MNIST, else Debian's).
         preload (`bool`, *optional*, defaults to `False`): decode the images once (small datasets).
         image_column (`str`, *optional*, defaults to ``"image"``): the image column (a reinforced run reads its own).
@@ -114,7 +122,9 @@ class DataArguments:
     dataset: str
     split: str = "train"
     eval_split: str | None = None
+    eval_dataset: str | None = None
     run_dir: str | None = field(default=None, metadata={"aliases": ["--reinforcements"], "metavar": "DIR"})
+    plain: bool = False
     data_root: str | None = field(default=None, metadata={"metavar": "DIR"})
     preload: bool = False
     image_column: str = "image"
@@ -124,11 +134,8 @@ class DataArguments:
 
 @dataclass
 class TrainerDataArguments(DataArguments):
-    """The data of ``scripts/train_trainer.py``, which trains on reinforced data only.
-
-    Args:
-        run_dir (`str`): the folder an ``hf-dr reinforce`` run wrote, the soft labels to replay (required).
-    """
+    """The data of ``scripts/train_trainer.py``, which trains on reinforced data only: a reinforced --dataset, or
+    the images of --dataset with the soft labels of --run-dir."""
 
 
 @dataclass
@@ -230,3 +237,120 @@ class TrainerRecipe:
     num_workers: int = 0
     seed: int = 0
     channels_last: bool = False
+
+
+@dataclass
+class TrainingInputs:
+    """What a training script trains: the student, its data config, the training dataset with its transform, the
+    evaluation dataset (or None) and the class count. ``reinforced`` names where the soft labels come from (a run
+    folder or a reinforced dataset), None for plain training. Made by :func:`prepare_training`."""
+
+    model: Any
+    data: Any
+    train: Any
+    transform: Any
+    evaluation: Any
+    num_classes: int
+    reinforced: str | None
+
+
+def prepare_training(data_args: DataArguments, model_args: ModelArguments, build_model: Any, seed: int = 0,
+                     policy: str | None = None, curriculum: Any = None) -> TrainingInputs:
+    """The inputs of ``scripts/train.py`` and ``scripts/train_trainer.py`` from their flags.
+
+    A reinforced ``--dataset`` (a Hub repo pushed by hf-dr, or rows carrying a run description) trains reinforced, its
+    class count and channels taken from what the run recorded; ``--plain`` trains on its images with ``policy`` and
+    hard labels instead, and says so in the log. ``policy=None`` (the Trainer script) refuses plain training.
+    ``build_model(num_classes, in_chans, image_mode, source)`` makes the student: its channels default to the image
+    mode the reinforced data recorded (a reinforced --dataset or --run-dir; ``source`` names it), and a student
+    that contradicts it is refused (:func:`hf_dr.train.models.check_input_channels`). ``--num-classes`` is checked
+    against the soft labels or the label column before training.
+    """
+    from hf_dr.errors import InvalidConfigError
+    from hf_dr.hub.named import find_reinforced, reinforced_training_data
+    from hf_dr.train.inputs import DataConfig, class_count, eval_data, recorded_image_mode, training_data
+    from hf_dr.train.models import check_model_num_classes
+
+    train, named = find_reinforced(data_args.dataset, data_args.split, data_args.data_root)
+    if named is not None and data_args.run_dir:
+        raise InvalidConfigError(f"--dataset {data_args.dataset!r} is a reinforced dataset, which carries its soft "
+                                 f"labels; --run-dir {data_args.run_dir!r} names others. Pass one of the two.")
+    if data_args.plain and (named is None or policy is None):
+        raise InvalidConfigError(
+            "--plain trains plainly on the images of a reinforced --dataset, and "
+            + (f"{data_args.dataset!r} is not one: leave --plain out (without --run-dir training is plain)"
+               if policy is not None else "this script trains on soft labels only: use scripts/train.py --plain"))
+    plain = named is None and not data_args.run_dir
+    if policy is None and plain:
+        raise InvalidConfigError(f"--dataset {data_args.dataset!r} carries no soft labels: pass a reinforced dataset "
+                                 "(a Hub id pushed by hf-dr push) or the images with --run-dir (an hf-dr reinforce "
+                                 "folder); plain training is scripts/train.py.")
+    key_column = data_args.key_column
+    if data_args.plain:
+        logger.warning("PLAIN training on the images of the reinforced dataset %s (--plain): on-the-fly %r and "
+                       "cross-entropy on the hard labels; its stored views and soft labels are NOT used.",
+                       data_args.dataset, policy)
+        train, key_column = _plain_rows(named, key_column)
+    elif plain:
+        logger.info("plain training on %s: on-the-fly %r augmentation, cross-entropy on the hard labels (no "
+                    "--run-dir, and the dataset is not reinforced)", data_args.dataset, policy)
+    reinforce = named is not None and not data_args.plain
+    recorded_columns = named.description.columns if named is not None else {}
+    image_column = recorded_columns.get("image") or data_args.image_column  # the data describes itself
+    label_column = recorded_columns.get("label") or data_args.label_column
+    recorded = named.description.num_classes if named is not None else None
+    num_classes = model_args.num_classes or recorded or class_count(train, label_column)
+    in_chans = model_args.in_chans or (named.in_chans if named is not None else None)
+    image_mode, data_source = None, None  # plain training converts the images to the student's channels
+    if reinforce:
+        image_mode, data_source = named.description.image_mode, f"the reinforced dataset {data_args.dataset}"
+    elif data_args.run_dir:
+        image_mode, data_source = recorded_image_mode(data_args.run_dir), f"the run {data_args.run_dir}"
+    model = build_model(num_classes, in_chans, image_mode, data_source or "the data")
+    data = DataConfig.resolve(model, model_args.image_size, model_args.mean, model_args.std)
+    data.in_chans = in_chans or data.in_chans
+    if reinforce:
+        train_ds, transform = reinforced_training_data(named, data.size, data.mean, data.std, seed,
+                                                        data_args.preload, curriculum=curriculum)
+    else:
+        train_ds, transform = training_data(
+            train, data, data_args.run_dir, policy or "rrc", seed, data_args.preload, key_column=key_column,
+            image_column=image_column, label_column=label_column, curriculum=curriculum)
+    data_classes = getattr(transform, "num_classes", None) or (
+        class_count(train, label_column) if train is not None else None)
+    if data_classes:  # --num-classes against the soft labels, or the label column's classes
+        check_model_num_classes(model, data_classes)
+    evaluation = None
+    if data_args.eval_split:
+        evaluation = eval_data(_evaluation_rows(data_args, named), data, data_args.preload, image_column,
+                               label_column)
+    source = data_args.dataset if reinforce else data_args.run_dir
+    return TrainingInputs(model, data, train_ds, transform, evaluation, num_classes, source)
+
+
+def _plain_rows(named: Any, key_column: str) -> tuple[Any, str]:
+    """The images of a reinforced dataset, keyed as the run keyed them (the plain augmentation draws per key), and
+    the key column."""
+    from hf_dr.data.sources import keyed
+    from hf_dr.hub.named import plain_images
+
+    columns = named.description.columns
+    key_source = columns.get("key_source")
+    if key_source == "column":
+        key_column = columns.get("key") or key_column
+    source_key = key_column if key_source == "column" else None
+    rows, _ = keyed(plain_images(named), columns.get("image") or "image", source_key, key_source, key_column)
+    return rows, key_column
+
+
+def _evaluation_rows(data_args: DataArguments, named: Any) -> Any:
+    """The rows of ``--eval-split``: of ``--eval-dataset``, else of the source a reinforced ``--dataset`` records,
+    else of ``--dataset``."""
+    from hf_dr.hub.named import plain_images
+    from hf_dr.train.inputs import load_image_dataset
+
+    if data_args.eval_dataset is None and named is not None:
+        logger.info("evaluating on split %r of %s, the dataset %s was made from", data_args.eval_split,
+                    named.source()[0], data_args.dataset)
+        return plain_images(named, data_args.eval_split)
+    return load_image_dataset(data_args.eval_dataset or data_args.dataset, data_args.eval_split, data_args.data_root)

@@ -17,10 +17,8 @@ Example:
 from __future__ import annotations
 
 import argparse
-import json
 
 from hf_dr.cli._options import add_num_threads
-from hf_dr.errors import InvalidConfigError
 
 HELP = ("train teachers, reinforce a dataset (Fashion-MNIST by default) and compare"
         " plain, reinforced and online-KD students (CPU, offline)")
@@ -137,13 +135,9 @@ def demo_config(overrides: dict, config_file: str | None, defaults):  # noqa: AN
     from hf_dr.demo.run import DemoConfig
 
     if config_file:
-        with open(config_file) as f:
-            try:
-                settings = json.load(f)
-            except json.JSONDecodeError as err:
-                raise InvalidConfigError(f"--config {config_file!r} is not valid JSON: {err.msg} at line "
-                                         f"{err.lineno}, column {err.colno}; fix the file (a demo_config.json)"
-                                         ) from err
+        from hf_dr.files import read_json
+
+        settings = read_json(config_file, what="--config file", fix="a demo_config.json that hf-dr demo wrote")
         return DemoConfig.from_dict({**settings, **overrides})
     return DemoConfig.from_dict(overrides, defaults=defaults)
 

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 
 from hf_dr.cli._options import add_num_threads, add_option
 
+logger = logging.getLogger(__name__)
 HELP = "top-1, NLL and ECE of a checkpoint on a dataset split"
 
 
@@ -26,8 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                help="timm architecture (default: the one the checkpoint records)")
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", required=True,
-                      help="the dataset to evaluate on: 'fashion-mnist' (Debian files), a Hub id, a local folder or a "
-                           "Parquet file (required: a default would evaluate any checkpoint on Fashion-MNIST)")
+                      help="the dataset to evaluate on: 'fashion-mnist' (Debian files), a Hub id (of a reinforced "
+                           "dataset: the source it records), a local folder or a Parquet file (required: a default "
+                           "would evaluate any checkpoint on Fashion-MNIST)")
     data.add_argument("--split", default="test", help="the split to evaluate")
     data.add_argument("--image-column", default="image", help="image column")
     data.add_argument("--label-column", default="label", help="label column")
@@ -53,17 +56,24 @@ def run(args: argparse.Namespace) -> int:
     import os
 
     from hf_dr.errors import WeightsNotFoundError
+    from hf_dr.hub.named import find_reinforced, plain_images
     from hf_dr.train.evaluation import evaluate_checkpoint
 
     if not os.path.exists(args.checkpoint):
         raise WeightsNotFoundError(f"--checkpoint {args.checkpoint!r} does not exist; pass an hf_dr .safetensors file "
                                    "(scripts/train.py's model.safetensors), a Trainer output folder or a transformers "
                                    "folder")
+    rows, reinforced = find_reinforced(args.dataset, args.split)
+    if rows is None:  # a reinforced Hub repo: its images are those of the source it records
+        rows = plain_images(reinforced, args.split)
+        logger.info("evaluating on split %r of %s, the dataset %s was made from", args.split,
+                    reinforced.source()[0], args.dataset)
     metrics = evaluate_checkpoint(
-        args.checkpoint, dataset=args.dataset, split=args.split, model=args.arch, image_column=args.image_column,
+        args.checkpoint, dataset=rows, split=args.split, model=args.arch, image_column=args.image_column,
         label_column=args.label_column, num_classes=args.num_classes, in_chans=args.in_chans, size=args.image_size,
         mean=args.mean, std=args.std, batch_size=args.batch_size, num_workers=args.num_workers, limit=args.limit,
     )
+    metrics["dataset"] = args.dataset
     text = json.dumps(metrics, indent=2)
     print(text)
     if args.output_file:

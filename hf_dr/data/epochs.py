@@ -4,6 +4,7 @@ plain augmentation it draws), whatever wraps it. Light on purpose: no transforme
 from __future__ import annotations
 
 import copy
+import operator
 from typing import Any
 
 import datasets
@@ -11,6 +12,38 @@ import torch
 
 from hf_dr.data.preloaded import PreloadedDataset
 from hf_dr.data.sources import check_columns
+from hf_dr.errors import InvalidConfigError
+
+# the largest epoch: far beyond any training, and small enough for the seed arithmetic of what reads it (a shuffled
+# datasets stream seeds each epoch with a random 63-bit draw minus the epoch, which must stay non-negative)
+MAX_EPOCH = 2**31 - 1
+
+
+def check_epoch(epoch: Any) -> int:
+    """``epoch`` as an ``int`` after checking it: an integer (``int``, NumPy or 0-d torch integer) in
+    ``[0, MAX_EPOCH]``; anything else raises :class:`InvalidConfigError` naming the value.
+
+    Example:
+        >>> check_epoch(3)
+        3
+        >>> check_epoch(2.5)
+        Traceback (most recent call last):
+        ...
+        hf_dr.errors.InvalidConfigError: the epoch should be a whole number of epochs (an int), but got 2.5 (float)...
+    """
+    try:
+        value = operator.index(epoch)
+    except TypeError:
+        value = None
+    if value is None or isinstance(epoch, bool):
+        raise InvalidConfigError(
+            f"the epoch should be a whole number of epochs (an int), but got {epoch!r} ({type(epoch).__name__}); "
+            "pass the index of the epoch about to start (a Trainer's fractional state.epoch is not one: use "
+            "hf_dr.ReinforcedEpochCallback)")
+    if not 0 <= value <= MAX_EPOCH:
+        raise InvalidConfigError(f"the epoch should be in [0, 2**31 - 1] (the index of a training epoch), but got "
+                                 f"{value}")
+    return value
 
 
 class EpochHook:
@@ -46,7 +79,7 @@ class EpochHook:
 
     def set_epoch(self, epoch: int) -> None:
         """Selects the draws of ``epoch`` (stored records or plain augmentations) in every worker."""
-        self._epoch.fill_(int(epoch))
+        self._epoch.fill_(check_epoch(epoch))
 
     def __deepcopy__(self, memo: dict) -> EpochHook:
         clone = copy.copy(self)  # copies keep sharing the epoch counter
@@ -70,7 +103,8 @@ def transform_of(dataset: Any) -> Any:
 def set_epoch(dataset: Any, epoch: int) -> None:
     """Advances the per-epoch draws of the dataset's transform (reinforced record or plain augmentation).
 
-    Call it at the start of every epoch; the epoch reaches persistent DataLoader workers through shared memory.
+    Call it at the start of every epoch; the epoch reaches persistent DataLoader workers through shared memory. An
+    epoch that is not an integer in ``[0, 2**31 - 1]`` raises :class:`InvalidConfigError` (:func:`check_epoch`).
 
     Example:
         >>> from hf_dr import AugmentTransform
@@ -80,6 +114,7 @@ def set_epoch(dataset: Any, epoch: int) -> None:
         >>> transform.epoch
         3
     """
+    epoch = check_epoch(epoch)
     for target in (transform_of(dataset), dataset):
         if target is not None and hasattr(target, "set_epoch"):
             target.set_epoch(epoch)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -52,6 +53,7 @@ def load_source(
     Example:
         >>> ds = load_source("path/to/imagefolder", split="train")  # doctest: +SKIP
     """
+    check_split(split)
     path = os.path.expanduser(path)
     if os.path.isdir(path) and os.path.exists(os.path.join(path, "state.json")):
         return datasets.load_from_disk(path)
@@ -62,7 +64,7 @@ def load_source(
         return datasets.load_dataset(builder, data_files={split: path}, split=split)
     if not os.path.exists(path) and bundled_name(path) is not None:
         return load_bundled(path, split, data_root)
-    if os.path.isdir(path) or not _looks_local(path):
+    if os.path.isdir(path) or not looks_local(path):
         return _load_dataset(path, name, split, revision)
     raise SourceNotFoundError(
         f"the dataset {path!r} does not exist: no file or folder {os.path.abspath(path)!r}. Check the path "
@@ -70,7 +72,33 @@ def load_source(
     )
 
 
-def _looks_local(path: str) -> bool:
+_SPLIT_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
+
+
+def check_split(split: str) -> str:
+    """``split`` if it is a plain split name (letters, digits, ``_``, ``-`` and ``.``, not leading), else
+    :class:`InvalidConfigError`: a split name becomes part of file names (a push's ``data/{split}-*.parquet``) and
+    is recorded with the run, so a path such as ``../x`` is refused where it enters.
+
+    Example:
+        >>> check_split("validation")
+        'validation'
+        >>> check_split("../../outside/evil")
+        Traceback (most recent call last):
+        ...
+        hf_dr.errors.InvalidConfigError: split '../../outside/evil' is not a split name: ...
+    """
+    if not isinstance(split, str) or not _SPLIT_NAME.fullmatch(split) or ".." in split:
+        raise InvalidConfigError(
+            f"split {split!r} is not a split name: use letters, digits, '_', '-' and '.' (not first), without '/' or "
+            "'..', e.g. --split train or --split validation."
+        )
+    return split
+
+
+def looks_local(path: str) -> bool:
+    """Whether ``path`` is written as a local path (``/``, ``.`` or ``~`` first, or more separators than
+    ``org/name``) rather than a Hub id."""
     return path.startswith((".", "~", os.sep)) or path.count("/") > 1 or bool(os.altsep and os.altsep in path)
 
 

@@ -3,11 +3,14 @@
 ``datasets.IterableDataset`` has no ``set_transform``; the replay is a lazy ``.map``. Its epoch is the dataset's own
 ``_epoch``, a shared-memory tensor that ``IterableDataset.set_epoch`` updates in place (so it reaches persistent
 DataLoader workers): the dataset and the replay hold the *same* tensor. Methods that derive a new dataset
-(``shuffle``, ``map``, ``filter``, ``take``...) build a fresh ``IterableDataset`` with a fresh epoch;
-:class:`ReinforcedIterableDataset` makes them share the replay's epoch instead, so ``ds.shuffle(...).set_epoch(e)``
-advances both the shuffle and the choice of record. ``datasets.distributed.split_dataset_by_node`` is a function, not
-a method, and returns a plain ``IterableDataset`` whose ``set_epoch`` would not reach the replay: split across ranks
-with ``ds.shard(num_shards=world_size, index=rank)`` instead.
+(``shuffle``, ``map``, ``filter``, ``take``, ``skip``, ``shard``...) build a fresh ``IterableDataset`` with a fresh
+epoch; :class:`ReinforcedIterableDataset` makes them share the replay's epoch instead, so
+``ds.shuffle(...).set_epoch(e)`` advances both the shuffle and the choice of record.
+``datasets.distributed.split_dataset_by_node`` is a function that builds a plain ``IterableDataset``: importing this
+module wraps the private function it calls for iterable datasets (:func:`_split_keeping_epoch`), so the split of a
+reinforced stream is a :class:`ReinforcedIterableDataset` sharing the epoch too, and the ``set_epoch`` that the
+Trainer, accelerate or a user calls on the split selects that epoch's records. ``set_epoch`` refuses an epoch that is
+not an integer in ``[0, 2**31 - 1]`` (:func:`hf_dr.data.epochs.check_epoch`).
 
 A streamed sample is ``{"key", "pixel_values", "labels"}`` and equals the map-style one for the same (seed, epoch).
 
@@ -25,12 +28,14 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import datasets
+import datasets.distributed
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
 from hf_dr.data.codec import CLASSES_COLUMN
+from hf_dr.data.epochs import check_epoch
 from hf_dr.data.keys import content_key, image_digest, refuse_changed_image
 from hf_dr.data.replay import ReinforcedTransform
 from hf_dr.data.sources import check_columns
@@ -69,6 +74,10 @@ class ReinforcedIterableDataset(datasets.IterableDataset):
         dataset._epoch = epoch
         return dataset
 
+    def set_epoch(self, epoch: int) -> None:
+        """Selects the records (and the shuffle) of ``epoch`` in this stream and every stream sharing its epoch."""
+        super().set_epoch(check_epoch(epoch))
+
 
 def _keep_epoch(name: str) -> Any:
     method = getattr(datasets.IterableDataset, name)
@@ -91,13 +100,39 @@ def _check_shards(dataset: datasets.IterableDataset, num_shards: int | None) -> 
         raise InvalidConfigError(
             f"this stream has {dataset.num_shards} shard(s), fewer than num_shards={num_shards} (a metadata-only "
             "stream zips two sets of files that do not line up, so it is one shard): split it across ranks with "
-            "datasets.distributed.split_dataset_by_node (each rank reads every row and keeps its share; keep calling "
-            "set_epoch on this stream, whose epoch reaches the replay), or load it map-style (streaming=False).")
+            "datasets.distributed.split_dataset_by_node (each rank reads every row and keeps its share; the split "
+            "shares the replay's epoch), or load it map-style (streaming=False).")
 
 
 for _name in _DERIVING_METHODS:
     if hasattr(datasets.IterableDataset, _name):
         setattr(ReinforcedIterableDataset, _name, _keep_epoch(_name))
+
+
+def _split_keeping_epoch(split: Any) -> Any:
+    """Wraps ``split``, the function ``datasets.distributed.split_dataset_by_node`` calls for iterable datasets (it
+    builds a plain ``IterableDataset`` with a fresh epoch), so that the split of a :class:`ReinforcedIterableDataset`
+    shares the replay's epoch; other datasets pass through unchanged."""
+    if getattr(split, "keeps_hf_dr_epoch", False):
+        return split
+
+    @functools.wraps(split)
+    def split_keeping_epoch(dataset: datasets.IterableDataset, *args: Any, **kwargs: Any) -> Any:
+        result = split(dataset, *args, **kwargs)
+        if isinstance(dataset, ReinforcedIterableDataset) and not isinstance(result, ReinforcedIterableDataset):
+            result = ReinforcedIterableDataset.sharing_epoch(result, dataset._epoch)
+        return result
+
+    split_keeping_epoch.keeps_hf_dr_epoch = True
+    return split_keeping_epoch
+
+
+# split_dataset_by_node looks this name up in its module at every call, so the wrapper also reaches callers that
+# imported split_dataset_by_node before hf_dr; were a datasets release to rename it, the public function is wrapped
+# (reaching calls through the module), and tests/data/test_streaming.py says so
+_SPLIT = next(name for name in ("_split_by_node_iterable_dataset", "split_dataset_by_node")
+              if hasattr(datasets.distributed, name))
+setattr(datasets.distributed, _SPLIT, _split_keeping_epoch(getattr(datasets.distributed, _SPLIT)))
 
 
 class StreamReplay:
@@ -215,7 +250,7 @@ class ZippedRows:
     def __call__(self) -> Iterator[dict[str, Any]]:
         batches = self.records.with_format("arrow").iter(batch_size=CHOOSE_BATCH_SIZE)
         table, position, row = None, 0, -1
-        for row, example in enumerate(self.source):
+        for row, example in enumerate(_rows(self.source)):
             if row in self.skipped:
                 continue
             if table is None or position == table.num_rows:
@@ -246,6 +281,14 @@ class ZippedRows:
         if self.transform.codec.class_set:
             row[CHOSEN_CLASSES] = table.column(CLASSES_COLUMN)[position].as_py()
         return row
+
+
+def _rows(stream: datasets.IterableDataset) -> Iterator[dict[str, Any]]:
+    """Every row of ``stream``, in order, also inside a DataLoader worker: iterating a stream there gives only the
+    worker's share of its files, where a zip with the other side (read whole) needs them all."""
+    for batch in stream.iter(batch_size=CHOOSE_BATCH_SIZE):
+        for values in zip(*batch.values(), strict=True):
+            yield dict(zip(batch, values, strict=True))
 
 
 def zip_records(source: datasets.IterableDataset, records: datasets.IterableDataset,

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hf_dr.errors import InvalidConfigError
-from hf_dr.generate.storage import MANIFEST_FILE, read_manifest, verify_run
+from hf_dr.generate.storage import MANIFEST_FILE, read_manifest, shard_paths, verify_run
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def load_reinforcements(
         >>> transform = ReinforcedTransform(reinforcements, policy=config["policy"], size=224)  # doctest: +SKIP
     """
     manifest = verify_run(output_dir) if verify else read_manifest(output_dir)
-    files = [os.path.abspath(os.path.join(output_dir, r["path"])) for r in manifest["shards"]]
+    files = [os.path.abspath(path) for path in shard_paths(output_dir, manifest)]
     if keep_in_memory:
         _check_fits_in_memory(files)
         table = pa.concat_tables([pq.read_table(f) for f in files])

@@ -31,6 +31,7 @@ import time
 from typing import Any
 
 from hf_dr.errors import InvalidConfigError, RunLockedError
+from hf_dr.files import write_error
 
 LOCK_FILE = ".hf-dr.lock"
 
@@ -64,9 +65,15 @@ class RunLock:
         if os.path.exists(self.output_dir) and not os.path.isdir(self.output_dir):
             raise InvalidConfigError(f"--output-dir {self.output_dir!r} is a file, not a folder; pass a folder path.")
         self._made_folder = not os.path.isdir(self.output_dir)
-        os.makedirs(self.output_dir, exist_ok=True)
+        try:  # a read-only or full folder is named before anything else is read or written
+            os.makedirs(self.output_dir, exist_ok=True)
+        except OSError as err:
+            raise write_error(self.output_dir, err) from err
         for _ in range(100):  # the holder may remove its lock file between our open and our lock: lock the new one
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as err:
+                raise write_error(self.path, err) from err
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

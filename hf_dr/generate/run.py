@@ -5,7 +5,8 @@ shard_size)`` and process ``r`` of ``W`` takes shards ``r, r + W, ...``. Every v
 ``generator_for(seed, key, index)`` and the teacher always runs on padded batches of ``batch_size`` views of one
 shard, so the bytes written do not depend on the number of processes or DataLoader workers. Rerunning the same
 call resumes: finished shards (checked by checksum) are skipped before the teacher is loaded; a folder made with
-another configuration, or held by another run (:mod:`hf_dr.generate.lock`), is refused.
+another configuration or from another source (:mod:`hf_dr.generate.resume`), or held by another run
+(:mod:`hf_dr.generate.lock`), is refused. Every argument is checked before the folder is touched.
 
 Every image is converted to one image mode, decided once per run and recorded (``image_mode`` in the config and the
 data's description), so the replay converts it the same way. An image that cannot be decoded stops the run naming
@@ -56,6 +57,7 @@ from hf_dr.generate.render import (
     resolve_image_mode,
     without_records,
 )
+from hf_dr.generate.resume import refuse_other_source
 from hf_dr.generate.run_config import ReinforceConfig, library_versions
 from hf_dr.generate.shard_table import ShardTable, label_values, output_features
 from hf_dr.generate.storage import ShardWriter, clear_run, remove_temporaries, shard_record, write_manifest
@@ -173,9 +175,9 @@ def reinforce(
     """
     accelerator = accelerator or default_accelerator()
     num_workers = default_num_workers(accelerator.device) if num_workers is None else num_workers
-    _check_arguments(num_samples, topk, shard_size, batch_size, num_workers)
-    check_image_mode(image_mode)
-    check_bad_image_choice(on_bad_image)
+    _check_arguments(num_samples, topk, seed, shard_size, batch_size, num_workers)
+    _check_choices(dataset, image_column, label_column, key_column, key_from, image_mode, on_bad_image)
+    codec = (codec if isinstance(codec, RecordCodec) else RecordCodec.from_config(codec)).resolved(topk)
     if isinstance(teacher, Teacher):
         precision, channels_last = teacher.precision, teacher.channels_last
     policy = as_policy(policy)
@@ -220,11 +222,34 @@ def default_num_workers(device: torch.device | str) -> int:
     return 0 if torch.device(device).type == "cpu" else min(8, (os.cpu_count() or 1) // 2)
 
 
-def _check_arguments(num_samples: int, topk: int, shard_size: int, batch_size: int, num_workers: int) -> None:
-    for name, value, low in [("num_samples", num_samples, 1), ("topk", topk, 1), ("shard_size", shard_size, 1),
-                             ("batch_size", batch_size, 1), ("num_workers", num_workers, 0)]:
-        if not isinstance(value, int) or value < low:
-            raise InvalidConfigError(f"{name} should be an integer >= {low}, but got {value!r} instead.")
+def _check_arguments(num_samples: int, topk: int, seed: int, shard_size: int, batch_size: int,
+                     num_workers: int) -> None:
+    """The numbers, checked (with :func:`_check_choices`) before the folder is touched: a mistake leaves nothing there
+    that would refuse the corrected rerun."""
+    for name, value, low in [("num_samples", num_samples, 1), ("topk", topk, 1), ("seed", seed, 0),
+                             ("shard_size", shard_size, 1), ("batch_size", batch_size, 1),
+                             ("num_workers", num_workers, 0)]:
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise InvalidConfigError(f"{name} (--{name.replace('_', '-')}) should be an integer >= {low}, but got "
+                                     f"{value!r} instead.")
+
+
+def _check_choices(dataset: datasets.Dataset, image_column: str, label_column: str | None, key_column: str | None,
+                   key_from: str | None, image_mode: str | None, on_bad_image: str) -> None:
+    check_image_mode(image_mode)
+    check_bad_image_choice(on_bad_image)
+    _check_dataset(dataset, image_column, label_column, key_column)
+    resolve_key_source(key_column, key_from)
+
+
+def _check_dataset(dataset: datasets.Dataset, image_column: str, label_column: str | None,
+                   key_column: str | None) -> None:
+    """The source's columns, its image feature and its rows, checked before the folder is touched."""
+    check_columns(dataset, image_column=image_column, label_column=label_column, key_column=key_column)
+    image_feature(dataset, image_column)
+    if len(dataset) == 0:
+        raise InvalidConfigError("the dataset has no rows; nothing to reinforce. Check the split (--split) and "
+                                 "--limit, or the filter that made it.")
 
 
 def _member_specs(teacher: TeacherLike) -> list[MemberSpec]:
@@ -239,10 +264,7 @@ def _plan(dataset: datasets.Dataset, teacher: TeacherLike, policy: AugmentationP
           shard_size: int, precision: str, overwrite: bool, source: dict[str, Any] | None, accelerator: Any,
           key_from: str | None = None, image_mode: str | None = None,
           codec: RecordCodec | dict[str, Any] | None = None) -> _Plan:
-    check_columns(dataset, image_column=image_column, label_column=label_column, key_column=key_column)
-    image_feature(dataset, image_column)
-    if len(dataset) == 0:
-        raise InvalidConfigError("the dataset has no rows; nothing to reinforce")
+    _check_dataset(dataset, image_column, label_column, key_column)
     key_source = resolve_key_source(key_column, key_from)
     codec = (codec if isinstance(codec, RecordCodec) else RecordCodec.from_config(codec)).resolved(topk)
     keys = KeyList(scan_keys(dataset, image_column, key_column, key_source))  # compact: workers unpickle 2 buffers
@@ -258,6 +280,8 @@ def _plan(dataset: datasets.Dataset, teacher: TeacherLike, policy: AugmentationP
     if existing is not None:
         config.check_compatible(existing, output_dir)
     shards = plan_shards(len(keys), shard_size)
+    if existing is not None:
+        refuse_other_source(dataset, keys, config, existing, shards, output_dir)
     mine = shards[accelerator.process_index :: accelerator.num_processes]
     fingerprint = config.fingerprint()
     todo = mine if overwrite else [s for s in mine if shard_record(output_dir, s, fingerprint) is None]

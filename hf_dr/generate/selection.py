@@ -41,7 +41,7 @@ from hf_dr.errors import InvalidConfigError
 from hf_dr.files import write_json_atomic
 from hf_dr.generate.plan import Shard
 from hf_dr.generate.run_config import CONFIG_FILE, ReinforceConfig
-from hf_dr.generate.storage import clear_run, verify_run, write_manifest, write_shard
+from hf_dr.generate.storage import clear_run, shard_paths, verify_run, write_manifest, write_shard
 
 logger = logging.getLogger(__name__)
 
@@ -153,9 +153,9 @@ def select_samples(run_dir: str, output_dir: str, keep: int, rule: str, overwrit
     fingerprint = selected.fingerprint()
     label_column = config.columns.get("label")
     shards = []
-    for record in manifest["shards"]:
-        shard = Shard(int(record["path"].rsplit("-", 1)[1].split(".")[0]), record["start"], record["stop"])
-        table = pq.read_table(os.path.join(run_dir, record["path"]))
+    for index, (record, path) in enumerate(zip(manifest["shards"], shard_paths(run_dir, manifest), strict=True)):
+        shard = Shard(index, record["start"], record["stop"])  # verify_run checked the list against the plan
+        table = pq.read_table(path)
         skipped = [r for r in manifest.get("skipped", []) if record["start"] <= r["row"] < record["stop"]]
         write_shard(output_dir, shard, _selected_table(table, selected, codec, label_column), fingerprint, skipped)
         shards.append(shard)

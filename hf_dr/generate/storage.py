@@ -12,7 +12,9 @@ Layout of an output folder::
 Every file is written by :func:`hf_dr.files.write_atomic` (a temporary next to the target, fsync, rename), so a
 killed run leaves either a whole file or none (temporaries are removed on the next run). A shard counts as done only
 if its ``.done`` record exists and the file's size and SHA-256 match it. A finished folder is read only if its
-``reinforce_config.json`` is the configuration its manifest was made with (same fingerprint).
+``reinforce_config.json`` is the configuration its manifest was made with (same fingerprint), its manifest lists
+exactly the planned shards (:func:`check_shard_list`), and every path it names stays inside the folder
+(:func:`run_file`).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import pyarrow as pa
 from hf_dr.errors import ConfigConflictError, CorruptShardError, IncompleteRunError
 from hf_dr.files import file_sha256, find_temporaries, read_json, write_json_atomic
 from hf_dr.generate.parquet import write_parquet
-from hf_dr.generate.plan import SHARDS_DIR, Shard
+from hf_dr.generate.plan import SHARDS_DIR, Shard, plan_shards
 from hf_dr.generate.run_config import CONFIG_FILE, ReinforceConfig
 
 logger = logging.getLogger(__name__)
@@ -255,7 +257,82 @@ def read_manifest(output_dir: str) -> dict[str, Any]:
             "rerun the same reinforce command to write it again."
         )
     check_config(output_dir, manifest)
+    check_shard_list(output_dir, manifest)
     return manifest
+
+
+def run_file(output_dir: str, relative: Any, where: str = MANIFEST_FILE) -> str:
+    """The path of the run file ``relative`` (a path read from ``where``), confined to ``output_dir``: an absolute
+    path, a ``..`` part, or a link that resolves outside the folder raises :class:`CorruptShardError`. Every path a
+    run's files name goes through here before it is read.
+
+    Example:
+        >>> run_file("run", "shards/reinforcements-00000.parquet")
+        'run/shards/reinforcements-00000.parquet'
+        >>> run_file("run", "../../outside/x.parquet")
+        Traceback (most recent call last):
+        ...
+        hf_dr.errors.CorruptShardError: run/manifest.json names the file '../../outside/x.parquet', which is not...
+    """
+    inside = isinstance(relative, str) and bool(relative) and not os.path.isabs(relative) \
+        and ".." not in re.split(r"[/\\]", relative)
+    path = os.path.join(output_dir, relative) if inside else ""
+    root = os.path.realpath(output_dir)
+    if not inside or os.path.commonpath([root, os.path.realpath(path)]) != root:
+        raise CorruptShardError(
+            f"{os.path.join(output_dir, where)} names the file {relative!r}, which is not inside the run folder "
+            f"{output_dir!r}; a run's files are named relative to it. Delete {where} and rerun the same reinforce "
+            "command, which writes it again from the finished shards."
+        )
+    return path
+
+
+def shard_paths(output_dir: str, manifest: dict[str, Any]) -> list[str]:
+    """The paths of the manifest's shard files (each checked by :func:`run_file`), in manifest order."""
+    return [run_file(output_dir, record.get("path")) for record in manifest["shards"]]
+
+
+def check_shard_list(output_dir: str, manifest: dict[str, Any]) -> None:
+    """Raises :class:`CorruptShardError` unless the manifest lists exactly the run's planned shards, each once, in
+    order: the plan of :func:`hf_dr.generate.plan.plan_shards` from the config's row count and shard size (without
+    a config, from the manifest's row count and its largest shard). A duplicated, dropped or foreign entry would
+    otherwise train on some rows twice and publish others never."""
+    path = os.path.join(output_dir, MANIFEST_FILE)
+    entries = manifest.get("shards")
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise IncompleteRunError(f"{path} has no list of shard records; delete it and rerun the same reinforce "
+                                 "command to write it again.")
+    shard_paths(output_dir, manifest)
+    config = ReinforceConfig.load(output_dir)
+    if config is not None and config.dataset.get("num_rows") is not None:
+        num_rows, shard_size, source = config.dataset["num_rows"], config.shard_size, CONFIG_FILE
+    else:
+        sizes = [e.get("stop", 0) - e.get("start", 0) for e in entries if isinstance(e.get("start"), int)]
+        num_rows, shard_size, source = manifest.get("num_rows"), max(sizes, default=1), MANIFEST_FILE
+    planned = [(s.path, s.start, s.stop) for s in plan_shards(int(num_rows or 0), max(int(shard_size), 1))]
+    found = [(e.get("path"), e.get("start"), e.get("stop")) for e in entries]
+    if found == planned and manifest.get("num_rows") == num_rows:
+        return
+    counts = {entry: found.count(entry) for entry in found}
+    problems = [f"{label} {_names(names)}" for label, names in [
+        ("listed more than once:", [e[0] for e in planned if counts.get(e, 0) > 1]),
+        ("missing:", [e[0] for e in planned if e not in counts]),
+        ("not in the plan:", [f"{e[0]} rows [{e[1]}, {e[2]})" for e in counts if e not in planned]),
+    ] if names]
+    if manifest.get("num_rows") != num_rows:
+        problems.append(f"num_rows {manifest.get('num_rows')}, planned {num_rows}")
+    if not problems:
+        problems.append("the shards are out of order")
+    raise CorruptShardError(
+        f"{path} does not list the run's planned shards ({num_rows} rows in shards of {shard_size} by {source}: "
+        f"{len(planned)} shards): {'; '.join(problems)}. Delete {MANIFEST_FILE} and rerun the same reinforce command, "
+        "which checks the finished shards and writes it again."
+    )
+
+
+def _names(names: Sequence[str], shown: int = 5) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(str(n) for n in names[:shown]) + more
 
 
 def check_config(output_dir: str, manifest: dict[str, Any]) -> None:
@@ -286,8 +363,7 @@ def verify_run(output_dir: str) -> dict[str, Any]:
     manifest = read_manifest(output_dir)
     verified = _read_verified(output_dir)
     changed = False
-    for record in manifest["shards"]:
-        path = os.path.join(output_dir, record["path"])
+    for record, path in zip(manifest["shards"], shard_paths(output_dir, manifest), strict=True):
         if not os.path.exists(path):
             raise CorruptShardError(f"{path} is listed in the manifest but missing; restore it or regenerate the run")
         known = verified.get(record["path"]) or _done_record(path)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -35,7 +34,7 @@ from hf_dr.errors import (
     WeightsFileError,
     WeightsNotFoundError,
 )
-from hf_dr.files import to_json_value
+from hf_dr.files import read_json, to_json_value
 from hf_dr.generate.weights import check_exists, head_size, one_line, state_dict_problem, tensor_shapes, weight_files
 
 DATA_CONFIG_KEYS = ("input_size", "interpolation", "mean", "std", "crop_pct")
@@ -133,16 +132,7 @@ def load_teacher_spec(path: str | os.PathLike) -> list[MemberSpec]:
     """
     if not os.path.isfile(path):
         raise WeightsNotFoundError(f"teacher spec file {str(path)!r} does not exist; pass the path of a JSON file")
-    try:
-        with open(path, encoding="utf-8") as f:
-            content = json.load(f)
-    except json.JSONDecodeError as err:
-        raise InvalidConfigError(f"teacher spec file {str(path)!r} is not valid JSON: {err.msg} at line {err.lineno}, "
-                                 f"column {err.colno}; fix the file (a JSON list of members, docs/teachers.md)."
-                                 ) from err
-    except UnicodeDecodeError as err:
-        raise InvalidConfigError(f"teacher spec file {str(path)!r} is not UTF-8 text ({err.reason} at byte "
-                                 f"{err.start}); pass a JSON file (--teacher-spec).") from err
+    content = read_json(path, what="teacher spec file", fix="a JSON list of members (docs/teachers.md)")
     members = content.get("members") if isinstance(content, dict) else content
     if not isinstance(members, list) or not members:
         raise InvalidConfigError(f"{path}: a teacher spec is a non-empty JSON list of members or {{'members': [...]}}")

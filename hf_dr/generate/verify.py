@@ -5,6 +5,7 @@ again and checked), run the teacher again, compare with the stored labels as the
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -233,7 +234,7 @@ def _verdict(checked: int, agree: list[bool], max_diff: float, kls: list[float],
         checked=checked, top1_agreement=float(np.mean(agree)) if agree else 0.0, max_abs_prob_diff=max_diff,
         mean_kl=mean_kl if math.isfinite(mean_kl) else float("inf"),
         min_agreement=min_agreement, prob_tolerance=prob_tolerance,
-        version_changes=_version_changes(config.versions), source_changes=_source_changes(config, keys),
+        version_changes=_version_changes(config.versions), source_changes=source_changes(config, keys),
         teacher_changes=_teacher_changes(config, teacher),
     )
 
@@ -243,10 +244,24 @@ def _version_changes(recorded: dict[str, str]) -> list[str]:
     return [f"{name}: {old} -> {current.get(name)}" for name, old in recorded.items() if current.get(name) != old]
 
 
-def _source_changes(config: ReinforceConfig, keys: list[str]) -> list[str]:
+def source_changes(config: ReinforceConfig, keys: Sequence[str]) -> list[str]:
+    """How the rows ``keys`` differ from those the run reinforced (its recorded row count and keys' SHA-256); empty
+    when they are the same. A run over the first rows of a split (``--limit``) is compared with those rows, so the
+    full split is no change.
+
+    Example:
+        >>> config = ReinforceConfig(policy={}, num_samples=1, topk=1, seed=0, shard_size=2, teacher=[],
+        ...                          dataset={"num_rows": 2, "keys_sha256": keys_sha256(["a", "b"])})
+        >>> source_changes(config, ["a", "b", "c"]), source_changes(config, ["b", "a"])[0][:30]
+        ([], 'the keys or their row order di')
+    """
+    recorded = config.dataset.get("num_rows")
+    if recorded is not None and len(keys) > recorded and config.dataset.get("keys_sha256") == keys_sha256(
+            keys[:recorded]):
+        return []  # the run covered the first rows (--limit): they are unchanged
     changes = []
-    if config.dataset.get("num_rows") not in (None, len(keys)):
-        changes.append(f"{config.dataset['num_rows']} rows reinforced, {len(keys)} now")
+    if recorded not in (None, len(keys)):
+        changes.append(f"{recorded} rows reinforced, {len(keys)} now")
     if config.dataset.get("keys_sha256") not in (None, keys_sha256(keys)):
         changes.append("the keys or their row order differ from the reinforced source (samples are matched by key; "
                        "check that images still match their keys)")

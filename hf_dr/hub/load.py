@@ -17,7 +17,12 @@ from typing import Any
 import datasets
 from datasets.exceptions import DatasetNotFoundError
 from huggingface_hub import HfApi, hf_hub_download
-from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    LocalEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
 
 from hf_dr.data.keys import (
     DIGEST_SAMPLE_SIZE,
@@ -143,6 +148,41 @@ def load_reinforced(
     transform = ReinforcedTransform(reinforced, images=images, image_column=image_column, **transform_columns,
                                     **options)
     return transform.attach(images)
+
+
+def reinforced_repo(repo_id: str, revision: str | None = None, token: str | None = None
+                    ) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """``hf_dr.json`` and ``reinforce_config.json`` of ``repo_id`` when it is a dataset repo pushed by
+    :func:`hf_dr.push_to_hub`; None for a name that is no dataset repo on the Hub or a repo that hf-dr did not push
+    (a plain dataset). Training entry points ask it first, so that a reinforced repo never trains plainly unnoticed.
+
+    Example:
+        >>> reinforced_repo("digits") is None  # a bundled dataset's name: no Hub repo is asked
+        True
+    """
+    from hf_dr.data.bundled import bundled_name
+    from hf_dr.data.sources import looks_local
+
+    if os.path.exists(repo_id) or looks_local(repo_id) or bundled_name(repo_id) is not None or "/" not in repo_id:
+        return None
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:  # only the cache can tell: a repo loaded reinforced before has hf_dr.json there
+        try:
+            meta = read_json(hf_hub_download(repo_id, HUB_META_FILE, repo_type="dataset", revision=revision,
+                                             token=token))
+        except (EntryNotFoundError, LocalEntryNotFoundError):
+            return None
+        return meta, read_json(hf_hub_download(repo_id, CONFIG_FILE, repo_type="dataset", revision=revision,
+                                               token=token))
+    try:  # a network error propagates: guessing "plain" would train on the wrong targets
+        commit = resolve_revision(HfApi(token=token), repo_id, revision)
+        meta = read_repo_json(repo_id, HUB_META_FILE, commit, token)
+    except HubNotFoundError:  # no such dataset repo, or one without hf_dr.json: not an hf-dr push
+        return None
+    if meta.get("format") != HUB_FORMAT:
+        return None
+    return meta, read_repo_json(repo_id, CONFIG_FILE, commit, token)
 
 
 def read_repo_json(repo_id: str, filename: str, revision: str, token: str | None = None) -> dict[str, Any]:

@@ -15,7 +15,6 @@ for plain and reinforced runs.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
@@ -28,10 +27,13 @@ from hf_dr.data.epochs import set_epoch, transform_of
 from hf_dr.errors import InvalidConfigError
 from hf_dr.train.losses import soft_target_loss, target_is_tempered
 from hf_dr.train.models import check_model_num_classes, forward_logits
+from hf_dr.train.optim import build_optimizer, cosine_with_warmup
+from hf_dr.train.resume import EpochShuffle, restore_checkpoint, save_checkpoint_state
 
 logger = logging.getLogger(__name__)
 
 OPTIMIZERS = ("sgd", "adamw")
+PRECISIONS = ("no", "bf16", "fp16")
 
 
 @dataclass
@@ -56,6 +58,12 @@ class TrainConfig:
         seed (`int`, *optional*, defaults to 0): seed of the initialisation and the shuffling.
         channels_last (`bool`, *optional*, defaults to `False`): channels-last inputs and weights (faster CNNs on
             CPU).
+        mixed_precision (`str`, *optional*, defaults to ``"no"``): ``"bf16"`` or ``"fp16"`` autocast through
+            accelerate (``"fp16"`` needs a GPU); ``"no"`` trains in float32.
+        ema_decay (`float`, *optional*): keep an exponential moving average of the weights (timm's ``ModelEmaV3``,
+            updated every optimizer step); :func:`fit` evaluates it too and returns it.
+        save_every (`int`, *optional*): optimizer steps between checkpoints of :func:`fit` (with its ``output_dir``),
+            from which a killed run resumes exactly (:mod:`hf_dr.train.resume`).
         log_every (`int`, *optional*, defaults to 50): optimizer steps between loss records.
 
     Example:
@@ -84,6 +92,9 @@ class TrainConfig:
     num_workers: int = 0
     seed: int = 0
     channels_last: bool = False
+    mixed_precision: str = "no"
+    ema_decay: float | None = None
+    save_every: int | None = None
     log_every: int = 50
 
     def __post_init__(self) -> None:
@@ -92,12 +103,19 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "gradient_accumulation_steps"):
             if int(getattr(self, name)) < 1:
                 raise InvalidConfigError(f"{name} should be a positive integer, but got {getattr(self, name)}.")
+        if self.save_every is not None and self.save_every < 1:
+            raise InvalidConfigError(f"save_every should be a positive integer, but got {self.save_every} instead.")
         if self.max_steps is not None and self.max_steps < 1:
             raise InvalidConfigError(f"max_steps should be a positive integer, but got {self.max_steps} instead.")
         if not 0.0 <= self.warmup_fraction < 1.0:
             raise InvalidConfigError(f"warmup_fraction should be in [0, 1), but got {self.warmup_fraction}.")
         if self.temperature <= 0:
             raise InvalidConfigError(f"temperature should be positive, but got {self.temperature} instead.")
+        if self.mixed_precision not in PRECISIONS:
+            raise InvalidConfigError(f"mixed_precision should be one of {PRECISIONS}, but got "
+                                     f"{self.mixed_precision!r} instead.")
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise InvalidConfigError(f"ema_decay should be in (0, 1), but got {self.ema_decay} instead.")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -131,53 +149,11 @@ class TrainResult:
     wall_time: float
     history: list[dict[str, float]] = field(default_factory=list)
     metrics: dict[str, float] | None = None
+    ema_metrics: dict[str, float] | None = None
+    ema_model: nn.Module | None = field(default=None, repr=False, compare=False)  # with TrainConfig.ema_decay
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-# -- schedule and optimizer ----------------------------------------------------------------------------------------
-def cosine_with_warmup(
-    optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, min_lr_ratio: float = 0.0
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warmup from ~0 to the peak over ``warmup_steps``, then cosine decay to ``min_lr_ratio`` x peak.
-
-    Example:
-        >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
-        >>> schedule = cosine_with_warmup(opt, warmup_steps=2, total_steps=10)
-        >>> [round(schedule.get_last_lr()[0], 2)]
-        [0.5]
-    """
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-        return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """The optimizer of ``config`` from :func:`timm.optim.create_optimizer_v2`: SGD with Nesterov momentum
-    (``"sgd"``; plain SGD when ``momentum`` is 0) or AdamW, with no weight decay on 1-d parameters (biases,
-    normalisation weights) and on the names the model's ``no_weight_decay()`` lists.
-
-    Example:
-        >>> model = torch.nn.Sequential(torch.nn.Linear(4, 2), torch.nn.BatchNorm1d(2))
-        >>> optimizer = build_optimizer(model, TrainConfig(weight_decay=1e-4))
-        >>> sorted((g["weight_decay"], len(g["params"])) for g in optimizer.param_groups)  # 3 1-d, 1 matrix
-        [(0.0, 3), (0.0001, 1)]
-        >>> type(optimizer).__name__, optimizer.defaults["nesterov"]
-        ('SGD', True)
-    """
-    from timm.optim import create_optimizer_v2
-
-    if config.optimizer == "adamw":
-        return create_optimizer_v2(model, opt="adamw", lr=config.lr, weight_decay=config.weight_decay)
-    opt = "sgd" if config.momentum > 0 else "momentum"  # timm's "sgd" is Nesterov, which needs a momentum
-    return create_optimizer_v2(model, opt=opt, lr=config.lr, weight_decay=config.weight_decay,
-                               momentum=config.momentum)
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "ema_model"}
 
 
 # -- data ----------------------------------------------------------------------------------------------------------
@@ -185,10 +161,10 @@ MAX_DROPPED_SHARE = 0.1  # drop_last is kept while it leaves out at most this sh
 
 
 def training_dataloader(dataset: Any, config: TrainConfig) -> torch.utils.data.DataLoader:
-    """A shuffled DataLoader seeded by ``config.seed`` (same batches for the same seed). It drops the last partial
+    """A DataLoader shuffled by (``config.seed``, epoch) (:class:`~hf_dr.train.resume.EpochShuffle`: the same batches
+    for the same seed and epoch, also after a resume). It drops the last partial
     batch unless that would leave out more than :data:`MAX_DROPPED_SHARE` of the rows each epoch (a small dataset:
     240 rows in batches of 128 would train on 128 a epoch), which it then keeps, with a warning naming the fix."""
-    generator = torch.Generator().manual_seed(config.seed)
     rows = len(dataset)
     drop_last = rows % config.batch_size <= MAX_DROPPED_SHARE * rows
     if not drop_last:
@@ -196,7 +172,7 @@ def training_dataloader(dataset: Any, config: TrainConfig) -> torch.utils.data.D
                        "partial batch instead (pass a batch size that divides the rows, --batch-size, for equal "
                        "batches)", config.batch_size, rows % config.batch_size, rows)
     return torch.utils.data.DataLoader(
-        dataset, batch_size=config.batch_size, shuffle=True, drop_last=drop_last, generator=generator,
+        dataset, batch_size=config.batch_size, sampler=EpochShuffle(rows, config.seed), drop_last=drop_last,
         num_workers=config.num_workers, persistent_workers=config.num_workers > 0,
     )
 
@@ -230,7 +206,8 @@ def fit(
     teacher: nn.Module | None = None,
     num_classes: int | None = None,
     accelerator: Any = None,
-    progress: bool = False,
+    progress: bool | None = None,
+    output_dir: str | None = None,
 ) -> TrainResult:
     """Trains ``model`` on ``train_dataset`` with Accelerate; returns steps, wall time, loss record and metrics.
 
@@ -243,7 +220,11 @@ def fit(
         teacher (`torch.nn.Module`, *optional*): run on every batch for online distillation (hard-label data).
         num_classes (`int`, *optional*): checked against the model's head; read from the reinforced transform.
         accelerator (`accelerate.Accelerator`, *optional*): defaults to one with the config's accumulation steps.
-        progress (`bool`, *optional*, defaults to `False`): show a tqdm bar.
+        output_dir (`str`, *optional*): where ``config.save_every`` writes checkpoints; a run finding one there
+            resumes from the newest, exactly (same batches, views and updates), after checking it was made with
+            the same settings.
+        progress (`bool`, *optional*): show a tqdm bar; by default on a terminal only (tqdm's rule). The loss
+            record is also logged at INFO (logger ``hf_dr.train.loop``) every ``log_every`` steps.
 
     Example:
         >>> from hf_dr import ReinforcedTransform, TrainConfig, create_model, fit
@@ -257,18 +238,24 @@ def fit(
     config = config or TrainConfig()
     _check_num_classes(model, teacher, num_classes or getattr(transform_of(train_dataset), "num_classes", None))
     torch.manual_seed(config.seed)
+    if config.mixed_precision == "fp16" and not torch.cuda.is_available():
+        raise InvalidConfigError("mixed_precision='fp16' needs a GPU; on CPU use 'bf16' or 'no'.")
     accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available(),
+                                             mixed_precision=config.mixed_precision,
                                              gradient_accumulation_steps=config.gradient_accumulation_steps)
     tempered = target_is_tempered(transform_of(train_dataset), config.temperature)
     run = _prepare(model, train_dataset, config, accelerator, teacher)
     run.tempered_target = tempered
-    result = _train(run, train_dataset, config, accelerator, progress)
+    result = _train(run, train_dataset, config, accelerator, progress, output_dir)
     model = accelerator.unwrap_model(run.model)
+    result.ema_model = None if run.ema is None else run.ema.module
     if eval_dataset is not None:
         from hf_dr.train.evaluation import evaluate
 
-        result.metrics = evaluate(model, eval_dataset, batch_size=max(256, config.batch_size),
-                                  channels_last=config.channels_last)
+        for name, evaluated in (("metrics", model), ("ema_metrics", result.ema_model)):
+            if evaluated is not None:
+                setattr(result, name, evaluate(evaluated, eval_dataset, batch_size=max(256, config.batch_size),
+                                               channels_last=config.channels_last))
     return result
 
 
@@ -282,6 +269,8 @@ class _Prepared:
     scheduler: torch.optim.lr_scheduler.LambdaLR
     total_steps: int
     teacher: nn.Module | None
+    sampler: EpochShuffle
+    ema: Any = None  # timm.utils.ModelEmaV3 of the model, with TrainConfig.ema_decay
     tempered_target: bool = False
 
 
@@ -299,7 +288,9 @@ def _prepare(model: nn.Module, train_dataset: Any, config: TrainConfig, accelera
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, config)
-    model, optimizer, loader = accelerator.prepare(model, optimizer, training_dataloader(train_dataset, config))
+    loader = training_dataloader(train_dataset, config)
+    sampler = loader.sampler  # shared by the prepared loader: set_epoch reaches it
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     steps_per_epoch = len(loader) // config.gradient_accumulation_steps  # per process, after sharding
     if steps_per_epoch < 1:
         raise InvalidConfigError(
@@ -314,38 +305,82 @@ def _prepare(model: nn.Module, train_dataset: Any, config: TrainConfig, accelera
         if config.channels_last:
             teacher = teacher.to(memory_format=torch.channels_last)
         teacher = accelerator.prepare_model(teacher, evaluation_mode=True).eval()
-    return _Prepared(model, optimizer, loader, scheduler, total_steps, teacher)
+    ema = None
+    if config.ema_decay is not None:
+        from timm.utils import ModelEmaV3
+
+        ema = ModelEmaV3(accelerator.unwrap_model(model), decay=config.ema_decay)
+    for state in (scheduler, ema):  # saved and restored with the model and optimizer by accelerate's save_state
+        if state is not None:
+            accelerator.register_for_checkpointing(state)
+    return _Prepared(model, optimizer, loader, scheduler, total_steps, teacher, sampler, ema)
 
 
-def _train(run: _Prepared, train_dataset: Any, config: TrainConfig, accelerator: Any, progress: bool) -> TrainResult:
-    """Epochs of :func:`_step` until ``run.total_steps`` optimizer steps; the loss is recorded every ``log_every``."""
+def _train(run: _Prepared, train_dataset: Any, config: TrainConfig, accelerator: Any, progress: bool | None,
+           output_dir: str | None = None) -> TrainResult:
+    """Epochs of :func:`_step` until ``run.total_steps`` optimizer steps; the loss is recorded every ``log_every``,
+    a checkpoint written every ``save_every`` (into ``output_dir``, whose newest checkpoint it resumes from)."""
     from tqdm.auto import tqdm
 
     result = TrainResult(steps=0, samples=0, wall_time=0.0)
-    bar = tqdm(total=run.total_steps, disable=not progress, desc="train", leave=False)
-    start, running, window, epoch = time.perf_counter(), 0.0, [], 0
+    epoch, skip = _resume(result, accelerator, config, output_dir)
+    bar = tqdm(total=run.total_steps, initial=result.steps, disable=None if progress is None else not progress,
+               desc="train", leave=False)
+    start, running, window = time.perf_counter(), 0.0, []
     run.model.train()
     while result.steps < run.total_steps:
         set_epoch(train_dataset, epoch)
-        for batch in run.loader:
+        batches, loader, skip = skip, accelerator.skip_first_batches(run.loader, skip) if skip else run.loader, 0
+        _loader_epoch(loader, run.sampler, epoch)
+        for batch in loader:
             running += _step(run, batch, config, accelerator) / config.gradient_accumulation_steps  # step's mean
             result.samples += batch["pixel_values"].shape[0]
+            batches += 1
             if not accelerator.sync_gradients:
                 continue
             result.steps += 1
+            if run.ema is not None:
+                run.ema.update(accelerator.unwrap_model(run.model), step=result.steps)
             bar.update(1)
             window.append(running)
             running = 0.0
             if result.steps % config.log_every == 0 or result.steps == run.total_steps:
                 result.history.append({"step": result.steps, "epoch": epoch, "loss": sum(window) / len(window),
                                        "lr": run.scheduler.get_last_lr()[0]})
+                logger.info("step %d/%d (epoch %d): loss %.4f, lr %.3g", result.steps, run.total_steps, epoch,
+                            result.history[-1]["loss"], result.history[-1]["lr"])
                 window = []
             if result.steps >= run.total_steps:
                 break
+            if output_dir and config.save_every and result.steps % config.save_every == 0:
+                save_checkpoint_state(accelerator, output_dir, {
+                    "step": result.steps, "epoch": epoch, "batches": batches, "samples": result.samples,
+                    "history": result.history, "config": _resumable(config)})
         epoch += 1
     bar.close()
     result.wall_time = time.perf_counter() - start
     return result
+
+
+def _loader_epoch(loader: Any, sampler: EpochShuffle, epoch: int) -> None:
+    """The shuffle of ``epoch``: accelerate's loaders set their sampler's epoch from their own pass count, which a
+    resumed run (or a loader made to skip batches) must be told."""
+    (loader.set_epoch if hasattr(loader, "set_epoch") else sampler.set_epoch)(epoch)
+
+
+def _resumable(config: TrainConfig) -> dict[str, Any]:
+    """The settings a resumed run must share with the checkpoint (not those of logging, saving or loading)."""
+    return {k: v for k, v in config.to_dict().items() if k not in ("log_every", "save_every", "num_workers")}
+
+
+def _resume(result: TrainResult, accelerator: Any, config: TrainConfig, output_dir: str | None) -> tuple[int, int]:
+    """Restores the newest checkpoint under ``output_dir`` into the prepared objects and ``result``; returns the epoch
+    and the batches of it already trained (0, 0 without one)."""
+    state = restore_checkpoint(accelerator, output_dir, _resumable(config)) if output_dir else None
+    if state is None:
+        return 0, 0
+    result.steps, result.samples, result.history = state["step"], state["samples"], state["history"]
+    return state["epoch"], state["batches"]
 
 
 def _step(run: _Prepared, batch: dict[str, torch.Tensor], config: TrainConfig, accelerator: Any) -> float:

@@ -21,6 +21,7 @@ What each piece is for:
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -90,11 +91,35 @@ def check_trainer_args(args: TrainingArguments) -> None:
         )
 
 
+def trainer_epoch(args: TrainingArguments | None, state: Any, loader: Any = None) -> int:
+    """The index of the epoch a Trainer is in (or about to start): the optimizer steps taken divided by the steps of
+    an epoch, as the Trainer counts the epochs it skips when it resumes, when the training DataLoader has a length;
+    else the integer part of ``state.epoch`` (a fraction: a resumed ``2.5`` is epoch 2, and ``2.9999999`` from float
+    error at the end of epoch 2 is epoch 3).
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> trainer_epoch(None, SimpleNamespace(epoch=2.5, global_step=15))
+        2
+        >>> trainer_epoch(None, SimpleNamespace(epoch=2.9999999, global_step=18))
+        3
+    """
+    accumulation = getattr(args, "gradient_accumulation_steps", 1) or 1
+    try:
+        batches = len(loader) if loader is not None else 0
+    except TypeError:  # an iterable dataset's DataLoader has no length
+        batches = 0
+    if batches and state.global_step is not None:
+        return int(state.global_step) // max(math.ceil(batches / accumulation), 1)
+    return max(math.floor((state.epoch or 0) + 1e-6), 0)
+
+
 class ReinforcedEpochCallback(TrainerCallback):
     """Advances the epoch of the training dataset's transform at the start of every Trainer epoch.
 
     Works for :class:`hf_dr.ReinforcedTransform` and :class:`hf_dr.AugmentTransform`; the transform is found on the
-    Trainer's training DataLoader, or given explicitly.
+    Trainer's training DataLoader, or given explicitly. The epoch is :func:`trainer_epoch`: a Trainer resumed from a
+    checkpoint taken mid-epoch replays the records of that epoch for its rest.
 
     Args:
         transform (*optional*): the transform to advance; found on the training dataset when not given.
@@ -103,7 +128,7 @@ class ReinforcedEpochCallback(TrainerCallback):
         >>> from types import SimpleNamespace
         >>> from hf_dr import AugmentTransform
         >>> transform = AugmentTransform("rrc", size=28)
-        >>> ReinforcedEpochCallback(transform).on_epoch_begin(None, SimpleNamespace(epoch=2.0), None)
+        >>> ReinforcedEpochCallback(transform).on_epoch_begin(None, SimpleNamespace(epoch=2.0, global_step=0), None)
         >>> transform.epoch
         2
     """
@@ -112,11 +137,11 @@ class ReinforcedEpochCallback(TrainerCallback):
         self.transform = transform
 
     def on_epoch_begin(self, args: TrainingArguments, state: Any, control: Any, **kwargs: Any) -> None:
-        epoch = int(round(state.epoch or 0))
+        loader = kwargs.get("train_dataloader")
+        epoch = trainer_epoch(args, state, loader)
         if self.transform is not None:
             self.transform.set_epoch(epoch)
             return
-        loader = kwargs.get("train_dataloader")
         dataset = getattr(loader, "dataset", None)
         if dataset is not None:
             set_epoch(dataset, epoch)

@@ -56,6 +56,25 @@ def test_load_source_picks_the_split_of_a_dataset_dict_folder(digits, tmp_path):
         load_source(str(tmp_path / "dict"), split="validation")
 
 
+@pytest.mark.parametrize("split", ["../../../../outside/evil", "a/b", "..", ".hidden", "", "train/../test",
+                                   "C:\\x", "train\n"])
+def test_load_source_refuses_a_split_that_is_not_a_plain_name(split, digits, tmp_path):
+    """A split becomes part of file names (a push's ``data/{split}-*.parquet``) and is recorded with the run: a
+    path is refused where it enters, for every kind of source (a save_to_disk folder ignores the split otherwise)."""
+    digits.save_to_disk(str(tmp_path / "saved"))
+    digits.to_parquet(str(tmp_path / "digits.parquet"))
+    for path in (str(tmp_path / "saved"), str(tmp_path / "digits.parquet"), "digits"):
+        with pytest.raises(InvalidConfigError, match="is not a split name") as info:
+            load_source(path, split=split)
+        assert repr(split) in str(info.value) and "--split train" in str(info.value)
+
+
+@pytest.mark.parametrize("split", ["train", "validation", "test-2024", "train_v1.1", "0"])
+def test_load_source_takes_plain_split_names(split, digits, tmp_path):
+    digits.save_to_disk(str(tmp_path / "saved"))
+    _same_rows(load_source(str(tmp_path / "saved"), split=split), digits)
+
+
 def test_load_source_reads_a_parquet_file_and_folder(digits, tmp_path):
     """A single .parquet file (under the asked split) and a folder of Parquet files."""
     digits.to_parquet(str(tmp_path / "digits.parquet"))

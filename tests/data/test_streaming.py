@@ -1,6 +1,7 @@
 """Streamed replay on small in-memory reinforced digits: every stream layout gives the map-style samples of the same
 (seed, epoch), also through persistent DataLoader workers; the epoch is shared with derived datasets (shuffle, take,
-filter, map); a self-contained stream turns only the chosen record of each row into Python objects; refused inputs."""
+skip, filter, map, shard, split_dataset_by_node), so set_epoch on the outermost wrapper selects the records; a
+self-contained stream turns only the chosen record of each row into Python objects; refused inputs."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import datasets
 import pyarrow as pa
 import pytest
 import torch
+from datasets.distributed import split_dataset_by_node
 from torch.utils.data import DataLoader
 
 from hf_dr import ReinforcedTransform, create_policy
@@ -50,10 +52,12 @@ def _mapped(digits: datasets.Dataset, table: datasets.Dataset) -> datasets.Datas
     return _transform(dataset).attach(dataset)
 
 
-def _self_contained_stream(digits, table, dataset: datasets.Dataset | None = None) -> ReinforcedIterableDataset:
+def _self_contained_stream(digits, table, dataset: datasets.Dataset | None = None,
+                           num_shards: int = 2) -> ReinforcedIterableDataset:
     dataset = _self_contained(digits, table) if dataset is None else dataset
     transform = _transform(empty_reinforcements(dataset.features, "key", "reinforcements"))
-    return stream_replay(dataset.to_iterable_dataset(num_shards=2), transform, "image", "key", "reinforcements")
+    return stream_replay(dataset.to_iterable_dataset(num_shards=num_shards), transform, "image", "key",
+                         "reinforcements")
 
 
 def _metadata_only_stream(digits, table) -> ReinforcedIterableDataset:
@@ -172,6 +176,89 @@ def test_the_epoch_reaches_persistent_workers(digits, table):
     assert any(not torch.equal(labels[0][k], labels[1][k]) for k in labels[0])
 
 
+def _rows(loader: DataLoader) -> dict[str, torch.Tensor]:
+    """The pixels of every row a DataLoader yields, by key."""
+    return {key: pixels for batch in loader for key, pixels in zip(batch["key"], batch["pixel_values"], strict=True)}
+
+
+# the wrappers a training script puts around a stream, each then given the epoch (the last one, on the split, as
+# the Trainer and accelerate call it): split_dataset_by_node with "shards" (2 shards) and "examples" (1 shard)
+WRAPPERS = {
+    "split": lambda s: split_dataset_by_node(s, rank=1, world_size=2),
+    "shard": lambda s: s.shard(num_shards=s.num_shards, index=0),
+    "shuffle": lambda s: s.shuffle(seed=0, buffer_size=4),
+    "map": lambda s: s.map(lambda row: {**row, "labels": row["labels"] * 1}),
+    "skip-take": lambda s: s.skip(2).take(9),
+    "shuffle-split-map": lambda s: split_dataset_by_node(s.shuffle(seed=0, buffer_size=4), rank=0, world_size=2)
+    .map(lambda row: row),
+    "split-skip": lambda s: split_dataset_by_node(s, rank=0, world_size=2).skip(1),
+}
+
+
+@pytest.mark.parametrize("wrapper", list(WRAPPERS))
+@pytest.mark.parametrize("layout", ["self_contained", "metadata_only"])
+def test_set_epoch_on_a_wrapped_stream_selects_that_epochs_records(layout, wrapper, digits, table):
+    """``set_epoch(e)`` called on the outermost wrapper (never on the stream itself) replays epoch e's records."""
+    stream = (_self_contained_stream if layout == "self_contained" else _metadata_only_stream)(digits, table)
+    wrapped = WRAPPERS[wrapper](stream)
+    assert isinstance(wrapped, ReinforcedIterableDataset)
+    mapped = _mapped(digits, table)
+    for epoch in (1, 4):
+        wrapped.set_epoch(epoch)
+        assert stream.epoch == epoch
+        set_epoch(mapped, epoch)
+        rows = list(wrapped)
+        assert rows and len({row["key"] for row in rows}) == len(rows)
+        _assert_same_as_mapped(rows, mapped)
+
+
+@pytest.mark.parametrize("layout", ["self_contained", "metadata_only"])
+def test_split_dataset_by_node_ranks_cover_every_key_once_per_epoch(layout, digits, table):
+    """The ranks of split_dataset_by_node, each given the epoch on its own split, together replay every key once,
+    with the records of that epoch."""
+    stream = (_self_contained_stream if layout == "self_contained" else _metadata_only_stream)(digits, table)
+    splits = [split_dataset_by_node(stream, rank=rank, world_size=2) for rank in range(2)]
+    mapped = _mapped(digits, table)
+    set_epoch(mapped, 3)
+    rows = []
+    for split in splits:
+        set_epoch(split, 3)  # as accelerate's DataLoaderShard.set_epoch and the Trainer reach it
+        rows += list(split)
+    assert sorted(row["key"] for row in rows) == digits["key"][:]
+    _assert_same_as_mapped(rows, mapped)
+
+
+def test_the_split_reaches_persistent_workers_as_without_workers(digits, table):
+    """A split read by 2 persistent workers (one shard each), given the epoch on the split: epoch 2 replays other
+    views than epoch 1, each identical to the views read without workers."""
+    split = split_dataset_by_node(_self_contained_stream(digits, table, num_shards=4), rank=1, world_size=2)
+    assert split.num_shards == 2
+    workers = DataLoader(split, batch_size=3, num_workers=2, persistent_workers=True)
+    inline = DataLoader(split, batch_size=3)
+    views = {}
+    for epoch in (1, 2):
+        split.set_epoch(epoch)
+        views[epoch], expected = _rows(workers), _rows(inline)
+        assert sorted(views[epoch]) == sorted(expected) and len(expected) == NUM_ROWS // 2
+        assert all(torch.equal(views[epoch][key], expected[key]) for key in expected)
+    assert any(not torch.equal(views[1][key], views[2][key]) for key in set(views[1]) & set(views[2]))
+
+
+def test_the_split_wrapper_is_installed_where_split_dataset_by_node_looks():
+    """The wrapper that makes splits share the epoch sits on the name datasets' split_dataset_by_node calls; a
+    datasets release that renames it fails here."""
+    import datasets.distributed
+
+    assert getattr(datasets.distributed._split_by_node_iterable_dataset, "keeps_hf_dr_epoch", False)
+
+
+@pytest.mark.parametrize("epoch", [10**30, -1, 2.5, "3", True])
+def test_a_stream_refuses_an_epoch_that_is_not_a_small_whole_number(epoch, digits, table):
+    stream = split_dataset_by_node(_metadata_only_stream(digits, table), rank=0, world_size=2)
+    with pytest.raises(InvalidConfigError, match=f"got {epoch!r}".replace("'", ".")):
+        stream.set_epoch(epoch)
+
+
 def _poisoned(digits: datasets.Dataset, table: datasets.Dataset, epochs: tuple[int, ...]) -> datasets.Dataset:
     """The self-contained rows with a ``stamp`` added to every record: valid in the records chosen for ``epochs``, a
     timestamp no Python ``datetime`` holds (converting it raises OverflowError) in all the others."""
@@ -287,8 +374,6 @@ def test_empty_reinforcements_keeps_the_key_and_records_features(digits, table):
 def test_a_metadata_only_stream_zips_both_files_and_refuses_more_shards_than_it_has(digits, table, tmp_path):
     """zip_records streams the source and the reinforcement rows side by side: equal to map-style for the epoch set
     on it, also through split_dataset_by_node; shard() beyond its one shard names the way to split it."""
-    from datasets.distributed import split_dataset_by_node
-
     from hf_dr.data.streaming import zip_records
 
     table.to_parquet(str(tmp_path / "records.parquet"))

@@ -4,18 +4,28 @@ beyond its classes, text or floats. Real runs on scikit-learn digits with a smal
 
 from __future__ import annotations
 
+import errno
 import os
 
 import datasets
+import pyarrow.parquet as pq
 import pytest
 
 import hf_dr.generate.run
 from hf_dr.cli import main as cli_main
 from hf_dr.data.sources import load_source
-from hf_dr.errors import ClassCountMismatchError, IncompleteRunError, InvalidConfigError, SourceNotFoundError
+from hf_dr.errors import (
+    ClassCountMismatchError,
+    IncompleteRunError,
+    InvalidConfigError,
+    OutputWriteError,
+    SourceNotFoundError,
+)
 from hf_dr.generate.loading import load_reinforcements
 from hf_dr.generate.run import reinforce
+from hf_dr.generate.run_config import CONFIG_FILE
 from hf_dr.generate.storage import MANIFEST_FILE, read_manifest, verify_run
+from hf_dr.generate.teacher import load_teacher_spec
 from tests.data_utils import digits_dataset
 from tests.utils_hub import unique_repo
 from tests.utils_teacher import save_teacher
@@ -59,6 +69,81 @@ def test_a_damaged_manifest_is_named_with_the_fix(content, digits, member, tmp_p
         assert "rerun the same reinforce command" in str(info.value)
     _run(digits, member, out)
     assert len(load_reinforcements(out, keep_in_memory=True)) == len(digits)
+
+
+# -- the run's mistakes: one line each, and the corrected rerun works without --overwrite ---------------------------
+def _empty_dataset(digits, member, out, monkeypatch):
+    _run(digits.select([]), member, out)
+
+
+def _negative_seed(digits, member, out, monkeypatch):
+    _run(digits, member, out, seed=-1)
+
+
+def _read_only_folder(digits, member, out, monkeypatch):
+    """A folder this user cannot write in (simulated: the tests run as root, whom file modes do not stop)."""
+    os.makedirs(out)
+    real_open = os.open
+
+    def refuse(path, *args, **kwargs):
+        if os.fspath(path).startswith(str(out)):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refuse)
+    _run(digits, member, out)
+
+
+class _FullDisk(pq.ParquetWriter):
+    def write_table(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def _full_disk(digits, member, out, monkeypatch):
+    monkeypatch.setattr(pq, "ParquetWriter", _FullDisk)
+    _run(digits, member, out)
+
+
+MISTAKES = [  # (the mistake, the error, what its one line names, whether the config was written)
+    (_empty_dataset, InvalidConfigError, ["has no rows", "--split"], False),
+    (_negative_seed, InvalidConfigError, ["seed (--seed)", ">= 0", "-1"], False),
+    (_read_only_folder, OutputWriteError, [".hf-dr.lock", "Permission denied", "writable", "--output-dir"], False),
+    (_full_disk, OutputWriteError, ["shards/reinforcements-00000.parquet", "No space left on device",
+                                    "rerun the same command"], True),
+]
+
+
+@pytest.mark.parametrize("mistake, error, names, config_written", MISTAKES, ids=[m[0].__name__[1:] for m in MISTAKES])
+def test_a_run_mistake_is_one_line_and_the_corrected_rerun_needs_no_overwrite(mistake, error, names, config_written,
+                                                                             digits, member, tmp_path, monkeypatch):
+    """Arguments and the dataset are checked before the folder is touched; a folder that cannot be written, or a disk
+    that fills up, is named with the file. Rerunning the corrected call then works as is (no --overwrite)."""
+    out = tmp_path / "out"
+    with pytest.raises(error) as info:
+        mistake(digits, member, out, monkeypatch)
+    message = str(info.value)
+    assert "\n" not in message and all(name in message for name in names), message
+    assert os.path.exists(out / CONFIG_FILE) == config_written
+    if not config_written and mistake is not _read_only_folder:
+        assert not os.path.exists(out)
+    monkeypatch.undo()
+    _run(digits, member, out)
+    assert len(load_reinforcements(str(out), keep_in_memory=True)) == len(digits)
+    assert not [n for n in os.listdir(out / "shards") if ".tmp-" in n]
+
+
+@pytest.mark.parametrize("text, position", [('[{"arch": "resnet18",}]', "line 1, column 22"),
+                                            ('{"members": [\n  "resnet18"\n  "resnet50"]}', "line 3, column 3")])
+def test_a_teacher_spec_json_typo_names_the_file_and_the_position(text, position, tmp_path, capsys):
+    path = tmp_path / "teacher.json"
+    path.write_text(text)
+    with pytest.raises(InvalidConfigError) as info:
+        load_teacher_spec(str(path))
+    assert str(path) in str(info.value) and position in str(info.value)
+    assert cli_main(["reinforce", "--dataset", str(tmp_path / "none"), "--teacher-spec", str(path),
+                     "--output-dir", str(tmp_path / "out")]) == 1
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and str(path) in error and position in error
 
 
 # -- the dataset argument -----------------------------------------------------------------------------------------

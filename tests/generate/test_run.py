@@ -219,6 +219,39 @@ class TestResume:
         with pytest.raises(ConfigConflictError, match="sha256"):
             _run(digits.select(range(8)), [{**members[0], "weights": changed}], out, shard_size=4)
 
+    @pytest.mark.parametrize("finished", [False, True])
+    def test_another_source_with_the_same_keys_is_refused(self, finished, digits, members, tmp_path):
+        """A rerun given other images under the run's keys (another revision or copy of the source) is refused
+        before anything is written: shards from two sources under a config naming the first would be silently
+        wrong. The original source still resumes, and --overwrite starts over from the new one."""
+        original = digits.select(range(8))
+        out = _run(original, members[:1], tmp_path / "run", shard_size=4, source={"id": "old/digits"})
+        if not finished:
+            os.remove(os.path.join(out, "shards/reinforcements-00001.parquet.done"))
+        other = digits.select(range(8, 16)).remove_columns("key").add_column("key", original["key"][:])
+        before = {f: os.path.getmtime(os.path.join(out, f)) for f in _files(out)}
+        with pytest.raises(ConfigConflictError) as info:
+            _run(other, members[:1], out, shard_size=4, source={"id": "new/digits"})
+        message = str(info.value)
+        assert "another source" in message and "row 0, key 'digit-00000'" in message and "\n" not in message
+        assert "'old/digits'" in message and "'new/digits'" in message and "--overwrite" in message
+        assert before == {f: os.path.getmtime(os.path.join(out, f)) for f in _files(out)}
+        _run(original, members[:1], out, shard_size=4, source={"id": "old/digits"})
+        assert verify_run(out)["num_rows"] == 8
+        _run(other, members[:1], out, shard_size=4, overwrite=True)
+        assert load_reinforcements(out, keep_in_memory=True)["key"][:] == original["key"][:]
+
+    def test_a_run_with_no_finished_shard_refuses_another_recorded_source(self, digits, members, tmp_path):
+        """Killed before its first shard: nothing to compare, but the config would name the wrong source."""
+        out = _run(digits.select(range(8)), members[:1], tmp_path / "run", shard_size=4, source={"id": "old/digits"})
+        for name in ("manifest.json", "shards/reinforcements-00000.parquet.done",
+                     "shards/reinforcements-00001.parquet.done"):
+            os.remove(os.path.join(out, name))
+        with pytest.raises(ConfigConflictError, match=r"started from another source: it was started from \{'id': "
+                                                      r"'old/digits'\}, this call reads \{'id': 'new/digits'\}"):
+            _run(digits.select(range(8)), members[:1], out, shard_size=4, source={"id": "new/digits"})
+        _run(digits.select(range(8)), members[:1], out, shard_size=4, source={"id": "old/digits"})
+
     def test_overwrite_starts_over(self, digits, members, tmp_path):
         out = _run(digits.select(range(8)), members[:1], tmp_path / "run")
         _run(digits.select(range(8)), members[:1], out, seed=5, overwrite=True)
@@ -254,7 +287,8 @@ class TestRefusals:
             _run(digits.select([0, 0, 1]), members[:1], tmp_path / "out")
         assert not os.path.exists(tmp_path / "out")
 
-    @pytest.mark.parametrize("option, value", [("topk", 11), ("num_samples", 0), ("shard_size", 0)])
+    @pytest.mark.parametrize("option, value", [("topk", 11), ("num_samples", 0), ("shard_size", 0), ("seed", -1),
+                                               ("seed", 1.5)])
     def test_bad_numbers(self, option, value, digits, members, tmp_path):
         with pytest.raises(InvalidConfigError, match=option):
             _run(digits, members[:1], tmp_path / "out", **{option: value})
@@ -267,6 +301,21 @@ class TestRefusals:
         os.remove(os.path.join(out, "manifest.json"))
         with pytest.raises(IncompleteRunError, match="2 shard"):
             load_reinforcements(out)
+
+
+    def test_a_manifest_short_of_the_planned_rows_is_refused(self, digits, members, tmp_path):
+        """A manifest consistent in itself (its row total updated) that lists fewer shards than the run planned:
+        the config's row count and shard size are the plan, so training cannot quietly use 4 of the 8 rows."""
+        out = _run(digits.select(range(8)), members[:1], tmp_path / "run", shard_size=4)
+        path = os.path.join(out, "manifest.json")
+        manifest = json.load(open(path))
+        manifest.update(shards=manifest["shards"][:1], num_rows=4)
+        json.dump(manifest, open(path, "w"))
+        for read in (verify_run, load_reinforcements):
+            with pytest.raises(CorruptShardError, match=r"\(8 rows in shards of 4 by reinforce_config.json: 2 "
+                                                        r"shards\): missing: shards/reinforcements-00001.parquet; "
+                                                        r"num_rows 4, planned 8"):
+                read(out)
 
 
 class TestCommandLine:

@@ -203,6 +203,64 @@ def test_verify_run_names_a_damaged_shard(damage, run_dir, shards):
         load_reinforcements(run_dir)
 
 
+def _edit_manifest(run_dir: str, edit) -> None:
+    path = os.path.join(run_dir, MANIFEST_FILE)
+    manifest = json.load(open(path))
+    edit(manifest)
+    write_json_atomic(path, manifest)
+
+
+def _readers(run_dir: str) -> list:
+    return [lambda: read_manifest(run_dir), lambda: verify_run(run_dir),
+            lambda: load_reinforcements(run_dir, verify=False, keep_in_memory=True)]
+
+
+MANIFEST_DAMAGE = {  # what a damaged manifest lists, and what the error names
+    "duplicated": (lambda m: m["shards"].insert(1, dict(m["shards"][0])),
+                   "listed more than once: shards/reinforcements-00000.parquet"),
+    "dropped": (lambda m: m["shards"].pop(1), "missing: shards/reinforcements-00001.parquet"),
+    "replaced": (lambda m: m["shards"].__setitem__(2, dict(m["shards"][1])),
+                 "listed more than once: shards/reinforcements-00001.parquet; missing: "
+                 "shards/reinforcements-00002.parquet"),
+    "extra": (lambda m: m["shards"].append({**m["shards"][2], "path": "shards/reinforcements-00003.parquet",
+                                             "start": 20, "stop": 24}),
+              "not in the plan: shards/reinforcements-00003.parquet rows [20, 24)"),
+    "reordered": (lambda m: m["shards"].reverse(), "the shards are out of order"),
+}
+
+
+@pytest.mark.parametrize("damage", list(MANIFEST_DAMAGE))
+def test_a_manifest_that_is_not_the_plan_is_refused(damage, run_dir):
+    """A duplicated, dropped, foreign or reordered shard entry: every reader (read_manifest, verify_run,
+    load_reinforcements, and so the push) refuses it, naming the entries and the fix, instead of training on some rows
+    twice and publishing others never. Without a config the plan is the manifest's row count in shards of its
+    largest shard; with one, the config's (test_run.py)."""
+    edit, named = MANIFEST_DAMAGE[damage]
+    _edit_manifest(run_dir, edit)
+    for read in _readers(run_dir):
+        with pytest.raises(CorruptShardError) as info:
+            read()
+        assert named in str(info.value) and "Delete manifest.json and rerun" in str(info.value)
+        assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("escape", ["dotdot", "absolute", "link"])
+def test_a_manifest_path_outside_the_run_folder_is_never_read(escape, run_dir, shards, tmp_path):
+    """A manifest entry naming a file outside the run folder, with the right size and SHA-256 (a copy of the real
+    shard), by ``..``, an absolute path, or a link in the folder that leads out: refused by every reader."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    copy = shutil.copy(os.path.join(run_dir, shards[0].path), outside / "x.parquet")
+    if escape == "link":
+        os.symlink(outside, os.path.join(run_dir, "shards", "elsewhere"))
+    entry = {"dotdot": "../outside/x.parquet", "absolute": str(copy), "link": "shards/elsewhere/x.parquet"}[escape]
+    _edit_manifest(run_dir, lambda m: m["shards"][0].update(path=entry))
+    for read in _readers(run_dir):
+        with pytest.raises(CorruptShardError) as info:
+            read()
+        assert f"names the file {entry!r}, which is not inside the run folder" in str(info.value)
+
+
 def test_each_shard_is_hashed_once_across_processes(run_dir, shards, tmp_path, monkeypatch):
     """The run's own shards are trusted by their recorded identity; a copied folder (new inodes) is hashed by its
     first verification only (new processes: the in-process cache emptied), and a byte flipped later is caught."""

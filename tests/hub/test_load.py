@@ -103,3 +103,45 @@ def test_read_repo_json_names_a_missing_file(repo):
         read_repo_json(repo_id, "reinforce_config.json", first)
     assert repo_id in str(info.value) and first in str(info.value)
     assert isinstance(info.value, FileNotFoundError)
+
+
+# -- a metadata-only stream read by DataLoader workers -------------------------------------------------------------
+def test_a_metadata_only_stream_of_a_many_file_source_reads_whole_with_workers(tmp_path_factory):
+    """Issue 23: with a source of 4 Parquet files, a DataLoader with 2 workers split the source side across the
+    workers but not the reinforcement side, and stopped with "row 20 of the source has the key ... where the
+    reinforcements hold ...". Every row arrives once, as the map-style dataset replays it."""
+    import datasets
+    import torch
+
+    from hf_dr import load_reinforced, push_to_hub
+    from tests.data_utils import digits_dataset
+    from tests.utils_hub import NUM_ROWS, SIZE, run
+    from tests.utils_teacher import save_teacher
+
+    root = tmp_path_factory.mktemp("many-files")
+    source_id = unique_repo("digits-4-files")
+    digits_dataset(NUM_ROWS).push_to_hub(source_id, num_shards=4)
+    commit = HfApi().dataset_info(source_id).sha
+    source = datasets.load_dataset(source_id, split="train", revision=commit, cache_dir=str(root / "cache"))
+    run_dir = run(source, [save_teacher(str(root / "teachers"), seed=0)], root / "run",
+                  source={"id": source_id, "revision": commit, "split": "train"})
+    repo_id = unique_repo("digits-4-files-plus")
+    push_to_hub(run_dir, repo_id, layout="metadata-only")
+    stream = load_reinforced(repo_id, streaming=True, size=SIZE, cache_dir=str(root / "cache"))
+    mapped = load_reinforced(repo_id, size=SIZE, cache_dir=str(root / "cache"))
+    keys = mapped.with_format("arrow")[:].column("key").to_pylist()
+    for epoch in range(2):
+        stream.set_epoch(epoch)
+        from hf_dr import set_epoch
+
+        set_epoch(mapped, epoch)
+        loader = torch.utils.data.DataLoader(stream, batch_size=8, num_workers=2, persistent_workers=True)
+        seen = {}
+        for batch in loader:
+            for key, pixels, labels in zip(batch["key"], batch["pixel_values"], batch["labels"], strict=True):
+                assert key not in seen
+                seen[key] = (pixels, labels)
+        assert sorted(seen) == sorted(keys)
+        for row, key in enumerate(keys):
+            assert torch.equal(seen[key][0], mapped[row]["pixel_values"]) and torch.equal(seen[key][1],
+                                                                                           mapped[row]["labels"])

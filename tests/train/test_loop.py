@@ -12,7 +12,7 @@ from hf_dr import soft_target_loss
 from hf_dr.data.epochs import set_epoch
 from hf_dr.data.preloaded import PreloadedDataset
 from hf_dr.data.transforms import AugmentTransform, EvalTransform
-from hf_dr.errors import ClassCountMismatchError, InvalidConfigError, MissingSoftLabelsError
+from hf_dr.errors import ClassCountMismatchError, ConfigConflictError, InvalidConfigError, MissingSoftLabelsError
 from hf_dr.networks import MLPNet
 from hf_dr.train.checkpoints import checkpoint_metadata, load_checkpoint, save_checkpoint
 from hf_dr.train.loop import TrainConfig, batch_loss, cosine_with_warmup, fit, training_dataloader
@@ -215,3 +215,97 @@ def test_a_small_dataset_keeps_its_last_partial_batch(caplog):
     assert sorted(seen.tolist()) == list(range(240)) and "--batch-size" in caplog.text
     assert len(training_dataloader(torch.utils.data.TensorDataset(torch.arange(1300)), TrainConfig(batch_size=128))) \
         == 10  # 20 rows left out of 1300: drop_last stays
+
+
+@pytest.fixture
+def fresh_accelerate_state():
+    """accelerate fixes the precision once per process (AcceleratorState): start and leave this test with none."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)
+    yield
+    AcceleratorState._reset_state(True)
+
+
+def test_bf16_autocast_and_an_ema_of_the_weights(reinforced, fresh_accelerate_state):
+    """Issue 24: mixed precision through accelerate (bf16 runs on CPU too) and timm's ModelEmaV3, evaluated beside
+    the model; the EMA lags the trained weights."""
+    dataset = reinforced_transform(reinforced).attach(reinforced.with_format(None))
+    evaluation = EvalTransform(size=SIZE).attach(reinforced.with_format(None))
+    torch.manual_seed(0)
+    model = create_model("hf_dr_cnn_tiny", num_classes=10, in_chans=3)
+    dtypes = []  # of the first convolution's output while training (accelerate returns float32 logits)
+    model.features[0].register_forward_hook(lambda module, args, out: dtypes.append(out.dtype) if module.training
+                                            else None)
+    result = fit(model, dataset, TrainConfig(epochs=2, batch_size=16, lr=0.05, mixed_precision="bf16",
+                                             ema_decay=0.9), eval_dataset=evaluation)
+    assert dtypes and set(dtypes) == {torch.bfloat16}  # the forward ran under autocast
+    assert result.ema_model is not None and result.ema_metrics["num_samples"] == result.metrics["num_samples"] == 96
+    trained, averaged = dict(model.named_parameters()), dict(result.ema_model.named_parameters())
+    assert set(trained) == set(averaged) and any(not torch.equal(trained[n], averaged[n]) for n in trained)
+    assert "ema_model" not in result.to_dict()
+
+
+@pytest.mark.parametrize(("options", "message"), [({"mixed_precision": "fp8"}, "mixed_precision should be one of"),
+                                                  ({"ema_decay": 1.5}, r"ema_decay should be in \(0, 1\)")])
+def test_precision_and_ema_settings_are_checked(options, message):
+    with pytest.raises(InvalidConfigError, match=message):
+        TrainConfig(**options)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="fp16 runs on a GPU")
+def test_fp16_without_a_gpu_is_refused(reinforced):
+    dataset = reinforced_transform(reinforced).attach(reinforced.with_format(None))
+    with pytest.raises(InvalidConfigError, match="fp16' needs a GPU"):
+        fit(create_model("hf_dr_cnn_tiny", num_classes=10, in_chans=3), dataset, TrainConfig(mixed_precision="fp16"))
+
+
+class Killed(Exception):
+    """Stands in for a kill in the middle of a run."""
+
+
+def _run(dataset, output_dir, kill_at: int | None = None, **changes):
+    """``fit`` of a fresh seeded model for 14 steps with a checkpoint every 4; raises :class:`Killed` at the optimizer
+    step ``kill_at``. Returns the model, the result and the (step, key, record) of every sample trained on."""
+    import hf_dr.train.loop as loop
+
+    transform = dataset.format["format_kwargs"]["transform"]
+    seen, original = [], loop._step
+
+    def step(run, batch, config, accelerator):
+        if kill_at is not None and len(seen) == kill_at:
+            raise Killed
+        seen.append(tuple(batch["labels"].argmax(-1).tolist()))
+        return original(run, batch, config, accelerator)
+
+    torch.manual_seed(0)
+    model = create_model("hf_dr_cnn_tiny", num_classes=10, in_chans=3)
+    config = TrainConfig(**{"max_steps": 14, "batch_size": 16, "lr": 0.05, "save_every": 4, "log_every": 1,
+                            "ema_decay": 0.8, **changes})
+    loop._step, previous = step, loop._step
+    try:
+        result = fit(model, dataset, config, output_dir=str(output_dir))
+    finally:
+        loop._step = previous
+    return model, result, seen, transform.epoch
+
+
+def test_a_killed_fit_resumes_exactly_from_its_last_checkpoint(reinforced, tmp_path):
+    """Issue 24 (checkpoints every K steps that resume exactly): killed at step 10 (checkpoint at 8, one epoch = 6
+    steps), the rerun restores model, optimizer, schedule, EMA and the position in epoch 1, and ends with the weights,
+    loss record and batches of the uninterrupted run."""
+    dataset = reinforced_transform(reinforced).attach(reinforced.with_format(None))
+    whole, whole_result, whole_seen, _ = _run(dataset, tmp_path / "whole")
+    with pytest.raises(Killed):
+        _run(dataset, tmp_path / "killed", kill_at=10)
+    assert sorted(p.name for p in (tmp_path / "killed" / "checkpoints").iterdir()) == ["step-4", "step-8"]
+    resumed, result, seen, epoch = _run(dataset, tmp_path / "killed")
+    assert seen == whole_seen[8:]  # the same batches (order and stored views) from step 9 on
+    assert result.steps == 14 and result.samples == whole_result.samples
+    assert [h["loss"] for h in result.history] == pytest.approx([h["loss"] for h in whole_result.history], rel=1e-5)
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.allclose(a.float(), b.float(), atol=1e-6), name
+    for a, b in zip(whole_result.ema_model.parameters(), result.ema_model.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+    with pytest.raises(ConfigConflictError, match="lr: 0.05 -> 0.1"):
+        _run(dataset, tmp_path / "killed", lr=0.1)

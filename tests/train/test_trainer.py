@@ -20,6 +20,7 @@ from hf_dr.train.trainer import (
     check_trainer_args,
     reinforced_trainer,
     reinforced_training_args,
+    trainer_epoch,
 )
 from tests.training_utils import SIZE, reinforced_digits, reinforced_transform
 
@@ -149,3 +150,82 @@ def test_datasets_without_soft_labels_and_students_of_another_class_count_are_re
     trainer = Trainer(_timm_wrapper(), _args(tmp_path), train_dataset=plain, compute_loss_func=soft_target_loss)
     with pytest.raises(MissingSoftLabelsError):
         trainer.train()
+
+
+class _RecordedChoices:
+    """Wraps a transform's ``choose``: records the (key, record index) of every sample the Trainer reads, in order."""
+
+    def __init__(self, transform) -> None:
+        self.choose, self.calls = transform.choose, []
+        transform.choose = self
+
+    def __call__(self, key, *args, **kwargs):
+        index = self.choose(key, *args, **kwargs)
+        self.calls.append((key, index))
+        return index
+
+
+def test_a_trainer_resumed_mid_epoch_replays_that_epochs_records(reinforced, tmp_path):
+    """A Trainer resumed from a checkpoint taken at epoch 1.5 (the callback used to round it to 2) reads, step by
+    step, the same samples with the same stored records as the uninterrupted run: epoch 1's records for the rest of
+    epoch 1, then epoch 2's."""
+    runs = {}
+    for name in ("uninterrupted", "resumed"):
+        transform = reinforced_transform(reinforced)
+        dataset = transform.attach(reinforced.with_format(None))
+        recorded = _RecordedChoices(transform)
+        torch.manual_seed(0)
+        args = _args(tmp_path / "run", num_train_epochs=3, save_strategy="steps", save_steps=9, logging_steps=50)
+        trainer = Trainer(_timm_wrapper(), args, train_dataset=dataset, compute_loss_func=soft_target_loss,
+                          callbacks=[ReinforcedEpochCallback()])
+        checkpoint = str(tmp_path / "run" / "checkpoint-9") if name == "resumed" else None
+        trainer.train(resume_from_checkpoint=checkpoint)
+        runs[name] = recorded.calls
+        assert transform.epoch == 2 and trainer.state.global_step == 18
+    steps_per_epoch, batch = len(reinforced) // 16, 16
+    assert steps_per_epoch == 6  # the checkpoint at step 9 is half-way through epoch 1
+    assert len(runs["uninterrupted"]) == 3 * len(reinforced)
+    assert runs["resumed"] == runs["uninterrupted"][9 * batch:]
+
+
+@pytest.mark.parametrize(("global_step", "epoch", "batches", "accumulation", "expected"), [
+    (9, 1.5, 6, 1, 1),  # resumed half-way through epoch 1
+    (12, 1.9999999, 6, 1, 2),  # float error just below the start of epoch 2
+    (8, 2.0, 7, 2, 2),  # 7 batches, accumulated by 2: 4 optimizer steps an epoch, the last one of 1 batch
+    (7, 1.75, 7, 2, 1),
+    (0, 2.9999999, None, 1, 3),  # no DataLoader length: the integer part of the float epoch, robustly
+    (0, 2.5, None, 1, 2),
+])
+def test_trainer_epoch_is_the_index_of_the_epoch_in_progress(global_step, epoch, batches, accumulation, expected):
+    from types import SimpleNamespace
+
+    loader = None if batches is None else [None] * batches
+    state = SimpleNamespace(global_step=global_step, epoch=epoch)
+    assert trainer_epoch(SimpleNamespace(gradient_accumulation_steps=accumulation), state, loader) == expected
+
+
+def test_a_trainer_on_a_split_stream_replays_each_epochs_records(reinforced, tmp_path):
+    """The Trainer sets the epoch on the DataLoader's dataset, here the split_dataset_by_node of a reinforced stream:
+    each epoch's samples replay that epoch's stored records."""
+    from datasets.distributed import split_dataset_by_node
+
+    from hf_dr import ReinforcedTransform
+    from hf_dr.augment.seeding import choose_index
+    from hf_dr.data.streaming import empty_reinforcements, stream_replay
+    from tests.training_utils import NUM_SAMPLES, POLICY
+
+    rows = reinforced.select(range(16)).with_format(None)
+    transform = ReinforcedTransform(empty_reinforcements(rows.features, "key", "reinforcements"), policy=POLICY,
+                                    size=SIZE, num_classes=10, seed=5)
+    stream = stream_replay(rows.to_iterable_dataset(num_shards=2), transform, "image", "key", "reinforcements")
+    split = split_dataset_by_node(stream, rank=1, world_size=2)  # one shard of 8 rows: 2 steps of 4 an epoch
+    recorded = _RecordedChoices(transform)
+    torch.manual_seed(0)
+    args = _args(tmp_path, per_device_train_batch_size=4, max_steps=6, num_train_epochs=1)
+    Trainer(_timm_wrapper(), args, train_dataset=split, compute_loss_func=soft_target_loss,
+            callbacks=[ReinforcedEpochCallback()]).train()
+    assert len(recorded.calls) == 3 * 8
+    for epoch in range(3):
+        calls = recorded.calls[8 * epoch:8 * (epoch + 1)]
+        assert [index for _, index in calls] == [choose_index(NUM_SAMPLES, 5, epoch, key) for key, _ in calls]
+    assert dict(recorded.calls[:8]) != dict(recorded.calls[8:16])  # the epochs replay other records
