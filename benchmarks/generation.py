@@ -55,28 +55,38 @@ def save_random_teacher(arch: str, directory: str) -> str:
     return f"{arch}={path}"
 
 
-def time_forward(teacher, batches: int, batch_size: int) -> float:
-    """Views per second of the teacher alone on uint8 batches already in memory."""
-    views = [torch.randint(0, 256, (batch_size, v.channels, v.height, v.width), dtype=torch.uint8)
+def time_forward(teacher, batches: int, batch_size: int, device: str | torch.device = "cpu") -> float:
+    """Views per second of the teacher alone on uint8 batches already in memory (on ``device``, the teacher's)."""
+    views = [torch.randint(0, 256, (batch_size, v.channels, v.height, v.width), dtype=torch.uint8, device=device)
              for v in teacher.views]
     with torch.inference_mode():
         teacher(views)  # warm-up
+        synchronize(device)
         start = time.perf_counter()
         for _ in range(batches):
             teacher(views)
+        synchronize(device)
     return batches * batch_size / (time.perf_counter() - start)
 
 
-def time_pipeline(dataset, teacher, args, directory: str) -> tuple[float, float]:
-    """Views per second of :func:`reinforce` from call to return (a fresh output folder each time), and the Parquet
-    bytes per stored reinforcement."""
+def synchronize(device: str | torch.device) -> None:
+    """Waits for the queued work of a CUDA ``device`` (a no-op on CPU), so that a timer reads finished work."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_pipeline(dataset, teacher, args, directory: str, accelerator=None) -> tuple[float, float, list[dict]]:
+    """Views per second of :func:`reinforce` from call to return (a fresh output folder each time), the Parquet
+    bytes per stored reinforcement and the manifest's shard records (sizes and SHA-256)."""
     output_dir = tempfile.mkdtemp(dir=directory)
     views = len(dataset) * args.num_samples
     start = time.perf_counter()
     reinforce(dataset, teacher, args.policy, args.num_samples, 10, 0, output_dir, label_column=None,
-              shard_size=args.shard_size, batch_size=args.batch_size, num_workers=args.num_workers, progress=False)
+              shard_size=args.shard_size, batch_size=args.batch_size, num_workers=args.num_workers, progress=False,
+              accelerator=accelerator)
     seconds = time.perf_counter() - start
-    return views / seconds, sum(s["num_bytes"] for s in verify_run(output_dir)["shards"]) / views
+    shards = verify_run(output_dir)["shards"]
+    return views / seconds, sum(s["num_bytes"] for s in shards) / views, shards
 
 
 def main() -> None:
@@ -100,7 +110,7 @@ def main() -> None:
         forward, pipeline = [], []
         for _ in range(args.repeats):
             forward.append(time_forward(teacher, args.rows * args.num_samples // args.batch_size, args.batch_size))
-            rate, size = time_pipeline(dataset, teacher, args, directory)
+            rate, size, _ = time_pipeline(dataset, teacher, args, directory)
             pipeline.append(rate)
             print(f"forward on ready batches: {forward[-1]:.1f} img/s; full pipeline: {rate:.1f} img/s; ratio "
                   f"{rate / forward[-1]:.2f} (load average {os.getloadavg()[0]:.1f})")

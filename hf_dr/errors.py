@@ -107,3 +107,11 @@ class CalibrationError(HfDrError, ValueError):
 
 class OutputWriteError(HfDrError, OSError):
     """A file that cannot be written: a full disk, an exceeded quota, or a folder that is read-only or not ours."""
+
+
+class HubAuthError(HfDrError, PermissionError):
+    """No Hub token, or one the Hub refuses (the message says how to log in)."""
+
+
+class HubUnavailableError(HfDrError, ConnectionError):
+    """The Hub kept failing transiently (429, 5xx, dropped connections) after the retries, or refused a request."""

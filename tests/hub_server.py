@@ -450,6 +450,10 @@ class HubApp:
         errors: unexpected exceptions raised by endpoint code (answered with HTTP 500).
         lfs_uploads: LFS object ids received through ``PUT``.
         tree_page_size: entries per ``tree`` page (the Hub uses 1000, 50 with ``expand``); lower it to test paging.
+        faults: ``None``, or a callable given each request before it is answered that returns ``None`` (answer it),
+            an HTTP status to answer instead (the request is not applied), ``"drop"`` (close the connection without
+            an answer) or ``"drop-after"`` (apply the request, then close without an answer); see
+            ``tests/hub_faults.py``.
     """
 
     def __init__(self, base_url: str = "") -> None:
@@ -460,6 +464,7 @@ class HubApp:
         self.errors: list[str] = []
         self.lfs_uploads: list[str] = []
         self.tree_page_size = 1000
+        self.faults: Callable[[Request], int | str | None] | None = None
 
     # ---- dispatch -----------------------------------------------------------------------------------------------
 
@@ -858,7 +863,20 @@ class _Handler(BaseHTTPRequestHandler):
             headers=self.headers,
             body=self._read_body(),
         )
-        self._send(self.server.app.handle(request))
+        app = self.server.app
+        fault = app.faults(request) if app.faults is not None else None
+        if fault in ("drop", "drop-after"):  # the client sees the connection close unanswered
+            if fault == "drop-after":  # ... after the request was applied (an answer lost on the way back)
+                app.handle(request)
+            app.requests.append((request.method, request.path, 0))
+            self.close_connection = True
+            return
+        if fault is not None:
+            app.requests.append((request.method, request.path, int(fault)))
+            message = f"injected fault {fault}"
+            self._send(Response.json({"error": message}, int(fault), {"X-Error-Message": message, "Retry-After": "0"}))
+            return
+        self._send(app.handle(request))
 
     do_HEAD = do_POST = do_PUT = do_DELETE = do_GET  # noqa: N815
 

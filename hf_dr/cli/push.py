@@ -9,6 +9,11 @@ Example:
     hf-dr push --run-dir reinforced/ me/cifar100-plus
     hf-dr push --run-dir imagenet-run/ me/imagenet-plus --layout metadata-only --source-id ILSVRC/imagenet-1k \\
         --revision COMMIT_THE_RUN_READ --generation-cost "N GPU-hours on HARDWARE"
+    hf-dr push --run-dir test-run/ me/cifar100-plus --split test --branch v2 --create-pr
+
+Like ``Dataset.push_to_hub``, a push adds or replaces its own split and keeps the repo's others. ``--branch`` is the
+repo branch to commit to (what ``huggingface-cli upload --revision`` means); ``--revision`` is, as in every hf-dr
+command, the revision of the dataset that was reinforced (``--source-revision``, hidden, its old spelling).
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--dataset-config", default=None, metavar="NAME",
                         help="configuration name of --dataset (default: none)")
     add_option(source, "--revision", hidden=("--source-revision",), default=None,
-               help="the source revision the run read, pinned to its commit (default: the recorded one)")
+               help="the revision of the reinforced SOURCE dataset the run read, pinned to its commit, as --revision "
+                    "means in every hf-dr command; the repo branch to push to is --branch (default: the recorded one)")
     source.add_argument("--source-id", default=None,
                         help="the source's Hub id, if the run did not record it (default: the recorded one)")
     card = parser.add_argument_group("card")
@@ -44,6 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     card.add_argument("--pretty-name", default=None, help="the card's title (default: the source's name with a +)")
     card.add_argument("--generation-cost", default=None, help='e.g. "3 GPU-hours on one H100" (default: none)')
     hub = parser.add_argument_group("hub")
+    hub.add_argument("--branch", default=None,
+                     help="the repo branch to commit to, created from main if missing (default: main)")
+    hub.add_argument("--create-pr", action="store_true",
+                     help="open a pull request against --branch instead of committing to it")
     hub.add_argument("--private", action="store_true", help="create the repo private")
     hub.add_argument("--commit-message", default=None,
                      help="(default: 'Upload reinforced SPLIT split (LAYOUT) with hf-dr')")
@@ -68,6 +78,9 @@ def run(args: argparse.Namespace) -> int:
         source_id=args.source_id, source_revision=args.revision, license=args.license,
         pretty_name=args.pretty_name, generation_cost=args.generation_cost, private=args.private or None,
         commit_message=args.commit_message, token=args.token, compression_level=args.compression_level,
+        branch=args.branch, create_pr=args.create_pr,
     )
-    print(f"pushed {run_dir} ({args.layout}) to datasets/{args.repo_id} at commit {commit}")
+    where = (f" (a pull request on {args.branch or 'main'})" if args.create_pr
+             else f" (branch {args.branch})" if args.branch else "")
+    print(f"pushed {run_dir} ({args.layout}) to datasets/{args.repo_id}{where} at commit {commit}")
     return 0

@@ -3,9 +3,11 @@
 The card is a :class:`huggingface_hub.DatasetCard` rendered with :meth:`~huggingface_hub.DatasetCard.from_template`
 from ``cards/reinforced_dataset.md``: package data of the top-level ``cards`` package, read with
 :mod:`importlib.resources`, so a wheel renders it as the source tree does. Its YAML carries the license, task
-category, tags, ``configs`` (so ``datasets.load_dataset(repo_id)`` finds the split) and ``dataset_info``; its prose
-says what the dataset is, how to load and train on it, the teacher members and their hashes, the policy and its
-parameters, N, k, bytes per reinforcement, the generation cost, figures and the paper's citation.
+category, tags, ``configs`` (so ``datasets.load_dataset(repo_id)`` finds the splits: a push keeps the other splits'
+``data_files`` and ``dataset_info`` entries of the repo's card and adds or replaces its own) and ``dataset_info``; its
+prose (of the split pushed last) says what the dataset is, how to load and train on it, the teacher members and their
+hashes, the policy and its parameters, N, k, bytes per reinforcement, the generation cost, figures and the paper's
+citation.
 """
 
 from __future__ import annotations
@@ -171,8 +173,12 @@ def _teacher_size(config: ReinforceConfig | dict[str, Any]) -> int:
 
 
 # -- the card -------------------------------------------------------------------------------------------------------
-def card_data(meta: dict[str, Any], info: datasets.DatasetInfo, license: str, pretty_name: str) -> DatasetCardData:
-    """The card's YAML: license, task category, tags, size category, source, ``configs`` and ``dataset_info``."""
+def card_data(meta: dict[str, Any], info: datasets.DatasetInfo, license: str, pretty_name: str,
+              previous: DatasetCardData | None = None, other_download_bytes: int = 0) -> DatasetCardData:
+    """The card's YAML: license, task category, tags, size category, source, ``configs`` and ``dataset_info``.
+
+    ``previous`` is the YAML of the card the repo has: its other splits' ``data_files`` and ``dataset_info`` are kept
+    (their files take ``other_download_bytes``), this split's replaced."""
     source = meta["source"]
     data = DatasetCardData(
         license=license, task_categories=["image-classification"], tags=list(TAGS), pretty_name=pretty_name,
@@ -180,10 +186,49 @@ def card_data(meta: dict[str, Any], info: datasets.DatasetInfo, license: str, pr
         source_datasets=[f"extended|{source['id']}"] if source.get("id") else None,
     )
     split = meta["split"]
-    MetadataConfigs({"default": {"data_files": [{"split": split, "path": f"data/{split}-*"}]}}).to_dataset_card_data(
-        data)
+    data_files, splits = [{"split": split, "path": f"data/{split}-*"}], [*info.splits.values()]
+    if previous is not None:  # the repo's other splits are kept, as Dataset.push_to_hub keeps them
+        kept_files, kept_splits, _ = other_splits(previous, split)
+        data_files, splits = [*kept_files, *data_files], [*kept_splits, *splits]
+    MetadataConfigs({"default": {"data_files": data_files}}).to_dataset_card_data(data)
+    merged = datasets.SplitDict()
+    for split_info in sorted(splits, key=lambda split_info: split_info.name):
+        merged.add(split_info)
+    info = datasets.DatasetInfo(features=info.features, splits=merged,
+                                download_size=info.download_size + other_download_bytes,
+                                dataset_size=sum(split_info.num_bytes for split_info in splits))
     DatasetInfosDict({"default": info}).to_dataset_card_data(data)
     return data
+
+
+def refuse_other_features(previous: DatasetCardData | None, split: str, features: datasets.Features,
+                          repo_id: str) -> None:
+    """Refuses a split whose columns differ from those of the repo's other splits (``previous``: the repo's card YAML;
+    another layout, or another run's columns): ``datasets.load_dataset`` could not load the splits together."""
+    if previous is None:
+        return
+    kept, _, theirs = other_splits(previous, split)
+    if kept and theirs is not None and theirs != features:
+        raise DataMismatchError(
+            f"{repo_id!r} holds the splits {[entry['split'] for entry in kept]} with the columns {list(theirs)}, but "
+            f"this {split!r} split has {list(features)} (another layout or other run columns): push it to another "
+            "repo, or push every split with the same layout."
+        )
+
+
+def other_splits(previous: DatasetCardData, split: str
+                 ) -> tuple[list[dict[str, Any]], list[datasets.SplitInfo], datasets.Features | None]:
+    """The ``data_files`` entries and ``dataset_info`` splits of the splits other than ``split`` in a repo's card
+    (``previous``, its YAML), and that card's features."""
+    configs = MetadataConfigs.from_dataset_card_data(previous).get("default", {})
+    files = configs.get("data_files") or []
+    if not (isinstance(files, list) and all(isinstance(entry, dict) for entry in files)):
+        files = [{"split": "train", "path": files}]  # a bare pattern or list of them is the train split
+    infos = DatasetInfosDict.from_dataset_card_data(previous).get("default")
+    kept = [dict(entry) for entry in files if entry.get("split") != split]
+    names = {entry["split"] for entry in kept}
+    splits = [info for name, info in (infos.splits or {}).items() if name in names] if infos is not None else []
+    return kept, splits, infos.features if infos is not None else None
 
 
 def size_category(num_rows: int) -> str:
@@ -201,7 +246,8 @@ def size_category(num_rows: int) -> str:
 def build_card(repo_id: str, meta: dict[str, Any], config: dict[str, Any], stats: dict[str, Any],
                figures: Sequence[dict[str, str]], info: datasets.DatasetInfo, *, license: str = "unknown",
                pretty_name: str | None = None, generation_cost: str | None = None,
-               template_path: str | os.PathLike | None = None) -> DatasetCard:
+               template_path: str | os.PathLike | None = None, previous: DatasetCardData | None = None,
+               other_download_bytes: int = 0) -> DatasetCard:
     """Renders the dataset card of a pushed run from the Jinja template in ``cards/``.
 
     Args:
@@ -215,6 +261,8 @@ def build_card(repo_id: str, meta: dict[str, Any], config: dict[str, Any], stats
         pretty_name (`str`, *optional*): the title; defaults to the source's name with a ``+``.
         generation_cost (`str`, *optional*): the run's cost in words (hardware, hours).
         template_path (`str`, *optional*): another Jinja template.
+        previous (`DatasetCardData`, *optional*): the YAML of the repo's card; its other splits are kept.
+        other_download_bytes (`int`, *optional*, defaults to 0): the bytes of the other splits' data files.
 
     Example:
         >>> card = build_card("me/digits-plus", meta, config, stats, figures, info)  # doctest: +SKIP
@@ -222,7 +270,7 @@ def build_card(repo_id: str, meta: dict[str, Any], config: dict[str, Any], stats
         'dataset-reinforcement'
     """
     pretty_name = pretty_name or _default_name(repo_id, meta)
-    data = card_data(meta, info, license, pretty_name)
+    data = card_data(meta, info, license, pretty_name, previous, other_download_bytes)
     template = Path(template_path).read_text(encoding="utf-8") if template_path else default_template()
     return DatasetCard.from_template(
         data, template_str=template, repo_id=repo_id, meta=meta, source=meta["source"], layout=meta["layout"],

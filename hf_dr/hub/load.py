@@ -10,6 +10,7 @@ stored are compared with the source's images, so an image that changed under its
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -51,7 +52,7 @@ from hf_dr.generate.loading import default_num_proc
 from hf_dr.generate.run_config import ReinforceConfig
 from hf_dr.generate.storage import CONFIG_FILE
 from hf_dr.hub.packing import TARGET_FILE_BYTES
-from hf_dr.hub.push import HUB_FORMAT, HUB_META_FILE, SELF_CONTAINED, resolve_revision
+from hf_dr.hub.push import HUB_FORMAT, HUB_META_FILE, SELF_CONTAINED, resolve_revision, split_files
 
 MAX_KEYS_SHOWN = 5
 STREAM_KEY = "hf_dr_key"  # the column a streamed metadata-only source gets its recomputed keys in
@@ -117,9 +118,14 @@ def load_reinforced(
     """
     check_verify_images(verify_images)
     commit = resolve_revision(HfApi(token=token), repo_id, revision)
-    meta = read_repo_json(repo_id, HUB_META_FILE, commit, token)
+    meta_file, config_file = HUB_META_FILE, CONFIG_FILE  # the last pushed split's
+    meta = read_repo_json(repo_id, meta_file, commit, token)
+    if meta.get("split") != split:  # another split: its own files, where the repo has them
+        with contextlib.suppress(HubNotFoundError):
+            meta_file, config_file = split_files(split)
+            meta = read_repo_json(repo_id, meta_file, commit, token)
     _check_meta(meta, repo_id, split)
-    config = read_repo_json(repo_id, CONFIG_FILE, commit, token)
+    config = read_repo_json(repo_id, config_file, commit, token)
     _check_config(meta, config, repo_id, commit)
     options = {"policy": config["policy"], "num_classes": config["num_classes"], **transform_options}
     columns = meta["columns"]

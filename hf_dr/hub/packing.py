@@ -16,6 +16,7 @@ in the run's order.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -31,7 +32,7 @@ import pyarrow.parquet as pq
 from hf_dr.data.keys import KeyIndex, bytes_digest, refuse_changed_image
 from hf_dr.data.schema import DIGEST_COLUMN, KEY_COLUMN
 from hf_dr.data.sources import image_feature, keys_sha256, scan_keys
-from hf_dr.errors import DataMismatchError
+from hf_dr.errors import CorruptShardError, DataMismatchError
 from hf_dr.generate.run_config import ReinforceConfig
 
 logger = logging.getLogger(__name__)
@@ -96,9 +97,11 @@ def plan_files(split: str, num_rows: Sequence[int], num_bytes: Sequence[float], 
 @dataclass(frozen=True)
 class RunShards:
     """A run's shards as a push reads them: per shard, the rows kept (the run's skipped rows left out), the estimated
-    file bytes of those rows (Parquet footer excluded) and the uncompressed bytes per row, read from the footers."""
+    file bytes of those rows (Parquet footer excluded) and the uncompressed bytes per row, read from the footers, and
+    the SHA-256 the manifest records (checked again as each shard is packed)."""
 
     paths: list[str]
+    sha256: list[str]
     key_name: str
     skipped: frozenset[str]
     num_rows: list[int]
@@ -120,7 +123,8 @@ def read_shards(output_dir: str, manifest: dict[str, Any], config: ReinforceConf
         num_rows.append(kept)
         num_bytes.append((os.path.getsize(path) - meta.serialized_size) * kept / rows)
         row_bytes.append(sum(meta.row_group(g).total_byte_size for g in range(meta.num_row_groups)) / rows)
-    return RunShards(paths, key_name, skipped, num_rows, num_bytes, row_bytes)
+    return RunShards(paths, [record["sha256"] for record in manifest["shards"]], key_name, skipped, num_rows,
+                     num_bytes, row_bytes)
 
 
 def without_skipped(table: pa.Table, key_name: str, skipped: frozenset[str]) -> pa.Table:
@@ -131,10 +135,28 @@ def without_skipped(table: pa.Table, key_name: str, skipped: frozenset[str]) -> 
 
 
 def run_tables(shards: RunShards, images: SourceImages | None = None) -> Iterator[pa.Table]:
-    """The rows to publish, one run shard at a time: its kept rows, with their images in front for self-contained."""
-    for path in shards.paths:
-        table = without_skipped(pq.read_table(path), shards.key_name, shards.skipped)
+    """The rows to publish, one run shard at a time: its kept rows, with their images in front for self-contained.
+
+    Each shard is read once into memory and its bytes checked against the manifest's SHA-256 before they are parsed,
+    so what is published is exactly what the run verified (a folder changed since, e.g. by ``reinforce
+    --overwrite``, is refused with :class:`~hf_dr.errors.CorruptShardError`)."""
+    for path, sha256 in zip(shards.paths, shards.sha256, strict=True):
+        table = without_skipped(read_verified(path, sha256), shards.key_name, shards.skipped)
         yield images.join(table, shards.key_name) if images is not None else table
+
+
+def read_verified(path: str, sha256: str) -> pa.Table:
+    """The table of the shard ``path``, read from bytes whose SHA-256 is ``sha256``; else
+    :class:`~hf_dr.errors.CorruptShardError`."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise CorruptShardError(
+            f"{path} changed while it was being pushed (its SHA-256 no longer matches the run's manifest): another "
+            "process (e.g. `hf-dr reinforce --overwrite`) wrote to the run folder. Nothing was committed; push again "
+            "once the run is finished."
+        )
+    return pq.read_table(pa.BufferReader(data))
 
 
 def file_schema(shards: RunShards, images: SourceImages | None = None) -> pa.Schema:

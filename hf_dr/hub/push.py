@@ -5,6 +5,8 @@ A pushed repo holds::
     README.md                                  dataset card (YAML: license, tags, configs, dataset_info; prose)
     hf_dr.json                                 layout, split, columns and the source (id, pinned revision, keys)
     reinforce_config.json                      the run's configuration (policy, N, k, seed, teacher and hashes)
+    splits/{split}/hf_dr.json                  each split's own copies of the two (the root ones: the last pushed)
+    splits/{split}/reinforce_config.json
     data/{split}-00000-of-0000N.parquet        the run's rows in order, packed into files of a few hundred MB
     assets/teacher_confidence.png              figures shown by the card
 
@@ -19,8 +21,10 @@ Data files: the run's shards are streamed, one at a time, into files of a few hu
 :mod:`hf_dr.hub.packing`).
 
 Uploads: each data file is uploaded (``HfApi.preupload_lfs_files``) as soon as it is written and then deleted, so
-at most one is on disk; one ``create_commit`` then adds them with the card and JSON files and deletes the repo's
-``data/`` and ``assets/`` files the push no longer has. Files are written deterministically, so pushing the same run
+at most one is on disk; one ``create_commit`` then adds them with the card and JSON files and deletes the files of
+this split and the ``assets/`` files the push no longer has. Like ``Dataset.push_to_hub``, the repo's other splits are
+kept (their files, and their entries in the card's ``configs`` and ``dataset_info``); a split whose columns differ from
+theirs (another layout) is refused. Files are written deterministically, so pushing the same run
 again uploads nothing (the Hub already has every file's hash; no commit is made) and a changed card uploads only the
 card. Everything that can be refused (an incomplete run, missing or changed source images) is refused before the
 repo is created or anything is uploaded.
@@ -31,16 +35,16 @@ from __future__ import annotations
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
-from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
-from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+from huggingface_hub import CommitOperationAdd, HfApi
+from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
+from hf_dr.data.bundled import bundled_name
 from hf_dr.data.description import public_paths
 from hf_dr.data.keys import resolve_key_source
 from hf_dr.data.schema import KEY_COLUMN, REINFORCEMENTS_COLUMN
@@ -61,18 +65,30 @@ from hf_dr.hub.packing import (  # noqa: F401  (data_file_name, DATA_DIR: this m
     read_shards,
     run_tables,
 )
+from hf_dr.hub.upload import (
+    RepoGuard,
+    check_auth,
+    check_repo_id,
+    commit_once,
+    hub_call,
+    read_target,
+    run_locked,
+    staging_folder,
+    with_retries,
+)
 
 logger = logging.getLogger(__name__)
 
 HUB_META_FILE = "hf_dr.json"
 HUB_FORMAT = "hf-dr-hub"
 HUB_FORMAT_VERSION = 1
-ASSETS_DIR = "assets"
 IMAGE_COMPRESSION_LEVEL = 3  # images are already compressed; zstd 19 on them costs minutes and saves nothing
 # metadata-only files: zstd 19 in the compact layout (hf_dr.generate.parquet), 6% fewer bytes than the runs' level 3
 # for every download, at ~7 ms per N=400 row of one core when pushing (ImageNet+: hours; level 3: 0.3 ms per row)
 DATA_COMPRESSION_LEVEL = 19
 _COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
+# the licences of hf_dr.data.bundled's datasets: UCI's digits, Zalando's Fashion-MNIST, shapes drawn by hf-dr
+BUNDLED_LICENSES = {"digits": "cc-by-4.0", "fashion-mnist": "mit", "shapes": "apache-2.0"}
 
 
 # -- public API -----------------------------------------------------------------------------------------------------
@@ -92,12 +108,21 @@ def push_to_hub(
     commit_message: str | None = None,
     token: str | None = None,
     compression_level: int = DATA_COMPRESSION_LEVEL,
+    branch: str | None = None,
+    create_pr: bool = False,
 ) -> str:
     """Uploads a finished reinforcement run to the dataset repo ``repo_id`` with its dataset card.
 
     The run's rows are packed into data files of a few hundred MB (:mod:`hf_dr.hub.packing`), each uploaded as soon
     as it is written and deleted once uploaded; one commit then adds them with the card and removes what an earlier
-    push left that this one does not write.
+    push of the same split left that this one does not write. Like ``Dataset.push_to_hub``, the repo's other splits
+    are kept: their data files stay and the card's ``configs`` and ``dataset_info`` list them with this one.
+
+    The token is checked (``whoami``) once the run's manifest holds, before any other Hub request, image check or
+    packing; the run folder is locked against ``hf-dr reinforce`` for the whole push and every shard is checked
+    against the manifest's SHA-256 as it is packed; transient Hub errors are retried with backoff
+    (:mod:`hf_dr.hub.upload`); the staging folder is removed on every exit; a repo this push created is deleted again
+    if the push fails before its commit. The commit either publishes the whole run or nothing.
 
     Args:
         output_dir (`str`): the folder :func:`hf_dr.reinforce` wrote; refused unless its manifest and checksums hold.
@@ -106,10 +131,12 @@ def push_to_hub(
             or ``"metadata-only"`` (keys and reinforcements; the images stay in the source repo).
         dataset (`datasets.Dataset`, *optional*): the source rows, for the self-contained layout; by default the
             source recorded by the run is loaded. Rows are matched to reinforcements by key, never by position.
-        split (`str`, *optional*): the split name; defaults to the reinforced source split, else ``"train"``.
+        split (`str`, *optional*): the repo's split name; defaults to the reinforced source split, else ``"train"``
+            (the source split the run read stays recorded as the one to join).
         source_id (`str`, *optional*): the source's Hub id, when the run did not record it (metadata-only).
         source_revision (`str`, *optional*): the source revision the run read; pinned to its commit.
-        license (`str`, *optional*): the card's license; defaults to the source repo's, else ``"unknown"``.
+        license (`str`, *optional*): the card's license; defaults to the source repo's (a bundled source's own),
+            else ``"unknown"``.
         pretty_name (`str`, *optional*): the card's title.
         generation_cost (`str`, *optional*): what the run cost, e.g. ``"3.1 GPU-hours on one H100"``.
         private (`bool`, *optional*): visibility of a newly created repo.
@@ -118,9 +145,14 @@ def push_to_hub(
         compression_level (`int`, *optional*, defaults to 19): the zstd level of metadata-only files; 19 saves every
             download 6% over 3 and costs ~7 ms per N=400 row of one core when pushing, 3 costs 0.3 ms. A re-push
             writes the files again to compare their hashes (and uploads nothing unchanged).
+        branch (`str`, *optional*): the repo branch to commit to (created from ``main`` if missing); ``main`` by
+            default.
+        create_pr (`bool`, *optional*, defaults to False): open a pull request against ``branch`` instead of
+            committing to it.
 
     Returns:
-        `str`: the commit id of the repo after the push (the existing head when nothing changed).
+        `str`: the commit id of the repo after the push (the existing head when nothing changed; the pull request's
+        commit with ``create_pr``).
 
     Example:
         >>> from hf_dr import push_to_hub, load_reinforced
@@ -130,27 +162,49 @@ def push_to_hub(
     """
     if layout not in LAYOUTS:
         raise InvalidConfigError(f"layout should be one of {list(LAYOUTS)}, but got {layout!r} instead.")
-    from hf_dr.hub.card import build_card, reinforcement_stats, save_figures  # matplotlib and jinja only when pushing
+    check_repo_id(repo_id)
+    api = HfApi(token=token)
+    with run_locked(output_dir):  # `hf-dr reinforce` cannot change the folder while it is packed
+        return _push(api, output_dir, repo_id, layout=layout, dataset=dataset, split=split, source_id=source_id,
+                     source_revision=source_revision, license=license, pretty_name=pretty_name,
+                     generation_cost=generation_cost, private=private, commit_message=commit_message,
+                     compression_level=compression_level, branch=branch, create_pr=create_pr)
+
+
+def _push(api: HfApi, output_dir: str, repo_id: str, *, layout: str, dataset: datasets.Dataset | None,
+          split: str | None, source_id: str | None, source_revision: str | None, license: str | None,
+          pretty_name: str | None, generation_cost: str | None, private: bool | None, commit_message: str | None,
+          compression_level: int, branch: str | None, create_pr: bool) -> str:
+    from hf_dr.hub.card import (  # matplotlib and jinja only when pushing
+        build_card,
+        refuse_other_features,
+        reinforcement_stats,
+        save_figures,
+    )
 
     manifest = verify_run(output_dir)
     config = _run_config(output_dir)
-    api = HfApi(token=token)
+    check_auth(api)  # after the run's own files, before any Hub read, image check or packing
     source = source_reference(config, layout, split, source_id, source_revision, api)
-    card_options = {"license": license or _source_license(api, source), "pretty_name": pretty_name,
-                    "generation_cost": generation_cost}
     shards = read_shards(output_dir, manifest, config)
     images = None
     if layout == SELF_CONTAINED:  # every image is checked here, before the repo is created
         dataset = dataset if dataset is not None else _load_recorded_source(source, config)
         images = SourceImages(dataset, config, shards)
         shards = images.add_bytes(shards)
-    plan = plan_files(source["split"], shards.num_rows, shards.num_bytes, max(shards.row_bytes, default=1.0))
+    split = split or source["split"]  # the repo's split; source["split"] is the one the run read
+    plan = plan_files(split, shards.num_rows, shards.num_bytes, max(shards.row_bytes, default=1.0))
     schema = file_schema(shards, images)
+    target = read_target(api, repo_id, branch)
+    refuse_other_features(target.card, split, datasets.Features.from_arrow_schema(schema), repo_id)
+    card_options = {"license": license or _source_license(api, source), "pretty_name": pretty_name,
+                    "generation_cost": generation_cost, "previous": target.card,
+                    "other_download_bytes": target.other_bytes(split)}
     stats = reinforcement_stats(shards.paths, manifest, config)
-    meta = hub_metadata(layout, source["split"], config, source, plan.names,
+    meta = hub_metadata(layout, split, config, source, plan.names,
                         sorted(int(entry["row"]) for entry in manifest.get("skipped", [])))
-    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="hf-dr-push-") as staging:
+    guard = RepoGuard(api, repo_id, target.exists, private, branch, target.branch_exists)
+    with staging_folder() as staging, guard:
         figures = []
 
         def on_first(path: str) -> None:
@@ -158,42 +212,64 @@ def push_to_hub(
 
         level = compression_level if images is None else IMAGE_COMPRESSION_LEVEL
         tables = run_tables(shards, images)
-        operations, files = _push_data(api, repo_id, staging, plan, tables, schema, level, on_first)
+        operations, files = _push_data(api, guard, repo_id, staging, plan, tables, schema, level, on_first,
+                                       create_pr)
         write_json_atomic(os.path.join(staging, HUB_META_FILE), meta)
         write_json_atomic(os.path.join(staging, CONFIG_FILE), public_config(config))
         info = _dataset_info(files, schema, meta["split"])
         card = build_card(repo_id, meta, public_config(config), stats, figures, info, **card_options)
         write_atomic(os.path.join(staging, "README.md"), card.save)
-        small = ["README.md", HUB_META_FILE, CONFIG_FILE, *(figure["path"] for figure in figures)]
+        meta_file, config_file = split_files(meta["split"])  # each split's own: load_reinforced finds every split
+        write_json_atomic(_staged(staging, meta_file), meta)
+        write_json_atomic(_staged(staging, config_file), public_config(config))
+        small = ["README.md", HUB_META_FILE, CONFIG_FILE, *split_files(meta["split"]),
+                 *(figure["path"] for figure in figures)]
         operations += [CommitOperationAdd(name, os.path.join(staging, name)) for name in small]
-        commit = api.create_commit(
-            repo_id, [*_stale_files(api, repo_id, operations), *operations], repo_type="dataset",
-            commit_message=commit_message or f"Upload reinforced {source['split']} split ({layout}) with hf-dr",
-        )
-    return commit.oid
+        message = commit_message or f"Upload reinforced {split} split ({layout}) with hf-dr"
+        commit = commit_once(api, repo_id, [*target.stale_files(meta["split"], operations), *operations],
+                             message, branch, create_pr, target.head or guard.head)
+        guard.committed = True
+    return commit
+
+
+def split_files(split: str) -> tuple[str, str]:
+    """The split's own copies of ``hf_dr.json`` and ``reinforce_config.json`` (the root ones are the last pushed
+    split's): ``splits/{split}/...``, read by :func:`hf_dr.load_reinforced`.
+
+    Example:
+        >>> split_files("test")
+        ('splits/test/hf_dr.json', 'splits/test/reinforce_config.json')
+    """
+    return f"splits/{split}/{HUB_META_FILE}", f"splits/{split}/{CONFIG_FILE}"
+
+
+def _staged(staging: str, name: str) -> str:
+    os.makedirs(os.path.dirname(os.path.join(staging, name)), exist_ok=True)
+    return os.path.join(staging, name)
 
 
 def source_reference(config: ReinforceConfig, layout: str, split: str | None = None, source_id: str | None = None,
                      source_revision: str | None = None, api: HfApi | None = None) -> dict[str, Any]:
     """Where the reinforced rows came from, as recorded in ``hf_dr.json``.
 
-    For the metadata-only layout the source must be a Hub repo and its revision is pinned to a commit id.
+    For the metadata-only layout the source must be a Hub repo and its revision is pinned to a commit id. Its
+    ``split`` is the source split the run read (``split``, the repo's split name, only when the run recorded none).
     """
     recorded = config.dataset
     ident = source_id or recorded.get("id")
     revision = source_revision or recorded.get("revision")
     if layout == METADATA_ONLY:
-        if not ident or os.path.exists(ident):
+        if not ident or os.path.exists(ident) or bundled_name(ident):
             raise InvalidConfigError(
                 f"the metadata-only layout needs the source's Hub repo id, but the run recorded {ident!r}: pass "
                 "source_id= (--source-id) and source_revision= (--revision) of the dataset that was reinforced."
             )
         revision = pin_revision(api or HfApi(), ident, revision)
-    elif ident and os.path.exists(ident):
+    elif ident and os.path.exists(ident) and not bundled_name(ident):
         ident, revision = None, None  # a local path means nothing to others (and may be private)
     columns = config.columns
     return {
-        "id": ident, "revision": revision, "split": split or recorded.get("split") or "train",
+        "id": ident, "revision": revision, "split": recorded.get("split") or split or "train",
         "image_column": columns.get("image", "image"), "label_column": columns.get("label"),
         "key_column": columns.get("key"),
         "key_source": resolve_key_source(columns.get("key"), columns.get("key_source")),  # column, content or path
@@ -272,22 +348,29 @@ def _load_recorded_source(source: dict[str, Any], config: ReinforceConfig) -> da
 
 
 def _source_license(api: HfApi, source: dict[str, Any]) -> str:
+    """The source's licence: a bundled dataset's own, a Hub repo's card's (read once, retried), else unknown."""
     if not source["id"]:
         return "unknown"
+    if bundled_name(source["id"]):
+        return BUNDLED_LICENSES.get(bundled_name(source["id"]), "unknown")
     try:
-        card_data = api.dataset_info(source["id"], revision=source["revision"]).card_data
-    except (RepositoryNotFoundError, RevisionNotFoundError):
+        card_data = with_retries("read the source's licence", api.dataset_info, source["id"],
+                                 revision=source["revision"]).card_data
+    except HfHubHTTPError as err:  # not found, gated, or the Hub failing: the card says unknown, the push goes on
+        logger.warning("Cannot read the licence of the source %s (%s); the card says 'unknown': pass license= "
+                       "(--license).", source["id"], str(err).splitlines()[0])
         return "unknown"
     license = card_data.get("license") if card_data is not None else None
     return license or "unknown"
 
 
 # -- uploads --------------------------------------------------------------------------------------------------------
-def _push_data(api: HfApi, repo_id: str, staging: str, plan: FilePlan, tables: Iterator[pa.Table],
-               schema: pa.Schema, level: int, on_first: Callable[[str], None]
+def _push_data(api: HfApi, guard: RepoGuard, repo_id: str, staging: str, plan: FilePlan, tables: Iterator[pa.Table],
+               schema: pa.Schema, level: int, on_first: Callable[[str], None], create_pr: bool = False
                ) -> tuple[list[CommitOperationAdd], list[tuple[pq.FileMetaData, int]]]:
-    """Writes the planned files one at a time, uploads each (``preupload_lfs_files``) and deletes it once uploaded;
-    returns their commit operations and ``(footer, size)``. ``on_first(path)`` runs while the first file is on disk."""
+    """Writes the planned files one at a time, uploads each (``preupload_lfs_files``, retried) and deletes it once
+    uploaded; returns their commit operations and ``(footer, size)``. ``on_first(path)`` runs while the first file is
+    on disk. The repo (and branch) is created just before the first upload, once the first file was written."""
     operations, files = [], []
     for name, group_rows, part in zip(plan.names, plan.row_group_rows, split_rows(tables, plan.num_rows), strict=True):
         path = str(write_parquet_batches(part, os.path.join(staging, name), schema, row_group_rows=group_rows,
@@ -295,20 +378,15 @@ def _push_data(api: HfApi, repo_id: str, staging: str, plan: FilePlan, tables: I
         files.append((pq.read_metadata(path), os.path.getsize(path)))
         if not operations:
             on_first(path)
+        guard.ensure()
         operation = CommitOperationAdd(path_in_repo=name, path_or_fileobj=path)
-        api.preupload_lfs_files(repo_id, additions=[operation], repo_type="dataset")
+        hub_call(f"upload {name}", api.preupload_lfs_files, repo_id, additions=[operation], repo_type="dataset",
+                     revision=guard.branch, create_pr=create_pr or None)
         if operation.path_or_fileobj == b"":  # uploaded (LFS or Xet): the commit needs only its hash and size
             os.remove(path)
         operations.append(operation)
         logger.info("Uploaded %s: %d rows, %.1f MB.", name, files[-1][0].num_rows, files[-1][1] / 1e6)
     return operations, files
-
-
-def _stale_files(api: HfApi, repo_id: str, operations: Sequence[CommitOperationAdd]) -> list[CommitOperationDelete]:
-    """The repo's data and asset files this push does not write (a new run may have fewer files)."""
-    written = {operation.path_in_repo for operation in operations}
-    return [CommitOperationDelete(path_in_repo=path) for path in api.list_repo_files(repo_id, repo_type="dataset")
-            if path.startswith((f"{DATA_DIR}/", f"{ASSETS_DIR}/")) and path not in written]
 
 
 # -- the card -------------------------------------------------------------------------------------------------------

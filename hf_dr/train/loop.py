@@ -174,6 +174,7 @@ def training_dataloader(dataset: Any, config: TrainConfig) -> torch.utils.data.D
     return torch.utils.data.DataLoader(
         dataset, batch_size=config.batch_size, sampler=EpochShuffle(rows, config.seed), drop_last=drop_last,
         num_workers=config.num_workers, persistent_workers=config.num_workers > 0,
+        pin_memory=torch.cuda.is_available(),  # page-locked batches: non-blocking copies to the GPU
     )
 
 

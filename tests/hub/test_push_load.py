@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import timm
 import torch
-from huggingface_hub import HfApi, hf_hub_download
+from huggingface_hub import DatasetCard, HfApi, hf_hub_download
 from torch.utils.data import DataLoader
 
 from hf_dr import ReinforcedTransform, create_policy, load_reinforced, push_to_hub, soft_target_loss
@@ -97,7 +97,7 @@ class TestPush:
         data = ["data/train-00000-of-00001.parquet"]  # the run's 3 shards, packed into one file
         assert api.list_repo_files(state.self_contained, repo_type="dataset") == [
             ".gitattributes", "README.md", "assets/replayed_samples.png", "assets/teacher_confidence.png", *data,
-            "hf_dr.json", "reinforce_config.json"]
+            "hf_dr.json", "reinforce_config.json", "splits/train/hf_dr.json", "splits/train/reinforce_config.json"]
         tree = {e.path: e for e in api.list_repo_tree(state.self_contained, "data", repo_type="dataset")}
         assert all(tree[name].lfs is not None and tree[name].lfs.sha256 in hub.lfs_uploads for name in data)
         meta = json.load(open(hf_hub_download(state.self_contained, "hf_dr.json", repo_type="dataset")))
@@ -174,6 +174,58 @@ class TestPush:
         assert len(_load(state, repo)) == NUM_ROWS
         assert cli_main(["push", str(tmp_path / "nothing"), repo]) == 1
         assert "no finished reinforcement run" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+class TestSplitsAndBranches:
+    """Case 8: a push behaves like ``Dataset.push_to_hub``: other splits kept, ``--branch``, ``--create-pr``."""
+
+    def test_a_second_split_is_added_and_a_split_pushed_again_replaces_only_its_files(self, state):
+        api, repo = HfApi(), unique_repo("splits")
+        push_to_hub(state.run_dir, repo, layout="metadata-only", compression_level=3)
+        push_to_hub(state.run_dir, repo, layout="metadata-only", compression_level=3, split="test")
+        loaded = datasets.load_dataset(repo, cache_dir=state.cache_dir)
+        assert {name: len(rows) for name, rows in loaded.items()} == {"test": NUM_ROWS, "train": NUM_ROWS}
+        assert [len(_load(state, repo, split=name)) for name in ("train", "test")] == [NUM_ROWS, NUM_ROWS]
+        files = ["data/test-00000-of-00001.parquet", "data/train-00000-of-00001.parquet"]
+        before = api.get_paths_info(repo, files, expand=True, repo_type="dataset")
+        push_to_hub(state.run_dir, repo, layout="metadata-only", compression_level=19)  # train again, other bytes
+        after = api.get_paths_info(repo, files, expand=True, repo_type="dataset")
+        assert after[0].blob_id == before[0].blob_id and after[0].last_commit.oid == before[0].last_commit.oid
+        assert after[1].blob_id != before[1].blob_id
+        card = DatasetCard.load(repo, repo_type="dataset")
+        assert card.data.configs[0]["data_files"] == [{"split": "test", "path": "data/test-*"},
+                                                      {"split": "train", "path": "data/train-*"}]
+        assert [split["name"] for split in card.data.dataset_info["splits"]] == ["test", "train"]
+        with pytest.raises(DataMismatchError, match=r"holds the splits \['train'\] with the columns"):
+            push_to_hub(state.run_dir, repo, dataset=state.source, split="test")  # self-contained beside metadata-only
+
+    def test_branch_and_pull_request(self, state, capsys):
+        api, repo = HfApi(), unique_repo("branches")
+        push_to_hub(state.run_dir, repo, layout="metadata-only", compression_level=3)
+        main = api.dataset_info(repo).sha
+        assert cli_main(["push", "--run-dir", state.run_dir, repo, "--layout", "metadata-only", "--split", "test",
+                         "--branch", "v2", "--compression-level", "3"]) == 0
+        assert f"to datasets/{repo} (branch v2) at commit" in capsys.readouterr().out
+        v2 = api.list_repo_files(repo, repo_type="dataset", revision="v2")
+        assert {"data/train-00000-of-00001.parquet", "data/test-00000-of-00001.parquet"} <= set(v2)
+        assert cli_main(["push", "--run-dir", state.run_dir, repo, "--layout", "metadata-only", "--split", "valid",
+                         "--create-pr", "--revision", state.source_commit, "--compression-level", "3"]) == 0
+        out, err = capsys.readouterr()
+        assert f"to datasets/{repo} (a pull request on main) at commit" in out and err == ""
+        pr = api.list_repo_files(repo, repo_type="dataset", revision="refs/pr/1")
+        assert "data/valid-00000-of-00001.parquet" in pr
+        assert api.dataset_info(repo).sha == main  # neither the branch nor the pull request touched main
+
+    def test_a_bundled_source_is_not_looked_up_on_the_hub(self, state, hub, tmp_path):
+        bundled = shutil.copytree(state.run_dir, tmp_path / "bundled")
+        config = json.loads((bundled / "reinforce_config.json").read_text())
+        config["dataset"]["id"], config["dataset"]["revision"] = "digits", None
+        (bundled / "reinforce_config.json").write_text(json.dumps(config))
+        repo, start = unique_repo("bundled"), len(hub.requests)
+        push_to_hub(str(bundled), repo, dataset=state.source)
+        assert [path for _, path, _ in hub.requests[start:] if path.startswith("/api/datasets/digits")] == []
+        assert DatasetCard.load(repo, repo_type="dataset").data.license == "cc-by-4.0"
 
 
 @pytest.mark.slow
