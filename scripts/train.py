@@ -15,16 +15,20 @@ two commands (a head of another class count is re-initialised):
 
 Several processes: ``accelerate launch scripts/train.py ...``. Writes ``model.safetensors`` (architecture and
 preprocessing in its header, for ``hf-dr eval``), ``train_config.json`` and ``result.json``. The flags are those of
-``hf-dr`` (see ``--help``); the recipe flags are :class:`hf_dr.TrainConfig`'s fields.
+``hf-dr`` (see ``--help``); the recipe flags are :class:`hf_dr.TrainConfig`'s fields. The student's input channels
+default to the data's recorded image mode ("L": 1, "RGB": 3). A mistake is one line and exit status 1 (``--debug`` or
+``HF_DR_DEBUG=1``: the traceback).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from hf_dr.cli._boundary import run_main
 from hf_dr.cli._options import configure_logging, set_num_threads
 from hf_dr.cli._scripts import (
     AugmentArguments,
@@ -46,7 +50,7 @@ ARGUMENTS = (DataArguments, ModelArguments, AugmentArguments, TrainConfig, RunAr
 
 def build_parser() -> ScriptArgumentParser:
     """The script's flags: the dataclasses of :data:`ARGUMENTS`, TrainConfig's fields being the recipe."""
-    return ScriptArgumentParser(ARGUMENTS, description=__doc__.splitlines()[0])
+    return ScriptArgumentParser(ARGUMENTS, prog=Path(__file__).name, description=__doc__.splitlines()[0])
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -59,8 +63,9 @@ def main(argv: list[str] | None = None) -> dict:
         raise InvalidConfigError("--curriculum moves its window over the epochs: pass --epochs, not --max-steps")
     curriculum = Curriculum.named(augment.curriculum, config.epochs) if augment.curriculum else None
 
-    def build_model(num_classes: int, in_chans: int | None):
-        return student(model_args.arch, num_classes, in_chans, model_args.init_from)
+    def build_model(num_classes: int, in_chans: int | None, image_mode: str | None, source: str):
+        return student(model_args.arch, num_classes, in_chans, model_args.init_from, image_mode=image_mode,
+                       source=source)
 
     inputs = prepare_training(data_args, model_args, build_model, config.seed, augment.policy, curriculum)
     model, data = inputs.model, inputs.data
@@ -80,4 +85,6 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    status = run_main(main)  # a mistake: one line on stderr and status 1 (--debug: the traceback)
+    if status:  # success returns normally, so that runpy (tests/test_docs.py) goes on
+        sys.exit(status)

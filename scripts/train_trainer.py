@@ -11,7 +11,9 @@ X+, fine-tune on Y+" is two commands:
         --init-from runs/trainer-student/model.safetensors --epochs 10 --lr 0.01 --output-dir runs/finetuned
 
 The recipe is the one of ``scripts/train.py`` (SGD Nesterov or AdamW from :func:`hf_dr.train.optim.build_optimizer`,
-warmup then cosine). Writes the Trainer's outputs plus ``model.safetensors`` for ``hf-dr eval``.
+warmup then cosine). Writes the Trainer's outputs plus ``model.safetensors`` for ``hf-dr eval``. The student's input
+channels default to the data's recorded image mode ("L": 1, "RGB": 3). A mistake is one line and exit status 1
+(``--debug`` or ``HF_DR_DEBUG=1``: the traceback).
 """
 
 from __future__ import annotations
@@ -19,10 +21,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import sys
 from pathlib import Path
 
 import torch
 
+from hf_dr.augment.functional import MODE_CHANNELS
+from hf_dr.cli._boundary import run_main
 from hf_dr.cli._options import configure_logging, set_num_threads
 from hf_dr.cli._scripts import (
     RunArguments,
@@ -32,10 +37,10 @@ from hf_dr.cli._scripts import (
     TrainerRecipe,
     prepare_training,
 )
-from hf_dr.train.checkpoints import checkpoint_model_metadata, load_checkpoint, save_checkpoint
-from hf_dr.train.inputs import student
+from hf_dr.train.checkpoints import checkpoint_model_metadata, save_checkpoint
+from hf_dr.train.inputs import initialise_from, student
 from hf_dr.train.loop import TrainConfig
-from hf_dr.train.models import model_num_classes
+from hf_dr.train.models import check_input_channels, model_num_classes
 from hf_dr.train.optim import build_optimizer
 from hf_dr.train.trainer import reinforced_trainer, reinforced_training_args
 
@@ -46,24 +51,31 @@ ARGUMENTS = (TrainerDataArguments, TrainerModelArguments, TrainerRecipe, RunArgu
 def build_parser() -> ScriptArgumentParser:
     """The script's flags: the dataclasses of :data:`ARGUMENTS` (soft labels required: a reinforced --dataset or
     --run-dir)."""
-    return ScriptArgumentParser(ARGUMENTS, description=__doc__.splitlines()[0])
+    return ScriptArgumentParser(ARGUMENTS, prog=Path(__file__).name, description=__doc__.splitlines()[0])
 
 
-def build_model(args: TrainerModelArguments, num_classes: int) -> torch.nn.Module:
+def build_model(args: TrainerModelArguments, num_classes: int, image_mode: str | None = None,
+                source: str = "the data") -> torch.nn.Module:
+    """The student: a transformers folder, a timm model, or a timm model inside transformers (``--timm-wrapper``);
+    its input channels default to ``image_mode``'s and must match them (``source`` names the data)."""
     if (Path(args.arch) / "config.json").exists():
         from transformers import AutoModelForImageClassification
 
-        return AutoModelForImageClassification.from_pretrained(args.arch, num_labels=num_classes,
-                                                               ignore_mismatched_sizes=True)
+        model = AutoModelForImageClassification.from_pretrained(args.arch, num_labels=num_classes,
+                                                                ignore_mismatched_sizes=True)
+        check_input_channels(model, image_mode, source)
+        return model
     if not args.timm_wrapper:
-        return student(args.arch, num_classes, args.in_chans, args.init_from)
+        return student(args.arch, num_classes, args.in_chans, args.init_from, image_mode=image_mode, source=source)
     from transformers import TimmWrapperConfig, TimmWrapperForImageClassification
 
-    model_args = {"in_chans": args.in_chans} if args.in_chans else {}
+    in_chans = args.in_chans or MODE_CHANNELS.get(image_mode or "")
+    model_args = {"in_chans": in_chans} if in_chans else {}
     model = TimmWrapperForImageClassification(TimmWrapperConfig(architecture=args.arch, num_labels=num_classes,
                                                                 model_args=model_args))
+    check_input_channels(model, image_mode, source)
     if args.init_from:
-        load_checkpoint(model.timm_model, args.init_from, ignore_mismatched_sizes=True)
+        initialise_from(model.timm_model, args.init_from)
     return model
 
 
@@ -71,8 +83,8 @@ def main(argv: list[str] | None = None) -> dict:
     data_args, model_args, recipe, run = build_parser().parse(argv)
     configure_logging()
     set_num_threads(run.num_threads)
-    inputs = prepare_training(data_args, model_args, lambda num_classes, in_chans: build_model(
-        dataclasses.replace(model_args, in_chans=in_chans), num_classes), recipe.seed)
+    inputs = prepare_training(data_args, model_args, lambda num_classes, in_chans, image_mode, source: build_model(
+        dataclasses.replace(model_args, in_chans=in_chans), num_classes, image_mode, source), recipe.seed)
     model, data, train_ds, evaluation = inputs.model, inputs.data, inputs.train, inputs.evaluation
     optimizer = TrainConfig(optimizer=recipe.optimizer, lr=recipe.lr, weight_decay=recipe.weight_decay)
     training_args = reinforced_training_args(
@@ -104,4 +116,6 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    status = run_main(main)  # a mistake: one line on stderr and status 1 (--debug: the traceback)
+    if status:  # success returns normally, so that runpy (tests/test_docs.py) goes on
+        sys.exit(status)

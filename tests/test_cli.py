@@ -8,6 +8,7 @@ import argparse
 import importlib
 import importlib.util
 import json
+import os
 import pkgutil
 import re
 import subprocess
@@ -188,13 +189,13 @@ def test_only_the_command_being_run_is_imported():
             "    main(['verify', '--help'])\n"
             "print(sorted(m for m in sys.modules if m.startswith('hf_dr.cli.')))\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert result.stdout.strip() == "['hf_dr.cli._options', 'hf_dr.cli.verify']", result.stderr
+    assert result.stdout.strip() == "['hf_dr.cli._boundary', 'hf_dr.cli._options', 'hf_dr.cli.verify']", result.stderr
 
 
 @pytest.mark.parametrize("name", ["reinforce", "finetune_teacher"])
 def test_the_multi_process_scripts_take_the_subcommand_flags(name, capsys):
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / f"{name}.py"), "--help"], capture_output=True,
-                            text=True, cwd=ROOT, timeout=120)
+                            text=True, cwd=ROOT, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
     with pytest.raises(SystemExit):
         main([name.replace("_", "-"), "--help"])
     assert result.returncode == 0 and result.stdout == capsys.readouterr().out
@@ -219,3 +220,22 @@ def test_log_lines_carry_a_timestamp_level_and_logger():
             "logging.getLogger('hf_dr.demo.run').info('stage 1/3')\nlogging.getLogger('timm').info('quiet')\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO hf_dr\.demo\.run: stage 1/3\n", result.stderr)
+
+
+@pytest.mark.parametrize(("dest", "value"), [("seed", "-1"), ("seeds", "-2"), ("num_pairs", "0"), ("index", "-1"),
+                                             ("image_size", "0"), ("std", "0"), ("batch_size", "0"),
+                                             ("num_samples", "0"), ("in_chans", "2"), ("num_threads", "0")])
+def test_counts_sizes_seeds_channels_and_std_are_checked_in_every_command(parsers, dest, value):
+    """Issue #21: each command and script that takes the flag refuses the value as it parses it, naming the flag
+    (a usage error: one line at the boundary), instead of failing deep inside numpy or torch, or training on NaN."""
+    from hf_dr.errors import InvalidConfigError
+
+    checked = []
+    for name, parser in parsers.items():
+        for action in parser._actions:
+            if action.dest == dest and action.option_strings:
+                flag = action.option_strings[0]
+                with pytest.raises(InvalidConfigError, match=f"argument {re.escape(flag)}.*{re.escape(value)}"):
+                    parser.parse_known_args([flag, value])
+                checked.append(name)
+    assert checked, f"no command takes {dest}"

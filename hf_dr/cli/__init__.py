@@ -37,8 +37,10 @@ still parse (hidden from ``--help``) so existing command lines keep working.
 "scripts" are `scripts/train.py` and `scripts/train_trainer.py`; `scripts/reinforce.py` and
 `scripts/finetune_teacher.py` take the flags of their subcommand.
 
-Every ``--help`` shows the defaults; ``hf-dr --version`` prints the version. Logging is configured once
-(:data:`hf_dr.cli._options.LOG_FORMAT`, timestamped) and long stages show tqdm bars with rate and ETA.
+Every ``--help`` shows the defaults; ``hf-dr --version`` prints the version. A mistake (a missing file, a typo in a
+JSON file, a count out of range, an unknown name) is one line ``hf-dr CMD: error: ...`` naming the input and the fix,
+with exit status 1; ``--debug`` (or ``HF_DR_DEBUG=1``) shows its traceback (:mod:`hf_dr.cli._boundary`). Logging is
+configured once (:data:`hf_dr.cli._options.LOG_FORMAT`, timestamped) and long stages show tqdm bars with rate and ETA.
 
 Example:
     >>> build_parser().parse_args(["reinforce", "--dataset", "d", "--teacher", "t", "--output-dir", "o"]).command
@@ -54,8 +56,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from hf_dr.cli._boundary import DEBUG_EPILOG, ArgumentParser, check_numbers, run_main
 from hf_dr.cli._options import HelpFormatter, configure_logging, set_num_threads
-from hf_dr.errors import HfDrError
 
 # name -> (module, the one-line help of ``hf-dr --help``: the module's ``HELP``, checked by tests/test_cli.py)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -102,7 +104,10 @@ EPILOG = """\
 The same flag means the same thing in every command: --dataset (source data), --split, --revision,
 --dataset-config, --image-column/--label-column/--key-column, --output-dir (the run folder written), --run-dir
 (the run folder read), --output-file (a file written), --arch, --image-size, --teacher/--teacher-spec, --seed,
---batch-size, --num-workers, --num-threads, --limit, --builder. See `hf-dr COMMAND --help`."""
+--batch-size, --num-workers, --num-threads, --limit, --builder. See `hf-dr COMMAND --help`.
+
+A mistake prints one line (hf-dr CMD: error: ...) and exits with status 1; add --debug anywhere (or set
+HF_DR_DEBUG=1) to see the traceback."""
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -110,7 +115,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     None) gets its module imported and its arguments added."""
     from hf_dr import __version__
 
-    parser = argparse.ArgumentParser(prog="hf-dr", description="Dataset Reinforcement for Hugging Face datasets.",
+    parser = ArgumentParser(prog="hf-dr", description="Dataset Reinforcement for Hugging Face datasets.",
                                      epilog=EPILOG, formatter_class=HelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -119,9 +124,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             subparsers.add_parser(name, help=help_text)  # listed, not loaded: it is not the command being run
             continue
         module = importlib.import_module(module_path)
-        subparser = subparsers.add_parser(name, help=help_text, description=module.__doc__,
+        subparser = subparsers.add_parser(name, help=help_text, description=module.__doc__, epilog=DEBUG_EPILOG,
                                           formatter_class=HelpFormatter)
         module.add_arguments(subparser)
+        check_numbers(subparser)
         subparser.set_defaults(run=module.run)
     return parser
 
@@ -137,17 +143,19 @@ def command_of(argv: Sequence[str]) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``hf-dr``: parses ``argv`` and runs the subcommand; hf_dr errors exit with status 1."""
+    """Entry point of ``hf-dr``: parses ``argv`` and runs the subcommand inside the error boundary
+    (:func:`hf_dr.cli._boundary.run_main`): a user's mistake is one line on stderr and exit status 1."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    command = command_of(argv)
+    return run_main(_run, argv, prog=f"hf-dr {command}" if command in COMMANDS else "hf-dr")
+
+
+def _run(argv: list[str]) -> int:
     command = command_of(argv)
     args = build_parser(command if command in COMMANDS else "").parse_args(argv)
     configure_logging()
-    try:
-        set_num_threads(getattr(args, "num_threads", None))
-        return int(args.run(args) or 0)
-    except HfDrError as err:
-        print(f"hf-dr {args.command}: error: {err}", file=sys.stderr)
-        return 1
+    set_num_threads(getattr(args, "num_threads", None))
+    return int(args.run(args) or 0)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 Each script parses dataclasses with :class:`ScriptArgumentParser`, a ``transformers.HfArgumentParser`` that speaks
 the vocabulary of ``hf-dr`` (:data:`hf_dr.cli.FLAGS`): one dashed flag per field (``--output-dir``; the underscore
 spelling and the old ones, declared as ``aliases``, parse but stay out of ``--help``), each field's help taken from
-its class docstring (HF style), defaults shown, and hf_dr's configuration errors reported as usage errors.
+its class docstring (HF style), defaults shown, counts, sizes, seeds and std checked as they are parsed
+(:func:`hf_dr.cli._boundary.check_numbers`), and hf_dr's configuration errors reported as usage errors: one line at the
+error boundary (:func:`hf_dr.cli._boundary.run_main`, which every script's ``__main__`` runs in).
 
 Example:
     >>> data, model, run = ScriptArgumentParser((DataArguments, ModelArguments, RunArguments)).parse(
@@ -24,6 +26,7 @@ from typing import Any
 
 from transformers import HfArgumentParser
 
+from hf_dr.cli._boundary import DEBUG_EPILOG, check_numbers, usage_error
 from hf_dr.cli._options import HelpFormatter
 from hf_dr.errors import HfDrError
 
@@ -59,7 +62,7 @@ class ScriptArgumentParser(HfArgumentParser):
 
     def __init__(self, dataclass_types: Iterable[type], **kwargs: Any) -> None:
         dataclass_types = list(dataclass_types)
-        super().__init__(dataclass_types, formatter_class=HelpFormatter, **kwargs)
+        super().__init__(dataclass_types, formatter_class=HelpFormatter, **{"epilog": DEBUG_EPILOG, **kwargs})
         helps = {name: text for dtype in dataclass_types for name, text in docstring_help(dtype).items()}
         for action in self._actions:
             if not action.option_strings or isinstance(action, argparse._HelpAction):
@@ -72,13 +75,20 @@ class ScriptArgumentParser(HfArgumentParser):
                 s for s in action.option_strings if "_" not in s]
             action.hidden_aliases = tuple(s for s in action.option_strings if s not in keep)
             action.option_strings[:] = keep  # the parser still maps every spelling to the action
+        check_numbers(self)
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        """A usage error: :class:`~hf_dr.errors.InvalidConfigError` (one line at the boundary), not exit status 2."""
+        raise usage_error(self.prog, message)
 
     def parse(self, argv: Sequence[str] | None = None) -> tuple[Any, ...]:
-        """One instance per dataclass; unknown flags and invalid values (hf_dr errors) exit as usage errors."""
+        """One instance per dataclass; unknown flags and invalid values (hf_dr errors) raise usage errors."""
         try:
             *outputs, remaining = self.parse_args_into_dataclasses(
                 args=argv, return_remaining_strings=True, look_for_args_file=False)
         except HfDrError as err:
+            if getattr(err, "usage", False):
+                raise
             self.error(str(err))
         if remaining:
             self.error(f"unrecognized arguments: {' '.join(remaining)}")
@@ -251,11 +261,15 @@ def prepare_training(data_args: DataArguments, model_args: ModelArguments, build
     A reinforced ``--dataset`` (a Hub repo pushed by hf-dr, or rows carrying a run description) trains reinforced, its
     class count and channels taken from what the run recorded; ``--plain`` trains on its images with ``policy`` and
     hard labels instead, and says so in the log. ``policy=None`` (the Trainer script) refuses plain training.
-    ``build_model(num_classes, in_chans)`` makes the student.
+    ``build_model(num_classes, in_chans, image_mode, source)`` makes the student: its channels default to the image
+    mode the reinforced data recorded (a reinforced --dataset or --run-dir; ``source`` names it), and a student
+    that contradicts it is refused (:func:`hf_dr.train.models.check_input_channels`). ``--num-classes`` is checked
+    against the soft labels or the label column before training.
     """
     from hf_dr.errors import InvalidConfigError
     from hf_dr.hub.named import find_reinforced, reinforced_training_data
-    from hf_dr.train.inputs import DataConfig, class_count, eval_data, training_data
+    from hf_dr.train.inputs import DataConfig, class_count, eval_data, recorded_image_mode, training_data
+    from hf_dr.train.models import check_model_num_classes
 
     train, named = find_reinforced(data_args.dataset, data_args.split, data_args.data_root)
     if named is not None and data_args.run_dir:
@@ -287,7 +301,12 @@ def prepare_training(data_args: DataArguments, model_args: ModelArguments, build
     recorded = named.description.num_classes if named is not None else None
     num_classes = model_args.num_classes or recorded or class_count(train, label_column)
     in_chans = model_args.in_chans or (named.in_chans if named is not None else None)
-    model = build_model(num_classes, in_chans)
+    image_mode, data_source = None, None  # plain training converts the images to the student's channels
+    if reinforce:
+        image_mode, data_source = named.description.image_mode, f"the reinforced dataset {data_args.dataset}"
+    elif data_args.run_dir:
+        image_mode, data_source = recorded_image_mode(data_args.run_dir), f"the run {data_args.run_dir}"
+    model = build_model(num_classes, in_chans, image_mode, data_source or "the data")
     data = DataConfig.resolve(model, model_args.image_size, model_args.mean, model_args.std)
     data.in_chans = in_chans or data.in_chans
     if reinforce:
@@ -297,6 +316,10 @@ def prepare_training(data_args: DataArguments, model_args: ModelArguments, build
         train_ds, transform = training_data(
             train, data, data_args.run_dir, policy or "rrc", seed, data_args.preload, key_column=key_column,
             image_column=image_column, label_column=label_column, curriculum=curriculum)
+    data_classes = getattr(transform, "num_classes", None) or (
+        class_count(train, label_column) if train is not None else None)
+    if data_classes:  # --num-classes against the soft labels, or the label column's classes
+        check_model_num_classes(model, data_classes)
     evaluation = None
     if data_args.eval_split:
         evaluation = eval_data(_evaluation_rows(data_args, named), data, data_args.preload, image_column,

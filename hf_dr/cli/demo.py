@@ -17,7 +17,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import json
 
 from hf_dr.cli._options import add_num_threads
 
@@ -136,8 +135,10 @@ def demo_config(overrides: dict, config_file: str | None, defaults):  # noqa: AN
     from hf_dr.demo.run import DemoConfig
 
     if config_file:
-        with open(config_file) as f:
-            return DemoConfig.from_dict({**json.load(f), **overrides})
+        from hf_dr.files import read_json
+
+        settings = read_json(config_file, what="--config file", fix="a demo_config.json that hf-dr demo wrote")
+        return DemoConfig.from_dict({**settings, **overrides})
     return DemoConfig.from_dict(overrides, defaults=defaults)
 
 

@@ -53,9 +53,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Loads the model and the split, runs :func:`hf_dr.evaluate_checkpoint` and prints the metrics as JSON."""
+    import os
+
+    from hf_dr.errors import WeightsNotFoundError
     from hf_dr.hub.named import find_reinforced, plain_images
     from hf_dr.train.evaluation import evaluate_checkpoint
 
+    if not os.path.exists(args.checkpoint):
+        raise WeightsNotFoundError(f"--checkpoint {args.checkpoint!r} does not exist; pass an hf_dr .safetensors file "
+                                   "(scripts/train.py's model.safetensors), a Trainer output folder or a transformers "
+                                   "folder")
     rows, reinforced = find_reinforced(args.dataset, args.split)
     if rows is None:  # a reinforced Hub repo: its images are those of the source it records
         rows = plain_images(reinforced, args.split)

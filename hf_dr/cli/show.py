@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 
 from hf_dr.cli._options import add_num_threads, add_option, add_recorded_source, required_run_dir
+from hf_dr.errors import InvalidConfigError
 
 HELP = "draw a sample's replayed reinforcements in a captioned grid (PNG)"
 
@@ -36,8 +37,24 @@ def run(args: argparse.Namespace) -> int:
     from hf_dr.hub.local_run import load_target, sample_grid
     from hf_dr.hub.show import save_grid
 
-    reinforcements, images, config = load_target(required_run_dir(args), args.dataset, args.split, args.revision)
+    run_dir = required_run_dir(args)
+    reinforcements, images, config = load_target(run_dir, args.dataset, args.split, args.revision)
+    check_index(args.index if args.key is None else None, len(reinforcements), run_dir)
     grid = sample_grid(reinforcements, images, config, key=args.key, index=args.index, count=args.count,
                        size=args.image_size, columns=args.columns)
     print(f"wrote {save_grid(grid, args.output_file)} ({grid.width}x{grid.height})")
     return 0
+
+
+def check_index(index: int | None, num_rows: int, run_dir: str) -> None:
+    """Refuses an ``--index`` that is not a row of the run's ``num_rows`` (None: a ``--key`` was given).
+
+    Example:
+        >>> check_index(32, 32, "runs/r")
+        Traceback (most recent call last):
+        ...
+        hf_dr.errors.InvalidConfigError: --index 32 is out of range: the run runs/r has 32 samples; pass --index ...
+    """
+    if index is not None and not 0 <= index < num_rows:
+        raise InvalidConfigError(f"--index {index} is out of range: the run {run_dir} has {num_rows} samples; pass "
+                                 f"--index between 0 and {num_rows - 1}, or --key KEY")

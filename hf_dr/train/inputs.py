@@ -54,15 +54,18 @@ class DataConfig:
     @classmethod
     def resolve(cls, model: torch.nn.Module, size: int | None = None, mean: Sequence[float] | None = None,
                 std: Sequence[float] | None = None) -> DataConfig:
-        """The model's timm data config, with any of ``size``/``mean``/``std`` overridden."""
+        """The model's timm data config, with any of ``size``/``mean``/``std`` overridden; ``in_chans`` is the
+        model's own (its first convolution, :func:`hf_dr.train.models.model_in_chans`), else the config's."""
         import timm
+
+        from hf_dr.train.models import model_in_chans
 
         inner = getattr(model, "timm_model", model)
         config = timm.data.resolve_model_data_config(inner) if hasattr(inner, "pretrained_cfg") else {}
         channels, height, width = config.get("input_size", (3, 224, 224))
         return cls(size=(size, size) if size else (int(height), int(width)),
                    mean=tuple(mean or config.get("mean", IMAGENET_MEAN)),
-                   std=tuple(std or config.get("std", IMAGENET_STD)), in_chans=int(channels))
+                   std=tuple(std or config.get("std", IMAGENET_STD)), in_chans=model_in_chans(inner) or int(channels))
 
 
 def training_data(
@@ -95,10 +98,12 @@ def training_data(
     if reinforcements:
         from hf_dr.generate.loading import load_reinforcements
         from hf_dr.generate.run_config import ReinforceConfig
+        from hf_dr.train.models import check_input_channels
 
         run = ReinforceConfig.load(reinforcements)
         if run is None:
             raise InvalidConfigError(f"{reinforcements} holds no reinforcement run (no reinforce_config.json)")
+        check_input_channels(data.in_chans, run.image_mode, f"the run {reinforcements}")  # the student reads them
         table = load_reinforcements(reinforcements)
         from hf_dr.data.sources import check_image_digests, keyed
 
@@ -150,14 +155,58 @@ def eval_data(dataset: datasets.Dataset, data: DataConfig, preload: bool = False
 
 
 def student(architecture: str, num_classes: int, in_chans: int | None = None, init_from: str | None = None,
-            **kwargs: Any) -> torch.nn.Module:
+            image_mode: str | None = None, source: str = "the data", **kwargs: Any) -> torch.nn.Module:
     """A timm student with a ``num_classes`` head; ``init_from`` loads a checkpoint first (pretrain on X+, fine-tune
-    on Y+): tensors of another shape, such as a head for another class count, keep their fresh initialisation."""
-    from hf_dr.train.checkpoints import load_checkpoint
-    from hf_dr.train.models import create_model
+    on Y+): tensors of another shape, such as a head for another class count, keep their fresh initialisation.
 
+    ``image_mode`` is the mode of the images it will read (a reinforcement run's recorded mode, see
+    :func:`recorded_image_mode`): without ``in_chans`` the student gets its channels ("L": 1, "RGB": 3), and a student
+    whose channels contradict it is refused before any training (:func:`hf_dr.train.models.check_input_channels`;
+    ``source`` names the data in the message).
+
+    Example:
+        >>> from hf_dr.train.models import model_in_chans
+        >>> model_in_chans(student("hf_dr_cnn_tiny", 10, image_mode="RGB"))
+        3
+        >>> student("hf_dr_cnn_tiny", 10, in_chans=3, image_mode="L", source="run runs/r")
+        Traceback (most recent call last):
+        ...
+        hf_dr.errors.InvalidConfigError: the student reads 3 input channels but run runs/r holds images of mode 'L' ...
+    """
+    from hf_dr.augment.functional import MODE_CHANNELS
+    from hf_dr.train.models import check_input_channels, create_model
+
+    in_chans = in_chans or MODE_CHANNELS.get(image_mode or "")
     model = create_model(architecture, num_classes, **({"in_chans": in_chans} if in_chans else {}), **kwargs)
+    check_input_channels(model, image_mode, source)
     if init_from:
-        skipped = load_checkpoint(model, init_from, ignore_mismatched_sizes=True)
-        logger.info("initialised from %s (%d tensors kept fresh: %s)", init_from, len(skipped), skipped[:4])
+        initialise_from(model, init_from)
     return model
+
+
+def initialise_from(model: torch.nn.Module, checkpoint: str) -> list[str]:
+    """Loads the safetensors ``checkpoint`` (``--init-from``) into ``model``, tensors of another shape (a head of
+    another class count) kept fresh; returns their names. A file that is not a safetensors checkpoint is refused
+    naming it."""
+    from safetensors import SafetensorError
+
+    from hf_dr.train.checkpoints import load_checkpoint
+
+    try:
+        skipped = load_checkpoint(model, checkpoint, ignore_mismatched_sizes=True)
+    except SafetensorError as err:
+        raise InvalidConfigError(f"--init-from {checkpoint!r} is not a safetensors checkpoint ({err}); pass a "
+                                 "model.safetensors that scripts/train.py or hf-dr finetune-teacher wrote") from err
+    logger.info("initialised from %s (%d tensors kept fresh: %s)", checkpoint, len(skipped), skipped[:4])
+    return skipped
+
+
+def recorded_image_mode(reinforcements: str | None) -> str | None:
+    """The image mode (``"L"`` or ``"RGB"``) the reinforcement run in the folder ``reinforcements`` recorded: the
+    mode its teacher saw and its replay gives; None without a folder or for a run that predates the record."""
+    if not reinforcements:
+        return None
+    from hf_dr.generate.run_config import ReinforceConfig
+
+    run = ReinforceConfig.load(reinforcements)
+    return run.image_mode if run is not None else None

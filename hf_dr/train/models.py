@@ -22,8 +22,8 @@ from hf_dr.generate.teacher import mean_probabilities
 from hf_dr.train.losses import _logits_of
 
 __all__ = [
-    "PixelValuesClassifier", "ProbabilityEnsemble", "check_model_num_classes", "create_model", "ensemble_logits",
-    "forward_logits", "model_num_classes",
+    "PixelValuesClassifier", "ProbabilityEnsemble", "check_input_channels", "check_model_num_classes", "create_model",
+    "ensemble_logits", "forward_logits", "model_in_chans", "model_num_classes",
 ]
 
 
@@ -66,6 +66,52 @@ def check_model_num_classes(model: nn.Module, num_classes: int) -> None:
             f"the model predicts {found} classes but the data has {num_classes}; reset the classifier head "
             f"(timm.create_model(..., num_classes={num_classes}) or from_pretrained(..., num_labels={num_classes}, "
             "ignore_mismatched_sizes=True))"
+        )
+
+
+def model_in_chans(model: nn.Module) -> int | None:
+    """The input channels of a classifier: those of its first convolution (timm, transformers and wrapped models),
+    else its ``in_chans`` attribute; None when neither says (e.g. an MLP on flattened pixels).
+
+    Example:
+        >>> model_in_chans(create_model("hf_dr_cnn_tiny", num_classes=10)), model_in_chans(nn.Linear(4, 2))
+        (1, None)
+    """
+    for module in model.modules():
+        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            return int(module.in_channels)
+    found = getattr(model, "in_chans", None)
+    return found if isinstance(found, int) else None
+
+
+def check_input_channels(model: nn.Module | int, image_mode: str | None, source: str = "the data") -> None:
+    """Raises :class:`InvalidConfigError` when ``model`` reads another number of input channels than the images of
+    ``image_mode`` have ("L": 1, "RGB": 3; the mode a reinforcement run recorded), naming both and the fix, before
+    any training: otherwise the first forward fails deep inside a convolution. Nothing to check without a mode or
+    where the model does not say (:func:`model_in_chans`).
+
+    Args:
+        model (`torch.nn.Module` or `int`): the student, or its input channels (a ``DataConfig.in_chans``).
+        image_mode (`str`, *optional*): the image mode of the data, ``"L"`` or ``"RGB"``.
+        source (`str`, *optional*, defaults to ``"the data"``): what the data is, for the message (e.g. the run).
+
+    Example:
+        >>> check_input_channels(create_model("hf_dr_cnn_tiny", num_classes=10, in_chans=1), "RGB", "run runs/r")
+        Traceback (most recent call last):
+        ...
+        hf_dr.errors.InvalidConfigError: the student reads 1 input channel but run runs/r holds images of mode 'RGB'...
+    """
+    from hf_dr.augment.functional import MODE_CHANNELS
+
+    if image_mode is None or image_mode not in MODE_CHANNELS:
+        return
+    found, expected = model if isinstance(model, int) else model_in_chans(model), MODE_CHANNELS[image_mode]
+    if found is not None and found != expected:
+        raise InvalidConfigError(
+            f"the student reads {found} input channel{'s' * (found != 1)} but {source} holds images of mode "
+            f"{image_mode!r} ({expected} channel{'s' * (expected != 1)}); build it with {expected}: --in-chans "
+            f"{expected} (or leave --in-chans out: the scripts take it from the run), create_model(..., "
+            f"in_chans={expected}) or timm.create_model(..., in_chans={expected})"
         )
 
 
@@ -113,6 +159,13 @@ def create_model(
     """
     if in_chans is not None:  # otherwise the architecture's default (3, or 1 for the 28x28 networks below)
         kwargs["in_chans"] = in_chans
+    if ":" not in name and not timm.is_model(name):  # "hf-hub:..." and "local-dir:..." are timm's to resolve
+        import difflib
+
+        close = difflib.get_close_matches(name, timm.list_models(), n=3)
+        raise InvalidConfigError(f"unknown timm architecture {name!r} (--arch); "
+                                 + (f"did you mean {' or '.join(map(repr, close))}? " if close else "")
+                                 + f"list them with timm.list_models('*{name.split('.')[0][:8]}*')")
     return timm.create_model(name, pretrained=False, num_classes=num_classes, **kwargs)
 
 
