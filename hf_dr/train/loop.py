@@ -26,7 +26,7 @@ from torch import nn
 from hf_dr.data.epochs import set_epoch, transform_of
 from hf_dr.errors import InvalidConfigError
 from hf_dr.train.losses import soft_target_loss, target_is_tempered
-from hf_dr.train.models import check_model_num_classes, forward_logits
+from hf_dr.train.models import check_input_channels, check_model_num_classes, forward_logits
 from hf_dr.train.optim import build_optimizer, cosine_with_warmup
 from hf_dr.train.resume import EpochShuffle, restore_checkpoint, save_checkpoint_state
 
@@ -237,7 +237,7 @@ def fit(
     from accelerate import Accelerator
 
     config = config or TrainConfig()
-    _check_num_classes(model, teacher, num_classes or getattr(transform_of(train_dataset), "num_classes", None))
+    _check_model(model, teacher, transform_of(train_dataset), num_classes)
     torch.manual_seed(config.seed)
     if config.mixed_precision == "fp16" and not torch.cuda.is_available():
         raise InvalidConfigError("mixed_precision='fp16' needs a GPU; on CPU use 'bf16' or 'no'.")
@@ -275,12 +275,14 @@ class _Prepared:
     tempered_target: bool = False
 
 
-def _check_num_classes(model: nn.Module, teacher: nn.Module | None, num_classes: int | None) -> None:
-    if num_classes is None:
-        return
-    check_model_num_classes(model, num_classes)
-    if teacher is not None:
-        check_model_num_classes(teacher, num_classes)
+def _check_model(model: nn.Module, teacher: nn.Module | None, transform: Any, num_classes: int | None) -> None:
+    """The model's (and teacher's) classes against ``num_classes`` or the replay's, its channels against the recorded
+    image mode: refused before training, not deep inside the first forward."""
+    num_classes = num_classes or getattr(transform, "num_classes", None)
+    for checked in (model, teacher) if num_classes is not None else ():
+        if checked is not None:
+            check_model_num_classes(checked, num_classes)
+    check_input_channels(model, getattr(transform, "image_mode", None), "the training data")
 
 
 def _prepare(model: nn.Module, train_dataset: Any, config: TrainConfig, accelerator: Any,
@@ -332,7 +334,9 @@ def _train(run: _Prepared, train_dataset: Any, config: TrainConfig, accelerator:
     while result.steps < run.total_steps:
         set_epoch(train_dataset, epoch)
         batches, loader, skip = skip, accelerator.skip_first_batches(run.loader, skip) if skip else run.loader, 0
-        _loader_epoch(loader, run.sampler, epoch)
+        # the shuffle of this epoch: accelerate's loaders set their sampler's epoch from their own pass count, which
+        # a resumed run (or a loader made to skip batches) must be told
+        (loader.set_epoch if hasattr(loader, "set_epoch") else run.sampler.set_epoch)(epoch)
         for batch in loader:
             running += _step(run, batch, config, accelerator) / config.gradient_accumulation_steps  # step's mean
             result.samples += batch["pixel_values"].shape[0]
@@ -361,12 +365,6 @@ def _train(run: _Prepared, train_dataset: Any, config: TrainConfig, accelerator:
     bar.close()
     result.wall_time = time.perf_counter() - start
     return result
-
-
-def _loader_epoch(loader: Any, sampler: EpochShuffle, epoch: int) -> None:
-    """The shuffle of ``epoch``: accelerate's loaders set their sampler's epoch from their own pass count, which a
-    resumed run (or a loader made to skip batches) must be told."""
-    (loader.set_epoch if hasattr(loader, "set_epoch") else sampler.set_epoch)(epoch)
 
 
 def _resumable(config: TrainConfig) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from hf_dr.data.epochs import set_epoch, transform_of
 from hf_dr.data.replay import ReinforcedTransform
 from hf_dr.errors import InvalidConfigError, MissingSoftLabelsError, TrainerArgumentsError
 from hf_dr.train.losses import soft_target_loss, target_is_tempered
-from hf_dr.train.models import PixelValuesClassifier, check_model_num_classes
+from hf_dr.train.models import PixelValuesClassifier, check_input_channels, check_model_num_classes
 
 LABEL_NAMES = ["labels"]
 
@@ -240,6 +240,7 @@ def reinforced_trainer(
         model = PixelValuesClassifier(model, channels_last=channels_last)
     if transform is not None:
         check_model_num_classes(model, transform.num_classes)
+        check_input_channels(model, transform.image_mode, "the training data")
     callbacks = list(trainer_kwargs.pop("callbacks", None) or [])
     if not any(isinstance(c, ReinforcedEpochCallback) for c in callbacks):
         callbacks.append(ReinforcedEpochCallback(transform))
