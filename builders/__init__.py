@@ -2,7 +2,7 @@
 ``BUILDER = hf_dr.generate.recipe.Builder(...)``.
 
 Example:
-    >>> from builders import get_builder, list_builders
+    >>> from hf_dr.builders import get_builder, list_builders
     >>> [name for name in list_builders() if name != "digits_plus"]  # digits_plus: registered by an example below
     ['cifar100_plus', 'flowers102_plus', 'food101_plus', 'imagenet_plus', 'imagenet_plus_small']
     >>> get_builder("cifar100-plus").dataset_id

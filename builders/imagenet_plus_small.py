@@ -1,7 +1,7 @@
 """ImageNet+-Small: the ImageNet+ recipe with N = 100 augmentations and k = 5 probabilities per augmentation (the
 paper's smaller variant, about 4 x fewer records of about 60% the size). Same source, keys (by the image file's name:
-the split holds byte-identical files, see :mod:`builders.imagenet_plus`), teacher (and substitutions), policy, seed and
-layout as :mod:`builders.imagenet_plus`.
+the split holds byte-identical files, see :mod:`hf_dr.builders.imagenet_plus`), teacher (and substitutions), policy,
+seed and layout as :mod:`hf_dr.builders.imagenet_plus`.
 """
 
 import dataclasses

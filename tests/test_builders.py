@@ -11,8 +11,8 @@ import os
 import pytest
 import timm
 
-from builders import get_builder, list_builders, register_builder
 from hf_dr import HfDrError, list_policies, push_to_hub
+from hf_dr.builders import get_builder, list_builders, register_builder
 from hf_dr.cli import main as cli_main
 from hf_dr.errors import InvalidConfigError, MissingTeacherError, UnknownBuilderError
 from hf_dr.generate.loading import load_reinforcements

@@ -111,8 +111,8 @@ def test_json_is_indented_key_sorted_and_stable(tmp_path):
 
 def test_every_to_dict_equals_its_json_round_trip(tmp_path):
     """The one tuple->list rule: what each ``to_dict`` returns is what reading its JSON back gives."""
-    from builders import get_builder
     from hf_dr.augment.registry import create_policy
+    from hf_dr.builders import get_builder
     from hf_dr.demo.config import DemoConfig
     from hf_dr.generate.teacher import MemberSpec, load_member
     from hf_dr.train.finetune import FinetuneConfig

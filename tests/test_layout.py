@@ -28,7 +28,9 @@ ALLOWED = {
     "hub": LEAVES | {"augment", "data", "generate"},
     "train": LEAVES | {"augment", "data", "generate", "networks"},
     "demo": LEAVES | {"augment", "data", "generate", "hub", "train", "networks"},
-    "cli": LEAVES | {"augment", "data", "generate", "hub", "train", "networks", "demo"},
+    "builders": LEAVES | {"generate"},  # hf_dr.builders (the repository's builders/): recipes
+    "cli": LEAVES | {"augment", "data", "generate", "hub", "train", "networks", "demo", "builders"},
+    "__main__": {"cli"},  # python -m hf_dr
 }
 HEAVY = ("transformers", "timm", "matplotlib")
 
@@ -168,3 +170,21 @@ def test_public_name_resolves(name: str) -> None:
 
     value = getattr(hf_dr, name)
     assert name == "__version__" or (value.__doc__ or "").strip(), f"hf_dr.{name} has no docstring"
+
+
+def test_the_declared_packages_are_the_tree() -> None:
+    """pyproject.toml lists the packages (builders/ and cards/ are mapped into hf_dr): a new subpackage that is not
+    listed would be missing from the wheel."""
+    import tomllib
+
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    tree = {".".join(p.parent.relative_to(ROOT).parts) for p in PACKAGE.rglob("__init__.py")}
+    assert set(setuptools["packages"]) == tree | {"hf_dr.builders", "hf_dr.cards"}
+    assert setuptools["package-dir"] == {"hf_dr": "hf_dr", "hf_dr.builders": "builders", "hf_dr.cards": "cards"}
+
+
+def test_python_m_hf_dr_is_the_cli() -> None:
+    for module in ("hf_dr", "hf_dr.cli"):
+        out = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, check=True,
+                             cwd=ROOT)
+        assert "usage: hf-dr" in out.stdout and "reinforce" in out.stdout

@@ -1,5 +1,6 @@
 """hf-dr as users get it: a wheel built from the repo, installed without its dependencies in a fresh venv that cannot
-see the source tree, pushes a run with its dataset card (the template ships as package data of ``cards``)."""
+see the source tree, pushes a run with its dataset card (the template ships as package data of ``hf_dr.cards``; the
+repository's top-level ``builders/`` and ``cards/`` install as ``hf_dr.builders`` and ``hf_dr.cards``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -28,11 +30,14 @@ COPIED = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", 
                                 "outputs")
 WHERE = """
 import importlib.util, json, sys
-import cards, hf_dr
+import hf_dr, hf_dr.builders, hf_dr.cards
+from hf_dr.builders import get_builder
 from hf_dr.hub.card import default_template
-found = {"hf_dr": hf_dr.__file__, "cards": cards.__file__, "card": importlib.util.find_spec("hf_dr.hub.card").origin}
+found = {"hf_dr": hf_dr.__file__, "cards": hf_dr.cards.__file__, "builders": hf_dr.builders.__file__,
+         "card": importlib.util.find_spec("hf_dr.hub.card").origin}
 print(json.dumps({**found, "tests": importlib.util.find_spec("tests") is not None, "path": sys.path,
-                  "template": len(default_template())}))
+                  "template": len(default_template()), "recipe": get_builder("cifar100-plus").dataset_id,
+                  "top_level": [name for name in ("builders", "cards") if importlib.util.find_spec(name)]}))
 """
 
 
@@ -52,6 +57,10 @@ def installed(tmp_path_factory) -> Path:
           "-w", str(root / "dist")])
     wheels = list((root / "dist").glob("hf_dr-*.whl"))
     assert len(wheels) == 1
+    with zipfile.ZipFile(wheels[0]) as wheel:
+        tops = {name.split("/")[0] for name in wheel.namelist() if not name.split("/")[0].endswith(".dist-info")}
+    assert tops == {"hf_dr"}, tops  # no site-packages/builders or site-packages/cards
+    assert {"hf_dr/builders/imagenet_plus.py", "hf_dr/cards/reinforced_dataset.md"} <= set(wheel.namelist())
     venv = root / "venv"
     _run([sys.executable, "-m", "venv", "--without-pip", str(venv)])  # pip is the test venv's (--python below)
     python = venv / "bin" / "python"
@@ -75,9 +84,12 @@ def test_the_wheel_pushes_a_run_with_its_card(installed, hub: HubServer, tmp_pat
     work.mkdir()
     environment = _environment(tmp_path, hub.url)
     where = json.loads(_run([str(installed / "bin" / "python"), "-c", WHERE], cwd=work, env=environment).stdout)
-    for name in ("hf_dr", "cards", "card"):
+    for name in ("hf_dr", "cards", "builders", "card"):
         assert Path(where[name]).is_relative_to(installed), (name, where[name])
-    assert not where["tests"] and where["template"] > 1000
+    assert not where["tests"] and where["template"] > 1000 and where["recipe"] == "uoft-cs/cifar100"
+    assert where["top_level"] == []  # builders/ and cards/ install as hf_dr.builders and hf_dr.cards only
+    listed = _run([str(installed / "bin" / "python"), "-m", "hf_dr", "builders"], cwd=work, env=environment).stdout
+    assert "cifar100_plus" in listed  # python -m hf_dr is the hf-dr command
     inside = [p for p in where["path"] if p and Path(p).resolve().is_relative_to(ROOT)]
     assert set(inside) <= {SITE_PACKAGES}, where["path"]  # the dependencies (a .venv in the repo), never the sources
 

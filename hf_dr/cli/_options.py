@@ -119,7 +119,7 @@ def load_builder(name: str | None) -> Builder | None:
     """The recipe ``name`` from the ``builders`` package, or None without a name."""
     if not name:
         return None
-    from builders import get_builder
+    from hf_dr.builders import get_builder
 
     return get_builder(name)
 

@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Prints one line per recipe, or the named recipe with its card notes and commands."""
-    from builders import get_builder, list_builders
+    from hf_dr.builders import get_builder, list_builders
 
     names = [args.name] if args.name else list_builders()
     recipes = [get_builder(name) for name in names]

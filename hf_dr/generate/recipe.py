@@ -8,7 +8,7 @@ and why). ``hf-dr builders`` lists them; ``hf-dr reinforce --builder NAME`` runs
 recipe's value.
 
 Example:
-    >>> from builders import get_builder
+    >>> from hf_dr.builders import get_builder
     >>> builder = get_builder("imagenet_plus_small")
     >>> builder.num_samples, builder.topk, builder.layout
     (100, 5, 'metadata-only')
@@ -121,7 +121,7 @@ class Builder:
         """The command that fine-tunes this recipe's teacher ensemble.
 
         Example:
-            >>> from builders import get_builder
+            >>> from hf_dr.builders import get_builder
             >>> get_builder("cifar100_plus").finetune_command()
             'hf-dr finetune-teacher --builder cifar100_plus --output-dir teachers/cifar100_plus'
         """
@@ -137,7 +137,7 @@ class Builder:
         naming the command that makes the spec.
 
         Example:
-            >>> from builders import get_builder
+            >>> from hf_dr.builders import get_builder
             >>> [m.arch for m in get_builder("imagenet_plus").teacher_members()][:1]
             ['resnext101_32x8d.fb_wsl_ig1b_ft_in1k']
         """
@@ -161,7 +161,7 @@ class Builder:
         """The keyword arguments of :func:`hf_dr.reinforce` this recipe fixes (all but the dataset and teacher).
 
         Example:
-            >>> from builders import get_builder
+            >>> from hf_dr.builders import get_builder
             >>> get_builder("cifar100_plus").reinforce_arguments()["num_samples"]
             800
         """
@@ -198,7 +198,7 @@ class Builder:
         """One line for ``hf-dr builders``.
 
         Example:
-            >>> from builders import get_builder
+            >>> from hf_dr.builders import get_builder
             >>> get_builder("imagenet_plus_small").summary().split(":")[0]
             'imagenet_plus_small'
         """

@@ -33,7 +33,7 @@ from hf_dr.files import write_atomic
 from hf_dr.generate.recipe import SELF_CONTAINED
 from hf_dr.generate.run_config import ReinforceConfig
 
-TEMPLATE_PACKAGE, TEMPLATE_NAME = "cards", "reinforced_dataset.md"  # cards/reinforced_dataset.md, package data
+TEMPLATE_PACKAGE, TEMPLATE_NAME = "hf_dr.cards", "reinforced_dataset.md"  # cards/reinforced_dataset.md, package data
 CONFIDENCE_FIGURE = "assets/teacher_confidence.png"
 SAMPLES_FIGURE = "assets/replayed_samples.png"
 HISTOGRAM_BINS = 20

@@ -12,7 +12,7 @@ import pytest
 import safetensors.torch
 import torch
 
-from builders import get_builder
+from hf_dr.builders import get_builder
 from hf_dr.cli import main as cli_main
 from hf_dr.errors import InvalidConfigError
 from hf_dr.generate.loading import load_reinforcements
