@@ -1,5 +1,5 @@
 """How :func:`hf_dr.push_to_hub` packs a run's shards into Hub data files: the sizing rule (:func:`plan_files`), the
-run's shards as a push reads them (:func:`read_shards`, :func:`run_tables`) and the source images a self-contained
+run's shards as a push reads them (:func:`read_shards`, :func:`read_verified`) and the source images a self-contained
 push joins to them by key (:class:`SourceImages`).
 
 A run writes shards of ``shard_size`` rows (1,000 by default: 14 MiB at N=400 metadata-only, 145 MB with ImageNet's
@@ -20,7 +20,7 @@ import hashlib
 import logging
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -133,17 +133,6 @@ def without_skipped(table: pa.Table, key_name: str, skipped: frozenset[str]) -> 
     if not skipped:
         return table
     return table.filter(pc.invert(pc.is_in(table.column(key_name), value_set=pa.array(sorted(skipped)))))
-
-
-def run_tables(shards: RunShards, images: SourceImages | None = None) -> Iterator[pa.Table]:
-    """The rows to publish, one run shard at a time: its kept rows, with their images in front for self-contained.
-
-    Each shard is read once into memory and its bytes checked against the manifest's SHA-256 before they are parsed,
-    so what is published is exactly what the run verified (a folder changed since, e.g. by ``reinforce
-    --overwrite``, is refused with :class:`~hf_dr.errors.CorruptShardError`)."""
-    for path, sha256 in zip(shards.paths, shards.sha256, strict=True):
-        table = without_skipped(read_verified(path, sha256), shards.key_name, shards.skipped)
-        yield images.join(table, shards.key_name) if images is not None else table
 
 
 def read_verified(path: str, sha256: str) -> pa.Table:

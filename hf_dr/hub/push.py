@@ -20,14 +20,15 @@ in one of two layouts:
 Data files: the run's shards are streamed, one at a time, into files of a few hundred MB, 1 or a multiple of 8 (see
 :mod:`hf_dr.hub.packing`).
 
-Uploads: each data file is uploaded (``HfApi.preupload_lfs_files``) as soon as it is written and then deleted, so
-at most one is on disk; one ``create_commit`` then adds them with the card and JSON files and deletes the files of
-this split and the ``assets/`` files the push no longer has. Like ``Dataset.push_to_hub``, the repo's other splits are
-kept (their files, and their entries in the card's ``configs`` and ``dataset_info``); a split whose columns differ from
-theirs (another layout) is refused. Files are written deterministically, so pushing the same run
-again uploads nothing (the Hub already has every file's hash; no commit is made) and a changed card uploads only the
-card. Everything that can be refused (an incomplete run, missing or changed source images) is refused before the
-repo is created or anything is uploaded.
+Uploads: the data files are written in parallel processes (:mod:`hf_dr.hub.build`), each uploaded
+(``HfApi.preupload_lfs_files``) as soon as it is written and then deleted (at most about ``2 * num_proc`` on disk);
+one ``create_commit`` then adds them with the card and JSON files and deletes the files of this split and the
+``assets/`` files the push no longer has. Like ``Dataset.push_to_hub``, the repo's other splits are kept (their files,
+and their entries in the card's ``configs`` and ``dataset_info``); a split whose columns differ from theirs (another
+layout) is refused. Files are written deterministically (whatever ``num_proc``), and the run's build record says
+which files the repo already holds from the same inputs: pushing the same run again writes and uploads no data file
+(no commit is made), and a changed card uploads only the card. Everything that can be refused (an incomplete run,
+missing or changed source images) is refused before the repo is created or anything is uploaded.
 """
 
 from __future__ import annotations
@@ -35,12 +36,11 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import datasets
 import pyarrow as pa
-import pyarrow.parquet as pq
 from huggingface_hub import CommitOperationAdd, HfApi
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
@@ -51,26 +51,31 @@ from hf_dr.data.schema import KEY_COLUMN, REINFORCEMENTS_COLUMN
 from hf_dr.data.sources import check_split, load_source
 from hf_dr.errors import HubNotFoundError, IncompleteRunError, InvalidConfigError
 from hf_dr.files import write_atomic, write_json_atomic
-from hf_dr.generate.parquet import split_rows, write_parquet_batches
 from hf_dr.generate.recipe import LAYOUTS, METADATA_ONLY, SELF_CONTAINED
 from hf_dr.generate.run_config import ReinforceConfig
 from hf_dr.generate.storage import CONFIG_FILE, verify_run
+from hf_dr.hub.build import (
+    BuildRecord,
+    WrittenFile,
+    default_num_proc,
+    plan_jobs,
+    push_data_files,
+    shards_digest,
+    source_identity,
+)
 from hf_dr.hub.packing import (  # noqa: F401  (data_file_name, DATA_DIR: this module's names before packing.py)
     DATA_DIR,
-    FilePlan,
     SourceImages,
     data_file_name,
     file_schema,
     plan_files,
     read_shards,
-    run_tables,
 )
 from hf_dr.hub.upload import (
     RepoGuard,
     check_auth,
     check_repo_id,
     commit_once,
-    hub_call,
     read_target,
     run_locked,
     staging_folder,
@@ -83,9 +88,9 @@ HUB_META_FILE = "hf_dr.json"
 HUB_FORMAT = "hf-dr-hub"
 HUB_FORMAT_VERSION = 1
 IMAGE_COMPRESSION_LEVEL = 3  # images are already compressed; zstd 19 on them costs minutes and saves nothing
-# metadata-only files: zstd 19 in the compact layout (hf_dr.generate.parquet), 6% fewer bytes than the runs' level 3
-# for every download, at ~7 ms per N=400 row of one core when pushing (ImageNet+: hours; level 3: 0.3 ms per row)
-DATA_COMPRESSION_LEVEL = 19
+# metadata-only files: zstd 3, chosen by benchmarks/push_cost.py (docs/push.md): the whole push of ImageNet+ in
+# ~15 CPU-minutes for 1.06x the bytes of level 19, which costs ~6 ms per N=400 row of one core (2+ CPU-hours)
+DATA_COMPRESSION_LEVEL = 3
 _COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
 # the licences of hf_dr.data.bundled's datasets: UCI's digits, Zalando's Fashion-MNIST, shapes drawn by hf-dr
 BUNDLED_LICENSES = {"digits": "cc-by-4.0", "fashion-mnist": "mit", "shapes": "apache-2.0"}
@@ -110,6 +115,7 @@ def push_to_hub(
     compression_level: int = DATA_COMPRESSION_LEVEL,
     branch: str | None = None,
     create_pr: bool = False,
+    num_proc: int | None = None,
 ) -> str:
     """Uploads a finished reinforcement run to the dataset repo ``repo_id`` with its dataset card.
 
@@ -142,13 +148,16 @@ def push_to_hub(
         private (`bool`, *optional*): visibility of a newly created repo.
         commit_message (`str`, *optional*): the commit message.
         token (`str`, *optional*): a Hub token; the logged-in one by default.
-        compression_level (`int`, *optional*, defaults to 19): the zstd level of metadata-only files; 19 saves every
-            download 6% over 3 and costs ~7 ms per N=400 row of one core when pushing, 3 costs 0.3 ms. A re-push
-            writes the files again to compare their hashes (and uploads nothing unchanged).
+        compression_level (`int`, *optional*, defaults to 3): the zstd level of metadata-only files; 3 costs
+            ~0.25 ms per N=400 row of one core, 19 saves every download 6% and costs ~6 ms (docs/push.md). A
+            re-push writes only the files whose inputs changed (the run's build record) and uploads nothing
+            unchanged.
         branch (`str`, *optional*): the repo branch to commit to (created from ``main`` if missing); ``main`` by
             default.
         create_pr (`bool`, *optional*, defaults to False): open a pull request against ``branch`` instead of
             committing to it.
+        num_proc (`int`, *optional*): the processes that write metadata-only data files, ``min(8, cores)`` by
+            default; the files' bytes do not depend on it.
 
     Returns:
         `str`: the commit id of the repo after the push (the existing head when nothing changed; the pull request's
@@ -162,19 +171,22 @@ def push_to_hub(
     """
     if layout not in LAYOUTS:
         raise InvalidConfigError(f"layout should be one of {list(LAYOUTS)}, but got {layout!r} instead.")
+    num_proc = default_num_proc() if num_proc is None else num_proc
+    if not isinstance(num_proc, int) or num_proc < 1:
+        raise InvalidConfigError(f"num_proc should be a positive integer, but got {num_proc!r} instead.")
     check_repo_id(repo_id)
     api = HfApi(token=token)
     with run_locked(output_dir):  # `hf-dr reinforce` cannot change the folder while it is packed
         return _push(api, output_dir, repo_id, layout=layout, dataset=dataset, split=split, source_id=source_id,
                      source_revision=source_revision, license=license, pretty_name=pretty_name,
                      generation_cost=generation_cost, private=private, commit_message=commit_message,
-                     compression_level=compression_level, branch=branch, create_pr=create_pr)
+                     compression_level=compression_level, branch=branch, create_pr=create_pr, num_proc=num_proc)
 
 
 def _push(api: HfApi, output_dir: str, repo_id: str, *, layout: str, dataset: datasets.Dataset | None,
           split: str | None, source_id: str | None, source_revision: str | None, license: str | None,
           pretty_name: str | None, generation_cost: str | None, private: bool | None, commit_message: str | None,
-          compression_level: int, branch: str | None, create_pr: bool) -> str:
+          compression_level: int, branch: str | None, create_pr: bool, num_proc: int) -> str:
     from hf_dr.hub.card import (  # matplotlib and jinja only when pushing
         build_card,
         refuse_other_features,
@@ -200,7 +212,9 @@ def _push(api: HfApi, output_dir: str, repo_id: str, *, layout: str, dataset: da
     card_options = {"license": license or _source_license(api, source), "pretty_name": pretty_name,
                     "generation_cost": generation_cost, "previous": target.card,
                     "other_download_bytes": target.other_bytes(split)}
-    stats = reinforcement_stats(shards.paths, manifest, config)
+    record = BuildRecord(output_dir, repo_id)
+    stats_inputs = shards_digest(shards, config.fingerprint())
+    stats = record.stats(stats_inputs) or reinforcement_stats(shards.paths, manifest, config)
     meta = hub_metadata(layout, split, config, source, plan.names,
                         sorted(int(entry["row"]) for entry in manifest.get("skipped", [])))
     guard = RepoGuard(api, repo_id, target.exists, private, branch, target.branch_exists)
@@ -211,9 +225,11 @@ def _push(api: HfApi, output_dir: str, repo_id: str, *, layout: str, dataset: da
             figures.extend(save_figures(staging, [os.path.relpath(path, staging)], stats, config, layout))
 
         level = compression_level if images is None else IMAGE_COMPRESSION_LEVEL
-        tables = run_tables(shards, images)
-        operations, files = _push_data(api, guard, repo_id, staging, plan, tables, schema, level, on_first,
-                                       create_pr)
+        jobs = plan_jobs(plan, shards, schema, level, source_identity(source, dataset, images))
+        operations, files = push_data_files(api, guard, repo_id, staging, jobs, record, target, images, num_proc,
+                                            on_first, create_pr)
+        if not figures:  # no data file written (all unchanged): the metadata-only figures need none
+            figures = save_figures(staging, [], stats, config, layout)
         write_json_atomic(os.path.join(staging, HUB_META_FILE), meta)
         write_json_atomic(os.path.join(staging, CONFIG_FILE), public_config(config))
         info = _dataset_info(files, schema, meta["split"])
@@ -226,9 +242,12 @@ def _push(api: HfApi, output_dir: str, repo_id: str, *, layout: str, dataset: da
                  *(figure["path"] for figure in figures)]
         operations += [CommitOperationAdd(name, os.path.join(staging, name)) for name in small]
         message = commit_message or f"Upload reinforced {split} split ({layout}) with hf-dr"
-        commit = commit_once(api, repo_id, [*target.stale_files(meta["split"], operations), *operations],
+        kept = [written.name for written in files if written.path is None]
+        guard.ensure()  # a new branch, when no data file was uploaded
+        commit = commit_once(api, repo_id, [*target.stale_files(meta["split"], operations, kept), *operations],
                              message, branch, create_pr, target.head or guard.head)
         guard.committed = True
+    record.save(jobs, files, stats_inputs, stats)
     return commit
 
 
@@ -364,39 +383,12 @@ def _source_license(api: HfApi, source: dict[str, Any]) -> str:
     return license or "unknown"
 
 
-# -- uploads --------------------------------------------------------------------------------------------------------
-def _push_data(api: HfApi, guard: RepoGuard, repo_id: str, staging: str, plan: FilePlan, tables: Iterator[pa.Table],
-               schema: pa.Schema, level: int, on_first: Callable[[str], None], create_pr: bool = False
-               ) -> tuple[list[CommitOperationAdd], list[tuple[pq.FileMetaData, int]]]:
-    """Writes the planned files one at a time, uploads each (``preupload_lfs_files``, retried) and deletes it once
-    uploaded; returns their commit operations and ``(footer, size)``. ``on_first(path)`` runs while the first file is
-    on disk. The repo (and branch) is created just before the first upload, once the first file was written."""
-    operations, files = [], []
-    for name, group_rows, part in zip(plan.names, plan.row_group_rows, split_rows(tables, plan.num_rows), strict=True):
-        path = str(write_parquet_batches(part, os.path.join(staging, name), schema, row_group_rows=group_rows,
-                                         compression_level=level))
-        files.append((pq.read_metadata(path), os.path.getsize(path)))
-        if not operations:
-            on_first(path)
-        guard.ensure()
-        operation = CommitOperationAdd(path_in_repo=name, path_or_fileobj=path)
-        hub_call(f"upload {name}", api.preupload_lfs_files, repo_id, additions=[operation], repo_type="dataset",
-                     revision=guard.branch, create_pr=create_pr or None)
-        if operation.path_or_fileobj == b"":  # uploaded (LFS or Xet): the commit needs only its hash and size
-            os.remove(path)
-        operations.append(operation)
-        logger.info("Uploaded %s: %d rows, %.1f MB.", name, files[-1][0].num_rows, files[-1][1] / 1e6)
-    return operations, files
-
-
 # -- the card -------------------------------------------------------------------------------------------------------
-def _dataset_info(files: Sequence[tuple[pq.FileMetaData, int]], schema: pa.Schema,
-                  split: str) -> datasets.DatasetInfo:
-    """Features, row count and sizes of the written files (``(footer, size)`` each), for the card's
-    ``dataset_info``."""
-    num_rows = sum(meta.num_rows for meta, _ in files)
-    num_bytes = sum(meta.row_group(g).total_byte_size for meta, _ in files for g in range(meta.num_row_groups))
+def _dataset_info(files: Sequence[WrittenFile], schema: pa.Schema, split: str) -> datasets.DatasetInfo:
+    """Features, row count and sizes of the data files, for the card's ``dataset_info``."""
+    num_rows = sum(file.num_rows for file in files)
+    num_bytes = sum(file.num_bytes for file in files)
     splits = datasets.SplitDict()
     splits.add(datasets.SplitInfo(name=split, num_bytes=num_bytes, num_examples=num_rows))
     return datasets.DatasetInfo(features=datasets.Features.from_arrow_schema(schema), splits=splits,
-                                download_size=sum(size for _, size in files), dataset_size=num_bytes)
+                                download_size=sum(file.size for file in files), dataset_size=num_bytes)

@@ -24,7 +24,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx2
@@ -266,18 +266,22 @@ def _describe(err: BaseException) -> str:
 @dataclass(frozen=True)
 class Target:
     """What a push finds in the repo before it uploads: whether the repo and branch exist, the head commit it will
-    commit on, the files there (path -> size) and the card's YAML (None without a card)."""
+    commit on, the files there (path -> size), the card's YAML (None without a card) and the LFS SHA-256 of the
+    files stored through LFS (path -> SHA-256; what a build record is compared with)."""
 
     exists: bool
     branch_exists: bool
     head: str | None
     files: dict[str, int]
     card: DatasetCardData | None
+    lfs_sha256: dict[str, str] = field(default_factory=dict)
 
-    def stale_files(self, split: str, written: Sequence[CommitOperationAdd]) -> list[CommitOperationDelete]:
-        """This split's data files and the asset files in the repo that the push does not write (a new run may have
-        fewer files); other splits' files are kept."""
-        paths = {operation.path_in_repo for operation in written}
+    def stale_files(self, split: str, written: Sequence[CommitOperationAdd],
+                    kept: Sequence[str] = ()) -> list[CommitOperationDelete]:
+        """This split's data files and the asset files in the repo that the push neither writes nor ``kept`` (files
+        unchanged since the last push, not written again); a new run may have fewer files. Other splits' files are
+        kept."""
+        paths = {operation.path_in_repo for operation in written} | set(kept)
         return [CommitOperationDelete(path_in_repo=path) for path in sorted(self.files)
                 if path.startswith((f"{DATA_DIR}/{split}-", f"{ASSETS_DIR}/")) and path not in paths]
 
@@ -303,7 +307,8 @@ def read_target(api: HfApi, repo_id: str, branch: str | None) -> Target:
         raise HubUnavailableError(f"{hub_error('read the repo', err)}; nothing was uploaded.") from None
     files = {sibling.rfilename: sibling.size or 0 for sibling in info.siblings or []}
     card = info.card_data if "README.md" in files else None
-    return Target(True, branch_exists, info.sha, files, card)
+    lfs = {sibling.rfilename: sibling.lfs.sha256 for sibling in info.siblings or [] if sibling.lfs is not None}
+    return Target(True, branch_exists, info.sha, files, card, lfs)
 
 
 def commit_once(api: HfApi, repo_id: str, operations: list[Any], message: str, branch: str | None,
