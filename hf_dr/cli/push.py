@@ -58,27 +58,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     hub.add_argument("--commit-message", default=None,
                      help="(default: 'Upload reinforced SPLIT split (LAYOUT) with hf-dr')")
     hub.add_argument("--token", default=None, help="Hub token (default: the logged-in one)")
-    hub.add_argument("--compression-level", type=int, default=19,
-                     help="zstd level of metadata-only files: 19 is 6%% smaller for every download, 3 pushes "
-                          "~20x faster (default: 19)")
-
+    hub.add_argument("--compression-level", type=int, default=None,
+                     help="zstd level of metadata-only files: 19 is 6%% smaller for every download but costs ~25x "
+                          "the CPU of 3 when pushing (2+ CPU-hours for ImageNet+; docs/push.md) (default: 3)")
+    hub.add_argument("--num-proc", type=int, default=None,
+                     help="processes that write the metadata-only data files; the files are the same whatever the "
+                          "count (default: min(8, cores))")
 
 def run(args: argparse.Namespace) -> int:
     """Runs :func:`hf_dr.hub.push.push_to_hub` with the parsed arguments and prints the commit."""
     from hf_dr.data.sources import load_source
-    from hf_dr.hub.push import push_to_hub
+    from hf_dr.hub.push import DATA_COMPRESSION_LEVEL, push_to_hub
 
     run_dir = required_run_dir(args)
     dataset = None
     if args.dataset is not None:
         dataset = load_source(args.dataset, split=args.split or "train", name=args.dataset_config,
                               revision=args.revision)
+    level = DATA_COMPRESSION_LEVEL if args.compression_level is None else args.compression_level
     commit = push_to_hub(
         run_dir, args.repo_id, layout=args.layout, dataset=dataset, split=args.split,
         source_id=args.source_id, source_revision=args.revision, license=args.license,
         pretty_name=args.pretty_name, generation_cost=args.generation_cost, private=args.private or None,
-        commit_message=args.commit_message, token=args.token, compression_level=args.compression_level,
-        branch=args.branch, create_pr=args.create_pr,
+        commit_message=args.commit_message, token=args.token, compression_level=level,
+        branch=args.branch, create_pr=args.create_pr, num_proc=args.num_proc,
     )
     where = (f" (a pull request on {args.branch or 'main'})" if args.create_pr
              else f" (branch {args.branch})" if args.branch else "")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -53,13 +54,15 @@ def default_num_proc() -> int:
 @dataclass(frozen=True)
 class FileJob:
     """One data file to write: ``slices`` holds ``(shard path, shard SHA-256, first, stop)`` in the shard's kept rows
-    (the run's skipped rows left out), in order; ``group_rows`` the rows per row group; ``source`` what identifies the
-    joined images (self-contained; ``None`` for metadata-only)."""
+    (the run's skipped rows left out), in order; ``group_rows`` the rows per row group; ``schema_ipc`` the file's
+    schema in Arrow IPC (pickling a ``pa.Schema`` renames fixed-size-list children ``element`` to ``item`` in pyarrow
+    26, which would change the bytes a worker writes); ``source`` what identifies the joined images (self-contained;
+    ``None`` for metadata-only)."""
 
     name: str
     slices: tuple[tuple[str, str, int, int], ...]
     group_rows: int
-    schema: pa.Schema
+    schema_ipc: bytes
     level: int
     key_name: str
     skipped: frozenset[str]
@@ -69,9 +72,14 @@ class FileJob:
         """SHA-256 of everything the file's bytes depend on (paths excluded: a moved run keeps its digests)."""
         inputs = {"format": RECORD_FORMAT, "pyarrow": pa.__version__, "name": self.name, "level": self.level,
                   "group_rows": self.group_rows, "rows": [[sha, first, stop] for _, sha, first, stop in self.slices],
-                  "schema": self.schema.serialize().to_pybytes().hex(), "key": self.key_name,
+                  "schema": hashlib.sha256(self.schema_ipc).hexdigest(), "key": self.key_name,
                   "skipped": sorted(self.skipped), "source": self.source}
         return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The file's schema, metadata included."""
+        return pa.ipc.read_schema(pa.py_buffer(self.schema_ipc))
 
 
 @dataclass(frozen=True)
@@ -91,15 +99,16 @@ def plan_jobs(plan: FilePlan, shards: RunShards, schema: pa.Schema, level: int, 
               ) -> list[FileJob]:
     """The :class:`FileJob` of each planned file: file ``i`` takes the next ``plan.num_rows[i]`` kept rows of the
     shards, in order."""
-    ends = [sum(shards.num_rows[: i + 1]) for i in range(len(shards.num_rows))]
-    jobs, start = [], 0
+    ends = list(itertools.accumulate(shards.num_rows))
+    jobs, start, schema_ipc = [], 0, schema.serialize().to_pybytes()
     for name, count, group_rows in zip(plan.names, plan.num_rows, plan.row_group_rows, strict=True):
         stop, slices = start + count, []
         for path, sha256, end, rows in zip(shards.paths, shards.sha256, ends, shards.num_rows, strict=True):
             first, last = max(start, end - rows), min(stop, end)
             if first < last:
                 slices.append((path, sha256, first - (end - rows), last - (end - rows)))
-        jobs.append(FileJob(name, tuple(slices), group_rows, schema, level, shards.key_name, shards.skipped, source))
+        jobs.append(FileJob(name, tuple(slices), group_rows, schema_ipc, level, shards.key_name, shards.skipped,
+                            source))
         start = stop
     return jobs
 

@@ -20,7 +20,7 @@ from hf_dr.generate.loading import load_reinforcements
 from hf_dr.generate.parquet import split_rows, write_parquet, write_parquet_batches
 from hf_dr.generate.run_config import ReinforceConfig
 from hf_dr.generate.storage import verify_run
-from hf_dr.hub import packing
+from hf_dr.hub import build, packing
 from hf_dr.hub.card import SAMPLES_FIGURE
 from hf_dr.hub.packing import FILES_MULTIPLE, SourceImages, plan_files, read_shards
 from tests.utils_hub import (
@@ -178,6 +178,25 @@ def staged(monkeypatch) -> list[list[str]]:
     return calls
 
 
+@pytest.fixture
+def written(monkeypatch) -> list[str]:
+    """The names of the data files a push writes (counted where they come out of the writing processes)."""
+    names, real = [], build.write_files
+
+    def counting(jobs, *args, **kwargs):
+        for file in real(jobs, *args, **kwargs):
+            names.append(file.name)
+            yield file
+
+    monkeypatch.setattr(build, "write_files", counting)
+    return names
+
+
+def _lfs_sha256(repo: str) -> dict[str, str]:
+    """The repo's data files and the SHA-256 the Hub lists for each (LFS)."""
+    return {entry.path: entry.lfs.sha256 for entry in HfApi().list_repo_tree(repo, "data", repo_type="dataset")}
+
+
 def _data_files(repo: str) -> list[str]:
     files = HfApi().list_repo_files(repo, repo_type="dataset")
     return [hf_hub_download(repo, name, repo_type="dataset") for name in files if name.startswith("data/")]
@@ -206,10 +225,10 @@ class TestPackedPush:
     def test_metadata_only(self, state, tiny_targets, staged, hub):
         shards = tiny_targets("metadata-only")
         repo = unique_repo("packed-meta")
-        push_to_hub(state.run_dir, repo, layout="metadata-only")
+        push_to_hub(state.run_dir, repo, layout="metadata-only", num_proc=2)
         paths = _data_files(repo)
         _assert_packed(paths, shards)
-        assert staged == [[os.path.basename(p)] for p in sorted(paths)]  # one data file on disk at a time
+        assert len(staged) == NUM_FILES and max(map(len, staged)) <= 3  # the one uploaded and at most num_proc more
         packed = pa.concat_tables([pq.read_table(p) for p in paths])
         assert packed.equals(_run_table(state)) and packed.schema.metadata == _run_table(state).schema.metadata
         stream = datasets.load_dataset(repo, split="train", streaming=True)
@@ -218,7 +237,7 @@ class TestPackedPush:
         self._assert_same_records(state, repo)
         parallel = load_reinforced(repo, size=SIZE, cache_dir=os.path.join(state.cache_dir, "parallel"), num_proc=2)
         assert parallel.with_format("arrow")[:].column("key").to_pylist() == state.source["key"]  # order kept
-        self._assert_repush_uploads_nothing(state, repo, hub, layout="metadata-only")
+        self._assert_repush_uploads_nothing(state, repo, hub, staged, layout="metadata-only")
 
     def test_self_contained(self, state, tiny_targets, staged, hub):
         shards = tiny_targets("self-contained")
@@ -237,7 +256,34 @@ class TestPackedPush:
         assert plain.data.column("image").to_pylist() == [by_key[k] for k in plain["key"]]
         assert SAMPLES_FIGURE in HfApi().list_repo_files(repo, repo_type="dataset")
         self._assert_same_records(state, repo)
-        self._assert_repush_uploads_nothing(state, repo, hub, dataset=state.source)
+        self._assert_repush_uploads_nothing(state, repo, hub, staged, dataset=state.source)
+
+    def test_files_are_the_same_bytes_for_any_num_proc(self, state, tiny_targets, staged):
+        tiny_targets("metadata-only")
+        digests = {}
+        for num_proc in (1, 3):
+            staged.clear()
+            repo = unique_repo(f"packed-proc{num_proc}")
+            push_to_hub(state.run_dir, repo, layout="metadata-only", num_proc=num_proc)
+            assert len(staged) == NUM_FILES and max(map(len, staged)) <= num_proc + 1
+            digests[num_proc] = _lfs_sha256(repo)
+        assert len(digests[1]) == NUM_FILES and digests[1] == digests[3]
+
+    def test_a_repush_writes_only_the_files_the_repo_lacks(self, state, tiny_targets, written):
+        tiny_targets("metadata-only")
+        api, repo = HfApi(), unique_repo("packed-record")
+        push_to_hub(state.run_dir, repo, layout="metadata-only")
+        digests, changed = _lfs_sha256(repo), "data/train-00003-of-00008.parquet"
+        assert len(written) == NUM_FILES
+        api.upload_file(path_or_fileobj=b"PAR1 other bytes", path_in_repo=changed, repo_id=repo, repo_type="dataset")
+        written.clear()
+        push_to_hub(state.run_dir, repo, layout="metadata-only")
+        assert written == [changed] and _lfs_sha256(repo) == digests  # the build record vouched for the 7 others
+        written.clear()
+        head = api.dataset_info(repo).sha
+        assert push_to_hub(state.run_dir, repo, layout="metadata-only") == head and written == []
+        push_to_hub(state.run_dir, repo, layout="metadata-only", compression_level=5)  # other inputs: all written
+        assert len(written) == NUM_FILES and _lfs_sha256(repo) != digests
 
     def test_a_smaller_run_replaces_every_packed_file(self, state, tiny_targets, monkeypatch):
         tiny_targets("metadata-only")
@@ -263,11 +309,15 @@ class TestPackedPush:
                 reference.record(key, i) for i in range(NUM_SAMPLES)]
 
     @staticmethod
-    def _assert_repush_uploads_nothing(state: Published, repo: str, hub, **options) -> None:
+    def _assert_repush_uploads_nothing(state: Published, repo: str, hub, staged: list[list[str]], **options) -> None:
+        """A re-push writes no data file (self-contained: the first, for the card's samples grid) and commits
+        nothing."""
         head = HfApi().dataset_info(repo).sha
         uploads, requests = len(hub.lfs_uploads), len(hub.requests)
+        staged.clear()
         digests = {hashlib.sha256(open(p, "rb").read()).hexdigest() for p in _data_files(repo)}
         assert push_to_hub(state.run_dir, repo, **options) == head
         assert len(hub.lfs_uploads) == uploads
         assert not [path for _, path, _ in hub.requests[requests:] if "/commit/" in path]
         assert {hashlib.sha256(open(p, "rb").read()).hexdigest() for p in _data_files(repo)} == digests
+        assert staged == ([] if options.get("layout") == "metadata-only" else [["train-00000-of-00008.parquet"]])

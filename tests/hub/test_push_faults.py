@@ -17,7 +17,7 @@ from hf_dr import push_to_hub
 from hf_dr.cli import main as cli_main
 from hf_dr.errors import CorruptShardError, HubAuthError, HubUnavailableError, InvalidConfigError, RunLockedError
 from hf_dr.generate.lock import RunLock
-from hf_dr.hub import push as push_module
+from hf_dr.hub import build as build_module
 from hf_dr.hub.upload import BACKOFF_ENV, RETRIES_ENV, STAGING_PREFIX
 from tests.hub_faults import ENDPOINTS, Faults, inject
 from tests.utils_hub import Published, published, unique_repo
@@ -158,7 +158,7 @@ def test_the_run_cannot_change_while_it_is_packed(state, tmp_path, monkeypatch):
     run_dir = str(shutil.copytree(state.run_dir, tmp_path / "run"))
     shards = sorted(name for name in os.listdir(os.path.join(run_dir, "shards")) if name.endswith(".parquet"))
     first, second = (os.path.join(run_dir, "shards", name) for name in shards[:2])
-    write = push_module.write_parquet_batches
+    write = build_module.write_parquet_batches
     refused = []
 
     def changing_write(*args, **kwargs):
@@ -169,7 +169,7 @@ def test_the_run_cannot_change_while_it_is_packed(state, tmp_path, monkeypatch):
         shutil.copyfile(first, second)  # another run's rows where the push has not read yet
         return write(*args, **kwargs)
 
-    monkeypatch.setattr(push_module, "write_parquet_batches", changing_write)
+    monkeypatch.setattr(build_module, "write_parquet_batches", changing_write)
     repo = unique_repo("changed")
     with pytest.raises(CorruptShardError, match="changed while it was being pushed"):
         push_to_hub(run_dir, repo, layout="metadata-only", compression_level=3)
