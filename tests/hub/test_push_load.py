@@ -26,6 +26,7 @@ from hf_dr.data.streaming import ReinforcedIterableDataset, StreamReplay
 from hf_dr.errors import CorruptShardError, DataMismatchError, HubNotFoundError, IncompleteRunError, InvalidConfigError
 from hf_dr.generate.loading import load_reinforcements
 from hf_dr.generate.storage import verify_run
+from hf_dr.hub import build
 from tests.data_utils import ProjectionTeacher, digit_images, digits_dataset, reinforce_in_memory
 from tests.utils_hub import (
     NUM_ROWS,
@@ -138,6 +139,27 @@ class TestPush:
         info = api.get_paths_info(repo, ["README.md", "data/train-00000-of-00001.parquet"], expand=True,
                                   repo_type="dataset")
         assert [entry.last_commit.oid for entry in info] == [second, first]
+
+    def test_an_unchanged_repush_writes_no_data_file_and_makes_no_commit(self, state, hub, monkeypatch, capsys):
+        repo, written, real = unique_repo("record"), [], build.write_files
+
+        def counting(jobs, *args, **kwargs):
+            for file in real(jobs, *args, **kwargs):
+                written.append(file.name)
+                yield file
+
+        monkeypatch.setattr(build, "write_files", counting)
+        command = ["push", "--run-dir", state.run_dir, repo, "--layout", "metadata-only", "--num-proc", "2"]
+        assert cli_main(command) == 0 and written == ["data/train-00000-of-00001.parquet"]
+        head, requests, uploads = HfApi().dataset_info(repo).sha, len(hub.requests), len(hub.lfs_uploads)
+        record = json.load(open(os.path.join(state.run_dir, ".hf-dr-push", repo.replace("/", "--") + ".json")))
+        assert record["files"]["data/train-00000-of-00001.parquet"]["num_rows"] == NUM_ROWS
+        assert cli_main(command) == 0 and written == ["data/train-00000-of-00001.parquet"]  # none the second time
+        assert f"at commit {head}" in capsys.readouterr().out.splitlines()[-1]
+        assert not [path for _, path, _ in hub.requests[requests:] if "/commit/" in path]
+        assert len(hub.lfs_uploads) == uploads
+        with pytest.raises(InvalidConfigError, match="num_proc should be a positive integer, but got 0"):
+            push_to_hub(state.run_dir, repo, layout="metadata-only", num_proc=0)
 
     def test_incomplete_or_corrupt_runs_are_refused_before_any_upload(self, state, tmp_path):
         repo = unique_repo("refused")
