@@ -9,10 +9,10 @@ file). Costs are fitted as ``a + b * S`` and evaluated at S = 1,281,167.
 
 The level table writes the middle-sized run as one data file in this process (``hf_dr.hub.build.write_files``: shards
 read and checked, rows compressed) at each zstd level, the least CPU of 2 tries (the machine is shared); a push at
-level L costs the measured push minus the default level's write plus level L's. The writing step is the part that runs in ``num_proc`` processes; its efficiency with 2
-processes is measured here (4 files, 1 vs 2 processes) and the 8-core wall time assumes that efficiency. The level
-chosen is the one with the fewest bytes whose whole push stays within ``--goal-cpu-minutes`` times ``--margin`` (an
-allowance for the spread of CPU times measured on a busy machine).
+level L costs the measured push minus the default level's write plus level L's. The writing step is the part that
+runs in ``num_proc`` processes; its efficiency with 2 processes is measured here (4 files, 1 vs 2 processes) and the
+8-core wall time assumes that efficiency. The level chosen is the one with the fewest bytes whose whole push stays
+within ``--goal-cpu-minutes`` times ``--margin`` (an allowance for the spread of CPU times on a busy machine).
 
     python benchmarks/push_cost.py                    # S = 500, 1000, 2000 rows at N=400 (about 2 minutes)
     python benchmarks/push_cost.py --sizes 1000 4000 --levels 3 19
