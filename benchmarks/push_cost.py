@@ -8,11 +8,14 @@ card's imports done before. Then the same run is pushed again (nothing changed: 
 file). Costs are fitted as ``a + b * S`` and evaluated at S = 1,281,167.
 
 The level table writes the middle-sized run as one data file in this process (``hf_dr.hub.build.write_files``: shards
-read and checked, rows compressed) at each zstd level, the least CPU of 2 tries (the machine is shared); a push at
-level L costs the measured push minus the default level's write plus level L's. The writing step is the part that
-runs in ``num_proc`` processes; its efficiency with 2 processes is measured here (4 files, 1 vs 2 processes) and the
-8-core wall time assumes that efficiency. The level chosen is the one with the fewest bytes whose whole push stays
-within ``--goal-cpu-minutes`` times ``--margin`` (an allowance for the spread of CPU times on a busy machine).
+read and checked, rows compressed) at each zstd level, and times the push's main-process steps that grow with the run
+(``verify_run``, ``read_shards``, the card's statistics), the least CPU of 2 tries each (the machine is shared). A
+push at level L costs ``a + (main + write_L) * S``, ``a`` the measured pushes' mean residual (the measured slope is
+printed beside the model's). The writing step is the part that runs in ``num_proc`` processes; its efficiency with 2
+processes is measured here (CPU of 4 files, 1 vs 2 processes) and the 8-core wall time assumes 8 idle cores. An
+unchanged re-push reads only the shards' footers and stamps: its cost at ImageNet+ is the measured re-push plus those
+steps' CPU per shard times the shards it lacks. The level chosen is the one with the fewest bytes whose whole push
+stays within ``--goal-cpu-minutes`` times ``--margin`` (an allowance for the spread of CPU times on a busy machine).
 
     python benchmarks/push_cost.py                    # S = 500, 1000, 2000 rows at N=400 (about 2 minutes)
     python benchmarks/push_cost.py --sizes 1000 4000 --levels 3 19
@@ -34,6 +37,7 @@ configure_session()
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import resource  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
@@ -44,6 +48,7 @@ from scale import TARGET_N, TARGET_S, fit, synthetic_run  # noqa: E402
 from hf_dr.generate.run_config import ReinforceConfig  # noqa: E402
 from hf_dr.generate.storage import verify_run  # noqa: E402
 from hf_dr.hub.build import plan_jobs, write_files  # noqa: E402
+from hf_dr.hub.card import reinforcement_stats  # noqa: E402
 from hf_dr.hub.packing import FilePlan, file_schema, read_shards  # noqa: E402
 from hf_dr.hub.push import DATA_COMPRESSION_LEVEL  # noqa: E402
 
@@ -87,22 +92,46 @@ def jobs_of(folder: str, level: int, files: int = 1) -> list:
 
 def write_cost(folder: str, level: int, work: str) -> tuple[float, int]:
     """(CPU seconds, bytes) of writing the run as one data file in this process at ``level``."""
-    jobs, cpu = jobs_of(folder, level), []
-    for _ in range(2):
+    jobs = jobs_of(folder, level)
+    cpu = least_cpu(lambda: list(write_files(jobs, work, 1)))
+    return cpu, sum(os.path.getsize(os.path.join(work, job.name)) for job in jobs)
+
+
+def least_cpu(function, *args, tries: int = 2) -> float:
+    """The least CPU seconds of ``tries`` calls."""
+    cpu = []
+    for _ in range(tries):
         start = time.process_time()
-        written = list(write_files(jobs, work, 1))
+        function(*args)
         cpu.append(time.process_time() - start)
-    return min(cpu), sum(file.size for file in written)
+    return min(cpu)
+
+
+def main_steps(folder: str) -> tuple[float, float]:
+    """CPU seconds of the push's main-process steps that grow with the run: (all of them, those a re-push repeats)."""
+    config = ReinforceConfig.load(folder)
+
+    def again() -> None:
+        read_shards(folder, verify_run(folder), config)
+
+    def first() -> None:
+        manifest = verify_run(folder)
+        reinforcement_stats(read_shards(folder, manifest, config).paths, manifest, config)
+
+    return least_cpu(first), least_cpu(again)
 
 
 def parallel_efficiency(folder: str, work: str, level: int) -> float:
-    """Wall time of 4 files written by 1 process over 2x the wall time with 2 processes (1.0: perfect scaling)."""
-    walls = {}
+    """CPU of 4 files written in this process over the CPU of the same files written by 2 processes (this one's and
+    its children's): 1.0 when the processes add no work. (Wall times on a machine shared by other jobs say nothing.)"""
+    jobs, cpu = jobs_of(folder, level, files=4), {}
     for num_proc in (1, 2):
-        start = time.perf_counter()
-        list(write_files(jobs_of(folder, level, files=4), work, num_proc))
-        walls[num_proc] = time.perf_counter() - start
-    return walls[1] / (2 * walls[2])
+        own, children = time.process_time(), resource.getrusage(resource.RUSAGE_CHILDREN)
+        list(write_files(jobs, work, num_proc))  # the pool is shut down (its processes reaped) when this returns
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu[num_proc] = (time.process_time() - own + after.ru_utime + after.ru_stime - children.ru_utime
+                         - children.ru_stime)
+    return cpu[1] / cpu[2]
 
 
 def main() -> None:
@@ -127,20 +156,23 @@ def main() -> None:
               f"{again[rows]['wall']:.2f} s wall", flush=True)
     sizes = sorted(args.sizes)
     rows = sizes[len(sizes) // 2]
-    a, b = fit(sizes, [first[s]["cpu"] for s in sizes])
+    b = fit(sizes, [first[s]["cpu"] for s in sizes])[1]
+    main_cpu, again_cpu = main_steps(folders[rows])
     writes = {lv: write_cost(folders[rows], lv, os.path.join(work, f"level-{lv}"))
               for lv in sorted({*args.levels, level})}
     efficiency = min(1.0, parallel_efficiency(folders[max(sizes)], os.path.join(work, "parallel"), level))
     write_row = {lv: cpu / rows for lv, (cpu, _) in writes.items()}
-    serial_row = max(b - write_row[level], 0.0)  # the main process: card statistics, footers, uploads
-    print(f"\nwriting processes: pyarrow compresses a file on one thread (CPU = wall); {efficiency:.0%} efficiency "
-          f"with 2 processes on this machine ({os.cpu_count()} cores)")
+    serial_row = main_cpu / rows  # the main process: card statistics, footers, checks
+    a = sum(first[s]["cpu"] - (serial_row + write_row[level]) * s for s in sizes) / len(sizes)
+    print(f"\nwriting processes: pyarrow compresses a file on one thread (CPU = wall); 2 processes spend "
+          f"{1 / efficiency:.2f}x the CPU of one on the same 4 files ({os.cpu_count()} cores here)")
+    reference_level = 19 if 19 in writes else max(writes)
+    reference = writes[reference_level][1]
     print(f"\n## Metadata-only push of ImageNet+ (S={TARGET_S:,}, N={TARGET_N}) per zstd level "
-          f"(fit a + b*S over S={sizes}; writes measured at S={rows:,})")
-    print("| zstd level | bytes / row | bytes vs 19 | write ms / row | push CPU-minutes | push minutes on "
-          f"{args.cores} cores |")
+          f"(a + b*S; pushes at S={sizes}, steps timed at S={rows:,})")
+    print(f"| zstd level | bytes / row | bytes vs {reference_level} | write ms / row | push CPU-minutes | push "
+          f"minutes on {args.cores} cores |")
     print("|---|---|---|---|---|---|")
-    reference = writes.get(19, writes[max(writes)])[1]
     chosen, results = None, {}
     for lv, (_, size) in sorted(writes.items()):
         per_row = serial_row + write_row[lv]
@@ -151,14 +183,18 @@ def main() -> None:
             chosen = lv
         print(f"| {lv} | {size / rows:,.0f} | {size / reference:.3f} | {write_row[lv] * 1e3:.2f} | {cpu_minutes:.1f} "
               f"| {wall_minutes:.1f} |")
-    ra, rb = fit(sizes, [again[s]["wall"] for s in sizes])
-    ca, cb = fit(sizes, [again[s]["cpu"] for s in sizes])
-    print(f"\n- push per N=400 row at level {level}: {b * 1e3:.2f} CPU-ms (writing {write_row[level] * 1e3:.2f} in "
-          f"parallel processes, the rest {serial_row * 1e3:.2f} in the main process), fixed {a:.1f} CPU-s")
+    shards = [-(-s // 1000) for s in sizes]  # the synthetic runs' shards of 1,000 rows
+    per_shard = again_cpu / shards[len(sizes) // 2]
+    lacking = -(-TARGET_S // 1000) - sum(shards) / len(sizes)
+    repush_wall = sum(again[s]["wall"] for s in sizes) / len(sizes) + per_shard * lacking
+    repush_cpu = sum(again[s]["cpu"] for s in sizes) / len(sizes) + per_shard * lacking
+    print(f"\n- push per N=400 row at level {level}: {(serial_row + write_row[level]) * 1e3:.2f} CPU-ms (writing "
+          f"{write_row[level] * 1e3:.2f} in parallel processes, {serial_row * 1e3:.2f} in the main process; the "
+          f"pushes' own slope {b * 1e3:.2f}), fixed {a:.1f} CPU-s")
     print(f"- level with the fewest bytes within {args.margin:.0%} of {args.goal_cpu_minutes:g} CPU-minutes: {chosen} "
           f"(default: {level})")
-    print(f"- unchanged re-push: {ra:.1f} s + {rb * 1e3:.4f} ms/row wall -> {ra + rb * TARGET_S:.1f} s at ImageNet+ "
-          f"({ca + cb * TARGET_S:.1f} CPU-s)")
+    print(f"- unchanged re-push: {per_shard * 1e3:.2f} CPU-ms per shard of 1,000 rows -> {repush_wall:.1f} s wall "
+          f"({repush_cpu:.1f} CPU-s) at ImageNet+, writing no data file")
     shutil.rmtree(work, ignore_errors=True)
     print(f"push_cpu_minutes_imagenet_plus_{args.cores}_cores: {results[level]:.1f}")
 
