@@ -89,7 +89,7 @@ HUB_FORMAT = "hf-dr-hub"
 HUB_FORMAT_VERSION = 1
 IMAGE_COMPRESSION_LEVEL = 3  # images are already compressed; zstd 19 on them costs minutes and saves nothing
 # metadata-only files: zstd 3, chosen by benchmarks/push_cost.py (docs/push.md): the whole push of ImageNet+ in
-# ~15 CPU-minutes for 1.06x the bytes of level 19, which costs ~6 ms per N=400 row of one core (2+ CPU-hours)
+# 11-14 CPU-minutes for 1.06x the bytes of level 19, which costs 6-10 ms per N=400 row of one core (2+ CPU-hours)
 DATA_COMPRESSION_LEVEL = 3
 _COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
 # the licences of hf_dr.data.bundled's datasets: UCI's digits, Zalando's Fashion-MNIST, shapes drawn by hf-dr
