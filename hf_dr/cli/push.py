@@ -63,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "the CPU of 3 when pushing (2+ CPU-hours for ImageNet+; docs/push.md) (default: 3)")
     hub.add_argument("--num-proc", type=int, default=None,
                      help="processes that write the metadata-only data files; the files are the same whatever the "
-                          "count (default: min(8, cores))")
+                          "count (default: min(8, cores) where processes start by fork, else 1)")
 
 def run(args: argparse.Namespace) -> int:
     """Runs :func:`hf_dr.hub.push.push_to_hub` with the parsed arguments and prints the commit."""

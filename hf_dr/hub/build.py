@@ -25,6 +25,7 @@ import hashlib
 import itertools
 import json
 import logging
+import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -47,7 +48,12 @@ RECORD_FORMAT = 1
 
 
 def default_num_proc() -> int:
-    """``min(8, cores)``: the processes a push writes its data files with by default."""
+    """The processes a push writes its data files with by default: ``min(8, cores)`` where processes start by fork;
+    1 elsewhere (spawn and forkserver, Python 3.14's Linux default, import the user's script again, which fails
+    without an ``if __name__ == "__main__":`` guard; pass ``num_proc=8`` there from guarded code), as
+    :func:`hf_dr.generate.loading.default_num_proc` decides."""
+    if multiprocessing.get_context().get_start_method() != "fork":
+        return 1
     return max(1, min(8, os.cpu_count() or 1))
 
 

@@ -156,8 +156,9 @@ def push_to_hub(
             default.
         create_pr (`bool`, *optional*, defaults to False): open a pull request against ``branch`` instead of
             committing to it.
-        num_proc (`int`, *optional*): the processes that write metadata-only data files, ``min(8, cores)`` by
-            default; the files' bytes do not depend on it.
+        num_proc (`int`, *optional*): the processes that write metadata-only data files; by default ``min(8,
+            cores)`` where processes start by fork, else 1 (:func:`hf_dr.hub.build.default_num_proc`). The files'
+            bytes do not depend on it.
 
     Returns:
         `str`: the commit id of the repo after the push (the existing head when nothing changed; the pull request's
