@@ -266,25 +266,13 @@ def prepare_training(data_args: DataArguments, model_args: ModelArguments, build
     that contradicts it is refused (:func:`hf_dr.train.models.check_input_channels`). ``--num-classes`` is checked
     against the soft labels or the label column before training.
     """
-    from hf_dr.errors import InvalidConfigError
     from hf_dr.hub.named import find_reinforced, reinforced_training_data
     from hf_dr.train.inputs import DataConfig, class_count, eval_data, recorded_image_mode, training_data
     from hf_dr.train.models import check_model_num_classes
 
     train, named = find_reinforced(data_args.dataset, data_args.split, data_args.data_root)
-    if named is not None and data_args.run_dir:
-        raise InvalidConfigError(f"--dataset {data_args.dataset!r} is a reinforced dataset, which carries its soft "
-                                 f"labels; --run-dir {data_args.run_dir!r} names others. Pass one of the two.")
-    if data_args.plain and (named is None or policy is None):
-        raise InvalidConfigError(
-            "--plain trains plainly on the images of a reinforced --dataset, and "
-            + (f"{data_args.dataset!r} is not one: leave --plain out (without --run-dir training is plain)"
-               if policy is not None else "this script trains on soft labels only: use scripts/train.py --plain"))
+    _refuse_contradictions(data_args, named, policy)
     plain = named is None and not data_args.run_dir
-    if policy is None and plain:
-        raise InvalidConfigError(f"--dataset {data_args.dataset!r} carries no soft labels: pass a reinforced dataset "
-                                 "(a Hub id pushed by hf-dr push) or the images with --run-dir (an hf-dr reinforce "
-                                 "folder); plain training is scripts/train.py.")
     key_column = data_args.key_column
     if data_args.plain:
         logger.warning("PLAIN training on the images of the reinforced dataset %s (--plain): on-the-fly %r and "
@@ -326,6 +314,25 @@ def prepare_training(data_args: DataArguments, model_args: ModelArguments, build
                                label_column)
     source = data_args.dataset if reinforce else data_args.run_dir
     return TrainingInputs(model, data, train_ds, transform, evaluation, num_classes, source)
+
+
+def _refuse_contradictions(data_args: DataArguments, named: Any, policy: str | None) -> None:
+    """Soft labels from two places, ``--plain`` without a reinforced dataset, or no soft labels for the Trainer
+    script (``policy=None``): one line naming the flags and the fix."""
+    from hf_dr.errors import InvalidConfigError
+
+    if named is not None and data_args.run_dir:
+        raise InvalidConfigError(f"--dataset {data_args.dataset!r} is a reinforced dataset, which carries its soft "
+                                 f"labels; --run-dir {data_args.run_dir!r} names others. Pass one of the two.")
+    if data_args.plain and (named is None or policy is None):
+        raise InvalidConfigError(
+            "--plain trains plainly on the images of a reinforced --dataset, and "
+            + (f"{data_args.dataset!r} is not one: leave --plain out (without --run-dir training is plain)"
+               if policy is not None else "this script trains on soft labels only: use scripts/train.py --plain"))
+    if policy is None and named is None and not data_args.run_dir:
+        raise InvalidConfigError(f"--dataset {data_args.dataset!r} carries no soft labels: pass a reinforced dataset "
+                                 "(a Hub id pushed by hf-dr push) or the images with --run-dir (an hf-dr reinforce "
+                                 "folder); plain training is scripts/train.py.")
 
 
 def _plain_rows(named: Any, key_column: str) -> tuple[Any, str]:

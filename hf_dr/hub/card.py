@@ -186,7 +186,7 @@ def card_data(meta: dict[str, Any], info: datasets.DatasetInfo, license: str, pr
         source_datasets=[f"extended|{source['id']}"] if source.get("id") else None,
     )
     split = meta["split"]
-    data_files, splits = [{"split": split, "path": f"data/{split}-*"}], [*info.splits.values()]
+    data_files, splits = [{"split": split, "path": f"data/{split}-*"}], [*(info.splits or {}).values()]
     if previous is not None:  # the repo's other splits are kept, as Dataset.push_to_hub keeps them
         kept_files, kept_splits, _ = other_splits(previous, split)
         data_files, splits = [*kept_files, *data_files], [*kept_splits, *splits]
@@ -195,8 +195,8 @@ def card_data(meta: dict[str, Any], info: datasets.DatasetInfo, license: str, pr
     for split_info in sorted(splits, key=lambda split_info: split_info.name):
         merged.add(split_info)
     info = datasets.DatasetInfo(features=info.features, splits=merged,
-                                download_size=info.download_size + other_download_bytes,
-                                dataset_size=sum(split_info.num_bytes for split_info in splits))
+                                download_size=(info.download_size or 0) + other_download_bytes,
+                                dataset_size=sum(split_info.num_bytes or 0 for split_info in splits))
     DatasetInfosDict({"default": info}).to_dataset_card_data(data)
     return data
 

@@ -18,15 +18,13 @@ in one of two layouts:
   be redistributed); :func:`hf_dr.load_reinforced` loads the source recorded in ``hf_dr.json`` and joins by key.
 
 Data files: the run's shards are streamed, one at a time, into files of a few hundred MB, 1 or a multiple of 8 (see
-:mod:`hf_dr.hub.packing`).
-
-Uploads: each data file is uploaded (``HfApi.preupload_lfs_files``) as soon as it is written and then deleted, so
-at most one is on disk; one ``create_commit`` then adds them with the card and JSON files and deletes the files of
-this split and the ``assets/`` files the push no longer has. Like ``Dataset.push_to_hub``, the repo's other splits are
-kept (their files, and their entries in the card's ``configs`` and ``dataset_info``); a split whose columns differ from
-theirs (another layout) is refused. Files are written deterministically, so pushing the same run
-again uploads nothing (the Hub already has every file's hash; no commit is made) and a changed card uploads only the
-card. Everything that can be refused (an incomplete run, missing or changed source images) is refused before the
+:mod:`hf_dr.hub.packing`). Uploads: each data file is uploaded (``HfApi.preupload_lfs_files``) as soon as it is written
+and then deleted, so at most one is on disk; one ``create_commit`` then adds them with the card and JSON files and
+deletes the files of this split and the ``assets/`` files the push no longer has. Like ``Dataset.push_to_hub``, the
+repo's other splits are kept (their files, and their entries in the card's ``configs`` and ``dataset_info``); a split
+whose columns differ from theirs (another layout) is refused. Files are written deterministically, so pushing the same
+run again uploads nothing (the Hub already has every file's hash; no commit is made) and a changed card uploads only
+the card. Everything that can be refused (an incomplete run, missing or changed source images) is refused before the
 repo is created or anything is uploaded.
 """
 
