@@ -209,37 +209,6 @@ class AugmentArguments:
 
 
 @dataclass
-class TrainerRecipe:
-    """The recipe of ``scripts/train_trainer.py`` (that of ``scripts/train.py``: warmup then cosine).
-
-    Args:
-        epochs (`float`, *optional*, defaults to 10): passes over the training set.
-        batch_size (`int`, *optional*, defaults to 128): samples per device and forward pass.
-        gradient_accumulation_steps (`int`, *optional*, defaults to 1): forward passes per optimizer step.
-        optimizer (`str`, *optional*, defaults to ``"sgd"``): ``sgd`` (momentum, Nesterov) or ``adamw``.
-        lr (`float`, *optional*, defaults to 0.1): peak learning rate.
-        weight_decay (`float`, *optional*, defaults to 5e-4): not applied to norms and biases.
-        warmup_fraction (`float`, *optional*, defaults to 0.05): linear warmup, as a fraction of the steps.
-        temperature (`float`, *optional*, defaults to 1.0): distillation temperature (the paper uses 1).
-        num_workers (`int`, *optional*, defaults to 0): DataLoader workers.
-        seed (`int`, *optional*, defaults to 0): seed of the initialisation and the shuffling.
-        channels_last (`bool`, *optional*, defaults to `False`): channels-last inputs and weights.
-    """
-
-    epochs: float = 10
-    batch_size: int = 128
-    gradient_accumulation_steps: int = 1
-    optimizer: str = field(default="sgd", metadata={"choices": ["sgd", "adamw"]})
-    lr: float = 0.1
-    weight_decay: float = 5e-4
-    warmup_fraction: float = 0.05
-    temperature: float = 1.0
-    num_workers: int = 0
-    seed: int = 0
-    channels_last: bool = False
-
-
-@dataclass
 class TrainingInputs:
     """What a training script trains: the student, its data config, the training dataset with its transform, the
     evaluation dataset (or None) and the class count. ``reinforced`` names where the soft labels come from (a run
