@@ -12,6 +12,7 @@ citation.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from importlib import resources
@@ -24,7 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from datasets.info import DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
-from huggingface_hub import DatasetCard, DatasetCardData
+from huggingface_hub import DatasetCard, DatasetCardData, HfApi
 
 from hf_dr.data.codec import CLASSES_COLUMN, RecordCodec
 from hf_dr.data.schema import REINFORCEMENTS_COLUMN
@@ -32,6 +33,15 @@ from hf_dr.errors import DataMismatchError
 from hf_dr.files import write_atomic
 from hf_dr.generate.recipe import SELF_CONTAINED
 from hf_dr.generate.run_config import ReinforceConfig
+from hf_dr.hub.card_sections import (
+    data_fields,
+    hub_model_id,
+    metrics_text,
+    snippet_values,
+    source_text,
+)
+from hf_dr.hub.packing import DATA_DIR
+from hf_dr.hub.upload import Target, with_retries
 
 TEMPLATE_PACKAGE, TEMPLATE_NAME = "hf_dr.cards", "reinforced_dataset.md"  # cards/reinforced_dataset.md, package data
 CONFIDENCE_FIGURE = "assets/teacher_confidence.png"
@@ -175,15 +185,21 @@ def _teacher_size(config: ReinforceConfig | dict[str, Any]) -> int:
 # -- the card -------------------------------------------------------------------------------------------------------
 def card_data(meta: dict[str, Any], info: datasets.DatasetInfo, license: str, pretty_name: str,
               previous: DatasetCardData | None = None, other_download_bytes: int = 0) -> DatasetCardData:
-    """The card's YAML: license, task category, tags, size category, source, ``configs`` and ``dataset_info``.
+    """The card's YAML: license, task category and id, annotation creators, tags, size category, source (a Hub id
+    only), ``configs`` and ``dataset_info``.
 
-    ``previous`` is the YAML of the card the repo has: its other splits' ``data_files`` and ``dataset_info`` are kept
-    (their files take ``other_download_bytes``), this split's replaced."""
-    source = meta["source"]
+    ``dataset_info`` lists the splits and their sizes, not the features: the run's description rides in the feature
+    ``id`` of the records (:mod:`hf_dr.data.description`, the whole run as JSON, class names included), and the data
+    files carry the features in full, which ``datasets.load_dataset`` reads when the card has none (a card's
+    features would replace them). ``previous`` is the YAML of the card the repo has: its other splits'
+    ``data_files`` and ``dataset_info`` entries are kept (their files take ``other_download_bytes``), this split's
+    replaced."""
+    source = source_text(meta["source"])
     data = DatasetCardData(
-        license=license, task_categories=["image-classification"], tags=list(TAGS), pretty_name=pretty_name,
+        license=license, annotations_creators=["machine-generated"], task_categories=["image-classification"],
+        task_ids=["multi-class-image-classification"], tags=list(TAGS), pretty_name=pretty_name,
         size_categories=[size_category(meta["num_rows"] or 0)],
-        source_datasets=[f"extended|{source['id']}"] if source.get("id") else None,
+        source_datasets=[f"extended|{source['hub_id']}"] if source["hub_id"] else None,
     )
     split = meta["split"]
     data_files, splits = [{"split": split, "path": f"data/{split}-*"}], [*info.splits.values()]
@@ -194,26 +210,47 @@ def card_data(meta: dict[str, Any], info: datasets.DatasetInfo, license: str, pr
     merged = datasets.SplitDict()
     for split_info in sorted(splits, key=lambda split_info: split_info.name):
         merged.add(split_info)
-    info = datasets.DatasetInfo(features=info.features, splits=merged,
-                                download_size=info.download_size + other_download_bytes,
+    info = datasets.DatasetInfo(splits=merged, download_size=info.download_size + other_download_bytes,
                                 dataset_size=sum(split_info.num_bytes for split_info in splits))
     DatasetInfosDict({"default": info}).to_dataset_card_data(data)
     return data
 
 
-def refuse_other_features(previous: DatasetCardData | None, split: str, features: datasets.Features,
-                          repo_id: str) -> None:
-    """Refuses a split whose columns differ from those of the repo's other splits (``previous``: the repo's card YAML;
-    another layout, or another run's columns): ``datasets.load_dataset`` could not load the splits together."""
+def refuse_other_features(target: Target, split: str, features: datasets.Features, repo_id: str,
+                          api: HfApi | None = None) -> None:
+    """Refuses a split whose columns differ from those of the repo's other splits (``target``: what the push found
+    in the repo; another layout, or another run's columns): ``datasets.load_dataset`` could not load the splits
+    together. The other splits' features are read from the card (cards written before it stopped listing them) or
+    from the footer of one of their data files (``api`` reads it, at the head the push read)."""
+    previous = target.card
     if previous is None:
         return
     kept, _, theirs = other_splits(previous, split)
+    if kept and theirs is None and api is not None:
+        theirs = _file_features(api, repo_id, target, [entry["split"] for entry in kept])
     if kept and theirs is not None and theirs != features:
         raise DataMismatchError(
             f"{repo_id!r} holds the splits {[entry['split'] for entry in kept]} with the columns {list(theirs)}, but "
             f"this {split!r} split has {list(features)} (another layout or other run columns): push it to another "
             "repo, or push every split with the same layout."
         )
+
+
+def _file_features(api: HfApi, repo_id: str, target: Target, names: Sequence[str]) -> datasets.Features | None:
+    """The features in the Parquet footer of the first data file of the splits ``names`` (a range read)."""
+    from huggingface_hub import HfFileSystem
+
+    path = next((path for path in sorted(target.files) for name in names
+                 if path.startswith(f"{DATA_DIR}/{name}-") and path.endswith(".parquet")), None)
+    if path is None:
+        return None
+    filesystem = HfFileSystem(endpoint=api.endpoint, token=api.token)
+
+    def read() -> Any:
+        with filesystem.open(f"datasets/{repo_id}@{target.head}/{path}", "rb") as file:
+            return pq.read_schema(file)
+
+    return datasets.Features.from_arrow_schema(with_retries(f"read the columns of {path}", read))
 
 
 def other_splits(previous: DatasetCardData, split: str
@@ -245,9 +282,9 @@ def size_category(num_rows: int) -> str:
 
 def build_card(repo_id: str, meta: dict[str, Any], config: dict[str, Any], stats: dict[str, Any],
                figures: Sequence[dict[str, str]], info: datasets.DatasetInfo, *, license: str = "unknown",
-               pretty_name: str | None = None, generation_cost: str | None = None,
+               license_given: bool = False, pretty_name: str | None = None, generation_cost: str | None = None,
                template_path: str | os.PathLike | None = None, previous: DatasetCardData | None = None,
-               other_download_bytes: int = 0) -> DatasetCard:
+               other_download_bytes: int = 0, teacher_metrics: dict[str, Any] | None = None) -> DatasetCard:
     """Renders the dataset card of a pushed run from the Jinja template in ``cards/``.
 
     Args:
@@ -256,13 +293,17 @@ def build_card(repo_id: str, meta: dict[str, Any], config: dict[str, Any], stats
         config (`dict`): the published run config (see :func:`hf_dr.hub.push.public_config`).
         stats (`dict`): from :func:`reinforcement_stats`.
         figures (`Sequence[dict]`): ``{"path", "caption"}`` of each figure uploaded beside the card.
-        info (`datasets.DatasetInfo`): features and sizes of the data files, for ``dataset_info``.
+        info (`datasets.DatasetInfo`): features and sizes of the data files, for ``dataset_info`` and Data Fields.
         license (`str`, *optional*, defaults to ``"unknown"``): a Hub license id.
+        license_given (`bool`, *optional*, defaults to `False`): whether the publisher chose ``license``
+            (``--license``) rather than it being read from the source.
         pretty_name (`str`, *optional*): the title; defaults to the source's name with a ``+``.
         generation_cost (`str`, *optional*): the run's cost in words (hardware, hours).
         template_path (`str`, *optional*): another Jinja template.
         previous (`DatasetCardData`, *optional*): the YAML of the repo's card; its other splits are kept.
         other_download_bytes (`int`, *optional*, defaults to 0): the bytes of the other splits' data files.
+        teacher_metrics (`dict`, *optional*): what fine-tuning measured of the members
+            (:func:`hf_dr.hub.card_sections.teacher_metrics`).
 
     Example:
         >>> card = build_card("me/digits-plus", meta, config, stats, figures, info)  # doctest: +SKIP
@@ -272,18 +313,27 @@ def build_card(repo_id: str, meta: dict[str, Any], config: dict[str, Any], stats
     pretty_name = pretty_name or _default_name(repo_id, meta)
     data = card_data(meta, info, license, pretty_name, previous, other_download_bytes)
     template = Path(template_path).read_text(encoding="utf-8") if template_path else default_template()
+    codec = RecordCodec.from_config(config.get("codec"))
+    teacher_metrics = teacher_metrics or {}
+    label = info.features.get(meta["columns"].get("label") or "") if info.features else None
+    num_rows = (meta["num_rows"] or 0) - stats.get("num_skipped", 0) or None
     return DatasetCard.from_template(
         data, template_str=template, repo_id=repo_id, meta=meta, source=meta["source"], layout=meta["layout"],
-        split=meta["split"], columns=meta["columns"],
+        split=meta["split"], columns=meta["columns"], source_link=source_text(meta["source"]),
         num_rows=_images_text(meta["num_rows"], stats.get("num_skipped", 0)), num_samples=config["num_samples"],
         topk=config["topk"], seed=config["seed"], num_classes=config["num_classes"],
         policy_name=config["policy"]["name"], policy_ops=_ops(config["policy"], config.get("image_mode")),
         image_mode=config.get("image_mode"), num_skipped=stats.get("num_skipped", 0),
-        members=_members(config["teacher"]), size=_teacher_size(config), stats=stats,
-        stats_text=_stats_text(stats), generation_cost=generation_cost, figures=list(figures),
+        members=_members(config["teacher"], teacher_metrics.get("members")), size=_teacher_size(config),
+        ensemble=metrics_text(teacher_metrics.get("ensemble")), calibration=teacher_metrics.get("calibration"),
+        stats=stats, stats_text=_stats_text(stats), generation_cost=generation_cost, figures=list(figures),
         versions=config.get("versions", {}), citation=CITATION, paper_url=PAPER_URL, pretty_name=pretty_name,
-        num_files=len(meta["data_files"]), **_codec_text(RecordCodec.from_config(config.get("codec")), config["topk"]),
-        selection=config.get("selection"),
+        num_files=len(meta["data_files"]), **_codec_text(codec, config["topk"]), selection=config.get("selection"),
+        license_given=license_given, splits=data.dataset_info.get("splits") or [],
+        fields=data_fields(info.features, meta["columns"], codec, config["num_classes"], config["topk"],
+                           config["num_samples"]) if info.features else [],
+        class_names=list(label.names) if isinstance(label, datasets.ClassLabel) else None,
+        run_config=json.dumps(config, indent=2, sort_keys=True), **snippet_values(config, num_rows),
     )
 
 
@@ -335,16 +385,18 @@ def _short(value: Any) -> str:
     return str(value)
 
 
-def _members(teacher: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def _members(teacher: Sequence[dict[str, Any]], metrics: Sequence[dict[str, Any] | None] | None = None
+             ) -> list[dict[str, Any]]:
     members = []
-    for member in teacher:
+    for index, member in enumerate(teacher):
         spec, data_config = member["spec"], member.get("data_config") or {}
         size = data_config.get("input_size") or spec.get("input_size")
         members.append({
-            "arch": spec["arch"], "weights": spec.get("weights") or "(timm pretrained)",
+            "arch": spec["arch"], "weights": spec.get("weights") or "(timm pretrained)", "hub_id": hub_model_id(spec),
             "sha256": member.get("sha256", "?"), "num_classes": member.get("num_classes"),
             "input": f"{size[-2]}x{size[-1]} {data_config.get('interpolation', '')}".strip() if size else "?",
             "temperature": spec.get("temperature"),
+            "metrics": metrics_text(metrics[index]) if metrics and index < len(metrics) else None,
         })
     return members
 
