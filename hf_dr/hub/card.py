@@ -202,7 +202,7 @@ def card_data(meta: dict[str, Any], info: datasets.DatasetInfo, license: str, pr
         source_datasets=[f"extended|{source['hub_id']}"] if source["hub_id"] else None,
     )
     split = meta["split"]
-    data_files, splits = [{"split": split, "path": f"data/{split}-*"}], [*info.splits.values()]
+    data_files, splits = [{"split": split, "path": f"data/{split}-*"}], [*(info.splits or {}).values()]
     if previous is not None:  # the repo's other splits are kept, as Dataset.push_to_hub keeps them
         kept_files, kept_splits, _ = other_splits(previous, split)
         data_files, splits = [*kept_files, *data_files], [*kept_splits, *splits]
@@ -210,7 +210,7 @@ def card_data(meta: dict[str, Any], info: datasets.DatasetInfo, license: str, pr
     merged = datasets.SplitDict()
     for split_info in sorted(splits, key=lambda split_info: split_info.name):
         merged.add(split_info)
-    info = datasets.DatasetInfo(splits=merged, download_size=info.download_size + other_download_bytes,
+    info = datasets.DatasetInfo(splits=merged, download_size=(info.download_size or 0) + other_download_bytes,
                                 dataset_size=sum(split_info.num_bytes for split_info in splits))
     DatasetInfosDict({"default": info}).to_dataset_card_data(data)
     return data

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -125,6 +126,40 @@ def metrics_text(metrics: dict[str, Any] | None) -> dict[str, str] | None:
             "nll": f"{metrics['nll']:.3f}" if "nll" in metrics else "", "num_samples": f"{metrics.get('num_samples')}"}
 
 
+# -- policy and codec -----------------------------------------------------------------------------------------
+def policy_rows(policy: dict[str, Any], image_mode: str | None = None) -> list[dict[str, str]]:
+    """The policy table's rows; the run's image conversion first (the first step of every view, on both sides)."""
+    convert = [{"op": "convert", "params": f"mode={image_mode} (every image, before the ops and at replay: 16-bit "
+                "rescaled to 8 bits, transparency dropped)"}] if image_mode else []
+    return convert + [{"op": op["op"], "params": ", ".join(f"{k}={_short(v)}" for k, v in sorted(op.items())
+                                                         if k != "op")} for op in policy["ops"]]
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return "(" + ", ".join(_short(v) for v in value) + ")"
+    return str(value)
+
+
+def codec_text(codec: RecordCodec, topk: int) -> dict[str, str]:
+    """How the card describes the records' codec (:mod:`hf_dr.data.codec`)."""
+    coded = "probabilities as 8-bit log codes (each within 2.76%; the top-1's distance to 0 or 1 within 5.3%)"
+    labels = {
+        "fp16-topk": f"its top-{topk} (float16 probabilities)",
+        "q8-topk": f"its top-{topk}, {coded}",
+        "q8-topk-set": f"its top-{topk}, {coded}, class ids as positions in each image's class set (column "
+                       "`classes`)",
+        "sampled": f"{codec.draws} classes drawn from it at temperature {codec.temperature} with their counts (an "
+                   f"unbiased target: train at temperature {codec.temperature})",
+    }[codec.labels]
+    params = ("The records store these parameters." if codec.params == "stored" else
+              "The records store a 32-bit checksum of them, not the parameters: the replay draws them again and "
+              "refuses a record whose draws disagree (install the library versions recorded below if it does).")
+    return {"label_text": labels, "params_text": params}
+
+
 # -- Data Fields ----------------------------------------------------------------------------------------------------
 def data_fields(features: datasets.Features, columns: dict[str, Any], codec: RecordCodec, num_classes: int,
                 topk: int, num_samples: int) -> list[dict[str, str]]:
@@ -204,6 +239,23 @@ def feature_type(feature: Any) -> str:
     if isinstance(feature, datasets.ClassLabel):
         return "class_label"
     return type(feature).__name__.lower()
+
+
+def compact_json(value: Any) -> str:
+    """``value`` as indented JSON with each list of plain values on one line (the card's collapsed run config).
+
+    Example:
+        >>> print(compact_json({"input_size": [3, 32, 32], "mean": [0.5]}))
+        {
+          "input_size": [3, 32, 32],
+          "mean": [0.5]
+        }
+    """
+    text = json.dumps(value, indent=2, sort_keys=True)
+    def one_line(found: re.Match) -> str:
+        return "[" + ", ".join(re.split(r",\n\s*", found.group(1))) + "]"
+
+    return re.sub(r"\[\n\s*([^\[\]{}]*?)\n\s*\]", one_line, text)
 
 
 # -- snippets -------------------------------------------------------------------------------------------------------

@@ -186,10 +186,10 @@ def gray(state, tmp_path_factory) -> tuple[str, str]:
 def test_a_grayscale_cards_code_runs_with_one_input_channel(gray, tmp_path):
     """Before: the card recorded image_mode L but its resnet snippets built 3-channel models (a raw conv error)."""
     card = DatasetCard.load(gray[0], repo_type="dataset")
-    assert re.findall(r"in_chans=(\d)", card.text) == ["1", "1", "1"]  # the models of the three training blocks
-    assert "input_size=(1, 32, 32)" in card.text
     namespaces = run_blocks(card, tmp_path)
     assert len(namespaces) == 4
+    assert re.findall(r"in_chans=(\d)", card.text) == ["1", "1", "1"]  # the models of the three training blocks
+    assert "input_size=(1, 32, 32)" in card.text
     check_training_blocks(namespaces, channels=1)
     assert namespaces[3]["ds"][0]["pixel_values"].shape == (1, 32, 32)
 
@@ -247,3 +247,4 @@ def test_statistics_match_the_stored_records(state):
                                             (50_000, "10K<n<100K"), (1_281_167, "1M<n<10M")])
 def test_size_category(rows, category):
     assert size_category(rows) == category
+
