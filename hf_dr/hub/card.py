@@ -21,11 +21,13 @@ from typing import Any
 
 import datasets
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from datasets.info import DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
-from huggingface_hub import DatasetCard, DatasetCardData, HfApi
+from huggingface_hub import DatasetCard, DatasetCardData, HfApi, hf_hub_url
+from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
 from hf_dr.data.codec import CLASSES_COLUMN, RecordCodec
 from hf_dr.data.schema import REINFORCEMENTS_COLUMN
@@ -41,13 +43,14 @@ from hf_dr.hub.card_sections import (
     source_text,
 )
 from hf_dr.hub.packing import DATA_DIR
-from hf_dr.hub.upload import Target, with_retries
+from hf_dr.hub.upload import Target, hub_call
 
 TEMPLATE_PACKAGE, TEMPLATE_NAME = "hf_dr.cards", "reinforced_dataset.md"  # cards/reinforced_dataset.md, package data
 CONFIDENCE_FIGURE = "assets/teacher_confidence.png"
 SAMPLES_FIGURE = "assets/replayed_samples.png"
 HISTOGRAM_BINS = 20
 GRID_PANELS = 7
+FOOTER_BYTES = 1 << 18  # the end of a data file read for its footer (its run description included)
 TAGS = ["dataset-reinforcement", "knowledge-distillation", "soft-labels", "data-augmentation", "hf-dr"]
 PAPER_URL = "https://arxiv.org/abs/2303.08983"
 CITATION = """@InProceedings{Faghri_2023_ICCV,
@@ -237,20 +240,28 @@ def refuse_other_features(target: Target, split: str, features: datasets.Feature
 
 
 def _file_features(api: HfApi, repo_id: str, target: Target, names: Sequence[str]) -> datasets.Features | None:
-    """The features in the Parquet footer of the first data file of the splits ``names`` (a range read)."""
-    from huggingface_hub import HfFileSystem
-
+    """The features in the Parquet footer of the first data file of the splits ``names``, read with byte ranges of
+    its end (one request, two for a footer over ``FOOTER_BYTES``)."""
     path = next((path for path in sorted(target.files) for name in names
                  if path.startswith(f"{DATA_DIR}/{name}-") and path.endswith(".parquet")), None)
     if path is None:
         return None
-    filesystem = HfFileSystem(endpoint=api.endpoint, token=api.token)
+    url = hf_hub_url(repo_id, path, repo_type="dataset", revision=target.head, endpoint=api.endpoint)
+    size = target.files[path]
 
-    def read() -> Any:
-        with filesystem.open(f"datasets/{repo_id}@{target.head}/{path}", "rb") as file:
-            return pq.read_schema(file)
+    def tail(count: int) -> bytes:
+        response = get_session().get(url, headers={**build_hf_headers(token=api.token),
+                                                   "Range": f"bytes={max(size - count, 0)}-"}, follow_redirects=True)
+        hf_raise_for_status(response)
+        return response.content[-count:]
 
-    return datasets.Features.from_arrow_schema(with_retries(f"read the columns of {path}", read))
+    def footer() -> bytes:
+        end = tail(min(size, FOOTER_BYTES))
+        length = int.from_bytes(end[-8:-4], "little") + 8
+        return end[-length:] if length <= len(end) else tail(length)
+
+    metadata = pq.read_metadata(pa.BufferReader(b"PAR1" + hub_call(f"read the columns of {path}", footer)))
+    return datasets.Features.from_arrow_schema(metadata.schema.to_arrow_schema())
 
 
 def other_splits(previous: DatasetCardData, split: str

@@ -17,9 +17,11 @@ from PIL import Image
 
 from hf_dr import push_to_hub
 from hf_dr.data.description import PREFIX
+from hf_dr.errors import DataMismatchError
 from hf_dr.generate.loading import load_reinforcements
 from hf_dr.generate.run_config import ReinforceConfig
 from hf_dr.generate.storage import verify_run
+from hf_dr.hub import card as card_module
 from hf_dr.hub.card import reinforcement_stats, size_category
 from hf_dr.hub.card_sections import hub_model_id, teacher_metrics
 from hf_dr.train.finetune import FinetuneConfig, finetune_teacher, finetune_train_config
@@ -221,6 +223,18 @@ def test_teacher_metrics_match_members_by_their_weights(gray, tmp_path):
     other = {"spec": {"arch": "test_resnet", "weights": str(tmp_path / "elsewhere.safetensors")}}
     assert teacher_metrics([{"spec": spec}, other]) == {"members": [found["members"][0], None], "ensemble": None,
                                                          "calibration": None}  # not the ensemble fine-tuning made
+
+
+def test_a_split_with_other_columns_is_refused_by_the_footer_of_the_other_splits_file(state, monkeypatch):
+    """The card lists no features, so the other split's columns come from its data file's footer (here read in two
+    requests: the footer is longer than the first read)."""
+    monkeypatch.setattr(card_module, "FOOTER_BYTES", 64)
+    repo = unique_repo("footer")
+    push_to_hub(state.run_dir, repo, layout="metadata-only", compression_level=3, split="test")
+    assert "features" not in DatasetCard.load(repo, repo_type="dataset").data.dataset_info
+    with pytest.raises(DataMismatchError, match=r"holds the splits \['test'\] with the columns \['key', 'label', "):
+        push_to_hub(state.run_dir, repo, dataset=state.source, split="train")  # self-contained beside metadata-only
+    push_to_hub(state.run_dir, repo, layout="metadata-only", compression_level=3, split="train")  # same columns
 
 
 def test_hub_members_are_linked():
