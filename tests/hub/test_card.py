@@ -235,6 +235,8 @@ def test_a_split_with_other_columns_is_refused_by_the_footer_of_the_other_splits
     with pytest.raises(DataMismatchError, match=r"holds the splits \['test'\] with the columns \['key', 'label', "):
         push_to_hub(state.run_dir, repo, dataset=state.source, split="train")  # self-contained beside metadata-only
     push_to_hub(state.run_dir, repo, layout="metadata-only", compression_level=3, split="train")  # same columns
+    text = DatasetCard.load(repo, repo_type="dataset").text
+    assert f"| `test` | {NUM_ROWS} |" in text and f"| `train` (described here) | {NUM_ROWS} |" in text
 
 
 def test_hub_members_are_linked():
