@@ -9,6 +9,7 @@ import json
 import os
 import re
 
+import datasets
 import numpy as np
 import pytest
 import torch
@@ -16,14 +17,15 @@ from huggingface_hub import DatasetCard, HfApi, hf_hub_download
 from PIL import Image
 
 from hf_dr import push_to_hub
-from hf_dr.data.description import PREFIX
+from hf_dr.data.codec import RecordCodec
+from hf_dr.data.description import PREFIX, read_description
 from hf_dr.errors import DataMismatchError
 from hf_dr.generate.loading import load_reinforcements
 from hf_dr.generate.run_config import ReinforceConfig
 from hf_dr.generate.storage import verify_run
 from hf_dr.hub import card as card_module
 from hf_dr.hub.card import reinforcement_stats, size_category
-from hf_dr.hub.card_sections import hub_model_id, teacher_metrics
+from hf_dr.hub.card_sections import data_fields, hub_model_id, teacher_metrics
 from hf_dr.train.finetune import FinetuneConfig, finetune_teacher, finetune_train_config
 from tests.utils_hub import (
     NUM_ROWS,
@@ -71,9 +73,6 @@ def test_the_yaml_carries_no_run_description_and_loaders_still_read_it(state, ca
     features, description included, from the data files."""
     head = str(card).split("\n---\n", 1)[0]
     assert PREFIX not in head and "class_names" not in head and "features" not in card.data.dataset_info
-    import datasets
-
-    from hf_dr.data.description import read_description
 
     for streaming in (False, True):
         ds = datasets.load_dataset(state.self_contained, split="train", streaming=streaming, cache_dir=state.cache_dir)
@@ -264,3 +263,29 @@ def test_statistics_match_the_stored_records(state):
 def test_size_category(rows, category):
     assert size_category(rows) == category
 
+
+
+@pytest.mark.parametrize(("codec", "expected"), [
+    (RecordCodec(params="seeded", labels="sampled", draws=8, temperature=2.0),
+     ["| `classes` | `list<uint16>` | the row's set of teacher classes",
+      "| `reinforcements.params.check` | `uint32` | a 32-bit checksum of the parameters",
+      "| `reinforcements.params.partner_key` | `string` | the key of the row mixed in",
+      "| `reinforcements.counts` | `list<uint8>` | how often each was drawn of 8; the target is counts / 8"]),
+    (RecordCodec(labels="q8-topk-set"),
+     ["| `reinforcements.params.mixing` | `struct{mode, lam, top, left, height, width, partner_key, partner}` |",
+      "| `reinforcements.ids` | `list<uint8>[3]` | the teacher's top-3 classes, most probable first (positions in the "
+      "row's `classes`)",
+      "| `reinforcements.probs` | `list<uint8>[4]` | 8-bit log codes of the top-3 probabilities, then of the mass"]),
+])
+def test_data_fields_follow_the_codec(codec, expected):
+    """Each codec's records are described by the fields they store (from the pushed files' features)."""
+    from hf_dr import create_policy
+
+    policy = create_policy("rrc+mix+ra_re")
+    record = codec.record_features(policy, topk=3, num_classes=10, num_samples=4)
+    features = datasets.Features({"key": datasets.Value("string"), **codec.row_features(10),
+                                  "reinforcements": datasets.List(record)})
+    rows = data_fields(features, {"key": "key", "reinforcements": "reinforcements"}, codec, 10, 3, 4)
+    table = "\n".join(f"| `{r['name']}` | `{r['type']}` | {r['meaning']} |" for r in rows)
+    for line in expected:
+        assert line in table, table
