@@ -2,17 +2,20 @@
 
 The card is a :class:`huggingface_hub.DatasetCard` rendered with :meth:`~huggingface_hub.DatasetCard.from_template`
 from ``cards/reinforced_dataset.md``: package data of the top-level ``cards`` package, read with
-:mod:`importlib.resources`, so a wheel renders it as the source tree does. Its YAML carries the license, task
-category, tags, ``configs`` (so ``datasets.load_dataset(repo_id)`` finds the splits: a push keeps the other splits'
-``data_files`` and ``dataset_info`` entries of the repo's card and adds or replaces its own) and ``dataset_info``; its
-prose (of the split pushed last) says what the dataset is, how to load and train on it, the teacher members and their
-hashes, the policy and its parameters, N, k, bytes per reinforcement, the generation cost, figures and the paper's
-citation.
+:mod:`importlib.resources`, so a wheel renders it as the source tree does. Its YAML carries the license, annotation
+creators, task category and id, tags, the source (a Hub id only), ``configs`` (so ``datasets.load_dataset(repo_id)``
+finds the splits: a push keeps the other splits' ``data_files`` and ``dataset_info`` entries of the repo's card and
+adds or replaces its own) and ``dataset_info`` without features (the data files carry them, with the run's
+description; see :func:`card_data`). Its prose (of the split pushed last, beside a table of every split) says what
+the dataset is, how to load and train on it (a loop, timm, the Trainer: code that runs as written for the
+dataset's channels and classes), its Data Fields, the teacher members with their hashes, Hub links and the metrics
+fine-tuning recorded, the policy and its parameters, N, k, bytes per reinforcement, the generation cost, figures, the
+run's config (collapsed), its limitations, the license and the paper's citation. The sections' text is made in
+:mod:`hf_dr.hub.card_sections`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from importlib import resources
@@ -36,11 +39,17 @@ from hf_dr.files import write_atomic
 from hf_dr.generate.recipe import SELF_CONTAINED
 from hf_dr.generate.run_config import ReinforceConfig
 from hf_dr.hub.card_sections import (
+    codec_text,
+    compact_json,
     data_fields,
-    hub_model_id,
+    default_name,
+    images_text,
+    member_rows,
     metrics_text,
+    policy_rows,
     snippet_values,
     source_text,
+    stats_text,
 )
 from hf_dr.hub.packing import DATA_DIR
 from hf_dr.hub.upload import Target, hub_call
@@ -321,7 +330,7 @@ def build_card(repo_id: str, meta: dict[str, Any], config: dict[str, Any], stats
         >>> card.data.tags[0]  # doctest: +SKIP
         'dataset-reinforcement'
     """
-    pretty_name = pretty_name or _default_name(repo_id, meta)
+    pretty_name = pretty_name or default_name(repo_id, meta)
     data = card_data(meta, info, license, pretty_name, previous, other_download_bytes)
     template = Path(template_path).read_text(encoding="utf-8") if template_path else default_template()
     codec = RecordCodec.from_config(config.get("codec"))
@@ -331,101 +340,23 @@ def build_card(repo_id: str, meta: dict[str, Any], config: dict[str, Any], stats
     return DatasetCard.from_template(
         data, template_str=template, repo_id=repo_id, meta=meta, source=meta["source"], layout=meta["layout"],
         split=meta["split"], columns=meta["columns"], source_link=source_text(meta["source"]),
-        num_rows=_images_text(meta["num_rows"], stats.get("num_skipped", 0)), num_samples=config["num_samples"],
+        num_rows=images_text(meta["num_rows"], stats.get("num_skipped", 0)), num_samples=config["num_samples"],
         topk=config["topk"], seed=config["seed"], num_classes=config["num_classes"],
-        policy_name=config["policy"]["name"], policy_ops=_ops(config["policy"], config.get("image_mode")),
+        policy_name=config["policy"]["name"], policy_ops=policy_rows(config["policy"], config.get("image_mode")),
         image_mode=config.get("image_mode"), num_skipped=stats.get("num_skipped", 0),
-        members=_members(config["teacher"], teacher_metrics.get("members")), size=_teacher_size(config),
+        members=member_rows(config["teacher"], teacher_metrics.get("members")), size=_teacher_size(config),
         ensemble=metrics_text(teacher_metrics.get("ensemble")), calibration=teacher_metrics.get("calibration"),
-        stats=stats, stats_text=_stats_text(stats), generation_cost=generation_cost, figures=list(figures),
+        stats=stats, stats_text=stats_text(stats), generation_cost=generation_cost, figures=list(figures),
         versions=config.get("versions", {}), citation=CITATION, paper_url=PAPER_URL, pretty_name=pretty_name,
-        num_files=len(meta["data_files"]), **_codec_text(codec, config["topk"]), selection=config.get("selection"),
+        num_files=len(meta["data_files"]), **codec_text(codec, config["topk"]), selection=config.get("selection"),
         license_given=license_given, splits=data.dataset_info.get("splits") or [],
         fields=data_fields(info.features, meta["columns"], codec, config["num_classes"], config["topk"],
                            config["num_samples"]) if info.features else [],
         class_names=list(label.names) if isinstance(label, datasets.ClassLabel) else None,
-        run_config=json.dumps(config, indent=2, sort_keys=True), **snippet_values(config, num_rows),
+        run_config=compact_json(config), **snippet_values(config, num_rows),
     )
-
-
-def _codec_text(codec: RecordCodec, topk: int) -> dict[str, str]:
-    """How the card describes the records' codec (:mod:`hf_dr.data.codec`)."""
-    coded = "probabilities as 8-bit log codes (each within 2.76%; the top-1's distance to 0 or 1 within 5.3%)"
-    labels = {
-        "fp16-topk": f"its top-{topk} (float16 probabilities)",
-        "q8-topk": f"its top-{topk}, {coded}",
-        "q8-topk-set": f"its top-{topk}, {coded}, class ids as positions in each image's class set (column "
-                       "`classes`)",
-        "sampled": f"{codec.draws} classes drawn from it at temperature {codec.temperature} with their counts (an "
-                   f"unbiased target: train at temperature {codec.temperature})",
-    }[codec.labels]
-    params = ("The records store these parameters." if codec.params == "stored" else
-              "The records store a 32-bit checksum of them, not the parameters: the replay draws them again and "
-              "refuses a record whose draws disagree (install the library versions recorded below if it does).")
-    return {"label_text": labels, "params_text": params}
 
 
 def default_template() -> str:
     """The text of the card template, ``cards/reinforced_dataset.md``, found as package data of ``cards``."""
     return resources.files(TEMPLATE_PACKAGE).joinpath(TEMPLATE_NAME).read_text(encoding="utf-8")
-
-
-def _default_name(repo_id: str, meta: dict[str, Any]) -> str:
-    name = (meta["source"].get("id") or repo_id).split("/")[-1]
-    return f"{name}+ (reinforced)"
-
-
-def _images_text(num_rows: int | None, num_skipped: int) -> str:
-    """The image count the card states: ``"39 decodable of 40"`` when the run skipped undecodable images."""
-    return f"{num_rows - num_skipped} decodable of {num_rows}" if num_skipped and num_rows else str(num_rows)
-
-
-def _ops(policy: dict[str, Any], image_mode: str | None = None) -> list[dict[str, str]]:
-    """The policy table's rows; the run's image conversion first (the first step of every view, on both sides)."""
-    convert = [{"op": "convert", "params": f"mode={image_mode} (every image, before the ops and at replay: 16-bit "
-                "rescaled to 8 bits, transparency dropped)"}] if image_mode else []
-    return convert + [{"op": op["op"], "params": ", ".join(f"{k}={_short(v)}" for k, v in sorted(op.items())
-                                                         if k != "op")} for op in policy["ops"]]
-
-
-def _short(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, (list, tuple)):
-        return "(" + ", ".join(_short(v) for v in value) + ")"
-    return str(value)
-
-
-def _members(teacher: Sequence[dict[str, Any]], metrics: Sequence[dict[str, Any] | None] | None = None
-             ) -> list[dict[str, Any]]:
-    members = []
-    for index, member in enumerate(teacher):
-        spec, data_config = member["spec"], member.get("data_config") or {}
-        size = data_config.get("input_size") or spec.get("input_size")
-        members.append({
-            "arch": spec["arch"], "weights": spec.get("weights") or "(timm pretrained)", "hub_id": hub_model_id(spec),
-            "sha256": member.get("sha256", "?"), "num_classes": member.get("num_classes"),
-            "input": f"{size[-2]}x{size[-1]} {data_config.get('interpolation', '')}".strip() if size else "?",
-            "temperature": spec.get("temperature"),
-            "metrics": metrics_text(metrics[index]) if metrics and index < len(metrics) else None,
-        })
-    return members
-
-
-def _stats_text(stats: dict[str, Any]) -> dict[str, str]:
-    agreement = stats["label_agreement"]
-    return {
-        "bytes_per_reinforcement": f"{stats['bytes_per_reinforcement']:.1f}",
-        "num_bytes": _human_bytes(stats["num_bytes"]), "num_reinforcements": f"{stats['num_reinforcements']:,}",
-        "forward_passes": f"{stats['forward_passes']:,}", "mean_top1": f"{stats['mean_top1']:.3f}",
-        "label_agreement": f"{100 * agreement:.1f}%" if agreement is not None else None,
-    }
-
-
-def _human_bytes(num_bytes: float) -> str:
-    value = float(num_bytes)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000:
-            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} TB"

@@ -160,6 +160,52 @@ def codec_text(codec: RecordCodec, topk: int) -> dict[str, str]:
     return {"label_text": labels, "params_text": params}
 
 
+# -- numbers and members --------------------------------------------------------------------------------------
+def default_name(repo_id: str, meta: dict[str, Any]) -> str:
+    name = (meta["source"].get("id") or repo_id).split("/")[-1]
+    return f"{name}+ (reinforced)"
+
+
+def images_text(num_rows: int | None, num_skipped: int) -> str:
+    """The image count the card states: ``"39 decodable of 40"`` when the run skipped undecodable images."""
+    return f"{num_rows - num_skipped} decodable of {num_rows}" if num_skipped and num_rows else str(num_rows)
+
+
+def member_rows(teacher: Sequence[dict[str, Any]], metrics: Sequence[dict[str, Any] | None] | None = None
+             ) -> list[dict[str, Any]]:
+    members = []
+    for index, member in enumerate(teacher):
+        spec, data_config = member["spec"], member.get("data_config") or {}
+        size = data_config.get("input_size") or spec.get("input_size")
+        members.append({
+            "arch": spec["arch"], "weights": spec.get("weights") or "(timm pretrained)", "hub_id": hub_model_id(spec),
+            "sha256": member.get("sha256", "?"), "num_classes": member.get("num_classes"),
+            "input": f"{size[-2]}x{size[-1]} {data_config.get('interpolation', '')}".strip() if size else "?",
+            "temperature": spec.get("temperature"),
+            "metrics": metrics_text(metrics[index]) if metrics and index < len(metrics) else None,
+        })
+    return members
+
+
+def stats_text(stats: dict[str, Any]) -> dict[str, str]:
+    agreement = stats["label_agreement"]
+    return {
+        "bytes_per_reinforcement": f"{stats['bytes_per_reinforcement']:.1f}",
+        "num_bytes": _human_bytes(stats["num_bytes"]), "num_reinforcements": f"{stats['num_reinforcements']:,}",
+        "forward_passes": f"{stats['forward_passes']:,}", "mean_top1": f"{stats['mean_top1']:.3f}",
+        "label_agreement": f"{100 * agreement:.1f}%" if agreement is not None else None,
+    }
+
+
+def _human_bytes(num_bytes: float) -> str:
+    value = float(num_bytes)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000:
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"
+
+
 # -- Data Fields ----------------------------------------------------------------------------------------------------
 def data_fields(features: datasets.Features, columns: dict[str, Any], codec: RecordCodec, num_classes: int,
                 topk: int, num_samples: int) -> list[dict[str, str]]:
