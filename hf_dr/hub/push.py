@@ -179,6 +179,7 @@ def _push(api: HfApi, output_dir: str, repo_id: str, *, layout: str, dataset: da
         reinforcement_stats,
         save_figures,
     )
+    from hf_dr.hub.card_sections import teacher_metrics
 
     manifest = verify_run(output_dir)
     config = _run_config(output_dir)
@@ -194,8 +195,9 @@ def _push(api: HfApi, output_dir: str, repo_id: str, *, layout: str, dataset: da
     plan = plan_files(split, shards.num_rows, shards.num_bytes, max(shards.row_bytes, default=1.0))
     schema = file_schema(shards, images)
     target = read_target(api, repo_id, branch)
-    refuse_other_features(target.card, split, datasets.Features.from_arrow_schema(schema), repo_id)
-    card_options = {"license": license or _source_license(api, source), "pretty_name": pretty_name,
+    refuse_other_features(target, split, datasets.Features.from_arrow_schema(schema), repo_id, api)
+    card_options = {"license": license or _source_license(api, source), "license_given": license is not None,
+                    "teacher_metrics": teacher_metrics(config.teacher), "pretty_name": pretty_name,
                     "generation_cost": generation_cost, "previous": target.card,
                     "other_download_bytes": target.other_bytes(split)}
     stats = reinforcement_stats(shards.paths, manifest, config)
