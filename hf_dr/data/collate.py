@@ -77,8 +77,9 @@ class ReinforcedCollate:
                 raise InvalidConfigError(f"sample {position} of this batch has pixel_values {view.dtype} "
                                          f"{tuple(view.shape)}, the first uint8 {tuple(shape)}: a batch needs one "
                                          "size (the transform's) and the uint8 output.")
-        out = _batch_buffer((len(views), *shape), self.channels_last)
-        pixels = normalize(torch.stack(views), self.mean, self.std, out=out)
+        pixels = _batch_buffer((len(views), *shape), self.channels_last)
+        for position, view in enumerate(views):  # each view converted in place: no uint8 batch, cache-warm slices
+            normalize(view, self.mean, self.std, out=pixels[position])
         return {"pixel_values": pixels, "labels": self.labels(samples)}
 
     def labels(self, samples: Sequence[Mapping[str, Any]]) -> torch.Tensor:
