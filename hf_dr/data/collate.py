@@ -7,9 +7,12 @@ with equal values bit for bit: the same :func:`~hf_dr.augment.functional.normali
 :func:`~hf_dr.data.soft_labels.densify` arithmetic, run once on the batch instead of once per sample.
 
 Why it is faster: a ``float32`` view is 4x the bytes of the ``uint8`` one, and the per-sample path allocates 64 of
-them per batch, then a batch to stack them into (page faults on fresh memory, a copy in ``default_collate``). Here
-the batch is written once, into shared memory inside a DataLoader worker (what ``default_collate`` does, so it is not
-copied again to reach the main process), and the dense targets are built in one NumPy call.
+them per batch, then a batch to stack them into. Here each view is normalised straight into its slice of the batch,
+which is written once (into shared memory inside a DataLoader worker, as ``default_collate`` allocates it, so it is
+not copied again to reach the main process), and the dense targets are built in one NumPy call. Most of what is left
+is page faults: glibc returns every freed block above its mmap threshold to the system, so each batch's tens of
+megabytes are faulted in afresh; :func:`keep_freed_memory` (called once per process by the collate, unless
+``keep_memory=False``) raises the thresholds so the next batch reuses the memory the last one freed.
 
 Example:
     >>> transform = ReinforcedTransform(reinforced, size=224, output="uint8").attach(train)  # doctest: +SKIP
@@ -21,6 +24,9 @@ Example:
 
 from __future__ import annotations
 
+import ctypes
+import os
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -30,7 +36,7 @@ from hf_dr.augment.functional import IMAGENET_MEAN, IMAGENET_STD, normalize
 from hf_dr.data.soft_labels import densify
 from hf_dr.errors import InvalidConfigError
 
-__all__ = ["OUTPUTS", "TARGET_IDS", "TARGET_PROBS", "ReinforcedCollate", "check_output"]
+__all__ = ["OUTPUTS", "TARGET_IDS", "TARGET_PROBS", "ReinforcedCollate", "check_output", "keep_freed_memory"]
 
 OUTPUTS = ("float32", "uint8")
 TARGET_IDS, TARGET_PROBS = "target_ids", "target_probs"  # not "label_ids": transformers' collator reads that name
@@ -57,14 +63,18 @@ class ReinforcedCollate:
         leftover (`str`, *optional*, defaults to ``"uniform"``): see :func:`hf_dr.densify`.
         channels_last (`bool`, *optional*, defaults to `False`): write ``pixel_values`` channels-last (the same
             values; what a channels-last model reads without a copy).
+        keep_memory (`bool`, *optional*, defaults to `True`): call :func:`keep_freed_memory` once in the process the
+            collate runs in (a DataLoader worker, or the main process without workers).
     """
 
     def __init__(self, num_classes: int, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
-                 leftover: str = "uniform", channels_last: bool = False) -> None:
+                 leftover: str = "uniform", channels_last: bool = False, keep_memory: bool = True) -> None:
         self.num_classes, self.mean, self.std = int(num_classes), tuple(mean), tuple(std)
-        self.leftover, self.channels_last = leftover, bool(channels_last)
+        self.leftover, self.channels_last, self.keep_memory = leftover, bool(channels_last), bool(keep_memory)
 
     def __call__(self, samples: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+        if self.keep_memory:
+            keep_freed_memory()
         if isinstance(samples, Mapping):  # a batch of columns (a set_transform hook's output, a Trainer's features)
             samples = [dict(zip(samples, row, strict=True)) for row in zip(*samples.values(), strict=True)]
         if not samples:
@@ -93,7 +103,7 @@ class ReinforcedCollate:
 
     def __repr__(self) -> str:
         return (f"ReinforcedCollate(num_classes={self.num_classes}, mean={self.mean}, std={self.std}, "
-                f"leftover={self.leftover!r}, channels_last={self.channels_last})")
+                f"leftover={self.leftover!r}, channels_last={self.channels_last}, keep_memory={self.keep_memory})")
 
 
 def _check_sample(sample: Mapping[str, Any]) -> None:
@@ -117,3 +127,32 @@ def _batch_buffer(shape: tuple[int, ...], channels_last: bool) -> torch.Tensor:
         numel *= side
     storage = torch.empty(0, dtype=torch.float32)._typed_storage()._new_shared(numel, device="cpu")
     return torch.empty(0, dtype=torch.float32).new(storage).resize_(shape, memory_format=memory_format)
+
+
+KEPT_BYTES = 1 << 30  # glibc keeps freed blocks up to this size in the heap, and this much free memory at its top
+_KEPT_IN: set[int] = set()  # the processes (pids) where keep_freed_memory ran
+
+
+def keep_freed_memory() -> bool:
+    """Makes glibc's ``malloc`` keep freed memory for reuse in this process (once per process): blocks below
+    :data:`KEPT_BYTES` come from the heap instead of their own ``mmap``, and up to that much free memory stays in it.
+
+    A loader allocates batches of tens of megabytes and frees them a step later; by default glibc gives each back to
+    the system and the next one is faulted in page by page, which costs about as much as normalising it. With this
+    the freed batch is reused: the same values, less CPU (the process keeps up to :data:`KEPT_BYTES` it freed).
+    Returns whether the settings apply (False off glibc, e.g. on macOS or Windows, where nothing changes). The
+    environment variables ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` do the same for a whole program.
+    """
+    pid = os.getpid()
+    if pid in _KEPT_IN:
+        return True
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+        return False
+    applied = bool(mallopt(-3, KEPT_BYTES)) and bool(mallopt(-1, KEPT_BYTES))  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
+    if applied:
+        _KEPT_IN.add(pid)
+    return applied

@@ -218,7 +218,7 @@ def key_hashes(keys: Iterable[str] | pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 
 _MASK = 2**64 - 1
-_FNV_INTS, _MIX_INTS = (int(_FNV_OFFSET), int(_FNV_PRIME)), (int(_MIX[0]), int(_MIX[1]))  # Python ints: no NumPy per byte
+_FNV_INTS, _MIX_INTS = (int(_FNV_OFFSET), int(_FNV_PRIME)), (int(_MIX[0]), int(_MIX[1]))  # no NumPy per byte
 
 
 def key_hash(key: str) -> int:

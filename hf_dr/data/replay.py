@@ -188,10 +188,11 @@ class ReinforcedTransform(EpochHook):
         """The columns of a sample: ``pixel_values`` and ``labels``, or the top-k ones with ``output="uint8"``."""
         return ["pixel_values", "labels"] if self.output == "float32" else ["pixel_values", TARGET_IDS, TARGET_PROBS]
 
-    def collate(self, channels_last: bool = False) -> ReinforcedCollate:
-        """The DataLoader ``collate_fn`` of ``output="uint8"`` samples (:class:`hf_dr.ReinforcedCollate`), with this
-        transform's normalisation, class count and leftover rule: batches equal to the ``float32`` output's."""
-        return ReinforcedCollate(self.num_classes, self.mean, self.std, self.leftover, channels_last)
+    def collate(self, channels_last: bool = False, keep_memory: bool = True) -> ReinforcedCollate:
+        """The DataLoader ``collate_fn`` of ``output="uint8"`` samples (:class:`hf_dr.ReinforcedCollate`, which
+        explains the options), with this transform's normalisation, class count and leftover rule: batches equal to
+        the ``float32`` output's."""
+        return ReinforcedCollate(self.num_classes, self.mean, self.std, self.leftover, channels_last, keep_memory)
 
     def __call__(self, batch: dict[str, list[Any]]) -> dict[str, list[torch.Tensor]]:
         check_columns(batch, role="batch", fix=ATTACH_FIX, **self.column_options)
