@@ -90,7 +90,8 @@ class ReinforcedTransform(EpochHook):
         output (`str`, *optional*, defaults to ``"float32"``): ``"float32"`` (normalised ``pixel_values`` and dense
             ``labels`` per sample) or ``"uint8"`` (the ``uint8`` view and the top-k ``target_ids`` and
             ``target_probs``, which need ``collate_fn=transform.collate()``; :func:`hf_dr.fit` and
-            :func:`hf_dr.create_reinforced_loader` use it by themselves).
+            :func:`hf_dr.create_reinforced_loader` use it by themselves). Map-style rows only: a stream replays
+            ``float32`` samples.
 
     Example:
         >>> transform = ReinforcedTransform(reinforced, size=224)  # doctest: +SKIP

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 
 from hf_dr import ReinforcedCollate, ReinforcedTransform, TrainConfig, create_model, create_policy, densify, fit
 from hf_dr.data.collate import TARGET_IDS, TARGET_PROBS
+from hf_dr.data.preloaded import PreloadedDataset
 from hf_dr.errors import ClassCountMismatchError, InvalidConfigError
 from hf_dr.hub.loader import create_reinforced_loader
 from hf_dr.train.loop import batch_loss
@@ -101,6 +102,16 @@ def test_fit_trains_on_the_uint8_output_as_on_the_float32_one(reinforced):
         histories.append(fit(model, data, config).history)
     assert len(histories[0]) == 6
     assert histories[1] == histories[0]  # the same batches: the same losses, step for step
+
+
+def test_preloaded_uint8_rows_collate_to_the_float32_batches(reinforced):
+    slow, _ = _attached(reinforced)
+    fast, _ = _attached(reinforced, output="uint8")
+    rows = list(range(12))
+    expected = PreloadedDataset(reinforced, slow).__getitems__(rows)
+    got = fast.collate()(PreloadedDataset(reinforced, fast).__getitems__(rows))
+    assert torch.equal(got["pixel_values"], torch.stack([row["pixel_values"] for row in expected]))
+    assert torch.equal(got["labels"], torch.stack([row["labels"] for row in expected]))
 
 
 def test_timm_loader_batches_the_uint8_output(reinforced):
