@@ -112,6 +112,8 @@ def test_preloaded_uint8_rows_collate_to_the_float32_batches(reinforced):
     got = fast.collate()(PreloadedDataset(reinforced, fast).__getitems__(rows))
     assert torch.equal(got["pixel_values"], torch.stack([row["pixel_values"] for row in expected]))
     assert torch.equal(got["labels"], torch.stack([row["labels"] for row in expected]))
+    columns = fast.attach(reinforced.with_format(None))[:12]  # a batch of columns, as a set_transform hook gives
+    assert torch.equal(fast.collate()(columns)["pixel_values"], got["pixel_values"])
 
 
 def test_timm_loader_batches_the_uint8_output(reinforced):
