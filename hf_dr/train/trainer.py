@@ -273,6 +273,8 @@ def reinforced_trainer(
     if transform is not None:
         check_model_num_classes(model, transform.num_classes)
         check_input_channels(model, transform.image_mode, "the training data")
+        if transform.output == "uint8":  # uint8 views and top-k targets: normalised and densified per batch
+            trainer_kwargs.setdefault("data_collator", transform.collate(channels_last))
     callbacks = list(trainer_kwargs.pop("callbacks", None) or [])
     if not any(isinstance(c, ReinforcedEpochCallback) for c in callbacks):
         callbacks.append(ReinforcedEpochCallback(transform))

@@ -246,3 +246,21 @@ def test_trainer_arguments_are_the_train_config_or_a_refusal():
     for refused in ({"ema_decay": 0.99}, {"label_smoothing": 0.1}):
         with pytest.raises(TrainerArgumentsError, match=f"{next(iter(refused))}=.*cannot be honoured"):
             trainer_arguments(TrainConfig(**refused), "out", use_cpu=True)
+
+
+def test_the_trainer_collates_the_uint8_output_as_the_float_one(reinforced, tmp_path):
+    """Issue 23's fast output (uint8 views, top-k targets) through reinforced_trainer: it sets the transform's collate,
+    and the same seed gives the same losses as the float32 output."""
+    from hf_dr import ReinforcedTransform
+    from tests.training_utils import POLICY
+
+    losses = {}
+    for output in ("float32", "uint8"):
+        dataset = ReinforcedTransform(reinforced, policy=POLICY, size=SIZE, output=output).attach(
+            reinforced.with_format(None))
+        torch.manual_seed(0)
+        model = create_model("hf_dr_cnn_tiny", num_classes=10, in_chans=3)
+        trainer = reinforced_trainer(model, _args(tmp_path / output, max_steps=3), dataset)
+        trainer.train()
+        losses[output] = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert len(losses["uint8"]) == 3 and losses["uint8"] == pytest.approx(losses["float32"], rel=1e-5)
