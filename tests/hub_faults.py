@@ -36,6 +36,7 @@ ENDPOINTS: dict[str, tuple[str, str]] = {
     "commit": ("POST", r"/api/datasets/{repo}/commit/.+"),
     "tree": ("GET", r"/api/datasets/{repo}/tree/.+"),
     "paths-info": ("POST", r"/api/datasets/{repo}/paths-info/.+"),
+    "resolve": ("GET", r"/datasets/{repo}/resolve/.+"),  # a push beside another split reads that split's columns
 }
 
 

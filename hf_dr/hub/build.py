@@ -5,7 +5,7 @@ Each planned file is one :class:`FileJob`: its rows as slices of the run's shard
 manifest's SHA-256, by the process that writes the file), its row groups, schema and zstd level. A metadata-only
 push runs the jobs in ``num_proc`` processes (``concurrent.futures.ProcessPoolExecutor``: pyarrow compresses a file
 on one thread, measured in ``benchmarks/push_cost.py``), at most ``num_proc`` jobs ahead of the upload, so at most
-about ``2 * num_proc`` files are on disk at once. Every file is written by one process from the same inputs, so its
+about ``num_proc + 1`` files are on disk at once. Every file is written by one process from the same inputs, so its
 bytes do not depend on ``num_proc``. A self-contained push writes in its own process (the source images it joins
 stay there).
 
