@@ -40,8 +40,8 @@ from hf_dr.generate.run_config import CONFIG_FILE, ReinforceConfig
 logger = logging.getLogger(__name__)
 
 MANIFEST_FILE = "manifest.json"
-# zstd level of the shards a run writes: level 19 costs ~35 s per N=400 shard for 6% fewer bytes (NOTES.md), so runs
-# write fast and the Hub files are recompressed at level 19 when pushed (hf_dr.hub.push)
+# zstd level of the shards a run writes: level 19 costs ~35 s per N=400 shard for 6% fewer bytes (NOTES.md); pushes
+# also write at 3 by default (measured in docs/push.md; --compression-level 19 for the smallest files)
 RUN_COMPRESSION_LEVEL = 3
 VERIFIED_FILE = ".hf-dr-verified.json"  # shards whose SHA-256 a verification checked, with the file's identity then
 # a file changed less than this before it was hashed is not stamped: a second change within the file system's
