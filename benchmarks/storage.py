@@ -1,7 +1,7 @@
 """Bytes on disk per stored reinforcement, per (param mode, label codec, policy, k), beside apple/ml-dr and FKD.
 
 Records are built by the project's own writer (``label_values`` and ``ShardTable`` of ``hf_dr.generate.shard_table``,
-the renderer's ``seeded_record``) and written by ``write_parquet`` at zstd 19 (the smallest push, --compression-level 19) and at a run's level (3).
+the renderer's ``seeded_record``) and written by ``write_parquet`` at zstd 19 (the smallest push) and 3.
 Params are real draws of each policy on an ImageNet-sized (375 x 500) image.
 
 Teacher outputs are simulated, and their realism is stated and varied: each image has a base logit vector over
@@ -116,7 +116,7 @@ def main() -> None:
           f"over N={args.num_samples}; {args.images} images x N = {args.images * args.num_samples:,} records a table")
     grid = [(p, k, d) for p in ("rrc+ra_re",) for k in (5, 10) for d in (20, 60, 200)]
     grid += [(p, 10, 60) for p in ("rrc", "rrc+mix+ra_re")]
-    print("| policy | k | D | codec | B/reinforcement (zstd 19, the smallest push) | (run, zstd 3) | vs ml-dr | vs FKD |")
+    print("| policy | k | D | codec | B/reinforcement (zstd 19) | (run, zstd 3) | vs ml-dr | vs FKD |")
     print("|---|---|---|---|---|---|---|---|")
     best: dict[tuple[str, int, int], tuple[float, str]] = {}
     with tempfile.TemporaryDirectory() as folder:
