@@ -38,7 +38,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the sibling benchmarks, when imported from a test
 
 from generation import photo_crops, save_random_teacher, time_forward, time_pipeline  # noqa: E402
-from loader_overhead import PlainTransform, epoch_seconds, make_images, reinforce_synthetic  # noqa: E402
+from loader_overhead import PlainTransform, epoch_cpu_per_sample, make_images, reinforce_synthetic  # noqa: E402
 
 from hf_dr import ReinforcedTransform, TrainConfig, fit  # noqa: E402
 from hf_dr.generate.teacher import create_teacher  # noqa: E402
@@ -136,8 +136,8 @@ def training_part(args: argparse.Namespace, accelerator) -> float:
     plain = images.with_format(None)
     plain.set_transform(PlainTransform(args.size))
     reinforced = images.with_format(None)
-    ReinforcedTransform(reinforce_synthetic(images, args.train_samples), policy="rrc+ra_re", size=args.size,
-                        num_classes=1000).attach(reinforced)
+    table = reinforce_synthetic(images, args.train_samples, (375, 500), 1000)
+    ReinforcedTransform(table, policy="rrc+ra_re", size=args.size, num_classes=1000).attach(reinforced)
     loaders = {"plain": plain, "reinforced": reinforced}
     config = TrainConfig(epochs=args.train_epochs, batch_size=args.train_batch_size, num_workers=args.train_workers,
                          seed=0, channels_last=args.channels_last, log_every=10**6)
@@ -158,10 +158,10 @@ def training_part(args: argparse.Namespace, accelerator) -> float:
         for name in sorted(loaders, reverse=repeat % 2 == 1):  # alternate which goes first
             rates[name].append(train_rate(loaders[name]))
     for name, dataset in loaders.items():
-        alone = args.images / epoch_seconds(dataset, args.train_workers, args.train_batch_size)
+        # the loader alone, as CPU per sample over the process and its workers: img/s one worker process supplies
+        per_worker = 1e6 / epoch_cpu_per_sample(dataset, None, args.train_workers, args.train_batch_size)
         print(f"[training] {name} loader: fit {statistics.median(rates[name]):.1f} img/s (runs "
-              f"{[round(r, 1) for r in rates[name]]}); loader alone {alone:.1f} img/s, "
-              f"{alone / max(1, args.train_workers):.1f} img/s per worker process")
+              f"{[round(r, 1) for r in rates[name]]}); loader alone {per_worker:.1f} img/s per worker process")
     ratio = statistics.median(r / p for r, p in zip(rates["reinforced"], rates["plain"], strict=True))
     print(f"train_ratio: {ratio:.3f}")
     return ratio

@@ -186,12 +186,7 @@ def _push(api: HfApi, output_dir: str, repo_id: str, *, layout: str, dataset: da
           split: str | None, source_id: str | None, source_revision: str | None, license: str | None,
           pretty_name: str | None, generation_cost: str | None, private: bool | None, commit_message: str | None,
           compression_level: int, branch: str | None, create_pr: bool, num_proc: int) -> str:
-    from hf_dr.hub.card import (  # matplotlib and jinja only when pushing
-        build_card,
-        refuse_other_features,
-        reinforcement_stats,
-        save_figures,
-    )
+    from hf_dr.hub.card import build_card, refuse_other_features, reinforcement_stats, save_figures  # matplotlib
     from hf_dr.hub.card_sections import teacher_metrics
 
     manifest = verify_run(output_dir)
@@ -231,16 +226,9 @@ def _push(api: HfApi, output_dir: str, repo_id: str, *, layout: str, dataset: da
                                             on_first, create_pr)
         if not figures:  # no data file written (all unchanged): the metadata-only figures need none
             figures = save_figures(staging, [], stats, config, layout)
-        write_json_atomic(os.path.join(staging, HUB_META_FILE), meta)
-        write_json_atomic(os.path.join(staging, CONFIG_FILE), public_config(config))
-        info = _dataset_info(files, schema, meta["split"])
-        card = build_card(repo_id, meta, public_config(config), stats, figures, info, **card_options)
-        write_atomic(os.path.join(staging, "README.md"), card.save)
-        meta_file, config_file = split_files(meta["split"])  # each split's own: load_reinforced finds every split
-        write_json_atomic(_staged(staging, meta_file), meta)
-        write_json_atomic(_staged(staging, config_file), public_config(config))
-        small = ["README.md", HUB_META_FILE, CONFIG_FILE, *split_files(meta["split"]),
-                 *(figure["path"] for figure in figures)]
+        card = build_card(repo_id, meta, public_config(config), stats, figures,
+                          _dataset_info(files, schema, meta["split"]), **card_options)
+        small = [*_stage_metadata(staging, meta, public_config(config), card), *(f["path"] for f in figures)]
         operations += [CommitOperationAdd(name, os.path.join(staging, name)) for name in small]
         message = commit_message or f"Upload reinforced {split} split ({layout}) with hf-dr"
         kept = [written.name for written in files if written.path is None]
@@ -250,6 +238,18 @@ def _push(api: HfApi, output_dir: str, repo_id: str, *, layout: str, dataset: da
         guard.committed = True
     record.save(jobs, files, stats_inputs, stats)
     return commit
+
+
+def _stage_metadata(staging: str, meta: dict[str, Any], config: dict[str, Any], card: Any) -> list[str]:
+    """Writes the card, ``hf_dr.json`` and ``reinforce_config.json`` (at the root: the last pushed split's; and the
+    split's own copies, so that load_reinforced finds every split) into ``staging``; returns their repo paths."""
+    write_atomic(os.path.join(staging, "README.md"), card.save)
+    names = ["README.md"]
+    for meta_file, config_file in ((HUB_META_FILE, CONFIG_FILE), split_files(meta["split"])):
+        write_json_atomic(_staged(staging, meta_file), meta)
+        write_json_atomic(_staged(staging, config_file), config)
+        names += [meta_file, config_file]
+    return names
 
 
 def split_files(split: str) -> tuple[str, str]:
