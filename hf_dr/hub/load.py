@@ -53,6 +53,7 @@ from hf_dr.generate.run_config import ReinforceConfig
 from hf_dr.generate.storage import CONFIG_FILE
 from hf_dr.hub.packing import TARGET_FILE_BYTES
 from hf_dr.hub.push import HUB_FORMAT, HUB_META_FILE, SELF_CONTAINED, resolve_revision, split_files
+from hf_dr.hub.shards import stream_parts
 
 MAX_KEYS_SHOWN = 5
 STREAM_KEY = "hf_dr_key"  # the column a streamed metadata-only source gets its recomputed keys in
@@ -83,8 +84,8 @@ def load_reinforced(
             (``set_epoch`` advances the choice) instead of a map-style Dataset. Metadata-only, the source and the
             reinforcement files are both streamed and zipped in the run's row order (nothing converted first), each
             row's key checked against the reinforced row's: a source that lost, gained or reordered rows raises at
-            that row. The zipped stream is one shard (read by one DataLoader worker; ``split_dataset_by_node`` makes
-            each rank read every row and keep its share).
+            that row. The stream of the recorded source has one shard per source data file the push recorded
+            (DataLoader workers and ``split_dataset_by_node`` ranks split them); else it is one shard.
         source (`str` or `datasets.Dataset`, *optional*): metadata-only layout: the images, as a Hub id, a local
             folder or file, or a loaded dataset; by default the recorded source at its pinned revision.
         source_revision (`str`, *optional*): metadata-only layout: another revision of the source.
@@ -141,8 +142,10 @@ def load_reinforced(
         digests = DIGEST_COLUMN if verify_images != "off" and DIGEST_COLUMN in reinforced.column_names else None
         fix = (f"Load {_recorded_version(recorded)}, or load map-style (streaming=False), which joins the rows by key "
                "and drops extra ones with verify_source=False.")
+        parts = stream_parts(repo_id, commit, meta, keys, source is None and source_revision in (None, recorded[
+            "revision"]), token)
         return zip_records(keys, reinforced, transform, image_column, STREAM_KEY, columns["key"],
-                           columns["reinforcements"], meta.get("skipped_rows", []), digests, fix)
+                           columns["reinforcements"], meta.get("skipped_rows", []), digests, fix, parts)
     images = _matched_source(images, reinforced, recorded, columns["key"], verify_source, verify_images)
     transform = ReinforcedTransform(reinforced, images=images, image_column=image_column, **transform_columns,
                                     verify_images=verify_images, **options)

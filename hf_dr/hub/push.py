@@ -65,6 +65,7 @@ from hf_dr.hub.packing import (  # noqa: F401  (data_file_name, DATA_DIR: this m
     read_shards,
     run_tables,
 )
+from hf_dr.hub.shards import source_data_files
 from hf_dr.hub.upload import (
     RepoGuard,
     check_auth,
@@ -202,7 +203,8 @@ def _push(api: HfApi, output_dir: str, repo_id: str, *, layout: str, dataset: da
                     "other_download_bytes": target.other_bytes(split)}
     stats = reinforcement_stats(shards.paths, manifest, config)
     meta = hub_metadata(layout, split, config, source, plan.names,
-                        sorted(int(entry["row"]) for entry in manifest.get("skipped", [])))
+                        sorted(int(entry["row"]) for entry in manifest.get("skipped", [])),
+                        source_data_files(source, api.token) if layout == METADATA_ONLY else None)
     guard = RepoGuard(api, repo_id, target.exists, private, branch, target.branch_exists)
     with staging_folder() as staging, guard:
         figures = []
@@ -309,10 +311,17 @@ def resolve_revision(api: HfApi, repo_id: str, revision: str | None) -> str:
 
 
 def hub_metadata(layout: str, split: str, config: ReinforceConfig, source: dict[str, Any],
-                 data_files: Sequence[str], skipped_rows: Sequence[int] = ()) -> dict[str, Any]:
+                 data_files: Sequence[str], skipped_rows: Sequence[int] = (),
+                 source_files: Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The content of ``hf_dr.json``: what a loader needs besides ``reinforce_config.json`` (``skipped_rows``: the
-    source rows the run gave no records, which a metadata-only stream leaves out as it zips the source with them)."""
+    source rows the run gave no records, which a metadata-only stream leaves out as it zips the source with them;
+    ``source_files``: the source split's data files at its pinned revision with their row counts,
+    :func:`hf_dr.hub.shards.source_data_files`, recorded as ``source["data_files"]``: a metadata-only stream has one
+    shard per file)."""
     columns = config.columns
+    if source_files:
+        source = {**source, "data_files": [{"path": str(f["path"]), "num_rows": int(f["num_rows"])}
+                                           for f in source_files]}
     return {
         "format": HUB_FORMAT, "format_version": HUB_FORMAT_VERSION, "layout": layout, "split": split,
         "columns": {"image": columns.get("image", "image") if layout == SELF_CONTAINED else None,

@@ -1,0 +1,142 @@
+"""Row ranges of a metadata-only stream: the parts it shards into, and the reinforcement rows of each part read
+straight from the pushed Parquet files.
+
+A metadata-only stream zips the source's rows with the reinforcement rows in the run's order. Its source is a set of
+data files whose row counts the push recorded (``hf_dr.json``: ``source["data_files"]``), so the run's rows split
+into one :class:`Part` per source file: the source stream's shard of that file, zipped with the matching range of
+reinforcement rows. :func:`plan_parts` makes the parts (rows the run skipped left out, a run over the first rows of
+the split cut short); :class:`ParquetRows` reads one range of reinforcement rows by opening only the row groups that
+hold it (no prefix is read and dropped). Each part is a shard of the stream: DataLoader workers and
+``split_dataset_by_node`` ranks split the parts, and every row keeps its key check.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+@dataclass(frozen=True)
+class Part:
+    """One shard of a metadata-only stream: a source data file and the reinforcement rows of its rows.
+
+    Args:
+        shard (`int`): the source stream's shard (its data file, in the order ``datasets`` streams them).
+        path (`str`): that file's path in the source repo, for error messages.
+        source_start (`int`): the index in the source split of the file's first row.
+        source_rows (`int`): the source rows to read from the file (all of them, fewer for a run over the first
+            rows of the split).
+        start, stop (`int`): the range of reinforcement rows (the run's rows in order, skipped rows left out).
+    """
+
+    shard: int
+    path: str
+    source_start: int
+    source_rows: int
+    start: int
+    stop: int
+
+
+def plan_parts(files: Sequence[dict[str, Any]], skipped_rows: Sequence[int], num_records: int) -> list[Part] | None:
+    """One :class:`Part` per source data file holding reinforced rows; None when the files hold fewer rows than the
+    run reinforced (the recorded files are not the run's source: the stream stays one shard and checks every row).
+
+    Args:
+        files (`Sequence[dict]`): the source's data files in stream order, ``{"path", "num_rows"}`` each.
+        skipped_rows (`Sequence[int]`): source rows the run gave no records.
+        num_records (`int`): the reinforcement rows.
+
+    Example:
+        >>> files = [{"path": f"data/{i}.parquet", "num_rows": 10} for i in range(3)]
+        >>> [(p.shard, p.source_rows, p.start, p.stop) for p in plan_parts(files, [12, 13], 25)]
+        [(0, 10, 0, 10), (1, 10, 10, 18), (2, 7, 18, 25)]
+    """
+    skipped, parts, row, start = sorted(set(int(r) for r in skipped_rows)), [], 0, 0
+    for shard, entry in enumerate(files):
+        count = int(entry["num_rows"])
+        inside = skipped[bisect.bisect_left(skipped, row):bisect.bisect_left(skipped, row + count)]
+        records = min(count - len(inside), num_records - start)
+        used = records  # the source rows holding `records` reinforced rows: skipped ones before the end extend it
+        for position in inside:
+            if position - row < used:
+                used += 1
+        if records > 0:
+            parts.append(Part(shard, str(entry["path"]), row, min(used, count), start, start + records))
+        row, start = row + count, start + records
+        if start == num_records:
+            break
+    return parts if parts and start == num_records else None
+
+
+@dataclass(frozen=True)
+class ParquetRows:
+    """Ranges of rows of a list of Parquet files read as one table (a pushed split's data files), by row group.
+
+    Args:
+        urls (`Sequence[str]`): the files, as fsspec URLs (``hf://datasets/{repo}@{commit}/{path}`` for the Hub).
+        num_rows (`Sequence[int]`): each file's rows.
+        storage_options (`dict`, *optional*): passed to fsspec (e.g. ``{"token": ...}`` for the Hub).
+
+    Example:
+        >>> rows = ParquetRows.read(urls, {"token": token})  # doctest: +SKIP
+        >>> sum(table.num_rows for table in rows.batches(16000, 16100, ["key"]))  # doctest: +SKIP
+        100
+    """
+
+    urls: tuple[str, ...]
+    num_rows: tuple[int, ...]
+    storage_options: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def read(cls, urls: Sequence[str], storage_options: dict[str, Any] | None = None) -> ParquetRows:
+        """The files' row counts read from their footers (one ranged read each, in threads)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        options = storage_options or {}
+
+        def count(url: str) -> int:
+            with fsspec.open(url, "rb", **options) as file:
+                return pq.read_metadata(file).num_rows
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            return cls(tuple(urls), tuple(pool.map(count, urls)), options)
+
+    @property
+    def total(self) -> int:
+        return sum(self.num_rows)
+
+    def batches(self, start: int, stop: int, columns: Sequence[str], batch_size: int = 64) -> Iterator[pa.Table]:
+        """Rows ``start`` to ``stop - 1`` (counted across the files) of ``columns``, in tables of up to
+        ``batch_size`` rows; only the row groups holding them are read."""
+        offset = 0
+        for url, count in zip(self.urls, self.num_rows, strict=True):
+            if offset < stop and start < offset + count:
+                yield from self._file_batches(url, max(start - offset, 0), min(stop - offset, count), columns,
+                                              batch_size)
+            offset += count
+
+    def _file_batches(self, url: str, start: int, stop: int, columns: Sequence[str],
+                      batch_size: int) -> Iterator[pa.Table]:
+        with fsspec.open(url, "rb", **self.storage_options) as file:
+            parquet = pq.ParquetFile(file)
+            groups, first, offset = [], None, 0
+            for group in range(parquet.metadata.num_row_groups):
+                rows = parquet.metadata.row_group(group).num_rows
+                if offset < stop and start < offset + rows:
+                    groups.append(group)
+                    first = offset if first is None else first
+                offset += rows
+            position = first or 0  # the file row of the next batch's first row
+            for batch in parquet.iter_batches(batch_size=batch_size, row_groups=groups, columns=list(columns)):
+                begin, end = max(start - position, 0), min(stop - position, batch.num_rows)
+                position += batch.num_rows
+                if end > begin:
+                    yield pa.Table.from_batches([batch.slice(begin, end - begin)])
+                if position >= stop:
+                    return
