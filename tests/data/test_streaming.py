@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datasets
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 from datasets.distributed import split_dataset_by_node
@@ -15,6 +16,7 @@ from torch.utils.data import DataLoader
 from hf_dr import ReinforcedTransform, create_policy
 from hf_dr.augment.seeding import choose_index
 from hf_dr.data.epochs import set_epoch
+from hf_dr.data.parquet_rows import ParquetRows, plan_parts
 from hf_dr.data.sources import scan_keys
 from hf_dr.data.streaming import ReinforcedIterableDataset, empty_reinforcements, stream_replay
 from hf_dr.errors import DataMismatchError, InvalidConfigError, MissingColumnError
@@ -400,12 +402,8 @@ def _tag_worker(row: dict) -> dict:
     return {**row, "worker": -1 if info is None else info.id}
 
 
-def _record_files(table: datasets.Dataset, folder) -> "ParquetRows":
+def _record_files(table: datasets.Dataset, folder) -> ParquetRows:
     """The reinforcement rows written as 2 Parquet files of 3-row groups (ranges cross files and groups)."""
-    import pyarrow.parquet as pq
-
-    from hf_dr.data.parquet_rows import ParquetRows
-
     half, paths = len(table) // 2, []
     for i, rows in enumerate([range(half), range(half, len(table))]):
         paths.append(str(folder / f"records-{i}.parquet"))
@@ -417,7 +415,6 @@ def _parts_stream(source: datasets.Dataset, table: datasets.Dataset, folder, ski
                   rows_per_file: int = NUM_ROWS // 4) -> ReinforcedIterableDataset:
     """A metadata-only stream of ``source`` (``num_files`` contiguous shards, recorded as ``rows_per_file`` rows each)
     zipped with ``table`` in parts."""
-    from hf_dr.data.parquet_rows import plan_parts
     from hf_dr.data.streaming import zip_records
 
     rows = _record_files(table, folder)
