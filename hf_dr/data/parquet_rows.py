@@ -13,13 +13,18 @@ hold it (no prefix is read and dropped). Each part is a shard of the stream: Dat
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import datasets
 import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
+from datasets.table import table_cast
+
+MIN_PARTS = 8  # a pushed split streams in at least this many parts (any of 1, 2, 4, 8 workers or ranks split them)
 
 
 @dataclass(frozen=True)
@@ -80,7 +85,7 @@ class ParquetRows:
 
     Args:
         urls (`Sequence[str]`): the files, as fsspec URLs (``hf://datasets/{repo}@{commit}/{path}`` for the Hub).
-        num_rows (`Sequence[int]`): each file's rows.
+        group_rows (`Sequence[Sequence[int]]`): the rows of each file's row groups.
         storage_options (`dict`, *optional*): passed to fsspec (e.g. ``{"token": ...}`` for the Hub).
 
     Example:
@@ -90,53 +95,103 @@ class ParquetRows:
     """
 
     urls: tuple[str, ...]
-    num_rows: tuple[int, ...]
+    group_rows: tuple[tuple[int, ...], ...]
     storage_options: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @classmethod
     def read(cls, urls: Sequence[str], storage_options: dict[str, Any] | None = None) -> ParquetRows:
-        """The files' row counts read from their footers (one ranged read each, in threads)."""
+        """The files' row groups read from their footers (one ranged read each, in threads)."""
         from concurrent.futures import ThreadPoolExecutor
 
         options = storage_options or {}
 
-        def count(url: str) -> int:
+        def groups(url: str) -> tuple[int, ...]:
             with fsspec.open(url, "rb", **options) as file:
-                return pq.read_metadata(file).num_rows
+                meta = pq.read_metadata(file)
+            return tuple(meta.row_group(group).num_rows for group in range(meta.num_row_groups))
 
         with ThreadPoolExecutor(max_workers=8) as pool:
-            return cls(tuple(urls), tuple(pool.map(count, urls)), options)
+            return cls(tuple(urls), tuple(pool.map(groups, urls)), options)
+
+    @property
+    def num_rows(self) -> tuple[int, ...]:
+        """The rows of each file."""
+        return tuple(sum(groups) for groups in self.group_rows)
 
     @property
     def total(self) -> int:
         return sum(self.num_rows)
 
-    def batches(self, start: int, stop: int, columns: Sequence[str], batch_size: int = 64) -> Iterator[pa.Table]:
-        """Rows ``start`` to ``stop - 1`` (counted across the files) of ``columns``, in tables of up to
-        ``batch_size`` rows; only the row groups holding them are read."""
+    def ranges(self, min_parts: int = MIN_PARTS) -> list[tuple[int, int]]:
+        """Row ranges covering every row: one per row group, each cut in equal pieces when there are fewer than
+        ``min_parts`` groups (a piece reads its whole group, so small files pay that many reads of it).
+
+        Example:
+            >>> ParquetRows(("a", "b"), ((4, 4), (3,))).ranges(6)
+            [(0, 2), (2, 4), (4, 6), (6, 8), (8, 9), (9, 11)]
+        """
+        groups = [rows for file in self.group_rows for rows in file]
+        pieces, ranges, start = max(1, -(-min_parts // max(len(groups), 1))), [], 0
+        for rows in groups:
+            cuts = [start + rows * piece // pieces for piece in range(pieces + 1)]
+            ranges += [(a, b) for a, b in itertools.pairwise(cuts) if b > a]
+            start += rows
+        return ranges
+
+    def batches(self, start: int, stop: int, columns: Sequence[str] | None = None,
+                batch_size: int = 64) -> Iterator[pa.Table]:
+        """Rows ``start`` to ``stop - 1`` (counted across the files) of ``columns`` (all by default), in tables of
+        up to ``batch_size`` rows; only the row groups holding them are read."""
         offset = 0
-        for url, count in zip(self.urls, self.num_rows, strict=True):
+        for url, groups in zip(self.urls, self.group_rows, strict=True):
+            count = sum(groups)
             if offset < stop and start < offset + count:
-                yield from self._file_batches(url, max(start - offset, 0), min(stop - offset, count), columns,
-                                              batch_size)
+                yield from self._file_batches(url, groups, max(start - offset, 0), min(stop - offset, count),
+                                              columns, batch_size)
             offset += count
 
-    def _file_batches(self, url: str, start: int, stop: int, columns: Sequence[str],
-                      batch_size: int) -> Iterator[pa.Table]:
+    def _file_batches(self, url: str, group_rows: Sequence[int], start: int, stop: int,
+                      columns: Sequence[str] | None, batch_size: int) -> Iterator[pa.Table]:
+        groups, first, offset = [], None, 0
+        for group, rows in enumerate(group_rows):
+            if offset < stop and start < offset + rows:
+                groups.append(group)
+                first = offset if first is None else first
+            offset += rows
+        position = first or 0  # the file row of the next batch's first row
         with fsspec.open(url, "rb", **self.storage_options) as file:
-            parquet = pq.ParquetFile(file)
-            groups, first, offset = [], None, 0
-            for group in range(parquet.metadata.num_row_groups):
-                rows = parquet.metadata.row_group(group).num_rows
-                if offset < stop and start < offset + rows:
-                    groups.append(group)
-                    first = offset if first is None else first
-                offset += rows
-            position = first or 0  # the file row of the next batch's first row
-            for batch in parquet.iter_batches(batch_size=batch_size, row_groups=groups, columns=list(columns)):
+            batches = pq.ParquetFile(file).iter_batches(batch_size=batch_size, row_groups=groups,
+                                                        columns=None if columns is None else list(columns))
+            for batch in batches:
                 begin, end = max(start - position, 0), min(stop - position, batch.num_rows)
                 position += batch.num_rows
                 if end > begin:
                     yield pa.Table.from_batches([batch.slice(begin, end - begin)])
                 if position >= stop:
                     return
+
+    def stream(self, features: datasets.Features, ranges: Sequence[tuple[int, int]] | None = None,
+               batch_size: int = 64) -> datasets.IterableDataset:
+        """The rows as an ``IterableDataset`` of Arrow tables with one shard per range (:meth:`ranges` by default):
+        DataLoader workers and ``split_dataset_by_node`` ranks split the ranges."""
+        from datasets.iterable_dataset import ArrowExamplesIterable
+
+        iterable = ArrowExamplesIterable(_RangeTables(self, features, batch_size),
+                                         {"ranges": list(ranges if ranges is not None else self.ranges())})
+        return datasets.IterableDataset(iterable, info=datasets.DatasetInfo(features=features))
+
+
+@dataclass(frozen=True)
+class _RangeTables:
+    """The table generator of :meth:`ParquetRows.stream`: ``(key, table)`` of each range's batches, cast to the
+    features as ``datasets`` casts the Parquet files it streams."""
+
+    rows: ParquetRows
+    features: datasets.Features
+    batch_size: int
+
+    def __call__(self, ranges: Sequence[tuple[int, int]]) -> Iterator[tuple[str, pa.Table]]:
+        schema = self.features.arrow_schema
+        for start, stop in ranges:
+            for index, table in enumerate(self.rows.batches(start, stop, schema.names, self.batch_size)):
+                yield f"{start}_{index}", table_cast(table, schema)

@@ -53,7 +53,7 @@ from hf_dr.generate.run_config import ReinforceConfig
 from hf_dr.generate.storage import CONFIG_FILE
 from hf_dr.hub.packing import TARGET_FILE_BYTES
 from hf_dr.hub.push import HUB_FORMAT, HUB_META_FILE, SELF_CONTAINED, resolve_revision, split_files
-from hf_dr.hub.shards import stream_parts
+from hf_dr.hub.shards import pushed_stream, stream_parts
 
 MAX_KEYS_SHOWN = 5
 STREAM_KEY = "hf_dr_key"  # the column a streamed metadata-only source gets its recomputed keys in
@@ -129,6 +129,7 @@ def load_reinforced(
     reinforced = datasets.load_dataset(repo_id, split=split, revision=commit, cache_dir=cache_dir, token=token,
                                        streaming=streaming, num_proc=None if streaming else num_proc)
     if meta["layout"] == SELF_CONTAINED:
+        reinforced = pushed_stream(repo_id, commit, meta, reinforced, token) if streaming else reinforced
         return _self_contained(reinforced, columns, streaming, {**options, "verify_images": verify_images})
     images = _source_dataset(meta["source"], source, source_revision, streaming, cache_dir, token)
     transform_columns = {"key_column": columns["key"], "label_column": columns["label"]}

@@ -75,3 +75,23 @@ def stream_parts(repo_id: str, commit: str, meta: dict[str, Any], images: datase
     rows = ParquetRows.read([f"hf://datasets/{repo_id}@{commit}/{name}" for name in names], {"token": token})
     parts = plan_parts(files, meta.get("skipped_rows", []), rows.total)
     return (parts, rows) if parts is not None else None
+
+
+def pushed_stream(repo_id: str, commit: str, meta: dict[str, Any], stream: datasets.IterableDataset,
+                  token: str | None = None) -> datasets.IterableDataset:
+    """A self-contained repo's rows streamed in at least :data:`hf_dr.data.parquet_rows.MIN_PARTS` row ranges of its
+    data files (row groups, cut in pieces when there are fewer), so that DataLoader workers and
+    ``split_dataset_by_node`` ranks split them at any size; ``stream`` itself (one shard per file) for a push that
+    recorded no data files.
+
+    Args:
+        repo_id (`str`), commit (`str`): the reinforced repo at its resolved commit.
+        meta (`dict`): its ``hf_dr.json``.
+        stream (`datasets.IterableDataset`): the repo's split streamed by ``datasets`` (its features are kept).
+        token (`str`, *optional*): a Hub token.
+    """
+    names = meta.get("data_files")
+    if not names:
+        return stream
+    rows = ParquetRows.read([f"hf://datasets/{repo_id}@{commit}/{name}" for name in names], {"token": token})
+    return rows.stream(stream.features)

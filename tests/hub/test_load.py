@@ -200,6 +200,33 @@ def test_split_dataset_by_node_ranks_read_their_own_files(many_files):
     assert keys == [files[0] + files[2], files[1] + files[3]]  # datasets deals the shards out in turn
 
 
+def test_a_self_contained_stream_of_one_file_uses_every_worker(hub, tmp_path_factory):
+    """Issue 23: a self-contained repo of one data file (one row group) streamed as one shard, read by one worker;
+    now it streams in 8 row ranges: 2 workers replay half the rows each, every key once, as map-style."""
+    import torch
+
+    from hf_dr import load_reinforced, set_epoch
+    from tests.utils_hub import SIZE, published
+
+    state = published(tmp_path_factory)
+    stream = load_reinforced(state.self_contained, streaming=True, size=SIZE, cache_dir=state.cache_dir)
+    mapped = load_reinforced(state.self_contained, size=SIZE, cache_dir=state.cache_dir)
+    keys = mapped.with_format("arrow")[:].column("key").to_pylist()
+    assert stream.num_shards == 8
+    tagged = stream.map(_tag_worker)
+    loader = torch.utils.data.DataLoader(tagged, batch_size=5, num_workers=2, persistent_workers=True)
+    for epoch in (0, 1):
+        tagged.set_epoch(epoch)
+        set_epoch(mapped, epoch)
+        rows = {key: (pixels, labels, worker) for batch in loader for key, pixels, labels, worker in zip(
+            batch["key"], batch["pixel_values"], batch["labels"], batch["worker"].tolist(), strict=True)}
+        assert sorted(rows) == sorted(keys)
+        assert sorted(worker for *_, worker in rows.values()) == [0] * (len(keys) // 2) + [1] * (len(keys) // 2)
+        for row, key in enumerate(keys):
+            assert torch.equal(rows[key][0], mapped[row]["pixel_values"])
+            assert torch.equal(rows[key][1], mapped[row]["labels"])
+
+
 def test_a_limited_run_keeps_the_first_rows_of_the_full_split():
     """A run over the first 12 of 20 rows (--limit) loads from the full split: those rows, not a refusal of the 8
     others (issue 21: the false alarm of a --limit run)."""
