@@ -38,6 +38,7 @@ class Part:
         source_rows (`int`): the source rows to read from the file (all of them, fewer for a run over the first
             rows of the split).
         start, stop (`int`): the range of reinforcement rows (the run's rows in order, skipped rows left out).
+        file_rows (`int`): the file's rows as recorded: a file read whole must end there, one cut short is cut.
     """
 
     shard: int
@@ -46,6 +47,7 @@ class Part:
     source_rows: int
     start: int
     stop: int
+    file_rows: int
 
 
 def plan_parts(files: Sequence[dict[str, Any]], skipped_rows: Sequence[int], num_records: int) -> list[Part] | None:
@@ -72,7 +74,7 @@ def plan_parts(files: Sequence[dict[str, Any]], skipped_rows: Sequence[int], num
             if position - row < used:
                 used += 1
         if records > 0:
-            parts.append(Part(shard, str(entry["path"]), row, min(used, count), start, start + records))
+            parts.append(Part(shard, str(entry["path"]), row, min(used, count), start, start + records, count))
         row, start = row + count, start + records
         if start == num_records:
             break

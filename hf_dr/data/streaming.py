@@ -263,7 +263,8 @@ class ZippedRows:
                    *([CLASSES_COLUMN] if self.transform.codec.class_set else [])]
         for part in parts:
             shard = self.source.shard(num_shards=self.source.num_shards, index=part.shard, contiguous=True)
-            examples = itertools.islice(_rows(shard), part.source_rows)
+            cut = part.source_rows if part.source_rows < part.file_rows else None  # a whole file: extra rows raise
+            examples = itertools.islice(_rows(shard), cut)
             batches = self.record_files.batches(part.start, part.stop, columns, CHOOSE_BATCH_SIZE)
             where = (f" (the source file {part.path}, rows {part.source_start} to "
                      f"{part.source_start + part.source_rows - 1}, holds reinforced rows {part.start} to "

@@ -484,6 +484,16 @@ def test_a_stream_in_parts_leaves_out_the_skipped_rows(digits, table, tmp_path):
     _assert_same_as_mapped(rows, mapped)
 
 
+def test_a_stream_in_parts_names_the_source_file_that_gained_rows(digits, table, tmp_path):
+    """A source whose files hold 5 rows where the push recorded 4: the first file's fifth row is refused, naming it
+    and the file."""
+    stream = _parts_stream(datasets.concatenate_datasets([digits, digits_dataset(NUM_ROWS + 4).select(
+        range(NUM_ROWS, NUM_ROWS + 4))]), table, tmp_path)
+    with pytest.raises(DataMismatchError, match=r"row 4 of the source \(key 'digit-00004'\) comes after the last "
+                                                r"reinforced row \(the source file data/file-0.parquet, rows 0 to 3"):
+        list(stream)
+
+
 def test_a_stream_in_parts_names_the_source_file_that_lost_rows(digits, table, tmp_path):
     """A source whose last file holds 3 rows where the push recorded 4: the error names the file and its rows."""
     stream = _parts_stream(digits.select(range(NUM_ROWS - 1)), table, tmp_path)
