@@ -99,6 +99,7 @@ class ParquetRows:
     urls: tuple[str, ...]
     group_rows: tuple[tuple[int, ...], ...]
     storage_options: dict[str, Any] = field(default_factory=dict, compare=False)
+    _last: dict[tuple, pa.Table] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def read(cls, urls: Sequence[str], storage_options: dict[str, Any] | None = None) -> ParquetRows:
@@ -126,7 +127,7 @@ class ParquetRows:
 
     def ranges(self, min_parts: int = MIN_PARTS) -> list[tuple[int, int]]:
         """Row ranges covering every row: one per row group, each cut in equal pieces when there are fewer than
-        ``min_parts`` groups (a piece reads its whole group, so small files pay that many reads of it).
+        ``min_parts`` groups (the pieces of a group that one process reads in turn decode it once).
 
         Example:
             >>> ParquetRows(("a", "b"), ((4, 4), (3,))).ranges(6)
@@ -143,7 +144,8 @@ class ParquetRows:
     def batches(self, start: int, stop: int, columns: Sequence[str] | None = None,
                 batch_size: int = 64) -> Iterator[pa.Table]:
         """Rows ``start`` to ``stop - 1`` (counted across the files) of ``columns`` (all by default), in tables of
-        up to ``batch_size`` rows; only the row groups holding them are read."""
+        up to ``batch_size`` rows; only the row groups holding them are read (each whole: the last one read stays
+        decoded for the next range)."""
         offset = 0
         for url, groups in zip(self.urls, self.group_rows, strict=True):
             count = sum(groups)
@@ -154,23 +156,31 @@ class ParquetRows:
 
     def _file_batches(self, url: str, group_rows: Sequence[int], start: int, stop: int,
                       columns: Sequence[str] | None, batch_size: int) -> Iterator[pa.Table]:
-        groups, first, offset = [], None, 0
+        offset = 0
         for group, rows in enumerate(group_rows):
             if offset < stop and start < offset + rows:
-                groups.append(group)
-                first = offset if first is None else first
+                table = self._group(url, group, columns)
+                first, last = max(start - offset, 0), min(stop - offset, rows)
+                for begin in range(first, last, batch_size):
+                    yield table.slice(begin, min(batch_size, last - begin))
             offset += rows
-        position = first or 0  # the file row of the next batch's first row
-        with fsspec.open(url, "rb", **self.storage_options) as file:
-            batches = pq.ParquetFile(file).iter_batches(batch_size=batch_size, row_groups=groups,
-                                                        columns=None if columns is None else list(columns))
-            for batch in batches:
-                begin, end = max(start - position, 0), min(stop - position, batch.num_rows)
-                position += batch.num_rows
-                if end > begin:
-                    yield pa.Table.from_batches([batch.slice(begin, end - begin)])
-                if position >= stop:
-                    return
+
+    def _group(self, url: str, group: int, columns: Sequence[str] | None) -> pa.Table:
+        """One row group, decoded; the last one read is kept, so the next range in it (a row group cut in pieces
+        read by one process in turn) does not decode it again."""
+        key = (url, group, None if columns is None else tuple(columns))
+        if key not in self._last:
+            with fsspec.open(url, "rb", **self.storage_options) as file:
+                table = pq.ParquetFile(file).read_row_group(group, columns=None if columns is None else list(columns))
+            self._last.clear()
+            self._last[key] = table
+        return self._last[key]
+
+    def __getstate__(self) -> dict[str, Any]:  # DataLoader workers start without the decoded row group
+        return {**self.__dict__, "_last": {}}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
 
     def stream(self, features: datasets.Features, ranges: Sequence[tuple[int, int]] | None = None,
                batch_size: int = 64) -> datasets.IterableDataset:
