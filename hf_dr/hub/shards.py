@@ -31,25 +31,28 @@ def source_data_files(source: dict[str, Any], token: str | None = None) -> list[
         source (`dict`): the recorded source (``id``, ``revision``: a commit id, ``split``).
         token (`str`, *optional*): a Hub token; the logged-in one by default.
     """
+    from hf_dr.hub.upload import with_retries
+
     try:
-        builder = datasets.load_dataset_builder(source["id"], revision=source["revision"], token=token)
-        urls = [str(url) for url in (builder.config.data_files or {}).get(source["split"], [])]
-        if builder.name != "parquet" or not urls:
-            return None
-        prefix = f"hf://datasets/{source['id']}@{source['revision']}/"
-        if not all(url.startswith(prefix) for url in urls):
-            return None
-        fs = HfFileSystem(token=token)
-        files = []
-        for url in urls:
-            with fs.open(url, "rb") as file:
-                files.append({"path": url[len(prefix):], "num_rows": pq.read_metadata(file).num_rows})
-        return files
-    except (OSError, ValueError) as err:  # Hub, not-found and Parquet errors: a stream without them is one shard
+        return with_retries("read the source's data files", _read_source_files, source, token)
+    except (OSError, ValueError) as err:  # not found, not Parquet, the Hub down: a stream without them is one shard
         logger.warning("Cannot read the data files of the source %s (%s): a stream of this repo will be one shard, "
                        "read by one DataLoader worker.", source.get("id"), str(err).splitlines()[0] if str(err) else
                        type(err).__name__)
         return None
+
+
+def _read_source_files(source: dict[str, Any], token: str | None) -> list[dict[str, Any]] | None:
+    builder = datasets.load_dataset_builder(source["id"], revision=source["revision"], token=token)
+    urls = [str(url) for url in (builder.config.data_files or {}).get(source["split"], [])]
+    prefix = f"hf://datasets/{source['id']}@{source['revision']}/"
+    if builder.name != "parquet" or not urls or not all(url.startswith(prefix) for url in urls):
+        return None
+    fs, files = HfFileSystem(token=token), []
+    for url in urls:
+        with fs.open(url, "rb") as file:
+            files.append({"path": url[len(prefix):], "num_rows": pq.read_metadata(file).num_rows})
+    return files
 
 
 def stream_parts(repo_id: str, commit: str, meta: dict[str, Any], images: datasets.IterableDataset,
