@@ -319,9 +319,7 @@ def hub_metadata(layout: str, split: str, config: ReinforceConfig, source: dict[
     :func:`hf_dr.hub.shards.source_data_files`, recorded as ``source["data_files"]``: a metadata-only stream has one
     shard per file)."""
     columns = config.columns
-    if source_files:
-        source = {**source, "data_files": [{"path": str(f["path"]), "num_rows": int(f["num_rows"])}
-                                           for f in source_files]}
+    source = {**source, "data_files": list(source_files)} if source_files else source
     return {
         "format": HUB_FORMAT, "format_version": HUB_FORMAT_VERSION, "layout": layout, "split": split,
         "columns": {"image": columns.get("image", "image") if layout == SELF_CONTAINED else None,
