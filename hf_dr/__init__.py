@@ -44,6 +44,7 @@ _EXPORTS: dict[str, str] = {
     # load and replay
     "load_reinforcements": "hf_dr.generate.loading", "load_reinforced": "hf_dr.hub.load",
     "ReinforcedTransform": "hf_dr.data.replay", "Curriculum": "hf_dr.data.curriculum",
+    "ReinforcedCollate": "hf_dr.data.collate",
     "create_reinforced_loader": "hf_dr.hub.loader",
     "AugmentTransform": "hf_dr.data.transforms",
     "EvalTransform": "hf_dr.data.transforms", "set_epoch": "hf_dr.data.epochs", "sparsify": "hf_dr.data.soft_labels",
@@ -65,8 +66,8 @@ _EXPORTS: dict[str, str] = {
 __all__ = [
     "__version__", "create_policy", "list_policies", "AugmentationPolicy", "create_teacher", "load_teacher_spec",
     "RecordCodec", "reinforce", "select_samples", "verify", "load_reinforcements", "load_reinforced",
-    "ReinforcedTransform", "Curriculum", "create_reinforced_loader", "AugmentTransform", "EvalTransform", "set_epoch",
-    "sparsify", "densify",
+    "ReinforcedTransform", "ReinforcedCollate", "Curriculum", "create_reinforced_loader", "AugmentTransform",
+    "EvalTransform", "set_epoch", "sparsify", "densify",
     "push_to_hub", "soft_target_loss", "TrainConfig", "fit", "reinforced_training_args", "reinforced_trainer",
     "ReinforcedEpochCallback", "create_model", "FinetuneConfig", "finetune_teacher", "evaluate",
     "evaluate_checkpoint", "load_classifier", "HfDrError",
@@ -88,6 +89,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # for type checkers and IDEs; never executed
     from hf_dr.augment.policy import AugmentationPolicy
     from hf_dr.augment.registry import create_policy, list_policies
+    from hf_dr.data.collate import ReinforcedCollate
     from hf_dr.data.epochs import set_epoch
     from hf_dr.data.replay import ReinforcedTransform
     from hf_dr.data.soft_labels import densify, sparsify

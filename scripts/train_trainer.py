@@ -10,7 +10,8 @@ X+, fine-tune on Y+" is two commands:
     python scripts/train_trainer.py --dataset ./other_set --run-dir other+ --arch hf_dr_cnn_small \\
         --init-from runs/trainer-student/model.safetensors --epochs 10 --lr 0.01 --output-dir runs/finetuned
 
-The recipe is the one of ``scripts/train.py`` (SGD Nesterov or AdamW from :func:`hf_dr.train.optim.build_optimizer`,
+The recipe is :class:`hf_dr.TrainConfig`, the one of ``scripts/train.py``, mapped onto ``TrainingArguments`` by
+:func:`hf_dr.train.trainer.trainer_arguments` (SGD Nesterov or AdamW from :func:`hf_dr.train.optim.build_optimizer`,
 warmup then cosine). Writes the Trainer's outputs plus ``model.safetensors`` for ``hf-dr eval``. The student's input
 channels default to the data's recorded image mode ("L": 1, "RGB": 3). A mistake is one line and exit status 1
 (``--debug`` or ``HF_DR_DEBUG=1``: the traceback).
@@ -34,7 +35,6 @@ from hf_dr.cli._scripts import (
     ScriptArgumentParser,
     TrainerDataArguments,
     TrainerModelArguments,
-    TrainerRecipe,
     prepare_training,
 )
 from hf_dr.train.checkpoints import checkpoint_model_metadata, save_checkpoint
@@ -42,10 +42,10 @@ from hf_dr.train.inputs import initialise_from, student
 from hf_dr.train.loop import TrainConfig
 from hf_dr.train.models import check_input_channels, model_num_classes
 from hf_dr.train.optim import build_optimizer
-from hf_dr.train.trainer import reinforced_trainer, reinforced_training_args
+from hf_dr.train.trainer import reinforced_trainer, trainer_arguments
 
 logger = logging.getLogger("hf_dr.scripts.train_trainer")
-ARGUMENTS = (TrainerDataArguments, TrainerModelArguments, TrainerRecipe, RunArguments)
+ARGUMENTS = (TrainerDataArguments, TrainerModelArguments, TrainConfig, RunArguments)  # one recipe with fit
 
 
 def build_parser() -> ScriptArgumentParser:
@@ -86,17 +86,11 @@ def main(argv: list[str] | None = None) -> dict:
     inputs = prepare_training(data_args, model_args, lambda num_classes, in_chans, image_mode, source: build_model(
         dataclasses.replace(model_args, in_chans=in_chans), num_classes, image_mode, source), recipe.seed)
     model, data, train_ds, evaluation = inputs.model, inputs.data, inputs.train, inputs.evaluation
-    optimizer = TrainConfig(optimizer=recipe.optimizer, lr=recipe.lr, weight_decay=recipe.weight_decay)
-    training_args = reinforced_training_args(
-        run.output_dir, num_train_epochs=recipe.epochs, per_device_train_batch_size=recipe.batch_size,
-        per_device_eval_batch_size=256, gradient_accumulation_steps=recipe.gradient_accumulation_steps,
-        learning_rate=recipe.lr, lr_scheduler_type="cosine", warmup_steps=recipe.warmup_fraction,
-        dataloader_num_workers=recipe.num_workers, seed=recipe.seed, logging_steps=50, save_strategy="no",
-        use_cpu=not torch.cuda.is_available(), disable_tqdm=run.no_progress,
-    )
+    training_args = trainer_arguments(recipe, run.output_dir, per_device_eval_batch_size=256,
+                                      use_cpu=not torch.cuda.is_available(), disable_tqdm=run.no_progress)
     trainer = reinforced_trainer(model, training_args, train_ds, eval_dataset=evaluation,
                                  temperature=recipe.temperature, channels_last=recipe.channels_last,
-                                 optimizers=(build_optimizer(model, optimizer), None))
+                                 optimizers=(build_optimizer(model, recipe), None))
     output = trainer.train()
     metrics = {"train": output.metrics}
     if evaluation is not None:

@@ -36,8 +36,8 @@ ENDPOINTS: dict[str, tuple[str, str]] = {
     "commit": ("POST", r"/api/datasets/{repo}/commit/.+"),
     "tree": ("GET", r"/api/datasets/{repo}/tree/.+"),
     "paths-info": ("POST", r"/api/datasets/{repo}/paths-info/.+"),
-    "resolve": ("GET", r"/datasets/{repo}/resolve/.+"),  # a metadata-only push reads the source's Parquet footers
-    "resolve-head": ("HEAD", r"/datasets/{repo}/resolve/.+"),
+    "resolve": ("GET", r"/datasets/{repo}/resolve/.+"),  # another split's columns; a metadata-only push: the source's
+    "resolve-head": ("HEAD", r"/datasets/{repo}/resolve/.+"),  # files (issue 23)
 }
 
 

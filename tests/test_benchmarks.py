@@ -43,3 +43,16 @@ def test_train_loop_benchmark_ends_with_the_time_ratio(capsys):
     assert math.isfinite(headline) and headline > 0
     assert headline == pytest.approx(1.0 / _figure(lines, "train_ratio"), rel=2e-3)
     assert lines[-1] == f"fit_time_reinforced_over_plain: {headline:.3f}"
+
+
+def test_loader_overhead_benchmark_prints_cpu_per_sample_and_ends_with_the_headline(capsys):
+    headline = runpy.run_path(str(BENCHMARKS / "loader_overhead.py"))["main"](
+        ["--images", "8", "--small-images", "8", "--num-samples", "2", "--batch-size", "4", "--repeats", "1"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    ratios = [_figure(lines, f"fast_cpu_over_torchvision_{size}") for size in (224, 32)]
+    assert all(math.isfinite(r) and r > 0 for r in ratios)
+    assert lines[-1] == f"loader_worst_ratio_over_goal: {headline:.3f}"
+    assert headline == pytest.approx(max(ratios[0] / 0.75, ratios[1] / 1.0), abs=2e-3)
+    pattern = r"\[\d+ px\] \w+ +CPU per sample: median +[\d.]+ us"
+    per_sample = [line.split()[2] for line in lines if re.match(pattern, line)]
+    assert per_sample == ["decode", "torchvision", "replay", "fast", "fast_nokeep"] * 2

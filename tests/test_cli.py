@@ -21,6 +21,7 @@ import hf_dr
 import hf_dr.cli
 from hf_dr.cli import COMMANDS, FLAGS, build_parser, main
 from hf_dr.cli._options import HelpFormatter
+from tests.utils_scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ("train", "train_trainer")  # reinforce.py and finetune_teacher.py run the subcommand's parser
@@ -31,10 +32,7 @@ RETIRED = {"--source", "--size", "--threads", "--output", "--name", "--model", "
 
 
 def _script(name: str):
-    spec = importlib.util.spec_from_file_location(f"hf_dr_script_{name}", ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(name)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -15,18 +14,15 @@ from hf_dr.train.checkpoints import checkpoint_metadata, load_classifier, save_c
 from hf_dr.train.evaluation import evaluate_checkpoint
 from hf_dr.train.inputs import student
 from tests.data_utils import digits_dataset
+from tests.utils_scripts import load_script
 from tests.utils_teacher import save_teacher
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
 def _script(name: str):
-    spec = importlib.util.spec_from_file_location(f"hf_dr_script_{name}", SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(name)
 
 
 @pytest.fixture(scope="module")

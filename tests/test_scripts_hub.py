@@ -4,7 +4,6 @@ Trainer script needs no ``--run-dir``, and ``hf-dr eval --dataset org/x-plus`` e
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 from pathlib import Path
@@ -22,17 +21,14 @@ from tests.utils_hub import (
     published,
     server_stays_consistent,  # noqa: F401  (autouse fixture)
 )
+from tests.utils_scripts import load_script
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
 def _script(name: str):
-    spec = importlib.util.spec_from_file_location(f"hf_dr_script_hub_{name}", SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(name)
 
 
 @pytest.fixture(scope="module")

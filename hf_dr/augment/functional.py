@@ -220,7 +220,8 @@ def cutmix(
     return out
 
 
-def normalize(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+def normalize(image: torch.Tensor, mean: Sequence[float], std: Sequence[float],
+              out: torch.Tensor | None = None) -> torch.Tensor:
     """Scales ``uint8`` pixels to ``[0, 1]`` and normalises them per channel; returns ``float32``.
 
     The one normalisation of hf_dr: generation (the teacher's batches), replay and the plain and evaluation
@@ -233,6 +234,8 @@ def normalize(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) 
         mean (`Sequence[float]`): per-channel means in ``[0, 1]``: one value, one per channel, or RGB statistics
             on a grayscale image (their average is used).
         std (`Sequence[float]`): per-channel standard deviations, same rule.
+        out (`torch.Tensor`, *optional*): a ``float32`` tensor of ``image``'s shape to write into (e.g. a batch
+            buffer in shared memory, :class:`hf_dr.ReinforcedCollate`); the same values as without it.
 
     Example:
         >>> image = torch.full((1, 2, 2), 255, dtype=torch.uint8)  # grayscale with RGB statistics: their average
@@ -241,7 +244,7 @@ def normalize(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) 
         >>> normalize(torch.zeros(8, 3, 4, 4, dtype=torch.uint8), (0.5,), (0.5,)).shape
         torch.Size([8, 3, 4, 4])
     """
-    return _normalizer(tuple(mean), tuple(std))(image)
+    return _normalizer(tuple(mean), tuple(std))(image, out)
 
 
 class Normalizer:
@@ -255,7 +258,7 @@ class Normalizer:
         self.mean, self.std = tuple(mean), tuple(std)
         self._constants: dict[tuple[int, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+    def __call__(self, image: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         if not isinstance(image, torch.Tensor) or image.dtype != torch.uint8 or image.ndim not in (3, 4):
             got = f"{image.dtype} {tuple(image.shape)}" if isinstance(image, torch.Tensor) else type(image).__name__
             raise InvalidConfigError(f"normalize expects a uint8 [C, H, W] or [B, C, H, W] tensor, got {got}")
@@ -267,7 +270,12 @@ class Normalizer:
                 std = torch.tensor(_per_channel(self.std, channels), dtype=torch.float32).view(-1, 1, 1)
                 self._constants[cache_key] = ((mean * 255.0).to(image.device), (1.0 / (std * 255.0)).to(image.device))
         offset, scale = self._constants[cache_key]
-        return image.float().sub_(offset).mul_(scale)
+        if out is None:
+            return image.float().sub_(offset).mul_(scale)
+        if out.dtype != torch.float32 or out.shape != image.shape:
+            raise InvalidConfigError(f"normalize's out should be float32 {tuple(image.shape)}, got {out.dtype} "
+                                     f"{tuple(out.shape)}")
+        return out.copy_(image).sub_(offset).mul_(scale)  # uint8 -> float32 is exact: the same values as .float()
 
 
 @functools.lru_cache(maxsize=64)

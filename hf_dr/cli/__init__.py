@@ -13,6 +13,7 @@ still parse (hidden from ``--help``) so existing command lines keep working.
 | source dataset (Hub id, local folder, Parquet file) | `--dataset` | `--source` (verify, show) |
 | its split; a held-out split | `--split`; `--eval-split` | |
 | its revision (branch, tag or commit) | `--revision` | `--source-revision` (push) |
+| the pushed repo's branch; a pull request instead (push, push-model) | `--branch`; `--create-pr` | |
 | its configuration name | `--dataset-config` | `--name` (reinforce, finetune-teacher) |
 | image, label and key columns | `--image-column`, `--label-column`, `--key-column` | |
 | Fashion-MNIST idx folder | `--data-root` | |

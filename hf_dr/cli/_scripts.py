@@ -209,37 +209,6 @@ class AugmentArguments:
 
 
 @dataclass
-class TrainerRecipe:
-    """The recipe of ``scripts/train_trainer.py`` (that of ``scripts/train.py``: warmup then cosine).
-
-    Args:
-        epochs (`float`, *optional*, defaults to 10): passes over the training set.
-        batch_size (`int`, *optional*, defaults to 128): samples per device and forward pass.
-        gradient_accumulation_steps (`int`, *optional*, defaults to 1): forward passes per optimizer step.
-        optimizer (`str`, *optional*, defaults to ``"sgd"``): ``sgd`` (momentum, Nesterov) or ``adamw``.
-        lr (`float`, *optional*, defaults to 0.1): peak learning rate.
-        weight_decay (`float`, *optional*, defaults to 5e-4): not applied to norms and biases.
-        warmup_fraction (`float`, *optional*, defaults to 0.05): linear warmup, as a fraction of the steps.
-        temperature (`float`, *optional*, defaults to 1.0): distillation temperature (the paper uses 1).
-        num_workers (`int`, *optional*, defaults to 0): DataLoader workers.
-        seed (`int`, *optional*, defaults to 0): seed of the initialisation and the shuffling.
-        channels_last (`bool`, *optional*, defaults to `False`): channels-last inputs and weights.
-    """
-
-    epochs: float = 10
-    batch_size: int = 128
-    gradient_accumulation_steps: int = 1
-    optimizer: str = field(default="sgd", metadata={"choices": ["sgd", "adamw"]})
-    lr: float = 0.1
-    weight_decay: float = 5e-4
-    warmup_fraction: float = 0.05
-    temperature: float = 1.0
-    num_workers: int = 0
-    seed: int = 0
-    channels_last: bool = False
-
-
-@dataclass
 class TrainingInputs:
     """What a training script trains: the student, its data config, the training dataset with its transform, the
     evaluation dataset (or None) and the class count. ``reinforced`` names where the soft labels come from (a run
@@ -266,25 +235,13 @@ def prepare_training(data_args: DataArguments, model_args: ModelArguments, build
     that contradicts it is refused (:func:`hf_dr.train.models.check_input_channels`). ``--num-classes`` is checked
     against the soft labels or the label column before training.
     """
-    from hf_dr.errors import InvalidConfigError
     from hf_dr.hub.named import find_reinforced, reinforced_training_data
     from hf_dr.train.inputs import DataConfig, class_count, eval_data, recorded_image_mode, training_data
     from hf_dr.train.models import check_model_num_classes
 
     train, named = find_reinforced(data_args.dataset, data_args.split, data_args.data_root)
-    if named is not None and data_args.run_dir:
-        raise InvalidConfigError(f"--dataset {data_args.dataset!r} is a reinforced dataset, which carries its soft "
-                                 f"labels; --run-dir {data_args.run_dir!r} names others. Pass one of the two.")
-    if data_args.plain and (named is None or policy is None):
-        raise InvalidConfigError(
-            "--plain trains plainly on the images of a reinforced --dataset, and "
-            + (f"{data_args.dataset!r} is not one: leave --plain out (without --run-dir training is plain)"
-               if policy is not None else "this script trains on soft labels only: use scripts/train.py --plain"))
+    _refuse_contradictions(data_args, named, policy)
     plain = named is None and not data_args.run_dir
-    if policy is None and plain:
-        raise InvalidConfigError(f"--dataset {data_args.dataset!r} carries no soft labels: pass a reinforced dataset "
-                                 "(a Hub id pushed by hf-dr push) or the images with --run-dir (an hf-dr reinforce "
-                                 "folder); plain training is scripts/train.py.")
     key_column = data_args.key_column
     if data_args.plain:
         logger.warning("PLAIN training on the images of the reinforced dataset %s (--plain): on-the-fly %r and "
@@ -326,6 +283,25 @@ def prepare_training(data_args: DataArguments, model_args: ModelArguments, build
                                label_column)
     source = data_args.dataset if reinforce else data_args.run_dir
     return TrainingInputs(model, data, train_ds, transform, evaluation, num_classes, source)
+
+
+def _refuse_contradictions(data_args: DataArguments, named: Any, policy: str | None) -> None:
+    """Soft labels from two places, ``--plain`` without a reinforced dataset, or no soft labels for the Trainer
+    script (``policy=None``): one line naming the flags and the fix."""
+    from hf_dr.errors import InvalidConfigError
+
+    if named is not None and data_args.run_dir:
+        raise InvalidConfigError(f"--dataset {data_args.dataset!r} is a reinforced dataset, which carries its soft "
+                                 f"labels; --run-dir {data_args.run_dir!r} names others. Pass one of the two.")
+    if data_args.plain and (named is None or policy is None):
+        raise InvalidConfigError(
+            "--plain trains plainly on the images of a reinforced --dataset, and "
+            + (f"{data_args.dataset!r} is not one: leave --plain out (without --run-dir training is plain)"
+               if policy is not None else "this script trains on soft labels only: use scripts/train.py --plain"))
+    if policy is None and named is None and not data_args.run_dir:
+        raise InvalidConfigError(f"--dataset {data_args.dataset!r} carries no soft labels: pass a reinforced dataset "
+                                 "(a Hub id pushed by hf-dr push) or the images with --run-dir (an hf-dr reinforce "
+                                 "folder); plain training is scripts/train.py.")
 
 
 def _plain_rows(named: Any, key_column: str) -> tuple[Any, str]:

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     reinforcements, images, config = load_target(required_run_dir(args), args.dataset, args.split, args.revision)
     members = list(args.teacher) + (load_teacher_spec(args.teacher_spec) if args.teacher_spec else [])
     teacher = create_teacher(members) if members else None
-    report = verify(reinforcements, images, config, teacher=teacher, samples=args.num_pairs, seed=args.seed,
+    report = verify(reinforcements, images, config, teacher=teacher, num_pairs=args.num_pairs, seed=args.seed,
                     min_agreement=args.min_agreement, prob_tolerance=args.prob_tolerance)
     print(report.summary())
     return 0 if report.passed else 1

@@ -218,6 +218,7 @@ def key_hashes(keys: Iterable[str] | pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 
 _MASK = 2**64 - 1
+_FNV_INTS, _MIX_INTS = (int(_FNV_OFFSET), int(_FNV_PRIME)), (int(_MIX[0]), int(_MIX[1]))  # no NumPy per byte
 
 
 def key_hash(key: str) -> int:
@@ -227,13 +228,13 @@ def key_hash(key: str) -> int:
         >>> key_hash("n01440764_10026.JPEG") == int(key_hashes(["n01440764_10026.JPEG"])[0])
         True
     """
-    value = int(_FNV_OFFSET)
+    value, prime = _FNV_INTS
     for byte in key.encode("utf-8"):
-        value = ((value ^ byte) * int(_FNV_PRIME)) & _MASK
+        value = ((value ^ byte) * prime) & _MASK
     value ^= value >> 30
-    value = (value * int(_MIX[0])) & _MASK
+    value = (value * _MIX_INTS[0]) & _MASK
     value ^= value >> 27
-    value = (value * int(_MIX[1])) & _MASK
+    value = (value * _MIX_INTS[1]) & _MASK
     return value ^ (value >> 31)
 
 

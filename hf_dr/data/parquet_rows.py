@@ -35,10 +35,9 @@ class Part:
         shard (`int`): the source stream's shard (its data file, in the order ``datasets`` streams them).
         path (`str`): that file's path in the source repo, for error messages.
         source_start (`int`): the index in the source split of the file's first row.
-        source_rows (`int`): the source rows to read from the file (all of them, fewer for a run over the first
-            rows of the split).
+        source_rows (`int`): the source rows to read from the file (all of them).
         start, stop (`int`): the range of reinforcement rows (the run's rows in order, skipped rows left out).
-        file_rows (`int`): the file's rows as recorded: a file read whole must end there, one cut short is cut.
+        file_rows (`int`): the file's rows as recorded: a file read whole must end there (one read in part is cut).
     """
 
     shard: int
@@ -51,8 +50,9 @@ class Part:
 
 
 def plan_parts(files: Sequence[dict[str, Any]], skipped_rows: Sequence[int], num_records: int) -> list[Part] | None:
-    """One :class:`Part` per source data file holding reinforced rows; None when the files hold fewer rows than the
-    run reinforced (the recorded files are not the run's source: the stream stays one shard and checks every row).
+    """One :class:`Part` per source data file holding reinforced rows; None when the files hold other than the run's
+    rows (more: a run over the first rows of the split, which the keys alone cannot tell from a source that gained
+    rows; fewer: not the run's source): the stream then stays one shard and its row check raises where they differ.
 
     Args:
         files (`Sequence[dict]`): the source's data files in stream order, ``{"path", "num_rows"}`` each.
@@ -61,24 +61,23 @@ def plan_parts(files: Sequence[dict[str, Any]], skipped_rows: Sequence[int], num
 
     Example:
         >>> files = [{"path": f"data/{i}.parquet", "num_rows": 10} for i in range(3)]
-        >>> [(p.shard, p.source_rows, p.start, p.stop) for p in plan_parts(files, [12, 13], 25)]
-        [(0, 10, 0, 10), (1, 10, 10, 18), (2, 7, 18, 25)]
+        >>> [(p.shard, p.source_start, p.start, p.stop) for p in plan_parts(files, [12, 13], 28)]
+        [(0, 0, 0, 10), (1, 10, 10, 18), (2, 20, 18, 28)]
+        >>> plan_parts(files, [12, 13], 25) is None  # the run read only the first rows
+        True
     """
-    skipped, parts, row, start = sorted(set(int(r) for r in skipped_rows)), [], 0, 0
+    skipped = sorted(set(int(r) for r in skipped_rows))
+    total = sum(int(entry["num_rows"]) for entry in files)
+    if total - len(skipped) != num_records or (skipped and not 0 <= skipped[0] <= skipped[-1] < total):
+        return None
+    parts, row, start = [], 0, 0
     for shard, entry in enumerate(files):
         count = int(entry["num_rows"])
-        inside = skipped[bisect.bisect_left(skipped, row):bisect.bisect_left(skipped, row + count)]
-        records = min(count - len(inside), num_records - start)
-        used = records  # the source rows holding `records` reinforced rows: skipped ones before the end extend it
-        for position in inside:
-            if position - row < used:
-                used += 1
+        records = count - (bisect.bisect_left(skipped, row + count) - bisect.bisect_left(skipped, row))
         if records > 0:
-            parts.append(Part(shard, str(entry["path"]), row, min(used, count), start, start + records, count))
+            parts.append(Part(shard, str(entry["path"]), row, count, start, start + records, count))
         row, start = row + count, start + records
-        if start == num_records:
-            break
-    return parts if parts and start == num_records else None
+    return parts or None
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from hf_dr.augment.policy import AugmentationPolicy
 from hf_dr.augment.seeded import PARTNER_FIELD, recompute_params
 from hf_dr.augment.seeding import choose_index
 from hf_dr.data.codec import CLASSES_COLUMN, RecordCodec
+from hf_dr.data.collate import TARGET_IDS, TARGET_PROBS, ReinforcedCollate, check_output
 from hf_dr.data.curriculum import Curriculum, easy_to_hard
 from hf_dr.data.description import read_description
 from hf_dr.data.digests import RowDigests
@@ -44,7 +45,9 @@ class ReinforcedTransform(EpochHook):
     Per sample it picks one of the N stored records with a generator seeded by ``(seed, epoch, key)``, so the choice
     is the same for any number of workers or processes; it reads only that record from the Arrow table, replays
     its augmentation on the original image and returns ``pixel_values`` (normalised ``float32 [C, H, W]``) and
-    ``labels`` (the dense soft target, ``float32 [num_classes]``).
+    ``labels`` (the dense soft target, ``float32 [num_classes]``). With ``output="uint8"`` it returns the view as
+    ``uint8 [C, H, W]`` and the stored top-k (``target_ids``, ``target_probs``) instead, for :meth:`collate` to
+    normalise and densify once per batch: the same batches, bit for bit, for about 0.7x the loader's CPU.
 
     The dataset describes itself (:mod:`hf_dr.data.description`): the policy, the class count and the column roles
     are read from it, so ``ReinforcedTransform(dataset, size=224)`` needs nothing else. An argument that contradicts
@@ -84,6 +87,11 @@ class ReinforcedTransform(EpochHook):
             ``images``), so a changed image under the same key raises :class:`DataMismatchError` instead of training
             with another image's soft labels; ``"off"`` accepts changed images. (The joins,
             :func:`hf_dr.load_reinforced` and ``training_data``, also check rows up front.)
+        output (`str`, *optional*, defaults to ``"float32"``): ``"float32"`` (normalised ``pixel_values`` and dense
+            ``labels`` per sample) or ``"uint8"`` (the ``uint8`` view and the top-k ``target_ids`` and
+            ``target_probs``, which need ``collate_fn=transform.collate()``; :func:`hf_dr.fit` and
+            :func:`hf_dr.create_reinforced_loader` use it by themselves). Map-style rows only: a stream replays
+            ``float32`` samples.
 
     Example:
         >>> transform = ReinforcedTransform(reinforced, size=224)  # doctest: +SKIP
@@ -113,7 +121,9 @@ class ReinforcedTransform(EpochHook):
         leftover: str = "uniform",
         curriculum: Curriculum | None = None,
         verify_images: str = "sample",
+        output: str = "float32",
     ) -> None:
+        self.output = check_output(output)
         refuse_stream(reinforcements, "reinforcements")
         refuse_stream(images, "images")
         check_verify_images(verify_images)
@@ -174,9 +184,20 @@ class ReinforcedTransform(EpochHook):
         if self._digests is not None:
             self._digests.bind(dataset, self.image_column, self.key_column)
 
+    @property
+    def output_columns(self) -> list[str]:
+        """The columns of a sample: ``pixel_values`` and ``labels``, or the top-k ones with ``output="uint8"``."""
+        return ["pixel_values", "labels"] if self.output == "float32" else ["pixel_values", TARGET_IDS, TARGET_PROBS]
+
+    def collate(self, channels_last: bool = False, keep_memory: bool = True) -> ReinforcedCollate:
+        """The DataLoader ``collate_fn`` of ``output="uint8"`` samples (:class:`hf_dr.ReinforcedCollate`, which
+        explains the options), with this transform's normalisation, class count and leftover rule: batches equal to
+        the ``float32`` output's."""
+        return ReinforcedCollate(self.num_classes, self.mean, self.std, self.leftover, channels_last, keep_memory)
+
     def __call__(self, batch: dict[str, list[Any]]) -> dict[str, list[torch.Tensor]]:
         check_columns(batch, role="batch", fix=ATTACH_FIX, **self.column_options)
-        pixels, labels = [], []
+        columns: dict[str, list[torch.Tensor]] = {name: [] for name in self.output_columns}
         for position, (image, key) in enumerate(zip(batch[self.image_column], batch[self.key_column], strict=False)):
             if key is None:
                 raise DataMismatchError(f"row {position} of this batch has no sample key (null in column "
@@ -185,11 +206,11 @@ class ReinforcedTransform(EpochHook):
                                         "None)).")
             if self._digests is not None:
                 self._digests.check(str(key), image)
-            pixel_values, target = self.replay(image, key)
-            refuse_channels(self.channels, pixel_values.shape[0], key)
-            pixels.append(pixel_values)
-            labels.append(target)
-        return {"pixel_values": pixels, "labels": labels}
+            sample = self.sample(image, key)
+            refuse_channels(self.channels, sample["pixel_values"].shape[0], key)
+            for name, value in sample.items():
+                columns[name].append(value)
+        return columns
 
     # -- replay -------------------------------------------------------------------------------------------------
     def choose(self, key: str, count: int | None = None, records: Sequence[Any] | None = None,
@@ -251,6 +272,17 @@ class ReinforcedTransform(EpochHook):
         view, record = self.view(image, key, index, records, classes, chosen)
         target = densify(record["ids"], record["probs"], self.num_classes, self.leftover)
         return K.normalize(view, self.mean, self.std), target
+
+    def sample(self, image: Any, key: str, index: int | None = None, records: Sequence[Any] | None = None,
+               classes: Any = None, chosen: tuple[int, Any] | None = None) -> dict[str, torch.Tensor]:
+        """One sample in this transform's :attr:`output` (see :meth:`replay` for the arguments): ``pixel_values`` and
+        ``labels`` from :meth:`replay`, or the ``uint8`` :meth:`view` with the record's top-k."""
+        if self.output == "float32":
+            pixel_values, labels = self.replay(image, key, index, records, classes, chosen)
+            return {"pixel_values": pixel_values, "labels": labels}
+        view, record = self.view(image, key, index, records, classes, chosen)
+        return {"pixel_values": view, TARGET_IDS: torch.tensor(record["ids"], dtype=torch.int64),
+                TARGET_PROBS: torch.tensor(record["probs"], dtype=torch.float32)}
 
     def view(self, image: Any, key: str, index: int | None = None, records: Sequence[Any] | None = None,
              classes: Any = None, chosen: tuple[int, Any] | None = None) -> tuple[torch.Tensor, dict[str, Any]]:

@@ -8,12 +8,11 @@ dataset's Arrow files, named by the ``datasets`` fingerprint of the dataset (the
 
     <the dataset's cache folder>/hf_dr-<what>-<fingerprint>.parquet
 
-A cached scan is used only if it was made over the same files (their names, sizes and modification times are
-recorded) and if the rows :func:`hf_dr.data.keys.digest_positions` picks (64, spread over the table) recompute to the
-cached values; otherwise it is computed again, with a warning. Datasets held in memory (no cache files), datasets whose
-image cells refer to files instead of embedding their bytes (an image file edited in place would go unseen), and
-folders that cannot be written are scanned every time. On a first start every rank scans (in parallel); later starts
-read the cache.
+A cached scan is used only if it was made over the same files (their names, sizes and modification times are recorded)
+and if the rows :func:`hf_dr.data.keys.digest_positions` picks (64, drawn at random each time) recompute to the cached
+values; otherwise it is computed again, with a warning. Datasets held in memory (no cache files), datasets whose image
+cells refer to files instead of embedding their bytes (an image file edited in place would go unseen), and folders that
+cannot be written are scanned every time. On a first start every rank scans (in parallel); later starts read the cache.
 """
 
 from __future__ import annotations

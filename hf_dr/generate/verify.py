@@ -5,6 +5,7 @@ again and checked), run the teacher again, compare with the stored labels as the
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,31 +92,49 @@ def verify(
     images: datasets.Dataset,
     config: ReinforceConfig,
     teacher: Teacher | None = None,
-    samples: int = 64,
+    num_pairs: int = 64,
     seed: int = 0,
     policy: AugmentationPolicy | None = None,
     min_agreement: float = 0.98,
     prob_tolerance: float | None = None,
+    samples: int | None = None,
 ) -> VerifyReport:
-    """Replays ``samples`` random (sample, reinforcement) pairs and compares the teacher's output with the stored one.
+    """Replays ``num_pairs`` random (sample, reinforcement) pairs and compares the teacher's output with the stored
+    one (``hf-dr verify``, whose ``--num-pairs`` this is).
 
     Args:
         reinforcements (`datasets.Dataset`): rows with ``key`` and ``reinforcements`` (see ``load_reinforcements``).
         images (`datasets.Dataset`): the source images (columns as recorded in ``config.columns``).
         config (`ReinforceConfig`): the run's recorded config.
         teacher (`Teacher`, *optional*): defaults to the recorded members (their weights must be reachable).
-        samples (`int`, *optional*, defaults to 64): pairs to check.
+        num_pairs (`int`, *optional*, defaults to 64): pairs to check.
         seed (`int`, *optional*, defaults to 0): which pairs.
         policy (`AugmentationPolicy`, *optional*): replay with this policy instead of the recorded one.
         min_agreement (`float`, *optional*, defaults to 0.98): least top-1 agreement that passes.
         prob_tolerance (`float`, *optional*): largest probability difference that passes; defaults to 0.005 for a
             run labelled in fp32 and 0.05 in bf16/fp16.
+        samples (`int`, *optional*): the old name of ``num_pairs``, deprecated.
 
     Example:
-        >>> report = verify(load_reinforcements("out"), source, ReinforceConfig.load("out"))  # doctest: +SKIP
-        >>> report.passed  # doctest: +SKIP
-        True
+        >>> import os, tempfile, safetensors.torch, timm
+        >>> from hf_dr import load_reinforcements, reinforce
+        >>> from hf_dr.data.bundled import load_bundled
+        >>> folder = tempfile.mkdtemp()
+        >>> digits = load_bundled("digits", "train").select(range(6))
+        >>> weights = os.path.join(folder, "teacher.safetensors")
+        >>> model = timm.create_model("test_resnet", num_classes=10)
+        >>> safetensors.torch.save_file(model.state_dict(), weights)
+        >>> teacher = {"arch": "test_resnet", "weights": weights, "input_size": [3, 32, 32]}
+        >>> run = reinforce(digits, [teacher], "rrc", num_samples=2, topk=3, seed=0,
+        ...                 output_dir=os.path.join(folder, "run"), num_workers=0, progress=False)
+        >>> report = verify(load_reinforcements(run), digits, ReinforceConfig.load(run), num_pairs=4)
+        >>> report.passed, report.checked
+        (True, 4)
     """
+    if samples is not None:
+        warnings.warn("verify(samples=) is deprecated: pass num_pairs= (the --num-pairs of hf-dr verify)",
+                      FutureWarning, stacklevel=2)
+        num_pairs = samples
     teacher = teacher or create_teacher([m["spec"] for m in config.teacher])
     prob_tolerance = PROB_TOLERANCE.get(config.precision, 0.05) if prob_tolerance is None else prob_tolerance
     policy = policy or policy_from_config(config.policy)
@@ -124,7 +143,7 @@ def verify(
     keys = scan_keys(images, image_column, key_column, config.columns.get("key_source"))
     rows = KeyIndex(keys, where="the source images", fix=f"load the source revision "
                     f"{config.dataset.get('revision')!r} of {config.dataset.get('id')!r}")
-    pairs = _pick_pairs(reinforcements, key_column or KEY_COLUMN, config.num_samples, samples, seed)
+    pairs = _pick_pairs(reinforcements, key_column or KEY_COLUMN, config.num_samples, num_pairs, seed)
     checked, stored, teacher_probs, mismatches = [], [], [], []
     for key, index, record, classes in pairs:
         image = images[rows.row(key)][image_column]

@@ -2,12 +2,16 @@
 
 The card is a :class:`huggingface_hub.DatasetCard` rendered with :meth:`~huggingface_hub.DatasetCard.from_template`
 from ``cards/reinforced_dataset.md``: package data of the top-level ``cards`` package, read with
-:mod:`importlib.resources`, so a wheel renders it as the source tree does. Its YAML carries the license, task
-category, tags, ``configs`` (so ``datasets.load_dataset(repo_id)`` finds the splits: a push keeps the other splits'
-``data_files`` and ``dataset_info`` entries of the repo's card and adds or replaces its own) and ``dataset_info``; its
-prose (of the split pushed last) says what the dataset is, how to load and train on it, the teacher members and their
-hashes, the policy and its parameters, N, k, bytes per reinforcement, the generation cost, figures and the paper's
-citation.
+:mod:`importlib.resources`, so a wheel renders it as the source tree does. Its YAML carries the license, annotation
+creators, task category and id, tags, the source (a Hub id only), ``configs`` (so ``datasets.load_dataset(repo_id)``
+finds the splits: a push keeps the other splits' ``data_files`` and ``dataset_info`` entries of the repo's card and
+adds or replaces its own) and ``dataset_info`` without features (the data files carry them, with the run's
+description; see :func:`card_data`). Its prose (of the split pushed last, beside a table of every split) says what
+the dataset is, how to load and train on it (a loop, timm, the Trainer: code that runs as written for the
+dataset's channels and classes), its Data Fields, the teacher members with their hashes, Hub links and the metrics
+fine-tuning recorded, the policy and its parameters, N, k, bytes per reinforcement, the generation cost, figures, the
+run's config (collapsed), its limitations, the license and the paper's citation. The sections' text is made in
+:mod:`hf_dr.hub.card_sections`.
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ from typing import Any
 
 import datasets
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from datasets.info import DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
-from huggingface_hub import DatasetCard, DatasetCardData
+from huggingface_hub import DatasetCard, DatasetCardData, HfApi, hf_hub_url
+from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
 from hf_dr.data.codec import CLASSES_COLUMN, RecordCodec
 from hf_dr.data.schema import REINFORCEMENTS_COLUMN
@@ -32,12 +38,28 @@ from hf_dr.errors import DataMismatchError
 from hf_dr.files import write_atomic
 from hf_dr.generate.recipe import SELF_CONTAINED
 from hf_dr.generate.run_config import ReinforceConfig
+from hf_dr.hub.card_sections import (
+    codec_text,
+    compact_json,
+    data_fields,
+    default_name,
+    images_text,
+    member_rows,
+    metrics_text,
+    policy_rows,
+    snippet_values,
+    source_text,
+    stats_text,
+)
+from hf_dr.hub.packing import DATA_DIR
+from hf_dr.hub.upload import Target, hub_call
 
 TEMPLATE_PACKAGE, TEMPLATE_NAME = "hf_dr.cards", "reinforced_dataset.md"  # cards/reinforced_dataset.md, package data
 CONFIDENCE_FIGURE = "assets/teacher_confidence.png"
 SAMPLES_FIGURE = "assets/replayed_samples.png"
 HISTOGRAM_BINS = 20
 GRID_PANELS = 7
+FOOTER_BYTES = 1 << 18  # the end of a data file read for its footer (its run description included)
 TAGS = ["dataset-reinforcement", "knowledge-distillation", "soft-labels", "data-augmentation", "hf-dr"]
 PAPER_URL = "https://arxiv.org/abs/2303.08983"
 CITATION = """@InProceedings{Faghri_2023_ICCV,
@@ -175,18 +197,24 @@ def _teacher_size(config: ReinforceConfig | dict[str, Any]) -> int:
 # -- the card -------------------------------------------------------------------------------------------------------
 def card_data(meta: dict[str, Any], info: datasets.DatasetInfo, license: str, pretty_name: str,
               previous: DatasetCardData | None = None, other_download_bytes: int = 0) -> DatasetCardData:
-    """The card's YAML: license, task category, tags, size category, source, ``configs`` and ``dataset_info``.
+    """The card's YAML: license, task category and id, annotation creators, tags, size category, source (a Hub id
+    only), ``configs`` and ``dataset_info``.
 
-    ``previous`` is the YAML of the card the repo has: its other splits' ``data_files`` and ``dataset_info`` are kept
-    (their files take ``other_download_bytes``), this split's replaced."""
-    source = meta["source"]
+    ``dataset_info`` lists the splits and their sizes, not the features: the run's description rides in the feature
+    ``id`` of the records (:mod:`hf_dr.data.description`, the whole run as JSON, class names included), and the data
+    files carry the features in full, which ``datasets.load_dataset`` reads when the card has none (a card's
+    features would replace them). ``previous`` is the YAML of the card the repo has: its other splits'
+    ``data_files`` and ``dataset_info`` entries are kept (their files take ``other_download_bytes``), this split's
+    replaced."""
+    source = source_text(meta["source"])
     data = DatasetCardData(
-        license=license, task_categories=["image-classification"], tags=list(TAGS), pretty_name=pretty_name,
+        license=license, annotations_creators=["machine-generated"], task_categories=["image-classification"],
+        task_ids=["multi-class-image-classification"], tags=list(TAGS), pretty_name=pretty_name,
         size_categories=[size_category(meta["num_rows"] or 0)],
-        source_datasets=[f"extended|{source['id']}"] if source.get("id") else None,
+        source_datasets=[f"extended|{source['hub_id']}"] if source["hub_id"] else None,
     )
     split = meta["split"]
-    data_files, splits = [{"split": split, "path": f"data/{split}-*"}], [*info.splits.values()]
+    data_files, splits = [{"split": split, "path": f"data/{split}-*"}], [*(info.splits or {}).values()]
     if previous is not None:  # the repo's other splits are kept, as Dataset.push_to_hub keeps them
         kept_files, kept_splits, _ = other_splits(previous, split)
         data_files, splits = [*kept_files, *data_files], [*kept_splits, *splits]
@@ -194,26 +222,55 @@ def card_data(meta: dict[str, Any], info: datasets.DatasetInfo, license: str, pr
     merged = datasets.SplitDict()
     for split_info in sorted(splits, key=lambda split_info: split_info.name):
         merged.add(split_info)
-    info = datasets.DatasetInfo(features=info.features, splits=merged,
-                                download_size=info.download_size + other_download_bytes,
-                                dataset_size=sum(split_info.num_bytes for split_info in splits))
+    info = datasets.DatasetInfo(splits=merged, download_size=(info.download_size or 0) + other_download_bytes,
+                                dataset_size=sum(split_info.num_bytes or 0 for split_info in splits))
     DatasetInfosDict({"default": info}).to_dataset_card_data(data)
     return data
 
 
-def refuse_other_features(previous: DatasetCardData | None, split: str, features: datasets.Features,
-                          repo_id: str) -> None:
-    """Refuses a split whose columns differ from those of the repo's other splits (``previous``: the repo's card YAML;
-    another layout, or another run's columns): ``datasets.load_dataset`` could not load the splits together."""
+def refuse_other_features(target: Target, split: str, features: datasets.Features, repo_id: str,
+                          api: HfApi | None = None) -> None:
+    """Refuses a split whose columns differ from those of the repo's other splits (``target``: what the push found
+    in the repo; another layout, or another run's columns): ``datasets.load_dataset`` could not load the splits
+    together. The other splits' features are read from the card (cards written before it stopped listing them) or
+    from the footer of one of their data files (``api`` reads it, at the head the push read)."""
+    previous = target.card
     if previous is None:
         return
     kept, _, theirs = other_splits(previous, split)
+    if kept and theirs is None and api is not None:
+        theirs = _file_features(api, repo_id, target, [entry["split"] for entry in kept])
     if kept and theirs is not None and theirs != features:
         raise DataMismatchError(
             f"{repo_id!r} holds the splits {[entry['split'] for entry in kept]} with the columns {list(theirs)}, but "
             f"this {split!r} split has {list(features)} (another layout or other run columns): push it to another "
             "repo, or push every split with the same layout."
         )
+
+
+def _file_features(api: HfApi, repo_id: str, target: Target, names: Sequence[str]) -> datasets.Features | None:
+    """The features in the Parquet footer of the first data file of the splits ``names``, read with byte ranges of
+    its end (one request, two for a footer over ``FOOTER_BYTES``)."""
+    path = next((path for path in sorted(target.files) for name in names
+                 if path.startswith(f"{DATA_DIR}/{name}-") and path.endswith(".parquet")), None)
+    if path is None:
+        return None
+    url = hf_hub_url(repo_id, path, repo_type="dataset", revision=target.head, endpoint=api.endpoint)
+    size = target.files[path]
+
+    def tail(count: int) -> bytes:
+        response = get_session().get(url, headers={**build_hf_headers(token=api.token),
+                                                   "Range": f"bytes={max(size - count, 0)}-"}, follow_redirects=True)
+        hf_raise_for_status(response)
+        return response.content[-count:]
+
+    def footer() -> bytes:
+        end = tail(min(size, FOOTER_BYTES))
+        length = int.from_bytes(end[-8:-4], "little") + 8
+        return end[-length:] if length <= len(end) else tail(length)
+
+    metadata = pq.read_metadata(pa.BufferReader(b"PAR1" + hub_call(f"read the columns of {path}", footer)))
+    return datasets.Features.from_arrow_schema(metadata.schema.to_arrow_schema())
 
 
 def other_splits(previous: DatasetCardData, split: str
@@ -245,9 +302,9 @@ def size_category(num_rows: int) -> str:
 
 def build_card(repo_id: str, meta: dict[str, Any], config: dict[str, Any], stats: dict[str, Any],
                figures: Sequence[dict[str, str]], info: datasets.DatasetInfo, *, license: str = "unknown",
-               pretty_name: str | None = None, generation_cost: str | None = None,
+               license_given: bool = False, pretty_name: str | None = None, generation_cost: str | None = None,
                template_path: str | os.PathLike | None = None, previous: DatasetCardData | None = None,
-               other_download_bytes: int = 0) -> DatasetCard:
+               other_download_bytes: int = 0, teacher_metrics: dict[str, Any] | None = None) -> DatasetCard:
     """Renders the dataset card of a pushed run from the Jinja template in ``cards/``.
 
     Args:
@@ -256,113 +313,50 @@ def build_card(repo_id: str, meta: dict[str, Any], config: dict[str, Any], stats
         config (`dict`): the published run config (see :func:`hf_dr.hub.push.public_config`).
         stats (`dict`): from :func:`reinforcement_stats`.
         figures (`Sequence[dict]`): ``{"path", "caption"}`` of each figure uploaded beside the card.
-        info (`datasets.DatasetInfo`): features and sizes of the data files, for ``dataset_info``.
+        info (`datasets.DatasetInfo`): features and sizes of the data files, for ``dataset_info`` and Data Fields.
         license (`str`, *optional*, defaults to ``"unknown"``): a Hub license id.
+        license_given (`bool`, *optional*, defaults to `False`): whether the publisher chose ``license``
+            (``--license``) rather than it being read from the source.
         pretty_name (`str`, *optional*): the title; defaults to the source's name with a ``+``.
         generation_cost (`str`, *optional*): the run's cost in words (hardware, hours).
         template_path (`str`, *optional*): another Jinja template.
         previous (`DatasetCardData`, *optional*): the YAML of the repo's card; its other splits are kept.
         other_download_bytes (`int`, *optional*, defaults to 0): the bytes of the other splits' data files.
+        teacher_metrics (`dict`, *optional*): what fine-tuning measured of the members
+            (:func:`hf_dr.hub.card_sections.teacher_metrics`).
 
     Example:
         >>> card = build_card("me/digits-plus", meta, config, stats, figures, info)  # doctest: +SKIP
         >>> card.data.tags[0]  # doctest: +SKIP
         'dataset-reinforcement'
     """
-    pretty_name = pretty_name or _default_name(repo_id, meta)
+    pretty_name = pretty_name or default_name(repo_id, meta)
     data = card_data(meta, info, license, pretty_name, previous, other_download_bytes)
     template = Path(template_path).read_text(encoding="utf-8") if template_path else default_template()
+    codec = RecordCodec.from_config(config.get("codec"))
+    teacher_metrics = teacher_metrics or {}
+    label = info.features.get(meta["columns"].get("label") or "") if info.features else None
+    num_rows = (meta["num_rows"] or 0) - stats.get("num_skipped", 0) or None
     return DatasetCard.from_template(
         data, template_str=template, repo_id=repo_id, meta=meta, source=meta["source"], layout=meta["layout"],
-        split=meta["split"], columns=meta["columns"],
-        num_rows=_images_text(meta["num_rows"], stats.get("num_skipped", 0)), num_samples=config["num_samples"],
+        split=meta["split"], columns=meta["columns"], source_link=source_text(meta["source"]),
+        num_rows=images_text(meta["num_rows"], stats.get("num_skipped", 0)), num_samples=config["num_samples"],
         topk=config["topk"], seed=config["seed"], num_classes=config["num_classes"],
-        policy_name=config["policy"]["name"], policy_ops=_ops(config["policy"], config.get("image_mode")),
+        policy_name=config["policy"]["name"], policy_ops=policy_rows(config["policy"], config.get("image_mode")),
         image_mode=config.get("image_mode"), num_skipped=stats.get("num_skipped", 0),
-        members=_members(config["teacher"]), size=_teacher_size(config), stats=stats,
-        stats_text=_stats_text(stats), generation_cost=generation_cost, figures=list(figures),
+        members=member_rows(config["teacher"], teacher_metrics.get("members")), size=_teacher_size(config),
+        ensemble=metrics_text(teacher_metrics.get("ensemble")), calibration=teacher_metrics.get("calibration"),
+        stats=stats, stats_text=stats_text(stats), generation_cost=generation_cost, figures=list(figures),
         versions=config.get("versions", {}), citation=CITATION, paper_url=PAPER_URL, pretty_name=pretty_name,
-        num_files=len(meta["data_files"]), **_codec_text(RecordCodec.from_config(config.get("codec")), config["topk"]),
-        selection=config.get("selection"),
+        num_files=len(meta["data_files"]), **codec_text(codec, config["topk"]), selection=config.get("selection"),
+        license_given=license_given, splits=data.dataset_info.get("splits") or [],
+        fields=data_fields(info.features, meta["columns"], codec, config["num_classes"], config["topk"],
+                           config["num_samples"]) if info.features else [],
+        class_names=list(label.names) if isinstance(label, datasets.ClassLabel) else None,
+        run_config=compact_json(config), **snippet_values(config, num_rows),
     )
-
-
-def _codec_text(codec: RecordCodec, topk: int) -> dict[str, str]:
-    """How the card describes the records' codec (:mod:`hf_dr.data.codec`)."""
-    coded = "probabilities as 8-bit log codes (each within 2.76%; the top-1's distance to 0 or 1 within 5.3%)"
-    labels = {
-        "fp16-topk": f"its top-{topk} (float16 probabilities)",
-        "q8-topk": f"its top-{topk}, {coded}",
-        "q8-topk-set": f"its top-{topk}, {coded}, class ids as positions in each image's class set (column "
-                       "`classes`)",
-        "sampled": f"{codec.draws} classes drawn from it at temperature {codec.temperature} with their counts (an "
-                   f"unbiased target: train at temperature {codec.temperature})",
-    }[codec.labels]
-    params = ("The records store these parameters." if codec.params == "stored" else
-              "The records store a 32-bit checksum of them, not the parameters: the replay draws them again and "
-              "refuses a record whose draws disagree (install the library versions recorded below if it does).")
-    return {"label_text": labels, "params_text": params}
 
 
 def default_template() -> str:
     """The text of the card template, ``cards/reinforced_dataset.md``, found as package data of ``cards``."""
     return resources.files(TEMPLATE_PACKAGE).joinpath(TEMPLATE_NAME).read_text(encoding="utf-8")
-
-
-def _default_name(repo_id: str, meta: dict[str, Any]) -> str:
-    name = (meta["source"].get("id") or repo_id).split("/")[-1]
-    return f"{name}+ (reinforced)"
-
-
-def _images_text(num_rows: int | None, num_skipped: int) -> str:
-    """The image count the card states: ``"39 decodable of 40"`` when the run skipped undecodable images."""
-    return f"{num_rows - num_skipped} decodable of {num_rows}" if num_skipped and num_rows else str(num_rows)
-
-
-def _ops(policy: dict[str, Any], image_mode: str | None = None) -> list[dict[str, str]]:
-    """The policy table's rows; the run's image conversion first (the first step of every view, on both sides)."""
-    convert = [{"op": "convert", "params": f"mode={image_mode} (every image, before the ops and at replay: 16-bit "
-                "rescaled to 8 bits, transparency dropped)"}] if image_mode else []
-    return convert + [{"op": op["op"], "params": ", ".join(f"{k}={_short(v)}" for k, v in sorted(op.items())
-                                                         if k != "op")} for op in policy["ops"]]
-
-
-def _short(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, (list, tuple)):
-        return "(" + ", ".join(_short(v) for v in value) + ")"
-    return str(value)
-
-
-def _members(teacher: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    members = []
-    for member in teacher:
-        spec, data_config = member["spec"], member.get("data_config") or {}
-        size = data_config.get("input_size") or spec.get("input_size")
-        members.append({
-            "arch": spec["arch"], "weights": spec.get("weights") or "(timm pretrained)",
-            "sha256": member.get("sha256", "?"), "num_classes": member.get("num_classes"),
-            "input": f"{size[-2]}x{size[-1]} {data_config.get('interpolation', '')}".strip() if size else "?",
-            "temperature": spec.get("temperature"),
-        })
-    return members
-
-
-def _stats_text(stats: dict[str, Any]) -> dict[str, str]:
-    agreement = stats["label_agreement"]
-    return {
-        "bytes_per_reinforcement": f"{stats['bytes_per_reinforcement']:.1f}",
-        "num_bytes": _human_bytes(stats["num_bytes"]), "num_reinforcements": f"{stats['num_reinforcements']:,}",
-        "forward_passes": f"{stats['forward_passes']:,}", "mean_top1": f"{stats['mean_top1']:.3f}",
-        "label_agreement": f"{100 * agreement:.1f}%" if agreement is not None else None,
-    }
-
-
-def _human_bytes(num_bytes: float) -> str:
-    value = float(num_bytes)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000:
-            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} TB"

@@ -385,14 +385,12 @@ def check_source_keys(keys: Sequence[str], reinforced_keys: Sequence[str], recor
         )
     reinforced_set = set(reinforced_keys)
     extra = [row for row, key in enumerate(keys) if key not in reinforced_set]
-    count = recorded.get("num_rows")
-    if extra and count and len(keys) > count and keys_sha256(keys[:count]) == recorded.get("keys_sha256"):
-        return list(range(count))  # a run over the first rows of the split (--limit): those rows, unchanged
     if extra and verify_source:
         raise DataMismatchError(
             f"the source has {len(extra)} rows that were not reinforced (first keys: "
-            f"{[keys[row] for row in extra[:MAX_KEYS_SHOWN]]}): it is not {where}. Load that version, or pass "
-            "verify_source=False to drop those rows."
+            f"{[keys[row] for row in extra[:MAX_KEYS_SHOWN]]}): it is not {where}, or the run reinforced only some "
+            "of its rows (--limit). Load that version, or pass verify_source=False to train on the reinforced rows "
+            "only."
         )
     if verify_source and recorded.get("keys_sha256") and keys_sha256(keys) != recorded["keys_sha256"]:
         raise DataMismatchError(

@@ -30,6 +30,7 @@ import datasets
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
+from hf_dr.data.collate import TARGET_IDS, TARGET_PROBS, ReinforcedCollate
 from hf_dr.data.epochs import set_epoch, transform_of
 from hf_dr.errors import InvalidConfigError
 from hf_dr.hub.load import load_reinforced
@@ -38,21 +39,24 @@ __all__ = ["ReinforcedLoader", "create_reinforced_loader"]
 
 
 class EpochDataset(torch.utils.data.Dataset):
-    """A map-style reinforced dataset as timm's loop expects one: ``set_epoch`` and ``(input, target)`` samples."""
+    """A map-style reinforced dataset as timm's loop expects one: ``set_epoch`` and ``(input, target)`` samples
+    (``(view, target_ids, target_probs)`` from a replay with ``output="uint8"``, which :class:`TimmCollate`
+    batches)."""
 
     def __init__(self, dataset: datasets.Dataset) -> None:
         self.dataset = dataset
+        self.columns = getattr(transform_of(dataset), "output_columns", ["pixel_values", "labels"])
 
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
         row = self.dataset[index]
-        return row["pixel_values"], row["labels"]
+        return tuple(row[name] for name in self.columns)
 
-    def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, ...]]:
         rows = self.dataset[indices]  # one batched call of the transform
-        return list(zip(rows["pixel_values"], rows["labels"], strict=True))
+        return list(zip(*(rows[name] for name in self.columns), strict=True))
 
     @property
     def epoch(self) -> int:
@@ -60,6 +64,19 @@ class EpochDataset(torch.utils.data.Dataset):
 
     def set_epoch(self, epoch: int) -> None:
         set_epoch(self.dataset, epoch)
+
+
+class TimmCollate:
+    """``(view, target_ids, target_probs)`` samples to ``(input, soft_target)`` batches, through the replay's
+    :class:`~hf_dr.data.collate.ReinforcedCollate` (normalised and densified once per batch)."""
+
+    def __init__(self, collate: ReinforcedCollate) -> None:
+        self.collate = collate
+
+    def __call__(self, samples: list[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = self.collate([dict(zip(("pixel_values", TARGET_IDS, TARGET_PROBS), sample, strict=True))
+                              for sample in samples])
+        return batch["pixel_values"], batch["labels"]
 
 
 class EpochStream(torch.utils.data.IterableDataset):
@@ -165,7 +182,8 @@ def create_reinforced_loader(
             ``mean`` and ``std`` are read from it.
         drop_last (`bool`, *optional*): drop the last partial batch (defaults to ``is_training``).
         load_options: more arguments of :func:`hf_dr.load_reinforced` (``revision``, ``source``, ``verify_images``,
-            ``curriculum``...).
+            ``curriculum``...). ``output="uint8"`` (or a dataset loaded with it) normalises and densifies once per
+            batch (:class:`hf_dr.ReinforcedCollate`): the same batches for less CPU.
     """
     size, mean, std = _inputs(input_size, mean, std, data_config)
     if isinstance(dataset, str):
@@ -179,8 +197,8 @@ def create_reinforced_loader(
         raise InvalidConfigError("the dataset has no reinforced transform set: load it with hf_dr.load_reinforced, or "
                                  "pass its Hub id")
     rank, world_size = _ranks(distributed)
-    sampler = None
-    if streamed:
+    sampler, collate_fn = None, None
+    if streamed:  # a stream replays float32 samples (StreamReplay)
         if world_size > 1:
             from datasets.distributed import split_dataset_by_node
 
@@ -188,6 +206,9 @@ def create_reinforced_loader(
         wrapped: Any = EpochStream(dataset)
     else:
         wrapped = EpochDataset(dataset)
+        transform = transform_of(dataset)
+        if getattr(transform, "output", "") == "uint8":
+            collate_fn = TimmCollate(transform.collate())
         if world_size > 1:
             sampler = DistributedSampler(wrapped, num_replicas=world_size, rank=rank, shuffle=is_training, seed=seed)
     generator = torch.Generator().manual_seed(seed)
@@ -196,7 +217,7 @@ def create_reinforced_loader(
         wrapped, device=use_device, batch_size=batch_size, shuffle=is_training and sampler is None and not streamed,
         sampler=sampler, num_workers=num_workers, pin_memory=pin_memory or use_device is not None,
         drop_last=is_training if drop_last is None else drop_last, generator=generator,
-        persistent_workers=persistent_workers and num_workers > 0,
+        persistent_workers=persistent_workers and num_workers > 0, collate_fn=collate_fn,
     )
 
 

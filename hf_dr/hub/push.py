@@ -18,15 +18,13 @@ in one of two layouts:
   be redistributed); :func:`hf_dr.load_reinforced` loads the source recorded in ``hf_dr.json`` and joins by key.
 
 Data files: the run's shards are streamed, one at a time, into files of a few hundred MB, 1 or a multiple of 8 (see
-:mod:`hf_dr.hub.packing`).
-
-Uploads: each data file is uploaded (``HfApi.preupload_lfs_files``) as soon as it is written and then deleted, so
-at most one is on disk; one ``create_commit`` then adds them with the card and JSON files and deletes the files of
-this split and the ``assets/`` files the push no longer has. Like ``Dataset.push_to_hub``, the repo's other splits are
-kept (their files, and their entries in the card's ``configs`` and ``dataset_info``); a split whose columns differ from
-theirs (another layout) is refused. Files are written deterministically, so pushing the same run
-again uploads nothing (the Hub already has every file's hash; no commit is made) and a changed card uploads only the
-card. Everything that can be refused (an incomplete run, missing or changed source images) is refused before the
+:mod:`hf_dr.hub.packing`). Uploads: each data file is uploaded (``HfApi.preupload_lfs_files``) as soon as it is written
+and then deleted, so at most one is on disk; one ``create_commit`` then adds them with the card and JSON files and
+deletes the files of this split and the ``assets/`` files the push no longer has. Like ``Dataset.push_to_hub``, the
+repo's other splits are kept (their files, and their entries in the card's ``configs`` and ``dataset_info``); a split
+whose columns differ from theirs (another layout) is refused. Files are written deterministically, so pushing the same
+run again uploads nothing (the Hub already has every file's hash; no commit is made) and a changed card uploads only
+the card. Everything that can be refused (an incomplete run, missing or changed source images) is refused before the
 repo is created or anything is uploaded.
 """
 
@@ -182,6 +180,7 @@ def _push(api: HfApi, output_dir: str, repo_id: str, *, layout: str, dataset: da
         reinforcement_stats,
         save_figures,
     )
+    from hf_dr.hub.card_sections import teacher_metrics
 
     manifest = verify_run(output_dir)
     config = _run_config(output_dir)
@@ -197,8 +196,9 @@ def _push(api: HfApi, output_dir: str, repo_id: str, *, layout: str, dataset: da
     plan = plan_files(split, shards.num_rows, shards.num_bytes, max(shards.row_bytes, default=1.0))
     schema = file_schema(shards, images)
     target = read_target(api, repo_id, branch)
-    refuse_other_features(target.card, split, datasets.Features.from_arrow_schema(schema), repo_id)
-    card_options = {"license": license or _source_license(api, source), "pretty_name": pretty_name,
+    refuse_other_features(target, split, datasets.Features.from_arrow_schema(schema), repo_id, api)
+    card_options = {"license": license or _source_license(api, source), "license_given": license is not None,
+                    "teacher_metrics": teacher_metrics(config.teacher), "pretty_name": pretty_name,
                     "generation_cost": generation_cost, "previous": target.card,
                     "other_download_bytes": target.other_bytes(split)}
     stats = reinforcement_stats(shards.paths, manifest, config)

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hf_dr.data.collate import TARGET_IDS
 from hf_dr.data.epochs import set_epoch, transform_of
 from hf_dr.errors import InvalidConfigError
 from hf_dr.train.losses import soft_target_loss, target_is_tempered
@@ -162,10 +163,10 @@ MAX_DROPPED_SHARE = 0.1  # drop_last is kept while it leaves out at most this sh
 
 def training_dataloader(dataset: Any, config: TrainConfig) -> torch.utils.data.DataLoader:
     """A DataLoader shuffled by (``config.seed``, epoch) (:class:`~hf_dr.train.resume.EpochShuffle`: the same batches
-    for the same seed and epoch, also after a resume). It drops the last partial
-    batch unless that would leave out more than :data:`MAX_DROPPED_SHARE` of the rows each epoch (a small dataset:
-    240 rows in batches of 128 would train on 128 a epoch), which it then keeps, with a warning naming the fix."""
-    rows = len(dataset)
+    for the same seed and epoch, also after a resume). It drops the last partial batch unless that would leave out
+    more than :data:`MAX_DROPPED_SHARE` of the rows each epoch (240 rows in batches of 128 would train on 128 a
+    epoch), which it then keeps, with a warning naming the fix. ``output="uint8"`` replays use their ``collate()``."""
+    rows, transform = len(dataset), transform_of(dataset)
     drop_last = rows % config.batch_size <= MAX_DROPPED_SHARE * rows
     if not drop_last:
         logger.warning("batch size %d leaves %d of the %d rows out of every epoch with drop_last; keeping the last "
@@ -175,7 +176,7 @@ def training_dataloader(dataset: Any, config: TrainConfig) -> torch.utils.data.D
         dataset, batch_size=config.batch_size, sampler=EpochShuffle(rows, config.seed), drop_last=drop_last,
         num_workers=config.num_workers, persistent_workers=config.num_workers > 0,
         pin_memory=torch.cuda.is_available(),  # page-locked batches: non-blocking copies to the GPU
-    )
+        collate_fn=transform.collate(config.channels_last) if getattr(transform, "output", "") == "uint8" else None)
 
 
 # -- loss ----------------------------------------------------------------------------------------------------------
@@ -185,6 +186,8 @@ def batch_loss(
 ) -> torch.Tensor:
     """The loss of one batch: soft-target KL, online distillation from ``teacher``, or cross-entropy (see module);
     ``tempered_target``: the soft targets already are at the config's temperature (:func:`target_is_tempered`)."""
+    if TARGET_IDS in batch:  # samples of ReinforcedTransform(output="uint8") that no collate densified
+        raise InvalidConfigError("a batch of top-k targets: pass the DataLoader collate_fn=transform.collate()")
     pixels, labels = batch["pixel_values"], batch["labels"]
     if config.channels_last and pixels.ndim == 4:
         pixels = pixels.contiguous(memory_format=torch.channels_last)
@@ -334,8 +337,7 @@ def _train(run: _Prepared, train_dataset: Any, config: TrainConfig, accelerator:
     while result.steps < run.total_steps:
         set_epoch(train_dataset, epoch)
         batches, loader, skip = skip, accelerator.skip_first_batches(run.loader, skip) if skip else run.loader, 0
-        # the shuffle of this epoch: accelerate's loaders set their sampler's epoch from their own pass count, which
-        # a resumed run (or a loader made to skip batches) must be told
+        # this epoch's shuffle: accelerate's loaders count their own passes, which a resumed run (skipping) must fix
         (loader.set_epoch if hasattr(loader, "set_epoch") else run.sampler.set_epoch)(epoch)
         for batch in loader:
             running += _step(run, batch, config, accelerator) / config.gradient_accumulation_steps  # step's mean

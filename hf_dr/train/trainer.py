@@ -64,6 +64,38 @@ def reinforced_training_args(output_dir: str, **kwargs: Any) -> TrainingArgument
     return args
 
 
+def trainer_arguments(config: Any, output_dir: str, **kwargs: Any) -> TrainingArguments:
+    """:func:`reinforced_training_args` from a :class:`hf_dr.TrainConfig`: the one recipe of :func:`hf_dr.fit` and of
+    the Trainer (batch, accumulation, epochs or steps, peak lr with warmup then cosine to ``min_lr_ratio``, gradient
+    clipping, precision, workers, seed, logging and checkpoint steps). Settings the Trainer cannot honour (an EMA of
+    the weights; label smoothing, which soft targets do not take) are refused, not dropped; build the optimizer with
+    :func:`hf_dr.train.optim.build_optimizer` from the same config. Other keyword arguments pass through.
+
+    Example:
+        >>> from hf_dr import TrainConfig
+        >>> args = trainer_arguments(TrainConfig(epochs=3, batch_size=32, min_lr_ratio=0.1), "out", use_cpu=True)
+        >>> args.num_train_epochs, args.per_device_train_batch_size, args.lr_scheduler_type.value, args.max_grad_norm
+        (3, 32, 'cosine_with_min_lr', 0.0)
+    """
+    for name, fix in (("ema_decay", "the Trainer keeps no EMA of the weights: train with hf_dr.fit "
+                       "(scripts/train.py --ema-decay)"), ("label_smoothing", "soft targets take no smoothing")):
+        if getattr(config, name):
+            raise TrainerArgumentsError(f"{name}={getattr(config, name)} cannot be honoured by the Trainer: {fix}; "
+                                        "leave it out.")
+    length = {"max_steps": config.max_steps} if config.max_steps else {"num_train_epochs": config.epochs}
+    schedule = {"lr_scheduler_type": "cosine"} if not config.min_lr_ratio else {
+        "lr_scheduler_type": "cosine_with_min_lr", "lr_scheduler_kwargs": {"min_lr_rate": config.min_lr_ratio}}
+    saving = {"save_strategy": "steps", "save_steps": config.save_every} if config.save_every else {
+        "save_strategy": "no"}
+    options = {"per_device_train_batch_size": config.batch_size, "learning_rate": config.lr,
+               "gradient_accumulation_steps": config.gradient_accumulation_steps,
+               "warmup_steps": config.warmup_fraction, "max_grad_norm": config.clip_grad_norm or 0.0,
+               "bf16": config.mixed_precision == "bf16", "fp16": config.mixed_precision == "fp16",
+               "dataloader_num_workers": config.num_workers, "seed": config.seed, "logging_steps": config.log_every,
+               **length, **schedule, **saving}
+    return reinforced_training_args(output_dir, **{**options, **kwargs})
+
+
 def check_trainer_args(args: TrainingArguments) -> None:
     """Raises :class:`TrainerArgumentsError` for arguments that break training on a ``set_transform`` dataset.
 
@@ -241,6 +273,8 @@ def reinforced_trainer(
     if transform is not None:
         check_model_num_classes(model, transform.num_classes)
         check_input_channels(model, transform.image_mode, "the training data")
+        if transform.output == "uint8":  # uint8 views and top-k targets: normalised and densified per batch
+            trainer_kwargs.setdefault("data_collator", transform.collate(channels_last))
     callbacks = list(trainer_kwargs.pop("callbacks", None) or [])
     if not any(isinstance(c, ReinforcedEpochCallback) for c in callbacks):
         callbacks.append(ReinforcedEpochCallback(transform))

@@ -7,7 +7,6 @@ One table, one row per mistake that used to end in a traceback (or in nonsense),
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import subprocess
@@ -20,6 +19,7 @@ import safetensors.torch
 from hf_dr.cli import main
 from hf_dr.cli._boundary import run_main
 from hf_dr.errors import InvalidConfigError
+from tests.utils_scripts import load_script
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -28,10 +28,7 @@ LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (INFO|WARNING) ") 
 
 
 def _script(name: str):
-    spec = importlib.util.spec_from_file_location(f"hf_dr_script_{name}", ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(name)
 
 
 @pytest.fixture(scope="module")

@@ -162,7 +162,7 @@ def test_cli_key_from_path(folder, members, tmp_path, capsys):
 
 def test_verify_and_show_recompute_path_keys(run_dir, images):
     config = ReinforceConfig.load(run_dir)
-    report = verify(load_reinforcements(run_dir), images, config, samples=10)
+    report = verify(load_reinforcements(run_dir), images, config, num_pairs=10)
     assert report.passed and not report.source_changes, report.summary()
     reinforcements, loaded, config = load_target(run_dir)
     grid = sample_grid(reinforcements, loaded, config, key=COPY, count=2, size=32)

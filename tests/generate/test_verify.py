@@ -29,7 +29,7 @@ def run(tmp_path_factory):
 
 def test_fresh_run_passes(run):
     images, reinforcements, config, _ = run
-    report = verify(reinforcements, images, config, samples=30)
+    report = verify(reinforcements, images, config, num_pairs=30)
     assert report.passed, report.summary()
     assert report.top1_agreement == 1.0 and report.max_abs_prob_diff < 2e-3 and report.checked == 30
     assert "PASSED" in report.summary()
@@ -39,7 +39,7 @@ def test_changed_replay_op_fails(run):
     """A library drift simulated by replaying RandAugment's geometric ops with another interpolation."""
     images, reinforcements, config, _ = run
     drifted = create_policy("rrc+ra_re", randaugment={"interpolation": "bilinear"})
-    report = verify(reinforcements, images, config, samples=30, policy=drifted)
+    report = verify(reinforcements, images, config, num_pairs=30, policy=drifted)
     assert not report.passed and report.max_abs_prob_diff > 0.005
     assert "augmentation op or its settings changed" in report.likely_cause
 
@@ -48,7 +48,7 @@ def test_source_rows_misaligned_with_keys_fail(run):
     """Images reordered against their key column: every key now points at another digit."""
     images, reinforcements, config, _ = run
     shuffled = images.remove_columns("key").add_column("key", list(reversed(images["key"])))
-    report = verify(reinforcements, shuffled, config, samples=30)
+    report = verify(reinforcements, shuffled, config, num_pairs=30)
     assert not report.passed
     assert report.max_abs_prob_diff > 0.05
     assert "source rows changed" in report.likely_cause
@@ -56,14 +56,14 @@ def test_source_rows_misaligned_with_keys_fail(run):
 
 def test_reordered_rows_with_their_keys_still_pass(run):
     images, reinforcements, config, _ = run
-    report = verify(reinforcements, images.shuffle(seed=1).flatten_indices(), config, samples=20)
+    report = verify(reinforcements, images.shuffle(seed=1).flatten_indices(), config, num_pairs=20)
     assert report.passed and report.source_changes  # noted, harmless: samples are matched by key
 
 
 def test_other_teacher_fails_and_is_named(run):
     images, reinforcements, config, teachers = run
     other = create_teacher([save_teacher(teachers, seed=7)])
-    report = verify(reinforcements, images, config, teacher=other, samples=30)
+    report = verify(reinforcements, images, config, teacher=other, num_pairs=30)
     assert not report.passed
     assert "teacher differs" in report.likely_cause
 
@@ -87,7 +87,8 @@ def test_cli_verify_and_show_on_a_run_folder(tmp_path, capsys):
     assert main(["show", out, "--key", "digit-00003", "--count", "5", "--size", "48", "--columns", "3",
                  "-o", grid_path]) == 0
     grid = Image.open(grid_path)
-    assert grid.width == 3 * 48 and grid.height > 2 * 48  # 6 panels: original + 5, in two rows of three
+    # 6 panels: original + 5, in two rows of three columns, each as wide as a panel or its widest caption word
+    assert grid.width % 3 == 0 and grid.width >= 3 * 48 and grid.height > 2 * 48
     assert main(["verify", str(tmp_path / "nowhere")]) == 1
     assert "not a reinforce output folder" in capsys.readouterr().err
 
@@ -99,7 +100,7 @@ def test_any_key_column_name_works_and_checks_several_records_per_row(tmp_path):
     out = str(tmp_path / "run")
     reinforce(images, [member], "rrc", num_samples=5, topk=3, seed=0, output_dir=out, key_column="image_id",
               num_workers=0, progress=False)
-    report = verify(load_reinforcements(out), images, ReinforceConfig.load(out), samples=20)
+    report = verify(load_reinforcements(out), images, ReinforceConfig.load(out), num_pairs=20)
     assert report.passed, report.summary()
     assert report.checked == 20  # 6 rows x 5 records: 20 distinct records, several per row
     from hf_dr.hub.local_run import sample_grid  # `hf-dr show` too
@@ -117,8 +118,24 @@ def test_a_limited_run_is_compared_with_the_rows_it_covered(run, tmp_path):
         out = str(tmp_path / f"run-{rows.start}")
         reinforce(images.select(rows), [member], "rrc", num_samples=2, topk=3, seed=0, output_dir=out,
                   key_column="key", shard_size=8, num_workers=0, progress=False)
-        report = verify(load_reinforcements(out), images, ReinforceConfig.load(out), samples=8)
+        report = verify(load_reinforcements(out), images, ReinforceConfig.load(out), num_pairs=8)
         assert report.passed, report.summary()
         assert bool(report.source_changes) == changed and ("source changed" in report.summary()) == changed
         if changed:
             assert report.source_changes[0] == "12 rows reinforced, 40 now"
+
+
+def test_the_old_samples_keyword_still_works_and_warns(tmp_path):
+    """Issue 20: the Python API speaks the CLI's vocabulary (--num-pairs); the old keyword is kept one release."""
+    import warnings
+
+    from hf_dr.data.bundled import load_bundled
+    from tests.utils_teacher import save_teacher
+
+    digits = load_bundled("digits", "train").select(range(6))
+    run = reinforce(digits, [save_teacher(str(tmp_path))], "rrc", num_samples=2, topk=3, seed=0,
+                    output_dir=str(tmp_path / "run"), num_workers=0, progress=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = verify(load_reinforcements(run), digits, ReinforceConfig.load(run), samples=3)
+    assert report.checked == 3 and any("num_pairs" in str(w.message) for w in caught)

@@ -83,11 +83,11 @@ def test_codec_runs_describe_themselves(setup):
 def test_verify_checks_every_codec_and_refuses_a_changed_seed(setup):
     source, members, runs, mixing = setup
     for path in [*runs.values(), mixing["seeded"]]:
-        report = verify(load_reinforcements(path), source, ReinforceConfig.load(path), samples=24)
+        report = verify(load_reinforcements(path), source, ReinforceConfig.load(path), num_pairs=24)
         assert report.passed, report.summary()
     config = ReinforceConfig.load(runs["seeded-set"])
     config.seed = 1
-    report = verify(load_reinforcements(runs["seeded-set"]), source, config, samples=8)
+    report = verify(load_reinforcements(runs["seeded-set"]), source, config, num_pairs=8)
     assert not report.passed and "seeded record(s) draw other params" in report.summary()
 
 

@@ -73,6 +73,7 @@ TRANSIENT = [
 ]
 GLOBAL = ("whoami", "create-repo", "validate-yaml")  # endpoints whose path names no repo
 SOURCE_READS = ("resolve", "resolve-head")  # a metadata-only push reads the source repo's files (issue 23)
+BESIDE_A_SPLIT = [("resolve", 503, 1), ("resolve", "drop", 1)]  # read only when the repo holds another split
 
 
 def test_the_fault_table_covers_every_endpoint_a_push_calls(state, hub):
@@ -82,7 +83,7 @@ def test_the_fault_table_covers_every_endpoint_a_push_calls(state, hub):
     called = {(method, path) for method, path, _ in hub.requests[start:]}
     reached = {name for name in ENDPOINTS for method, path in called if Faults(name, 500, 1).matches(method, path)}
     assert [call for call in called if not any(Faults(name, 500, 1).matches(*call) for name in ENDPOINTS)] == []
-    assert reached <= {endpoint for endpoint, _, _ in TRANSIENT}
+    assert reached <= {endpoint for endpoint, _, _ in [*TRANSIENT, *BESIDE_A_SPLIT]}
 
 
 @pytest.mark.parametrize(("endpoint", "fault", "times"), TRANSIENT, ids=[f"{e}-{f}x{t}" for e, f, t in TRANSIENT])
@@ -94,6 +95,20 @@ def test_transient_faults_are_retried_and_the_whole_run_published(state, clean, 
         _push(state, repo)
     assert hit.count == times  # the fault was met, and retried past
     assert _files(repo) == clean
+    assert _staging(quick_retries) == []
+
+
+@pytest.mark.parametrize(("endpoint", "fault", "times"), BESIDE_A_SPLIT,
+                         ids=[f"{e}-{f}x{t}" for e, f, t in BESIDE_A_SPLIT])
+def test_the_other_splits_columns_are_read_with_retries(state, hub, quick_retries, endpoint, fault, times):
+    """A push beside another split reads that split's columns from the footer of one of its data files (the card
+    lists no features) to refuse a split that could not load with it; that read is retried like the others."""
+    repo = unique_repo(f"fault-{endpoint}")
+    _push(state, repo, split="test")
+    with inject(hub, endpoint, fault, times, repo_id=repo) as hit:
+        _push(state, repo)
+    assert hit.count == times
+    assert {"data/test-00000-of-00001.parquet", "data/train-00000-of-00001.parquet"} <= set(_files(repo))
     assert _staging(quick_retries) == []
 
 

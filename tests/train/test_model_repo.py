@@ -4,7 +4,6 @@ the metrics training recorded; the card names the reinforced dataset and those m
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -23,9 +22,9 @@ from tests.utils_hub import (
     server_stays_consistent,  # noqa: F401  (autouse fixture)
     unique_repo,
 )
+from tests.utils_scripts import load_script
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "train.py"
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +35,7 @@ def state(tmp_path_factory) -> Published:
 @pytest.fixture(scope="module")
 def trained(state, tmp_path_factory) -> Path:
     """A student trained by scripts/train.py on the pushed metadata-only dataset, evaluated on the source split."""
-    spec = importlib.util.spec_from_file_location("hf_dr_script_train_model_repo", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("train")
     out = tmp_path_factory.mktemp("student")
     module.main(["--dataset", state.metadata_only, "--arch", "test_resnet", "--image-size", "32", "--epochs", "1",
                  "--batch-size", "16", "--eval-split", "train", "--output-dir", str(out), "--no-progress"])

@@ -229,3 +229,38 @@ def test_a_trainer_on_a_split_stream_replays_each_epochs_records(reinforced, tmp
         calls = recorded.calls[8 * epoch:8 * (epoch + 1)]
         assert [index for _, index in calls] == [choose_index(NUM_SAMPLES, 5, epoch, key) for key, _ in calls]
     assert dict(recorded.calls[:8]) != dict(recorded.calls[8:16])  # the epochs replay other records
+
+
+def test_trainer_arguments_are_the_train_config_or_a_refusal():
+    """Issue 20: the Trainer script's recipe is TrainConfig itself (it had re-declared 11 fields and drifted); what
+    the Trainer cannot honour is refused, not dropped."""
+    from hf_dr import TrainConfig
+    from hf_dr.errors import TrainerArgumentsError
+    from hf_dr.train.trainer import trainer_arguments
+
+    args = trainer_arguments(TrainConfig(max_steps=7, save_every=3, clip_grad_norm=2.0, mixed_precision="bf16",
+                                         log_every=5, num_workers=2, seed=4), "out", use_cpu=True)
+    assert (args.max_steps, args.save_steps, args.max_grad_norm, args.bf16, args.logging_steps,
+            args.dataloader_num_workers, args.seed) == (7, 3, 2.0, True, 5, 2, 4)
+    assert args.remove_unused_columns is False and args.label_names == ["labels"]
+    for refused in ({"ema_decay": 0.99}, {"label_smoothing": 0.1}):
+        with pytest.raises(TrainerArgumentsError, match=f"{next(iter(refused))}=.*cannot be honoured"):
+            trainer_arguments(TrainConfig(**refused), "out", use_cpu=True)
+
+
+def test_the_trainer_collates_the_uint8_output_as_the_float_one(reinforced, tmp_path):
+    """Issue 23's fast output (uint8 views, top-k targets) through reinforced_trainer: it sets the transform's collate,
+    and the same seed gives the same losses as the float32 output."""
+    from hf_dr import ReinforcedTransform
+    from tests.training_utils import POLICY
+
+    losses = {}
+    for output in ("float32", "uint8"):
+        dataset = ReinforcedTransform(reinforced, policy=POLICY, size=SIZE, output=output).attach(
+            reinforced.with_format(None))
+        torch.manual_seed(0)
+        model = create_model("hf_dr_cnn_tiny", num_classes=10, in_chans=3)
+        trainer = reinforced_trainer(model, _args(tmp_path / output, max_steps=3), dataset)
+        trainer.train()
+        losses[output] = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert len(losses["uint8"]) == 3 and losses["uint8"] == pytest.approx(losses["float32"], rel=1e-5)
