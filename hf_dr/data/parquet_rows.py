@@ -35,9 +35,8 @@ class Part:
         shard (`int`): the source stream's shard (its data file, in the order ``datasets`` streams them).
         path (`str`): that file's path in the source repo, for error messages.
         source_start (`int`): the index in the source split of the file's first row.
-        source_rows (`int`): the source rows to read from the file (all of them).
+        source_rows (`int`): the file's rows as recorded (the shard must end there).
         start, stop (`int`): the range of reinforcement rows (the run's rows in order, skipped rows left out).
-        file_rows (`int`): the file's rows as recorded: a file read whole must end there (one read in part is cut).
     """
 
     shard: int
@@ -46,7 +45,6 @@ class Part:
     source_rows: int
     start: int
     stop: int
-    file_rows: int
 
 
 def plan_parts(files: Sequence[dict[str, Any]], skipped_rows: Sequence[int], num_records: int) -> list[Part] | None:
@@ -75,7 +73,7 @@ def plan_parts(files: Sequence[dict[str, Any]], skipped_rows: Sequence[int], num
         count = int(entry["num_rows"])
         records = count - (bisect.bisect_left(skipped, row + count) - bisect.bisect_left(skipped, row))
         if records > 0:
-            parts.append(Part(shard, str(entry["path"]), row, count, start, start + records, count))
+            parts.append(Part(shard, str(entry["path"]), row, count, start, start + records))
         row, start = row + count, start + records
     return parts or None
 

@@ -24,7 +24,6 @@ replays that one record.
 from __future__ import annotations
 
 import functools
-import itertools
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -263,13 +262,11 @@ class ZippedRows:
                    *([CLASSES_COLUMN] if self.transform.codec.class_set else [])]
         for part in parts:
             shard = self.source.shard(num_shards=self.source.num_shards, index=part.shard, contiguous=True)
-            cut = part.source_rows if part.source_rows < part.file_rows else None  # a whole file: extra rows raise
-            examples = itertools.islice(_rows(shard), cut)
             batches = self.record_files.batches(part.start, part.stop, columns, CHOOSE_BATCH_SIZE)
             where = (f" (the source file {part.path}, rows {part.source_start} to "
                      f"{part.source_start + part.source_rows - 1}, holds reinforced rows {part.start} to "
                      f"{part.stop - 1})")
-            yield from self._zip(examples, batches, part.source_start, where)
+            yield from self._zip(_rows(shard), batches, part.source_start, where)
 
     def _zip(self, examples: Iterator[dict[str, Any]], batches: Iterator[pa.Table], first: int,
              where: str) -> Iterator[dict[str, Any]]:
