@@ -234,3 +234,24 @@ def test_a_limited_run_names_both_causes_and_the_fix():
     with pytest.raises(DataMismatchError, match=r"8 rows that were not reinforced .*--limit.*verify_source=False"):
         check_source_keys(KEYS, KEYS[:12], recorded)
     assert check_source_keys(KEYS, KEYS[:12], recorded, verify_source=False) == list(range(12))
+
+
+def test_a_stream_stays_one_shard_without_recorded_source_files_or_with_another_source(many_files):
+    """Pushes made before issue 23 (no source["data_files"]) and a source given with source= stream as one shard,
+    every row still checked."""
+    import datasets
+
+    from hf_dr import load_reinforced
+    from hf_dr.hub.shards import stream_parts
+    from tests.utils_hub import NUM_ROWS, SIZE
+
+    repo_id, cache_dir, source_id = many_files
+    commit = HfApi().dataset_info(repo_id).sha
+    meta = read_repo_json(repo_id, HUB_META_FILE, commit)
+    images = datasets.load_dataset(source_id, split="train", streaming=True)
+    assert len(stream_parts(repo_id, commit, meta, images, True)[0]) == 4
+    old = {**meta, "source": {k: v for k, v in meta["source"].items() if k != "data_files"}}
+    assert stream_parts(repo_id, commit, old, images, True) is None
+    assert stream_parts(repo_id, commit, meta, images, False) is None
+    given = load_reinforced(repo_id, streaming=True, size=SIZE, cache_dir=cache_dir, source=source_id)
+    assert given.num_shards == 1 and len(list(given)) == NUM_ROWS
