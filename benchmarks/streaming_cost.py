@@ -14,7 +14,16 @@ the worse layout's median ratio stream / map-style of the per-sample cost (the s
 printed: the time to the first streamed sample (building the stream included) and the RSS while streaming (it should
 stay flat).
 
-    python benchmarks/streaming_cost.py [--rows 200] [--num-samples 400] [--size 112] [--repeats 3]
+Workers (issue 23): each layout's stream as ``load_reinforced`` shards it, read by a DataLoader with 1 and with 2
+persistent workers, in turn, ``--repeats`` epochs each after a warm-up epoch: samples/s of each, and the share of
+the CPU time (and of the samples) each of the 2 workers spent. The self-contained file (one row group, as a small
+push writes it) streams in :data:`hf_dr.data.parquet_rows.MIN_PARTS` row ranges
+(:func:`hf_dr.hub.shards.pushed_stream`); the metadata-only source is written as ``--source-files`` Parquet files,
+one part each (:func:`hf_dr.hub.shards.stream_parts`), zipped with ranges of the reinforcement file. The headline
+(last line) gives the worse layout's stream / map-style ratio, its 2-vs-1-worker samples/s ratio and the smallest
+worker's CPU share.
+
+    python benchmarks/streaming_cost.py [--rows 200] [--num-samples 400] [--size 112] [--repeats 3] [--source-files 4]
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ from PIL import Image
 
 from hf_dr import ReinforcedTransform, create_policy, sparsify
 from hf_dr.augment.seeding import generator_for
+from hf_dr.data.parquet_rows import ParquetRows, plan_parts
 from hf_dr.data.streaming import ReinforcedIterableDataset, empty_reinforcements, stream_replay, zip_records
 from hf_dr.generate.plan import Shard
 from hf_dr.generate.shard_table import ShardTable, output_features
@@ -92,36 +102,92 @@ def map_style(path: str, cache_dir: str, size: int) -> datasets.Dataset:
     return ReinforcedTransform(dataset, **transform_options(size)).attach(dataset)
 
 
-def streamed(path: str, size: int) -> ReinforcedIterableDataset:
-    """The stream as ``load_reinforced(..., streaming=True)`` builds it for a self-contained repo."""
+def streamed(path: str, size: int, parts: bool = False) -> ReinforcedIterableDataset:
+    """The stream as ``load_reinforced(..., streaming=True)`` builds it for a self-contained repo (``parts``: in row
+    ranges, as it reads a pushed repo; else the one file as one shard)."""
     stream = datasets.load_dataset("parquet", data_files=path, split="train", streaming=True)
+    if parts:
+        stream = ParquetRows.read([path]).stream(stream.features)
     table = empty_reinforcements(stream.features, "key", "reinforcements")
     return stream_replay(stream, ReinforcedTransform(table, **transform_options(size)), "image", "key",
                          "reinforcements")
 
 
-def split_layout(path: str, folder: str) -> tuple[str, str]:
-    """The self-contained file cut into a metadata-only pair: the source images and the reinforcement rows."""
+def split_layout(path: str, folder: str, source_files: int) -> tuple[list[str], str]:
+    """The self-contained file cut into a metadata-only pair: the source images (``source_files`` files) and the
+    reinforcement rows."""
     table = pq.read_table(path)
-    images, records = os.path.join(folder, "images.parquet"), os.path.join(folder, "records.parquet")
-    pq.write_table(table.select(["image", "key", "label"]), images, compression="zstd")
+    images, records = [], os.path.join(folder, "records.parquet")
+    for i in range(source_files):
+        start, stop = table.num_rows * i // source_files, table.num_rows * (i + 1) // source_files
+        images.append(os.path.join(folder, f"images-{i:05d}.parquet"))
+        pq.write_table(table.select(["image", "key", "label"]).slice(start, stop - start), images[-1],
+                       compression="zstd")
     pq.write_table(table.select(["key", "label", "reinforcements"]), records, compression="zstd")
     return images, records
 
 
-def map_style_metadata_only(images: str, records: str, cache_dir: str, size: int) -> datasets.Dataset:
+def map_style_metadata_only(images: list[str], records: str, cache_dir: str, size: int) -> datasets.Dataset:
     source = datasets.load_dataset("parquet", data_files=images, split="train", cache_dir=cache_dir)
     table = datasets.load_dataset("parquet", data_files=records, split="train", cache_dir=cache_dir)
     return ReinforcedTransform(table, **transform_options(size)).attach(source)
 
 
-def streamed_metadata_only(images: str, records: str, size: int) -> ReinforcedIterableDataset:
-    """Both sides streamed and zipped, as ``load_reinforced(..., streaming=True)`` builds a metadata-only repo's."""
+def streamed_metadata_only(images: list[str], records: str, size: int, parts: bool = False
+                           ) -> ReinforcedIterableDataset:
+    """Both sides streamed and zipped, as ``load_reinforced(..., streaming=True)`` builds a metadata-only repo's
+    (``parts``: one part per source file, as for a push that recorded them; else one shard)."""
     source = datasets.load_dataset("parquet", data_files=images, split="train", streaming=True)
     rows = datasets.load_dataset("parquet", data_files=records, split="train", streaming=True)
     transform = ReinforcedTransform(empty_reinforcements(rows.features, "key", "reinforcements"),
                                     **transform_options(size))
-    return zip_records(source, rows, transform, "image", "key", "key", "reinforcements")
+    sharding = None
+    if parts:
+        record_files = ParquetRows.read([records])
+        files = [{"path": os.path.basename(path), "num_rows": pq.read_metadata(path).num_rows} for path in images]
+        sharding = (plan_parts(files, [], record_files.total), record_files)
+    return zip_records(source, rows, transform, "image", "key", "key", "reinforcements", parts=sharding)
+
+
+def tag_worker(row: dict) -> dict:
+    """Adds the DataLoader worker's id and its CPU seconds so far (read where the row is made)."""
+    info = torch.utils.data.get_worker_info()
+    return {**row, "worker": -1 if info is None else info.id, "cpu": time.process_time()}
+
+
+def measure_workers(name: str, make: Callable[[], ReinforcedIterableDataset], rows: int, repeats: int
+                    ) -> tuple[float, float]:
+    """Samples/s with 1 and 2 persistent workers (epochs in turn after a warm-up epoch) and each of the 2 workers'
+    share of the CPU time and samples; returns (2-vs-1 samples/s ratio, smallest worker CPU share)."""
+    stream = make().map(tag_worker)
+    print(f"{name} stream: {stream.num_shards} shards")
+    loaders = {n: torch.utils.data.DataLoader(stream, batch_size=16, num_workers=n, persistent_workers=True)
+               for n in (1, 2)}
+    rates, cpu, samples = {1: [], 2: []}, {0: 0.0, 1: 0.0}, {0: 0, 1: 0}
+    for epoch in range(repeats + 1):
+        for workers, loader in loaders.items():
+            stream.set_epoch(epoch)
+            start, first, last, count = time.perf_counter(), {}, {}, 0
+            for batch in loader:
+                for worker, seconds in zip(batch["worker"].tolist(), batch["cpu"].tolist(), strict=True):
+                    first.setdefault(worker, seconds)
+                    last[worker] = seconds
+                    if workers == 2 and epoch:
+                        samples[worker] += 1
+                count += len(batch["key"])
+            assert count == rows, (name, workers, count)
+            if epoch:  # the first epoch starts the workers
+                rates[workers].append(count / (time.perf_counter() - start))
+                if workers == 2:
+                    for worker in first:
+                        cpu[worker] += last[worker] - first[worker]
+    total_cpu, total = sum(cpu.values()) or 1.0, sum(samples.values())
+    shares = {worker: cpu[worker] / total_cpu for worker in cpu}
+    one, two = statistics.median(rates[1]), statistics.median(rates[2])
+    print(f"{name} workers: 1 worker {one:.0f} samples/s, 2 workers {two:.0f} samples/s (x{two / one:.2f}); "
+          "2-worker split: " + ", ".join(f"worker {w} {shares[w]:.0%} of the CPU, {samples[w] / total:.0%} of the "
+                                         "samples" for w in sorted(shares)))
+    return two / one, min(shares.values())
 
 
 def measure(name: str, mapped: datasets.Dataset, make: Callable[[], ReinforcedIterableDataset], rows: int,
@@ -182,6 +248,8 @@ def main() -> None:
     parser.add_argument("--num-samples", type=int, default=400)
     parser.add_argument("--size", type=int, default=112)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--source-files", type=int, default=4)
+    parser.add_argument("--workers-only", action="store_true", help="skip the stream / map-style comparison")
     args = parser.parse_args()
     datasets.disable_progress_bars()
     torch.set_num_threads(1)
@@ -191,14 +259,23 @@ def main() -> None:
         pq.write_table(self_contained_table(args.rows, args.num_samples), path, compression="zstd")
         print(f"built {args.rows} rows x N={args.num_samples} in {time.perf_counter() - start:.1f} s "
               f"({os.path.getsize(path) / 2**20:.1f} MB Parquet)")
-        mapped = map_style(path, os.path.join(tmp, "cache"), args.size)
-        ratios = [measure("self-contained", mapped, lambda: streamed(path, args.size), args.rows, args.repeats)]
-        images, records = split_layout(path, tmp)
-        mapped = map_style_metadata_only(images, records, os.path.join(tmp, "cache"), args.size)
-        ratios.append(measure("metadata-only", mapped, lambda: streamed_metadata_only(images, records, args.size),
-                              args.rows, args.repeats))
-    print(f"load average {os.getloadavg()[0]:.2f}")
-    print(f"stream_vs_map: {max(ratios):.2f}")
+        images, records = split_layout(path, tmp, args.source_files)
+        ratios, speedups, shares = [], [], []
+        if not args.workers_only:
+            mapped = map_style(path, os.path.join(tmp, "cache"), args.size)
+            ratios.append(measure("self-contained", mapped, lambda: streamed(path, args.size, parts=True), args.rows,
+                                  args.repeats))
+            mapped = map_style_metadata_only(images, records, os.path.join(tmp, "cache"), args.size)
+            ratios.append(measure("metadata-only", mapped, lambda: streamed_metadata_only(
+                images, records, args.size, parts=True), args.rows, args.repeats))
+        for name, make in [("self-contained", lambda: streamed(path, args.size, parts=True)),
+                           ("metadata-only", lambda: streamed_metadata_only(images, records, args.size, parts=True))]:
+            speedup, share = measure_workers(name, make, args.rows, args.repeats)
+            speedups.append(speedup)
+            shares.append(share)
+    print(f"load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} CPUs")
+    headline = f"stream_vs_map: {max(ratios):.2f}, " if ratios else ""
+    print(f"{headline}2_vs_1_workers: x{min(speedups):.2f}, smallest_worker_cpu_share: {min(shares):.0%}")
 
 
 if __name__ == "__main__":

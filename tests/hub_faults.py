@@ -36,7 +36,8 @@ ENDPOINTS: dict[str, tuple[str, str]] = {
     "commit": ("POST", r"/api/datasets/{repo}/commit/.+"),
     "tree": ("GET", r"/api/datasets/{repo}/tree/.+"),
     "paths-info": ("POST", r"/api/datasets/{repo}/paths-info/.+"),
-    "resolve": ("GET", r"/datasets/{repo}/resolve/.+"),  # a push beside another split reads that split's columns
+    "resolve": ("GET", r"/datasets/{repo}/resolve/.+"),  # another split's columns; a metadata-only push: the source's
+    "resolve-head": ("HEAD", r"/datasets/{repo}/resolve/.+"),  # files (issue 23)
 }
 
 

@@ -37,6 +37,7 @@ import torch
 from hf_dr.data.codec import CLASSES_COLUMN
 from hf_dr.data.epochs import check_epoch
 from hf_dr.data.keys import content_key, image_digest, refuse_changed_image
+from hf_dr.data.parquet_rows import ParquetRows, Part
 from hf_dr.data.replay import ReinforcedTransform
 from hf_dr.data.sources import check_columns
 from hf_dr.errors import DataMismatchError, InvalidConfigError
@@ -99,7 +100,7 @@ def _check_shards(dataset: datasets.IterableDataset, num_shards: int | None) -> 
     if num_shards is not None and num_shards > dataset.num_shards:
         raise InvalidConfigError(
             f"this stream has {dataset.num_shards} shard(s), fewer than num_shards={num_shards} (a metadata-only "
-            "stream zips two sets of files that do not line up, so it is one shard): split it across ranks with "
+            "stream has one per source data file its push recorded, else one): split it across ranks with "
             "datasets.distributed.split_dataset_by_node (each rank reads every row and keeps its share; the split "
             "shares the replay's epoch), or load it map-style (streaming=False).")
 
@@ -219,9 +220,13 @@ class ChosenRecords:
 
 
 class ZippedRows:
-    """The rows of a streamed metadata-only dataset: the source stream and the reinforcement stream, both in the run's
+    """The rows of a streamed metadata-only dataset: the source stream and the reinforcement rows, both in the run's
     row order, zipped row by row, each row keeping only its record of the current epoch (read from Arrow batches of
     the reinforcement files, nothing else converted). Used as the generator of an ``IterableDataset``.
+
+    Called with ``parts`` (:class:`hf_dr.data.parquet_rows.Part`, one per source data file), it zips each part's
+    source shard with its range of reinforcement rows read from ``record_files``: ``datasets`` splits the parts across
+    DataLoader workers and ``split_dataset_by_node`` ranks. Without, it zips the two streams whole (one shard).
 
     The alignment is checked on every row: a source row whose key is not the reinforcement row's (a source that lost,
     gained or reordered rows), a stream that ends before the other, or an image whose stored digest differs raises
@@ -236,34 +241,51 @@ class ZippedRows:
         skipped_rows (`Sequence[int]`): source rows the run gave no records (undecodable images), left out.
         digest_column (`str`, *optional*): the reinforcement rows' image digest column, compared with each image.
         fix (`str`): how to fix a mismatch, for the error messages.
+        record_files (`ParquetRows`, *optional*): the reinforcement files, read by the parts' row ranges.
     """
 
     def __init__(self, source: datasets.IterableDataset, records: datasets.IterableDataset,
                  transform: ReinforcedTransform, image_column: str, key_column: str, records_key: str,
                  records_column: str, skipped_rows: Sequence[int] = (), digest_column: str | None = None,
-                 fix: str = "") -> None:
+                 fix: str = "", record_files: ParquetRows | None = None) -> None:
         self.source, self.records, self.transform = source, records, transform
         self.image_column, self.key_column = image_column, key_column
         self.records_key, self.records_column, self.digest_column = records_key, records_column, digest_column
-        self.skipped, self.fix = frozenset(int(r) for r in skipped_rows), fix
+        self.skipped, self.fix, self.record_files = frozenset(int(r) for r in skipped_rows), fix, record_files
 
-    def __call__(self) -> Iterator[dict[str, Any]]:
-        batches = self.records.with_format("arrow").iter(batch_size=CHOOSE_BATCH_SIZE)
-        table, position, row = None, 0, -1
-        for row, example in enumerate(_rows(self.source)):
+    def __call__(self, parts: Sequence[Part] | None = None) -> Iterator[dict[str, Any]]:
+        if parts is None:
+            batches = self.records.with_format("arrow").iter(batch_size=CHOOSE_BATCH_SIZE)
+            yield from self._zip(_rows(self.source), batches, 0, "")
+            return
+        columns = [self.records_key, self.records_column, *([self.digest_column] if self.digest_column else []),
+                   *([CLASSES_COLUMN] if self.transform.codec.class_set else [])]
+        for part in parts:
+            shard = self.source.shard(num_shards=self.source.num_shards, index=part.shard, contiguous=True)
+            batches = self.record_files.batches(part.start, part.stop, columns, CHOOSE_BATCH_SIZE)
+            where = (f" (the source file {part.path}, rows {part.source_start} to "
+                     f"{part.source_start + part.source_rows - 1}, holds reinforced rows {part.start} to "
+                     f"{part.stop - 1})")
+            yield from self._zip(_rows(shard), batches, part.source_start, where)
+
+    def _zip(self, examples: Iterator[dict[str, Any]], batches: Iterator[pa.Table], first: int,
+             where: str) -> Iterator[dict[str, Any]]:
+        """``examples`` (source rows from row ``first`` on) zipped with the reinforcement rows of ``batches``."""
+        table, position, row = None, 0, first - 1
+        for row, example in enumerate(examples, first):
             if row in self.skipped:
                 continue
             if table is None or position == table.num_rows:
                 table, position = next(batches, None), 0
                 if table is None:
                     raise DataMismatchError(f"row {row} of the source (key {example[self.key_column]!r}) comes after "
-                                            f"the last reinforced row: the source has rows the run did not reinforce. "
-                                            f"{self.fix}")
+                                            f"the last reinforced row{where}: the source has rows the run did not "
+                                            f"reinforce. {self.fix}")
             yield self._row(row, example, table, position)
             position += 1
         if (table is not None and position < table.num_rows) or next(batches, None) is not None:
-            raise DataMismatchError(f"the source ended after {row + 1} rows, before the last reinforced row: it "
-                                    f"lost rows. {self.fix}")
+            raise DataMismatchError(f"the source ended after {row + 1} rows{where}, before the last reinforced row: "
+                                    f"it lost rows. {self.fix}")
 
     def _row(self, row: int, example: dict[str, Any], table: pa.Table, position: int) -> dict[str, Any]:
         key, cell = str(example[self.key_column]), example[self.image_column]
@@ -294,17 +316,22 @@ def _rows(stream: datasets.IterableDataset) -> Iterator[dict[str, Any]]:
 def zip_records(source: datasets.IterableDataset, records: datasets.IterableDataset,
                 transform: ReinforcedTransform, image_column: str, key_column: str, records_key: str,
                 records_column: str, skipped_rows: Sequence[int] = (), digest_column: str | None = None,
-                fix: str = "") -> ReinforcedIterableDataset:
+                fix: str = "", parts: tuple[Sequence[Part], ParquetRows] | None = None) -> ReinforcedIterableDataset:
     """The replayed stream of a metadata-only dataset: :class:`ZippedRows` of ``source`` and ``records`` (see its
-    arguments), then :class:`StreamReplay` of each row's chosen record. One shard (the two streams' files do not line
-    up): a DataLoader reads it with one worker, and ``split_dataset_by_node`` makes each rank read every row and keep
-    its share."""
+    arguments), then :class:`StreamReplay` of each row's chosen record.
+
+    With ``parts`` (the parts and the reader of the reinforcement files, :func:`hf_dr.hub.shards.stream_parts`) the
+    stream has one shard per part: DataLoader workers and ``split_dataset_by_node`` ranks split them. Without, it is
+    one shard (the two streams' files do not line up): a DataLoader reads it with one worker, and
+    ``split_dataset_by_node`` makes each rank read every row and keep its share."""
     feature = source.features[image_column]
     rows = ZippedRows(source.cast_column(image_column, datasets.Image(decode=False)), records, transform,
-                      image_column, key_column, records_key, records_column, skipped_rows, digest_column, fix)
+                      image_column, key_column, records_key, records_column, skipped_rows, digest_column, fix,
+                      None if parts is None else parts[1])
     features = _chosen_features(image_column, datasets.Image(mode=feature.mode, decode=False), transform,
                                 records.features, records_column)
-    zipped = datasets.IterableDataset.from_generator(rows, features=features)
+    gen_kwargs = None if parts is None else {"parts": list(parts[0])}
+    zipped = datasets.IterableDataset.from_generator(rows, features=features, gen_kwargs=gen_kwargs)
     replay = StreamReplay(transform, datasets.Image(mode=feature.mode), image_column, CHOSEN_KEY, CHOSEN_RECORD)
     mapped = zipped.map(replay, remove_columns=list(features))
     return ReinforcedIterableDataset.sharing_epoch(mapped, transform._epoch)

@@ -17,7 +17,7 @@ from typing import Any
 
 import datasets
 from datasets.exceptions import DatasetNotFoundError
-from huggingface_hub import HfApi, hf_hub_download
+from huggingface_hub import HfApi, constants, hf_hub_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
     LocalEntryNotFoundError,
@@ -25,6 +25,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
+from hf_dr.data.bundled import bundled_name
 from hf_dr.data.keys import (
     DIGEST_SAMPLE_SIZE,
     check_verify_images,
@@ -44,6 +45,7 @@ from hf_dr.data.sources import (
     keyed,
     keys_sha256,
     load_source,
+    looks_local,
 )
 from hf_dr.data.streaming import ReinforcedIterableDataset, empty_reinforcements, stream_replay, zip_records
 from hf_dr.errors import ConfigConflictError, DataMismatchError, HubNotFoundError, InvalidConfigError
@@ -53,6 +55,7 @@ from hf_dr.generate.run_config import ReinforceConfig
 from hf_dr.generate.storage import CONFIG_FILE
 from hf_dr.hub.packing import TARGET_FILE_BYTES
 from hf_dr.hub.push import HUB_FORMAT, HUB_META_FILE, SELF_CONTAINED, resolve_revision, split_files
+from hf_dr.hub.shards import pushed_stream, stream_parts
 
 MAX_KEYS_SHOWN = 5
 STREAM_KEY = "hf_dr_key"  # the column a streamed metadata-only source gets its recomputed keys in
@@ -83,8 +86,9 @@ def load_reinforced(
             (``set_epoch`` advances the choice) instead of a map-style Dataset. Metadata-only, the source and the
             reinforcement files are both streamed and zipped in the run's row order (nothing converted first), each
             row's key checked against the reinforced row's: a source that lost, gained or reordered rows raises at
-            that row. The zipped stream is one shard (read by one DataLoader worker; ``split_dataset_by_node`` makes
-            each rank read every row and keep its share).
+            that row; with the recorded source, one shard per source data file the push recorded (else one).
+            Self-contained: at least 8 shards (row ranges). DataLoader workers and ``split_dataset_by_node`` split
+            them.
         source (`str` or `datasets.Dataset`, *optional*): metadata-only layout: the images, as a Hub id, a local
             folder or file, or a loaded dataset; by default the recorded source at its pinned revision.
         source_revision (`str`, *optional*): metadata-only layout: another revision of the source.
@@ -128,6 +132,7 @@ def load_reinforced(
     reinforced = datasets.load_dataset(repo_id, split=split, revision=commit, cache_dir=cache_dir, token=token,
                                        streaming=streaming, num_proc=None if streaming else num_proc)
     if meta["layout"] == SELF_CONTAINED:
+        reinforced = pushed_stream(repo_id, commit, meta, reinforced, token) if streaming else reinforced
         return _self_contained(reinforced, columns, streaming, {**options, "verify_images": verify_images})
     images = _source_dataset(meta["source"], source, source_revision, streaming, cache_dir, token)
     transform_columns = {"key_column": columns["key"], "label_column": columns["label"]}
@@ -141,8 +146,10 @@ def load_reinforced(
         digests = DIGEST_COLUMN if verify_images != "off" and DIGEST_COLUMN in reinforced.column_names else None
         fix = (f"Load {_recorded_version(recorded)}, or load map-style (streaming=False), which joins the rows by key "
                "and drops extra ones with verify_source=False.")
+        recorded_source = source is None and source_revision in (None, recorded["revision"])
+        parts = stream_parts(repo_id, commit, meta, keys, recorded_source, token)
         return zip_records(keys, reinforced, transform, image_column, STREAM_KEY, columns["key"],
-                           columns["reinforcements"], meta.get("skipped_rows", []), digests, fix)
+                           columns["reinforcements"], meta.get("skipped_rows", []), digests, fix, parts)
     images = _matched_source(images, reinforced, recorded, columns["key"], verify_source, verify_images)
     transform = ReinforcedTransform(reinforced, images=images, image_column=image_column, **transform_columns,
                                     verify_images=verify_images, **options)
@@ -176,13 +183,8 @@ def reinforced_repo(repo_id: str, split: str = "train", revision: str | None = N
         >>> reinforced_repo("digits") is None  # a bundled dataset's name: no Hub repo is asked
         True
     """
-    from hf_dr.data.bundled import bundled_name
-    from hf_dr.data.sources import looks_local
-
     if os.path.exists(repo_id) or looks_local(repo_id) or bundled_name(repo_id) is not None or "/" not in repo_id:
         return None
-    from huggingface_hub import constants
-
     if constants.HF_HUB_OFFLINE:  # only the cache can tell: a repo loaded reinforced before has hf_dr.json there
         try:
             meta = read_json(hf_hub_download(repo_id, HUB_META_FILE, repo_type="dataset", revision=revision,

@@ -69,6 +69,7 @@ from hf_dr.hub.packing import (  # noqa: F401  (data_file_name, DATA_DIR: this m
     plan_files,
     read_shards,
 )
+from hf_dr.hub.shards import source_data_files
 from hf_dr.hub.upload import (
     RepoGuard,
     check_auth,
@@ -212,7 +213,8 @@ def _push(api: HfApi, output_dir: str, repo_id: str, *, layout: str, dataset: da
     stats_inputs = shards_digest(shards, config.fingerprint())
     stats = record.stats(stats_inputs) or reinforcement_stats(shards.paths, manifest, config)
     meta = hub_metadata(layout, split, config, source, plan.names,
-                        sorted(int(entry["row"]) for entry in manifest.get("skipped", [])))
+                        sorted(int(entry["row"]) for entry in manifest.get("skipped", [])),
+                        source_data_files(source, api.token) if layout == METADATA_ONLY else None)
     guard = RepoGuard(api, repo_id, target.exists, private, branch, target.branch_exists)
     with staging_folder() as staging, guard:
         figures = []
@@ -329,10 +331,13 @@ def resolve_revision(api: HfApi, repo_id: str, revision: str | None) -> str:
 
 
 def hub_metadata(layout: str, split: str, config: ReinforceConfig, source: dict[str, Any],
-                 data_files: Sequence[str], skipped_rows: Sequence[int] = ()) -> dict[str, Any]:
-    """The content of ``hf_dr.json``: what a loader needs besides ``reinforce_config.json`` (``skipped_rows``: the
-    source rows the run gave no records, which a metadata-only stream leaves out as it zips the source with them)."""
+                 data_files: Sequence[str], skipped_rows: Sequence[int] = (),
+                 source_files: Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The content of ``hf_dr.json``: what a loader needs besides ``reinforce_config.json`` (``skipped_rows``: source
+    rows the run gave no records, which a metadata-only stream leaves out; ``source_files``: the source's data files
+    and row counts, :func:`hf_dr.hub.shards.source_data_files`, as ``source["data_files"]``: one stream shard each)."""
     columns = config.columns
+    source = {**source, "data_files": list(source_files)} if source_files else source
     return {
         "format": HUB_FORMAT, "format_version": HUB_FORMAT_VERSION, "layout": layout, "split": split,
         "columns": {"image": columns.get("image", "image") if layout == SELF_CONTAINED else None,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datasets
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 from datasets.distributed import split_dataset_by_node
@@ -15,6 +16,7 @@ from torch.utils.data import DataLoader
 from hf_dr import ReinforcedTransform, create_policy
 from hf_dr.augment.seeding import choose_index
 from hf_dr.data.epochs import set_epoch
+from hf_dr.data.parquet_rows import ParquetRows, plan_parts
 from hf_dr.data.sources import scan_keys
 from hf_dr.data.streaming import ReinforcedIterableDataset, empty_reinforcements, stream_replay
 from hf_dr.errors import DataMismatchError, InvalidConfigError, MissingColumnError
@@ -391,3 +393,110 @@ def test_a_metadata_only_stream_zips_both_files_and_refuses_more_shards_than_it_
     _assert_same_as_mapped(rows, mapped)
     with pytest.raises(InvalidConfigError, match="1 shard.*split_dataset_by_node"):
         stream.shard(num_shards=2, index=0)
+
+
+# -- metadata-only streams in parts (issue 23): one shard per source file ------------------------------------------
+def _tag_worker(row: dict) -> dict:
+    """Adds the id of the DataLoader worker that produced ``row`` (-1 in the main process)."""
+    info = torch.utils.data.get_worker_info()
+    return {**row, "worker": -1 if info is None else info.id}
+
+
+def _record_files(table: datasets.Dataset, folder) -> ParquetRows:
+    """The reinforcement rows written as 2 Parquet files of 3-row groups (ranges cross files and groups)."""
+    half, paths = len(table) // 2, []
+    for i, rows in enumerate([range(half), range(half, len(table))]):
+        paths.append(str(folder / f"records-{i}.parquet"))
+        pq.write_table(table.select(rows).with_format("arrow")[:], paths[-1], row_group_size=3)
+    return ParquetRows.read(paths)
+
+
+def _parts_stream(source: datasets.Dataset, table: datasets.Dataset, folder, skipped=(), num_files: int = 4,
+                  rows_per_file: int = NUM_ROWS // 4) -> ReinforcedIterableDataset:
+    """A metadata-only stream of ``source`` (``num_files`` contiguous shards, recorded as ``rows_per_file`` rows each)
+    zipped with ``table`` in parts."""
+    from hf_dr.data.streaming import zip_records
+
+    rows = _record_files(table, folder)
+    files = [{"path": f"data/file-{i}.parquet", "num_rows": rows_per_file} for i in range(num_files)]
+    parts = plan_parts(files, skipped, rows.total)
+    records = table.to_iterable_dataset()  # its features only: the parts read the files
+    transform = _transform(empty_reinforcements(table.features, "key", "reinforcements"))
+    return zip_records(source.to_iterable_dataset(num_shards=num_files), records, transform, "image", "key", "key",
+                       "reinforcements", skipped, parts=(parts, rows))
+
+
+def test_parquet_rows_reads_a_range_across_files_and_row_groups(table, tmp_path):
+    """Rows 5 to 12 of 2 files of 8 rows in 3-row groups: exactly those rows, in order."""
+    rows = _record_files(table, tmp_path)
+    assert rows.num_rows == (8, 8)
+    keys = [key for part in rows.batches(5, 13, ["key"], batch_size=2) for key in part.column("key").to_pylist()]
+    assert keys == table["key"][5:13]
+
+
+def test_a_stream_in_parts_uses_every_worker(digits, table, tmp_path):
+    """4 source files, 2 persistent DataLoader workers: each worker replays 2 files' rows, every key once, equal to
+    map-style, for 2 epochs (before issue 23 the stream was one shard and one worker read everything)."""
+    stream = _parts_stream(digits, table, tmp_path)
+    assert stream.num_shards == 4
+    tagged = stream.map(_tag_worker)
+    loader = DataLoader(tagged, batch_size=3, num_workers=2, persistent_workers=True)
+    mapped = _mapped(digits, table)
+    labels = {}
+    for epoch in (0, 1):
+        tagged.set_epoch(epoch)
+        set_epoch(mapped, epoch)
+        rows = [{"key": key, "pixel_values": pixels, "labels": target, "worker": worker} for batch in loader
+                for key, pixels, target, worker in zip(batch["key"], batch["pixel_values"], batch["labels"],
+                                                       batch["worker"].tolist(), strict=True)]
+        assert sorted(row["key"] for row in rows) == digits["key"][:]
+        assert sorted(row["worker"] for row in rows) == [0] * (NUM_ROWS // 2) + [1] * (NUM_ROWS // 2)
+        _assert_same_as_mapped(rows, mapped)
+        labels[epoch] = {row["key"]: row["labels"] for row in rows}
+    assert any(not torch.equal(labels[0][k], labels[1][k]) for k in labels[0])
+
+
+def test_split_dataset_by_node_ranks_of_a_stream_in_parts_partition_the_keys(digits, table, tmp_path):
+    """2 ranks, each 2 of the 4 files: together every key once, with the records of the epoch set on each split."""
+    stream = _parts_stream(digits, table, tmp_path)
+    splits = [split_dataset_by_node(stream, rank=rank, world_size=2) for rank in range(2)]
+    assert [split.num_shards for split in splits] == [2, 2]
+    mapped = _mapped(digits, table)
+    set_epoch(mapped, 2)
+    rows = []
+    for split in splits:
+        split.set_epoch(2)
+        rows.append(list(split))
+    assert not {row["key"] for row in rows[0]} & {row["key"] for row in rows[1]}
+    assert sorted(row["key"] for row in rows[0] + rows[1]) == digits["key"][:]
+    _assert_same_as_mapped(rows[0] + rows[1], mapped)
+
+
+def test_a_stream_in_parts_leaves_out_the_skipped_rows(digits, table, tmp_path):
+    """Source row 5 (in the second file) has no records: every other key is replayed once, as map-style."""
+    kept = [row for row in range(NUM_ROWS) if row != 5]
+    stream = _parts_stream(digits, table.select(kept), tmp_path, skipped=[5])
+    mapped = _mapped(digits.select(kept), table.select(kept))
+    stream.set_epoch(1)
+    set_epoch(mapped, 1)
+    rows = list(DataLoader(stream, batch_size=None, num_workers=2))
+    assert sorted(row["key"] for row in rows) == [digits["key"][row] for row in kept]
+    _assert_same_as_mapped(rows, mapped)
+
+
+def test_a_stream_in_parts_names_the_source_file_that_gained_rows(digits, table, tmp_path):
+    """A source whose files hold 5 rows where the push recorded 4: the first file's fifth row is refused, naming it
+    and the file."""
+    stream = _parts_stream(datasets.concatenate_datasets([digits, digits_dataset(NUM_ROWS + 4).select(
+        range(NUM_ROWS, NUM_ROWS + 4))]), table, tmp_path)
+    with pytest.raises(DataMismatchError, match=r"row 4 of the source \(key 'digit-00004'\) comes after the last "
+                                                r"reinforced row \(the source file data/file-0.parquet, rows 0 to 3"):
+        list(stream)
+
+
+def test_a_stream_in_parts_names_the_source_file_that_lost_rows(digits, table, tmp_path):
+    """A source whose last file holds 3 rows where the push recorded 4: the error names the file and its rows."""
+    stream = _parts_stream(digits.select(range(NUM_ROWS - 1)), table, tmp_path)
+    with pytest.raises(DataMismatchError, match=r"ended after 15 rows \(the source file data/file-3.parquet, rows 12 "
+                                                r"to 15, holds reinforced rows 12 to 15\).*lost rows"):
+        list(stream)

@@ -106,16 +106,22 @@ def test_read_repo_json_names_a_missing_file(repo):
 
 
 # -- a metadata-only stream read by DataLoader workers -------------------------------------------------------------
-def test_a_metadata_only_stream_of_a_many_file_source_reads_whole_with_workers(tmp_path_factory):
-    """Issue 23: with a source of 4 Parquet files, a DataLoader with 2 workers split the source side across the
-    workers but not the reinforcement side, and stopped with "row 20 of the source has the key ... where the
-    reinforcements hold ...". Every row arrives once, as the map-style dataset replays it."""
-    import datasets
+def _tag_worker(row: dict) -> dict:
+    """Adds the id of the DataLoader worker that produced ``row`` (-1 in the main process)."""
     import torch
 
-    from hf_dr import load_reinforced, push_to_hub
+    info = torch.utils.data.get_worker_info()
+    return {**row, "worker": -1 if info is None else info.id}
+
+
+@pytest.fixture(scope="module")
+def many_files(hub, tmp_path_factory):
+    """A metadata-only push of a source of 4 Parquet files: (repo id, cache dir, source id)."""
+    import datasets
+
+    from hf_dr import push_to_hub
     from tests.data_utils import digits_dataset
-    from tests.utils_hub import NUM_ROWS, SIZE, run
+    from tests.utils_hub import NUM_ROWS, run
     from tests.utils_teacher import save_teacher
 
     root = tmp_path_factory.mktemp("many-files")
@@ -127,24 +133,98 @@ def test_a_metadata_only_stream_of_a_many_file_source_reads_whole_with_workers(t
                   source={"id": source_id, "revision": commit, "split": "train"})
     repo_id = unique_repo("digits-4-files-plus")
     push_to_hub(run_dir, repo_id, layout="metadata-only")
-    stream = load_reinforced(repo_id, streaming=True, size=SIZE, cache_dir=str(root / "cache"))
-    mapped = load_reinforced(repo_id, size=SIZE, cache_dir=str(root / "cache"))
-    keys = mapped.with_format("arrow")[:].column("key").to_pylist()
-    for epoch in range(2):
-        stream.set_epoch(epoch)
-        from hf_dr import set_epoch
+    return repo_id, str(root / "cache"), source_id
 
+
+def test_a_push_records_the_source_files_with_their_row_counts(many_files):
+    """Issue 23: hf_dr.json lists the source split's 4 data files at the pinned revision, in stream order, with the
+    rows of each."""
+    from tests.utils_hub import NUM_ROWS
+
+    repo_id, _, source_id = many_files
+    meta = read_repo_json(repo_id, HUB_META_FILE, HfApi().dataset_info(repo_id).sha)
+    files = meta["source"]["data_files"]
+    assert [f["path"] for f in files] == [f"data/train-0000{i}-of-00004.parquet" for i in range(4)]
+    assert [f["num_rows"] for f in files] == [NUM_ROWS // 4] * 4
+    assert meta["source"]["id"] == source_id
+
+
+def test_a_metadata_only_stream_of_a_many_file_source_reads_whole_with_workers(many_files):
+    """Issue 23: with a source of 4 Parquet files, a DataLoader with 2 workers split the source side across the
+    workers but not the reinforcement side, and stopped with "row 20 of the source has the key ... where the
+    reinforcements hold ..."; then it was one shard, read by one worker. Now the stream has one shard per source file:
+    both workers yield rows, every row arrives once, as the map-style dataset replays it, epoch after epoch."""
+    import torch
+
+    from hf_dr import load_reinforced, set_epoch
+    from tests.utils_hub import SIZE
+
+    repo_id, cache_dir, _ = many_files
+    stream = load_reinforced(repo_id, streaming=True, size=SIZE, cache_dir=cache_dir)
+    mapped = load_reinforced(repo_id, size=SIZE, cache_dir=cache_dir)
+    keys = mapped.with_format("arrow")[:].column("key").to_pylist()
+    assert stream.num_shards == 4
+    tagged = stream.map(_tag_worker)
+    loader = torch.utils.data.DataLoader(tagged, batch_size=8, num_workers=2, persistent_workers=True)
+    for epoch in range(2):
+        tagged.set_epoch(epoch)
         set_epoch(mapped, epoch)
-        loader = torch.utils.data.DataLoader(stream, batch_size=8, num_workers=2, persistent_workers=True)
-        seen = {}
+        seen, workers = {}, {}
         for batch in loader:
-            for key, pixels, labels in zip(batch["key"], batch["pixel_values"], batch["labels"], strict=True):
+            for key, pixels, labels, worker in zip(batch["key"], batch["pixel_values"], batch["labels"],
+                                                   batch["worker"].tolist(), strict=True):
                 assert key not in seen
                 seen[key] = (pixels, labels)
+                workers[worker] = workers.get(worker, 0) + 1
         assert sorted(seen) == sorted(keys)
+        assert workers == {0: len(keys) // 2, 1: len(keys) // 2}  # two files each
         for row, key in enumerate(keys):
             assert torch.equal(seen[key][0], mapped[row]["pixel_values"]) and torch.equal(seen[key][1],
                                                                                            mapped[row]["labels"])
+
+
+def test_split_dataset_by_node_ranks_read_their_own_files(many_files):
+    """Issue 23: split_dataset_by_node made every rank read all 4 files and keep half; now each rank's split has 2
+    shards (2 files) and the ranks partition the keys."""
+    from datasets.distributed import split_dataset_by_node
+
+    from hf_dr import load_reinforced
+    from tests.utils_hub import NUM_ROWS, SIZE
+
+    repo_id, cache_dir, _ = many_files
+    stream = load_reinforced(repo_id, streaming=True, size=SIZE, cache_dir=cache_dir)
+    ranks = [split_dataset_by_node(stream, rank=rank, world_size=2) for rank in range(2)]
+    assert [rank.num_shards for rank in ranks] == [2, 2]
+    keys = [[row["key"] for row in rank] for rank in ranks]
+    files = [[f"digit-{i:05d}" for i in range(f * NUM_ROWS // 4, (f + 1) * NUM_ROWS // 4)] for f in range(4)]
+    assert keys == [files[0] + files[2], files[1] + files[3]]  # datasets deals the shards out in turn
+
+
+def test_a_self_contained_stream_of_one_file_uses_every_worker(hub, tmp_path_factory):
+    """Issue 23: a self-contained repo of one data file (one row group) streamed as one shard, read by one worker;
+    now it streams in 8 row ranges: 2 workers replay half the rows each, every key once, as map-style."""
+    import torch
+
+    from hf_dr import load_reinforced, set_epoch
+    from tests.utils_hub import SIZE, published
+
+    state = published(tmp_path_factory)
+    stream = load_reinforced(state.self_contained, streaming=True, size=SIZE, cache_dir=state.cache_dir)
+    mapped = load_reinforced(state.self_contained, size=SIZE, cache_dir=state.cache_dir)
+    keys = mapped.with_format("arrow")[:].column("key").to_pylist()
+    assert stream.num_shards == 8
+    tagged = stream.map(_tag_worker)
+    loader = torch.utils.data.DataLoader(tagged, batch_size=5, num_workers=2, persistent_workers=True)
+    for epoch in (0, 1):
+        tagged.set_epoch(epoch)
+        set_epoch(mapped, epoch)
+        rows = {key: (pixels, labels, worker) for batch in loader for key, pixels, labels, worker in zip(
+            batch["key"], batch["pixel_values"], batch["labels"], batch["worker"].tolist(), strict=True)}
+        assert sorted(rows) == sorted(keys)
+        assert sorted(worker for *_, worker in rows.values()) == [0] * (len(keys) // 2) + [1] * (len(keys) // 2)
+        for row, key in enumerate(keys):
+            assert torch.equal(rows[key][0], mapped[row]["pixel_values"])
+            assert torch.equal(rows[key][1], mapped[row]["labels"])
 
 
 def test_a_limited_run_names_both_causes_and_the_fix():
@@ -154,3 +234,24 @@ def test_a_limited_run_names_both_causes_and_the_fix():
     with pytest.raises(DataMismatchError, match=r"8 rows that were not reinforced .*--limit.*verify_source=False"):
         check_source_keys(KEYS, KEYS[:12], recorded)
     assert check_source_keys(KEYS, KEYS[:12], recorded, verify_source=False) == list(range(12))
+
+
+def test_a_stream_stays_one_shard_without_recorded_source_files_or_with_another_source(many_files):
+    """Pushes made before issue 23 (no source["data_files"]) and a source given with source= stream as one shard,
+    every row still checked."""
+    import datasets
+
+    from hf_dr import load_reinforced
+    from hf_dr.hub.shards import stream_parts
+    from tests.utils_hub import NUM_ROWS, SIZE
+
+    repo_id, cache_dir, source_id = many_files
+    commit = HfApi().dataset_info(repo_id).sha
+    meta = read_repo_json(repo_id, HUB_META_FILE, commit)
+    images = datasets.load_dataset(source_id, split="train", streaming=True)
+    assert len(stream_parts(repo_id, commit, meta, images, True)[0]) == 4
+    old = {**meta, "source": {k: v for k, v in meta["source"].items() if k != "data_files"}}
+    assert stream_parts(repo_id, commit, old, images, True) is None
+    assert stream_parts(repo_id, commit, meta, images, False) is None
+    given = load_reinforced(repo_id, streaming=True, size=SIZE, cache_dir=cache_dir, source=source_id)
+    assert given.num_shards == 1 and len(list(given)) == NUM_ROWS

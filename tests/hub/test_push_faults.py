@@ -69,9 +69,10 @@ TRANSIENT = [
     ("whoami", 503, 1), ("repo-info", 429, 2), ("create-repo", 500, 1), ("create-repo", "drop", 1),
     ("preupload", 503, 1), ("preupload", "drop", 1), ("lfs-batch", "drop", 1), ("lfs-put", 500, 1),
     ("lfs-put", "drop", 1), ("lfs-verify", 502, 1), ("validate-yaml", 503, 1), ("commit", 503, 2),
-    ("commit", "drop", 1), ("commit", 429, 1),
+    ("commit", "drop", 1), ("commit", 429, 1), ("resolve", 503, 1), ("resolve-head", 503, 1),
 ]
 GLOBAL = ("whoami", "create-repo", "validate-yaml")  # endpoints whose path names no repo
+SOURCE_READS = ("resolve", "resolve-head")  # a metadata-only push reads the source repo's files (issue 23)
 BESIDE_A_SPLIT = [("resolve", 503, 1), ("resolve", "drop", 1)]  # read only when the repo holds another split
 
 
@@ -89,7 +90,8 @@ def test_the_fault_table_covers_every_endpoint_a_push_calls(state, hub):
 def test_transient_faults_are_retried_and_the_whole_run_published(state, clean, hub, quick_retries, endpoint, fault,
                                                                    times):
     repo = unique_repo(f"fault-{endpoint}")
-    with inject(hub, endpoint, fault, times, repo_id=None if endpoint in GLOBAL else repo) as hit:
+    target = state.source_id if endpoint in SOURCE_READS else None if endpoint in GLOBAL else repo
+    with inject(hub, endpoint, fault, times, repo_id=target) as hit:
         _push(state, repo)
     assert hit.count == times  # the fault was met, and retried past
     assert _files(repo) == clean
