@@ -7,12 +7,14 @@ from __future__ import annotations
 import os
 import pickle
 
+import pyarrow.parquet as pq
 import pytest
 import torch
 
 from hf_dr import ReinforcedTransform
 from hf_dr.data.codec import CLASSES_COLUMN
 from hf_dr.errors import DataMismatchError
+from hf_dr.generate import row_groups
 from hf_dr.generate.loading import load_reinforcements, open_run_records
 from tests.data_utils import digits_dataset
 from tests.generate.test_images import BAD_ROWS, bad, rgb_teacher, skip_run  # noqa: F401  (fixtures)
@@ -99,3 +101,17 @@ def test_a_key_that_is_not_the_one_at_its_row_is_refused_naming_the_row_and_the_
     with pytest.raises(DataMismatchError, match=r"row 6 of the run holds key 'digit-00006' in row group 0 of "
                        r".*reinforcements-00001\.parquet, where its rows hold 'digit-00099'"):
         records.records(6, "digit-00099")
+
+
+def test_shards_are_written_in_small_row_groups_and_a_lookup_decodes_only_its_own(digits, tmp_path, monkeypatch):
+    monkeypatch.setattr(row_groups, "ROW_GROUP_BYTES", 1)  # one row per group: several groups per shard of 5 rows
+    members = [save_teacher(str(tmp_path / "teacher"), seed=0)]
+    run_dir = run(digits, members, tmp_path / "run", shard_size=5)
+    shards = sorted(os.listdir(os.path.join(run_dir, "shards")))
+    groups = [pq.read_metadata(os.path.join(run_dir, "shards", f)).num_row_groups for f in shards if
+              f.endswith(".parquet")]
+    assert groups == [5, 5, 5, 5, 4]
+    _, rows, records = _same_rows_and_records(run_dir, str(tmp_path / "all"))
+    rows, records = open_run_records(run_dir, cache_dir=str(tmp_path / "one"))
+    ReinforcedTransform(rows, records=records, size=SIZE).record("digit-00007")
+    assert os.listdir(records.cache_dir) == ["000007.arrow"]  # row 7's group only, not its shard's
