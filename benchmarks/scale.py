@@ -9,6 +9,13 @@ JPEGs (crops of scikit-learn's sample photos, ImageNet's 375x500 mean size) and 
 the private memory (``/proc/self/smaps_rollup``) a DataLoader worker holding the replay has above one holding nothing,
 for fork and spawn workers. Teacher speed, which no CPU can measure, is an assumption (``--teacher-views-per-s``).
 
+The time to the first batch of a local run is measured on the path training takes (``open_run_records``: row-level
+columns read at once, records decoded by row group when first looked up), in one process with a cold row-group
+cache: no credit is taken for other processes decoding at the same time. The first batch's cost is the row groups its
+``--batch-size`` random rows fall in, times the measured cost of one group (flat in S: groups hold ~2 MB of records),
+so it is extrapolated by the expected count of groups touched; the steps that grow with S are fitted as above. The
+full conversion (``load_reinforcements``) is still measured, with the processes this machine has and no more.
+
     python benchmarks/scale.py                       # S = 10k, 50k, 200k (about 25 minutes on 2 cores)
     python benchmarks/scale.py --sizes 2000 5000     # a quick look
 
