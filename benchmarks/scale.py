@@ -147,8 +147,6 @@ def measure_size(rows: int, num_samples: int, work: str, memory: bool, batch_siz
     storage._HASHED.clear()
     out["verify_run"] = timed(storage.verify_run, folder)[0]
     cache = os.path.join(work, f"cache-{rows}-{num_samples}")
-    # where a conversion's time goes: decoding the Parquet records alone (nothing kept), then all of it (datasets)
-    out["decode_only"] = timed(lambda: [pq.read_table(f, use_threads=False) and None for f in files])[0]
     out["first_load_one_process"] = timed(loading.load_reinforcements, folder, cache_dir=cache + "-1", num_proc=1)[0]
     shutil.rmtree(cache + "-1")
     processes = min(8, os.cpu_count() or 1)  # what the default gives at ImageNet+ on this machine
@@ -160,7 +158,6 @@ def measure_size(rows: int, num_samples: int, work: str, memory: bool, batch_siz
     keys = reinforced.data.column("key").to_pylist()
     sample = [keys[i] for i in np.random.default_rng(0).choice(len(keys), 2000)]
     out["key_checks"] = timed(lambda: (set(keys), keys_sha256(keys)))[0]
-    out.update(opened_costs(folder, transform, keys, os.path.join(work, f"groups-{rows}-{num_samples}"), batch_size))
     shards = plan_shards(rows, SHARD)
     fingerprint = ReinforceConfig.load(folder).fingerprint()
     storage._HASHED.clear()
@@ -175,6 +172,10 @@ def measure_size(rows: int, num_samples: int, work: str, memory: bool, batch_siz
         out["worker_pickle_kb"] = len(buffer.getvalue()) / 1e3
     if memory:
         out["keep_in_memory_peak_x"] = keep_in_memory_peak(folder, reinforced)
+    # after the worker memory probes, whose forked workers would count the memory these leave in this process:
+    # where a conversion's time goes (decoding the Parquet records alone, nothing kept), and the opened path
+    out["decode_only"] = timed(lambda: [pq.read_table(f, use_threads=False) and None for f in files])[0]
+    out.update(opened_costs(folder, transform, keys, os.path.join(work, f"groups-{rows}-{num_samples}"), batch_size))
     shutil.rmtree(cache, ignore_errors=True)
     shutil.rmtree(folder, ignore_errors=True)
     return out
@@ -199,6 +200,9 @@ def opened_costs(folder: str, converted: ReinforcedTransform, keys: list[str], c
             batch) * 1e6
         out[name.replace("record_read", "lookup")] = min(
             timed(lambda t=transform: [t._records_of(key) for key in batch])[0] for _ in range(3)) / len(batch) * 1e6
+    buffer = io.BytesIO()
+    ForkingPickler(buffer).dump(opened)  # what a spawn worker receives
+    out["worker_pickle_kb_opened"] = len(buffer.getvalue()) / 1e3
     shutil.rmtree(cache, ignore_errors=True)
     return out
 
@@ -335,7 +339,7 @@ def report(per_size: dict, images: dict, generation: dict, stream: dict, args: a
           "dataset version |")
     print(f"| image sizes, first scan | | | | {images['header_size_s'] * TARGET_S:.0f} s once per dataset version |")
     for step in ("first_batch_groups", "row_group_s", "record_read_us", "record_read_us_opened", "lookup_us",
-                 "lookup_us_opened", "keep_in_memory_peak_x", "worker_pickle_kb"):
+                 "lookup_us_opened", "keep_in_memory_peak_x", "worker_pickle_kb", "worker_pickle_kb_opened"):
         print(f"| {step} | " + " | ".join(f"{per_size[s][step]:.3g}" for s in sizes) + " | |")
     one, local = at_target("first_load_one_process"), min(8, os.cpu_count() or 1)
     decode = at_target("decode_only")
