@@ -91,7 +91,7 @@ def open_run_records(output_dir: str, verify: bool = True, cache_dir: str | None
     key_column = description.key_column if description is not None else KEY_COLUMN
     records_column = description.reinforcements_column if description is not None else REINFORCEMENTS_COLUMN
     columns = [name for name in schema.names if name != records_column]
-    table = pa.concat_tables([pq.read_table(f, columns=columns, schema=schema) for f in files])
+    table = pa.concat_tables([pq.read_table(f, columns=columns, schema=schema) for f in files]).combine_chunks()
     rows = datasets.Dataset(datasets.table.InMemoryTable(table), fingerprint=_identity(manifest) + "-rows",
                             info=datasets.DatasetInfo(features=datasets.Features({c: features[c] for c in columns})))
     skipped = manifest.get("skipped", [])

@@ -104,10 +104,8 @@ class RowGroupRecords:
             path = os.path.join(self.cache_dir, f"{group:06d}.arrow")
             if not os.path.exists(path):
                 self._decode(group, path)
-            with pa.memory_map(path) as source:
-                table = pa.ipc.open_file(source).read_all().combine_chunks()
-            arrays = self._open[group] = (table.column(self.key_column).chunk(0),
-                                          table.column(self.records_column).chunk(0))
+            batch = pa.ipc.open_file(pa.memory_map(path)).get_batch(0)  # zero-copy: pages shared by every process
+            arrays = self._open[group] = (batch.column(self.key_column), batch.column(self.records_column))
         return arrays
 
     def _decode(self, group: int, path: str) -> None:
@@ -119,5 +117,5 @@ class RowGroupRecords:
         os.makedirs(self.cache_dir, exist_ok=True)
         temporary = f"{path}.{os.getpid()}.tmp"
         with pa.OSFile(temporary, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-            writer.write_table(table)
+            writer.write_table(table.combine_chunks(), max_chunksize=max(table.num_rows, 1))  # one batch
         os.replace(temporary, path)
