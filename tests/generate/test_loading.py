@@ -115,3 +115,12 @@ def test_shards_are_written_in_small_row_groups_and_a_lookup_decodes_only_its_ow
     rows, records = open_run_records(run_dir, cache_dir=str(tmp_path / "one"))
     ReinforcedTransform(rows, records=records, size=SIZE).record("digit-00007")
     assert os.listdir(records.cache_dir) == ["000007.arrow"]  # row 7's group only, not its shard's
+
+
+def test_a_process_keeps_a_bounded_number_of_row_groups_mapped(runs, tmp_path, monkeypatch):
+    monkeypatch.setattr(row_groups, "MAX_OPEN_GROUPS", 2)
+    table = load_reinforcements(runs["default"], cache_dir=str(tmp_path / "converted"))
+    _, records = open_run_records(runs["default"], cache_dir=str(tmp_path))
+    for row in (0, 6, 12, 0, 18, 6):  # groups 0, 1, 2, 0, 3, 1: each past the second evicts the least recently used
+        assert records.records(row, table["key"][row]).to_pylist() == table["reinforcements"][row]
+    assert list(records._open) == [3, 1]
