@@ -9,6 +9,13 @@ JPEGs (crops of scikit-learn's sample photos, ImageNet's 375x500 mean size) and 
 the private memory (``/proc/self/smaps_rollup``) a DataLoader worker holding the replay has above one holding nothing,
 for fork and spawn workers. Teacher speed, which no CPU can measure, is an assumption (``--teacher-views-per-s``).
 
+The time to the first batch of a local run is measured on the path training takes (``open_run_records``: row-level
+columns read at once, records decoded by row group when first looked up), in one process with a cold row-group
+cache: no credit is taken for other processes decoding at the same time. The first batch's cost is the row groups its
+``--batch-size`` random rows fall in, times the measured cost of one group (flat in S: groups hold ~2 MB of records),
+so it is extrapolated by the expected count of groups touched; the steps that grow with S are fitted as above. The
+full conversion (``load_reinforcements``) is still measured, with the processes this machine has and no more.
+
     python benchmarks/scale.py                       # S = 10k, 50k, 200k (about 25 minutes on 2 cores)
     python benchmarks/scale.py --sizes 2000 5000     # a quick look
 
@@ -33,6 +40,7 @@ from multiprocessing.reduction import ForkingPickler
 import datasets
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 from PIL import Image
 
@@ -130,7 +138,8 @@ def worker_private_mb(transform: ReinforcedTransform | None, keys: list[str], me
 
 
 # -- the measurements ---------------------------------------------------------------------------------------------
-def measure_size(rows: int, num_samples: int, work: str, memory: bool) -> dict[str, float]:
+def measure_size(rows: int, num_samples: int, work: str, memory: bool, batch_size: int = 256
+                 ) -> dict[str, float]:
     folder = synthetic_run(os.path.join(work, f"run-{rows}-{num_samples}"), rows, num_samples)
     files = [os.path.join(folder, r["path"]) for r in storage.read_manifest(folder)["shards"]]
     out = {"parquet_bytes_per_record": sum(os.path.getsize(f) for f in files) / rows / num_samples}
@@ -148,7 +157,6 @@ def measure_size(rows: int, num_samples: int, work: str, memory: bool) -> dict[s
     out["transform_init"], transform = timed(ReinforcedTransform, reinforced, size=224)
     keys = reinforced.data.column("key").to_pylist()
     sample = [keys[i] for i in np.random.default_rng(0).choice(len(keys), 2000)]
-    out["record_read_us"] = timed(lambda: [transform.record(key) for key in sample])[0] / len(sample) * 1e6
     out["key_checks"] = timed(lambda: (set(keys), keys_sha256(keys)))[0]
     shards = plan_shards(rows, SHARD)
     fingerprint = ReinforceConfig.load(folder).fingerprint()
@@ -164,9 +172,45 @@ def measure_size(rows: int, num_samples: int, work: str, memory: bool) -> dict[s
         out["worker_pickle_kb"] = len(buffer.getvalue()) / 1e3
     if memory:
         out["keep_in_memory_peak_x"] = keep_in_memory_peak(folder, reinforced)
+    # after the worker memory probes, whose forked workers would count the memory these leave in this process:
+    # where a conversion's time goes (decoding the Parquet records alone, nothing kept), and the opened path
+    out["decode_only"] = timed(lambda: [pq.read_table(f, use_threads=False) and None for f in files])[0]
+    out.update(opened_costs(folder, transform, keys, os.path.join(work, f"groups-{rows}-{num_samples}"), batch_size))
     shutil.rmtree(cache, ignore_errors=True)
     shutil.rmtree(folder, ignore_errors=True)
     return out
+
+
+def opened_costs(folder: str, converted: ReinforcedTransform, keys: list[str], cache: str, batch_size: int
+                 ) -> dict[str, float]:
+    """The run opened without a conversion pass (``open_run_records``), in one process with a cold row-group cache:
+    opening, the transform, the records of a first batch of ``batch_size`` random rows (each row group they fall in
+    decoded and written once), and a warm lookup against the converted table's on the same keys."""
+    out: dict[str, float] = {}
+    out["open_rows"], (rows, records) = timed(loading.open_run_records, folder, cache_dir=cache)
+    out["open_transform_init"], opened = timed(ReinforcedTransform, rows, records=records, size=224)
+    batch = [keys[i] for i in np.random.default_rng(1).choice(len(keys), min(batch_size, len(keys)), replace=False)]
+    out["first_batch_records"] = timed(lambda: [opened.record(key) for key in batch])[0]
+    out["first_batch_groups"] = len(os.listdir(records.cache_dir))
+    out["row_group_s"] = out["first_batch_records"] / out["first_batch_groups"]
+    out["rows_per_group"] = len(keys) / len(records._groups)
+    assert all(opened.record(key) == converted.record(key) for key in batch[:64])  # the same records
+    for name, transform in (("record_read_us", converted), ("record_read_us_opened", opened)):
+        out[name] = min(timed(lambda t=transform: [t.record(key) for key in batch])[0] for _ in range(3)) / len(
+            batch) * 1e6
+        out[name.replace("record_read", "lookup")] = min(
+            timed(lambda t=transform: [t._records_of(key) for key in batch])[0] for _ in range(3)) / len(batch) * 1e6
+    buffer = io.BytesIO()
+    ForkingPickler(buffer).dump(opened)  # what a spawn worker receives
+    out["worker_pickle_kb_opened"] = len(buffer.getvalue()) / 1e3
+    shutil.rmtree(cache, ignore_errors=True)
+    return out
+
+
+def expected_groups(num_groups: float, batch_size: int) -> float:
+    """Row groups a batch of ``batch_size`` distinct random rows falls in, on average, among ``num_groups`` equal
+    ones."""
+    return num_groups * (1 - (1 - 1 / num_groups) ** batch_size)
 
 
 def keep_in_memory_peak(folder: str, reinforced: datasets.Dataset) -> float:
@@ -246,7 +290,8 @@ def main() -> None:
     parser.add_argument("--num-samples", type=int, nargs="+", default=[10, 100, 400])
     parser.add_argument("--teacher-views-per-s", type=float, default=3000.0,
                         help="assumed teacher throughput per GPU (4 ResNet-50-class members, bf16, H100)")
-    parser.add_argument("--num-proc", type=int, default=8, help="conversion processes assumed per node")
+    parser.add_argument("--batch-size", type=int, default=256,
+                        help="rows of the first batch one DataLoader worker builds (its row groups are decoded cold)")
     parser.add_argument("--work-dir", default=None)
     parser.add_argument("--json", default=None, help="also write every measurement to this JSON file")
     args = parser.parse_args()
@@ -257,13 +302,13 @@ def main() -> None:
           f"header {images['header_size_s'] * 1e3:.2f} ms per image", flush=True)
     per_size = {}
     for rows in args.sizes:
-        per_size[rows] = measure_size(rows, TARGET_N, work, memory=True)
+        per_size[rows] = measure_size(rows, TARGET_N, work, memory=True, batch_size=args.batch_size)
         per_size[rows]["keys_first"], per_size[rows]["keys_cached"] = cached_keys_cost(rows, work)
         print(f"S={rows}: " + ", ".join(f"{k} {v:.3g}" for k, v in per_size[rows].items()), flush=True)
     smallest = min(args.sizes)
     for n in args.num_samples:
         if n != TARGET_N:
-            row = measure_size(smallest, n, work, memory=False)
+            row = measure_size(smallest, n, work, memory=False, batch_size=args.batch_size)
             print(f"S={smallest} N={n}: first_load {row['first_load']:.2f} s, cached_load {row['cached_load']:.2f} s, "
                   f"parquet {row['parquet_bytes_per_record']:.1f} B/record", flush=True)
     generation, stream = generation_costs(work, args.teacher_views_per_s), stream_costs()
@@ -281,9 +326,9 @@ def report(per_size: dict, images: dict, generation: dict, stream: dict, args: a
         a, b = fit(sizes, [per_size[s][step] for s in sizes])
         return a + b * TARGET_S
 
-    steps = ["verify_hash_all", "verify_run", "first_load_one_process", "first_load", "cached_load",
-             "transform_init", "key_checks", "resume_shard_checks", "keys_cached", "worker_mb_fork",
-             "worker_mb_spawn", "first_batch_spawn"]
+    steps = ["verify_hash_all", "verify_run", "decode_only", "first_load_one_process", "first_load", "cached_load",
+             "transform_init", "open_rows", "open_transform_init", "first_batch_records", "key_checks",
+             "resume_shard_checks", "keys_cached", "worker_mb_fork", "worker_mb_spawn", "first_batch_spawn"]
     print(f"\n## Extrapolated to ImageNet+ (S={TARGET_S:,}, N={TARGET_N}), linear fit over S={sizes}")
     print("| step | " + " | ".join(f"S={s:,}" for s in sizes) + " | at ImageNet+ |")
     print("|---|" + "---|" * (len(sizes) + 1))
@@ -293,24 +338,42 @@ def report(per_size: dict, images: dict, generation: dict, stream: dict, args: a
     print(f"| content keys, first scan ({images['jpeg_kb']:.0f} KB JPEGs) | | | | {hashing:.0f} s once per "
           "dataset version |")
     print(f"| image sizes, first scan | | | | {images['header_size_s'] * TARGET_S:.0f} s once per dataset version |")
-    for step in ("record_read_us", "keep_in_memory_peak_x", "worker_pickle_kb"):
+    for step in ("first_batch_groups", "row_group_s", "record_read_us", "record_read_us_opened", "lookup_us",
+                 "lookup_us_opened", "keep_in_memory_peak_x", "worker_pickle_kb", "worker_pickle_kb_opened"):
         print(f"| {step} | " + " | ".join(f"{per_size[s][step]:.3g}" for s in sizes) + " | |")
-    one, default = at_target("first_load_one_process"), at_target("first_load")
-    local = min(8, os.cpu_count() or 1)
-    efficiency = min(1.0, one / default / local) if local > 1 else 1.0  # measured here; never assumed superlinear
-    node = one / (args.num_proc * efficiency)
-    shared = at_target("transform_init") + at_target("key_checks") + statistics.mean(
+    one, local = at_target("first_load_one_process"), min(8, os.cpu_count() or 1)
+    decode = at_target("decode_only")
+    print(f"(a conversion in one process would take {one:.0f} s, of which decoding the Parquet records "
+          f"{decode:.0f} s; with the {local} processes measured here {at_target('first_load'):.0f} s)")
+    # the first batch of a run opened without conversion: one worker, cold cache, no help from other processes
+    row_group_s = statistics.median(per_size[s]["row_group_s"] for s in sizes)  # per group of equal rows: flat in S
+    groups = TARGET_S / statistics.mean(per_size[s]["rows_per_group"] for s in sizes)
+    cold_batch = row_group_s * expected_groups(groups, args.batch_size)
+    model = {s: row_group_s * expected_groups(s / per_size[s]["rows_per_group"], args.batch_size) for s in sizes}
+    touched = expected_groups(groups, args.batch_size)
+    print(f"(first batch of {args.batch_size} rows, one process, cold: measured "
+          + ", ".join(f"{per_size[s]['first_batch_records']:.1f} s" for s in sizes) + " vs the model "
+          + ", ".join(f"{model[s]:.1f} s" for s in sizes) + f"; at ImageNet+ {touched:.0f} of {groups:.0f} row "
+          f"groups x {row_group_s:.3f} s = {cold_batch:.1f} s. The rest of the run is decoded by the loader workers "
+          f"over the first epoch: {groups * row_group_s:.0f} s of one core in all)")
+    shared = at_target("key_checks") + at_target("keys_cached") + statistics.mean(
         per_size[s]["first_batch_spawn"] for s in sizes)
+    opened = at_target("open_rows") + at_target("open_transform_init") + shared
+    warm_batch = args.batch_size * statistics.median(per_size[s]["record_read_us_opened"] for s in sizes) / 1e6
     scenarios = {
-        "map-style, cache warm (every later start)": at_target("cached_load") + at_target("keys_cached") + shared,
-        f"map-style, first load on a node ({args.num_proc} conversion processes at the {efficiency:.0%} per-process "
-        f"efficiency measured here with {local})": node + at_target("keys_cached") + shared,
+        "map-style local run, later starts (row groups decoded)": opened + warm_batch,
+        "map-style local run, first start on a node (the first batch's row groups decoded by one process)":
+            opened + cold_batch,
         "streaming, self-contained": stream.get("first_sample_s self-contained", float("nan")),
         "streaming, metadata-only (both sides streamed)": stream.get("first_sample_s metadata-only", float("nan")),
     }
-    print(f"(first load in one process would take {one:.0f} s)")
+    converted = {  # load_reinforcements: still the API returning one datasets.Dataset with every record
+        f"converted first (load_reinforcements), {local} processes as measured here":
+            at_target("first_load") + at_target("transform_init") + shared,
+        "converted, cache warm": at_target("cached_load") + at_target("transform_init") + shared,
+    }
     print("\n## Time to the first training batch after download (s)")
-    for name, value in scenarios.items():
+    for name, value in {**scenarios, **converted}.items():
         print(f"- {name}: {value:.1f}")
     resume = at_target("resume_shard_checks") + at_target("keys_cached") + at_target("key_checks")
     write_share = max(0.0, generation["write_level_3"] - generation["teacher_s_per_shard"]) / generation[

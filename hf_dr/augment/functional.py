@@ -150,6 +150,15 @@ def _rescaled(values: np.ndarray, mode: str) -> np.ndarray:
     return np.rint(np.where(finite, scaled, 0.0)).clip(0, 255).astype(np.uint8)
 
 
+def image_size_of(image: ImageLike) -> tuple[int, int]:
+    """Height and width of a Pillow image, a ``[..., H, W]`` tensor or an ``[H, W, ...]`` array."""
+    if isinstance(image, Image.Image):
+        return image.height, image.width
+    if isinstance(image, torch.Tensor):
+        return int(image.shape[-2]), int(image.shape[-1])
+    return int(image.shape[0]), int(image.shape[1])
+
+
 def fraction_to_pixels(start: float, length: float, size: int) -> tuple[int, int]:
     """Maps a fractional interval ``[start, start + length)`` of a side of ``size`` pixels to pixel units.
 

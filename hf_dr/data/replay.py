@@ -80,6 +80,9 @@ class ReinforcedTransform(EpochHook):
         curriculum (`Curriculum`, *optional*): draw each epoch's record among a window of the sample's records
             ordered by the teacher's confidence (:mod:`hf_dr.data.curriculum`, paper App. C.4); uniformly among all N
             when not given.
+        records (`RowGroupRecords`, *optional*): the records of ``reinforcements``' rows, read by row group when first
+            needed (:func:`hf_dr.generate.loading.open_run_records`, whose rows are then ``reinforcements``, without
+            a records column); read from ``reinforcements`` itself by default.
         verify_images (`str`, *optional*, defaults to ``"sample"``): with the image digests a run keyed by a column
             or by path stores (or the content keys of a run keyed by content), ``"sample"`` and ``"full"`` compare each
             row's image with its digest the first time this process replays the row
@@ -122,6 +125,7 @@ class ReinforcedTransform(EpochHook):
         curriculum: Curriculum | None = None,
         verify_images: str = "sample",
         output: str = "float32",
+        records: Any = None,
     ) -> None:
         self.output = check_output(output)
         refuse_stream(reinforcements, "reinforcements")
@@ -129,13 +133,14 @@ class ReinforcedTransform(EpochHook):
         check_verify_images(verify_images)
         self.size, self.mean, self.std, self.channels = view_options(size, mean, std, data_config)
         self.seed = check_seed(seed)
-        self.description = read_description(reinforcements)
+        features = reinforcements.features if records is None else records.features  # records: the whole schema
+        self.description = read_description(features)
         recorded = recorded_columns(self.description, reinforcements)
         image_column = resolve_column("image_column", image_column, recorded["image"], None)
         key_column = resolve_column("key_column", key_column, recorded["key"], reinforcements)
         reinforcements_column = resolve_column("reinforcements_column", reinforcements_column,
                                                recorded["reinforcements"], reinforcements)
-        check_columns(reinforcements, role="reinforcement dataset", key_column=key_column,
+        check_columns(features, role="reinforcement dataset", key_column=key_column,
                       reinforcements_column=reinforcements_column)
         self.policy = resolve_policy(self.description, policy)
         self.leftover = leftover
@@ -148,14 +153,15 @@ class ReinforcedTransform(EpochHook):
         from_labels = class_count(reinforcements, label_column)
         self.num_classes = resolve_num_classes(self.description, num_classes, from_labels)
         self.codec = self.description.record_codec if self.description is not None else RecordCodec()
-        self.codec.check_features(reinforcements.features[reinforcements_column].feature, reinforcements.column_names)
+        self.codec.check_features(features[reinforcements_column].feature, reinforcements.column_names)
         if self.codec.class_set:
             check_columns(reinforcements, CLASSES_COLUMN, role="reinforcement dataset", fix=(
                 f"its records ({self.codec.labels!r} codec) code class ids against each row's {CLASSES_COLUMN!r} "
                 "column: keep that column (select or remove other columns only)."))
         table = reinforcements.flatten_indices() if reinforcements._indices is not None else reinforcements
+        self._records = records
         self._table = table.select_columns([key_column, *([CLASSES_COLUMN] if self.codec.class_set else []),
-                                            reinforcements_column])
+                                            *([reinforcements_column] if records is None else [])])
         self._rows = KeyIndex(self._table.data.column(key_column), where="the reinforcements", fix=_UNREINFORCED_FIX,
                               keep_keys=False)  # _records_of checks the row's key in the table itself
         self._partners = self._partner_source(images if images is not None else reinforcements)
@@ -294,8 +300,8 @@ class ReinforcedTransform(EpochHook):
         image = self.as_teacher_saw(image, key)
         partner_key = self._stored_partner_key(stored["params"])
         partner = None if partner_key is None else self.as_teacher_saw(self.partner_image(partner_key), partner_key)
-        record = self.record(key, index, {index: stored}, classes, image_size_of(image),
-                             None if partner is None else image_size_of(partner))
+        record = self.record(key, index, {index: stored}, classes, K.image_size_of(image),
+                             None if partner is None else K.image_size_of(partner))
         return self.policy.apply(image, record["params"], self.size, partner), record
 
     def _stored(self, key: str, index: int | None, records: Sequence[Any] | None, classes: Any
@@ -349,6 +355,8 @@ class ReinforcedTransform(EpochHook):
         data = self._table.data
         self._rows.check(key, row, data.column(self.key_column)[row].as_py())
         classes = data.column(CLASSES_COLUMN)[row] if self.codec.class_set else None
+        if self._records is not None:
+            return self._records.records(row, key), classes
         return data.column(self.reinforcements_column)[row].values, classes
 
     def _partner_source(self, images: datasets.Dataset) -> tuple[datasets.Dataset, KeyIndex] | None:
@@ -382,15 +390,6 @@ class ReinforcedTransform(EpochHook):
                 f"the model predicts {model_num_classes} classes but the reinforced labels have {self.num_classes}; "
                 "reset the classifier head (e.g. timm.create_model(..., num_classes=N))"
             )
-
-
-def image_size_of(image: Any) -> tuple[int, int]:
-    """Height and width of a Pillow image, a ``[..., H, W]`` tensor or an ``[H, W, ...]`` array."""
-    if isinstance(image, Image.Image):
-        return image.height, image.width
-    if isinstance(image, torch.Tensor):
-        return int(image.shape[-2]), int(image.shape[-1])
-    return int(image.shape[0]), int(image.shape[1])
 
 
 def _require_records(key: str, count: int) -> None:

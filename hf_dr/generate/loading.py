@@ -1,5 +1,6 @@
 """Loading a finished run as a ``datasets.Dataset``: verified, converted once into the ``datasets`` cache (in parallel
-for large runs) or read into memory when it fits, without the rows the run skipped."""
+for large runs) or read into memory when it fits, without the rows the run skipped; or opened without a conversion
+pass (:func:`open_run_records`): its row-level columns read at once, its records by row group when first needed."""
 
 from __future__ import annotations
 
@@ -14,7 +15,10 @@ import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from hf_dr.data.description import read_description
+from hf_dr.data.schema import KEY_COLUMN, REINFORCEMENTS_COLUMN
 from hf_dr.errors import InvalidConfigError
+from hf_dr.generate.row_groups import RowGroupRecords
 from hf_dr.generate.storage import MANIFEST_FILE, read_manifest, shard_paths, verify_run
 
 logger = logging.getLogger(__name__)
@@ -51,14 +55,55 @@ def load_reinforcements(
         _check_fits_in_memory(files)
         table = pa.concat_tables([pq.read_table(f) for f in files])
         # the run's content identity as the fingerprint: datasets would otherwise hash the whole table (peak ~5x it)
-        identity = hashlib.sha256("".join([manifest["fingerprint"], *(r["sha256"] for r in manifest["shards"])])
-                                  .encode()).hexdigest()[:16]
-        dataset = datasets.Dataset(datasets.table.InMemoryTable(table), fingerprint=identity)
+        dataset = datasets.Dataset(datasets.table.InMemoryTable(table), fingerprint=_identity(manifest))
     else:
         num_bytes = sum(r["num_bytes"] for r in manifest["shards"])
         num_proc = default_num_proc(num_bytes, len(files)) if num_proc is None else num_proc
         dataset = datasets.Dataset.from_parquet(files, cache_dir=cache_dir, num_proc=num_proc)
     return _without_skipped(dataset, manifest.get("skipped", []), os.path.join(output_dir, MANIFEST_FILE))
+
+
+def open_run_records(output_dir: str, verify: bool = True, cache_dir: str | None = None
+                     ) -> tuple[datasets.Dataset, RowGroupRecords]:
+    """Opens a finished run without converting its records first: its row-level columns (key, label and the others
+    but the records) as a :class:`datasets.Dataset` read at once, and its records as a
+    :class:`~hf_dr.generate.row_groups.RowGroupRecords`, decoded one row group at a time when a row of it is first
+    looked up, into a cache shared by every process of the machine. Pass both to
+    :class:`~hf_dr.ReinforcedTransform` (``ReinforcedTransform(rows, records=records)``); the rows are those of
+    :func:`load_reinforcements`, skipped rows left out, and each replay reads the same records.
+
+    Args:
+        output_dir (`str`): the folder a run wrote.
+        verify (`bool`, *optional*, defaults to True): check every shard against the manifest first (as
+            :func:`load_reinforcements`).
+        cache_dir (`str`, *optional*): the ``datasets`` cache to keep the decoded row groups under (its default
+            otherwise), in ``hf-dr-row-groups/<the run version>``.
+
+    Example:
+        >>> rows, records = open_run_records("reinforced/")  # doctest: +SKIP
+        >>> transform = ReinforcedTransform(rows, records=records, size=224)  # doctest: +SKIP
+    """
+    manifest = verify_run(output_dir) if verify else read_manifest(output_dir)
+    files = [os.path.abspath(path) for path in shard_paths(output_dir, manifest)]
+    schema = pq.read_schema(files[0])
+    features = datasets.Features.from_arrow_schema(schema)
+    description = read_description(features)
+    key_column = description.key_column if description is not None else KEY_COLUMN
+    records_column = description.reinforcements_column if description is not None else REINFORCEMENTS_COLUMN
+    columns = [name for name in schema.names if name != records_column]
+    table = pa.concat_tables([pq.read_table(f, columns=columns, schema=schema) for f in files]).combine_chunks()
+    rows = datasets.Dataset(datasets.table.InMemoryTable(table), fingerprint=_identity(manifest) + "-rows",
+                            info=datasets.DatasetInfo(features=datasets.Features({c: features[c] for c in columns})))
+    skipped = manifest.get("skipped", [])
+    cache = os.path.join(cache_dir or datasets.config.HF_DATASETS_CACHE, "hf-dr-row-groups", _identity(manifest))
+    records = RowGroupRecords(files, key_column, records_column, cache, [int(e["row"]) for e in skipped], features)
+    return _without_skipped(rows, skipped, os.path.join(output_dir, MANIFEST_FILE)), records
+
+
+def _identity(manifest: dict[str, Any]) -> str:
+    """The content identity of a run's shards (its config fingerprint and every shard's SHA-256)."""
+    return hashlib.sha256("".join([manifest["fingerprint"], *(r["sha256"] for r in manifest["shards"])])
+                          .encode()).hexdigest()[:16]
 
 
 def default_num_proc(num_bytes: int, num_files: int) -> int | None:

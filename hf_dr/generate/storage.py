@@ -33,8 +33,9 @@ import pyarrow as pa
 
 from hf_dr.errors import ConfigConflictError, CorruptShardError, IncompleteRunError
 from hf_dr.files import file_sha256, find_temporaries, read_json, write_json_atomic
-from hf_dr.generate.parquet import write_parquet
+from hf_dr.generate.parquet import write_parquet_batches
 from hf_dr.generate.plan import SHARDS_DIR, Shard, plan_shards
+from hf_dr.generate.row_groups import row_group_rows
 from hf_dr.generate.run_config import CONFIG_FILE, ReinforceConfig
 
 logger = logging.getLogger(__name__)
@@ -87,7 +88,8 @@ def write_shard(output_dir: str, shard: Shard, table: pa.Table, fingerprint: str
     if table.num_rows != shard.num_rows:
         raise CorruptShardError(f"{shard.path}: built {table.num_rows} rows for a shard of {shard.num_rows}")
     path = os.path.join(output_dir, shard.path)
-    write_parquet(table, path, compression_level=RUN_COMPRESSION_LEVEL)
+    write_parquet_batches([table], path, table.schema, row_group_rows=row_group_rows(table),
+                          compression_level=RUN_COMPRESSION_LEVEL)  # small groups: a lookup decodes one
     record = {"path": shard.path, "start": shard.start, "stop": shard.stop, "num_rows": shard.num_rows,
               "num_bytes": os.path.getsize(path), "sha256": _sha256_once(path), "fingerprint": fingerprint,
               "identity": list(_identity(path))}

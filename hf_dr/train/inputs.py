@@ -96,7 +96,7 @@ def training_data(
         raise InvalidConfigError("a curriculum orders stored reinforcements: pass the reinforced run's folder too "
                                  "(--run-dir)")
     if reinforcements:
-        from hf_dr.generate.loading import load_reinforcements
+        from hf_dr.generate.loading import open_run_records
         from hf_dr.generate.run_config import ReinforceConfig
         from hf_dr.train.models import check_input_channels
 
@@ -104,7 +104,7 @@ def training_data(
         if run is None:
             raise InvalidConfigError(f"{reinforcements} holds no reinforcement run (no reinforce_config.json)")
         check_input_channels(data.in_chans, run.image_mode, f"the run {reinforcements}")  # the student reads them
-        table = load_reinforcements(reinforcements)
+        table, records = open_run_records(reinforcements)  # records decoded by row group when first needed
         from hf_dr.data.sources import check_image_digests, keyed
 
         image_column, key_name = run.columns.get("image") or "image", run.columns.get("key") or key_column
@@ -117,7 +117,7 @@ def training_data(
         transform: Any = ReinforcedTransform(
             table, policy=run.policy, num_classes=run.num_classes, size=data.size, mean=data.mean, std=data.std,
             seed=seed, images=dataset, image_column=image_column, key_column=key_name, curriculum=curriculum,
-            verify_images=verify_images,
+            verify_images=verify_images, records=records,
         )
     else:
         transform = AugmentTransform(policy, size=data.size, mean=data.mean, std=data.std, seed=seed,
