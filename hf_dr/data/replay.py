@@ -128,8 +128,7 @@ class ReinforcedTransform(EpochHook):
         records: Any = None,
     ) -> None:
         self.output = check_output(output)
-        refuse_stream(reinforcements, "reinforcements")
-        refuse_stream(images, "images")
+        refuse_stream(reinforcements, "reinforcements", images)
         check_verify_images(verify_images)
         self.size, self.mean, self.std, self.channels = view_options(size, mean, std, data_config)
         self.seed = check_seed(seed)
@@ -143,11 +142,10 @@ class ReinforcedTransform(EpochHook):
         check_columns(features, role="reinforcement dataset", key_column=key_column,
                       reinforcements_column=reinforcements_column)
         self.policy = resolve_policy(self.description, policy)
-        self.leftover = leftover
-        self.curriculum = curriculum
+        self.leftover, self.curriculum = leftover, curriculum
         self._easy_to_hard: dict[str, list[int]] = {}  # per key, with a curriculum: record indices, easiest first
         self.image_column, self.key_column, self.label_column = image_column, key_column, label_column
-        self.reinforcements_column = reinforcements_column
+        self.reinforcements_column, self._records = reinforcements_column, records
         self.image_mode = self.description.image_mode if self.description is not None else None
         check_channels(self.channels, self.image_mode, "the run's teacher saw")
         from_labels = class_count(reinforcements, label_column)
@@ -159,7 +157,6 @@ class ReinforcedTransform(EpochHook):
                 f"its records ({self.codec.labels!r} codec) code class ids against each row's {CLASSES_COLUMN!r} "
                 "column: keep that column (select or remove other columns only)."))
         table = reinforcements.flatten_indices() if reinforcements._indices is not None else reinforcements
-        self._records = records
         self._table = table.select_columns([key_column, *([CLASSES_COLUMN] if self.codec.class_set else []),
                                             *([reinforcements_column] if records is None else [])])
         self._rows = KeyIndex(self._table.data.column(key_column), where="the reinforcements", fix=_UNREINFORCED_FIX,

@@ -118,8 +118,11 @@ def refuse_channels(channels: int | None, found: int, key: str) -> None:
             f"channel(s) (timm.create_model(..., in_chans={found})) and pass its data config.")
 
 
-def refuse_stream(dataset: Any, what: str) -> None:
-    """Refuses a streamed ``datasets.IterableDataset`` where a hook needs a map-style Dataset (``what`` names it)."""
+def refuse_stream(dataset: Any, what: str, images: Any = None) -> None:
+    """Refuses a streamed ``datasets.IterableDataset`` where a hook needs a map-style Dataset (``what`` names it), and
+    a streamed ``images`` dataset beside it."""
+    if images is not None:
+        refuse_stream(images, "images")
     if isinstance(dataset, datasets.IterableDataset):
         raise InvalidConfigError(
             f"{what} is a streamed datasets.IterableDataset: ReinforcedTransform is the set_transform hook of a "

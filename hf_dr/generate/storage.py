@@ -13,8 +13,7 @@ Every file is written by :func:`hf_dr.files.write_atomic` (a temporary next to t
 killed run leaves either a whole file or none (temporaries are removed on the next run). A shard counts as done only
 if its ``.done`` record exists and the file's size and SHA-256 match it. A finished folder is read only if its
 ``reinforce_config.json`` is the configuration its manifest was made with (same fingerprint), its manifest lists
-exactly the planned shards (:func:`check_shard_list`), and every path it names stays inside the folder
-(:func:`run_file`).
+exactly the planned shards (:func:`check_shard_list`), and every path it names stays inside it (:func:`run_file`).
 """
 
 from __future__ import annotations
@@ -41,9 +40,7 @@ from hf_dr.generate.run_config import CONFIG_FILE, ReinforceConfig
 logger = logging.getLogger(__name__)
 
 MANIFEST_FILE = "manifest.json"
-# zstd level of the shards a run writes: level 19 costs ~35 s per N=400 shard for 6% fewer bytes (NOTES.md); pushes
-# also write at 3 by default (measured in docs/push.md; --compression-level 19 for the smallest files)
-RUN_COMPRESSION_LEVEL = 3
+RUN_COMPRESSION_LEVEL = 3  # zstd 19 costs ~35 s per N=400 shard for 6% fewer bytes; pushes write 3 too (push.md)
 VERIFIED_FILE = ".hf-dr-verified.json"  # shards whose SHA-256 a verification checked, with the file's identity then
 # a file changed less than this before it was hashed is not stamped: a second change within the file system's
 # timestamp granularity (10 ms locally, up to 1 s on network file systems) would keep its size, times and inode
