@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hf_dr.errors import DataMismatchError
+from hf_dr.files import write_atomic
 
 if TYPE_CHECKING:
     import datasets
@@ -121,8 +122,8 @@ class RowGroupRecords:
         table = pq.ParquetFile(self.files[index]).read_row_group(
             row_group, columns=[self.key_column, self.records_column], use_threads=False
         ).replace_schema_metadata(None)  # the features' JSON (~17 KB) would be held once per opened group
-        os.makedirs(self.cache_dir, exist_ok=True)
-        temporary = f"{path}.{os.getpid()}.tmp"
-        with pa.OSFile(temporary, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-            writer.write_table(table.combine_chunks(), max_chunksize=max(table.num_rows, 1))  # one batch
-        os.replace(temporary, path)
+        def write(temporary: str) -> None:
+            with pa.OSFile(temporary, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+                writer.write_table(table.combine_chunks(), max_chunksize=max(table.num_rows, 1))  # one batch
+
+        write_atomic(path, write)
