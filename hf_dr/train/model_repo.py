@@ -46,15 +46,17 @@ def model_card(repo_id: str, architecture: str, dataset: str | None = None, metr
     was trained on and its metrics."""
     from huggingface_hub import ModelCard, ModelCardData
 
+    on_hub = bool(dataset) and _is_hub_id(dataset)  # a local path or bundled name is named, never linked
     data = ModelCardData(library_name="timm", license=license or "other", tags=CARD_TAGS,
-                         datasets=[dataset] if dataset else None, pipeline_tag="image-classification")
+                         datasets=[dataset] if on_hub else None, pipeline_tag="image-classification")
     imports = "import hf_dr.networks  # registers hf-dr's small networks with timm\n" if architecture.startswith(
         "hf_dr_") else ""
     lines = [f"# {repo_id.split('/')[-1]}", "",
              f"A `{architecture}` image classifier ({in_chans}-channel input) trained with "
              "hf-dr (dataset reinforcement, Faghri et al., ICCV 2023)"
-             + (f" on the reinforced dataset [{dataset}](https://huggingface.co/datasets/{dataset})." if dataset else
-                "."), "", "## How to use", "", "```python", f"import timm\n{imports}",
+             + (f" on the reinforced dataset [{dataset}](https://huggingface.co/datasets/{dataset})." if on_hub else
+                f" on `{dataset}`." if dataset else "."), "", "## How to use", "", "```python",
+             f"import timm\n{imports}",
              f'model = timm.create_model("hf-hub:{repo_id}", pretrained=True).eval()',
              "config = timm.data.resolve_model_data_config(model)  # input size, mean, std",
              "transform = timm.data.create_transform(**config)", "```", ""]
@@ -66,6 +68,16 @@ def model_card(repo_id: str, architecture: str, dataset: str | None = None, metr
     else:
         lines += ["## Metrics", "", "Training recorded none (train with `--eval-split` to record them).", ""]
     return str(ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n" + "\n".join(lines)))
+
+
+def _is_hub_id(name: str) -> bool:
+    """Whether ``name`` reads as a Hub dataset id (``org/name``), not a local path or a bundled dataset's name."""
+    import os
+
+    from hf_dr.data.bundled import bundled_name
+    from hf_dr.data.sources import looks_local
+
+    return "/" in name and not os.path.exists(name) and not looks_local(name) and bundled_name(name) is None
 
 
 def push_model(

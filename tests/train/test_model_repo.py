@@ -82,3 +82,5 @@ def test_the_card_without_a_training_record(tmp_path):
     assert training_record(tmp_path / "model.safetensors") == {}
     card = model_card("me/student", "hf_dr_cnn_tiny", in_chans=1)
     assert "Training recorded none" in card and "import hf_dr.networks" in card and "datasets:" not in card
+    local = model_card("me/student", "resnet18", dataset=str(tmp_path / "digits+"))  # a local path: named, not linked
+    assert "datasets:" not in local and "huggingface.co/datasets" not in local and "digits+" in local
