@@ -175,9 +175,8 @@ def read_split_meta(repo_id: str, split: str, commit: str, token: str | None = N
 
 def reinforced_repo(repo_id: str, split: str = "train", revision: str | None = None, token: str | None = None
                     ) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """``hf_dr.json`` and ``reinforce_config.json`` of ``repo_id`` when it is a dataset repo pushed by
-    :func:`hf_dr.push_to_hub`; None for a name that is no dataset repo on the Hub or a repo that hf-dr did not push
-    (a plain dataset). Training entry points ask it first, so that a reinforced repo never trains plainly unnoticed.
+    """``hf_dr.json`` and ``reinforce_config.json`` of ``split`` of ``repo_id`` if hf-dr pushed it, None for a plain
+    dataset or no dataset repo: training entry points ask it first, so a reinforced repo never trains plainly.
 
     Example:
         >>> reinforced_repo("digits") is None  # a bundled dataset's name: no Hub repo is asked
@@ -207,7 +206,9 @@ def read_repo_json(repo_id: str, filename: str, revision: str, token: str | None
     """A JSON file of a dataset repo at ``revision``; :class:`HubNotFoundError` if the repo has no such file."""
     try:
         path = hf_hub_download(repo_id, filename, repo_type="dataset", revision=revision, token=token)
-    except EntryNotFoundError as err:
+    except EntryNotFoundError as err:  # LocalEntryNotFoundError is one: not reached, not missing
+        if isinstance(err, LocalEntryNotFoundError):
+            raise
         raise HubNotFoundError(
             f"the dataset repo {repo_id!r} (revision {revision}) has no {filename}: it was not pushed by "
             "hf_dr.push_to_hub. Load it with datasets.load_dataset, or reinforce and push it with hf-dr."

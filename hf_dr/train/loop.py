@@ -337,8 +337,9 @@ def _train(run: _Prepared, train_dataset: Any, config: TrainConfig, accelerator:
     while result.steps < run.total_steps:
         set_epoch(train_dataset, epoch)
         batches, loader, skip = skip, accelerator.skip_first_batches(run.loader, skip) if skip else run.loader, 0
-        # this epoch's shuffle: accelerate's loaders count their own passes, which a resumed run (skipping) must fix
-        (loader.set_epoch if hasattr(loader, "set_epoch") else run.sampler.set_epoch)(epoch)
+        # this epoch's shuffle: the loader counts its own passes; a skipping multi-process loader misses the sampler
+        getattr(loader, "set_epoch", run.sampler.set_epoch)(epoch)
+        run.sampler.set_epoch(epoch)
         for batch in loader:
             running += _step(run, batch, config, accelerator) / config.gradient_accumulation_steps  # step's mean
             result.samples += batch["pixel_values"].shape[0]

@@ -255,3 +255,18 @@ def test_a_stream_stays_one_shard_without_recorded_source_files_or_with_another_
     assert stream_parts(repo_id, commit, meta, images, False) is None
     given = load_reinforced(repo_id, streaming=True, size=SIZE, cache_dir=cache_dir, source=source_id)
     assert given.num_shards == 1 and len(list(given)) == NUM_ROWS
+
+
+def test_a_repo_that_cannot_be_reached_is_not_taken_for_a_plain_one(repo, monkeypatch):
+    """A connection error while reading hf_dr.json (after the repo answered) must not make a reinforced repo look
+    plain to the training entry points: it propagates instead of reading as "no such file"."""
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    import hf_dr.hub.load as load
+
+    def unreachable(*args, **kwargs):
+        raise LocalEntryNotFoundError("cannot reach the Hub")
+
+    monkeypatch.setattr(load, "hf_hub_download", unreachable)
+    with pytest.raises(LocalEntryNotFoundError):
+        load.reinforced_repo(repo[0])
