@@ -21,6 +21,7 @@ from typing import Any
 
 import datasets
 
+from hf_dr.augment.functional import MODE_CHANNELS
 from hf_dr.data.description import RunDescription, read_description
 from hf_dr.data.epochs import transform_of
 from hf_dr.data.preloaded import PreloadedDataset
@@ -54,8 +55,7 @@ class NamedReinforced:
     @property
     def in_chans(self) -> int | None:
         """Input channels of the images the teacher saw (1 for mode ``L``), None where the run recorded no mode."""
-        mode = self.description.image_mode
-        return None if mode is None else 1 if mode == "L" else 3
+        return MODE_CHANNELS.get(self.description.image_mode or "")
 
     def source(self) -> tuple[str, str | None]:
         """The id (or bundled name) and revision of the dataset that was reinforced: where its evaluation splits and
