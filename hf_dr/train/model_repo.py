@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -72,8 +73,6 @@ def model_card(repo_id: str, architecture: str, dataset: str | None = None, metr
 
 def _is_hub_id(name: str) -> bool:
     """Whether ``name`` reads as a Hub dataset id (``org/name``), not a local path or a bundled dataset's name."""
-    import os
-
     from hf_dr.data.bundled import bundled_name
     from hf_dr.data.sources import looks_local
 
