@@ -28,7 +28,7 @@ from PIL import Image
 
 from hf_dr.generate.run import reinforce
 from hf_dr.generate.storage import verify_run
-from hf_dr.generate.teacher import create_teacher
+from hf_dr.models.teacher import create_teacher
 
 
 def photo_crops(rows: int, seed: int = 0) -> datasets.Dataset:

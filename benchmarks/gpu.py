@@ -41,7 +41,7 @@ from generation import photo_crops, save_random_teacher, time_forward, time_pipe
 from loader_overhead import PlainTransform, epoch_cpu_per_sample, make_images, reinforce_synthetic  # noqa: E402
 
 from hf_dr import ReinforcedTransform, TrainConfig, fit  # noqa: E402
-from hf_dr.generate.teacher import create_teacher  # noqa: E402
+from hf_dr.models.teacher import create_teacher  # noqa: E402
 
 GOALS = {"generation": 0.9, "training": 0.97}
 CORES = os.cpu_count() or 1

@@ -37,8 +37,8 @@ __version__ = "0.2.0"
 _EXPORTS: dict[str, str] = {
     # reinforce
     "create_policy": "hf_dr.augment.registry", "list_policies": "hf_dr.augment.registry",
-    "AugmentationPolicy": "hf_dr.augment.policy", "create_teacher": "hf_dr.generate.teacher",
-    "load_teacher_spec": "hf_dr.generate.teacher", "RecordCodec": "hf_dr.data.codec",
+    "AugmentationPolicy": "hf_dr.augment.policy", "create_teacher": "hf_dr.models.teacher",
+    "load_teacher_spec": "hf_dr.models.teacher", "RecordCodec": "hf_dr.data.codec",
     "reinforce": "hf_dr.generate.run", "select_samples": "hf_dr.generate.selection",
     "verify": "hf_dr.generate.verify",
     # load and replay
@@ -54,11 +54,11 @@ _EXPORTS: dict[str, str] = {
     # train
     "soft_target_loss": "hf_dr.train.losses", "TrainConfig": "hf_dr.train.loop", "fit": "hf_dr.train.loop",
     "reinforced_training_args": "hf_dr.train.trainer", "reinforced_trainer": "hf_dr.train.trainer",
-    "ReinforcedEpochCallback": "hf_dr.train.trainer", "create_model": "hf_dr.train.models",
+    "ReinforcedEpochCallback": "hf_dr.train.trainer", "create_model": "hf_dr.models.students",
     "FinetuneConfig": "hf_dr.train.finetune", "finetune_teacher": "hf_dr.train.finetune",
     # evaluate
     "evaluate": "hf_dr.train.evaluation", "evaluate_checkpoint": "hf_dr.train.evaluation",
-    "load_classifier": "hf_dr.train.checkpoints",
+    "load_classifier": "hf_dr.models.checkpoints",
     # errors
     "HfDrError": "hf_dr.errors",
 }
@@ -97,15 +97,15 @@ if TYPE_CHECKING:  # for type checkers and IDEs; never executed
     from hf_dr.errors import HfDrError
     from hf_dr.generate.loading import load_reinforcements
     from hf_dr.generate.run import reinforce
-    from hf_dr.generate.teacher import create_teacher, load_teacher_spec
     from hf_dr.generate.verify import verify
     from hf_dr.hub.load import load_reinforced
     from hf_dr.hub.loader import create_reinforced_loader
     from hf_dr.hub.push import push_to_hub
-    from hf_dr.train.checkpoints import load_classifier
+    from hf_dr.models.checkpoints import load_classifier
+    from hf_dr.models.students import create_model
+    from hf_dr.models.teacher import create_teacher, load_teacher_spec
     from hf_dr.train.evaluation import evaluate, evaluate_checkpoint
     from hf_dr.train.finetune import FinetuneConfig, finetune_teacher
     from hf_dr.train.loop import TrainConfig, fit
     from hf_dr.train.losses import soft_target_loss
-    from hf_dr.train.models import create_model
     from hf_dr.train.trainer import ReinforcedEpochCallback, reinforced_trainer, reinforced_training_args

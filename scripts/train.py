@@ -40,7 +40,7 @@ from hf_dr.cli._scripts import (
 )
 from hf_dr.data.curriculum import Curriculum
 from hf_dr.errors import InvalidConfigError
-from hf_dr.train.checkpoints import checkpoint_model_metadata, save_checkpoint
+from hf_dr.models.checkpoints import checkpoint_model_metadata, save_checkpoint
 from hf_dr.train.inputs import student
 from hf_dr.train.loop import TrainConfig, fit
 

@@ -37,10 +37,10 @@ from hf_dr.cli._scripts import (
     TrainerModelArguments,
     prepare_training,
 )
-from hf_dr.train.checkpoints import checkpoint_model_metadata, save_checkpoint
+from hf_dr.models.checkpoints import checkpoint_model_metadata, save_checkpoint
+from hf_dr.models.students import check_input_channels, model_num_classes
 from hf_dr.train.inputs import initialise_from, student
 from hf_dr.train.loop import TrainConfig
-from hf_dr.train.models import check_input_channels, model_num_classes
 from hf_dr.train.optim import build_optimizer
 from hf_dr.train.trainer import reinforced_trainer, trainer_arguments
 

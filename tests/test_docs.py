@@ -256,8 +256,8 @@ def pretrain_finetune_runs(world: World, cwd: Path) -> None:
 def demo_checkpoint(world: World, cwd: Path) -> None:
     """``runs/demo/students/reinforced-seed0.safetensors``: an untrained student saved the way ``hf-dr demo``
     saves it (the block reads Fashion-MNIST's test split from Debian's files, as the demo does)."""
-    from hf_dr.train.checkpoints import checkpoint_model_metadata, save_checkpoint
-    from hf_dr.train.models import create_model
+    from hf_dr.models.checkpoints import checkpoint_model_metadata, save_checkpoint
+    from hf_dr.models.students import create_model
 
     model = create_model("hf_dr_cnn_fc", 10, in_chans=1)
     save_checkpoint(model, cwd / "runs/demo/students/reinforced-seed0.safetensors",

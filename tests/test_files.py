@@ -114,7 +114,7 @@ def test_every_to_dict_equals_its_json_round_trip(tmp_path):
     from hf_dr.augment.registry import create_policy
     from hf_dr.builders import get_builder
     from hf_dr.demo.config import DemoConfig
-    from hf_dr.generate.teacher import MemberSpec, load_member
+    from hf_dr.models.teacher import MemberSpec, load_member
     from hf_dr.train.finetune import FinetuneConfig
 
     member = load_member(save_teacher(str(tmp_path)))

@@ -23,13 +23,14 @@ ALLOWED = {
     "files": {"errors"},
     "augment": LEAVES,
     "data": LEAVES | {"augment"},
-    "networks": LEAVES | {"data"},
-    "generate": LEAVES | {"augment", "data", "networks"},
-    "hub": LEAVES | {"augment", "data", "generate"},
-    "train": LEAVES | {"augment", "data", "generate", "networks"},
-    "demo": LEAVES | {"augment", "data", "generate", "hub", "train", "networks"},
+    "models": LEAVES | {"augment", "data"},  # teachers, students, weights, checkpoints, the small networks
+    "networks": {"models"},  # deprecated alias of hf_dr.models.networks (model cards of 0.2 import it)
+    "generate": LEAVES | {"augment", "data", "models"},
+    "hub": LEAVES | {"augment", "data", "models", "generate"},
+    "train": LEAVES | {"augment", "data", "models", "generate"},
+    "demo": LEAVES | {"augment", "data", "models", "generate", "hub", "train"},
     "builders": LEAVES | {"generate"},  # hf_dr.builders (the repository's builders/): recipes
-    "cli": LEAVES | {"augment", "data", "generate", "hub", "train", "networks", "demo", "builders"},
+    "cli": LEAVES | {"augment", "data", "models", "generate", "hub", "train", "demo", "builders"},
     "__main__": {"cli"},  # python -m hf_dr
 }
 HEAVY = ("transformers", "timm", "matplotlib")

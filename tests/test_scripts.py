@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from hf_dr.generate.run import reinforce
-from hf_dr.train.checkpoints import checkpoint_metadata, load_classifier, save_checkpoint
+from hf_dr.models.checkpoints import checkpoint_metadata, load_classifier, save_checkpoint
 from hf_dr.train.evaluation import evaluate_checkpoint
 from hf_dr.train.inputs import student
 from tests.data_utils import digits_dataset

@@ -232,12 +232,12 @@ def prepare_training(data_args: DataArguments, model_args: ModelArguments, build
     hard labels instead, and says so in the log. ``policy=None`` (the Trainer script) refuses plain training.
     ``build_model(num_classes, in_chans, image_mode, source)`` makes the student: its channels default to the image
     mode the reinforced data recorded (a reinforced --dataset or --run-dir; ``source`` names it), and a student
-    that contradicts it is refused (:func:`hf_dr.train.models.check_input_channels`). ``--num-classes`` is checked
+    that contradicts it is refused (:func:`hf_dr.models.students.check_input_channels`). ``--num-classes`` is checked
     against the soft labels or the label column before training.
     """
     from hf_dr.hub.named import find_reinforced, reinforced_training_data
+    from hf_dr.models.students import check_model_num_classes
     from hf_dr.train.inputs import DataConfig, class_count, eval_data, recorded_image_mode, training_data
-    from hf_dr.train.models import check_model_num_classes
 
     train, named = find_reinforced(data_args.dataset, data_args.split, data_args.data_root)
     _refuse_contradictions(data_args, named, policy)

@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     from hf_dr.data.sources import load_source
     from hf_dr.errors import InvalidConfigError
     from hf_dr.generate.run import default_accelerator, reinforce
-    from hf_dr.generate.teacher import load_teacher_spec
+    from hf_dr.models.teacher import load_teacher_spec
 
     builder = load_builder(args.builder)
     _apply_builder(args, builder)

@@ -78,7 +78,7 @@ class DemoConfig:
         member_tolerance (`float`, *optional*, defaults to 0.05): a member whose test top-1 is further than this
             (and 3 standard errors) below the best member's is reported and left out of the ensemble.
         calibrate_teacher (`bool`, *optional*, defaults to True): fit the ensemble's temperature on held-out
-            training rows (:mod:`hf_dr.train.teacher_quality`), so the stored probabilities are calibrated.
+            training rows (:mod:`hf_dr.models.teacher_quality`), so the stored probabilities are calibrated.
         calibration_size (`int`, *optional*): those rows (20% of the training split, at most 2,000, by default).
         policy (`str`, *optional*, defaults to ``"rrc"``): augmentation policy of reinforcement and plain training.
         crop_scale (`tuple[float, float]`, *optional*, defaults to ``(0.6, 1.0)``): random-resized-crop area range.

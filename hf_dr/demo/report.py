@@ -151,7 +151,7 @@ def teacher_warning(teacher_top1: float, plain_top1: float | None, margin: float
 
 
 def _temperature(results: dict[str, Any]) -> str:
-    """``, T = 0.71`` for a calibrated teacher (:mod:`hf_dr.train.teacher_quality`), ``, uncalibrated`` where the
+    """``, T = 0.71`` for a calibrated teacher (:mod:`hf_dr.models.teacher_quality`), ``, uncalibrated`` where the
     calibration split could not fit one."""
     calibration = results.get("calibration")
     if not calibration:

@@ -37,10 +37,10 @@ from hf_dr.demo.config import DemoConfig
 from hf_dr.demo.data import KEY, DemoData, load_demo_data
 from hf_dr.demo.report import format_table, plot_results, summarize
 from hf_dr.files import write_json_atomic, write_text_atomic
-from hf_dr.train.checkpoints import load_checkpoint, save_checkpoint
+from hf_dr.models.checkpoints import load_checkpoint, save_checkpoint
+from hf_dr.models.students import ProbabilityEnsemble, create_model
 from hf_dr.train.inputs import DataConfig, eval_data, training_data
 from hf_dr.train.loop import fit
-from hf_dr.train.models import ProbabilityEnsemble, create_model
 
 __all__ = ["DemoConfig", "format_table", "plot_results", "run_demo", "summarize"]
 
@@ -103,7 +103,7 @@ def reinforce_subset(config: DemoConfig, data: DemoData, out: Path, spec_path: s
     """Stage 2: the reinforced subset's folder (with the record codec ``codec``, a :meth:`RecordCodec.parse` name;
     the default when None) and its cost: seconds, bytes and bytes per reinforcement of its Parquet shards."""
     from hf_dr.generate.run import reinforce
-    from hf_dr.generate.teacher import load_teacher_spec
+    from hf_dr.models.teacher import load_teacher_spec
 
     record_codec = RecordCodec.parse(codec, config.student.temperature) if codec else RecordCodec()
     folder = out / ("reinforced" if codec is None else f"reinforced-{record_codec.name.replace('/', '-')}")

@@ -1,6 +1,6 @@
 """The label column of a run's source, checked against its teacher: class ids the teacher predicts, nothing else.
 
-A ``ClassLabel`` column's class count must equal the teacher's (:meth:`hf_dr.generate.teacher.Teacher.
+A ``ClassLabel`` column's class count must equal the teacher's (:meth:`hf_dr.models.teacher.Teacher.
 check_num_classes`); every integer label, of a ``ClassLabel`` or a plain integer column, must be a class of the
 teacher (``-1`` and missing values mean "no label", as in ``datasets``). Text and float labels are refused before the
 teacher is loaded: their classes have no order the teacher's outputs could follow.

@@ -22,7 +22,7 @@ from typing import Any
 
 from hf_dr.errors import InvalidConfigError, MissingTeacherError
 from hf_dr.files import to_json_value
-from hf_dr.generate.teacher import MemberSpec, load_teacher_spec
+from hf_dr.models.teacher import MemberSpec, load_teacher_spec
 
 SELF_CONTAINED = "self-contained"  # rows carry the images (redistributable data)
 METADATA_ONLY = "metadata-only"  # rows carry keys and reinforcements; the images stay in the source repo

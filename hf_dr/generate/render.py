@@ -42,7 +42,7 @@ from hf_dr.data.sources import header_size
 from hf_dr.errors import CorruptImageError, InvalidConfigError
 from hf_dr.generate.plan import Chunk
 from hf_dr.generate.run_config import ReinforceConfig
-from hf_dr.generate.teacher import MemberSpec, Teacher, ViewSpec
+from hf_dr.models.teacher import MemberSpec, Teacher, ViewSpec
 
 TENSOR_INTERPOLATIONS = ("nearest", "nearest-exact", "bilinear", "bicubic")
 BAD_IMAGE_CHOICES = ("raise", "skip")

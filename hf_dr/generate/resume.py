@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Sequence
+from typing import Any
 
 import datasets
 import pyarrow.parquet as pq
@@ -22,6 +23,7 @@ from hf_dr.data.schema import DIGEST_COLUMN
 from hf_dr.data.sources import scan_digests
 from hf_dr.errors import ConfigConflictError
 from hf_dr.generate.plan import Shard
+from hf_dr.generate.run_config import FIX as OVERWRITE_FIX
 from hf_dr.generate.run_config import ReinforceConfig
 from hf_dr.generate.storage import run_file, shard_record
 
@@ -79,3 +81,20 @@ def _recorded_digests(output_dir: str, done: Sequence[Shard]) -> list[tuple[int,
         digests = pq.read_table(path, columns=[DIGEST_COLUMN]).column(0).to_pylist()
         recorded += [(done[k].start + r, digests[r]) for r in rows]
     return recorded
+
+
+def refuse_other_weights(current: Sequence[dict[str, Any]], recorded: Sequence[dict[str, Any]],
+                         output_dir: str) -> None:
+    """Raises :class:`ConfigConflictError` naming the member and its weights when a loaded member's state-dict hash
+    differs from the one the run in ``output_dir`` recorded."""
+    for index, (now, then) in enumerate(zip(current, recorded, strict=True)):
+        if then.get("sha256") is None or now.get("sha256") == then["sha256"]:
+            continue
+        spec, old = now["spec"], then["spec"].get("weights")
+        where = spec.get("weights") or f"the Hub weights of {spec.get('arch')}"
+        raise ConfigConflictError(
+            f"teacher member {index} ({spec.get('arch')}): {where} holds other weights (state-dict sha256 "
+            f"{now.get('sha256', '')[:12]}...) than the run in {output_dir!r} was made with ({then['sha256'][:12]}... "
+            f"from {old or 'the Hub'}); it was replaced, or another file was given. Pass the weights the run used. "
+            f"{OVERWRITE_FIX}"
+        )

@@ -57,12 +57,12 @@ from hf_dr.generate.render import (
     resolve_image_mode,
     without_records,
 )
-from hf_dr.generate.resume import refuse_other_source
+from hf_dr.generate.resume import refuse_other_source, refuse_other_weights
 from hf_dr.generate.run_config import ReinforceConfig, library_versions
 from hf_dr.generate.shard_table import ShardTable, label_values, output_features
 from hf_dr.generate.storage import ShardWriter, clear_run, remove_temporaries, shard_record, write_manifest
-from hf_dr.generate.teacher import MemberSpec, Teacher, create_teacher
-from hf_dr.generate.weights import changed_weights, refuse_other_weights
+from hf_dr.models.teacher import MemberSpec, Teacher, create_teacher
+from hf_dr.models.weights import changed_weights
 
 logger = logging.getLogger(__name__)
 TeacherLike = Teacher | str | MemberSpec | dict[str, Any] | Sequence[str | MemberSpec | dict[str, Any]]
@@ -155,7 +155,7 @@ def reinforce(
     Example (the whole flow on 8 tiny images: a teacher saved to a file, reinforcement, replay):
         >>> import os, tempfile, numpy as np
         >>> from hf_dr import ReinforcedTransform, create_model, load_reinforcements
-        >>> from hf_dr.train.checkpoints import save_checkpoint
+        >>> from hf_dr.models.checkpoints import save_checkpoint
         >>> folder = tempfile.mkdtemp()
         >>> pixels = np.random.default_rng(0).integers(0, 256, (8, 28, 28), dtype=np.uint8)
         >>> ds = datasets.Dataset.from_dict(

@@ -10,7 +10,7 @@ Two groups of fields decide the output, and a rerun into the same folder must ag
 
 Everything else (dataset id, revision, fingerprint, weight paths, library versions) is recorded for provenance, and
 each member's ``weights_files`` (name, size, times, SHA-256 of every local weight file) let a rerun of a finished run
-notice replaced weights without loading the teacher (:func:`hf_dr.generate.weights.changed_weights`).
+notice replaced weights without loading the teacher (:func:`hf_dr.models.weights.changed_weights`).
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from hf_dr.data.sources import keys_sha256, scan_keys
 from hf_dr.errors import RecomputedParamsError
 from hf_dr.generate.render import policy_for_view, render_view
 from hf_dr.generate.run_config import ReinforceConfig, library_versions
-from hf_dr.generate.teacher import Teacher, create_teacher
+from hf_dr.models.teacher import Teacher, create_teacher
 
 DRIFT_SENSITIVE = ("torch", "torchvision", "pillow", "hf_dr")
 # float16 storage rounds probabilities by at most 2.5e-4; half-precision teachers add ~1e-2 run to run

@@ -1,7 +1,7 @@
-"""Training on reinforced data: the soft-target loss, a plain PyTorch + Accelerate loop, checkpoints, the
-``transformers.Trainer`` recipe, evaluation metrics, student and teacher networks, and teacher fine-tuning (its
-members, their screening and the ensemble's calibration).
+"""Training on reinforced data: the soft-target loss, a plain PyTorch + Accelerate loop, the ``transformers.Trainer``
+recipe, evaluation metrics, pushing a student to the Hub, and teacher fine-tuning. The networks themselves
+(students, teachers, checkpoints) live in :mod:`hf_dr.models`.
 
-May import: ``hf_dr.errors``, ``hf_dr.augment``, ``hf_dr.data``, ``hf_dr.generate`` (teacher specs, views) and
+May import: ``hf_dr.errors``, ``hf_dr.augment``, ``hf_dr.data``, ``hf_dr.models``, ``hf_dr.generate`` (views) and
 third-party libraries. Not ``hub``, ``demo`` or ``cli``.
 """

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from hf_dr.augment.functional import IMAGENET_MEAN, IMAGENET_STD
 from hf_dr.errors import InvalidConfigError, MissingColumnError
-from hf_dr.train.models import forward_logits
+from hf_dr.models.students import forward_logits
 
 ECE_BINS = 15
 
@@ -199,13 +199,13 @@ def evaluate_checkpoint(
         {'top1': 0.86, 'nll': 0.39, 'ece': 0.011, 'num_samples': 10000, 'checkpoint': '...', 'split': 'test'}
     """
     from hf_dr.data.sources import class_count
-    from hf_dr.train.checkpoints import load_classifier
+    from hf_dr.models.checkpoints import load_classifier
 
     dataset, name = _evaluation_rows(dataset, split, limit)
     num_classes = num_classes or class_count(dataset, label_column)
     classifier, data_config = load_classifier(checkpoint, model, num_classes, in_chans)
     if num_classes is not None:
-        from hf_dr.train.models import check_model_num_classes
+        from hf_dr.models.students import check_model_num_classes
 
         check_model_num_classes(classifier, num_classes)
     transform = _eval_transform(data_config, size, mean, std, image_column, label_column)

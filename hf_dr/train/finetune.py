@@ -35,8 +35,8 @@ from hf_dr.data.schema import KEY_COLUMN
 from hf_dr.data.sources import check_columns, class_count
 from hf_dr.errors import InvalidConfigError
 from hf_dr.files import to_json_value, write_json_atomic
+from hf_dr.models.members import create_member, member_data_config, member_spec
 from hf_dr.train.loop import TRAIN_FIELDS, TrainConfig
-from hf_dr.train.members import create_member, member_data_config, member_spec
 
 logger = logging.getLogger(__name__)
 
@@ -238,14 +238,14 @@ def finetune_teacher(
         config (`FinetuneConfig`): architecture, checkpoint, seeds and optimisation.
         output_dir (`str`): where ``member-{i}.safetensors``, ``teacher_spec.json`` and ``finetune_metrics.json`` go.
         eval_dataset (`datasets.Dataset`, *optional*): held-out rows with the same columns; top-1, NLL and ECE of
-            each member and of the ensemble (averaged probabilities, as :class:`~hf_dr.generate.teacher.Teacher`
+            each member and of the ensemble (averaged probabilities, as :class:`~hf_dr.models.teacher.Teacher`
             averages them).
         image_column, label_column, key_column (`str`, *optional*): column names; without a key column the
             augmentation seeds use a hash of the image bytes.
         num_classes (`int`, *optional*): the class count; read from a ``ClassLabel`` label column by default.
         progress (`bool`, *optional*, defaults to False): tqdm bars while training.
         calibration_dataset (`datasets.Dataset`, *optional*): held-out rows (not the eval split a student is judged
-            on) to fit the ensemble's temperature on (:mod:`hf_dr.train.teacher_quality`); every kept member of the
+            on) to fit the ensemble's temperature on (:mod:`hf_dr.models.teacher_quality`); every kept member of the
             spec records it, and the ensemble's eval metrics are those of the calibrated teacher (the uncalibrated
             ones under ``"uncalibrated"``).
 
@@ -261,8 +261,8 @@ def finetune_teacher(
         >>> load_teacher_spec(result.spec_path)[0].input_size  # doctest: +SKIP
         (3, 32, 32)
     """
+    from hf_dr.models.teacher_quality import calibrate_members, screen_members
     from hf_dr.train.evaluation import classification_metrics
-    from hf_dr.train.teacher_quality import calibrate_members, screen_members
 
     for dataset in (train_dataset, eval_dataset, calibration_dataset):
         if dataset is not None:
@@ -301,8 +301,8 @@ def _ensemble_metrics(logits: list[torch.Tensor], labels: torch.Tensor, calibrat
                       ) -> dict[str, Any]:
     """The kept members' ensemble on the eval rows by the teacher's rule (the mean of the probabilities, at the
     calibrated temperature), with the uncalibrated metrics beside them after a calibration."""
+    from hf_dr.models.students import ensemble_logits
     from hf_dr.train.evaluation import classification_metrics
-    from hf_dr.train.models import ensemble_logits
 
     temperature = (calibration or {}).get("temperature", 1.0)
     metrics = classification_metrics(ensemble_logits(z.float() / temperature for z in logits), labels)
@@ -318,7 +318,7 @@ def _finetune_member(train_dataset: datasets.Dataset, config: FinetuneConfig, se
                      ) -> tuple[torch.nn.Module, dict[str, Any], dict[str, Any]]:
     """Trains the member of ``seed`` on its own views and saves it to ``path``; returns it, its data config and its
     record (seed, spec, training summary)."""
-    from hf_dr.train.checkpoints import checkpoint_model_metadata, save_checkpoint
+    from hf_dr.models.checkpoints import checkpoint_model_metadata, save_checkpoint
     from hf_dr.train.loop import fit
 
     model = create_member(config, num_classes, seed)

@@ -55,10 +55,10 @@ class DataConfig:
     def resolve(cls, model: torch.nn.Module, size: int | None = None, mean: Sequence[float] | None = None,
                 std: Sequence[float] | None = None) -> DataConfig:
         """The model's timm data config, with any of ``size``/``mean``/``std`` overridden; ``in_chans`` is the
-        model's own (its first convolution, :func:`hf_dr.train.models.model_in_chans`), else the config's."""
+        model's own (its first convolution, :func:`hf_dr.models.students.model_in_chans`), else the config's."""
         import timm
 
-        from hf_dr.train.models import model_in_chans
+        from hf_dr.models.students import model_in_chans
 
         inner = getattr(model, "timm_model", model)
         config = timm.data.resolve_model_data_config(inner) if hasattr(inner, "pretrained_cfg") else {}
@@ -98,7 +98,7 @@ def training_data(
     if reinforcements:
         from hf_dr.generate.loading import open_run_records
         from hf_dr.generate.run_config import ReinforceConfig
-        from hf_dr.train.models import check_input_channels
+        from hf_dr.models.students import check_input_channels
 
         run = ReinforceConfig.load(reinforcements)
         if run is None:
@@ -161,11 +161,11 @@ def student(architecture: str, num_classes: int, in_chans: int | None = None, in
 
     ``image_mode`` is the mode of the images it will read (a reinforcement run's recorded mode, see
     :func:`recorded_image_mode`): without ``in_chans`` the student gets its channels ("L": 1, "RGB": 3), and a student
-    whose channels contradict it is refused before any training (:func:`hf_dr.train.models.check_input_channels`;
+    whose channels contradict it is refused before any training (:func:`hf_dr.models.students.check_input_channels`;
     ``source`` names the data in the message).
 
     Example:
-        >>> from hf_dr.train.models import model_in_chans
+        >>> from hf_dr.models.students import model_in_chans
         >>> model_in_chans(student("hf_dr_cnn_tiny", 10, image_mode="RGB"))
         3
         >>> student("hf_dr_cnn_tiny", 10, in_chans=3, image_mode="L", source="run runs/r")
@@ -174,7 +174,7 @@ def student(architecture: str, num_classes: int, in_chans: int | None = None, in
         hf_dr.errors.InvalidConfigError: the student reads 3 input channels but run runs/r holds images of mode 'L' ...
     """
     from hf_dr.augment.functional import MODE_CHANNELS
-    from hf_dr.train.models import check_input_channels, create_model
+    from hf_dr.models.students import check_input_channels, create_model
 
     in_chans = in_chans or MODE_CHANNELS.get(image_mode or "")
     model = create_model(architecture, num_classes, **({"in_chans": in_chans} if in_chans else {}), **kwargs)
@@ -190,7 +190,7 @@ def initialise_from(model: torch.nn.Module, checkpoint: str) -> list[str]:
     naming it."""
     from safetensors import SafetensorError
 
-    from hf_dr.train.checkpoints import load_checkpoint
+    from hf_dr.models.checkpoints import load_checkpoint
 
     try:
         skipped = load_checkpoint(model, checkpoint, ignore_mismatched_sizes=True)

@@ -26,8 +26,8 @@ from torch import nn
 from hf_dr.data.collate import TARGET_IDS
 from hf_dr.data.epochs import set_epoch, transform_of
 from hf_dr.errors import InvalidConfigError
+from hf_dr.models.students import check_input_channels, check_model_num_classes, forward_logits
 from hf_dr.train.losses import soft_target_loss, target_is_tempered
-from hf_dr.train.models import check_input_channels, check_model_num_classes, forward_logits
 from hf_dr.train.optim import build_optimizer, cosine_with_warmup
 from hf_dr.train.resume import EpochShuffle, restore_checkpoint, save_checkpoint_state
 

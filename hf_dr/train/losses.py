@@ -8,15 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from hf_dr.errors import InvalidConfigError, MissingSoftLabelsError
-
-
-def _logits_of(outputs: Any) -> torch.Tensor:
-    if isinstance(outputs, torch.Tensor):
-        return outputs
-    logits = outputs["logits"] if isinstance(outputs, dict) else getattr(outputs, "logits", None)
-    if logits is None:
-        raise TypeError(f"expected logits or model outputs with .logits, got {type(outputs).__name__}")
-    return logits
+from hf_dr.models.outputs import logits_of
 
 
 def soft_target_loss(
@@ -51,7 +43,7 @@ def soft_target_loss(
         >>> float(soft_target_loss(logits, target)) < 1e-6
         True
     """
-    logits = _logits_of(outputs)
+    logits = logits_of(outputs)
     if not torch.is_floating_point(labels) or labels.shape != logits.shape:
         raise MissingSoftLabelsError(
             f"soft_target_loss needs dense soft labels shaped like the logits {tuple(logits.shape)}, got "

@@ -6,7 +6,7 @@ The repo is what ``timm.models.push_to_hf_hub`` writes (``config.json`` with the
 model card that names the reinforced dataset it was trained on and the metrics training measured. What a training
 script wrote beside the checkpoint (``train_config.json``, ``result.json``) fills the card; nothing is retyped.
 
-Imports: ``hf_dr.train.checkpoints``; ``timm`` and ``huggingface_hub`` when pushing.
+Imports: ``hf_dr.models.checkpoints``; ``timm`` and ``huggingface_hub`` when pushing.
 
 Example:
     >>> card = model_card("me/student", "resnet18", dataset="me/cifar100-plus",
@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from hf_dr.train.checkpoints import load_classifier
+from hf_dr.models.checkpoints import load_classifier
 
 CARD_TAGS = ["image-classification", "timm", "dataset-reinforcement", "hf-dr"]
 
@@ -50,8 +50,8 @@ def model_card(repo_id: str, architecture: str, dataset: str | None = None, metr
     on_hub = bool(dataset) and _is_hub_id(dataset)  # a local path or bundled name is named, never linked
     data = ModelCardData(library_name="timm", license=license or "other", tags=CARD_TAGS,
                          datasets=[dataset] if on_hub else None, pipeline_tag="image-classification")
-    imports = "import hf_dr.networks  # registers hf-dr's small networks with timm\n" if architecture.startswith(
-        "hf_dr_") else ""
+    imports = ("import hf_dr.models.networks  # registers hf-dr's small networks with timm\n"
+               if architecture.startswith("hf_dr_") else "")
     lines = [f"# {repo_id.split('/')[-1]}", "",
              f"A `{architecture}` image classifier ({in_chans}-channel input) trained with "
              "hf-dr (dataset reinforcement, Faghri et al., ICCV 2023)"

@@ -11,7 +11,7 @@ What each piece is for:
 - ``remove_unused_columns=False``: the Trainer otherwise drops the ``image`` and ``key`` columns the transform reads
   (they are not arguments of the model's ``forward``) and the first batch fails;
 - ``label_names=["labels"]``: lets ``Trainer.evaluate`` find the labels of models whose ``forward`` has no
-  ``labels`` argument (timm models wrapped by :class:`hf_dr.train.models.PixelValuesClassifier`);
+  ``labels`` argument (timm models wrapped by :class:`hf_dr.models.students.PixelValuesClassifier`);
 - ``compute_loss_func=soft_target_loss``: the Trainer passes ``num_items_in_batch`` = samples x classes of the whole
   accumulated batch, and the loss divides by the accumulated sample count, so gradient accumulation gives the loss
   scale of the larger batch;
@@ -32,8 +32,8 @@ from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArgu
 from hf_dr.data.epochs import set_epoch, transform_of
 from hf_dr.data.replay import ReinforcedTransform
 from hf_dr.errors import InvalidConfigError, MissingSoftLabelsError, TrainerArgumentsError
+from hf_dr.models.students import PixelValuesClassifier, check_input_channels, check_model_num_classes
 from hf_dr.train.losses import soft_target_loss, target_is_tempered
-from hf_dr.train.models import PixelValuesClassifier, check_input_channels, check_model_num_classes
 
 LABEL_NAMES = ["labels"]
 

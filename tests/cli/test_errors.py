@@ -37,7 +37,7 @@ def paths(tmp_path_factory) -> dict[str, str]:
     folder."""
     from hf_dr.data.sources import load_source
     from hf_dr.generate.run import reinforce
-    from hf_dr.train.models import create_model
+    from hf_dr.models.students import create_model
     from tests.utils_teacher import save_teacher
 
     root = tmp_path_factory.mktemp("errors")
@@ -177,7 +177,7 @@ def test_a_bug_keeps_its_traceback():
 
 def test_scripts_take_the_channels_from_the_run(paths):
     """Without --in-chans the student reads what the run recorded (hf_dr_cnn_tiny alone reads one channel)."""
-    from hf_dr.train.checkpoints import load_classifier
+    from hf_dr.models.checkpoints import load_classifier
 
     out = Path(paths["tmp"]) / "rgb-student"
     argv = ["--dataset", paths["digits"], "--run-dir", paths["rgb"],

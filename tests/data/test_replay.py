@@ -210,7 +210,7 @@ def test_replayed_pixels_are_functional_normalize_of_the_replayed_view(reinforce
 
 def test_the_teachers_batched_input_equals_the_replayed_pixels(reinforced, tmp_path):
     """Generation normalises views in batches, replay one sample at a time: identical float32 values."""
-    from hf_dr.generate.teacher import Teacher, load_member
+    from hf_dr.models.teacher import Teacher, load_member
     from tests.utils_teacher import save_teacher
 
     member = load_member(save_teacher(str(tmp_path), seed=0, size=24))
@@ -255,7 +255,7 @@ def test_generation_and_replay_fetch_the_same_partner(images, teacher):
     from hf_dr.data.sources import encoded_images, image_feature, scan_keys, scan_sizes
     from hf_dr.generate.plan import ChunkPlan, Shard
     from hf_dr.generate.render import ViewRenderer
-    from hf_dr.generate.teacher import ViewSpec
+    from hf_dr.models.teacher import ViewSpec
 
     policy, subset = create_policy("rrc+mix"), images.select(range(10))
     keys = scan_keys(subset, "image", "key")

@@ -25,7 +25,7 @@ from hf_dr.generate.loading import load_reinforcements
 from hf_dr.generate.run import reinforce
 from hf_dr.generate.run_config import CONFIG_FILE
 from hf_dr.generate.storage import MANIFEST_FILE, read_manifest, verify_run
-from hf_dr.generate.teacher import load_teacher_spec
+from hf_dr.models.teacher import load_teacher_spec
 from tests.data_utils import digits_dataset
 from tests.utils_hub import unique_repo
 from tests.utils_teacher import save_teacher

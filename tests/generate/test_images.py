@@ -28,8 +28,8 @@ from hf_dr.generate.render import fit_channels
 from hf_dr.generate.run import reinforce
 from hf_dr.generate.run_config import PLAN_FIELDS, ReinforceConfig
 from hf_dr.generate.storage import verify_run
-from hf_dr.generate.teacher import create_teacher
-from hf_dr.train.checkpoints import save_checkpoint
+from hf_dr.models.checkpoints import save_checkpoint
+from hf_dr.models.teacher import create_teacher
 from tests.generate.test_run import _check_topk, _files, _same_tree
 from tests.utils_teacher import save_teacher
 
@@ -381,7 +381,7 @@ class TestBadImages:
         from hf_dr.data.sources import encoded_images, image_feature
         from hf_dr.generate.plan import ChunkPlan, plan_shards
         from hf_dr.generate.render import ViewRenderer
-        from hf_dr.generate.teacher import ViewSpec
+        from hf_dr.models.teacher import ViewSpec
 
         rows = bad.select(range(4)).cast_column("image", datasets.Image(decode=False)).to_list()
         rows[2]["image"] = None

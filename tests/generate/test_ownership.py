@@ -180,7 +180,7 @@ def test_unchanged_weights_are_not_read_and_touched_ones_only_hashed(digits, mem
     whose state-dict hash matches."""
     out = _run(digits, member, tmp_path / "out")
     hashed = []
-    monkeypatch.setattr("hf_dr.generate.weights.file_sha256", lambda path: hashed.append(path) or file_sha256(path))
+    monkeypatch.setattr("hf_dr.models.weights.file_sha256", lambda path: hashed.append(path) or file_sha256(path))
     monkeypatch.setattr(hf_dr.generate.run, "create_teacher", _no_teacher)
     _run(digits, member, out)
     assert hashed == []

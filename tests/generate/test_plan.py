@@ -109,7 +109,7 @@ def test_the_renderer_keeps_the_plan_lazy() -> None:
 
     from hf_dr import create_policy
     from hf_dr.generate.render import ViewRenderer
-    from hf_dr.generate.teacher import ViewSpec
+    from hf_dr.models.teacher import ViewSpec
 
     plan = ChunkPlan(plan_shards(1_281_167, 1000), num_samples=400, batch_size=128)
     images = datasets.Dataset.from_dict({"image": []}, features=datasets.Features({"image": datasets.Image()}))

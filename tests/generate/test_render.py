@@ -16,7 +16,7 @@ from hf_dr.data.sources import encoded_images, image_feature, scan_sizes
 from hf_dr.errors import InvalidConfigError
 from hf_dr.generate.plan import ChunkPlan, plan_shards
 from hf_dr.generate.render import TENSOR_INTERPOLATIONS, ViewRenderer, fit_channels, policy_for_view, without_records
-from hf_dr.generate.teacher import ViewSpec
+from hf_dr.models.teacher import ViewSpec
 from tests.data_utils import digits_dataset
 
 pytestmark = pytest.mark.usefixtures("one_thread")

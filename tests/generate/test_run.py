@@ -35,7 +35,7 @@ from hf_dr.generate.render import policy_for_view
 from hf_dr.generate.run import reinforce
 from hf_dr.generate.run_config import ReinforceConfig
 from hf_dr.generate.storage import DONE_SUFFIX, VERIFIED_FILE, verify_run
-from hf_dr.generate.teacher import create_teacher
+from hf_dr.models.teacher import create_teacher
 from tests.data_utils import digits_dataset
 from tests.utils_teacher import save_teacher
 

@@ -14,7 +14,7 @@ from hf_dr.data.sources import keys_sha256
 from hf_dr.errors import ConfigConflictError
 from hf_dr.generate.run_config import PLAN_FIELDS, ReinforceConfig
 from hf_dr.generate.storage import CONFIG_FILE
-from hf_dr.generate.teacher import MemberSpec
+from hf_dr.models.teacher import MemberSpec
 
 KEYS = [f"digit-{i:05d}" for i in range(40)]
 

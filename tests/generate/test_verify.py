@@ -8,8 +8,8 @@ from hf_dr import create_policy
 from hf_dr.generate.loading import load_reinforcements
 from hf_dr.generate.run import reinforce
 from hf_dr.generate.run_config import ReinforceConfig
-from hf_dr.generate.teacher import create_teacher
 from hf_dr.generate.verify import verify
+from hf_dr.models.teacher import create_teacher
 from tests.data_utils import digits_dataset
 from tests.utils_teacher import save_teacher
 

@@ -9,7 +9,8 @@ import torch
 
 from hf_dr.data.transforms import EvalTransform
 from hf_dr.errors import InvalidConfigError, MissingColumnError
-from hf_dr.train.checkpoints import save_checkpoint
+from hf_dr.models.checkpoints import save_checkpoint
+from hf_dr.models.students import create_model
 from hf_dr.train.evaluation import (
     classification_metrics,
     evaluate,
@@ -18,7 +19,6 @@ from hf_dr.train.evaluation import (
     negative_log_likelihood,
     top1_accuracy,
 )
-from hf_dr.train.models import create_model
 from tests.data_utils import digits_dataset
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -17,10 +17,10 @@ from hf_dr.cli import main as cli_main
 from hf_dr.errors import InvalidConfigError
 from hf_dr.generate.loading import load_reinforcements
 from hf_dr.generate.run_config import ReinforceConfig
-from hf_dr.generate.teacher import create_teacher, load_teacher_spec
+from hf_dr.models.members import create_member
+from hf_dr.models.teacher import create_teacher, load_teacher_spec
 from hf_dr.train.finetune import FinetuneConfig, finetune_teacher, finetune_train_config
 from hf_dr.train.loop import TrainConfig
-from hf_dr.train.members import create_member
 from tests.data_utils import digits_dataset
 from tests.test_files import RenameLog
 from tests.utils_builders import standin
@@ -155,12 +155,12 @@ def test_every_output_file_is_renamed_into_place(finetuned_run):
 
 
 def test_the_teacher_the_probability_ensemble_and_the_ensemble_metrics_agree(finetuned, digits_dir):
-    """One ensemble rule (hf_dr.generate.teacher.mean_probabilities) for the three places that average members."""
+    """One ensemble rule (hf_dr.models.teacher.mean_probabilities) for the three places that average members."""
     from hf_dr.augment.functional import normalize, to_tensor
     from hf_dr.data.transforms import EvalTransform
-    from hf_dr.generate.teacher import mean_probabilities
+    from hf_dr.models.students import ProbabilityEnsemble
+    from hf_dr.models.teacher import mean_probabilities
     from hf_dr.train.evaluation import evaluate
-    from hf_dr.train.models import ProbabilityEnsemble
 
     with open(os.path.join(finetuned, "teacher_spec.json")) as f:
         spec = json.load(f)[0]
@@ -241,7 +241,7 @@ def test_members_learn_and_label_with_the_given_normalisation(digits_dir, tmp_pa
     with open(os.path.join(out, "finetune_metrics.json")) as f:
         assert json.load(f)["config"]["train"]["clip_grad_norm"] == 1.0
     with pytest.raises(InvalidConfigError, match="--mean"):
-        from hf_dr.train.members import member_data_config
+        from hf_dr.models.members import member_data_config
 
         member_data_config(create_member(FinetuneConfig("test_resnet", pretrained=False), 10, 0), mean=(0.1, 0.2))
 
@@ -271,7 +271,7 @@ def test_a_calibration_split_fits_the_temperature_the_spec_and_the_ensemble_metr
 def test_a_member_far_below_the_others_is_reported_and_left_out(caplog):
     """Issue 14: members at 74-89% went into one teacher unreported; one far below the others (beyond the tolerance
     and 3 standard errors of its eval set) is now named in a warning and left out."""
-    from hf_dr.train.teacher_quality import screen_members
+    from hf_dr.models.teacher_quality import screen_members
 
     members = [{"seed": 0, "metrics": {"top1": 0.93, "num_samples": 500}},
                {"seed": 1, "metrics": {"top1": 0.41, "num_samples": 500}},

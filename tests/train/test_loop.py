@@ -13,10 +13,10 @@ from hf_dr.data.epochs import set_epoch
 from hf_dr.data.preloaded import PreloadedDataset
 from hf_dr.data.transforms import AugmentTransform, EvalTransform
 from hf_dr.errors import ClassCountMismatchError, ConfigConflictError, InvalidConfigError, MissingSoftLabelsError
-from hf_dr.networks import MLPNet
-from hf_dr.train.checkpoints import checkpoint_metadata, load_checkpoint, save_checkpoint
+from hf_dr.models.checkpoints import checkpoint_metadata, load_checkpoint, save_checkpoint
+from hf_dr.models.networks import MLPNet
+from hf_dr.models.students import ProbabilityEnsemble, create_model
 from hf_dr.train.loop import TrainConfig, batch_loss, cosine_with_warmup, fit, training_dataloader
-from hf_dr.train.models import ProbabilityEnsemble, create_model
 from tests.training_utils import SIZE, reinforced_digits, reinforced_transform
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -133,7 +133,7 @@ def test_checkpoints_round_trip_and_fine_tune_into_another_head(tmp_path):
 
 
 def test_wrapped_checkpoints_load_into_bare_models(tmp_path):
-    from hf_dr.train.models import PixelValuesClassifier
+    from hf_dr.models.students import PixelValuesClassifier
 
     model = create_model("hf_dr_cnn_tiny", num_classes=10, in_chans=3)
     path = save_checkpoint(PixelValuesClassifier(model), tmp_path / "wrapped.safetensors")
@@ -174,8 +174,8 @@ def test_optimizer_skips_weight_decay_on_1d_parameters_and_no_weight_decay_names
     (biases, norm weights) get weight decay 0, the rest the configured decay, also through the Trainer wrapper."""
     import timm
 
+    from hf_dr.models.students import PixelValuesClassifier
     from hf_dr.train.loop import build_optimizer
-    from hf_dr.train.models import PixelValuesClassifier
 
     vit = timm.create_model("test_vit", num_classes=10)
     model = PixelValuesClassifier(vit) if wrapped else vit

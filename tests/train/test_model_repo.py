@@ -64,7 +64,7 @@ def test_a_pushed_student_loads_in_timm_and_evaluates_to_its_recorded_metrics(st
 
 def test_a_one_channel_student_keeps_its_channels(tmp_path):
     from hf_dr import create_model
-    from hf_dr.train.checkpoints import checkpoint_model_metadata, save_checkpoint
+    from hf_dr.models.checkpoints import checkpoint_model_metadata, save_checkpoint
 
     model = create_model("test_resnet", num_classes=5, in_chans=1)
     path = save_checkpoint(model, tmp_path / "model.safetensors", checkpoint_model_metadata(
@@ -81,6 +81,6 @@ def test_a_one_channel_student_keeps_its_channels(tmp_path):
 def test_the_card_without_a_training_record(tmp_path):
     assert training_record(tmp_path / "model.safetensors") == {}
     card = model_card("me/student", "hf_dr_cnn_tiny", in_chans=1)
-    assert "Training recorded none" in card and "import hf_dr.networks" in card and "datasets:" not in card
+    assert "Training recorded none" in card and "import hf_dr.models.networks" in card and "datasets:" not in card
     local = model_card("me/student", "resnet18", dataset=str(tmp_path / "digits+"))  # a local path: named, not linked
     assert "datasets:" not in local and "huggingface.co/datasets" not in local and "digits+" in local

@@ -13,8 +13,8 @@ from hf_dr import soft_target_loss
 from hf_dr.data.preloaded import PreloadedDataset
 from hf_dr.data.transforms import AugmentTransform, EvalTransform
 from hf_dr.errors import ClassCountMismatchError, MissingSoftLabelsError, TrainerArgumentsError
-from hf_dr.networks import MLPNet
-from hf_dr.train.models import PixelValuesClassifier, create_model, forward_logits
+from hf_dr.models.networks import MLPNet
+from hf_dr.models.students import PixelValuesClassifier, create_model, forward_logits
 from hf_dr.train.trainer import (
     ReinforcedEpochCallback,
     check_trainer_args,

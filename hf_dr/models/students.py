@@ -3,7 +3,7 @@ averaging an ensemble's probabilities.
 
 Any timm model, any transformers image classifier (``TimmWrapperForImageClassification`` included) and any module
 returning logits can be trained and evaluated by hf_dr. :func:`forward_logits` calls each kind the right way. The
-small CPU networks of :mod:`hf_dr.networks` are registered with timm when this module is imported.
+small CPU networks of :mod:`hf_dr.models.networks` are registered with timm when this module is imported.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import torch
 from torch import nn
 from transformers.modeling_outputs import ImageClassifierOutput
 
-import hf_dr.networks  # noqa: F401 (registers the small networks with timm)
+import hf_dr.models.networks  # noqa: F401 (registers the small networks with timm)
 from hf_dr.errors import ClassCountMismatchError, InvalidConfigError
-from hf_dr.generate.teacher import mean_probabilities
-from hf_dr.train.losses import _logits_of
+from hf_dr.models.outputs import logits_of
+from hf_dr.models.teacher import mean_probabilities
 
 __all__ = [
     "PixelValuesClassifier", "ProbabilityEnsemble", "check_input_channels", "check_model_num_classes", "create_model",
@@ -30,8 +30,8 @@ __all__ = [
 def forward_logits(model: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
     """Logits ``[B, C]`` of a timm model, a transformers classifier or any module returning logits."""
     if _takes_pixel_values(model):
-        return _logits_of(model(pixel_values=pixel_values))
-    return _logits_of(model(pixel_values))
+        return logits_of(model(pixel_values=pixel_values))
+    return logits_of(model(pixel_values))
 
 
 def _takes_pixel_values(model: nn.Module) -> bool:
@@ -136,7 +136,7 @@ class PixelValuesClassifier(nn.Module):
                 ) -> ImageClassifierOutput:
         if self.channels_last and pixel_values.ndim == 4:
             pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
-        return ImageClassifierOutput(logits=_logits_of(self.model(pixel_values)))
+        return ImageClassifierOutput(logits=logits_of(self.model(pixel_values)))
 
     def no_weight_decay(self) -> set[str]:
         """The wrapped model's ``no_weight_decay()`` names under this wrapper's ``model.`` prefix (read by
@@ -149,8 +149,8 @@ def create_model(
     name: str, num_classes: int, in_chans: int | None = None, **kwargs: Any
 ) -> nn.Module:
     """A timm model with a fresh ``num_classes`` head (load weights into it with
-    :func:`hf_dr.train.checkpoints.load_checkpoint`). Any timm architecture name works, the small CPU networks of
-    :mod:`hf_dr.networks` included; pretrained weights are never downloaded.
+    :func:`hf_dr.models.checkpoints.load_checkpoint`). Any timm architecture name works, the small CPU networks of
+    :mod:`hf_dr.models.networks` included; pretrained weights are never downloaded.
 
     Example:
         >>> model = create_model("hf_dr_cnn_small", num_classes=10, in_chans=1)
@@ -178,7 +178,7 @@ class ProbabilityEnsemble(nn.Module):
     Args:
         models (`Sequence[torch.nn.Module]`): the members (called with :func:`forward_logits`).
         temperature (`float`, *optional*, defaults to 1.0): every member's logits are divided by it before the
-            softmax, as a calibrated teacher's are (:mod:`hf_dr.train.teacher_quality`).
+            softmax, as a calibrated teacher's are (:mod:`hf_dr.models.teacher_quality`).
     """
 
     def __init__(self, models: list[nn.Module], temperature: float = 1.0) -> None:
@@ -197,7 +197,7 @@ class ProbabilityEnsemble(nn.Module):
 
 
 def ensemble_logits(member_logits: Iterable[torch.Tensor]) -> torch.Tensor:
-    """The log of the members' mean probabilities (:func:`hf_dr.generate.teacher.mean_probabilities`, the
+    """The log of the members' mean probabilities (:func:`hf_dr.models.teacher.mean_probabilities`, the
     teacher's rule), clamped at ``1e-12``: logits whose softmax is the ensemble's prediction.
 
     Example:

@@ -7,7 +7,7 @@
   views are under-confident on clean images; members trained without label smoothing are often over-confident). A
   student distilled from stored teacher probabilities inherits that, so one temperature T for every member is
   fitted on a calibration split (rows neither the members nor the reinforced subset learn from) and recorded in
-  every member of the teacher spec (:attr:`hf_dr.generate.teacher.MemberSpec.temperature`): the teacher then
+  every member of the teacher spec (:attr:`hf_dr.models.teacher.MemberSpec.temperature`): the teacher then
   averages ``softmax(logits / T)``.
 
 Example:
@@ -44,7 +44,7 @@ MIN_ERRORS = 10
 def ensemble_nll(member_logits: Sequence[torch.Tensor], labels: torch.Tensor, temperature: float) -> float:
     """The NLL of the ensemble's mean probabilities (the teacher's rule) with every member's logits divided by
     ``temperature``."""
-    from hf_dr.generate.teacher import mean_probabilities
+    from hf_dr.models.teacher import mean_probabilities
 
     probs = mean_probabilities(logits.float() / temperature for logits in member_logits)
     return float(-probs.gather(1, labels.long()[:, None]).clamp(min=1e-12).log().mean())
@@ -57,7 +57,7 @@ def fit_temperature(member_logits: Sequence[torch.Tensor], labels: torch.Tensor)
     Raises :class:`CalibrationError` when the ensemble gets fewer than :data:`MIN_ERRORS` rows wrong, or when the
     NLL is lowest at the low end of the range: such a split drives the temperature towards 0 (one-hot labels), which
     would throw the soft labels away. A teacher over-confident beyond the range gets its largest temperature."""
-    from hf_dr.generate.teacher import mean_probabilities
+    from hf_dr.models.teacher import mean_probabilities
 
     if not len(member_logits) or not len(labels):
         raise InvalidConfigError("calibrating a teacher needs member logits on at least one labelled row")

@@ -46,7 +46,7 @@ def create_member(config: FinetuneConfig, num_classes: int, seed: int) -> torch.
 
 def _local_weights_overlay(arch: str, weights: str) -> dict[str, Any]:
     from hf_dr.errors import WeightsNotFoundError
-    from hf_dr.generate.teacher import head_size
+    from hf_dr.models.teacher import head_size
 
     if not os.path.isfile(weights):
         raise WeightsNotFoundError(f"pretrained weights {os.path.abspath(weights)!r} of {arch!r} do not exist; pass "

@@ -13,7 +13,7 @@ from torch import nn
 
 from hf_dr.errors import InvalidConfigError
 from hf_dr.files import write_atomic
-from hf_dr.train.models import model_num_classes
+from hf_dr.models.students import model_num_classes
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def save_checkpoint(model: nn.Module, path: str | Path, metadata: dict[str, Any]
 
     Example:
         >>> import tempfile
-        >>> from hf_dr.train.models import create_model
+        >>> from hf_dr.models.students import create_model
         >>> path = save_checkpoint(create_model("hf_dr_mlp", num_classes=10, in_chans=1),
         ...                        Path(tempfile.mkdtemp()) / "student.safetensors", {"architecture": "hf_dr_mlp"})
         >>> checkpoint_metadata(path)
@@ -52,7 +52,7 @@ def checkpoint_metadata(path: str | Path) -> dict[str, Any]:
 def load_checkpoint(model: nn.Module, path: str | Path, ignore_mismatched_sizes: bool = False) -> list[str]:
     """Loads safetensors weights into ``model``; returns the names of the tensors left at their initial values.
 
-    Keys saved through a wrapper (``transformers.Trainer`` with :class:`hf_dr.train.models.PixelValuesClassifier`,
+    Keys saved through a wrapper (``transformers.Trainer`` with :class:`hf_dr.models.students.PixelValuesClassifier`,
     ``TimmWrapperForImageClassification``) load into the bare model and the other way round. With
     ``ignore_mismatched_sizes`` tensors whose shape differs (a classifier head of another class count: pretrain on
     X+, fine-tune on Y+) are skipped instead of raising.

@@ -8,7 +8,7 @@ A member is named by a *spec*:
 - a dict ``{"arch": ..., "weights": ..., "input_size": [3, 288, 288], ...}``, e.g. one entry of a teacher spec file
   (:func:`load_teacher_spec`), whose optional ``input_size``, ``interpolation``, ``mean``, ``std``, ``crop_pct``
   override the member's timm data config and ``temperature`` divides its logits (a calibrated teacher,
-  :mod:`hf_dr.train.teacher_quality`). The format is documented in ``docs/teachers.md``.
+  :mod:`hf_dr.models.teacher_quality`). The format is documented in ``docs/teachers.md``.
 
 Every member sees the augmented crop at its own input size, interpolation and normalisation (its resolved timm data
 config). Members with the same weights are refused (timm 1.0.31 maps the four ``ig_resnext101_32x*d`` names to one
@@ -35,7 +35,7 @@ from hf_dr.errors import (
     WeightsNotFoundError,
 )
 from hf_dr.files import read_json, to_json_value
-from hf_dr.generate.weights import check_exists, head_size, one_line, state_dict_problem, tensor_shapes, weight_files
+from hf_dr.models.weights import check_exists, head_size, one_line, state_dict_problem, tensor_shapes, weight_files
 
 DATA_CONFIG_KEYS = ("input_size", "interpolation", "mean", "std", "crop_pct")
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -52,7 +52,7 @@ class MemberSpec:
         num_classes (`int`, *optional*): head size; read from the weights file when not given.
         input_size, interpolation, mean, std, crop_pct (*optional*): overrides of the member's timm data config.
         temperature (`float`, *optional*): the member's logits are divided by it before the softmax (post-hoc
-            calibration, fitted by :func:`hf_dr.train.teacher_quality.fit_temperature`); 1 when not given.
+            calibration, fitted by :func:`hf_dr.models.teacher_quality.fit_temperature`); 1 when not given.
 
     Example:
         >>> MemberSpec.parse("resnet18=weights/r18.safetensors")
@@ -209,7 +209,7 @@ def load_member(spec: str | dict[str, Any] | MemberSpec) -> Member:
     import timm
     from safetensors import SafetensorError
 
-    import hf_dr.networks  # noqa: F401 (the small networks are teachers too: register them with timm)
+    import hf_dr.models.networks  # noqa: F401 (the small networks are teachers too: register them with timm)
 
     spec = MemberSpec.parse(spec)
     overlay = dict(spec.overrides)
@@ -265,7 +265,7 @@ def _refuse_random_head(spec: MemberSpec) -> None:
 def mean_probabilities(member_logits: Iterable[torch.Tensor]) -> torch.Tensor:
     """The ensemble rule of hf_dr: the mean of the members' softmax probabilities, in float32.
 
-    :class:`Teacher`, :class:`hf_dr.train.models.ProbabilityEnsemble` and the ensemble metrics of
+    :class:`Teacher`, :class:`hf_dr.models.students.ProbabilityEnsemble` and the ensemble metrics of
     :func:`hf_dr.train.finetune.finetune_teacher` all average with this function (summed member by member, then
     divided by the member count).
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import torch
 
 from hf_dr.generate.run_config import ReinforceConfig
-from hf_dr.generate.teacher import create_teacher, load_member
-from hf_dr.train.models import ProbabilityEnsemble
-from hf_dr.train.teacher_quality import ensemble_nll, fit_temperature
+from hf_dr.models.students import ProbabilityEnsemble
+from hf_dr.models.teacher import create_teacher, load_member
+from hf_dr.models.teacher_quality import ensemble_nll, fit_temperature
 from tests.utils_teacher import save_teacher, tiny_model
 
 

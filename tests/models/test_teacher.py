@@ -18,7 +18,7 @@ from hf_dr.errors import (
     WeightsNotFoundError,
 )
 from hf_dr.files import file_sha256
-from hf_dr.generate.teacher import (
+from hf_dr.models.teacher import (
     Member,
     MemberSpec,
     Teacher,
@@ -241,12 +241,12 @@ def test_the_projects_own_networks_are_teachers_in_a_fresh_process(tmp_path):
 
     from safetensors.torch import save_file
 
-    from hf_dr.networks import hf_dr_cnn_fc
+    from hf_dr.models.networks import hf_dr_cnn_fc
 
     path = tmp_path / "member.safetensors"
     save_file({k: v.contiguous() for k, v in hf_dr_cnn_fc(num_classes=10, in_chans=1).state_dict().items()}, path)
-    code = ("import sys; from hf_dr.generate.teacher import create_teacher; "
-            "assert 'hf_dr.networks' not in sys.modules; "
+    code = ("import sys; from hf_dr.models.teacher import create_teacher; "
+            "assert 'hf_dr.models.networks' not in sys.modules; "
             f"print(create_teacher('hf_dr_cnn_fc={path}').num_classes)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "10", out.stderr[-2000:]

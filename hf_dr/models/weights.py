@@ -19,9 +19,8 @@ from typing import Any
 
 import torch
 
-from hf_dr.errors import ConfigConflictError, WeightsFileError, WeightsNotFoundError
+from hf_dr.errors import WeightsFileError, WeightsNotFoundError
 from hf_dr.files import file_sha256
-from hf_dr.generate.run_config import FIX
 
 MAX_NAMES_SHOWN = 6
 _SIZE_MISMATCH = re.compile(r"size mismatch for ([^:\s]+): copying a param with shape torch\.Size\(\[([^\]]*)\]\) "
@@ -169,20 +168,3 @@ def _same_files(path: str, records: Sequence[dict[str, Any]]) -> bool:
         if stat["num_bytes"] != record.get("num_bytes") or file_sha256(file) != record.get("sha256"):
             return False
     return True
-
-
-def refuse_other_weights(current: Sequence[dict[str, Any]], recorded: Sequence[dict[str, Any]],
-                         output_dir: str) -> None:
-    """Raises :class:`ConfigConflictError` naming the member and its weights when a loaded member's state-dict hash
-    differs from the one the run in ``output_dir`` recorded."""
-    for index, (now, then) in enumerate(zip(current, recorded, strict=True)):
-        if then.get("sha256") is None or now.get("sha256") == then["sha256"]:
-            continue
-        spec, old = now["spec"], then["spec"].get("weights")
-        where = spec.get("weights") or f"the Hub weights of {spec.get('arch')}"
-        raise ConfigConflictError(
-            f"teacher member {index} ({spec.get('arch')}): {where} holds other weights (state-dict sha256 "
-            f"{now.get('sha256', '')[:12]}...) than the run in {output_dir!r} was made with ({then['sha256'][:12]}... "
-            f"from {old or 'the Hub'}); it was replaced, or another file was given. Pass the weights the run used. "
-            f"{FIX}"
-        )
