@@ -8,7 +8,7 @@ its plain counterpart:
 - ``architectures``: plain vs reinforced for each of ``architectures`` (a small CNN, an MLP, timm's small ResNet by
   default), every seed;
 - ``robustness``: the default architecture's plain, reinforced and online-KD students on corrupted test sets
-  (:mod:`hf_dr.data.corruptions`, each corruption at each of ``severities``): top-1 and ECE;
+  (:mod:`hf_dr.demo.corruptions`, each corruption at each of ``severities``): top-1 and ECE;
 - ``epochs``: plain, online KD and reinforced at ``epoch_scales`` times the default epochs (the paper's Fig. 1:
   accuracy against training time);
 - ``curricula``: replay by the teacher's confidence (:mod:`hf_dr.data.curriculum`, App. C.4/C.5);
@@ -32,9 +32,9 @@ from typing import Any
 import datasets
 import torch
 
-from hf_dr.data.corruptions import CORRUPTIONS, corrupt_dataset
 from hf_dr.data.curriculum import CURRICULA, Curriculum
 from hf_dr.demo.config import DemoConfig
+from hf_dr.demo.corruptions import CORRUPTIONS, corrupt_dataset
 from hf_dr.demo.data import KEY, DemoData, load_demo_data
 from hf_dr.errors import InvalidConfigError
 from hf_dr.files import read_json, to_json_value, write_json_atomic
@@ -59,7 +59,7 @@ class StudyConfig:
             demo's settings; online KD runs for ``demo.kd_seeds``).
         studies (`list[str]`, *optional*): which of :data:`STUDIES` to run (all by default).
         architectures (`list[str]`, *optional*): timm names of the students of the architecture study.
-        corruptions (`list[str]`, *optional*): of :data:`hf_dr.data.corruptions.CORRUPTIONS` (all by default).
+        corruptions (`list[str]`, *optional*): of :data:`hf_dr.demo.corruptions.CORRUPTIONS` (all by default).
         severities (`list[int]`, *optional*, defaults to ``[1, 3, 5]``): of each corruption.
         epoch_scales (`list[float]`, *optional*, defaults to ``[0.25, 0.5, 1, 2]``): training lengths of the epochs
             study, in multiples of the default student's epochs.

@@ -46,7 +46,6 @@ from hf_dr.data.sources import (
     source_info,
 )
 from hf_dr.errors import InvalidConfigError
-from hf_dr.generate.labels import check_label_range, check_label_type
 from hf_dr.generate.lock import RunLock
 from hf_dr.generate.plan import ChunkPlan, Shard, plan_shards
 from hf_dr.generate.render import (
@@ -60,6 +59,7 @@ from hf_dr.generate.render import (
 from hf_dr.generate.resume import refuse_other_source, refuse_other_weights
 from hf_dr.generate.run_config import ReinforceConfig, library_versions
 from hf_dr.generate.shard_table import ShardTable, label_values, output_features
+from hf_dr.generate.source_labels import check_label_range, check_label_type
 from hf_dr.generate.storage import ShardWriter, clear_run, remove_temporaries, shard_record, write_manifest
 from hf_dr.models.teacher import MemberSpec, Teacher, create_teacher
 from hf_dr.models.weights import changed_weights

@@ -154,7 +154,7 @@ def save_samples_grid(data_file: str, config: ReinforceConfig, path: str) -> str
     """The first row of a self-contained data file and up to ``GRID_PANELS`` of its replayed reinforcements (mixing
     partners from the file's first row group, all that is read of a file of a few hundred MB)."""
     from hf_dr.data.replay import ReinforcedTransform
-    from hf_dr.hub.show import render_grid, save_grid
+    from hf_dr.data.view_grid import render_grid, save_grid
 
     columns = config.columns
     with pq.ParquetFile(data_file) as parquet:

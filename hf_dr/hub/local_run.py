@@ -11,10 +11,10 @@ from hf_dr.data.keys import KeyIndex
 from hf_dr.data.replay import ReinforcedTransform
 from hf_dr.data.schema import KEY_COLUMN
 from hf_dr.data.sources import keyed, load_source
+from hf_dr.data.view_grid import render_grid
 from hf_dr.errors import IncompleteRunError, InvalidConfigError
 from hf_dr.generate.loading import load_reinforcements
 from hf_dr.generate.run_config import ReinforceConfig
-from hf_dr.hub.show import render_grid
 
 
 def load_target(
@@ -49,7 +49,7 @@ def sample_grid(
     size: int = 160,
     columns: int = 4,
 ) -> Image.Image:
-    """The :func:`hf_dr.hub.show.render_grid` figure of one sample (by key, or by row of the reinforcement table)."""
+    """The :func:`hf_dr.data.view_grid.render_grid` figure of one sample (by key, or by row of the records)."""
     key_column, image_column = config.columns.get("key"), config.columns.get("image", "image")
     key_name = key_column or KEY_COLUMN
     key = key if key is not None else reinforcements[index][key_name]

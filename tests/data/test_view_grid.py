@@ -8,7 +8,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from hf_dr import ReinforcedTransform, create_policy
-from hf_dr.hub.show import describe_params, render_grid, save_grid, wrap_caption
+from hf_dr.data.view_grid import describe_params, render_grid, save_grid, wrap_caption
 from tests.data_utils import ProjectionTeacher, digits_dataset, reinforce_in_memory
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hf_dr.data.bundled import load_bundled
-from hf_dr.data.corruptions import (
+from hf_dr.demo.corruptions import (
     CORRUPTIONS,
     SEVERITIES,
     apply_corruption,
