@@ -86,9 +86,8 @@ def load_reinforced(
             (``set_epoch`` advances the choice) instead of a map-style Dataset. Metadata-only, the source and the
             reinforcement files are both streamed and zipped in the run's row order (nothing converted first), each
             row's key checked against the reinforced row's: a source that lost, gained or reordered rows raises at
-            that row; with the recorded source, one shard per source data file the push recorded (else one).
-            Self-contained: at least 8 shards (row ranges). DataLoader workers and ``split_dataset_by_node`` split
-            them.
+            that row; with the recorded source, one shard per source data file (per row group of a source of few
+            files) the push recorded, else one. Self-contained: at least 8 shards (row ranges). Workers split them.
         source (`str` or `datasets.Dataset`, *optional*): metadata-only layout: the images, as a Hub id, a local
             folder or file, or a loaded dataset; by default the recorded source at its pinned revision.
         source_revision (`str`, *optional*): metadata-only layout: another revision of the source.
@@ -147,9 +146,10 @@ def load_reinforced(
         fix = (f"Load {_recorded_version(recorded)}, or load map-style (streaming=False), which joins the rows by key "
                "and drops extra ones with verify_source=False.")
         recorded_source = source is None and source_revision in (None, recorded["revision"])
-        parts = stream_parts(repo_id, commit, meta, keys, recorded_source, token)
-        return zip_records(keys, reinforced, transform, image_column, STREAM_KEY, columns["key"],
-                           columns["reinforcements"], meta.get("skipped_rows", []), digests, fix, parts)
+        split = stream_parts(repo_id, commit, meta, keys, recorded_source, token)  # keys resharded to match
+        return zip_records(split.source if split else keys, reinforced, transform, image_column, STREAM_KEY,
+                           columns["key"], columns["reinforcements"], meta.get("skipped_rows", []), digests, fix,
+                           split and split[:2])
     images = _matched_source(images, reinforced, recorded, columns["key"], verify_source, verify_images)
     transform = ReinforcedTransform(reinforced, images=images, image_column=image_column, **transform_columns,
                                     verify_images=verify_images, **options)

@@ -2,30 +2,33 @@
 pushed repo splits into (:mod:`hf_dr.data.parquet_rows`).
 
 A push records the source split's data files at its pinned revision, in the order ``datasets`` streams them, with
-their row counts (:func:`source_data_files`, in ``hf_dr.json``: ``source["data_files"]``). Loading the repo as a
-stream of the recorded source then makes one part per source file (:func:`stream_parts`): the source stream's shard
-of that file, zipped with the range of reinforcement rows that holds its rows. Pushes without the field, a source
-given by the user, or a stream that does not have one shard per recorded file stay one shard.
+their row counts and the rows of each of their row groups (:func:`source_data_files`, in ``hf_dr.json``:
+``source["data_files"]``). Loading the repo as a stream of the recorded source then makes one part per source file
+(:func:`stream_parts`): the source stream's shard of that file, zipped with the range of reinforcement rows that holds
+its rows. A source of fewer files than :data:`~hf_dr.data.parquet_rows.MIN_PARTS` (CIFAR-100's one file) is cut into
+one part per row group instead (``datasets``' ``IterableDataset.reshard`` gives one shard per Parquet row group).
+Pushes without the field, a source given by the user, or a stream that does not have one shard per recorded file
+stay one shard.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, NamedTuple
 
 import datasets
 import pyarrow.parquet as pq
 from huggingface_hub import HfFileSystem
 
-from hf_dr.data.parquet_rows import ParquetRows, Part, plan_parts
+from hf_dr.data.parquet_rows import MIN_PARTS, ParquetRows, Part, plan_parts
 
 logger = logging.getLogger(__name__)
 
 
 def source_data_files(source: dict[str, Any], token: str | None = None) -> list[dict[str, Any]] | None:
-    """The source split's data files at its pinned revision as ``datasets`` streams them, ``{"path", "num_rows"}``
-    each (the row counts read from the Parquet footers); None for a source that is not Parquet files on the Hub or
-    cannot be read (its stream then stays one shard).
+    """The source split's data files at its pinned revision as ``datasets`` streams them, ``{"path", "num_rows",
+    "row_groups"}`` each (the row counts of the file and of its row groups, read from the Parquet footers); None for
+    a source that is not Parquet files on the Hub or cannot be read (its stream then stays one shard).
 
     Args:
         source (`dict`): the recorded source (``id``, ``revision``: a commit id, ``split``).
@@ -51,14 +54,25 @@ def _read_source_files(source: dict[str, Any], token: str | None) -> list[dict[s
     fs, files = HfFileSystem(token=token), []
     for url in urls:
         with fs.open(url, "rb") as file:
-            files.append({"path": url[len(prefix):], "num_rows": pq.read_metadata(file).num_rows})
+            footer = pq.read_metadata(file)
+        files.append({"path": url[len(prefix):], "num_rows": footer.num_rows,
+                      "row_groups": [footer.row_group(g).num_rows for g in range(footer.num_row_groups)]})
     return files
 
 
+class StreamParts(NamedTuple):
+    """The parts of a metadata-only stream (:func:`stream_parts`)."""
+
+    parts: list[Part]  # one per source file, or per row group of a source of few files
+    rows: ParquetRows  # the reader of the reinforcement rows
+    source: datasets.IterableDataset  # the source stream, with one shard per part's ``shard``
+
+
 def stream_parts(repo_id: str, commit: str, meta: dict[str, Any], images: datasets.IterableDataset,
-                 recorded_source: bool, token: str | None = None) -> tuple[list[Part], ParquetRows] | None:
-    """The parts of a metadata-only stream and the reader of its reinforcement rows; None (one shard) when the push
-    recorded no source files, the source is not the recorded one, or its stream does not have one shard per file.
+                 recorded_source: bool, token: str | None = None) -> StreamParts | None:
+    """The parts of a metadata-only stream, the reader of its reinforcement rows and the source stream sharded to
+    match; None (one shard) when the push recorded no source files, the source is not the recorded one, or its stream
+    does not have one shard per file.
 
     Args:
         repo_id (`str`), commit (`str`): the reinforced repo at its resolved commit.
@@ -75,9 +89,27 @@ def stream_parts(repo_id: str, commit: str, meta: dict[str, Any], images: datase
         logger.warning("The source stream has %d shards where %s records %d data files: the stream is one shard.",
                        images.num_shards, meta["source"].get("id"), len(files))
         return None
+    files, images = _by_row_group(files, images)
     rows = ParquetRows.read([f"hf://datasets/{repo_id}@{commit}/{name}" for name in names], {"token": token})
     parts = plan_parts(files, meta.get("skipped_rows", []), rows.total)
-    return (parts, rows) if parts is not None else None
+    return StreamParts(parts, rows, images) if parts is not None else None
+
+
+def _by_row_group(files: list[dict[str, Any]], images: datasets.IterableDataset
+                  ) -> tuple[list[dict[str, Any]], datasets.IterableDataset]:
+    """A source of fewer files than :data:`MIN_PARTS` as one entry per row group and the stream resharded to one shard
+    per row group, when the push recorded the row groups and ``reshard`` gives exactly those; else both unchanged."""
+    groups = [{"path": f"{entry['path']} (row group {g})", "num_rows": int(rows)}
+              for entry in files for g, rows in enumerate(entry.get("row_groups") or [])]
+    if len(files) >= MIN_PARTS or len(groups) <= len(files) or sum(g["num_rows"] for g in groups) != sum(
+            int(entry["num_rows"]) for entry in files):
+        return files, images
+    resharded = images.reshard()
+    if resharded.num_shards != len(groups):
+        logger.warning("The source's %d row groups streamed as %d shards: the stream has one shard per file.",
+                       len(groups), resharded.num_shards)
+        return files, images
+    return groups, resharded
 
 
 def pushed_stream(repo_id: str, commit: str, meta: dict[str, Any], stream: datasets.IterableDataset,
