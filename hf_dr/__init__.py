@@ -10,6 +10,7 @@ The public API, by flow (everything else lives in the subpackages named in brack
   :func:`reinforce`, :func:`select_samples`, :func:`verify`;
 - load and replay [``hf_dr.data``, ``hf_dr.hub``]: :func:`load_reinforcements`, :func:`load_reinforced`,
   :class:`ReinforcedTransform`, :class:`Curriculum`, :func:`create_reinforced_loader` (timm's loop),
+  :func:`model_arguments` (a student's classes and channels, read from the data),
   :class:`AugmentTransform`, :class:`EvalTransform`,
   :func:`set_epoch`, :func:`sparsify`, :func:`densify`;
 - publish [``hf_dr.hub``]: :func:`push_to_hub`;
@@ -45,7 +46,7 @@ _EXPORTS: dict[str, str] = {
     "load_reinforcements": "hf_dr.generate.loading", "load_reinforced": "hf_dr.hub.load",
     "ReinforcedTransform": "hf_dr.data.replay", "Curriculum": "hf_dr.data.curriculum",
     "ReinforcedCollate": "hf_dr.data.collate",
-    "create_reinforced_loader": "hf_dr.hub.loader",
+    "create_reinforced_loader": "hf_dr.hub.loader", "model_arguments": "hf_dr.data.model_arguments",
     "AugmentTransform": "hf_dr.data.transforms",
     "EvalTransform": "hf_dr.data.transforms", "set_epoch": "hf_dr.data.epochs", "sparsify": "hf_dr.data.soft_labels",
     "densify": "hf_dr.data.soft_labels",
@@ -66,8 +67,8 @@ _EXPORTS: dict[str, str] = {
 __all__ = [
     "__version__", "create_policy", "list_policies", "AugmentationPolicy", "create_teacher", "load_teacher_spec",
     "RecordCodec", "reinforce", "select_samples", "verify", "load_reinforcements", "load_reinforced",
-    "ReinforcedTransform", "ReinforcedCollate", "Curriculum", "create_reinforced_loader", "AugmentTransform",
-    "EvalTransform", "set_epoch", "sparsify", "densify",
+    "ReinforcedTransform", "ReinforcedCollate", "Curriculum", "create_reinforced_loader", "model_arguments",
+    "AugmentTransform", "EvalTransform", "set_epoch", "sparsify", "densify",
     "push_to_hub", "soft_target_loss", "TrainConfig", "fit", "reinforced_training_args", "reinforced_trainer",
     "ReinforcedEpochCallback", "create_model", "FinetuneConfig", "finetune_teacher", "evaluate",
     "evaluate_checkpoint", "load_classifier", "HfDrError",
@@ -91,6 +92,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; never executed
     from hf_dr.augment.registry import create_policy, list_policies
     from hf_dr.data.collate import ReinforcedCollate
     from hf_dr.data.epochs import set_epoch
+    from hf_dr.data.model_arguments import model_arguments
     from hf_dr.data.replay import ReinforcedTransform
     from hf_dr.data.soft_labels import densify, sparsify
     from hf_dr.data.transforms import AugmentTransform, EvalTransform

@@ -48,6 +48,8 @@ LANGUAGES = ("python", "bash")
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```[ \t]*$", re.DOTALL | re.MULTILINE)
 DIRECTIVE = re.compile(r"<!--\s*doctest\b:?(.*)-->\Z", re.DOTALL)
 CIFAR100, CIFAR100_PLUS, IMAGENET_PLUS = "uoft-cs/cifar100", "org/cifar100-plus", "org/imagenet-plus"
+REPOS = (CIFAR100, CIFAR100_PLUS, IMAGENET_PLUS)
+GRAY_SETUPS = {"cifar100_on_hub", "teacher_spec", "cifar100_run", "cifar100_pushed", "pretrain_finetune_runs"}
 NUM_CLASSES, TRAIN_ROWS, TEST_ROWS, NUM_SAMPLES, TOPK = 100, 48, 16, 4, 10
 
 
@@ -138,7 +140,17 @@ class World:
     """Session-wide material for the blocks: a cache folder and the setups already made in it."""
 
     cache: Path
+    mode: str = "RGB"  # "L": the same material in grayscale, under the repo ids of :meth:`repo`
     made: dict[str, object] = field(default_factory=dict)
+
+    def repo(self, name: str) -> str:
+        """The Hub id this world uses for ``name`` (one of :data:`REPOS`): a namespace of its own in grayscale."""
+        owner, _, rest = name.partition("/")
+        return name if self.mode == "RGB" else f"{owner}-gray/{rest}"
+
+    def images(self, count: int) -> tuple[list, list[int]]:
+        images, labels = digit_images(count)
+        return [image.convert(self.mode) for image in images], labels
 
     def ensure(self, name: str, cwd: Path) -> None:
         """Makes setup ``name`` (once per session; some also copy files into ``cwd`` every time)."""
@@ -164,22 +176,23 @@ def cifar100_on_hub(world: World, cwd: Path) -> None:
     """A tiny ``uoft-cs/cifar100`` on the local Hub: digits as ``img`` with a 100-class ``fine_label``, no key
     column (like the real one), splits ``train`` and ``test``."""
     def make() -> str:
-        images, labels = digit_images(TRAIN_ROWS + TEST_ROWS)
+        images, labels = world.images(TRAIN_ROWS + TEST_ROWS)
         features = datasets.Features({"img": datasets.Image(),
                                       "fine_label": datasets.ClassLabel(names=[f"class-{i}" for i in range(100)])})
         rows = {"img": images, "fine_label": labels}
         full = datasets.Dataset.from_dict(rows, features=features)
         splits = datasets.DatasetDict({"train": full.select(range(TRAIN_ROWS)),
                                        "test": full.select(range(TRAIN_ROWS, TRAIN_ROWS + TEST_ROWS))})
-        splits.push_to_hub(CIFAR100)
-        return HfApi().dataset_info(CIFAR100).sha
+        splits.push_to_hub(world.repo(CIFAR100))
+        return HfApi().dataset_info(world.repo(CIFAR100)).sha
 
     _once(world, "cifar100_on_hub", make)
 
 
 def _teachers(world: World, num_classes: int) -> list[dict]:
     return _once(world, f"teachers-{num_classes}", lambda: [
-        save_teacher(str(world.cache / "teachers"), seed=seed, num_classes=num_classes) for seed in (0, 1)])
+        save_teacher(str(world.cache / "teachers"), seed=seed, num_classes=num_classes,
+                     in_chans=len(world.mode)) for seed in (0, 1)])
 
 
 @setup
@@ -199,9 +212,10 @@ def _run(world: World, dataset: datasets.Dataset, members: list[dict], name: str
 def _cifar100_run(world: World) -> str:
     def make() -> str:
         commit = world.made["cifar100_on_hub"]
-        source = datasets.load_dataset(CIFAR100, split="train", revision=commit)
+        source = datasets.load_dataset(world.repo(CIFAR100), split="train", revision=commit)
         return _run(world, source, _teachers(world, NUM_CLASSES), "cifar100-plus", image_column="img",
-                    label_column="fine_label", source={"id": CIFAR100, "revision": commit, "split": "train"})
+                    label_column="fine_label", source={"id": world.repo(CIFAR100), "revision": commit,
+                                                                      "split": "train"})
 
     cifar100_on_hub(world, world.cache)
     return _once(world, "cifar100_run", make)
@@ -221,8 +235,8 @@ def cifar100_pushed(world: World, cwd: Path) -> None:
 
     def make() -> None:
         run_dir = _cifar100_run(world)
-        push_to_hub(run_dir, CIFAR100_PLUS)
-        push_to_hub(run_dir, IMAGENET_PLUS, layout="metadata-only")
+        push_to_hub(run_dir, world.repo(CIFAR100_PLUS))
+        push_to_hub(run_dir, world.repo(IMAGENET_PLUS), layout="metadata-only")
 
     _once(world, "cifar100_pushed", make)
 
@@ -232,7 +246,7 @@ def pretrain_finetune_runs(world: World, cwd: Path) -> None:
     """Datasets ``X`` (10 classes) and ``Y`` (5 classes, so fine-tuning gets a new head), saved with
     ``save_to_disk``, and their runs ``X+`` and ``Y+``."""
     def make() -> dict[str, str]:
-        images, labels = digit_images(TRAIN_ROWS)
+        images, labels = world.images(TRAIN_ROWS)
         keys = [f"digit-{i:05d}" for i in range(TRAIN_ROWS)]
         folders = {}
         for name, num_classes in (("X", 10), ("Y", 5)):
@@ -269,6 +283,11 @@ def world(hub: HubServer, tmp_path_factory) -> World:
     return World(tmp_path_factory.mktemp("docs-world"))
 
 
+@pytest.fixture(scope="module")
+def gray_world(hub: HubServer, tmp_path_factory) -> World:
+    return World(tmp_path_factory.mktemp("docs-gray-world"), mode="L")
+
+
 # -- running them ---------------------------------------------------------------------------------------------------
 def bash_commands(code: str) -> list[list[str]]:
     r"""The commands of a bash block: ``\\``-continued lines joined, comments and blank lines dropped.
@@ -297,20 +316,42 @@ def run_bash(code: str, name: str) -> None:
             raise AssertionError(f"{name}: cannot run {shlex.join(words)!r} here: mark the block skipped, saying why")
 
 
+def run_block(block: Block, world: World, cwd: Path) -> None:
+    """Makes the block's setups in ``world`` and runs it in ``cwd``, with the world's repo ids."""
+    for name in block.setup:
+        world.ensure(name, cwd)
+    code = block.runnable_code()
+    for name in REPOS:
+        code = code.replace(name, world.repo(name))
+    if block.language == "python":
+        exec(compile(code, block.name, "exec"), {"__name__": "__docs__"})
+    else:
+        run_bash(code, block.name)
+
+
 @pytest.mark.parametrize("block", BLOCKS, ids=[block.name for block in BLOCKS])
 def test_block_runs(block: Block, world: World, tmp_path, monkeypatch):
     if block.skip:
         RESULTS[block.name] = f"skipped: {block.skip}"
         pytest.skip(block.skip)
     monkeypatch.chdir(tmp_path)
-    for name in block.setup:
-        world.ensure(name, tmp_path)
-    code = block.runnable_code()
-    if block.language == "python":
-        exec(compile(code, block.name, "exec"), {"__name__": "__docs__"})
-    else:
-        run_bash(code, block.name)
+    run_block(block, world, tmp_path)
     RESULTS[block.name] = "ran"
+
+
+GRAY_BLOCKS = [block for block in BLOCKS if not block.skip and set(block.setup) & GRAY_SETUPS]
+
+
+@pytest.mark.parametrize("block", GRAY_BLOCKS, ids=[block.name for block in GRAY_BLOCKS])
+def test_block_runs_on_grayscale_data(block: Block, gray_world: World, tmp_path, monkeypatch):
+    """Issue 24: every documented recipe, as written, on a grayscale copy of its data (digits in mode "L", teachers
+    reading one channel): the students are built with the data's channels, nothing fails deep in a convolution."""
+    monkeypatch.chdir(tmp_path)
+    run_block(block, gray_world, tmp_path)
+
+
+def test_the_recipes_are_run_on_grayscale_data():
+    assert len(GRAY_BLOCKS) >= 8, [block.name for block in GRAY_BLOCKS]
 
 
 def test_every_block_is_accounted_for(capsys):

@@ -204,7 +204,7 @@ def erase(
 ) -> Image.Image:
     """Returns a copy of ``image`` whose fractional box is filled with the per-channel ``value``."""
     y, x, h, w = pixel_box(image, top, left, height, width)
-    fill = _per_channel(value, len(image.getbands()))
+    fill = per_channel(value, len(image.getbands()))
     out = image.copy()
     out.paste(tuple(int(v) for v in fill) if len(fill) > 1 else int(fill[0]), (x, y, x + w, y + h))
     return out
@@ -275,8 +275,8 @@ class Normalizer:
         if cache_key not in self._constants:
             with torch.inference_mode(False):  # cached constants made under inference mode must serve outside it
                 channels = image.shape[-3]
-                mean = torch.tensor(_per_channel(self.mean, channels), dtype=torch.float32).view(-1, 1, 1)
-                std = torch.tensor(_per_channel(self.std, channels), dtype=torch.float32).view(-1, 1, 1)
+                mean = torch.tensor(per_channel(self.mean, channels), dtype=torch.float32).view(-1, 1, 1)
+                std = torch.tensor(per_channel(self.std, channels), dtype=torch.float32).view(-1, 1, 1)
                 self._constants[cache_key] = ((mean * 255.0).to(image.device), (1.0 / (std * 255.0)).to(image.device))
         offset, scale = self._constants[cache_key]
         if out is None:
@@ -292,8 +292,14 @@ def _normalizer(mean: tuple[float, ...], std: tuple[float, ...]) -> Normalizer:
     return Normalizer(mean, std)
 
 
-def _per_channel(value: Sequence[float] | float, channels: int) -> list[float]:
-    """Per-channel values (normalisation statistics, erasing fills) for an image of ``channels`` channels."""
+def per_channel(value: Sequence[float] | float, channels: int) -> list[float]:
+    """Per-channel values (normalisation statistics, erasing fills) for an image of ``channels`` channels: a
+    grayscale image with RGB statistics uses their average, one value serves every channel.
+
+    Example:
+        >>> per_channel((0.2, 0.4, 0.6), 1), per_channel(0.5, 3)
+        ([0.4000000000000001], [0.5, 0.5, 0.5])
+    """
     values = [value] if isinstance(value, (int, float)) else list(value)
     if len(values) == channels:
         return values

@@ -11,9 +11,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from hf_dr.augment.functional import per_channel
 from hf_dr.errors import InvalidConfigError
 from hf_dr.files import write_atomic
-from hf_dr.models.students import model_num_classes
+from hf_dr.models.students import model_in_chans, model_num_classes
 
 logger = logging.getLogger(__name__)
 
@@ -166,4 +167,25 @@ def load_classifier(
     load_checkpoint(model, weights)
     data_config = dict(timm.data.resolve_model_data_config(model))
     data_config.update({k: tuple(metadata[k]) for k in ("input_size", "mean", "std") if k in metadata})
-    return model.eval(), data_config
+    return model.eval(), for_channels(data_config, model_in_chans(model))
+
+
+def for_channels(data_config: dict[str, Any], channels: int | None) -> dict[str, Any]:
+    """``data_config`` with its ``input_size``, ``mean`` and ``std`` for a model of ``channels`` input channels, as its
+    inputs were normalised (:func:`hf_dr.augment.functional.per_channel`: a one-channel student trained with RGB
+    statistics saw their average). timm refuses a config whose statistics have another length than the model's
+    channels (``save_for_hf``, ``resolve_data_config``).
+
+    Example:
+        >>> for_channels({"input_size": (3, 28, 28), "mean": (0.2, 0.4, 0.6), "std": (0.5,) * 3}, 1)["input_size"]
+        (1, 28, 28)
+    """
+    if channels is None:
+        return data_config
+    config = dict(data_config)
+    if config.get("input_size") is not None:
+        config["input_size"] = (channels, *tuple(config["input_size"])[1:])
+    for key in ("mean", "std"):
+        if config.get(key) is not None:
+            config[key] = tuple(per_channel(config[key], channels))
+    return config

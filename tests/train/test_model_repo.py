@@ -84,3 +84,20 @@ def test_the_card_without_a_training_record(tmp_path):
     assert "Training recorded none" in card and "import hf_dr.models.networks" in card and "datasets:" not in card
     local = model_card("me/student", "resnet18", dataset=str(tmp_path / "digits+"))  # a local path: named, not linked
     assert "datasets:" not in local and "huggingface.co/datasets" not in local and "digits+" in local
+
+
+def test_a_one_channel_student_trained_with_rgb_statistics_pushes_their_average(tmp_path):
+    """What scripts/train.py records for a student of grayscale data: RGB statistics (the replay normalised with
+    their average). Before: timm's save_for_hf raised "mean must have one value or 1 values, got 3" and push-model
+    failed. Now the pushed config holds the one-channel statistics the student saw."""
+    from hf_dr import create_model
+    from hf_dr.models.checkpoints import checkpoint_model_metadata, save_checkpoint
+
+    model = create_model("test_resnet", num_classes=5, in_chans=1)
+    path = save_checkpoint(model, tmp_path / "model.safetensors", checkpoint_model_metadata(
+        model, "test_resnet", {"input_size": (1, 28, 28), "mean": (0.2, 0.4, 0.6), "std": (0.1, 0.2, 0.3)}))
+    repo_id = unique_repo("gray-rgb-stats")
+    assert cli_main(["push-model", "--checkpoint", str(path), repo_id]) == 0
+    config = timm.data.resolve_model_data_config(timm.create_model(f"hf-hub:{repo_id}", pretrained=True))
+    assert config["input_size"] == (1, 28, 28)
+    assert config["mean"] == pytest.approx((0.4,)) and config["std"] == pytest.approx((0.2,))
