@@ -21,7 +21,7 @@ import hashlib
 import io
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -29,6 +29,9 @@ import torch
 from PIL import Image
 
 from hf_dr.errors import CorruptImageError, DataMismatchError, InvalidConfigError
+
+if TYPE_CHECKING:
+    import datasets
 
 KEY_SOURCES = ("column", "content", "path")
 VERIFY_IMAGES = ("sample", "full", "off")  # how many stored image digests a join compares
@@ -362,3 +365,29 @@ class KeyIndex:
 
     def __len__(self) -> int:
         return len(self._rows)
+
+
+def refuse_other_keys(dataset: datasets.Dataset, key_column: str, keys: KeyIndex, description: Any) -> None:
+    """Refuses images whose ``key_column`` holds no key of a run that keyed its rows by image content or file name
+    (``description.columns["key_source"]``): the hook looks rows up by that column, so a dataset's own ids there
+    (``digits-0000``) would fail at the first sample with a message about versions. Checks the first row.
+
+    Args:
+        dataset (`datasets.Dataset`): the images a replay hook is being attached to.
+        key_column (`str`): the column the hook reads keys from.
+        keys (`KeyIndex`): the run's keys.
+        description (`RunDescription`, *optional*): the run's description (nothing to check without one).
+    """
+    columns = getattr(description, "columns", None) or {}
+    source = columns.get("key_source")
+    if source not in ("content", "path") or len(dataset) == 0 or len(keys) == 0:
+        return
+    first = str(dataset.select_columns([key_column]).with_format(None)[0][key_column])
+    if first in keys:
+        return
+    what = "content (a hash of its bytes)" if source == "content" else "file name"
+    raise DataMismatchError(
+        f"the run keyed its rows by image {what}, but column {key_column!r} of the images holds {first!r} at row 0, "
+        f"no key of the run: the hook looks each row up by that column. Add the run's keys to the images: images, _ "
+        f"= hf_dr.data.sources.keyed(images, <image column>, None, {source!r}, {key_column!r}); "
+        "hf_dr.load_reinforced and the training scripts do this.")

@@ -171,6 +171,20 @@ def test_verify_and_show_recompute_path_keys(run_dir, images):
         sample_grid(reinforcements, loaded, config, key="nope.png", count=2, size=32)
 
 
+def test_attaching_to_images_with_their_own_ids_names_the_run_keys_and_the_fix(run_dir, images):
+    """A run keyed by file name attached to images whose "key" column holds their own ids: before, the first sample
+    failed with "sample key 'id-0' is not in the reinforcements; ... different versions of the dataset"; now attach
+    refuses at once, saying how the run keyed its rows and how to add its keys. With them added it replays."""
+    from hf_dr.data.sources import keyed
+
+    own_ids = images.add_column("key", [f"id-{i}" for i in range(len(images))])
+    replay = ReinforcedTransform(load_reinforcements(run_dir), size=SIZE)
+    with pytest.raises(DataMismatchError, match=r"keyed its rows by image file name.*'id-0' at row 0.*keyed\(images"):
+        replay.attach(own_ids)
+    rekeyed, _ = keyed(own_ids, "image", None, "path", "key")
+    assert replay.attach(rekeyed)[0]["pixel_values"].shape == (3, SIZE, SIZE)
+
+
 def test_training_data_joins_by_path_key(run_dir, images):
     data = DataConfig(size=(SIZE, SIZE), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), in_chans=3)
     dataset, transform = training_data(images, data, reinforcements=run_dir)
