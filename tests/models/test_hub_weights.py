@@ -86,3 +86,19 @@ def test_unknown_repos_and_revisions_are_named_with_the_fix(teacher_repo):
     with pytest.raises(HubNotFoundError, match=r"teacher member 'hf-hub:tester/absent@v1': no model repo "
                                                r"'tester/absent'.*hf-dr push-model"):
         load_member("hf-hub:tester/absent@v1")
+
+
+def test_a_hub_member_takes_spec_overrides_and_a_pinned_one_loads_offline(teacher_repo, hub, monkeypatch):
+    from huggingface_hub import constants
+
+    repo_id, first, _ = teacher_repo
+    member = load_member({"arch": f"hf-hub:{repo_id}", "revision": first, "interpolation": "bicubic",
+                          "temperature": 0.5})
+    assert member.view.interpolation == "bicubic" and member.describe()["spec"]["temperature"] == 0.5
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    asked = len(hub.requests)
+    assert load_member(f"hf-hub:{repo_id}@{first}").sha256 == member.sha256
+    assert len(hub.requests) == asked  # from the cache: no Hub call
+    with pytest.raises(HubNotFoundError, match=r"revision 'v1' of the model repo .* cannot be resolved to a commit "
+                                               r"offline \(HF_HUB_OFFLINE=1\)\. Pin the commit"):
+        load_member(f"hf-hub:{repo_id}@v1")
