@@ -168,9 +168,9 @@ def verify(
         rows_checked.append(row)
         stored.append(codec.decode_labels(record, classes))
     probs = torch.stack(teacher_probs) if teacher_probs else torch.zeros(0, teacher.num_classes)
-    report = _report(checked, stored, probs, config, codec, teacher, keys, min_agreement, prob_tolerance)
+    names = [_pair_name(at, checked, rows_checked, stored, probs) for at in range(len(checked))]
+    report = _report(checked, stored, probs, config, codec, teacher, keys, min_agreement, prob_tolerance, names)
     report.params_mismatches = mismatches
-    report.worst_pair = _name_pair(report.worst_pair, checked, rows_checked, stored, probs)
     return report
 
 
@@ -227,13 +227,13 @@ def _pick_pairs(reinforcements: datasets.Dataset, key_column: str, num_samples: 
 
 def _report(checked: list[tuple[str, int]], stored: list[tuple[np.ndarray, np.ndarray]], teacher_probs: torch.Tensor,
             config: ReinforceConfig, codec: RecordCodec, teacher: Teacher, keys: list[str], min_agreement: float,
-            prob_tolerance: float) -> VerifyReport:
+            prob_tolerance: float, names: list[str]) -> VerifyReport:
     """Stored labels against the teacher's: its probabilities (top-k codecs, less the 8-bit codes' stated bound) or
     the classes drawn again from them with the run's generators (``sampled``)."""
     num_classes = teacher_probs.shape[-1]
     if codec.labels == "sampled":
         return _sampled_report(checked, stored, teacher_probs, config, codec, teacher, keys, min_agreement,
-                               prob_tolerance)
+                               prob_tolerance, names)
     reference = teacher_probs.double()
     coded = codec.labels in ("q8-topk", "q8-topk-set")
     diffs, agree, kls = [], [], []
@@ -246,12 +246,12 @@ def _report(checked: list[tuple[str, int]], stored: list[tuple[np.ndarray, np.nd
         diffs.append(float(((torch.from_numpy(probs).double() - at).abs() - allowed).clamp_min(0).max()))
         agree.append(int(ref.argmax()) == int(ids[0]))
         kls.append(_kl(densify(ids, probs, num_classes).double(), ref))
-    return _verdict(len(checked), agree, diffs, kls, config, teacher, keys, min_agreement, prob_tolerance)
+    return _verdict(names, agree, diffs, kls, config, teacher, keys, min_agreement, prob_tolerance)
 
 
 def _sampled_report(checked: list[tuple[str, int]], stored: list[tuple[np.ndarray, np.ndarray]],
                     teacher_probs: torch.Tensor, config: ReinforceConfig, codec: RecordCodec, teacher: Teacher,
-                    keys: list[str], min_agreement: float, prob_tolerance: float) -> VerifyReport:
+                    keys: list[str], min_agreement: float, prob_tolerance: float, names: list[str]) -> VerifyReport:
     """Sampled labels: a record agrees when every stored draw is explained by the teacher's distribution, drawn again
     with the run's generators (:func:`~hf_dr.data.label_coding.unexplained_draws`); the probability difference is
     the share of unexplained draws."""
@@ -262,17 +262,14 @@ def _sampled_report(checked: list[tuple[str, int]], stored: list[tuple[np.ndarra
                                     prob_tolerance) if checked else np.zeros(0)
     reference = torch.from_numpy(tempered(teacher_probs, codec.temperature)) if checked else teacher_probs.double()
     kls = [_kl(torch.from_numpy(c / codec.draws), ref) for c, ref in zip(counts, reference, strict=True)]
-    return _verdict(len(checked), list(unexplained == 0), [float(u) / codec.draws for u in unexplained], kls,
-                    config, teacher, keys, min_agreement, prob_tolerance)
+    return _verdict(names, list(unexplained == 0), [float(u) / codec.draws for u in unexplained], kls, config,
+                    teacher, keys, min_agreement, prob_tolerance)
 
 
-def _name_pair(position: str | None, checked: list[tuple[str, int]], rows: list[int],
-               stored: list[tuple[np.ndarray, np.ndarray]], teacher_probs: torch.Tensor) -> str | None:
-    """The pair at ``position`` named for the report: its row, key and record, its stored top classes and the
-    teacher's probabilities of them now."""
-    if position is None:
-        return None
-    at = int(position)
+def _pair_name(at: int, checked: list[tuple[str, int]], rows: list[int], stored: list[tuple[np.ndarray, np.ndarray]],
+               teacher_probs: torch.Tensor) -> str:
+    """Checked pair ``at`` named for the report: its row, key and record, its stored top classes and the teacher's
+    probabilities of them now."""
     (key, index), (ids, probs) = checked[at], stored[at]
     shown = ", ".join(f"class {int(c)}: stored {float(p):.4f}, teacher {float(teacher_probs[at, int(c)]):.4f}"
                       for c, p in list(zip(ids, probs, strict=True))[:3])
@@ -283,17 +280,16 @@ def _kl(target: torch.Tensor, reference: torch.Tensor) -> float:
     return float((target * (target.clamp_min(1e-12).log() - reference.clamp_min(1e-12).log())).sum())
 
 
-def _verdict(checked: int, agree: list[bool], diffs: list[float], kls: list[float], config: ReinforceConfig,
+def _verdict(names: list[str], agree: list[bool], diffs: list[float], kls: list[float], config: ReinforceConfig,
              teacher: Teacher, keys: list[str], min_agreement: float, prob_tolerance: float) -> VerifyReport:
-    """The report of the pairs' agreement and probability differences; ``worst_pair`` holds, until
-    :func:`_name_pair` names it, the position of the pair that differs most (beyond the tolerance), else of the first
-    disagreeing one."""
+    """The report of the checked pairs (``names``): their agreement and probability differences, and the pair that
+    differs most beyond the tolerance (else the first that disagrees) named as ``worst_pair``."""
     mean_kl = float(np.mean(kls)) if kls else 0.0
     worst = int(np.argmax(diffs)) if diffs and max(diffs) > prob_tolerance else next(
         (i for i, same in enumerate(agree) if not same), None)
     return VerifyReport(
-        checked=checked, top1_agreement=float(np.mean(agree)) if agree else 0.0,
-        max_abs_prob_diff=max(diffs, default=0.0), worst_pair=None if worst is None else str(worst),
+        checked=len(names), top1_agreement=float(np.mean(agree)) if agree else 0.0,
+        max_abs_prob_diff=max(diffs, default=0.0), worst_pair=None if worst is None else names[worst],
         mean_kl=mean_kl if math.isfinite(mean_kl) else float("inf"),
         min_agreement=min_agreement, prob_tolerance=prob_tolerance,
         version_changes=_version_changes(config.versions), source_changes=source_changes(config, keys),
