@@ -19,7 +19,9 @@ from huggingface_hub import DatasetCard, HfApi, hf_hub_download
 
 from hf_dr import push_to_hub
 from hf_dr.cli import main as cli_main
+from hf_dr.errors import ConfigConflictError
 from hf_dr.generate.run import reinforce
+from hf_dr.generate.run_config import ReinforceConfig
 from hf_dr.hub import card as card_module
 from hf_dr.hub.card_sections import member_rows
 from tests.hub_server import TEST_TOKEN, HubServer
@@ -28,6 +30,8 @@ from tests.utils_hub_teacher import push_teacher
 
 ROOT = Path(__file__).resolve().parents[2]
 NUM_ROWS, NUM_SAMPLES = 24, 2
+RUN = {"policy": "rrc", "num_samples": NUM_SAMPLES, "topk": 3, "seed": 0, "key_column": "key", "num_workers": 0,
+       "progress": False}
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
 
@@ -39,16 +43,15 @@ def pushed(hub: HubServer, tmp_path_factory):
     teacher_id = unique_repo("digits-teacher")
     first = push_teacher(teacher_id, str(folder / "first"), seed=0)
     source_id, source_commit, digits = pushed_digits(NUM_ROWS, "digits", str(folder / "datasets-cache"))
-    run_dir = reinforce(digits, [f"hf-hub:{teacher_id}"], "rrc", num_samples=NUM_SAMPLES, topk=3, seed=0,
-                        output_dir=str(folder / "run"), key_column="key", num_workers=0, progress=False,
-                        source={"id": source_id, "revision": source_commit, "split": "train"})
+    source = {"id": source_id, "revision": source_commit, "split": "train"}
+    run_dir = reinforce(digits, [f"hf-hub:{teacher_id}"], output_dir=str(folder / "run"), source=source, **RUN)
     repos = {"self-contained": unique_repo("digits-plus"), "metadata-only": unique_repo("digits-plus-meta"),
              "tampered": unique_repo("digits-plus-tampered")}
     push_to_hub(run_dir, repos["self-contained"], dataset=digits)
     push_to_hub(run_dir, repos["metadata-only"], layout="metadata-only")
     push_to_hub(run_dir, repos["tampered"], dataset=digits)
     second = push_teacher(teacher_id, str(folder / "second"), seed=1)  # the teacher repo moves on
-    return {"teacher": teacher_id, "first": first, "second": second, "run_dir": run_dir, **repos}
+    return {"teacher": teacher_id, "first": first, "second": second, "run_dir": run_dir, "digits": digits, **repos}
 
 
 def _fresh_verify(hub: HubServer, home: Path, repo_id: str) -> subprocess.CompletedProcess:
@@ -69,6 +72,17 @@ def test_the_run_records_the_hub_teacher_pinned(pushed):
     pushed_config = json.loads(Path(hf_hub_download(pushed["self-contained"], "reinforce_config.json",
                                                     repo_type="dataset")).read_text())
     assert pushed_config["teacher"][0]["spec"]["revision"] == pushed["first"]
+
+
+def test_rerunning_the_finished_run_after_the_teacher_repo_moved(pushed):
+    """The default branch now names other weights: the finished run is not passed off as made by them; at the
+    recorded commit the rerun has nothing to do."""
+    digits, run_dir, teacher_id = pushed["digits"], pushed["run_dir"], pushed["teacher"]
+    moved = rf"teacher member 0 \(hf-hub:{teacher_id}\): .* holds other weights"
+    with pytest.raises(ConfigConflictError, match=moved):
+        reinforce(digits, [f"hf-hub:{teacher_id}"], output_dir=run_dir, **RUN)
+    assert reinforce(digits, [f"hf-hub:{teacher_id}@{pushed['first']}"], output_dir=run_dir, **RUN) == run_dir
+    assert ReinforceConfig.load(run_dir).teacher[0]["spec"]["revision"] == pushed["first"]
 
 
 @pytest.mark.parametrize("layout", ["self-contained", "metadata-only"])
