@@ -137,8 +137,9 @@ def load_teacher_spec(path: str | os.PathLike) -> list[MemberSpec]:
 
     Each member is what :class:`MemberSpec` takes: ``"ARCH"``, ``"ARCH=WEIGHTS"``, ``"local-dir:DIR"``,
     ``"hf-hub:ORG/NAME@REVISION"`` or an object (``arch``, ``weights``, and optionally ``revision``, ``input_size``,
-    ``interpolation``, ``mean``, ``std``, ``crop_pct``, ``num_classes``, ``temperature``; docs/teachers.md). A relative ``weights`` path is read next to the spec file
-    when a file is there (a spec and its weights travel together), else from the working directory.
+    ``interpolation``, ``mean``, ``std``, ``crop_pct``, ``num_classes``, ``temperature``; docs/teachers.md). A
+    relative ``weights`` path is read next to the spec file when a file is there (a spec and its weights travel
+    together), else from the working directory.
 
     Example:
         >>> import json, tempfile
