@@ -19,6 +19,7 @@ from huggingface_hub import DatasetCard, HfApi, hf_hub_download
 
 from hf_dr import push_to_hub
 from hf_dr.cli import main as cli_main
+from hf_dr.data.description import read_description
 from hf_dr.errors import ConfigConflictError
 from hf_dr.generate.run import reinforce
 from hf_dr.generate.run_config import ReinforceConfig
@@ -72,6 +73,8 @@ def test_the_run_records_the_hub_teacher_pinned(pushed):
     pushed_config = json.loads(Path(hf_hub_download(pushed["self-contained"], "reinforce_config.json",
                                                     repo_type="dataset")).read_text())
     assert pushed_config["teacher"][0]["spec"]["revision"] == pushed["first"]
+    rows = datasets.load_dataset(pushed["self-contained"], split="train")
+    assert read_description(rows).teacher[0]["spec"] == config["teacher"][0]["spec"]  # the rows describe it too
 
 
 def test_rerunning_the_finished_run_after_the_teacher_repo_moved(pushed):
