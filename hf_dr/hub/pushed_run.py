@@ -15,6 +15,8 @@ Example:
 
 from __future__ import annotations
 
+import os
+
 import datasets
 from huggingface_hub import HfApi
 
@@ -36,9 +38,11 @@ def load_pushed_run(repo_id: str, split: str = "train", revision: str | None = N
         revision (`str`, *optional*): a branch, tag or commit of the repo; the default branch by default.
         token (`str`, *optional*): a Hub token; the logged-in one by default.
     """
-    if "/" not in repo_id:
-        raise InvalidConfigError(f"{repo_id!r} is not a Hub dataset id (ORG/NAME): pass the reinforced dataset's id, "
-                                 "or --run-dir for a local run folder.")
+    if os.path.exists(repo_id) or "/" not in repo_id:
+        raise InvalidConfigError(
+            f"{repo_id!r} is {'a local path' if os.path.exists(repo_id) else 'not a Hub dataset id (ORG/NAME)'}: "
+            "pass the Hub id of a pushed reinforced dataset, or --run-dir with the folder `hf-dr reinforce` wrote "
+            "(and --dataset with its source images when they moved).")
     commit = resolve_revision(HfApi(token=token), repo_id, revision)
     found = reinforced_repo(repo_id, split, commit, token)
     if found is None:

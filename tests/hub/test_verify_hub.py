@@ -122,12 +122,16 @@ def test_one_changed_stored_probability_fails_naming_its_row(pushed, hub, tmp_pa
         result.stdout
 
 
-def test_a_local_file_teacher_is_refused_naming_the_fix(tmp_path_factory, capsys):
+def test_a_local_file_teacher_and_what_is_not_a_pushed_dataset_are_refused_naming_the_fix(tmp_path_factory, capsys):
     state = published(tmp_path_factory)  # reinforced with teachers saved as local .safetensors files
     assert cli_main(["verify", "--dataset", state.self_contained]) == 1
     err = capsys.readouterr().err
     assert f"the reinforced dataset {state.self_contained!r}: teacher member 0 (test_resnet) is the local file" in err
     assert "hf-dr push-model" in err and "--teacher ARCH=FILE" in err
+    assert cli_main(["verify", "--dataset", state.source_id]) == 1  # a plain dataset repo: nothing to verify
+    assert f"the dataset repo {state.source_id!r} was not pushed by hf-dr" in capsys.readouterr().err
+    assert cli_main(["verify", "--dataset", state.run_dir]) == 1  # a run folder given as --dataset
+    assert "is a local path: pass the Hub id of a pushed reinforced dataset, or --run-dir" in capsys.readouterr().err
 
 
 def test_the_card_links_hub_teachers_at_their_commit_and_says_how_to_publish_local_ones(pushed, hub, monkeypatch,
