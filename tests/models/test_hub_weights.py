@@ -9,7 +9,7 @@ import re
 import pytest
 from huggingface_hub import HfApi
 
-from hf_dr.errors import HubNotFoundError, InvalidConfigError
+from hf_dr.errors import HubNotFoundError, InvalidConfigError, TeacherError
 from hf_dr.models.teacher import MemberSpec, create_teacher, load_member, state_dict_sha256
 from hf_dr.models.weights import changed_weights
 from tests.utils_hub import server_stays_consistent, unique_repo  # noqa: F401  (autouse fixture)
@@ -102,3 +102,14 @@ def test_a_hub_member_takes_spec_overrides_and_a_pinned_one_loads_offline(teache
     with pytest.raises(HubNotFoundError, match=r"revision 'v1' of the model repo .* cannot be resolved to a commit "
                                                r"offline \(HF_HUB_OFFLINE=1\)\. Pin the commit"):
         load_member(f"hf-hub:{repo_id}@v1")
+
+
+def test_a_repo_that_holds_no_timm_model_is_named_with_its_commit(hub):
+    repo_id = unique_repo("not-a-model")
+    api = HfApi()
+    api.create_repo(repo_id)
+    api.upload_file(path_or_fileobj=b"# not a model\n", path_in_repo="README.md", repo_id=repo_id)
+    commit = api.model_info(repo_id).sha
+    with pytest.raises(TeacherError, match=rf"could not build teacher member 'hf-hub:{repo_id}@{commit}': .*holds a "
+                                           r"timm model, as `hf-dr push-model` writes"):
+        load_member(f"hf-hub:{repo_id}")
