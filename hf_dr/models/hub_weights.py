@@ -85,7 +85,7 @@ def pin_hub_member(member: str, repo_id: str, revision: str | None) -> str:
     api = HfApi()
     try:
         commit = api.model_info(repo_id, revision=revision).sha
-    except Exception as err:  # the huggingface_hub errors, imported lazily: classify by name
+    except Exception as err:  # not found (repo, revision), HTTP or connection errors: told apart by _resolve_error
         raise _resolve_error(err, member, repo_id, revision, api) from err
     level = logging.WARNING if revision is None else logging.INFO  # no revision: the member pinned nothing
     logger.log(level, "teacher member %s: %s of %s is commit %s now; the run records it pinned (hf-hub:%s@%s)",
