@@ -51,8 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _add_image_options(data)
     teacher = parser.add_argument_group("teacher")
     teacher.add_argument("--teacher", action="append", default=[], metavar="MEMBER",
-                         help="timm name (Hub weights), ARCH=weights.safetensors or local-dir:DIR; repeat for an "
-                              "ensemble (default: the builder's members)")
+                         help="timm name (Hub weights), hf-hub:ORG/NAME[@REVISION] (a model repo, recorded at its "
+                              "commit), ARCH=weights.safetensors or local-dir:DIR; repeat for an ensemble (default: "
+                              "the builder's members)")
     teacher.add_argument("--teacher-spec", default=None, metavar="FILE",
                          help="JSON list of members {arch, weights, num_classes, input_size, interpolation, mean, "
                               "std, crop_pct, temperature}, as `hf-dr finetune-teacher` writes; relative weights "

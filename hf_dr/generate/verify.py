@@ -24,7 +24,7 @@ from hf_dr.data.label_coding import RELATIVE_BOUND, tempered, unexplained_draws
 from hf_dr.data.schema import KEY_COLUMN, REINFORCEMENTS_COLUMN
 from hf_dr.data.soft_labels import densify
 from hf_dr.data.sources import keys_sha256, scan_keys
-from hf_dr.errors import RecomputedParamsError
+from hf_dr.errors import RecomputedParamsError, TeacherError
 from hf_dr.generate.render import policy_for_view, render_view
 from hf_dr.generate.run_config import ReinforceConfig, library_versions
 from hf_dr.models.teacher import Teacher, create_teacher
@@ -48,6 +48,7 @@ class VerifyReport:
     source_changes: list[str] = field(default_factory=list)
     teacher_changes: list[str] = field(default_factory=list)
     params_mismatches: list[str] = field(default_factory=list)
+    worst_pair: str | None = None
 
     @property
     def passed(self) -> bool:
@@ -69,8 +70,9 @@ class VerifyReport:
             return f"library drift changed the replayed images: {'; '.join(drift)} (install the recorded versions)"
         if self.source_changes:
             return "the source rows changed since reinforcement: " + "; ".join(self.source_changes)
-        return ("the replayed images differ from the ones the teacher saw: an augmentation op or its settings "
-                "changed, or images were re-encoded or no longer match their keys")
+        return ("the replayed images differ from the ones the teacher saw (an augmentation op or its settings "
+                "changed, or images were re-encoded or no longer match their keys), or the stored labels were "
+                f"changed; the worst pair: {self.worst_pair}")
 
     def summary(self) -> str:
         lines = [
@@ -83,6 +85,8 @@ class VerifyReport:
         lines += [f"version changed: {c}" for c in self.version_changes]
         lines += [f"source changed: {c}" for c in self.source_changes]
         lines += [f"teacher changed: {c}" for c in self.teacher_changes]
+        if not self.passed and self.worst_pair:
+            lines.append(f"worst pair: {self.worst_pair}")
         lines.append("PASSED" if self.passed else f"FAILED: {self.likely_cause}")
         return "\n".join(lines)
 
@@ -135,7 +139,7 @@ def verify(
         warnings.warn("verify(samples=) is deprecated: pass num_pairs= (the --num-pairs of hf-dr verify)",
                       FutureWarning, stacklevel=2)
         num_pairs = samples
-    teacher = teacher or create_teacher([m["spec"] for m in config.teacher])
+    teacher = teacher or create_teacher(recorded_members(config))
     prob_tolerance = PROB_TOLERANCE.get(config.precision, 0.05) if prob_tolerance is None else prob_tolerance
     policy = policy or policy_from_config(config.policy)
     codec = RecordCodec.from_config(config.codec)
@@ -144,8 +148,8 @@ def verify(
     rows = KeyIndex(keys, where="the source images", fix=f"load the source revision "
                     f"{config.dataset.get('revision')!r} of {config.dataset.get('id')!r}")
     pairs = _pick_pairs(reinforcements, key_column or KEY_COLUMN, config.num_samples, num_pairs, seed)
-    checked, stored, teacher_probs, mismatches = [], [], [], []
-    for key, index, record, classes in pairs:
+    checked, stored, teacher_probs, mismatches, rows_checked = [], [], [], [], []
+    for row, key, index, record, classes in pairs:
         image = images[rows.row(key)][image_column]
         try:
             params = _params(policy, codec, config, record["params"], key, index, image,
@@ -161,11 +165,31 @@ def verify(
         with torch.inference_mode():
             teacher_probs.append(teacher(views)[0])
         checked.append((key, index))
+        rows_checked.append(row)
         stored.append(codec.decode_labels(record, classes))
     probs = torch.stack(teacher_probs) if teacher_probs else torch.zeros(0, teacher.num_classes)
-    report = _report(checked, stored, probs, config, codec, teacher, keys, min_agreement, prob_tolerance)
+    names = [_pair_name(at, checked, rows_checked, stored, probs) for at in range(len(checked))]
+    report = _report(checked, stored, probs, config, codec, teacher, keys, min_agreement, prob_tolerance, names)
     report.params_mismatches = mismatches
     return report
+
+
+def recorded_members(config: ReinforceConfig, where: str | None = None) -> list[dict[str, Any]]:
+    """The member specs a run recorded, to load its teacher again. ``where`` names a published dataset: there a
+    member with local weights (recorded by file name only) is refused with :class:`TeacherError`, naming it and how
+    to publish it (``hf-dr push-model``, then a ``hf-hub:`` member) or to verify against a local copy (``--teacher``).
+    """
+    specs = [m["spec"] for m in config.teacher]
+    local = [(i, s) for i, s in enumerate(specs) if s.get("weights")]
+    if where is not None and local:
+        index, spec = local[0]
+        raise TeacherError(
+            f"{where}: teacher member {index} ({spec['arch']}) is the local file {spec['weights']!r}, which is not on "
+            f"the Hub{f' ({len(local)} such members)' if len(local) > 1 else ''}, so the dataset cannot be verified "
+            "from the Hub. Its author can publish it with `hf-dr push-model --checkpoint FILE ORG/NAME` and reinforce "
+            "with --teacher hf-hub:ORG/NAME; with a copy of the weights, pass --teacher ARCH=FILE (or "
+            "--teacher-spec).")
+    return specs
 
 
 def _params(policy: AugmentationPolicy, codec: RecordCodec, config: ReinforceConfig, stored: dict[str, Any], key: str,
@@ -185,8 +209,8 @@ def _size(image: Any, image_mode: str | None) -> tuple[int, int]:
 
 
 def _pick_pairs(reinforcements: datasets.Dataset, key_column: str, num_samples: int, samples: int, seed: int
-                ) -> list[tuple[str, int, dict[str, Any], Any]]:
-    """``samples`` distinct (key, record index, record, row class set) draws from every row's ``num_samples``
+                ) -> list[tuple[int, str, int, dict[str, Any], Any]]:
+    """``samples`` distinct (row, key, record index, record, row class set) draws from every row's ``num_samples``
     records, so a check larger than the row count covers several records of a row."""
     generator = np.random.default_rng(seed)
     table = reinforcements.with_format("arrow")
@@ -197,22 +221,22 @@ def _pick_pairs(reinforcements: datasets.Dataset, key_column: str, num_samples: 
         record_row = table[row]
         records = record_row.column(REINFORCEMENTS_COLUMN)[0].values
         classes = record_row.column(CLASSES_COLUMN)[0].as_py() if CLASSES_COLUMN in record_row.column_names else None
-        pairs.append((record_row.column(key_column)[0].as_py(), index, records[index].as_py(), classes))
+        pairs.append((row, record_row.column(key_column)[0].as_py(), index, records[index].as_py(), classes))
     return pairs
 
 
 def _report(checked: list[tuple[str, int]], stored: list[tuple[np.ndarray, np.ndarray]], teacher_probs: torch.Tensor,
             config: ReinforceConfig, codec: RecordCodec, teacher: Teacher, keys: list[str], min_agreement: float,
-            prob_tolerance: float) -> VerifyReport:
+            prob_tolerance: float, names: list[str]) -> VerifyReport:
     """Stored labels against the teacher's: its probabilities (top-k codecs, less the 8-bit codes' stated bound) or
     the classes drawn again from them with the run's generators (``sampled``)."""
     num_classes = teacher_probs.shape[-1]
     if codec.labels == "sampled":
         return _sampled_report(checked, stored, teacher_probs, config, codec, teacher, keys, min_agreement,
-                               prob_tolerance)
+                               prob_tolerance, names)
     reference = teacher_probs.double()
     coded = codec.labels in ("q8-topk", "q8-topk-set")
-    diffs, agree, kls = [0.0], [], []
+    diffs, agree, kls = [], [], []
     for (ids, probs), ref in zip(stored, reference, strict=True):
         at = ref[torch.from_numpy(ids)]
         allowed = torch.zeros_like(at)
@@ -222,12 +246,12 @@ def _report(checked: list[tuple[str, int]], stored: list[tuple[np.ndarray, np.nd
         diffs.append(float(((torch.from_numpy(probs).double() - at).abs() - allowed).clamp_min(0).max()))
         agree.append(int(ref.argmax()) == int(ids[0]))
         kls.append(_kl(densify(ids, probs, num_classes).double(), ref))
-    return _verdict(len(checked), agree, max(diffs), kls, config, teacher, keys, min_agreement, prob_tolerance)
+    return _verdict(names, agree, diffs, kls, config, teacher, keys, min_agreement, prob_tolerance)
 
 
 def _sampled_report(checked: list[tuple[str, int]], stored: list[tuple[np.ndarray, np.ndarray]],
                     teacher_probs: torch.Tensor, config: ReinforceConfig, codec: RecordCodec, teacher: Teacher,
-                    keys: list[str], min_agreement: float, prob_tolerance: float) -> VerifyReport:
+                    keys: list[str], min_agreement: float, prob_tolerance: float, names: list[str]) -> VerifyReport:
     """Sampled labels: a record agrees when every stored draw is explained by the teacher's distribution, drawn again
     with the run's generators (:func:`~hf_dr.data.label_coding.unexplained_draws`); the probability difference is
     the share of unexplained draws."""
@@ -238,19 +262,34 @@ def _sampled_report(checked: list[tuple[str, int]], stored: list[tuple[np.ndarra
                                     prob_tolerance) if checked else np.zeros(0)
     reference = torch.from_numpy(tempered(teacher_probs, codec.temperature)) if checked else teacher_probs.double()
     kls = [_kl(torch.from_numpy(c / codec.draws), ref) for c, ref in zip(counts, reference, strict=True)]
-    return _verdict(len(checked), list(unexplained == 0), float(unexplained.max(initial=0)) / codec.draws, kls,
-                    config, teacher, keys, min_agreement, prob_tolerance)
+    return _verdict(names, list(unexplained == 0), [float(u) / codec.draws for u in unexplained], kls, config,
+                    teacher, keys, min_agreement, prob_tolerance)
+
+
+def _pair_name(at: int, checked: list[tuple[str, int]], rows: list[int], stored: list[tuple[np.ndarray, np.ndarray]],
+               teacher_probs: torch.Tensor) -> str:
+    """Checked pair ``at`` named for the report: its row, key and record, its stored top classes and the teacher's
+    probabilities of them now."""
+    (key, index), (ids, probs) = checked[at], stored[at]
+    shown = ", ".join(f"class {int(c)}: stored {float(p):.4f}, teacher {float(teacher_probs[at, int(c)]):.4f}"
+                      for c, p in list(zip(ids, probs, strict=True))[:3])
+    return f"row {rows[at]} (key {key!r}), record {index}: {shown}"
 
 
 def _kl(target: torch.Tensor, reference: torch.Tensor) -> float:
     return float((target * (target.clamp_min(1e-12).log() - reference.clamp_min(1e-12).log())).sum())
 
 
-def _verdict(checked: int, agree: list[bool], max_diff: float, kls: list[float], config: ReinforceConfig,
+def _verdict(names: list[str], agree: list[bool], diffs: list[float], kls: list[float], config: ReinforceConfig,
              teacher: Teacher, keys: list[str], min_agreement: float, prob_tolerance: float) -> VerifyReport:
+    """The report of the checked pairs (``names``): their agreement and probability differences, and the pair that
+    differs most beyond the tolerance (else the first that disagrees) named as ``worst_pair``."""
     mean_kl = float(np.mean(kls)) if kls else 0.0
+    worst = int(np.argmax(diffs)) if diffs and max(diffs) > prob_tolerance else next(
+        (i for i, same in enumerate(agree) if not same), None)
     return VerifyReport(
-        checked=checked, top1_agreement=float(np.mean(agree)) if agree else 0.0, max_abs_prob_diff=max_diff,
+        checked=len(names), top1_agreement=float(np.mean(agree)) if agree else 0.0,
+        max_abs_prob_diff=max(diffs, default=0.0), worst_pair=None if worst is None else names[worst],
         mean_kl=mean_kl if math.isfinite(mean_kl) else float("inf"),
         min_agreement=min_agreement, prob_tolerance=prob_tolerance,
         version_changes=_version_changes(config.versions), source_changes=source_changes(config, keys),

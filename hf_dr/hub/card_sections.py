@@ -77,6 +77,24 @@ def hub_model_id(spec: dict[str, Any]) -> str | None:
     return getattr(cfg, "hf_hub_id", None) or None
 
 
+def hub_model_url(spec: dict[str, Any]) -> str | None:
+    """The page of a teacher member's Hub model repo on the Hub the client talks to (``HF_ENDPOINT``): at the commit
+    the run recorded for a ``hf-hub:`` member (``/tree/COMMIT``), the repo page for a timm pretrained tag; None for
+    local weights.
+
+    Example:
+        >>> hub_model_url({"arch": "hf-hub:me/teacher", "revision": "0" * 40}).endswith("/me/teacher/tree/" + "0" * 40)
+        True
+    """
+    from huggingface_hub import constants
+
+    ident = hub_model_id(spec)
+    if ident is None:
+        return None
+    revision = spec.get("revision") if (spec.get("arch") or "").startswith("hf-hub:") else None
+    return f"{constants.ENDPOINT}/{ident}" + (f"/tree/{revision}" if revision else "")
+
+
 def teacher_metrics(teacher: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """What ``hf-dr finetune-teacher`` measured of the run's members, read from the ``finetune_metrics.json`` beside
     their weights (``teacher``: the run config's members, with their local weight paths): each member's eval
@@ -179,6 +197,7 @@ def member_rows(teacher: Sequence[dict[str, Any]], metrics: Sequence[dict[str, A
         size = data_config.get("input_size") or spec.get("input_size")
         members.append({
             "arch": spec["arch"], "weights": spec.get("weights") or "(timm pretrained)", "hub_id": hub_model_id(spec),
+            "hub_url": hub_model_url(spec), "local": bool(spec.get("weights")) or spec.get("arch") == "local-dir",
             "sha256": member.get("sha256", "?"), "num_classes": member.get("num_classes"),
             "input": f"{size[-2]}x{size[-1]} {data_config.get('interpolation', '')}".strip() if size else "?",
             "temperature": spec.get("temperature"),

@@ -3,6 +3,8 @@
 A member is named by a *spec*:
 
 - ``"resnet50.a1_in1k"``: a timm model with its pretrained weights from the Hub (needs network access);
+- ``"hf-hub:org/teacher@v1"``: a timm model repo on the Hub (``hf-dr push-model`` writes one) at a branch, tag or
+  commit; loading pins it to the commit, which the run records (:mod:`hf_dr.models.hub_weights`);
 - ``"resnet50=path/to/weights.safetensors"``: a timm architecture with local weights (``.safetensors``, ``.pth``);
 - ``"local-dir:path/to/dir"`` (or just an existing directory): a model saved with ``timm.models.save_for_hf``;
 - a dict ``{"arch": ..., "weights": ..., "input_size": [3, 288, 288], ...}``, e.g. one entry of a teacher spec file
@@ -31,11 +33,11 @@ from hf_dr.errors import (
     ClassCountMismatchError,
     InvalidConfigError,
     TeacherError,
-    WeightsFileError,
     WeightsNotFoundError,
 )
 from hf_dr.files import read_json, to_json_value
-from hf_dr.models.weights import check_exists, head_size, one_line, state_dict_problem, tensor_shapes, weight_files
+from hf_dr.models.hub_weights import hub_fields, pin_hub_member, split_hub_name
+from hf_dr.models.weights import build_error, check_exists, head_size, refuse_random_head, tensor_shapes, weight_files
 
 DATA_CONFIG_KEYS = ("input_size", "interpolation", "mean", "std", "crop_pct")
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -47,17 +49,22 @@ class MemberSpec:
 
     Args:
         arch (`str`): timm model name, optionally with a pretrained tag (``"resnet50.a1_in1k"``); ``"local-dir"``
-            for a directory saved with ``save_for_hf``.
+            for a directory saved with ``save_for_hf``; ``"hf-hub:ORG/NAME"`` for a timm model repo on the Hub.
         weights (`str`, *optional*): a local weights file or ``save_for_hf`` directory; Hub weights when None.
         num_classes (`int`, *optional*): head size; read from the weights file when not given.
         input_size, interpolation, mean, std, crop_pct (*optional*): overrides of the member's timm data config.
         temperature (`float`, *optional*): the member's logits are divided by it before the softmax (post-hoc
             calibration, fitted by :func:`hf_dr.models.teacher_quality.fit_temperature`); 1 when not given.
+        revision (`str`, *optional*): a Hub member's branch, tag or commit (``"hf-hub:ORG/NAME@REVISION"`` gives it
+            too); the default branch when not given. A loaded member holds the commit it was resolved to.
 
     Example:
         >>> MemberSpec.parse("resnet18=weights/r18.safetensors")
         MemberSpec(arch='resnet18', weights='weights/r18.safetensors', num_classes=None, input_size=None, \
-interpolation=None, mean=None, std=None, crop_pct=None, temperature=None)
+interpolation=None, mean=None, std=None, crop_pct=None, temperature=None, revision=None)
+        >>> spec = MemberSpec.parse("hf-hub:me/teacher@v1")
+        >>> spec.arch, spec.revision, spec.hub_id, str(spec)
+        ('hf-hub:me/teacher', 'v1', 'me/teacher', 'hf-hub:me/teacher@v1')
     """
 
     arch: str
@@ -69,10 +76,20 @@ interpolation=None, mean=None, std=None, crop_pct=None, temperature=None)
     std: tuple[float, ...] | None = None
     crop_pct: float | None = None
     temperature: float | None = None
+    revision: str | None = None
 
     def __post_init__(self) -> None:
         if self.temperature is not None and not self.temperature > 0:
             raise InvalidConfigError(f"a member's temperature should be positive, but got {self.temperature}")
+        arch, revision = hub_fields(self.arch, self.revision, self.weights)
+        object.__setattr__(self, "arch", arch)
+        object.__setattr__(self, "revision", revision)
+
+    @property
+    def hub_id(self) -> str | None:
+        """The model repo of a Hub member (``hf-hub:ORG/NAME``), else None."""
+        split = split_hub_name(self.arch)
+        return None if split is None else split[0]
 
     @classmethod
     def parse(cls, spec: str | dict[str, Any] | MemberSpec) -> MemberSpec:
@@ -111,17 +128,18 @@ interpolation=None, mean=None, std=None, crop_pct=None, temperature=None)
 
     def __str__(self) -> str:
         if self.weights is None:
-            return self.arch
+            return self.arch if self.revision is None else f"{self.arch}@{self.revision}"
         return f"local-dir:{self.weights}" if self.arch == "local-dir" else f"{self.arch}={self.weights}"
 
 
 def load_teacher_spec(path: str | os.PathLike) -> list[MemberSpec]:
     """Reads a teacher spec file: a JSON list of members, or ``{"members": [...]}``.
 
-    Each member is what :class:`MemberSpec` takes: ``"ARCH"``, ``"ARCH=WEIGHTS"``, ``"local-dir:DIR"`` or an object
-    (``arch``, ``weights``, and optionally ``input_size``, ``interpolation``, ``mean``, ``std``, ``crop_pct``,
-    ``num_classes``, ``temperature``; docs/teachers.md). A relative ``weights`` path is read next to the spec file
-    when a file is there (a spec and its weights travel together), else from the working directory.
+    Each member is what :class:`MemberSpec` takes: ``"ARCH"``, ``"ARCH=WEIGHTS"``, ``"local-dir:DIR"``,
+    ``"hf-hub:ORG/NAME@REVISION"`` or an object (``arch``, ``weights``, and optionally ``revision``, ``input_size``,
+    ``interpolation``, ``mean``, ``std``, ``crop_pct``, ``num_classes``, ``temperature``; docs/teachers.md). A
+    relative ``weights`` path is read next to the spec file when a file is there (a spec and its weights travel
+    together), else from the working directory.
 
     Example:
         >>> import json, tempfile
@@ -215,7 +233,10 @@ def load_member(spec: str | dict[str, Any] | MemberSpec) -> Member:
     overlay = dict(spec.overrides)
     kwargs: dict[str, Any] = {}
     name, files = spec.arch, None
-    if spec.weights is not None:
+    if spec.hub_id is not None:  # pinned to the commit its revision names now: the run records that one
+        spec = replace(spec, revision=pin_hub_member(str(spec), spec.hub_id, spec.revision))
+        name = str(spec)
+    elif spec.weights is not None:
         check_exists(spec)
         files = weight_files(spec.weights)
         if spec.arch == "local-dir" or os.path.isdir(spec.weights):
@@ -227,39 +248,14 @@ def load_member(spec: str | dict[str, Any] | MemberSpec) -> Member:
             if num_classes is not None:
                 overlay["num_classes"] = kwargs["num_classes"] = num_classes
     elif spec.num_classes is not None:
-        _refuse_random_head(spec)
+        refuse_random_head(spec)
     try:
         model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
     except (RuntimeError, OSError, ValueError, KeyError, SafetensorError) as err:
-        raise _build_error(spec, err) from err
+        raise build_error(spec, err) from err
     model.eval().requires_grad_(False)
     data_config = timm.data.resolve_model_data_config(model)
     return Member(spec, model, data_config, state_dict_sha256(model), files)
-
-
-def _build_error(spec: MemberSpec, err: Exception) -> TeacherError:
-    problem = state_dict_problem(err)
-    if problem is not None:
-        return WeightsFileError(
-            f"could not build teacher member {str(spec)!r}: the weights in {spec.weights} do not fit it: {problem}. "
-            "Pass the architecture (and num_classes) the file was saved from, or a file saved from this one."
-        )
-    return TeacherError(
-        f"could not build teacher member {str(spec)!r}: {one_line(err)}. Check the architecture name "
-        "(timm.list_models()), that the weights belong to it, and for Hub weights that the Hub is reachable."
-    )
-
-
-def _refuse_random_head(spec: MemberSpec) -> None:
-    from timm.models import get_pretrained_cfg
-
-    cfg = get_pretrained_cfg(spec.arch)
-    if cfg is not None and cfg.num_classes != spec.num_classes:
-        raise TeacherError(
-            f"teacher member {str(spec)!r}: num_classes={spec.num_classes} would replace the pretrained "
-            f"{cfg.num_classes}-class head with a random one. A teacher needs a head trained on your classes: pass "
-            "its fine-tuned weights (ARCH=weights.safetensors)."
-        )
 
 
 def mean_probabilities(member_logits: Iterable[torch.Tensor]) -> torch.Tensor:

@@ -7,7 +7,7 @@ every write and replacement, and no tool can set it back); any other is hashed a
 and one whose hash differs makes the run load the teacher and compare its state-dict hash with the recorded one.
 
 Load errors of a weights file (not safetensors, truncated, tensors of other shapes) are reported on one line that
-names the file, the tensors and their shapes.
+names the file, the tensors and their shapes (:func:`build_error`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from hf_dr.errors import WeightsFileError, WeightsNotFoundError
+from hf_dr.errors import TeacherError, WeightsFileError, WeightsNotFoundError
 from hf_dr.files import file_sha256
 
 MAX_NAMES_SHOWN = 6
@@ -115,6 +115,35 @@ def _shorten(items: list[str]) -> list[str]:
     return items if extra <= 0 else [*items[:MAX_NAMES_SHOWN], f"{extra} more"]
 
 
+def build_error(spec: Any, err: Exception) -> TeacherError:
+    """The error of a member (:class:`~hf_dr.models.teacher.MemberSpec`) timm could not build: the tensors that do
+    not fit, or timm's message and what to check."""
+    problem = state_dict_problem(err)
+    if problem is not None:
+        return WeightsFileError(
+            f"could not build teacher member {str(spec)!r}: the weights in {spec.weights} do not fit it: {problem}. "
+            "Pass the architecture (and num_classes) the file was saved from, or a file saved from this one."
+        )
+    return TeacherError(
+        f"could not build teacher member {str(spec)!r}: {one_line(err)}. Check the architecture name "
+        "(timm.list_models()), that the weights belong to it, and for Hub weights that the Hub is reachable (a Hub "
+        "repo member: that the repo holds a timm model, as `hf-dr push-model` writes)."
+    )
+
+
+def refuse_random_head(spec: Any) -> None:
+    """Refuses a timm pretrained member whose ``num_classes`` would replace its trained head with a random one."""
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(spec.arch)
+    if cfg is not None and cfg.num_classes != spec.num_classes:
+        raise TeacherError(
+            f"teacher member {str(spec)!r}: num_classes={spec.num_classes} would replace the pretrained "
+            f"{cfg.num_classes}-class head with a random one. A teacher needs a head trained on your classes: pass "
+            "its fine-tuned weights (ARCH=weights.safetensors)."
+        )
+
+
 # -- recording and change detection -------------------------------------------------------------------------------
 def _files_of(path: str) -> list[tuple[str, str]]:
     """(recorded name, path) of a weights file, or of every file of a weights directory."""
@@ -143,11 +172,18 @@ def changed_weights(current: Sequence[dict[str, Any]], recorded: Sequence[dict[s
     """The local weights (paths) of the members whose files may not be the ones the run recorded.
 
     ``current`` holds this run's members (``{"spec": ...}``), ``recorded`` the config's. A file with the recorded
-    size and times is not read; another is hashed. Members with Hub weights are not checked (their names pin them);
-    a member recorded without file records (older runs) counts as changed.
+    size and times is not read; another is hashed. A Hub model repo member (``hf-hub:``) counts as changed unless it
+    is given at the commit the run recorded (a branch or tag may have moved: the member is loaded and its weight hash
+    compared); timm pretrained names are not checked (their names pin them); a member recorded without file records
+    (older runs) counts as changed.
     """
     changed = []
     for now, then in zip(current, recorded, strict=True):
+        arch, revision = now["spec"].get("arch") or "", now["spec"].get("revision")
+        if arch.startswith("hf-hub:"):
+            if revision is None or revision != then["spec"].get("revision"):
+                changed.append(arch if revision is None else f"{arch}@{revision}")
+            continue
         path = now["spec"].get("weights")
         if path is None and then["spec"].get("weights") is None:
             continue

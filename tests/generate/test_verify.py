@@ -139,3 +139,22 @@ def test_the_old_samples_keyword_still_works_and_warns(tmp_path):
         warnings.simplefilter("always")
         report = verify(load_reinforcements(run), digits, ReinforceConfig.load(run), samples=3)
     assert report.checked == 3 and any("num_pairs" in str(w.message) for w in caught)
+
+
+def test_a_changed_stored_probability_fails_naming_its_row_key_and_record(run):
+    """Issue 24: a failing check names the pair that differs most (it used to give only the largest difference)."""
+    images, reinforcements, config, _ = run
+    row = 7
+
+    def change(example, index):
+        if index == row:
+            example["reinforcements"][2]["probs"][0] -= 0.2
+        return example
+
+    changed = reinforcements.map(change, with_indices=True, features=reinforcements.features)
+    report = verify(changed, images, config, num_pairs=len(images) * config.num_samples)
+    assert not report.passed and report.max_abs_prob_diff > 0.15
+    key = reinforcements[row]["key"]
+    assert report.worst_pair.startswith(f"row {row} (key {key!r}), record 2: class ")
+    assert f"worst pair: row {row} (key {key!r}), record 2" in report.summary()
+    assert "or the stored labels were changed" in report.likely_cause
