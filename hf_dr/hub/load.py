@@ -37,6 +37,7 @@ from hf_dr.data.keys import (
     resolve_key_source,
 )
 from hf_dr.data.replay import ReinforcedTransform
+from hf_dr.data.run_columns import RunColumns
 from hf_dr.data.schema import DIGEST_COLUMN
 from hf_dr.data.sources import (
     check_columns,
@@ -136,7 +137,7 @@ def load_reinforced(
         return _self_contained(reinforced, columns, streaming, {**options, "verify_images": verify_images})
     images = _source_dataset(meta["source"], source, source_revision, streaming, cache_dir, token)
     transform_columns = {"key_column": columns["key"], "label_column": columns["label"]}
-    key_source = meta["source"].get("key_source") or config["columns"].get("key_source")  # None: pushed before
+    key_source = meta["source"].get("key_source") or RunColumns.from_dict(config["columns"]).key_source  # old push
     recorded = {**meta["source"], "key_source": resolve_key_source(meta["source"]["key_column"], key_source)}
     image_column = recorded["image_column"]
     if streaming:  # both sides streamed, zipped in the run's row order

@@ -107,8 +107,8 @@ def training_data(
         table, records = open_run_records(reinforcements)  # records decoded by row group when first needed
         from hf_dr.data.sources import check_image_digests, keyed
 
-        image_column, key_name = run.columns.get("image") or "image", run.columns.get("key") or key_column
-        dataset, keys = keyed(dataset, image_column, run.columns.get("key"), run.columns.get("key_source"), key_name)
+        image_column, key_name = run.columns.image, run.columns.key or key_column  # computed keys go to key_column
+        dataset, keys = keyed(dataset, image_column, run.columns.key, run.columns.key_source, key_name)
         check_image_digests(dataset, image_column, keys, table, key_name, verify_images, "the training dataset",
                             f"Load the dataset that was reinforced ({run.dataset.get('id')!r}, split "
                             f"{run.dataset.get('split')!r}, revision {run.dataset.get('revision')!r}); "
