@@ -26,6 +26,7 @@ from typing import Any
 
 from transformers import HfArgumentParser
 
+from hf_dr.augment.defaults import PLAIN_POLICY
 from hf_dr.cli._boundary import DEBUG_EPILOG, check_numbers, usage_error
 from hf_dr.cli._options import HelpFormatter
 from hf_dr.errors import HfDrError
@@ -204,7 +205,7 @@ class AugmentArguments:
             default: none, uniform).
     """
 
-    policy: str = "rrc"
+    policy: str = PLAIN_POLICY
     curriculum: str | None = None
 
 
@@ -271,7 +272,7 @@ def prepare_training(data_args: DataArguments, model_args: ModelArguments, build
                                                         data_args.preload, curriculum=curriculum)
     else:
         train_ds, transform = training_data(
-            train, data, data_args.run_dir, policy or "rrc", seed, data_args.preload, key_column=key_column,
+            train, data, data_args.run_dir, policy or PLAIN_POLICY, seed, data_args.preload, key_column=key_column,
             image_column=image_column, label_column=label_column, curriculum=curriculum)
     data_classes = getattr(transform, "num_classes", None) or (
         class_count(train, label_column) if train is not None else None)

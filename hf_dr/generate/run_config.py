@@ -22,7 +22,7 @@ import platform
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from hf_dr.data.description import PIXEL_LIBRARIES, differences
+from hf_dr.data.description import PIXEL_LIBRARIES, differences, read_description
 from hf_dr.data.run_columns import RunColumns
 from hf_dr.errors import ConfigConflictError
 from hf_dr.files import read_json, write_json_atomic
@@ -122,6 +122,14 @@ class ReinforceConfig:
                 f"{output_dir!r} holds a run made with a different configuration ({'; '.join(differences)}); refusing "
                 f"to mix them. {FIX}"
             )
+
+    def replay_options(self, records: Any) -> dict[str, Any]:
+        """The options :class:`hf_dr.ReinforcedTransform` needs besides this run's ``records`` (a dataset or its
+        features): none when they carry the run's description (the policy and class count are read from it, one
+        record of them), else this config's policy and class count (shards written before descriptions)."""
+        if read_description(records) is not None:
+            return {}
+        return {"policy": self.policy, "num_classes": self.num_classes}
 
     # -- files ------------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

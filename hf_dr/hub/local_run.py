@@ -58,7 +58,7 @@ def sample_grid(
     label = columns.label
     names = images.features[label].names if label and isinstance(images.features.get(label), datasets.ClassLabel) \
         else None
-    transform = ReinforcedTransform(reinforcements, policy=config.policy, num_classes=config.num_classes, size=size,
-                                    images=images, image_column=image_column, key_column=key_name, label_column=None)
+    transform = ReinforcedTransform(reinforcements, **config.replay_options(reinforcements), size=size, images=images,
+                                    image_column=image_column, key_column=key_name, label_column=None)
     return render_grid(transform, images[row][image_column], key, range(min(count, config.num_samples)),
                        names, columns)
