@@ -49,13 +49,13 @@ def sample_grid(
     columns: int = 4,
 ) -> Image.Image:
     """The :func:`hf_dr.hub.show.render_grid` figure of one sample (by key, or by row of the reinforcement table)."""
-    columns = config.columns
-    image_column, key_name = columns.image, columns.key_name
+    recorded = config.columns
+    image_column, key_name = recorded.image, recorded.key_name
     key = key if key is not None else reinforcements[index][key_name]
-    images, keys = keyed(images, image_column, columns.key, columns.key_source, key_name)
+    images, keys = keyed(images, image_column, recorded.key, recorded.key_source, key_name)
     fix = "pass a key the run reinforced (--key) and the source it reinforced (--dataset)."
     row = KeyIndex(keys, where="the source images", fix=fix).row(key)
-    label = columns.label
+    label = recorded.label
     names = images.features[label].names if label and isinstance(images.features.get(label), datasets.ClassLabel) \
         else None
     transform = ReinforcedTransform(reinforcements, **config.replay_options(reinforcements), size=size, images=images,
