@@ -7,7 +7,7 @@ The public API, by flow (everything else lives in the subpackages named in brack
 
 - reinforce [``hf_dr.augment``, ``hf_dr.generate``]: :func:`create_policy`, :func:`list_policies`,
   :class:`AugmentationPolicy`, :func:`create_teacher`, :func:`load_teacher_spec`, :class:`RecordCodec`,
-  :func:`reinforce`, :func:`select_samples`, :func:`verify`;
+  :func:`reinforce` (its settings: :class:`ReinforceSettings`), :func:`select_samples`, :func:`verify`;
 - load and replay [``hf_dr.data``, ``hf_dr.hub``]: :func:`load_reinforcements`, :func:`load_reinforced`,
   :class:`ReinforcedTransform`, :class:`Curriculum`, :func:`create_reinforced_loader` (timm's loop),
   :func:`model_arguments` (a student's classes and channels, read from the data),
@@ -40,7 +40,8 @@ _EXPORTS: dict[str, str] = {
     "create_policy": "hf_dr.augment.registry", "list_policies": "hf_dr.augment.registry",
     "AugmentationPolicy": "hf_dr.augment.policy", "create_teacher": "hf_dr.models.teacher",
     "load_teacher_spec": "hf_dr.models.teacher", "RecordCodec": "hf_dr.data.codec",
-    "reinforce": "hf_dr.generate.run", "select_samples": "hf_dr.generate.selection",
+    "reinforce": "hf_dr.generate.run", "ReinforceSettings": "hf_dr.generate.settings",
+    "select_samples": "hf_dr.generate.selection",
     "verify": "hf_dr.generate.verify",
     # load and replay
     "load_reinforcements": "hf_dr.generate.loading", "load_reinforced": "hf_dr.hub.load",
@@ -66,9 +67,9 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "__version__", "create_policy", "list_policies", "AugmentationPolicy", "create_teacher", "load_teacher_spec",
-    "RecordCodec", "reinforce", "select_samples", "verify", "load_reinforcements", "load_reinforced",
-    "ReinforcedTransform", "ReinforcedCollate", "Curriculum", "create_reinforced_loader", "model_arguments",
-    "AugmentTransform", "EvalTransform", "set_epoch", "sparsify", "densify",
+    "RecordCodec", "reinforce", "ReinforceSettings", "select_samples", "verify", "load_reinforcements",
+    "load_reinforced", "ReinforcedTransform", "ReinforcedCollate", "Curriculum", "create_reinforced_loader",
+    "model_arguments", "AugmentTransform", "EvalTransform", "set_epoch", "sparsify", "densify",
     "push_to_hub", "soft_target_loss", "TrainConfig", "fit", "reinforced_training_args", "reinforced_trainer",
     "ReinforcedEpochCallback", "create_model", "FinetuneConfig", "finetune_teacher", "evaluate",
     "evaluate_checkpoint", "load_classifier", "HfDrError",
@@ -99,6 +100,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; never executed
     from hf_dr.errors import HfDrError
     from hf_dr.generate.loading import load_reinforcements
     from hf_dr.generate.run import reinforce
+    from hf_dr.generate.settings import ReinforceSettings
     from hf_dr.generate.verify import verify
     from hf_dr.hub.load import load_reinforced
     from hf_dr.hub.loader import create_reinforced_loader

@@ -144,8 +144,8 @@ def test_reinforce_builder_end_to_end_with_limit(name, teacher_specs, tmp_path, 
     config = ReinforceConfig.load(out)
     assert config.num_samples == (builder.num_samples if small else 3)
     assert (config.topk, config.policy["name"], config.seed) == (builder.topk, builder.policy, builder.seed)
-    assert config.columns == {"image": builder.image_column, "label": builder.label_column, "key": None,
-                              "key_source": builder.key_from or "content"}
+    assert config.columns.to_dict() == {"image": builder.image_column, "label": builder.label_column, "key": None,
+                                        "key_source": builder.key_from or "content"}
     assert config.dataset["builder"] == name and config.dataset["num_rows"] == (2 if small else 6)
     assert config.num_classes == builder.num_classes
     table = load_reinforcements(out)

@@ -4,6 +4,7 @@ included), module and function sizes, self-describing folders, and a cheap ``imp
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -189,3 +190,22 @@ def test_python_m_hf_dr_is_the_cli() -> None:
         out = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, check=True,
                              cwd=ROOT)
         assert "usage: hf-dr" in out.stdout and "reinforce" in out.stdout
+
+
+# A run's column roles and their defaults are read through hf_dr.data.run_columns.RunColumns: a module that writes a
+# fallback of its own (``columns.get("key") or KEY_COLUMN``) is a second record of the default, which drifts.
+COLUMN_FALLBACKS = re.compile(
+    r"columns\.get\("  # a run's columns as an untyped dict
+    r"|\b(?:or|else) (?:KEY_COLUMN|REINFORCEMENTS_COLUMN|IMAGE_COLUMN|LABEL_COLUMN)\b"
+    r"|\b(?:or|else) \"(?:image|label|key|reinforcements|content|column)\""
+    r"|\.get\(\"(?:image|label|key|key_source|reinforcements)\", \""
+)
+COLUMNS_MODULE = PACKAGE / "data" / "run_columns.py"
+
+
+def test_no_module_re_derives_a_column_default() -> None:
+    """Every column default and the key-source rule live in ``hf_dr/data/run_columns.py`` (``RunColumns``)."""
+    found = [f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+             for path in MODULES.values() if path != COLUMNS_MODULE
+             for number, line in enumerate(path.read_text().splitlines(), 1) if COLUMN_FALLBACKS.search(line)]
+    assert found == [], "re-derived column defaults (use RunColumns):\n" + "\n".join(found)

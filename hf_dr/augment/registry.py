@@ -7,12 +7,12 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from hf_dr.augment.defaults import DEFAULT_POLICY
 from hf_dr.augment.ops import Mixing, RandAugment, RandomCropFlip, RandomErasing, RandomResizedCropFlip
 from hf_dr.augment.policy import AugmentationPolicy
 from hf_dr.errors import InvalidConfigError, UnknownPolicyError
 
 _REGISTRY: dict[str, Callable[..., AugmentationPolicy]] = {}
-DEFAULT_POLICY = "rrc+ra_re"
 
 
 def register_policy(name: str) -> Callable[[Callable[..., AugmentationPolicy]], Callable[..., AugmentationPolicy]]:

@@ -26,6 +26,7 @@ from typing import Any
 
 from transformers import HfArgumentParser
 
+from hf_dr.augment.defaults import PLAIN_POLICY
 from hf_dr.cli._boundary import DEBUG_EPILOG, check_numbers, usage_error
 from hf_dr.cli._options import HelpFormatter
 from hf_dr.errors import HfDrError
@@ -204,7 +205,7 @@ class AugmentArguments:
             default: none, uniform).
     """
 
-    policy: str = "rrc"
+    policy: str = PLAIN_POLICY
     curriculum: str | None = None
 
 
@@ -252,9 +253,9 @@ def prepare_training(data_args: DataArguments, model_args: ModelArguments, build
         logger.info("plain training on %s: on-the-fly %r augmentation, cross-entropy on the hard labels (no "
                     "--run-dir, and the dataset is not reinforced)", data_args.dataset, policy)
     reinforce = named is not None and not data_args.plain
-    recorded_columns = named.description.columns if named is not None else {}
-    image_column = recorded_columns.get("image") or data_args.image_column  # the data describes itself
-    label_column = recorded_columns.get("label") or data_args.label_column
+    recorded_columns = named.description.columns if named is not None else None  # the data describes itself
+    image_column = recorded_columns.image if recorded_columns else data_args.image_column
+    label_column = (recorded_columns and recorded_columns.label) or data_args.label_column
     recorded = named.description.num_classes if named is not None else None
     num_classes = model_args.num_classes or recorded or class_count(train, label_column)
     in_chans = model_args.in_chans or (named.in_chans if named is not None else None)
@@ -271,7 +272,7 @@ def prepare_training(data_args: DataArguments, model_args: ModelArguments, build
                                                         data_args.preload, curriculum=curriculum)
     else:
         train_ds, transform = training_data(
-            train, data, data_args.run_dir, policy or "rrc", seed, data_args.preload, key_column=key_column,
+            train, data, data_args.run_dir, policy or PLAIN_POLICY, seed, data_args.preload, key_column=key_column,
             image_column=image_column, label_column=label_column, curriculum=curriculum)
     data_classes = getattr(transform, "num_classes", None) or (
         class_count(train, label_column) if train is not None else None)
@@ -311,11 +312,8 @@ def _plain_rows(named: Any, key_column: str) -> tuple[Any, str]:
     from hf_dr.hub.named import plain_images
 
     columns = named.description.columns
-    key_source = columns.get("key_source")
-    if key_source == "column":
-        key_column = columns.get("key") or key_column
-    source_key = key_column if key_source == "column" else None
-    rows, _ = keyed(plain_images(named), columns.get("image") or "image", source_key, key_source, key_column)
+    key_column = columns.key or key_column  # computed keys go to key_column
+    rows, _ = keyed(plain_images(named), columns.image, columns.key, columns.key_source, key_column)
     return rows, key_column
 
 

@@ -16,6 +16,7 @@ import argparse
 import os
 from typing import TYPE_CHECKING
 
+from hf_dr.augment.defaults import PLAIN_POLICY
 from hf_dr.cli._options import add_num_threads, add_option, apply_recipe, first_rows, load_builder, pick
 
 if TYPE_CHECKING:
@@ -97,7 +98,7 @@ def _add_training_arguments(train: argparse._ArgumentGroup) -> None:
     train.add_argument("--label-smoothing", type=float, default=0.1, help="of the cross-entropy")
     train.add_argument("--clip-grad-norm", type=float, default=None,
                        help="clip each step's gradient norm (default: none)")
-    train.add_argument("--policy", default="rrc", help="augmentation policy without mixing")
+    train.add_argument("--policy", default=PLAIN_POLICY, help="augmentation policy without mixing")
     train.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
     add_num_threads(train)
     train.add_argument("--channels-last", action="store_true", help="channels-last inputs and weights")

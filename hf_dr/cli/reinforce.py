@@ -15,11 +15,15 @@ import os
 from typing import TYPE_CHECKING
 
 from hf_dr.cli._options import add_num_threads, add_option, apply_recipe, first_rows, load_builder
+from hf_dr.generate.settings import ReinforceSettings  # light: its defaults are the flags' defaults
 
 if TYPE_CHECKING:
     from hf_dr.generate.recipe import Builder
 
 HELP = "run a teacher over N stored augmentations of every image; write params and top-k as Parquet shards"
+SETTINGS = ReinforceSettings()  # the defaults of reinforce(), the one source of the flags' defaults
+RECIPE_SETTINGS = ("image_column", "label_column", "policy", "num_samples", "topk", "seed")  # a builder fills them
+DEFAULTS = {"split": "train", **{name: getattr(SETTINGS, name) for name in RECIPE_SETTINGS}}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,15 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                help="dataset configuration name (default: the builder's, else none)")
     data.add_argument("--revision", default=None,
                       help="dataset revision (branch, tag or commit) on the Hub (default: the builder's, else main)")
-    data.add_argument("--image-column", default=None, help="image column (default: the builder's, else image)")
-    data.add_argument("--label-column", default=None,
-                      help="label column; '' for unlabelled data (default: the builder's, else label)")
-    data.add_argument("--key-column", default=None,
-                      help="unique key column (default: the builder's, else a hash of the image bytes)")
-    add_option(data, "--key-from", choices=["content", "path"], default=None,
-               help="key rows without --key-column by: content (a hash of the image bytes; identical images are "
-                    "refused) or path (the image file's name as datasets stores it, e.g. n01440764_10026.JPEG on the "
-                    "Hub's ImageNet) (default: the builder's, else content)")
+    _add_column_options(data)
     _add_image_options(data)
     teacher = parser.add_argument_group("teacher")
     teacher.add_argument("--teacher", action="append", default=[], metavar="MEMBER",
@@ -61,28 +57,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run = parser.add_argument_group("reinforcement")
     run.add_argument("--policy", default=None,
                      help="policy name (hf_dr.list_policies()) or a JSON config file (default: the builder's, else "
-                          "rrc+ra_re)")
+                          f"{SETTINGS.policy})")
     run.add_argument("--num-samples", type=int, default=None,
-                     help="N, augmentations per image (default: the builder's, else 10)")
+                     help=f"N, augmentations per image (default: the builder's, else {SETTINGS.num_samples})")
     run.add_argument("--topk", type=int, default=None,
-                     help="k, probabilities kept per augmentation (default: the builder's, else 10)")
-    run.add_argument("--seed", type=int, default=None, help="(default: the builder's, else 0)")
+                     help=f"k, probabilities kept per augmentation (default: the builder's, else {SETTINGS.topk})")
+    run.add_argument("--seed", type=int, default=None, help=f"(default: the builder's, else {SETTINGS.seed})")
     _add_codec_options(run)
     output = parser.add_argument_group("output")
     add_option(output, "--output-dir", hidden=("--output",), default=None, metavar="DIR",
                help="the run folder to write (default with --builder: reinforced/NAME)")
-    output.add_argument("--shard-size", type=int, default=1000, help="rows per shard, the unit of resume")
+    output.add_argument("--shard-size", type=int, default=SETTINGS.shard_size, help="rows per shard; the resume unit")
     output.add_argument("--overwrite", action="store_true", help="delete a previous run in --output-dir first")
     execution = parser.add_argument_group("execution")
-    execution.add_argument("--batch-size", type=int, default=128, help="views per teacher forward")
+    execution.add_argument("--batch-size", type=int, default=SETTINGS.batch_size, help="views per teacher forward")
     execution.add_argument("--num-workers", type=int, default=None,
                            help="DataLoader workers decoding and augmenting (default: 0 on CPU, else half the CPU "
                                 "cores, at most 8)")
     add_num_threads(execution)
-    execution.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+    execution.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default=SETTINGS.precision,
                            help="the teacher's compute precision")
     execution.add_argument("--channels-last", action="store_true", help="channels-last inputs and weights")
     execution.add_argument("--no-progress", action="store_true", help="no progress bar (rate and ETA)")
+
+
+def _add_column_options(data: argparse._ArgumentGroup) -> None:
+    """The source's columns and how its rows are keyed."""
+    data.add_argument("--image-column", default=None,
+                      help=f"image column (default: the builder's, else {SETTINGS.image_column})")
+    data.add_argument("--label-column", default=None,
+                      help="label column; '' for unlabelled data (default: the builder's, else "
+                           f"{SETTINGS.label_column})")
+    data.add_argument("--key-column", default=None,
+                      help="unique key column (default: the builder's, else a hash of the image bytes)")
+    add_option(data, "--key-from", choices=["content", "path"], default=None,
+               help="key rows without --key-column by: content (a hash of the image bytes; identical images are "
+                    "refused) or path (the image file's name as datasets stores it, e.g. n01440764_10026.JPEG on the "
+                    "Hub's ImageNet) (default: the builder's, else content)")
 
 
 def _add_image_options(data: argparse._ArgumentGroup) -> None:
@@ -91,10 +102,10 @@ def _add_image_options(data: argparse._ArgumentGroup) -> None:
                help="the mode every image is converted to, for the teacher and the replay (16-bit rescaled, "
                     "transparency dropped, CMYK and palettes to RGB) (default: L for a teacher reading one channel, "
                     "else RGB)")
-    add_option(data, "--on-bad-image", choices=["raise", "skip"], default="raise",
+    add_option(data, "--on-bad-image", choices=["raise", "skip"], default=SETTINGS.on_bad_image,
                help="an image that cannot be decoded: raise stops naming its row, key and file; skip gives its row "
                     "no records and lists it under 'skipped' in manifest.json; rerun with skip to resume a stopped "
-                    "run (default: raise)")
+                    f"run (default: {SETTINGS.on_bad_image})")
 
 
 def _add_codec_options(run: argparse._ArgumentGroup) -> None:
@@ -134,28 +145,12 @@ def run(args: argparse.Namespace) -> int:
         dataset = load_source(args.dataset, split=args.split, name=args.dataset_config,
                               revision=args.revision)
     dataset = first_rows(dataset, args.limit)
-    source = {"id": args.dataset, "split": args.split, "revision": args.revision}
-    if builder is not None:
-        source["builder"] = builder.name
-    reinforce(
-        dataset, members, args.policy, args.num_samples, args.topk, args.seed, args.output_dir,
-        image_column=args.image_column, label_column=args.label_column or None, key_column=args.key_column,
-        key_from=args.key_from, image_mode=args.image_mode, on_bad_image=args.on_bad_image,
-        codec={"params": args.param_mode, "labels": args.label_codec, "draws": args.label_draws,
-               "temperature": args.label_temperature},
-        shard_size=args.shard_size, batch_size=args.batch_size, num_workers=args.num_workers,
-        precision=args.precision, channels_last=args.channels_last, overwrite=args.overwrite, source=source,
-        accelerator=accelerator, progress=not args.no_progress,
-    )
+    reinforce(dataset, members, config=settings_from(args, builder), accelerator=accelerator)
     if accelerator.is_main_process:
         print(f"reinforced {len(dataset)} rows x {args.num_samples} augmentations -> {args.output_dir}")
         if builder is not None:
             print(f"publish it with: {builder.push_command(args.output_dir)}")
     return 0
-
-
-DEFAULTS = {"split": "train", "image_column": "image", "label_column": "label", "policy": "rrc+ra_re",
-            "num_samples": 10, "topk": 10, "seed": 0}
 
 
 def _apply_builder(args: argparse.Namespace, builder: Builder | None) -> None:
@@ -171,3 +166,19 @@ def _apply_builder(args: argparse.Namespace, builder: Builder | None) -> None:
     if not args.dataset or not args.output_dir:
         raise InvalidConfigError("pass --dataset and --output-dir, or --builder NAME (see `hf-dr builders`)")
 
+
+def settings_from(args: argparse.Namespace, builder: Builder | None = None) -> ReinforceSettings:
+    """The :class:`~hf_dr.generate.settings.ReinforceSettings` of the parsed flags (the recipe applied)."""
+    source = {"id": args.dataset, "split": args.split, "revision": args.revision}
+    if builder is not None:
+        source["builder"] = builder.name
+    return ReinforceSettings(
+        policy=args.policy, num_samples=args.num_samples, topk=args.topk, seed=args.seed, output_dir=args.output_dir,
+        image_column=args.image_column, label_column=args.label_column or None, key_column=args.key_column,
+        key_from=args.key_from, image_mode=args.image_mode, on_bad_image=args.on_bad_image,
+        codec={"params": args.param_mode, "labels": args.label_codec, "draws": args.label_draws,
+               "temperature": args.label_temperature},
+        shard_size=args.shard_size, batch_size=args.batch_size, num_workers=args.num_workers,
+        precision=args.precision, channels_last=args.channels_last, overwrite=args.overwrite, source=source,
+        progress=not args.no_progress,
+    )

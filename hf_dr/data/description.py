@@ -31,7 +31,7 @@ from typing import Any
 import datasets
 
 from hf_dr.data.codec import RecordCodec
-from hf_dr.data.schema import REINFORCEMENTS_COLUMN
+from hf_dr.data.run_columns import RunColumns
 from hf_dr.errors import InvalidConfigError
 
 PREFIX = "hf-dr-run/"
@@ -51,9 +51,11 @@ class RunDescription:
         topk (`int`): k, stored teacher probabilities per record.
         num_classes (`int`): the teacher's class count.
         seed (`int`): the run seed.
-        columns (`dict`): column roles: ``image`` and ``label`` (the source's), ``key`` (the key column of the
-            reinforcement table), ``key_source`` (``"column"``, ``"content"``: a hash of the image bytes, or
-            ``"path"``: the image file's name; see :mod:`hf_dr.data.keys`) and ``reinforcements``.
+        columns (`RunColumns` or `dict`): the run's columns (:class:`~hf_dr.data.run_columns.RunColumns`; a dict
+            of any view it reads). Stored as its :meth:`~hf_dr.data.run_columns.RunColumns.description_view`:
+            ``image`` and ``label`` (the source's), ``key`` (the key column of the reinforcement table),
+            ``key_source`` (``"column"``, ``"content"`` or ``"path"``; see :mod:`hf_dr.data.keys`) and
+            ``reinforcements``.
         class_names (`list[str]`, *optional*): the label names, in label order.
         teacher (`list[dict]`, *optional*): each member's spec and weight hash.
         source (`dict`, *optional*): the source's id, revision, split, row count and keys digest.
@@ -71,7 +73,7 @@ class RunDescription:
     topk: int
     num_classes: int
     seed: int
-    columns: dict[str, str | None]
+    columns: RunColumns
     class_names: list[str] | None = None
     teacher: list[dict[str, Any]] = field(default_factory=list)
     source: dict[str, Any] = field(default_factory=dict)
@@ -81,13 +83,19 @@ class RunDescription:
     selection: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.columns, RunColumns):
+            object.__setattr__(self, "columns", RunColumns.from_dict(self.columns))
+
     @property
     def key_column(self) -> str:
-        return self.columns.get("key") or "key"
+        """The reinforcement table's key column."""
+        return self.columns.key_name
 
     @property
     def reinforcements_column(self) -> str:
-        return self.columns.get("reinforcements") or REINFORCEMENTS_COLUMN
+        """The reinforcement table's records column."""
+        return self.columns.reinforcements
 
     @property
     def record_codec(self) -> RecordCodec:
@@ -95,13 +103,11 @@ class RunDescription:
         return RecordCodec.from_config(self.codec)
 
     @classmethod
-    def from_run(cls, config: dict[str, Any], label_feature: Any = None, key_column: str = "key"
-                 ) -> RunDescription:
+    def from_run(cls, config: dict[str, Any], label_feature: Any = None) -> RunDescription:
         """The description of a run from its resolved config (``ReinforceConfig.to_dict()``), local paths cut to their
         file names (:func:`public_paths`): shards carry no private paths and a resume from another folder writes the
-        same bytes."""
+        same bytes. The fields both record are copied from the config: the description is a view of it."""
         config = public_paths(config)
-        columns = dict(config.get("columns") or {})
         source = {k: (config.get("dataset") or {}).get(k) for k in ("id", "revision", "split", "num_rows",
                                                                       "keys_sha256")}
         names = list(label_feature.names) if isinstance(label_feature, datasets.ClassLabel) else None
@@ -109,16 +115,14 @@ class RunDescription:
         versions = {k: v for k, v in (config.get("versions") or {}).items() if k in PIXEL_LIBRARIES}
         return cls(policy=config["policy"], num_samples=config["num_samples"], topk=config["topk"],
                    num_classes=config["num_classes"], seed=config["seed"], class_names=names, teacher=teacher,
-                   columns={"image": columns.get("image"), "label": columns.get("label"), "key": key_column,
-                            "key_source": columns.get("key_source") or ("column" if columns.get("key") else "content"),
-                            "reinforcements": REINFORCEMENTS_COLUMN},
+                   columns=RunColumns.from_dict(config.get("columns")),
                    source=source, image_mode=config.get("image_mode"), versions=versions,
                    codec=dict(config.get("codec") or {}), selection=dict(config.get("selection") or {}))
 
     def to_id(self) -> str:
         """The text stored in the feature ``id``: format 1, or 2 for records in a codec other than the default (a
         reader that predates codecs would misread them: it refuses format 2, naming the version to install)."""
-        values = asdict(self)
+        values = {**asdict(self), "columns": self.columns.description_view()}
         if not values["codec"]:
             del values["codec"]  # default records: the bytes earlier versions wrote
         if not values["selection"]:

@@ -70,7 +70,7 @@ class RowDigests:
         """The check of ``table``'s rows, or None with ``verify_images="off"`` or a run that stores no digests (runs
         keyed by content store none: their key, compared instead, is the digest)."""
         by_content = DIGEST_COLUMN not in table.column_names and description is not None \
-            and description.columns.get("key_source") == "content"
+            and description.columns.by_content
         if verify_images == "off" or not (by_content or DIGEST_COLUMN in table.column_names):
             return None
         return cls(table, key_column, rows, changed_image_fix(description), by_content)

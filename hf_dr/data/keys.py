@@ -28,12 +28,12 @@ import pyarrow as pa
 import torch
 from PIL import Image
 
+from hf_dr.data.run_columns import KEY_SOURCES, resolve_key_source  # noqa: F401  (their home: the run's columns)
 from hf_dr.errors import CorruptImageError, DataMismatchError, InvalidConfigError
 
 if TYPE_CHECKING:
     import datasets
 
-KEY_SOURCES = ("column", "content", "path")
 VERIFY_IMAGES = ("sample", "full", "off")  # how many stored image digests a join compares
 DIGEST_SAMPLE_SIZE = 64  # rows a "sample" check reads up front, drawn at random anew by every call
 
@@ -94,30 +94,6 @@ def missing_path(row: int, image_column: str) -> DataMismatchError:
         "none), so it cannot be keyed by path: pass a key column (key_column= / --key-column), or key by content (the "
         "default; byte-identical images are then refused)."
     )
-
-
-def resolve_key_source(key_column: str | None = None, key_from: str | None = None) -> str:
-    """The key source (one of :data:`KEY_SOURCES`) of ``key_column=`` and ``key_from=``; a conflict is refused.
-
-    ``key_from=None`` means ``"column"`` with a key column and ``"content"`` without one (what runs recorded before
-    ``key_source`` existed).
-
-    Example:
-        >>> resolve_key_source("id"), resolve_key_source(None), resolve_key_source(None, "path")
-        ('column', 'content', 'path')
-    """
-    if key_from is None:
-        return "column" if key_column is not None else "content"
-    if key_from not in KEY_SOURCES:
-        raise InvalidConfigError(f"key_from should be one of {list(KEY_SOURCES)}, but got {key_from!r} instead.")
-    if key_from == "column" and key_column is None:
-        raise InvalidConfigError("key_from='column' needs key_column= (--key-column), the column holding the keys.")
-    if key_from != "column" and key_column is not None:
-        raise InvalidConfigError(
-            f"pass either key_column= (--key-column {key_column}) or key_from={key_from!r} (--key-from {key_from}), "
-            "not both: they are two ways of keying the rows."
-        )
-    return key_from
 
 
 def bytes_digest(data: bytes) -> int:
@@ -369,7 +345,7 @@ class KeyIndex:
 
 def refuse_other_keys(dataset: datasets.Dataset, key_column: str, keys: KeyIndex, description: Any) -> None:
     """Refuses images whose ``key_column`` holds no key of a run that keyed its rows by image content or file name
-    (``description.columns["key_source"]``): the hook looks rows up by that column, so a dataset's own ids there
+    (``description.columns.key_source``): the hook looks rows up by that column, so a dataset's own ids there
     (``digits-0000``) would fail at the first sample with a message about versions. Checks the first row.
 
     Args:
@@ -378,8 +354,7 @@ def refuse_other_keys(dataset: datasets.Dataset, key_column: str, keys: KeyIndex
         keys (`KeyIndex`): the run's keys.
         description (`RunDescription`, *optional*): the run's description (nothing to check without one).
     """
-    columns = getattr(description, "columns", None) or {}
-    source = columns.get("key_source")
+    source = getattr(getattr(description, "columns", None), "key_source", None)
     if source not in ("content", "path") or len(dataset) == 0 or len(keys) == 0:
         return
     first = str(dataset.select_columns([key_column]).with_format(None)[0][key_column])

@@ -11,7 +11,7 @@ import datasets
 from hf_dr.augment.policy import AugmentationPolicy
 from hf_dr.augment.registry import as_policy, policy_from_config
 from hf_dr.data.description import RunDescription, differences
-from hf_dr.data.schema import KEY_COLUMN, REINFORCEMENTS_COLUMN
+from hf_dr.data.run_columns import RunColumns
 from hf_dr.errors import ClassCountMismatchError, InvalidConfigError, ParamsMismatchError
 
 __all__ = ["recorded_columns", "resolve_column", "resolve_num_classes", "resolve_policy"]
@@ -22,10 +22,8 @@ _NO_DESCRIPTION = ("this dataset carries no hf-dr run description (made before h
 
 def recorded_columns(description: RunDescription | None, dataset: datasets.Dataset) -> dict[str, str]:
     """The image, key and records columns the run recorded (the pre-0.2 defaults without a description)."""
-    if description is None:
-        return {"image": "image", "key": KEY_COLUMN, "reinforcements": REINFORCEMENTS_COLUMN}
-    return {"image": description.columns.get("image") or "image", "key": description.key_column,
-            "reinforcements": description.reinforcements_column}
+    columns = description.columns if description is not None else RunColumns()
+    return {"image": columns.image, "key": columns.key_name, "reinforcements": columns.reinforcements}
 
 
 def resolve_column(option: str, given: str | None, recorded: str, dataset: datasets.Dataset | None) -> str:

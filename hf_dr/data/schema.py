@@ -11,12 +11,11 @@ import numpy as np
 
 from hf_dr.augment.policy import AugmentationPolicy
 from hf_dr.data.codec import CLASSES_COLUMN, RecordCodec, class_id_dtype
+from hf_dr.data.run_columns import KEY_COLUMN, REINFORCEMENTS_COLUMN
 
 __all__ = ["CLASSES_COLUMN", "DIGEST_COLUMN", "KEY_COLUMN", "REINFORCEMENTS_COLUMN", "class_id_dtype",
            "digest_feature", "encode_record", "record_features", "reinforcement_features"]
 
-KEY_COLUMN = "key"
-REINFORCEMENTS_COLUMN = "reinforcements"
 DIGEST_COLUMN = "image_digest"  # hf_dr.data.keys.image_digest of the row's encoded image, 8 bytes
 
 

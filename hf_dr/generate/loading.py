@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hf_dr.data.description import read_description
-from hf_dr.data.schema import KEY_COLUMN, REINFORCEMENTS_COLUMN
+from hf_dr.data.run_columns import RunColumns
 from hf_dr.errors import InvalidConfigError
 from hf_dr.generate.row_groups import RowGroupRecords
 from hf_dr.generate.storage import MANIFEST_FILE, read_manifest, shard_paths, verify_run
@@ -88,8 +88,8 @@ def open_run_records(output_dir: str, verify: bool = True, cache_dir: str | None
     schema = pq.read_schema(files[0])
     features = datasets.Features.from_arrow_schema(schema)
     description = read_description(features)
-    key_column = description.key_column if description is not None else KEY_COLUMN
-    records_column = description.reinforcements_column if description is not None else REINFORCEMENTS_COLUMN
+    recorded = description.columns if description is not None else RunColumns()  # runs before descriptions
+    key_column, records_column = recorded.key_name, recorded.reinforcements
     columns = [name for name in schema.names if name != records_column]
     table = pa.concat_tables([pq.read_table(f, columns=columns, schema=schema) for f in files]).combine_chunks()
     rows = datasets.Dataset(datasets.table.InMemoryTable(table), fingerprint=_identity(manifest) + "-rows",

@@ -22,11 +22,13 @@ from typing import Any
 
 from hf_dr.errors import InvalidConfigError, MissingTeacherError
 from hf_dr.files import to_json_value
+from hf_dr.generate.settings import ReinforceSettings
 from hf_dr.models.teacher import MemberSpec, load_teacher_spec
 
 SELF_CONTAINED = "self-contained"  # rows carry the images (redistributable data)
 METADATA_ONLY = "metadata-only"  # rows carry keys and reinforcements; the images stay in the source repo
 LAYOUTS = (SELF_CONTAINED, METADATA_ONLY)  # the push layouts of hf_dr.hub.push
+_DEFAULTS = ReinforceSettings()  # a recipe's policy, N, k and seed default to reinforce()'s
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,8 @@ class Builder:
         teacher_input_size (`int`, *optional*): resolution the fine-tuned teachers train and label at.
         teacher_epochs (`int`, *optional*): fine-tuning epochs of each member (``hf-dr finetune-teacher``'s default).
         policy (`str`, *optional*, defaults to ``"rrc+ra_re"``): augmentation policy name.
-        num_samples, topk, seed (`int`): N, k and the run seed.
+        num_samples, topk, seed (`int`, *optional*, defaults to 10, 10, 0): N, k and the run seed (the defaults of
+            :class:`~hf_dr.generate.settings.ReinforceSettings`).
         layout (`str`, *optional*, defaults to ``"self-contained"``): push layout, or ``"metadata-only"`` for images
             that may not be redistributed.
         license (`str`, *optional*, defaults to ``"unknown"``): the card's Hub license id.
@@ -82,10 +85,10 @@ class Builder:
     teacher_seeds: tuple[int, ...] = ()
     teacher_input_size: int | None = None
     teacher_epochs: int | None = None
-    policy: str = "rrc+ra_re"
-    num_samples: int = 10
-    topk: int = 10
-    seed: int = 0
+    policy: str = _DEFAULTS.policy
+    num_samples: int = _DEFAULTS.num_samples
+    topk: int = _DEFAULTS.topk
+    seed: int = _DEFAULTS.seed
     layout: str = SELF_CONTAINED
     license: str = "unknown"
     source_citation: str = ""

@@ -36,7 +36,7 @@ def refuse_other_source(dataset: datasets.Dataset, keys: Sequence[str], config: 
     ``output_dir`` were made from (``existing``, the recorded config; ``config``, this call's; ``keys``, the rows'
     keys), naming the first changed row, what the two sources are, and the fix. With no finished shard to compare,
     a source recorded under another id, split or revision is refused: the config would name the wrong one."""
-    if config.columns.get("key_source") == "content":
+    if config.columns.by_content:
         return
     was, now = ({f: c.dataset[f] for f in SOURCE_FIELDS if c.dataset.get(f) is not None} for c in (existing, config))
     sources = f"it was started from {was}, this call reads {now}"
@@ -45,7 +45,7 @@ def refuse_other_source(dataset: datasets.Dataset, keys: Sequence[str], config: 
     if not done and was != now:
         raise ConfigConflictError(f"{output_dir!r} holds a run started from another source: {sources}. {FIX}")
     recorded = _recorded_digests(output_dir, done)
-    found = scan_digests(dataset, config.columns.get("image", "image"), [row for row, _ in recorded])
+    found = scan_digests(dataset, config.columns.image, [row for row, _ in recorded])
     changed = [(row, new, old) for (row, old), new in zip(recorded, found, strict=True) if new != old]
     if not changed:
         return

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -32,8 +32,8 @@ from hf_dr.augment.policy import AugmentationPolicy
 from hf_dr.augment.registry import as_policy
 from hf_dr.data.codec import RecordCodec
 from hf_dr.data.description import RunDescription
-from hf_dr.data.keys import KeyList, resolve_key_source
-from hf_dr.data.schema import KEY_COLUMN
+from hf_dr.data.keys import KeyList
+from hf_dr.data.run_columns import RunColumns
 from hf_dr.data.sources import (
     check_columns,
     class_count,
@@ -58,6 +58,7 @@ from hf_dr.generate.render import (
 )
 from hf_dr.generate.resume import refuse_other_source, refuse_other_weights
 from hf_dr.generate.run_config import ReinforceConfig, library_versions
+from hf_dr.generate.settings import ReinforceSettings
 from hf_dr.generate.shard_table import ShardTable, label_values, output_features
 from hf_dr.generate.source_labels import check_label_range, check_label_type
 from hf_dr.generate.storage import ShardWriter, clear_run, remove_temporaries, shard_record, write_manifest
@@ -82,40 +83,32 @@ class _Plan:
 def reinforce(
     dataset: datasets.Dataset,
     teacher: TeacherLike,
-    policy: str | dict[str, Any] | AugmentationPolicy,
-    num_samples: int,
-    topk: int,
-    seed: int,
-    output_dir: str,
+    policy: str | dict[str, Any] | AugmentationPolicy | None = None,
+    num_samples: int | None = None,
+    topk: int | None = None,
+    seed: int | None = None,
+    output_dir: str | None = None,
     *,
-    image_column: str = "image",
-    label_column: str | None = "label",
-    key_column: str | None = None,
-    key_from: str | None = None,
-    image_mode: str | None = None,
-    on_bad_image: str = "raise",
-    codec: RecordCodec | dict[str, Any] | None = None,
-    shard_size: int = 1000,
-    batch_size: int = 128,
-    num_workers: int | None = None,
-    precision: str = "fp32",
-    channels_last: bool = False,
-    overwrite: bool = False,
-    source: dict[str, Any] | None = None,
+    config: ReinforceSettings | None = None,
     accelerator: Any = None,
-    progress: bool = True,
+    **settings: Any,
 ) -> str:
     """Reinforces ``dataset``: stores N augmentation params and the teacher's top-k per image, as Parquet shards.
+
+    The settings are one :class:`~hf_dr.generate.settings.ReinforceSettings` (``config=``, as ``hf-dr reinforce``
+    builds it) or its fields as arguments, which replace those of ``config``; left out, each takes its default there.
 
     Args:
         dataset (`datasets.Dataset`): the source rows, with an ``Image`` column.
         teacher (`Teacher`, or member specs): a loaded :class:`Teacher` or what :func:`create_teacher` takes; specs
             are loaded only if this process has shards left to do.
-        policy (`str`, `dict` or `AugmentationPolicy`): a policy name, config or object.
-        num_samples (`int`): N, augmentations stored per image.
-        topk (`int`): k, teacher probabilities stored per augmentation.
-        seed (`int`): seed of every draw, with the sample key and the augmentation index.
-        output_dir (`str`): where the shards, ``manifest.json`` and ``reinforce_config.json`` go.
+        policy (`str`, `dict` or `AugmentationPolicy`, *optional*, defaults to ``"rrc+ra_re"``): a policy name,
+            config or object.
+        num_samples (`int`, *optional*, defaults to 10): N, augmentations stored per image.
+        topk (`int`, *optional*, defaults to 10): k, teacher probabilities stored per augmentation.
+        seed (`int`, *optional*, defaults to 0): seed of every draw, with the sample key and the augmentation index.
+        output_dir (`str`): where the shards, ``manifest.json`` and ``reinforce_config.json`` go (required).
+        config (`ReinforceSettings`, *optional*): all settings as one object.
         image_column, label_column, key_column (`str`, *optional*): column names; ``label_column=None`` for unlabelled
             data; without ``key_column`` the key is a hash of the image bytes (or see ``key_from``).
         key_from (`str`, *optional*): ``"path"`` keys every row by the file name of its image cell's stored path
@@ -146,8 +139,8 @@ def reinforce(
         overwrite (`bool`, *optional*, defaults to False): delete a previous run's files in ``output_dir`` (config,
             manifest, shards; nothing else) and start over.
         source (`dict`, *optional*): provenance of ``dataset`` (``id``, ``split``, ``revision``) for the config.
-        accelerator (`accelerate.Accelerator`, *optional*): defaults to a new one (CPU when no GPU).
         progress (`bool`, *optional*, defaults to True): progress bar on the main process.
+        accelerator (`accelerate.Accelerator`, *optional*): defaults to a new one (CPU when no GPU).
 
     Returns:
         `str`: ``output_dir``, holding a complete run (load it with :func:`hf_dr.load_reinforcements`).
@@ -173,38 +166,43 @@ def reinforce(
         >>> ds[0]["pixel_values"].shape, ds[0]["labels"].shape
         (torch.Size([1, 24, 24]), torch.Size([10]))
     """
+    given = {"policy": policy, "num_samples": num_samples, "topk": topk, "seed": seed, "output_dir": output_dir}
+    settings = ReinforceSettings.of(config, **{k: v for k, v in given.items() if v is not None}, **settings)
     accelerator = accelerator or default_accelerator()
-    num_workers = default_num_workers(accelerator.device) if num_workers is None else num_workers
-    _check_arguments(num_samples, topk, seed, shard_size, batch_size, num_workers)
-    _check_choices(dataset, image_column, label_column, key_column, key_from, image_mode, on_bad_image)
-    codec = (codec if isinstance(codec, RecordCodec) else RecordCodec.from_config(codec)).resolved(topk)
+    if settings.num_workers is None:
+        settings = replace(settings, num_workers=default_num_workers(accelerator.device))
+    settings.check()
+    _check_choices(dataset, settings)
+    codec = settings.codec if isinstance(settings.codec, RecordCodec) else RecordCodec.from_config(settings.codec)
+    settings = replace(settings, policy=as_policy(settings.policy), codec=codec.resolved(settings.topk))
     if isinstance(teacher, Teacher):
-        precision, channels_last = teacher.precision, teacher.channels_last
-    policy = as_policy(policy)
+        settings = replace(settings, precision=teacher.precision, channels_last=teacher.channels_last)
+    output_dir = settings.output_dir
     with RunLock(output_dir, owner=accelerator.is_main_process) as lock:  # one run at a time owns the folder
         accelerator.wait_for_everyone()  # no process reads the folder before its main process owns it
-        teacher, image_mode = resolve_image_mode(teacher, image_mode, None if overwrite else output_dir, lambda: (
-            _load_teacher(teacher, class_count(dataset, label_column), topk, precision, channels_last)))
-        plan = _plan(dataset, teacher, policy, num_samples, topk, seed, output_dir, image_column, label_column,
-                     key_column, shard_size, precision, overwrite, source, accelerator, key_from, image_mode, codec)
+        teacher, image_mode = resolve_image_mode(teacher, settings.image_mode,
+                                                 None if settings.overwrite else output_dir,
+                                                 lambda: _load_teacher(teacher, dataset, settings))
+        settings = replace(settings, image_mode=image_mode)
+        plan = _plan(dataset, teacher, settings, accelerator)
         lock.record(plan.config.fingerprint())
-        check_label_type(dataset, label_column)
+        check_label_type(dataset, settings.label_column)
         loaded = None
         if plan.todo or (accelerator.is_main_process and _teacher_needed(teacher, plan)):
-            loaded = _load_teacher(teacher, class_count(dataset, label_column), topk, precision, channels_last)
-            check_label_range(dataset, label_column, loaded.num_classes)
+            loaded = _load_teacher(teacher, dataset, settings)
+            check_label_range(dataset, settings.label_column, loaded.num_classes)
             _record_teacher(plan, loaded, output_dir)
         elif plan.existing is not None:
             plan.config.teacher, plan.config.num_classes = plan.existing.teacher, plan.existing.num_classes
         if accelerator.is_main_process:
-            _prepare_folder(output_dir, plan.config, overwrite)
+            _prepare_folder(output_dir, plan.config, settings.overwrite)
         accelerator.wait_for_everyone()
         if plan.todo:
-            _generate(dataset, loaded.to(accelerator.device), policy, plan, output_dir, image_column, label_column,
-                      batch_size, num_workers, progress and accelerator.is_main_process, on_bad_image)
+            _generate(dataset, loaded.to(accelerator.device), settings, plan,
+                      settings.progress and accelerator.is_main_process)
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            write_manifest(output_dir, plan.shards, plan.config.fingerprint(), num_samples)
+            write_manifest(output_dir, plan.shards, plan.config.fingerprint(), settings.num_samples)
         accelerator.wait_for_everyone()
     return output_dir
 
@@ -222,31 +220,18 @@ def default_num_workers(device: torch.device | str) -> int:
     return 0 if torch.device(device).type == "cpu" else min(8, (os.cpu_count() or 1) // 2)
 
 
-def _check_arguments(num_samples: int, topk: int, seed: int, shard_size: int, batch_size: int,
-                     num_workers: int) -> None:
-    """The numbers, checked (with :func:`_check_choices`) before the folder is touched: a mistake leaves nothing there
-    that would refuse the corrected rerun."""
-    for name, value, low in [("num_samples", num_samples, 1), ("topk", topk, 1), ("seed", seed, 0),
-                             ("shard_size", shard_size, 1), ("batch_size", batch_size, 1),
-                             ("num_workers", num_workers, 0)]:
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise InvalidConfigError(f"{name} (--{name.replace('_', '-')}) should be an integer >= {low}, but got "
-                                     f"{value!r} instead.")
+def _check_choices(dataset: datasets.Dataset, settings: ReinforceSettings) -> None:
+    """The choices and the source's columns, checked (with :meth:`ReinforceSettings.check`) before the folder is
+    touched."""
+    check_image_mode(settings.image_mode)
+    check_bad_image_choice(settings.on_bad_image)
+    _check_dataset(dataset, settings.columns)
 
 
-def _check_choices(dataset: datasets.Dataset, image_column: str, label_column: str | None, key_column: str | None,
-                   key_from: str | None, image_mode: str | None, on_bad_image: str) -> None:
-    check_image_mode(image_mode)
-    check_bad_image_choice(on_bad_image)
-    _check_dataset(dataset, image_column, label_column, key_column)
-    resolve_key_source(key_column, key_from)
-
-
-def _check_dataset(dataset: datasets.Dataset, image_column: str, label_column: str | None,
-                   key_column: str | None) -> None:
+def _check_dataset(dataset: datasets.Dataset, columns: RunColumns) -> None:
     """The source's columns, its image feature and its rows, checked before the folder is touched."""
-    check_columns(dataset, image_column=image_column, label_column=label_column, key_column=key_column)
-    image_feature(dataset, image_column)
+    check_columns(dataset, image_column=columns.image, label_column=columns.label, key_column=columns.key)
+    image_feature(dataset, columns.image)
     if len(dataset) == 0:
         raise InvalidConfigError("the dataset has no rows; nothing to reinforce. Check the split (--split) and "
                                  "--limit, or the filter that made it.")
@@ -259,27 +244,22 @@ def _member_specs(teacher: TeacherLike) -> list[MemberSpec]:
     return [MemberSpec.parse(s) for s in specs]
 
 
-def _plan(dataset: datasets.Dataset, teacher: TeacherLike, policy: AugmentationPolicy, num_samples: int, topk: int,
-          seed: int, output_dir: str, image_column: str, label_column: str | None, key_column: str | None,
-          shard_size: int, precision: str, overwrite: bool, source: dict[str, Any] | None, accelerator: Any,
-          key_from: str | None = None, image_mode: str | None = None,
-          codec: RecordCodec | dict[str, Any] | None = None) -> _Plan:
-    _check_dataset(dataset, image_column, label_column, key_column)
-    key_source = resolve_key_source(key_column, key_from)
-    codec = (codec if isinstance(codec, RecordCodec) else RecordCodec.from_config(codec)).resolved(topk)
-    keys = KeyList(scan_keys(dataset, image_column, key_column, key_source))  # compact: workers unpickle 2 buffers
-    info = {**source_info(dataset), **(source or {}), "num_rows": len(keys), "keys_sha256": keys_sha256(keys)}
+def _plan(dataset: datasets.Dataset, teacher: TeacherLike, settings: ReinforceSettings, accelerator: Any) -> _Plan:
+    """The run's config and shards (``settings`` resolved: a policy object, a resolved codec, the image mode)."""
+    columns, output_dir, overwrite = settings.columns, settings.output_dir, settings.overwrite
+    _check_dataset(dataset, columns)
+    keys = KeyList(scan_keys(dataset, columns.image, columns.key, columns.key_source))  # workers unpickle 2 buffers
+    info = {**source_info(dataset), **(settings.source or {}), "num_rows": len(keys), "keys_sha256": keys_sha256(keys)}
     config = ReinforceConfig(
-        policy=policy.config(), num_samples=num_samples, topk=topk, seed=seed, shard_size=shard_size,
-        teacher=[{"spec": s.to_dict()} for s in _member_specs(teacher)], precision=precision,
-        columns={"image": image_column, "label": label_column, "key": key_column, "key_source": key_source},
-        image_mode=image_mode, dataset=info, versions=library_versions(),
-        codec=None if codec.is_default else codec.config(),
+        policy=settings.policy.config(), num_samples=settings.num_samples, topk=settings.topk, seed=settings.seed,
+        shard_size=settings.shard_size, teacher=[{"spec": s.to_dict()} for s in _member_specs(teacher)],
+        precision=settings.precision, columns=columns, image_mode=settings.image_mode, dataset=info,
+        versions=library_versions(), codec=None if settings.codec.is_default else settings.codec.config(),
     )
     existing = None if overwrite else ReinforceConfig.load(output_dir)
     if existing is not None:
         config.check_compatible(existing, output_dir)
-    shards = plan_shards(len(keys), shard_size)
+    shards = plan_shards(len(keys), settings.shard_size)
     if existing is not None:
         refuse_other_source(dataset, keys, config, existing, shards, output_dir)
     mine = shards[accelerator.process_index :: accelerator.num_processes]
@@ -290,11 +270,12 @@ def _plan(dataset: datasets.Dataset, teacher: TeacherLike, policy: AugmentationP
     return _Plan(config, existing, shards, todo, keys)
 
 
-def _load_teacher(teacher: TeacherLike, num_classes: int | None, topk: int, precision: str,
-                  channels_last: bool) -> Teacher:
+def _load_teacher(teacher: TeacherLike, dataset: datasets.Dataset, settings: ReinforceSettings) -> Teacher:
     if not isinstance(teacher, Teacher):
-        teacher = create_teacher(_member_specs(teacher), precision=precision, channels_last=channels_last)
-    teacher.check_num_classes(num_classes)
+        teacher = create_teacher(_member_specs(teacher), precision=settings.precision,
+                                 channels_last=settings.channels_last)
+    teacher.check_num_classes(class_count(dataset, settings.label_column))
+    topk = settings.topk
     if topk > teacher.num_classes:
         raise InvalidConfigError(f"topk should be at most the class count {teacher.num_classes}, but got {topk}; pass "
                                  f"topk <= {teacher.num_classes} (--topk).")
@@ -330,27 +311,26 @@ def _prepare_folder(output_dir: str, config: ReinforceConfig, overwrite: bool) -
         config.check_compatible(existing, output_dir)
 
 
-def _generate(dataset: datasets.Dataset, teacher: Teacher, policy: AugmentationPolicy, plan: _Plan, output_dir: str,
-              image_column: str, label_column: str | None, batch_size: int, num_workers: int, progress: bool,
-              on_bad_image: str = "raise") -> None:
-    config, device = plan.config, next(teacher.parameters()).device
-    images, where = encoded_images(dataset, image_column), describe_source(config.dataset)
+def _generate(dataset: datasets.Dataset, teacher: Teacher, settings: ReinforceSettings, plan: _Plan,
+              progress: bool) -> None:
+    config, device, policy = plan.config, next(teacher.parameters()).device, settings.policy
+    columns, output_dir, on_bad_image, batch_size = (config.columns, settings.output_dir, settings.on_bad_image,
+                                                     settings.batch_size)
+    images, where = encoded_images(dataset, columns.image), describe_source(config.dataset)
     sizes = partner_sizes(images, plan.keys, on_bad_image, where) if policy.needs_partner else None
     partners = PartnerPool(plan.keys, sizes) if sizes is not None else None
     chunks = ChunkPlan(plan.todo, config.num_samples, batch_size)
     codec = RecordCodec.from_config(config.codec)
-    renderer = ViewRenderer(images, image_feature(dataset, image_column), plan.keys, chunks, policy, teacher.views,
+    renderer = ViewRenderer(images, image_feature(dataset, columns.image), plan.keys, chunks, policy, teacher.views,
                             config.seed, batch_size, partners, config.image_mode, on_bad_image, where, codec.params)
-    loader = torch.utils.data.DataLoader(renderer, batch_size=None, num_workers=num_workers,
+    loader = torch.utils.data.DataLoader(renderer, batch_size=None, num_workers=settings.num_workers,
                                          pin_memory=device.type == "cuda")
-    labels = column_values(dataset, label_column) if label_column else None
-    key_name = config.columns["key"] or KEY_COLUMN
-    label_feature = dataset.features.get(label_column)
-    digests = None if config.columns["key_source"] == "content" else _digests(dataset, image_column)
-    features = output_features(policy, config.topk, teacher.num_classes, key_column=key_name,
-                               label_column=label_column, label_feature=label_feature,
-                               description=RunDescription.from_run((plan.existing or config).to_dict(), label_feature,
-                                                                   key_name),  # a resume writes what the run recorded
+    labels = column_values(dataset, columns.label) if columns.label else None
+    label_feature = dataset.features.get(columns.label)
+    digests = None if columns.by_content else _digests(dataset, columns.image)
+    recorded = RunDescription.from_run((plan.existing or config).to_dict(), label_feature)  # a resume: as recorded
+    features = output_features(policy, config.topk, teacher.num_classes, key_column=columns.key_name,
+                               label_column=columns.label, label_feature=label_feature, description=recorded,
                                digest=digests is not None, codec=codec, num_samples=config.num_samples)
     tables: dict[int, ShardTable] = {}
     skipped: dict[int, dict[int, str]] = {}  # shard index -> {row: decode error}

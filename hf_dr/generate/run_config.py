@@ -22,7 +22,8 @@ import platform
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from hf_dr.data.description import PIXEL_LIBRARIES, differences
+from hf_dr.data.description import PIXEL_LIBRARIES, differences, read_description
+from hf_dr.data.run_columns import RunColumns
 from hf_dr.errors import ConfigConflictError
 from hf_dr.files import read_json, write_json_atomic
 
@@ -53,7 +54,7 @@ class ReinforceConfig:
     shard_size: int
     teacher: list[dict[str, Any]]
     precision: str = "fp32"
-    columns: dict[str, str | None] = field(default_factory=dict)
+    columns: RunColumns = field(default_factory=RunColumns)
     image_mode: str | None = None
     dataset: dict[str, Any] = field(default_factory=dict)
     num_classes: int | None = None
@@ -62,10 +63,15 @@ class ReinforceConfig:
     selection: dict[str, Any] | None = None
     format_version: int = 1
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.columns, RunColumns):  # a dict of the file (or a caller): every recorded format
+            self.columns = RunColumns.from_dict(self.columns)
+
     # -- identity ---------------------------------------------------------------------------------------------
     def plan(self) -> dict[str, Any]:
         """The fields that decide the output before any teacher is loaded."""
         plan = {name: getattr(self, name) for name in PLAN_FIELDS}
+        plan["columns"] = self.columns.to_dict()
         plan["dataset"] = {k: self.dataset.get(k) for k in DATASET_PLAN_FIELDS}
         plan["teacher"] = [{k: m["spec"].get(k) for k in MEMBER_PLAN_FIELDS} for m in self.teacher]
         for member, planned in zip(self.teacher, plan["teacher"], strict=True):
@@ -117,9 +123,17 @@ class ReinforceConfig:
                 f"to mix them. {FIX}"
             )
 
+    def replay_options(self, records: Any) -> dict[str, Any]:
+        """The options :class:`hf_dr.ReinforcedTransform` needs besides this run's ``records`` (a dataset or its
+        features): none when they carry the run's description (the policy and class count are read from it, one
+        record of them), else this config's policy and class count (shards written before descriptions)."""
+        if read_description(records) is not None:
+            return {}
+        return {"policy": self.policy, "num_classes": self.num_classes}
+
     # -- files ------------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return _as_json(asdict(self))
+        return _as_json({**asdict(self), "columns": self.columns.to_dict()})
 
     def save(self, output_dir: str) -> None:
         """Writes ``reinforce_config.json`` atomically."""

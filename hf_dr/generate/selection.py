@@ -151,7 +151,7 @@ def select_samples(run_dir: str, output_dir: str, keep: int, rule: str, overwrit
     manifest = verify_run(run_dir)
     selected = replace(config, num_samples=keep, selection={"rule": rule, "from": config.num_samples})
     fingerprint = selected.fingerprint()
-    label_column = config.columns.get("label")
+    label_column = config.columns.label
     shards = []
     for index, (record, path) in enumerate(zip(manifest["shards"], shard_paths(run_dir, manifest), strict=True)):
         shard = Shard(index, record["start"], record["stop"])  # verify_run checked the list against the plan
@@ -172,8 +172,7 @@ def _selected_table(table: pa.Table, config: ReinforceConfig, codec: RecordCodec
                     ) -> pa.Table:
     """``table`` with each row's records cut to those :func:`select_records` keeps, and the new description."""
     features = datasets.Features.from_arrow_schema(table.schema)
-    description = RunDescription.from_run(config.to_dict(), features.get(label_column) if label_column else None,
-                                          table.schema.names[0])
+    description = RunDescription.from_run(config.to_dict(), features.get(label_column) if label_column else None)
     column = table.column(REINFORCEMENTS_COLUMN).combine_chunks()
     rows = table.to_pylist()
     picks, offsets = [], [0]

@@ -21,7 +21,7 @@ from hf_dr.augment.seeded import PARTNER_FIELD, recompute_params
 from hf_dr.data.codec import CLASSES_COLUMN, RecordCodec
 from hf_dr.data.keys import KeyIndex
 from hf_dr.data.label_coding import RELATIVE_BOUND, tempered, unexplained_draws
-from hf_dr.data.schema import KEY_COLUMN, REINFORCEMENTS_COLUMN
+from hf_dr.data.schema import REINFORCEMENTS_COLUMN
 from hf_dr.data.soft_labels import densify
 from hf_dr.data.sources import keys_sha256, scan_keys
 from hf_dr.errors import RecomputedParamsError, TeacherError
@@ -143,11 +143,12 @@ def verify(
     prob_tolerance = PROB_TOLERANCE.get(config.precision, 0.05) if prob_tolerance is None else prob_tolerance
     policy = policy or policy_from_config(config.policy)
     codec = RecordCodec.from_config(config.codec)
-    image_column, key_column = config.columns.get("image", "image"), config.columns.get("key")
-    keys = scan_keys(images, image_column, key_column, config.columns.get("key_source"))
+    columns = config.columns
+    image_column = columns.image
+    keys = scan_keys(images, image_column, columns.key, columns.key_source)
     rows = KeyIndex(keys, where="the source images", fix=f"load the source revision "
                     f"{config.dataset.get('revision')!r} of {config.dataset.get('id')!r}")
-    pairs = _pick_pairs(reinforcements, key_column or KEY_COLUMN, config.num_samples, num_pairs, seed)
+    pairs = _pick_pairs(reinforcements, columns.key_name, config.num_samples, num_pairs, seed)
     checked, stored, teacher_probs, mismatches, rows_checked = [], [], [], [], []
     for row, key, index, record, classes in pairs:
         image = images[rows.row(key)][image_column]

@@ -89,7 +89,7 @@ def reinforcement_stats(shard_paths: Sequence[str], manifest: dict[str, Any], co
     """
     counts = np.zeros(HISTOGRAM_BINS, dtype=np.int64)
     top1_sum, agree, total = 0.0, 0, 0
-    label_column = config.columns.get("label")
+    label_column = config.columns.label
     codec = RecordCodec.from_config(config.codec)
     columns = [REINFORCEMENTS_COLUMN, *([CLASSES_COLUMN] if codec.class_set else []),
                *([label_column] if label_column else [])]
@@ -161,14 +161,13 @@ def save_samples_grid(data_file: str, config: ReinforceConfig, path: str) -> str
         table = datasets.Dataset(datasets.table.InMemoryTable(parquet.read_row_group(0)))
     transform = ReinforcedTransform(
         table, config.policy, num_classes=config.num_classes, size=_grid_size(config), images=table,
-        image_column=columns.get("image", "image"), key_column=columns.get("key") or "key",
-        label_column=columns.get("label"),
+        image_column=columns.image, key_column=columns.key_name, label_column=columns.label,
     )
     row = table[0]
     key = row[transform.key_column]
     image = row[transform.image_column]
     indices = [i for i in range(config.num_samples) if _replayable(transform, image, key, i)][:GRID_PANELS]
-    label = table.features.get(columns.get("label") or "")
+    label = table.features.get(columns.label)
     names = label.names if isinstance(label, datasets.ClassLabel) else None
     grid = render_grid(transform, image, key, indices, names)
     return write_atomic(path, lambda temporary: save_grid(grid, temporary))

@@ -34,7 +34,6 @@ from hf_dr.data.keys import (
     missing_path,
     path_key,
     refuse_changed_image,
-    resolve_key_source,
 )
 from hf_dr.data.replay import ReinforcedTransform
 from hf_dr.data.schema import DIGEST_COLUMN
@@ -123,20 +122,20 @@ def load_reinforced(
     check_verify_images(verify_images)
     commit = resolve_revision(HfApi(token=token), repo_id, revision)
     meta, config = read_split_meta(repo_id, split, commit, token)
-    options = {"policy": config["policy"], "num_classes": config["num_classes"], **transform_options}
     columns = meta["columns"]
     files = meta.get("data_files") or []
     if num_proc is None and not streaming:  # packed files of up to TARGET_FILE_BYTES each
         num_proc = default_num_proc(len(files) * TARGET_FILE_BYTES, len(files))
     reinforced = datasets.load_dataset(repo_id, split=split, revision=commit, cache_dir=cache_dir, token=token,
                                        streaming=streaming, num_proc=None if streaming else num_proc)
+    run = ReinforceConfig(**config)  # checked against the data's fingerprint by read_split_meta
+    options = {**run.replay_options(reinforced), **transform_options}  # none: the data carries its policy and classes
     if meta["layout"] == SELF_CONTAINED:
         reinforced = pushed_stream(repo_id, commit, meta, reinforced, token) if streaming else reinforced
         return _self_contained(reinforced, columns, streaming, {**options, "verify_images": verify_images})
     images = _source_dataset(meta["source"], source, source_revision, streaming, cache_dir, token)
     transform_columns = {"key_column": columns["key"], "label_column": columns["label"]}
-    key_source = meta["source"].get("key_source") or config["columns"].get("key_source")  # None: pushed before
-    recorded = {**meta["source"], "key_source": resolve_key_source(meta["source"]["key_column"], key_source)}
+    recorded = {**meta["source"], **run.columns.source_view()}  # old pushes' hf_dr.json has no key_source
     image_column = recorded["image_column"]
     if streaming:  # both sides streamed, zipped in the run's row order
         table = empty_reinforcements(reinforced.features, columns["key"], columns["reinforcements"])

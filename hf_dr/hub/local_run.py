@@ -9,7 +9,6 @@ from PIL import Image
 
 from hf_dr.data.keys import KeyIndex
 from hf_dr.data.replay import ReinforcedTransform
-from hf_dr.data.schema import KEY_COLUMN
 from hf_dr.data.sources import keyed, load_source
 from hf_dr.data.view_grid import render_grid
 from hf_dr.errors import IncompleteRunError, InvalidConfigError
@@ -50,16 +49,16 @@ def sample_grid(
     columns: int = 4,
 ) -> Image.Image:
     """The :func:`hf_dr.data.view_grid.render_grid` figure of one sample (by key, or by row of the records)."""
-    key_column, image_column = config.columns.get("key"), config.columns.get("image", "image")
-    key_name = key_column or KEY_COLUMN
+    recorded = config.columns
+    image_column, key_name = recorded.image, recorded.key_name
     key = key if key is not None else reinforcements[index][key_name]
-    images, keys = keyed(images, image_column, key_column, config.columns.get("key_source"), key_name)
+    images, keys = keyed(images, image_column, recorded.key, recorded.key_source, key_name)
     fix = "pass a key the run reinforced (--key) and the source it reinforced (--dataset)."
     row = KeyIndex(keys, where="the source images", fix=fix).row(key)
-    label = config.columns.get("label")
+    label = recorded.label
     names = images.features[label].names if label and isinstance(images.features.get(label), datasets.ClassLabel) \
         else None
-    transform = ReinforcedTransform(reinforcements, policy=config.policy, num_classes=config.num_classes, size=size,
-                                    images=images, image_column=image_column, key_column=key_name, label_column=None)
+    transform = ReinforcedTransform(reinforcements, **config.replay_options(reinforcements), size=size, images=images,
+                                    image_column=image_column, key_column=key_name, label_column=None)
     return render_grid(transform, images[row][image_column], key, range(min(count, config.num_samples)),
                        names, columns)

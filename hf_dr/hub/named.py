@@ -76,7 +76,7 @@ def find_reinforced(name: str, split: str = "train", data_root: str | None = Non
     found = reinforced_repo(name, split)
     if found is not None:
         meta, config = found
-        description = RunDescription.from_run(config, key_column=meta["columns"]["key"])
+        description = RunDescription.from_run(config)
         return None, NamedReinforced(name, split, description)
     rows = load_source(name, split=split, data_root=data_root)
     description = read_description(rows)

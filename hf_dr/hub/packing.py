@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from hf_dr.data.keys import KeyIndex, bytes_digest, refuse_changed_image
-from hf_dr.data.schema import DIGEST_COLUMN, KEY_COLUMN
+from hf_dr.data.schema import DIGEST_COLUMN
 from hf_dr.data.sources import image_feature, scan_keys
 from hf_dr.errors import CorruptShardError, DataMismatchError
 from hf_dr.generate.run_config import ReinforceConfig
@@ -114,7 +114,7 @@ def read_shards(output_dir: str, manifest: dict[str, Any], config: ReinforceConf
     """The :class:`RunShards` of a verified run (``manifest`` from :func:`hf_dr.generate.storage.verify_run`)."""
     paths = [os.path.join(output_dir, record["path"]) for record in manifest["shards"]]
     skipped = frozenset(entry["key"] for entry in manifest.get("skipped", []))
-    key_name = config.columns.get("key") or KEY_COLUMN
+    key_name = config.columns.key_name
     num_rows, num_bytes, row_bytes = [], [], []
     for path in paths:
         meta = pq.read_metadata(path)
@@ -166,8 +166,8 @@ class SourceImages:
     """
 
     def __init__(self, dataset: datasets.Dataset, config: ReinforceConfig, shards: RunShards) -> None:
-        self.column, key_column = config.columns.get("image", "image"), config.columns.get("key")
-        self.index = _key_index(dataset, self.column, key_column, config)
+        self.column = config.columns.image
+        self.index = _key_index(dataset, config)
         _refuse_missing(shards.paths, shards.key_name, self.index)
         self.feature = image_feature(dataset, self.column)
         self.rows = dataset.select_columns([self.column]).with_format("arrow")
@@ -200,9 +200,9 @@ class SourceImages:
                        row_bytes=[a + b for a, b in zip(shards.row_bytes, per_row, strict=True)])
 
 
-def _key_index(dataset: datasets.Dataset, image_column: str, key_column: str | None,
-               config: ReinforceConfig) -> KeyIndex:
-    keys = scan_keys(dataset, image_column, key_column, config.columns.get("key_source"))
+def _key_index(dataset: datasets.Dataset, config: ReinforceConfig) -> KeyIndex:
+    columns = config.columns
+    keys = scan_keys(dataset, columns.image, columns.key, columns.key_source)
     if source_changes(config, keys):  # a --limit run's first rows are no change
         logger.info("The dataset's rows differ from the reinforced ones (order or content); joining by key.")
     return KeyIndex(keys, where="the dataset to push")

@@ -44,8 +44,6 @@ from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, Revi
 
 from hf_dr.data.bundled import bundled_name
 from hf_dr.data.description import public_paths
-from hf_dr.data.keys import resolve_key_source
-from hf_dr.data.schema import KEY_COLUMN, REINFORCEMENTS_COLUMN
 from hf_dr.data.sources import check_split, load_source
 from hf_dr.errors import HubNotFoundError, IncompleteRunError, InvalidConfigError
 from hf_dr.files import write_atomic, write_json_atomic
@@ -289,12 +287,9 @@ def source_reference(config: ReinforceConfig, layout: str, split: str | None = N
         revision = pin_revision(api or HfApi(), ident, revision)
     elif ident and os.path.exists(ident) and not bundled_name(ident):
         ident, revision = None, None  # a local path means nothing to others (and may be private)
-    columns = config.columns
     return {
         "id": ident, "revision": revision, "split": recorded.get("split") or split or "train",
-        "image_column": columns.get("image", "image"), "label_column": columns.get("label"),
-        "key_column": columns.get("key"),
-        "key_source": resolve_key_source(columns.get("key"), columns.get("key_source")),  # column, content or path
+        **config.columns.source_view(),  # image_column, label_column, key_column, key_source
         "num_rows": recorded.get("num_rows"),
         "keys_sha256": recorded.get("keys_sha256"), "fingerprint": recorded.get("fingerprint"),
     }
@@ -336,13 +331,10 @@ def hub_metadata(layout: str, split: str, config: ReinforceConfig, source: dict[
     """The content of ``hf_dr.json``: what a loader needs besides ``reinforce_config.json`` (``skipped_rows``: source
     rows the run gave no records, which a metadata-only stream leaves out; ``source_files``: the source's data files
     and row counts, :func:`hf_dr.hub.shards.source_data_files`, as ``source["data_files"]``: one stream shard each)."""
-    columns = config.columns
     source = {**source, "data_files": list(source_files)} if source_files else source
     return {
         "format": HUB_FORMAT, "format_version": HUB_FORMAT_VERSION, "layout": layout, "split": split,
-        "columns": {"image": columns.get("image", "image") if layout == SELF_CONTAINED else None,
-                    "label": columns.get("label"), "key": columns.get("key") or KEY_COLUMN,
-                    "reinforcements": REINFORCEMENTS_COLUMN},
+        "columns": config.columns.pushed_view(with_image=layout == SELF_CONTAINED),
         "num_rows": config.dataset.get("num_rows"), "source": source, "data_files": list(data_files),
         "run_fingerprint": config.fingerprint(),  # binds the data to reinforce_config.json (checked on load)
         "skipped_rows": list(skipped_rows),

@@ -31,6 +31,7 @@ from typing import Any
 import datasets
 import torch
 
+from hf_dr.augment.defaults import PLAIN_POLICY
 from hf_dr.data.schema import KEY_COLUMN
 from hf_dr.data.sources import check_columns, class_count
 from hf_dr.errors import InvalidConfigError
@@ -101,7 +102,7 @@ class FinetuneConfig:
     image_size: int | None = None
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
-    policy: str | dict[str, Any] = "rrc"
+    policy: str | dict[str, Any] = PLAIN_POLICY
     member_tolerance: float | None = 0.05
     train: TrainConfig = field(default_factory=finetune_train_config)
     preload: bool = False

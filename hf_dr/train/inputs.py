@@ -12,6 +12,7 @@ from typing import Any
 import datasets
 import torch
 
+from hf_dr.augment.defaults import PLAIN_POLICY
 from hf_dr.augment.functional import IMAGENET_MEAN, IMAGENET_STD
 from hf_dr.data.preloaded import PreloadedDataset
 from hf_dr.data.replay import ReinforcedTransform
@@ -72,7 +73,7 @@ def training_data(
     dataset: datasets.Dataset,
     data: DataConfig,
     reinforcements: str | None = None,
-    policy: str | dict[str, Any] = "rrc",
+    policy: str | dict[str, Any] = PLAIN_POLICY,
     seed: int = 0,
     preload: bool = False,
     key_column: str = "key",
@@ -107,15 +108,15 @@ def training_data(
         table, records = open_run_records(reinforcements)  # records decoded by row group when first needed
         from hf_dr.data.sources import check_image_digests, keyed
 
-        image_column, key_name = run.columns.get("image") or "image", run.columns.get("key") or key_column
-        dataset, keys = keyed(dataset, image_column, run.columns.get("key"), run.columns.get("key_source"), key_name)
+        image_column, key_name = run.columns.image, run.columns.key or key_column  # computed keys go to key_column
+        dataset, keys = keyed(dataset, image_column, run.columns.key, run.columns.key_source, key_name)
         check_image_digests(dataset, image_column, keys, table, key_name, verify_images, "the training dataset",
                             f"Load the dataset that was reinforced ({run.dataset.get('id')!r}, split "
                             f"{run.dataset.get('split')!r}, revision {run.dataset.get('revision')!r}); "
                             "verify_images='full' checks every row up front, 'off' accepts changed images.")
         dataset = _reinforced_rows(dataset, table, key_name)
         transform: Any = ReinforcedTransform(
-            table, policy=run.policy, num_classes=run.num_classes, size=data.size, mean=data.mean, std=data.std,
+            table, **run.replay_options(table), size=data.size, mean=data.mean, std=data.std,
             seed=seed, images=dataset, image_column=image_column, key_column=key_name, curriculum=curriculum,
             verify_images=verify_images, records=records,
         )

@@ -55,7 +55,7 @@ def test_every_shard_and_the_loaded_dataset_carry_the_full_run(run_dir, reinforc
     assert description.policy == POLICY.config()
     assert (description.num_samples, description.topk, description.num_classes, description.seed) == (4, 3, 10, 0)
     assert description.class_names == images.features["label"].names
-    assert description.columns["key"] == "key" and description.columns["key_source"] == "column"
+    assert description.key_column == "key" and description.columns.key_source == "column"
     assert description.teacher[0]["sha256"] and description.source["keys_sha256"]
     assert set(description.versions) >= {"hf_dr", "torch", "pillow"}
     for shard in glob.glob(os.path.join(run_dir, "shards", "*.parquet")):

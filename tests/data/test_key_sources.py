@@ -134,10 +134,10 @@ def test_key_from_and_key_column_conflicts_are_refused(images, members, tmp_path
 # -- the run --------------------------------------------------------------------------------------------------------
 def test_reinforce_by_path_records_the_key_source_and_digests(run_dir, images):
     config = ReinforceConfig.load(run_dir)
-    assert config.columns == {"image": "image", "label": "label", "key": None, "key_source": "path"}
+    assert config.columns.to_dict() == {"image": "image", "label": "label", "key": None, "key_source": "path"}
     table = load_reinforcements(run_dir, keep_in_memory=True)
     assert table["key"][:] == file_names(images)
-    assert read_description(table).columns["key_source"] == "path"
+    assert read_description(table).columns.key_source == "path"
     cells = encoded_images(images, "image")["image"]
     assert table[DIGEST_COLUMN][:] == [image_digest(cell) for cell in cells]
     rows = [table["key"][:].index(name) for name in ("digit-00000.png", COPY)]
@@ -154,7 +154,7 @@ def test_cli_key_from_path(folder, members, tmp_path, capsys):
     assert cli_main(arguments) == 1
     assert "--key-from path" in capsys.readouterr().err  # content keys refuse the copy and name the flag
     assert cli_main([*arguments, "--key-from", "path"]) == 0
-    assert ReinforceConfig.load(out).columns["key_source"] == "path"
+    assert ReinforceConfig.load(out).columns.key_source == "path"
     assert COPY in load_reinforcements(out)["key"][:]
     assert cli_main([*arguments, "--key-from", "path", "--key-column", "label", "--overwrite"]) == 1
     assert "not both" in capsys.readouterr().err

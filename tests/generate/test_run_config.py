@@ -181,3 +181,24 @@ def test_a_garbage_config_file_is_refused_naming_the_path(content, tmp_path):
     with pytest.raises(ConfigConflictError, match="is not a hf-dr reinforce config") as info:
         ReinforceConfig.load(str(tmp_path))
     assert str(path) in str(info.value) and "--overwrite" in str(info.value)
+
+
+def test_the_data_description_is_a_view_of_the_config():
+    """Every setting the data's description shares with ``reinforce_config.json`` is copied from the config: one
+    record, two views. A field added to both must be added here (and to ``RunDescription.from_run``)."""
+    from dataclasses import fields
+
+    from hf_dr.data.description import PIXEL_LIBRARIES, RunDescription, public_paths
+
+    config = _config(image_mode="L", codec={"labels": "q8-topk"}, selection={"rule": "top1", "from": 8},
+                     versions={"torch": "2.0", "hf_dr": "0.1", "accelerate": "1.0"})
+    description = RunDescription.from_run(config.to_dict())
+    shared = {f.name for f in fields(RunDescription)} & {f.name for f in fields(ReinforceConfig)}
+    assert shared == {"policy", "num_samples", "topk", "num_classes", "seed", "columns", "teacher", "image_mode",
+                      "versions", "codec", "selection", "format_version"}
+    for name in ("policy", "num_samples", "topk", "num_classes", "seed", "columns", "image_mode", "codec",
+                 "selection"):
+        assert getattr(description, name) == getattr(config, name), name
+    public = public_paths(config.to_dict())["teacher"]
+    assert description.teacher == [{"spec": m["spec"], "sha256": m["sha256"]} for m in public]
+    assert description.versions == {k: v for k, v in config.versions.items() if k in PIXEL_LIBRARIES}

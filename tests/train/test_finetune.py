@@ -103,7 +103,7 @@ def test_recipe_defaults_feed_finetuning_and_reinforce(tmp_path, capsys):
     assert cli_main(["reinforce", "--builder", "cifar100_plus", "--dataset", source, "--teacher-spec",
                      os.path.join(teachers, "teacher_spec.json"), "--limit", "8", "--num-samples", "2",
                      "--output-dir", out, "--no-progress", "--num-workers", "0"]) == 0
-    assert ReinforceConfig.load(out).columns["label"] == "fine_label"
+    assert ReinforceConfig.load(out).columns.label == "fine_label"
 
 
 def test_local_pretrained_weights_keep_the_body_and_reset_the_head(tmp_path):
