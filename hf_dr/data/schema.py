@@ -7,13 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 import datasets
-import numpy as np
 
 from hf_dr.augment.policy import AugmentationPolicy
 from hf_dr.data.codec import CLASSES_COLUMN, RecordCodec, class_id_dtype
 
 __all__ = ["CLASSES_COLUMN", "DIGEST_COLUMN", "KEY_COLUMN", "REINFORCEMENTS_COLUMN", "class_id_dtype",
-           "digest_feature", "encode_record", "record_features", "reinforcement_features"]
+           "digest_feature", "record_features", "reinforcement_features"]
 
 KEY_COLUMN = "key"
 REINFORCEMENTS_COLUMN = "reinforcements"
@@ -58,11 +57,3 @@ def reinforcement_features(
         REINFORCEMENTS_COLUMN: datasets.List(record_features(policy, topk, num_classes, codec, num_samples)),
     })
 
-
-def encode_record(policy: AugmentationPolicy, params: dict[str, Any], ids: Any, probs: Any) -> dict[str, Any]:
-    """One stored record from params and the teacher's top-k (arrays or lists)."""
-    return {
-        "params": policy.encode(params),
-        "ids": [int(i) for i in ids],
-        "probs": np.asarray(probs, dtype=np.float16).tolist(),
-    }
