@@ -43,7 +43,7 @@ import pyarrow.compute as pc
 import torch
 
 from hf_dr.augment.policy import AugmentationPolicy, Params
-from hf_dr.augment.seeded import seeded_features, seeded_record
+from hf_dr.augment.seeded import recompute_params, seeded_features, seeded_record
 from hf_dr.data.label_coding import class_sets, dequantize, dequantize_topk, draw_classes, quantize_topk
 from hf_dr.data.soft_labels import sparsify
 from hf_dr.errors import InvalidConfigError
@@ -256,6 +256,19 @@ class RecordCodec:
         return records, ({} if sets is None else {CLASSES_COLUMN: sets[0].tolist()})
 
     # -- reading ----------------------------------------------------------------------------------------------
+    def decode_params(self, policy: AugmentationPolicy, stored: dict[str, Any], seed: int, key: str, index: int,
+                      image_size: tuple[int, int] | None, pool_size: int | None = None,
+                      partner_size: tuple[int, int] | None = None) -> Params:
+        """Record ``index`` of ``key``'s params from what :meth:`encode_params` stored: decoded (``stored``), or drawn
+        again from the run's ``seed`` and the image's size (mixing: the partner pool's size and the partner's) and
+        checked against the stored checksum (``seeded``, :func:`hf_dr.augment.seeded.recompute_params`)."""
+        if self.params == "stored":
+            return policy.decode(stored)
+        if image_size is None:
+            raise InvalidConfigError(f"the records of key {key!r} store seeded params, drawn again from the image's "
+                                     "size: pass image_size=(height, width), or call replay(image, key).")
+        return recompute_params(policy, stored, seed, key, index, image_size, pool_size, partner_size)
+
     def decode_labels(self, stored: dict[str, Any], classes: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """A stored record's class ids (``int64``) and their target probabilities (``float32``), given its row's
         class set for the class-set codecs."""

@@ -11,7 +11,6 @@ import torch
 
 import hf_dr
 from hf_dr.augment.functional import normalize
-from hf_dr.augment.seeded import recompute_params
 from hf_dr.augment.seeding import generator_for
 from hf_dr.data.codec import CLASSES_COLUMN, LABEL_CODECS, PARAM_MODES, RecordCodec, position_dtype
 from hf_dr.data.label_coding import RELATIVE_BOUND, dequantize, quantize_topk, unexplained_draws
@@ -130,11 +129,10 @@ def test_every_codec_decodes_what_it_encoded_from_a_real_teacher(labels, params_
         records, columns = codec.encode_row(policy, params, probs, TOPK, 0, key)
         assert (CLASSES_COLUMN in columns) == codec.class_set
         for index, (record, drawn, p) in enumerate(zip(records, params, probs, strict=True)):
-            if params_mode == "stored":
-                assert policy.decode(record["params"]) == drawn
-            else:
-                again = recompute_params(policy, record["params"], 0, key, index, (image.height, image.width))
-                assert again == drawn
+            assert codec.decode_params(policy, record["params"], 0, key, index, (image.height, image.width)) == drawn
+            if params_mode == "seeded":  # drawn again from the image's size, which it needs
+                with pytest.raises(InvalidConfigError, match=f"key '{key}' store seeded params.*image_size="):
+                    codec.decode_params(policy, record["params"], 0, key, index, None)
             ids, target = codec.decode_labels(record, columns.get(CLASSES_COLUMN))
             if labels == "sampled":
                 counts = np.zeros((1, p.shape[-1]))
