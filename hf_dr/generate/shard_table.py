@@ -93,9 +93,9 @@ class ShardTable:
             codec = description.record_codec if description is not None else RecordCodec()
         if (CLASSES_COLUMN in features) != codec.class_set:
             raise InvalidConfigError(
-                f"the features {'hold' if CLASSES_COLUMN in features else 'lack'} a {CLASSES_COLUMN!r} column, which "
-                f"the codec {codec.name!r} does not write: pass ShardTable the codec the features were made with "
-                "(output_features(codec=...)).")
+                f"the features {'hold' if CLASSES_COLUMN in features else 'lack'} a {CLASSES_COLUMN!r} column, where "
+                f"the codec {codec.name!r} writes {'one' if codec.class_set else 'none'}: pass ShardTable the codec "
+                "the features were made with (output_features(codec=...)).")
         self.codec = codec
         self.received = 0
         self.params: list[pa.Array] = []
