@@ -108,18 +108,26 @@ class ShardTable:
         (:meth:`RecordCodec.encode_labels`: ``[B, k]`` arrays or lists of per-record arrays)."""
         if start != self.received or not len(params) == len(ids) == len(values) == stop - start:
             raise CorruptShardError(f"{self.shard.path}: views [{start}, {stop}) arrived after {self.received}")
-        self.received = stop
-        self.params.append(params)
-        if isinstance(ids, torch.Tensor):  # a teacher's top-k, as sparsify gives it
+        if isinstance(ids, torch.Tensor):  # a teacher's top-k, as sparsify gives it (the default codec's)
             ids, values = ids.cpu().numpy(), values.cpu().numpy()
         if isinstance(ids, np.ndarray):  # [B, k]: the top-k codecs
-            self.ids.append(ids.astype(np.int64).reshape(-1))
-            self.values.append(np.asarray(values).reshape(-1))
-            self.lengths.append(np.full(len(ids), ids.shape[1], dtype=np.int64))
-            return
-        self.lengths.append(np.asarray([len(i) for i in ids], dtype=np.int64))
-        self.ids.append(np.concatenate([np.asarray(i, dtype=np.int64) for i in ids]))
-        self.values.append(np.concatenate([np.asarray(v) for v in values]))
+            flat_ids, flat_values = ids.astype(np.int64).reshape(-1), np.asarray(values).reshape(-1)
+            lengths = np.full(len(ids), ids.shape[1], dtype=np.int64)
+        else:
+            lengths = np.asarray([len(i) for i in ids], dtype=np.int64)
+            flat_ids = np.concatenate([np.asarray(i, dtype=np.int64) for i in ids])
+            flat_values = np.concatenate([np.asarray(v) for v in values])
+        probabilities = self.codec.labels == "fp16-topk"
+        if (flat_values.dtype.kind == "f") != probabilities:  # a cast would store 0.6 as code 0
+            raise InvalidConfigError(
+                f"{self.shard.path}: views [{start}, {stop}) bring {flat_values.dtype} labels, where the codec "
+                f"{self.codec.name!r} stores {'probabilities' if probabilities else 'uint8 codes or counts'}: code "
+                "the teacher's probabilities with the run's codec (RecordCodec.encode_labels) and add what it gives.")
+        self.received = stop
+        self.params.append(params)
+        self.ids.append(flat_ids)
+        self.values.append(flat_values)
+        self.lengths.append(lengths)
 
     def build(self) -> pa.Table:
         """The shard's table; :class:`CorruptShardError` unless every view arrived."""

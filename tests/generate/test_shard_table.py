@@ -251,3 +251,29 @@ def test_a_codec_that_contradicts_the_features_is_refused():
     with pytest.raises(InvalidConfigError, match="lack a 'classes' column"):
         ShardTable(Shard(0, 0, 1), output_features(policy, TOPK, NUM_CLASSES, "key"), ["a"], None, NUM_SAMPLES,
                    codec=RecordCodec(labels="q8-topk-set"))
+
+
+@pytest.mark.parametrize("labels", ["q8-topk", "sampled"])
+def test_a_teachers_probabilities_are_refused_where_the_codec_stores_codes(labels, source):
+    """Bug: a compact codec's table took a teacher's top-k probabilities as they are: ``sampled`` cast them to its
+    uint8 counts (0.6 stored as a count of 0), ``q8-topk`` failed when built with a bare pyarrow length error. Now they
+    are refused when added, naming the encoder to use, and the codes it gives are accepted."""
+    keys, _, sizes = source
+    policy, shard = create_policy("rrc"), Shard(0, 0, 2)
+    codec = RecordCodec(labels=labels).resolved(TOPK)
+    features = output_features(policy, TOPK, NUM_CLASSES, "key", codec=codec, num_samples=NUM_SAMPLES)
+    params, ids, probs = _records(policy, keys, sizes, shard, 0, 2 * NUM_SAMPLES)
+    table = ShardTable(shard, features, keys, None, NUM_SAMPLES, codec=codec)
+    with pytest.raises(InvalidConfigError, match=rf"\[0, 6\) bring float32 labels.*'stored/{labels}.*encode_labels"):
+        table.add(0, 2 * NUM_SAMPLES, params, ids, probs)
+    teacher = torch.zeros(2 * NUM_SAMPLES, NUM_CLASSES).scatter_(1, ids, probs)  # its top-k, the rest 0
+    views = [(keys[v // NUM_SAMPLES], v % NUM_SAMPLES) for v in range(2 * NUM_SAMPLES)]
+    table.add(0, 2 * NUM_SAMPLES, params, *codec.encode_labels(teacher, TOPK, 0, lambda: views))
+    rows = table.build().to_pylist()
+    for v, (top_ids, top) in enumerate(zip(ids, probs, strict=True)):
+        row = rows[v // NUM_SAMPLES]
+        stored_ids, target = codec.decode_labels(row[REINFORCEMENTS_COLUMN][v % NUM_SAMPLES], row.get(CLASSES_COLUMN))
+        if labels == "sampled":  # the classes drawn are the teacher's, their shares sum to one
+            assert set(stored_ids.tolist()) <= set(top_ids.tolist()) and float(target.sum()) == pytest.approx(1.0)
+        else:
+            assert stored_ids.tolist() == top_ids.tolist() and target.tolist() == pytest.approx(top.tolist(), rel=0.06)
