@@ -1,6 +1,6 @@
 """How a run stores each record: :class:`RecordCodec`, a parameter mode and a label codec, chosen at reinforcement
 time and recorded in the data's description (:mod:`hf_dr.data.description`), so every reader decodes it alone. The
-codec holds both directions: the writer stores what its ``encode_*`` methods give, readers use ``decode_labels``.
+codec holds both directions: a run stores what its ``encode_*`` methods give, readers use its ``decode_*`` methods.
 
 Parameter modes:
 
