@@ -36,6 +36,7 @@ from torchvision.transforms import v2
 import hf_dr
 from hf_dr.augment.seeding import generator_for
 from hf_dr.data import schema
+from hf_dr.data.codec import RecordCodec
 
 GOALS = {224: 0.75, 32: 1.0}
 PIPELINES = ("decode", "torchvision", "replay", "fast", "fast_nokeep")
@@ -72,9 +73,8 @@ def reinforce_synthetic(images: datasets.Dataset, num_samples: int, image_size: 
     rows = []
     for key in images["key"]:
         probs = torch.softmax(torch.tensor(rng.normal(0, 2, (num_samples, num_classes))), -1)
-        ids, values = hf_dr.sparsify(probs, 10)
-        records = [schema.encode_record(policy, policy.sample_params(image_size, generator_for(0, key, j)), i, p)
-                   for j, (i, p) in enumerate(zip(ids.tolist(), values.tolist(), strict=True))]
+        params = [policy.sample_params(image_size, generator_for(0, key, j)) for j in range(num_samples)]
+        records, _ = RecordCodec().encode_row(policy, params, probs, 10, 0, key)
         rows.append({"key": key, "reinforcements": records})
     return datasets.Dataset.from_list(rows, features=schema.reinforcement_features(policy, 10, num_classes))
 

@@ -1,7 +1,8 @@
 """Bytes on disk per stored reinforcement, per (param mode, label codec, policy, k), beside apple/ml-dr and FKD.
 
-Records are built by the project's own writer (``label_values`` and ``ShardTable`` of ``hf_dr.generate.shard_table``,
-the renderer's ``seeded_record``) and written by ``write_parquet`` at zstd 19 (the smallest push) and 3.
+Records are built by the project's own writer (the run's ``RecordCodec`` encodes params and labels,
+``hf_dr.generate.shard_table.ShardTable`` assembles them) and written by ``write_parquet`` at zstd 19 (the smallest
+push) and 3.
 Params are real draws of each policy on an ImageNet-sized (375 x 500) image.
 
 Teacher outputs are simulated, and their realism is stated and varied: each image has a base logit vector over
@@ -31,12 +32,11 @@ import torch
 
 import hf_dr
 from hf_dr.augment.ops import PartnerPool
-from hf_dr.augment.seeded import seeded_record
 from hf_dr.augment.seeding import generator_for
 from hf_dr.data.codec import RecordCodec
 from hf_dr.generate.parquet import write_parquet
 from hf_dr.generate.plan import Shard
-from hf_dr.generate.shard_table import ShardTable, label_values, output_features
+from hf_dr.generate.shard_table import ShardTable, output_features
 
 ML_DR_BYTES = {("rrc", 10): 65, ("rrc+ra_re", 10): 73, ("rrc+mix+ra_re", 10): 104, ("rrc+ra_re", 5): 44}
 FKD_BYTES = {5: 34}
@@ -75,21 +75,20 @@ def calibrate(target: float, num_samples: int) -> float:
 
 def draws(policy: hf_dr.AugmentationPolicy, keys: list[str], num_samples: int) -> list[dict]:
     pool = PartnerPool(keys, [SIZE] * len(keys)) if policy.needs_partner else None
-    return [policy.encode(policy.sample_params(SIZE, generator_for(0, key, j), pool))
-            for key in keys for j in range(num_samples)]
+    return [policy.sample_params(SIZE, generator_for(0, key, j), pool) for key in keys for j in range(num_samples)]
 
 
-def build(policy: hf_dr.AugmentationPolicy, codec: RecordCodec, encoded: list[dict], probs: list[torch.Tensor],
+def build(policy: hf_dr.AugmentationPolicy, codec: RecordCodec, drawn: list[dict], probs: list[torch.Tensor],
           keys: list[str], topk: int) -> pa.Table:
     """The table a run with ``codec`` writes for these images (params already drawn, teacher outputs given)."""
     num_samples = probs[0].shape[0]
     features = output_features(policy, topk, NUM_CLASSES, "key", codec=codec, num_samples=num_samples)
     params_type = datasets.Features({"params": features["reinforcements"].feature["params"]}).arrow_schema.field(
         "params").type
-    stored = encoded if codec.params == "stored" else [seeded_record(policy, e) for e in encoded]
-    table = ShardTable(Shard(0, 0, len(keys)), features, keys, None, num_samples)
+    stored = [codec.encode_params(policy, params) for params in drawn]
+    table = ShardTable(Shard(0, 0, len(keys)), features, keys, None, num_samples, codec=codec)
     for row, (key, p) in enumerate(zip(keys, probs, strict=True)):
-        ids, values = label_values(codec, p, topk, 0, lambda key=key: [(key, j) for j in range(num_samples)])
+        ids, values = codec.encode_labels(p, topk, 0, lambda key=key: [(key, j) for j in range(num_samples)])
         start = row * num_samples
         table.add(start, start + num_samples, pa.array(stored[start:start + num_samples], type=params_type), ids,
                   values)
@@ -122,10 +121,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         for name, k, d in grid:
             policy = hf_dr.create_policy(name)
-            encoded = draws(policy, keys, args.num_samples)
+            drawn = draws(policy, keys, args.num_samples)
             for spec in CODECS:
                 codec = RecordCodec.parse(spec.replace(":2K", f":{2 * k}").replace(":K", f":{k}"), 1.0).resolved(k)
-                push, run = sizes(build(policy, codec, encoded, probs[d], keys, k), folder)
+                push, run = sizes(build(policy, codec, drawn, probs[d], keys, k), folder)
                 per, per_run = push / (args.images * args.num_samples), run / (args.images * args.num_samples)
                 ref, fkd = ML_DR_BYTES.get((name, k)), FKD_BYTES.get(k)
                 print(f"| {name} | {k} | {d} | {codec.name} | {per:.1f} | {per_run:.1f} | "

@@ -44,26 +44,30 @@ class ProjectionTeacher:
         return torch.softmax(pixel_values.reshape(pixel_values.shape[0], -1) @ self.weight, -1)
 
 
-def reinforce_in_memory(dataset, policy, teacher: ProjectionTeacher, num_samples: int, topk: int, seed: int = 0):
+def reinforce_in_memory(dataset, policy, teacher: ProjectionTeacher, num_samples: int, topk: int, seed: int = 0,
+                        codec=None):
     """Reinforcement rows for ``dataset`` made with the core pieces only (the library's ``reinforce`` is tested
-    elsewhere): records seeded by (seed, key, index), labelled by ``teacher`` on the normalized view."""
-    from hf_dr import sparsify
+    elsewhere): records seeded by (seed, key, index), labelled by ``teacher`` on the normalized view and stored as
+    ``codec`` (a :class:`hf_dr.data.codec.RecordCodec`, the default one if None) encodes them."""
     from hf_dr.augment import ops
     from hf_dr.augment.functional import normalize
     from hf_dr.augment.seeding import generator_for
     from hf_dr.data import schema
+    from hf_dr.data.codec import RecordCodec
     from hf_dr.data.replay import IMAGENET_MEAN, IMAGENET_STD
 
+    codec = (codec or RecordCodec()).resolved(topk)
     images = {row["key"]: row["image"] for row in dataset}
     pool = ops.PartnerPool(list(images), [(im.height, im.width) for im in images.values()])
     rows = []
     for key, image in images.items():
-        records = []
+        params, probs = [], []
         for index in range(num_samples):
-            view, params = policy(image, teacher.size, generator_for(seed, key, index), pool, images.__getitem__)
-            probs = teacher(normalize(view, IMAGENET_MEAN, IMAGENET_STD)[None])[0]
-            ids, values = sparsify(probs, topk)
-            records.append(schema.encode_record(policy, params, ids.tolist(), values.tolist()))
-        rows.append({"key": key, "reinforcements": records})
-    features = schema.reinforcement_features(policy, topk, teacher.weight.shape[1])
+            view, drawn = policy(image, teacher.size, generator_for(seed, key, index), pool, images.__getitem__)
+            params.append(drawn)
+            probs.append(teacher(normalize(view, IMAGENET_MEAN, IMAGENET_STD)[None])[0])
+        records, columns = codec.encode_row(policy, params, torch.stack(probs), topk, seed, key)
+        rows.append({"key": key, **columns, "reinforcements": records})
+    features = schema.reinforcement_features(policy, topk, teacher.weight.shape[1], codec=codec,
+                                             num_samples=num_samples)
     return datasets.Dataset.from_list(rows, features=features)

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from torchvision.transforms.v2 import InterpolationMode
 
 from hf_dr.augment.functional import ImageLike, to_pil, to_tensor
 from hf_dr.augment.ops import AugmentationOp, Mixing, PartnerPool
@@ -15,6 +16,7 @@ from hf_dr.augment.ops.base import ImageSize
 from hf_dr.errors import InvalidConfigError, ParamsMismatchError
 
 Params = dict[str, Any]
+_INTERPOLATIONS = {mode.value for mode in InterpolationMode}
 
 
 def _as_size(size: int | Sequence[int]) -> tuple[int, int]:
@@ -165,6 +167,29 @@ class AugmentationPolicy:
                 raise InvalidConfigError(f"policy '{self.name}' mixes samples: pass load_partner=callable(key)")
             partner = load_partner(partner_key)
         return self.apply(image, params, size, partner), params
+
+    def with_interpolation(self, interpolation: str) -> AugmentationPolicy:
+        """This policy with its crop resized by ``interpolation``: a view setting, chosen where the views are made
+        (a teacher member's own, a student's), which leaves the params and every other op as they are. The policy
+        itself when it already uses ``interpolation``.
+
+        Args:
+            interpolation (`str`): a torchvision ``InterpolationMode`` value (``"bilinear"``, ``"bicubic"``, ...).
+
+        Example:
+            >>> from hf_dr import create_policy
+            >>> policy = create_policy("rrc+ra_re")
+            >>> bicubic = policy.with_interpolation("bicubic")
+            >>> bicubic.crop.interpolation, policy.crop.interpolation, policy.with_interpolation("bilinear") is policy
+            ('bicubic', 'bilinear', True)
+        """
+        if interpolation == self.crop.interpolation:
+            return self
+        if interpolation not in _INTERPOLATIONS:
+            raise InvalidConfigError(f"interpolation should be one of {sorted(_INTERPOLATIONS)}, but got "
+                                     f"{interpolation!r} instead.")
+        crop = type(self.crop)(**{**self.crop.config(), "interpolation": interpolation})
+        return AugmentationPolicy(self.name, crop, self.image_ops, self.mixing)
 
     # -- schema -----------------------------------------------------------------------------------------------
     def features(self) -> dict[str, Any]:

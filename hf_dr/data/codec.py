@@ -1,5 +1,6 @@
 """How a run stores each record: :class:`RecordCodec`, a parameter mode and a label codec, chosen at reinforcement
-time and recorded in the data's description (:mod:`hf_dr.data.description`), so every reader decodes it alone.
+time and recorded in the data's description (:mod:`hf_dr.data.description`), so every reader decodes it alone. The
+codec holds both directions: a run stores what its ``encode_*`` methods give, readers use its ``decode_*`` methods.
 
 Parameter modes:
 
@@ -31,7 +32,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,10 +40,12 @@ import datasets
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import torch
 
-from hf_dr.augment.policy import AugmentationPolicy
-from hf_dr.augment.seeded import seeded_features
-from hf_dr.data.label_coding import dequantize, dequantize_topk
+from hf_dr.augment.policy import AugmentationPolicy, Params
+from hf_dr.augment.seeded import recompute_params, seeded_features, seeded_record
+from hf_dr.data.label_coding import class_sets, dequantize, dequantize_topk, draw_classes, quantize_topk
+from hf_dr.data.soft_labels import sparsify
 from hf_dr.errors import InvalidConfigError
 
 PARAM_MODES = ("stored", "seeded")
@@ -150,7 +153,7 @@ class RecordCodec:
     def record_features(self, policy: AugmentationPolicy, topk: int, num_classes: int, num_samples: int | None = None
                         ) -> dict[str, Any]:
         """Features of one record: ``params``, ``ids`` and ``probs`` (``fp16-topk``/``q8-*``) or ``counts``."""
-        params = policy.features() if self.params == "stored" else seeded_features(policy)
+        params = self.params_features(policy)
         if self.labels == "sampled":
             index = position_dtype(num_classes, None if num_samples is None else num_samples * (self.draws or topk))
             return {"params": params, "ids": datasets.List(datasets.Value(index)),
@@ -164,6 +167,11 @@ class RecordCodec:
         else:  # the top-k codes, then the code of the mass outside them
             probs = datasets.List(datasets.Value("uint8"), length=topk + 1)
         return {"params": params, "ids": datasets.List(datasets.Value(ids), length=topk), "probs": probs}
+
+    def params_features(self, policy: AugmentationPolicy) -> dict[str, Any]:
+        """Features of a record's params: the policy's own (``stored``), or the checksum and, for mixing policies,
+        the partner's key (``seeded``, :func:`hf_dr.augment.seeded.seeded_features`)."""
+        return policy.features() if self.params == "stored" else seeded_features(policy)
 
     def row_features(self, num_classes: int) -> dict[str, Any]:
         """Row-level features the codec adds: the class set of the class-set codecs."""
@@ -195,7 +203,72 @@ class RecordCodec:
                 "description is missing or belongs to other data, so they would be misread. Load the reinforced "
                 "dataset as it was written (hf_dr.load_reinforcements / load_reinforced), with its features.")
 
+    # -- writing ----------------------------------------------------------------------------------------------
+    def encode_params(self, policy: AugmentationPolicy, params: Params) -> dict[str, Any]:
+        """What a record stores of drawn ``params`` (:meth:`params_features`): :meth:`AugmentationPolicy.encode`'s
+        values, or their checksum (``seeded``, :func:`hf_dr.augment.seeded.seeded_record`)."""
+        encoded = policy.encode(params)
+        return encoded if self.params == "stored" else seeded_record(policy, encoded)
+
+    def encode_labels(self, probs: torch.Tensor, topk: int, seed: int,
+                      views: Callable[[], Sequence[tuple[str, int]]]) -> tuple[Any, Any]:
+        """The stored labels of a batch of teacher ``probs [B, C]``: class ids and their values (probabilities as
+        float16 or 8-bit codes, or counts), as ``[B, k]`` arrays or, for ``sampled``, lists of per-record arrays.
+        ``views()`` gives the records' ``(key, index)``, which seed the sampled codec's draws (called for that codec
+        only). Class-set codecs code these ids against each row's set afterwards (:meth:`encode_class_sets`)."""
+        if self.labels == "sampled":
+            return draw_classes(probs, self.draws or topk, self.temperature or 1.0, seed, views())
+        ids, values = sparsify(probs, topk)
+        ids, values = ids.cpu().numpy(), values.cpu().float().numpy()
+        return ids, (values.astype(np.float16) if self.labels == "fp16-topk" else quantize_topk(values))
+
+    def encode_class_sets(self, ids: np.ndarray, row_offsets: np.ndarray
+                          ) -> tuple[list[np.ndarray] | None, np.ndarray]:
+        """Rows' flat class ``ids`` (``row_offsets``: ``R + 1`` offsets) as stored: for the class-set codecs each
+        row's set (:data:`CLASSES_COLUMN`) and the ids as positions in it
+        (:func:`hf_dr.data.label_coding.class_sets`), which :meth:`decode_labels` maps back; else ``(None, ids)``."""
+        return class_sets(ids, row_offsets) if self.class_set else (None, ids)
+
+    def encode_row(self, policy: AugmentationPolicy, params: Sequence[Params], probs: torch.Tensor, topk: int,
+                   seed: int, key: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """One row's records and row-level columns (:meth:`row_features`) as Python values, from the drawn params
+        and teacher ``probs [N, C]`` of its N records: what a run stores for them, coded by the same
+        :meth:`encode_params`, :meth:`encode_labels` and :meth:`encode_class_sets` (for rows built outside a run,
+        as ``datasets.Dataset.from_list`` takes them).
+
+        Example:
+            >>> from hf_dr import create_policy
+            >>> from hf_dr.augment.seeding import generator_for
+            >>> policy, codec = create_policy("rrc"), RecordCodec(labels="q8-topk-set")
+            >>> params = [policy.sample_params((32, 32), generator_for(0, "a", j)) for j in range(2)]
+            >>> records, columns = codec.encode_row(policy, params, torch.tensor([[0.1, 0.9], [0.2, 0.8]]), 1, 0, "a")
+            >>> [r["ids"] for r in records], columns  # class 1, as position 0 of the row's set
+            ([[0], [0]], {'classes': [1]})
+        """
+        ids, values = self.encode_labels(probs, topk, seed, lambda: [(key, j) for j in range(len(params))])
+        lengths = [len(i) for i in ids]
+        sets, positions = self.encode_class_sets(np.concatenate([np.asarray(i, dtype=np.int64) for i in ids]),
+                                                 np.asarray([0, sum(lengths)]))
+        starts = np.cumsum([0, *lengths]).tolist()
+        records = [{"params": self.encode_params(policy, p), "ids": positions[a:b].tolist(),
+                    self.label_field: np.asarray(v).tolist()}
+                   for p, a, b, v in zip(params, starts[:-1], starts[1:], values, strict=True)]
+        return records, ({} if sets is None else {CLASSES_COLUMN: sets[0].tolist()})
+
     # -- reading ----------------------------------------------------------------------------------------------
+    def decode_params(self, policy: AugmentationPolicy, stored: dict[str, Any], seed: int, key: str, index: int,
+                      image_size: tuple[int, int] | None, pool_size: int | None = None,
+                      partner_size: tuple[int, int] | None = None) -> Params:
+        """Record ``index`` of ``key``'s params from what :meth:`encode_params` stored: decoded (``stored``), or drawn
+        again from the run's ``seed`` and the image's size (mixing: the partner pool's size and the partner's) and
+        checked against the stored checksum (``seeded``, :func:`hf_dr.augment.seeded.recompute_params`)."""
+        if self.params == "stored":
+            return policy.decode(stored)
+        if image_size is None:
+            raise InvalidConfigError(f"the records of key {key!r} store seeded params, drawn again from the image's "
+                                     "size: pass image_size=(height, width), or call replay(image, key).")
+        return recompute_params(policy, stored, seed, key, index, image_size, pool_size, partner_size)
+
     def decode_labels(self, stored: dict[str, Any], classes: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """A stored record's class ids (``int64``) and their target probabilities (``float32``), given its row's
         class set for the class-set codecs."""

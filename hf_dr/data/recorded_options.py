@@ -50,10 +50,7 @@ def resolve_policy(description: RunDescription | None, given: Any) -> Augmentati
         return recorded
     given = as_policy(given)
     # like the size, the crop's resize interpolation is a view setting chosen at replay (teachers use their own)
-    view_settings = {"interpolation": given.config()["ops"][0].get("interpolation")}
-    recorded_config = recorded.config()
-    recorded_config["ops"][0].update(view_settings)
-    changed = differences(recorded_config, given.config())
+    changed = differences(recorded.with_interpolation(given.crop.interpolation).config(), given.config())
     if changed:
         raise ParamsMismatchError(
             f"policy= contradicts the policy the records were made with ({'; '.join(changed)}): replaying it would "

@@ -7,14 +7,13 @@ from __future__ import annotations
 from typing import Any
 
 import datasets
-import numpy as np
 
 from hf_dr.augment.policy import AugmentationPolicy
 from hf_dr.data.codec import CLASSES_COLUMN, RecordCodec, class_id_dtype
 from hf_dr.data.run_columns import KEY_COLUMN, REINFORCEMENTS_COLUMN
 
 __all__ = ["CLASSES_COLUMN", "DIGEST_COLUMN", "KEY_COLUMN", "REINFORCEMENTS_COLUMN", "class_id_dtype",
-           "digest_feature", "encode_record", "record_features", "reinforcement_features"]
+           "digest_feature", "record_features", "reinforcement_features"]
 
 DIGEST_COLUMN = "image_digest"  # hf_dr.data.keys.image_digest of the row's encoded image, 8 bytes
 
@@ -57,11 +56,3 @@ def reinforcement_features(
         REINFORCEMENTS_COLUMN: datasets.List(record_features(policy, topk, num_classes, codec, num_samples)),
     })
 
-
-def encode_record(policy: AugmentationPolicy, params: dict[str, Any], ids: Any, probs: Any) -> dict[str, Any]:
-    """One stored record from params and the teacher's top-k (arrays or lists)."""
-    return {
-        "params": policy.encode(params),
-        "ids": [int(i) for i in ids],
-        "probs": np.asarray(probs, dtype=np.float16).tolist(),
-    }

@@ -31,10 +31,8 @@ from PIL import Image
 from hf_dr.augment.functional import MODE_CHANNELS, WIDE_MODES, check_image_mode, to_pil
 from hf_dr.augment.ops import PartnerPool
 from hf_dr.augment.policy import AugmentationPolicy
-from hf_dr.augment.registry import policy_from_config
-from hf_dr.augment.seeded import seeded_features, seeded_record
 from hf_dr.augment.seeding import generator_for
-from hf_dr.data.codec import CLASSES_COLUMN
+from hf_dr.data.codec import CLASSES_COLUMN, RecordCodec
 from hf_dr.data.keys import KeyIndex
 from hf_dr.data.scan_cache import cached_scan
 from hf_dr.data.schema import REINFORCEMENTS_COLUMN
@@ -53,17 +51,14 @@ SKIP_FIX = ("pass on_bad_image='skip' (--on-bad-image skip) to reinforce the oth
 
 
 def policy_for_view(policy: AugmentationPolicy, interpolation: str) -> AugmentationPolicy:
-    """``policy`` with its crop resized by ``interpolation`` (a teacher member's own); other ops unchanged."""
+    """``policy`` with its crop resized by ``interpolation`` (a teacher member's own,
+    :meth:`AugmentationPolicy.with_interpolation`), refused unless it has a tensor kernel."""
     if interpolation not in TENSOR_INTERPOLATIONS:
         raise InvalidConfigError(
             f"teacher interpolation {interpolation!r} has no tensor kernel; set the member's interpolation to one "
             f"of {list(TENSOR_INTERPOLATIONS)} (teacher spec field 'interpolation')"
         )
-    config = policy.config()
-    if config["ops"][0].get("interpolation") == interpolation:
-        return policy
-    config["ops"][0] = {**config["ops"][0], "interpolation": interpolation}
-    return policy_from_config(config)
+    return policy.with_interpolation(interpolation)
 
 
 class ViewRenderer(torch.utils.data.Dataset):
@@ -113,9 +108,9 @@ class ViewRenderer(torch.utils.data.Dataset):
         self.chunks, self.policy, self.views = chunks, policy, list(views)
         self.view_policies = [policy_for_view(policy, v.interpolation) for v in self.views]
         self.seed, self.batch_size, self.partners = int(seed), int(batch_size), partners
-        self.seeded = param_mode == "seeded"
-        params_features = seeded_features(policy) if self.seeded else policy.features()
-        self.params_type = datasets.Features({"params": params_features}).arrow_schema.field("params").type
+        self.codec = RecordCodec(params=param_mode)  # the params are coded here, the labels after the teacher
+        self.params_type = datasets.Features({"params": self.codec.params_features(policy)}).arrow_schema.field(
+            "params").type
         self._partner_rows = None if partners is None else KeyIndex(  # made once, shared with the workers
             keys, where="the reinforced dataset", fix="mixing partners must be drawn from the dataset's own keys.")
 
@@ -140,8 +135,7 @@ class ViewRenderer(torch.utils.data.Dataset):
             partner = self._partner(params, cache, errors)
             for batch, spec, policy in zip(batches, self.views, self.view_policies, strict=True):
                 batch[slot] = render_view(policy, image, params, spec, partner).numpy()
-            encoded = self.policy.encode(params)
-            params_out.append(seeded_record(self.policy, encoded) if self.seeded else encoded)
+            params_out.append(self.codec.encode_params(self.policy, params))
         views = [torch.from_numpy(batch) for batch in batches]
         skipped = {row: errors[row] for row, _ in chunk.views() if row in errors}  # the chunk's own rows only
         return {"chunk": i, "views": views, "params": pa.array(params_out, type=self.params_type),

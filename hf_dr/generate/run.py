@@ -59,7 +59,7 @@ from hf_dr.generate.render import (
 from hf_dr.generate.resume import refuse_other_source, refuse_other_weights
 from hf_dr.generate.run_config import ReinforceConfig, library_versions
 from hf_dr.generate.settings import ReinforceSettings
-from hf_dr.generate.shard_table import ShardTable, label_values, output_features
+from hf_dr.generate.shard_table import ShardTable, output_features
 from hf_dr.generate.source_labels import check_label_range, check_label_type
 from hf_dr.generate.storage import ShardWriter, clear_run, remove_temporaries, shard_record, write_manifest
 from hf_dr.models.teacher import MemberSpec, Teacher, create_teacher
@@ -341,8 +341,8 @@ def _generate(dataset: datasets.Dataset, teacher: Teacher, settings: ReinforceSe
             chunk = chunks[item["chunk"]]
             skipped.setdefault(chunk.shard.index, {}).update(item["skipped"])
             probs = teacher([v.to(device, non_blocking=True) for v in item["views"]])[: len(chunk)]
-            ids, values = label_values(codec, probs, config.topk, config.seed,
-                                       lambda chunk=chunk: [(plan.keys[r], i) for r, i in chunk.views()])
+            ids, values = codec.encode_labels(probs, config.topk, config.seed,
+                                              lambda chunk=chunk: [(plan.keys[r], i) for r, i in chunk.views()])
             table = tables.setdefault(chunk.shard.index, ShardTable(chunk.shard, features, plan.keys, labels,
                                                                     config.num_samples, digests))
             table.add(chunk.start, chunk.stop, item["params"], ids, values)

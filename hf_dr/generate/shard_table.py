@@ -2,9 +2,10 @@
 batches.
 
 Records arrive in row-major ``(row, index)`` order, chunk by chunk, with their params already in Arrow and their
-labels coded by the run's codec (:func:`label_values`); :class:`ShardTable` checks that the chunks are contiguous and
-complete (every view of every row exactly once, in order) before it builds the table, and codes the ids of the
-class-set codecs against each row's set (:func:`hf_dr.data.label_coding.class_sets`).
+labels coded by the run's codec (:meth:`RecordCodec.encode_params`, :meth:`RecordCodec.encode_labels`);
+:class:`ShardTable` checks that the chunks are contiguous and complete (every view of every row exactly once, in order)
+before it builds the table, and has the codec code the ids of the class-set codecs against each row's set
+(:meth:`RecordCodec.encode_class_sets`).
 """
 
 from __future__ import annotations
@@ -19,11 +20,9 @@ import torch
 
 from hf_dr.augment.policy import AugmentationPolicy
 from hf_dr.data.codec import CLASSES_COLUMN, RecordCodec
-from hf_dr.data.description import RunDescription, with_description
+from hf_dr.data.description import RunDescription, read_description, with_description
 from hf_dr.data.keys import KeyList
-from hf_dr.data.label_coding import class_sets, draw_classes, quantize_topk
 from hf_dr.data.schema import DIGEST_COLUMN, REINFORCEMENTS_COLUMN, digest_feature, reinforcement_features
-from hf_dr.data.soft_labels import sparsify
 from hf_dr.errors import CorruptShardError, InvalidConfigError
 from hf_dr.generate.plan import Shard
 
@@ -69,18 +68,6 @@ def output_features(
     return features if description is None else with_description(features, description)
 
 
-def label_values(codec: RecordCodec, probs: torch.Tensor, topk: int, seed: int,
-                 views: Callable[[], Sequence[tuple[str, int]]]) -> tuple[Any, Any]:
-    """The stored labels of a batch of teacher ``probs [B, C]``: class ids and their values (probabilities as float16
-    or 8-bit codes, or counts), as ``[B, k]`` arrays or, for ``sampled``, lists of per-record arrays. ``views()``
-    gives the records' ``(key, index)``, which seed the sampled codec's draws (called for that codec only)."""
-    if codec.labels == "sampled":
-        return draw_classes(probs, codec.draws or topk, codec.temperature or 1.0, seed, views())
-    ids, values = sparsify(probs, topk)
-    ids, values = ids.cpu().numpy(), values.cpu().float().numpy()
-    return ids, (values.astype(np.float16) if codec.labels == "fp16-topk" else quantize_topk(values))
-
-
 class ShardTable:
     """Collects one shard's records and builds its table.
 
@@ -92,12 +79,24 @@ class ShardTable:
         num_samples (`int`): records per row (N).
         digests (`Callable`, *optional*): the image digests of source rows ``(start, stop)``, for features with a
             digest column; read once, when the table is built.
+        codec (`RecordCodec`, *optional*): the run's codec; by default the one the ``features`` describe (the
+            default codec when they carry no description). Features that contradict it are refused.
     """
 
     def __init__(self, shard: Shard, features: datasets.Features, keys: Sequence[str], labels: Sequence[Any] | None,
-                 num_samples: int, digests: Callable[[int, int], Sequence[int]] | None = None) -> None:
+                 num_samples: int, digests: Callable[[int, int], Sequence[int]] | None = None,
+                 codec: RecordCodec | None = None) -> None:
         self.shard, self.features, self.keys, self.labels, self.digests = shard, features, keys, labels, digests
         self.num_samples = num_samples
+        if codec is None:
+            description = read_description(features)
+            codec = description.record_codec if description is not None else RecordCodec()
+        if (CLASSES_COLUMN in features) != codec.class_set:
+            raise InvalidConfigError(
+                f"the features {'hold' if CLASSES_COLUMN in features else 'lack'} a {CLASSES_COLUMN!r} column, where "
+                f"the codec {codec.name!r} writes {'one' if codec.class_set else 'none'}: pass ShardTable the codec "
+                "the features were made with (output_features(codec=...)).")
+        self.codec = codec
         self.received = 0
         self.params: list[pa.Array] = []
         self.ids: list[np.ndarray] = []  # flat, with each record's length
@@ -105,22 +104,30 @@ class ShardTable:
         self.lengths: list[np.ndarray] = []
 
     def add(self, start: int, stop: int, params: pa.Array, ids: Any, values: Any) -> None:
-        """Appends the records of the shard's views ``[start, stop)``: params (Arrow) and labels (:func:`label_values`:
-        ``[B, k]`` arrays or lists of per-record arrays)."""
+        """Appends the records of the shard's views ``[start, stop)``: params (Arrow) and labels
+        (:meth:`RecordCodec.encode_labels`: ``[B, k]`` arrays or lists of per-record arrays)."""
         if start != self.received or not len(params) == len(ids) == len(values) == stop - start:
             raise CorruptShardError(f"{self.shard.path}: views [{start}, {stop}) arrived after {self.received}")
-        self.received = stop
-        self.params.append(params)
-        if isinstance(ids, torch.Tensor):  # a teacher's top-k, as sparsify gives it
+        if isinstance(ids, torch.Tensor):  # a teacher's top-k, as sparsify gives it (the default codec's)
             ids, values = ids.cpu().numpy(), values.cpu().numpy()
         if isinstance(ids, np.ndarray):  # [B, k]: the top-k codecs
-            self.ids.append(ids.astype(np.int64).reshape(-1))
-            self.values.append(np.asarray(values).reshape(-1))
-            self.lengths.append(np.full(len(ids), ids.shape[1], dtype=np.int64))
-            return
-        self.lengths.append(np.asarray([len(i) for i in ids], dtype=np.int64))
-        self.ids.append(np.concatenate([np.asarray(i, dtype=np.int64) for i in ids]))
-        self.values.append(np.concatenate([np.asarray(v) for v in values]))
+            flat_ids, flat_values = ids.astype(np.int64).reshape(-1), np.asarray(values).reshape(-1)
+            lengths = np.full(len(ids), ids.shape[1], dtype=np.int64)
+        else:
+            lengths = np.asarray([len(i) for i in ids], dtype=np.int64)
+            flat_ids = np.concatenate([np.asarray(i, dtype=np.int64) for i in ids])
+            flat_values = np.concatenate([np.asarray(v) for v in values])
+        probabilities = self.codec.labels == "fp16-topk"
+        if (flat_values.dtype.kind == "f") != probabilities:  # a cast would store 0.6 as code 0
+            raise InvalidConfigError(
+                f"{self.shard.path}: views [{start}, {stop}) bring {flat_values.dtype} labels, where the codec "
+                f"{self.codec.name!r} stores {'probabilities' if probabilities else 'uint8 codes or counts'}: code "
+                "the teacher's probabilities with the run's codec (RecordCodec.encode_labels) and add what it gives.")
+        self.received = stop
+        self.params.append(params)
+        self.ids.append(flat_ids)
+        self.values.append(flat_values)
+        self.lengths.append(lengths)
 
     def build(self) -> pa.Table:
         """The shard's table; :class:`CorruptShardError` unless every view arrived."""
@@ -132,9 +139,7 @@ class ShardTable:
         record_type = list_type.value_type
         ids, lengths = np.concatenate(self.ids), np.concatenate(self.lengths)
         label_offsets = np.concatenate([[0], np.cumsum(lengths)])
-        sets = None
-        if CLASSES_COLUMN in schema.names:
-            sets, ids = class_sets(ids, label_offsets[:: self.num_samples])
+        sets, ids = self.codec.encode_class_sets(ids, label_offsets[:: self.num_samples])
         values = np.concatenate(self.values)
         records = pa.StructArray.from_arrays(
             [pa.concat_arrays(self.params).cast(record_type.field("params").type),

@@ -17,7 +17,7 @@ import torch
 from hf_dr.augment.functional import to_pil
 from hf_dr.augment.policy import AugmentationPolicy
 from hf_dr.augment.registry import policy_from_config
-from hf_dr.augment.seeded import PARTNER_FIELD, recompute_params
+from hf_dr.augment.seeded import PARTNER_FIELD
 from hf_dr.data.codec import CLASSES_COLUMN, RecordCodec
 from hf_dr.data.keys import KeyIndex
 from hf_dr.data.label_coding import RELATIVE_BOUND, tempered, unexplained_draws
@@ -197,11 +197,11 @@ def _params(policy: AugmentationPolicy, codec: RecordCodec, config: ReinforceCon
             index: int, image: Any, partner_image: Any) -> dict[str, Any]:
     """A record's params: decoded, or drawn again from the image sizes (seeded) and checked against the checksum."""
     if codec.params == "stored":
-        return policy.decode(stored)
+        return codec.decode_params(policy, stored, config.seed, key, index, None)
     partner_key = stored.get(PARTNER_FIELD)
     partner_size = _size(partner_image(partner_key), config.image_mode) if partner_key else None
-    return recompute_params(policy, stored, config.seed, key, index, _size(image, config.image_mode),
-                            config.dataset.get("num_rows"), partner_size)
+    return codec.decode_params(policy, stored, config.seed, key, index, _size(image, config.image_mode),
+                               config.dataset.get("num_rows"), partner_size)
 
 
 def _size(image: Any, image_mode: str | None) -> tuple[int, int]:

@@ -14,7 +14,7 @@ from hf_dr import create_policy, list_policies
 from hf_dr.augment.ops import PartnerPool
 from hf_dr.augment.registry import policy_from_config
 from hf_dr.augment.seeding import generator_for
-from hf_dr.errors import ParamsMismatchError, UnknownPolicyError
+from hf_dr.errors import InvalidConfigError, ParamsMismatchError, UnknownPolicyError
 
 KEYS = ["china", "flower"]
 
@@ -122,3 +122,27 @@ def test_mixing_policy_needs_partners(photo_tensors):
     policy = create_policy("rrc+mix")
     with pytest.raises(ValueError, match="partners=PartnerPool"):
         policy.sample_params((10, 10), np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("name", list_policies())
+def test_with_interpolation_changes_only_the_crop_and_leaves_the_policy_as_it_is(name, photo_tensors):
+    """The policy whose crop resizes by the given interpolation (as if built with it), the same pixels as that policy
+    for the same params; the original is unchanged and returned as it is for its own interpolation."""
+    policy = create_policy(name)
+    before = policy.config()
+    assert policy.with_interpolation(policy.crop.interpolation) is policy
+    for interpolation in ("bicubic", "nearest", "lanczos"):
+        changed = policy.with_interpolation(interpolation)
+        reference = create_policy(name, crop={"interpolation": interpolation})
+        assert changed.config() == reference.config() and changed.name == policy.name
+        assert policy.config() == before
+        params = policy.sample_params(tuple(photo_tensors[1].shape[-2:]), generator_for(0, "flower", 2),
+                                      PartnerPool(["flower"], [tuple(photo_tensors[1].shape[-2:])]))
+        partner = photo_tensors[1] if params.get("mixing", {}).get("mode") else None
+        assert torch.equal(changed.apply(photo_tensors[1], params, 36, partner),
+                           reference.apply(photo_tensors[1], params, 36, partner))
+
+
+def test_with_interpolation_refuses_an_unknown_mode_naming_the_choices():
+    with pytest.raises(InvalidConfigError, match=r"interpolation should be one of \[.*'bicubic'.*\], but got 'cubic'"):
+        create_policy("rrc").with_interpolation("cubic")

@@ -1,17 +1,27 @@
 """RecordCodec: configs and short names round-trip, bad options are refused naming the flag, each codec declares its
-schema, and stored labels decode as the codec says (lossless ids, 8-bit probabilities within bound, counts / draws)."""
+schema, stored labels decode as the codec says (lossless ids, 8-bit probabilities within bound, counts / draws), and
+every codec's encoding of a real teacher's outputs decodes back to them."""
 
 from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
 import pytest
+import torch
 
 import hf_dr
-from hf_dr.data.codec import CLASSES_COLUMN, LABEL_CODECS, RecordCodec, position_dtype
-from hf_dr.data.label_coding import RELATIVE_BOUND, dequantize, quantize_topk
+from hf_dr.augment.functional import normalize
+from hf_dr.augment.seeding import generator_for
+from hf_dr.data.codec import CLASSES_COLUMN, LABEL_CODECS, PARAM_MODES, RecordCodec, position_dtype
+from hf_dr.data.label_coding import RELATIVE_BOUND, dequantize, quantize_topk, unexplained_draws
+from hf_dr.data.replay import IMAGENET_MEAN, IMAGENET_STD
 from hf_dr.data.schema import reinforcement_features
+from hf_dr.data.soft_labels import sparsify
 from hf_dr.errors import InvalidConfigError
+from tests.data_utils import digit_images
+from tests.utils_teacher import tiny_model
+
+TOPK, NUM_SAMPLES = 4, 5
 
 
 @pytest.mark.parametrize("params", ["stored", "seeded"])
@@ -88,3 +98,55 @@ def test_first_labels_reads_every_record_of_a_table(labels):
         assert np.allclose(probs, dequantize([r["probs"][0] for row in records for r in row]))
     else:
         assert np.allclose(probs, [float(p[0]) for _, p in decoded])
+
+
+@pytest.fixture(scope="module")
+def teacher_outputs():
+    """A random ``test_resnet`` teacher on real digits: per image its drawn params and probs ``[N, 10]`` of the
+    views, as a run labels them."""
+    policy = hf_dr.create_policy("rrc+ra_re")
+    images, _ = digit_images(6)
+    model, rows = tiny_model(seed=0), []
+    for r, image in enumerate(images):
+        key = f"digit-{r:05d}"
+        params = [policy.sample_params((image.height, image.width), generator_for(0, key, j))
+                  for j in range(NUM_SAMPLES)]
+        views = torch.stack([policy.apply(image, p, 32) for p in params])
+        with torch.no_grad():
+            probs = torch.softmax(model(normalize(views, IMAGENET_MEAN, IMAGENET_STD)), -1)
+        rows.append((key, image, params, probs))
+    return policy, rows
+
+
+@pytest.mark.parametrize("params_mode", PARAM_MODES)
+@pytest.mark.parametrize("labels", LABEL_CODECS)
+def test_every_codec_decodes_what_it_encoded_from_a_real_teacher(labels, params_mode, teacher_outputs):
+    """Params come back exactly (seeded: drawn again, checksum-checked); ids exactly; probabilities within the codec's
+    bound (float16; the 8-bit codes' stated bound, leftover mass included); sampled counts are the teacher's draws."""
+    policy, rows = teacher_outputs
+    codec = RecordCodec(params_mode, labels, temperature=2.0 if labels == "sampled" else None).resolved(TOPK)
+    for key, image, params, probs in rows:
+        records, columns = codec.encode_row(policy, params, probs, TOPK, 0, key)
+        assert (CLASSES_COLUMN in columns) == codec.class_set
+        for index, (record, drawn, p) in enumerate(zip(records, params, probs, strict=True)):
+            assert codec.decode_params(policy, record["params"], 0, key, index, (image.height, image.width)) == drawn
+            if params_mode == "seeded":  # drawn again from the image's size, which it needs
+                with pytest.raises(InvalidConfigError, match=f"key '{key}' store seeded params.*image_size="):
+                    codec.decode_params(policy, record["params"], 0, key, index, None)
+            ids, target = codec.decode_labels(record, columns.get(CLASSES_COLUMN))
+            if labels == "sampled":
+                counts = np.zeros((1, p.shape[-1]))
+                counts[0, ids] = np.asarray(record["counts"])
+                assert counts.sum() == codec.draws and float(target.sum()) == pytest.approx(1.0)
+                assert unexplained_draws(p[None], counts, codec.draws, 2.0, 0, [(key, index)], 0.0).tolist() == [0]
+                continue
+            top_ids, top = sparsify(p, TOPK)
+            top = top.double().numpy()
+            assert ids.tolist() == top_ids.tolist()
+            if labels == "fp16-topk":
+                assert np.allclose(target, top, rtol=2**-11, atol=2**-25)  # float16 rounding, subnormals included
+            else:
+                leftover = 1.0 - top.sum()
+                bound = 2 * RELATIVE_BOUND + RELATIVE_BOUND * leftover / (1 - leftover) + 1e-6
+                assert np.all(np.abs(target - top) <= bound * top)
+                assert abs((1.0 - float(target.sum())) - leftover) <= RELATIVE_BOUND * leftover + 2.0**-20

@@ -186,3 +186,15 @@ def test_skipped_rows_lose_their_records_and_their_class_set():
     emptied = without_records(table, [0])
     assert emptied.column("classes").to_pylist() == [[], [7]]
     assert emptied.column("reinforcements").to_pylist() == [[], [{"ids": [0]}, {"ids": [0]}]]
+
+
+def test_an_unknown_param_mode_is_refused_not_stored_as_full_params(digits):
+    """Bug: any param_mode but "seeded" (a typo of it too) silently stored every param; now it is refused, naming the
+    modes (the codec codes the params, as for a run)."""
+    chunks = ChunkPlan(plan_shards(NUM_ROWS, NUM_ROWS), NUM_SAMPLES, BATCH)
+    with pytest.raises(InvalidConfigError, match=r"param_mode should be one of \['stored', 'seeded'\].*'Seeded'"):
+        ViewRenderer(encoded_images(digits, "image"), image_feature(digits, "image"), digits["key"][:], chunks,
+                     create_policy("rrc"), VIEWS, SEED, BATCH, param_mode="Seeded")
+    seeded = ViewRenderer(encoded_images(digits, "image"), image_feature(digits, "image"), digits["key"][:], chunks,
+                          create_policy("rrc"), VIEWS, SEED, BATCH, param_mode="seeded")
+    assert seeded[0]["params"].type.names == ["check"]

@@ -1,7 +1,11 @@
 """``ShardTable``: chunks must arrive contiguous and complete; the built table holds the shard's keys, labels and
-records exactly as added, with the declared features; ``output_features`` column order."""
+records exactly as added, with the declared features; ``output_features`` column order; every codec writes the values
+it wrote before its encoder moved into :class:`RecordCodec`."""
 
 from __future__ import annotations
+
+import hashlib
+import json
 
 import datasets
 import numpy as np
@@ -12,9 +16,10 @@ import torch
 from hf_dr import create_policy, list_policies
 from hf_dr.augment.ops import PartnerPool
 from hf_dr.augment.seeding import generator_for
+from hf_dr.data.codec import CLASSES_COLUMN, RecordCodec
 from hf_dr.data.schema import REINFORCEMENTS_COLUMN, reinforcement_features
 from hf_dr.data.soft_labels import sparsify
-from hf_dr.errors import CorruptShardError
+from hf_dr.errors import CorruptShardError, InvalidConfigError
 from hf_dr.generate.plan import ChunkPlan, Shard, plan_shards
 from hf_dr.generate.shard_table import ShardTable, output_features
 from tests.data_utils import digit_images
@@ -170,3 +175,105 @@ def test_every_shard_of_a_plan_builds_the_whole_dataset(source):
     assert whole.column("key").to_pylist() == keys and whole.column("label").to_pylist() == labels
     ids = np.array([r["ids"] for row in whole.column(REINFORCEMENTS_COLUMN).to_pylist() for r in row])
     assert ids.shape == (NUM_ROWS * NUM_SAMPLES, TOPK) and ids.max() < NUM_CLASSES
+
+
+GOLDEN_ROWS = 6
+# Digests of the tables the run's encoder wrote before it moved into RecordCodec (shard_table.label_values and the
+# renderer's seeded_record, commit ed2aa56) from the inputs of _todays_inputs: each codec, a plain and a mixing policy
+TODAYS_TABLES = {
+    ('rrc+ra_re', 'stored/fp16-topk'): '0707d089df40b4d5',
+    ('rrc+ra_re', 'stored/q8-topk'): '692ddad5566c5cd0',
+    ('rrc+ra_re', 'stored/q8-topk-set'): '008659c4b60fd6ec',
+    ('rrc+ra_re', 'stored/sampled:6'): '890672f163be59de',
+    ('rrc+ra_re', 'seeded/fp16-topk'): 'b03a7fbfc64b0a8d',
+    ('rrc+ra_re', 'seeded/q8-topk'): '35038e31d9066fb1',
+    ('rrc+ra_re', 'seeded/q8-topk-set'): '4c8e4899798b1e45',
+    ('rrc+ra_re', 'seeded/sampled:6'): 'fba6e41ac89b4699',
+    ('rrc+mix+ra_re', 'stored/fp16-topk'): '699104ccdd4df46f',
+    ('rrc+mix+ra_re', 'stored/q8-topk'): '6180add609e21e02',
+    ('rrc+mix+ra_re', 'stored/q8-topk-set'): 'f68751bf71933548',
+    ('rrc+mix+ra_re', 'stored/sampled:6'): 'a0d0644c8b722a51',
+    ('rrc+mix+ra_re', 'seeded/fp16-topk'): '03258429ce9d4e09',
+    ('rrc+mix+ra_re', 'seeded/q8-topk'): '7e08b087e21e7b38',
+    ('rrc+mix+ra_re', 'seeded/q8-topk-set'): '91dbdad0e7238177',
+    ('rrc+mix+ra_re', 'seeded/sampled:6'): 'ed9d7d834946a4af',
+}
+
+
+def _todays_inputs(policy):
+    """Keys, drawn params and teacher-like probs [N, C] per row: a fixed linear map of the real 8x8 scikit-learn digits
+    plus per-record noise, in float64 then float32 (values that no BLAS, CPU or thread count changes)."""
+    from sklearn.datasets import load_digits
+
+    rng = np.random.default_rng(7)
+    pixels = load_digits().images[:GOLDEN_ROWS].reshape(GOLDEN_ROWS, -1)
+    logits = (pixels @ rng.normal(0, 0.15, (pixels.shape[1], NUM_CLASSES)))[:, None, :]
+    logits = logits + rng.normal(0, 1.5, (GOLDEN_ROWS, NUM_SAMPLES, NUM_CLASSES))
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs = torch.from_numpy((probs / probs.sum(-1, keepdims=True)).astype(np.float32))
+    keys = [f"digit-{i:05d}" for i in range(GOLDEN_ROWS)]
+    pool = PartnerPool(keys, [(8, 8)] * GOLDEN_ROWS) if policy.needs_partner else None
+    params = [[policy.sample_params((8, 8), generator_for(0, key, j), pool) for j in range(NUM_SAMPLES)]
+              for key in keys]
+    return keys, params, probs
+
+
+def _digest(table):
+    """Every stored value and type of a table (not its Parquet bytes, which carry the writer's version)."""
+    text = str(table.schema.remove_metadata()) + json.dumps(table.to_pylist(), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@pytest.mark.parametrize(("name", "spec"), list(TODAYS_TABLES))
+def test_every_codec_stores_what_it_stored_before_the_encoders_moved(name, spec):
+    """The writer's path (the codec's encode_params and encode_labels, ShardTable) gives the same values and types,
+    byte for byte once written, as the encoder did before it moved beside the decoder."""
+    policy = create_policy(name)
+    codec = RecordCodec.parse(spec, 2.0 if "sampled" in spec else None).resolved(TOPK)
+    keys, params, probs = _todays_inputs(policy)
+    features = output_features(policy, TOPK, NUM_CLASSES, "key", codec=codec, num_samples=NUM_SAMPLES)
+    params_type = datasets.Features({"params": codec.params_features(policy)}).arrow_schema.field("params").type
+    table = ShardTable(Shard(0, 0, GOLDEN_ROWS), features, keys, None, NUM_SAMPLES, codec=codec)
+    for r, key in enumerate(keys):
+        ids, values = codec.encode_labels(probs[r], TOPK, 0, lambda key=key: [(key, j) for j in range(NUM_SAMPLES)])
+        stored = pa.array([codec.encode_params(policy, p) for p in params[r]], type=params_type)
+        table.add(r * NUM_SAMPLES, (r + 1) * NUM_SAMPLES, stored, ids, values)
+    assert _digest(table.build()) == TODAYS_TABLES[(name, spec)]
+
+
+def test_a_codec_that_contradicts_the_features_is_refused():
+    """Features with a class set need a class-set codec (and the reverse), named with the fix."""
+    policy = create_policy("rrc")
+    with_set = output_features(policy, TOPK, NUM_CLASSES, "key", codec=RecordCodec(labels="q8-topk-set"))
+    assert CLASSES_COLUMN in with_set
+    with pytest.raises(InvalidConfigError, match="hold a 'classes' column.*stored/q8-topk.*output_features"):
+        ShardTable(Shard(0, 0, 1), with_set, ["a"], None, NUM_SAMPLES, codec=RecordCodec(labels="q8-topk"))
+    with pytest.raises(InvalidConfigError, match="lack a 'classes' column"):
+        ShardTable(Shard(0, 0, 1), output_features(policy, TOPK, NUM_CLASSES, "key"), ["a"], None, NUM_SAMPLES,
+                   codec=RecordCodec(labels="q8-topk-set"))
+
+
+@pytest.mark.parametrize("labels", ["q8-topk", "sampled"])
+def test_a_teachers_probabilities_are_refused_where_the_codec_stores_codes(labels, source):
+    """Bug: a compact codec's table took a teacher's top-k probabilities as they are: ``sampled`` cast them to its
+    uint8 counts (0.6 stored as a count of 0), ``q8-topk`` failed when built with a bare pyarrow length error. Now they
+    are refused when added, naming the encoder to use, and the codes it gives are accepted."""
+    keys, _, sizes = source
+    policy, shard = create_policy("rrc"), Shard(0, 0, 2)
+    codec = RecordCodec(labels=labels).resolved(TOPK)
+    features = output_features(policy, TOPK, NUM_CLASSES, "key", codec=codec, num_samples=NUM_SAMPLES)
+    params, ids, probs = _records(policy, keys, sizes, shard, 0, 2 * NUM_SAMPLES)
+    table = ShardTable(shard, features, keys, None, NUM_SAMPLES, codec=codec)
+    with pytest.raises(InvalidConfigError, match=rf"\[0, 6\) bring float32 labels.*'stored/{labels}.*encode_labels"):
+        table.add(0, 2 * NUM_SAMPLES, params, ids, probs)
+    teacher = torch.zeros(2 * NUM_SAMPLES, NUM_CLASSES).scatter_(1, ids, probs)  # its top-k, the rest 0
+    views = [(keys[v // NUM_SAMPLES], v % NUM_SAMPLES) for v in range(2 * NUM_SAMPLES)]
+    table.add(0, 2 * NUM_SAMPLES, params, *codec.encode_labels(teacher, TOPK, 0, lambda: views))
+    rows = table.build().to_pylist()
+    for v, (top_ids, top) in enumerate(zip(ids, probs, strict=True)):
+        row = rows[v // NUM_SAMPLES]
+        stored_ids, target = codec.decode_labels(row[REINFORCEMENTS_COLUMN][v % NUM_SAMPLES], row.get(CLASSES_COLUMN))
+        if labels == "sampled":  # the classes drawn are the teacher's, their shares sum to one
+            assert set(stored_ids.tolist()) <= set(top_ids.tolist()) and float(target.sum()) == pytest.approx(1.0)
+        else:
+            assert stored_ids.tolist() == top_ids.tolist() and target.tolist() == pytest.approx(top.tolist(), rel=0.06)
