@@ -160,7 +160,7 @@ def save_samples_grid(data_file: str, config: ReinforceConfig, path: str) -> str
     with pq.ParquetFile(data_file) as parquet:
         table = datasets.Dataset(datasets.table.InMemoryTable(parquet.read_row_group(0)))
     transform = ReinforcedTransform(
-        table, config.policy, num_classes=config.num_classes, size=_grid_size(config), images=table,
+        table, **config.replay_options(table), size=_grid_size(config), images=table,
         image_column=columns.image, key_column=columns.key_name, label_column=columns.label,
     )
     row = table[0]
