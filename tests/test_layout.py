@@ -188,3 +188,35 @@ def test_python_m_hf_dr_is_the_cli() -> None:
         out = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, check=True,
                              cwd=ROOT)
         assert "usage: hf-dr" in out.stdout and "reinforce" in out.stdout
+
+
+UNDOCUMENTED_BY_EXAMPLE = {"__version__", "HfDrError"}  # a string; the base class that only names a family
+
+
+def _example_lines(doc: str) -> list[str]:
+    """The source lines of a docstring's examples: ``>>>`` lines and their ``...`` continuations."""
+    lines, inside = [], False
+    for line in doc.splitlines():
+        text = line.strip()
+        if text.startswith(">>>"):
+            inside = True
+            lines.append(text)
+        elif inside and text.startswith("..."):
+            lines.append(text)
+        else:
+            inside = False
+    return lines
+
+
+@pytest.mark.parametrize("name", sorted(set(__import__("hf_dr").__all__) - UNDOCUMENTED_BY_EXAMPLE))
+def test_public_name_has_an_example_that_runs(name: str) -> None:
+    """Every public name's own docstring has a ``>>>`` example, and no line of it is skipped: the examples run as
+    doctests (pyproject's ``--doctest-modules`` over ``hf_dr``), so ``help(hf_dr.X)`` shows code that works."""
+    import inspect
+
+    import hf_dr
+
+    lines = _example_lines(inspect.getdoc(getattr(hf_dr, name)) or "")
+    assert lines, f"hf_dr.{name}'s docstring has no '>>>' example"
+    skipped = [line for line in lines if "+SKIP" in line.replace(" ", "")]
+    assert skipped == [], f"hf_dr.{name}'s example skips lines, so it never runs: {skipped}"
