@@ -65,6 +65,17 @@ class ReinforcedCollate:
             values; what a channels-last model reads without a copy).
         keep_memory (`bool`, *optional*, defaults to `True`): call :func:`keep_freed_memory` once in the process the
             collate runs in (a DataLoader worker, or the main process without workers).
+
+    Example (two samples as the ``uint8`` output gives them: a view and its stored top-2 of 10 classes):
+        >>> import torch
+        >>> collate = ReinforcedCollate(num_classes=10, mean=(0.5,), std=(0.5,))
+        >>> sample = {"pixel_values": torch.full((1, 4, 4), 255, dtype=torch.uint8),
+        ...           "target_ids": torch.tensor([3, 7]), "target_probs": torch.tensor([0.5, 0.25])}
+        >>> batch = collate([sample, sample])
+        >>> batch["pixel_values"].shape, batch["pixel_values"].max().item()  # (1 - 0.5) / 0.5
+        (torch.Size([2, 1, 4, 4]), 1.0)
+        >>> batch["labels"][0]  # the top-2, and the leftover 0.25 spread over the 8 other classes
+        tensor([0.0312, 0.0312, 0.0312, 0.5000, 0.0312, 0.0312, 0.0312, 0.2500, 0.0312, 0.0312])
     """
 
     def __init__(self, num_classes: int, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
