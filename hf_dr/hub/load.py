@@ -114,12 +114,23 @@ def load_reinforced(
         or the transform's ``set_epoch`` every epoch), or with ``streaming=True`` a :class:`ReinforcedIterableDataset`
         of ``{"key", "pixel_values", "labels"}``.
 
-    Example:
-        >>> from hf_dr import load_reinforced
-        >>> train = load_reinforced("me/cifar100-plus", split="train", size=32)  # doctest: +SKIP
-        >>> train[0]["pixel_values"].shape, train[0]["labels"].shape  # doctest: +SKIP
-        (torch.Size([3, 32, 32]), torch.Size([100]))
-        >>> imagenet = load_reinforced("me/imagenet-plus", source="/data/imagenet-1k")  # doctest: +SKIP
+    Example (a run over 4 bundled digits with a random ``test_resnet`` teacher, pushed, loaded map-style and
+    streamed; a metadata-only repo loads the same way, its source found from ``hf_dr.json`` or given as ``source=``):
+        >>> import tempfile, safetensors.torch, timm
+        >>> from hf_dr import load_reinforced, push_to_hub, reinforce
+        >>> from hf_dr.data.bundled import load_bundled
+        >>> digits, weights = load_bundled("digits").select(range(4)), tempfile.mkdtemp() + "/teacher.safetensors"
+        >>> safetensors.torch.save_file(timm.create_model("test_resnet", num_classes=10).state_dict(), weights)
+        >>> run = reinforce(digits, f"test_resnet={weights}", "rrc", num_samples=2, topk=3, seed=0,
+        ...                 output_dir=tempfile.mkdtemp(), key_column="key", progress=False)
+        >>> _ = push_to_hub(run, "me/digits-reinforced", dataset=digits)
+        >>> train = load_reinforced("me/digits-reinforced", size=32)
+        >>> train[0]["pixel_values"].shape, train[0]["labels"].shape
+        (torch.Size([3, 32, 32]), torch.Size([10]))
+        >>> stream = load_reinforced("me/digits-reinforced", size=32, streaming=True)
+        >>> stream.set_epoch(1)  # another stored view of every sample
+        >>> sorted(next(iter(stream)))
+        ['key', 'labels', 'pixel_values']
     """
     check_verify_images(verify_images)
     commit = resolve_revision(HfApi(token=token), repo_id, revision)

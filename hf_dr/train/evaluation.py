@@ -147,7 +147,8 @@ def evaluate(
     Example (an untrained network on 16 bundled test digits):
         >>> from hf_dr import EvalTransform, create_model, evaluate
         >>> from hf_dr.data.bundled import load_bundled
-        >>> test = EvalTransform(size=28, mean=(0.5,), std=(0.5,)).attach(load_bundled("digits", "test").select(range(16)))
+        >>> digits = load_bundled("digits", "test").select(range(16))
+        >>> test = EvalTransform(size=28, mean=(0.5,), std=(0.5,)).attach(digits)
         >>> metrics = evaluate(create_model("hf_dr_mlp", num_classes=10, in_chans=1), test)
         >>> sorted(metrics), metrics["num_samples"], 0 <= metrics["top1"] <= 1
         (['ece', 'nll', 'num_samples', 'top1'], 16, True)
