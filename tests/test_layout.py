@@ -242,3 +242,55 @@ def test_public_name_has_an_example_that_runs(name: str) -> None:
     assert lines, f"hf_dr.{name}'s docstring has no '>>>' example"
     skipped = [line for line in lines if "+SKIP" in line.replace(" ", "")]
     assert skipped == [], f"hf_dr.{name}'s example skips lines, so it never runs: {skipped}"
+
+
+# Library modules with no tests/<subpackage>/test_<module>.py, and why. hf_dr/cli/ is tested by tests/cli/ and
+# tests/test_cli.py as a whole (one CLI), so its modules are not listed.
+UNTESTED_BY_NAME = {
+    "hf_dr/__main__.py": "three lines; `python -m hf_dr` runs in test_python_m_hf_dr_is_the_cli",
+    "hf_dr/errors.py": "the error classes only; every test that expects an error asserts them",
+    "hf_dr/augment/ops/base.py": "tests/augment/test_ops.py (one class per op, through the policies)",
+    "hf_dr/augment/ops/crop.py": "tests/augment/test_ops.py",
+    "hf_dr/augment/ops/erasing.py": "tests/augment/test_ops.py",
+    "hf_dr/augment/ops/mixing.py": "tests/augment/test_ops.py",
+    "hf_dr/augment/ops/randaugment.py": "tests/augment/test_ops.py",
+    "hf_dr/data/parquet_rows.py": "tests/data/test_streaming.py (the rows a stream reads from Parquet)",
+    "hf_dr/data/view_options.py": "tests/data/test_replay.py (the replay's size, normalisation and output)",
+    "hf_dr/demo/config.py": "tests/demo/test_run.py and test_study.py (the demo and study configs)",
+    "hf_dr/demo/data.py": "tests/demo/test_run.py (the demo end to end on its data)",
+    "hf_dr/demo/report.py": "tests/demo/test_run.py (summaries, tables and warnings of the demo's report)",
+    "hf_dr/demo/study_report.py": "tests/demo/test_study.py (every study's rows)",
+    "hf_dr/generate/labels.py": "tests/generate/test_errors.py, its labels section (through reinforce)",
+    "hf_dr/generate/lock.py": "tests/generate/test_ownership.py (runs locked against each other)",
+    "hf_dr/generate/parquet.py": "tests/hub/test_packing.py (the Parquet files packed for a push)",
+    "hf_dr/generate/recipe.py": "tests/test_builders.py (the builders' recipes)",
+    "hf_dr/generate/resume.py": "tests/generate/test_run.py, its resume section (another source refused)",
+    "hf_dr/generate/row_groups.py": "tests/generate/test_loading.py (open_run_records reads by row group)",
+    "hf_dr/hub/build.py": "tests/hub/test_packing.py and test_push_load.py (the files a push builds)",
+    "hf_dr/hub/card_sections.py": "tests/hub/test_card.py (the card's sections)",
+    "hf_dr/hub/push.py": "tests/hub/test_push_load.py and test_push_faults.py",
+    "hf_dr/hub/shards.py": "tests/hub/test_load.py (streamed loads read the pushed shards)",
+    "hf_dr/hub/upload.py": "tests/hub/test_push_faults.py (retries and failures of uploads)",
+    "hf_dr/train/inputs.py": "tests/data/test_key_sources.py, tests/generate/test_images.py, tests/test_scripts.py",
+    # moving to hf_dr/models/ (issue #20): their tests follow them there
+    "hf_dr/networks.py": "moves to hf_dr/models/networks.py; tested in tests/train/test_loop.py",
+    "hf_dr/generate/weights.py": "moves to hf_dr/models/weights.py; tested in tests/generate/test_teacher.py",
+    "hf_dr/train/models.py": "moves to hf_dr/models/students.py; tested in tests/train/test_loop.py",
+    "hf_dr/train/members.py": "moves to hf_dr/models/members.py; tested in tests/train/test_finetune.py",
+    "hf_dr/train/checkpoints.py": "moves to hf_dr/models/checkpoints.py; tested in tests/train/test_loop.py",
+    "hf_dr/hub/local_run.py": "being renamed (issue #20); tested through tests/test_scripts.py",
+}
+
+
+def _test_file(path: Path) -> Path:
+    parts = path.relative_to(PACKAGE).parts
+    return ROOT / "tests" / Path(*parts[:-1]) / f"test_{parts[-1]}"
+
+
+def test_every_library_module_has_a_test_file_of_its_name() -> None:
+    """``hf_dr/a/b.py`` is tested in ``tests/a/test_b.py``, or listed in UNTESTED_BY_NAME with the reason (and the
+    file that tests it); the list holds only modules that exist and still have no such file."""
+    modules = [p for p in MODULES.values() if p.name != "__init__.py" and "cli" not in p.relative_to(PACKAGE).parts]
+    missing = {str(p.relative_to(ROOT)) for p in modules if not _test_file(p).exists()}
+    assert sorted(missing - set(UNTESTED_BY_NAME)) == [], "add a test file, or list the module with the reason"
+    assert sorted(set(UNTESTED_BY_NAME) - missing) == [], "these now have a test file (or are gone): unlist them"
