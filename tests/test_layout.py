@@ -258,7 +258,6 @@ UNTESTED_BY_NAME = {
     "hf_dr/data/view_options.py": "tests/data/test_replay.py (the replay's size, normalisation and output)",
     "hf_dr/demo/config.py": "tests/demo/test_run.py and test_study.py (the demo and study configs)",
     "hf_dr/demo/data.py": "tests/demo/test_run.py (the demo end to end on its data)",
-    "hf_dr/demo/report.py": "tests/demo/test_run.py (summaries, tables and warnings of the demo's report)",
     "hf_dr/demo/study_report.py": "tests/demo/test_study.py (every study's rows)",
     "hf_dr/generate/labels.py": "tests/generate/test_errors.py, its labels section (through reinforce)",
     "hf_dr/generate/lock.py": "tests/generate/test_ownership.py (runs locked against each other)",
