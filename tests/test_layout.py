@@ -259,7 +259,6 @@ UNTESTED_BY_NAME = {
     "hf_dr/demo/config.py": "tests/demo/test_run.py and test_study.py (the demo and study configs)",
     "hf_dr/demo/data.py": "tests/demo/test_run.py (the demo end to end on its data)",
     "hf_dr/demo/study_report.py": "tests/demo/test_study.py (every study's rows)",
-    "hf_dr/generate/labels.py": "tests/generate/test_errors.py, its labels section (through reinforce)",
     "hf_dr/generate/lock.py": "tests/generate/test_ownership.py (runs locked against each other)",
     "hf_dr/generate/parquet.py": "tests/hub/test_packing.py (the Parquet files packed for a push)",
     "hf_dr/generate/recipe.py": "tests/test_builders.py (the builders' recipes)",
