@@ -72,7 +72,8 @@ class AugmentTransform(_ImageTransform):
     Example:
         >>> from hf_dr import AugmentTransform
         >>> from hf_dr.data.bundled import load_bundled
-        >>> train = AugmentTransform("rrc", size=28, mean=(0.286,), std=(0.353,)).attach(load_bundled("digits"))
+        >>> digits = load_bundled("digits").select(range(8))
+        >>> train = AugmentTransform("rrc", size=28, mean=(0.286,), std=(0.353,)).attach(digits)
         >>> train[0]["pixel_values"].shape, train[0]["labels"]
         (torch.Size([1, 28, 28]), 0)
     """
