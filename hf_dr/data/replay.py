@@ -102,7 +102,8 @@ class ReinforcedTransform(EpochHook):
         >>> from hf_dr.data.bundled import load_bundled
         >>> digits, weights = load_bundled("digits").select(range(4)), tempfile.mkdtemp() + "/teacher.safetensors"
         >>> safetensors.torch.save_file(timm.create_model("test_resnet", num_classes=10).state_dict(), weights)
-        >>> run = reinforce(digits, f"test_resnet={weights}", "rrc", num_samples=2, topk=3, seed=0,
+        >>> teacher = {"arch": "test_resnet", "weights": weights, "input_size": [3, 32, 32]}
+        >>> run = reinforce(digits, [teacher], "rrc", num_samples=2, topk=3, seed=0,
         ...                 output_dir=tempfile.mkdtemp(), key_column="key", progress=False)
         >>> ReinforcedTransform(load_reinforcements(run), size=32).attach(digits)[0]["labels"].shape
         torch.Size([10])

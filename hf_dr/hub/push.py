@@ -170,7 +170,8 @@ def push_to_hub(
         >>> from hf_dr.data.bundled import load_bundled
         >>> digits, weights = load_bundled("digits").select(range(4)), tempfile.mkdtemp() + "/teacher.safetensors"
         >>> safetensors.torch.save_file(timm.create_model("test_resnet", num_classes=10).state_dict(), weights)
-        >>> run = reinforce(digits, f"test_resnet={weights}", "rrc", num_samples=2, topk=3, seed=0,
+        >>> teacher = {"arch": "test_resnet", "weights": weights, "input_size": [3, 32, 32]}
+        >>> run = reinforce(digits, [teacher], "rrc", num_samples=2, topk=3, seed=0,
         ...                 output_dir=tempfile.mkdtemp(), key_column="key", progress=False)
         >>> commit = push_to_hub(run, "me/digits-plus", dataset=digits)  # the images: the source rows given here
         >>> train = load_reinforced("me/digits-plus", size=32)
