@@ -114,24 +114,29 @@ def load_reinforced(
         or the transform's ``set_epoch`` every epoch), or with ``streaming=True`` a :class:`ReinforcedIterableDataset`
         of ``{"key", "pixel_values", "labels"}``.
 
-    Example (a run over 4 bundled digits with a random ``test_resnet`` teacher, pushed, loaded map-style and
-    streamed; a metadata-only repo loads the same way, its source found from ``hf_dr.json`` or given as ``source=``):
+    Example (4 bundled digits pushed as a source repo, reinforced by a random ``test_resnet``, pushed without their
+    images; loading joins the recorded source by key, map-style or streamed):
         >>> import tempfile, safetensors.torch, timm
         >>> from hf_dr import load_reinforced, push_to_hub, reinforce
         >>> from hf_dr.data.bundled import load_bundled
         >>> digits, weights = load_bundled("digits").select(range(4)), tempfile.mkdtemp() + "/teacher.safetensors"
+        >>> _ = digits.push_to_hub("me/digits")  # the source, as on the Hub
         >>> safetensors.torch.save_file(timm.create_model("test_resnet", num_classes=10).state_dict(), weights)
         >>> teacher = {"arch": "test_resnet", "weights": weights, "input_size": [3, 32, 32]}
-        >>> run = reinforce(digits, [teacher], "rrc", num_samples=2, topk=3, seed=0,
-        ...                 output_dir=tempfile.mkdtemp(), key_column="key", progress=False)
-        >>> _ = push_to_hub(run, "me/digits-reinforced", dataset=digits)
-        >>> train = load_reinforced("me/digits-reinforced", size=32)
+        >>> run = reinforce(digits, [teacher], "rrc", num_samples=2, topk=3, seed=0, output_dir=tempfile.mkdtemp(),
+        ...                 key_column="key", source={"id": "me/digits", "split": "train"}, progress=False)
+        >>> _ = push_to_hub(run, "me/digits-reinforced", layout="metadata-only")
+        >>> train = load_reinforced("me/digits-reinforced", size=32)  # loads me/digits at its pinned commit
         >>> train[0]["pixel_values"].shape, train[0]["labels"].shape
         (torch.Size([3, 32, 32]), torch.Size([10]))
         >>> stream = load_reinforced("me/digits-reinforced", size=32, streaming=True)
         >>> stream.set_epoch(1)  # another stored view of every sample
         >>> sorted(next(iter(stream)))
         ['key', 'labels', 'pixel_values']
+        >>> load_reinforced("me/digits-reinforced", source=digits.select([0, 1, 3]), size=32)
+        Traceback (most recent call last):
+        ...
+        hf_dr.errors.DataMismatchError: ...
     """
     check_verify_images(verify_images)
     commit = resolve_revision(HfApi(token=token), repo_id, revision)
