@@ -234,14 +234,19 @@ EXAMPLE_FIXED_ON_MOVE = {"create_teacher": "hf_dr/generate/teacher.py moves to h
 def test_public_name_has_an_example_that_runs(name: str) -> None:
     """Every public name's own docstring has a ``>>>`` example, and no line of it is skipped: the examples run as
     doctests (pyproject's ``--doctest-modules`` over ``hf_dr``), so ``help(hf_dr.X)`` shows code that works."""
+    import doctest
     import inspect
 
     import hf_dr
 
-    lines = _example_lines(inspect.getdoc(getattr(hf_dr, name)) or "")
+    value = getattr(hf_dr, name)
+    lines = _example_lines(inspect.getdoc(value) or "")
     assert lines, f"hf_dr.{name}'s docstring has no '>>>' example"
     skipped = [line for line in lines if "+SKIP" in line.replace(" ", "")]
     assert skipped == [], f"hf_dr.{name}'s example skips lines, so it never runs: {skipped}"
+    module = inspect.getmodule(value)  # pytest's doctest collector finds examples as DocTestFinder does
+    collected = {test.name for test in doctest.DocTestFinder().find(module) if test.examples}
+    assert f"{module.__name__}.{value.__qualname__}" in collected and Path(module.__file__).is_relative_to(PACKAGE)
 
 
 # Library modules with no tests/<subpackage>/test_<module>.py, and why. hf_dr/cli/ is tested by tests/cli/ and
