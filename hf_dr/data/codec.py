@@ -22,12 +22,7 @@ Label codecs (what a record stores; what :func:`hf_dr.densify` does with the mas
 A ``sampled`` target estimates the teacher's distribution at the recorded temperature: train at that temperature
 (the loss then leaves the target as it is, see :func:`hf_dr.soft_target_loss`).
 
-Example:
-    >>> codec = RecordCodec(params="seeded", labels="q8-topk-set")
-    >>> RecordCodec.from_config(codec.config()) == codec, codec.class_set
-    (True, True)
-    >>> RecordCodec().config()
-    {'params': 'stored', 'labels': 'fp16-topk'}
+Examples are in :class:`RecordCodec`'s docstring.
 """
 
 from __future__ import annotations
@@ -64,6 +59,17 @@ class RecordCodec:
         draws (`int`, *optional*): ``sampled`` only: classes drawn per record (m, at most 255); the run's k by default.
         temperature (`float`, *optional*): ``sampled`` only: the teacher temperature the classes are drawn at
             (1.0 by default); students train at this temperature.
+
+    Example:
+        >>> codec = RecordCodec(params="seeded", labels="q8-topk-set")
+        >>> RecordCodec.from_config(codec.config()) == codec, codec.class_set
+        (True, True)
+        >>> RecordCodec().config()
+        {'params': 'stored', 'labels': 'fp16-topk'}
+        >>> RecordCodec(labels="fp16-topk-set")
+        Traceback (most recent call last):
+        ...
+        hf_dr.errors.InvalidConfigError: ...
     """
 
     params: str = "stored"

@@ -14,12 +14,24 @@ is page faults: glibc returns every freed block above its mmap threshold to the 
 megabytes are faulted in afresh; :func:`keep_freed_memory` (called once per process by the collate, unless
 ``keep_memory=False``) raises the thresholds so the next batch reuses the memory the last one freed.
 
-Example:
-    >>> transform = ReinforcedTransform(reinforced, size=224, output="uint8").attach(train)  # doctest: +SKIP
-    >>> loader = DataLoader(train, batch_size=64, num_workers=8, collate_fn=transform.collate())  # doctest: +SKIP
-    >>> batch = next(iter(loader))  # doctest: +SKIP
-    >>> batch["pixel_values"].dtype, batch["labels"].shape  # doctest: +SKIP
-    (torch.float32, torch.Size([64, 1000]))
+Example (4 bundled digits reinforced by a random ``test_resnet``; the batches equal the ``float32`` output's):
+    >>> import tempfile, safetensors.torch, timm
+    >>> from torch.utils.data import DataLoader
+    >>> from hf_dr import ReinforcedTransform, load_reinforcements, reinforce
+    >>> from hf_dr.data.bundled import load_bundled
+    >>> digits, weights = load_bundled("digits").select(range(4)), tempfile.mkdtemp() + "/teacher.safetensors"
+    >>> safetensors.torch.save_file(timm.create_model("test_resnet", num_classes=10).state_dict(), weights)
+    >>> teacher = {"arch": "test_resnet", "weights": weights, "input_size": [3, 32, 32]}
+    >>> run = reinforce(digits, [teacher], "rrc", num_samples=2, topk=3, seed=0,
+    ...                 output_dir=tempfile.mkdtemp(), key_column="key", progress=False)
+    >>> fast = ReinforcedTransform(load_reinforcements(run), size=32, output="uint8")
+    >>> batch = next(iter(DataLoader(fast.attach(digits), batch_size=4, collate_fn=fast.collate())))
+    >>> batch["pixel_values"].dtype, batch["labels"].shape
+    (torch.float32, torch.Size([4, 10]))
+    >>> exact = ReinforcedTransform(load_reinforcements(run), size=32)  # float32 samples, default_collate
+    >>> plain = next(iter(DataLoader(exact.attach(load_bundled("digits").select(range(4))), batch_size=4)))
+    >>> torch.equal(batch["pixel_values"], plain["pixel_values"]), torch.equal(batch["labels"], plain["labels"])
+    (True, True)
 """
 
 from __future__ import annotations
@@ -65,6 +77,17 @@ class ReinforcedCollate:
             values; what a channels-last model reads without a copy).
         keep_memory (`bool`, *optional*, defaults to `True`): call :func:`keep_freed_memory` once in the process the
             collate runs in (a DataLoader worker, or the main process without workers).
+
+    Example (two samples as the ``uint8`` output gives them: a view and its stored top-2 of 10 classes):
+        >>> import torch
+        >>> collate = ReinforcedCollate(num_classes=10, mean=(0.5,), std=(0.5,))
+        >>> sample = {"pixel_values": torch.full((1, 4, 4), 255, dtype=torch.uint8),
+        ...           "target_ids": torch.tensor([3, 7]), "target_probs": torch.tensor([0.5, 0.25])}
+        >>> batch = collate([sample, sample])
+        >>> batch["pixel_values"].shape, batch["pixel_values"].max().item()  # (1 - 0.5) / 0.5
+        (torch.Size([2, 1, 4, 4]), 1.0)
+        >>> batch["labels"][0]  # the top-2, and the leftover 0.25 spread over the 8 other classes
+        tensor([0.0312, 0.0312, 0.0312, 0.5000, 0.0312, 0.0312, 0.0312, 0.2500, 0.0312, 0.0312])
     """
 
     def __init__(self, num_classes: int, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,

@@ -7,12 +7,7 @@ that order (fractions of N); the window moves from ``start`` to ``end`` along a 
 least confident, ``"all->all"`` is the plain replay; the nine combinations of the paper's Table 16 are named in
 :data:`CURRICULA`.
 
-Example:
-    >>> curriculum = Curriculum.named("easy->all", num_epochs=11)
-    >>> curriculum.window(0), curriculum.window(10)
-    ((0.0, 0.1), (0.0, 1.0))
-    >>> curriculum.ranks(0, 20)
-    (0, 2)
+Examples are in :class:`Curriculum`'s docstring.
 """
 
 from __future__ import annotations
@@ -36,6 +31,13 @@ class Curriculum:
             ``0 <= a < b <= 1``.
         num_epochs (`int`): the training's epochs (the window reaches ``end`` at the last one).
         name (`str`, *optional*): the name it was made from (:meth:`named`).
+
+    Example (over 11 epochs, from the 10% most confident of each sample's records to all of them):
+        >>> curriculum = Curriculum.named("easy->all", num_epochs=11)
+        >>> curriculum.window(0), curriculum.window(5), curriculum.window(10)
+        ((0.0, 0.1), (0.0, 0.55), (0.0, 1.0))
+        >>> curriculum.ranks(0, 20), curriculum.ranks(10, 20)  # of N=20 records ordered easy to hard
+        ((0, 2), (0, 20))
     """
 
     start: tuple[float, float]

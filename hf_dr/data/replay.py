@@ -96,12 +96,17 @@ class ReinforcedTransform(EpochHook):
             :func:`hf_dr.create_reinforced_loader` use it by themselves). Map-style rows only: a stream replays
             ``float32`` samples.
 
-    Example:
-        >>> transform = ReinforcedTransform(reinforced, size=224)  # doctest: +SKIP
-        >>> transform.attach(reinforced)  # doctest: +SKIP
-        >>> batch = reinforced[0]  # doctest: +SKIP
-        >>> batch["pixel_values"].shape, batch["labels"].shape  # doctest: +SKIP
-        (torch.Size([3, 224, 224]), torch.Size([1000]))
+    Example (4 bundled digits reinforced by a random ``test_resnet``, replayed on their images):
+        >>> import tempfile, safetensors.torch, timm
+        >>> from hf_dr import load_reinforcements, reinforce
+        >>> from hf_dr.data.bundled import load_bundled
+        >>> digits, weights = load_bundled("digits").select(range(4)), tempfile.mkdtemp() + "/teacher.safetensors"
+        >>> safetensors.torch.save_file(timm.create_model("test_resnet", num_classes=10).state_dict(), weights)
+        >>> teacher = {"arch": "test_resnet", "weights": weights, "input_size": [3, 32, 32]}
+        >>> run = reinforce(digits, [teacher], "rrc", num_samples=2, topk=3, seed=0,
+        ...                 output_dir=tempfile.mkdtemp(), key_column="key", progress=False)
+        >>> ReinforcedTransform(load_reinforcements(run), size=32).attach(digits)[0]["labels"].shape
+        torch.Size([10])
     """
 
     attach_role = "image dataset"

@@ -50,8 +50,18 @@ def load_source(
     refused as such; anything else that is not on disk is looked up on the Hub, and :class:`SourceNotFoundError`
     says that both were tried.
 
-    Example:
-        >>> ds = load_source("path/to/imagefolder", split="train")  # doctest: +SKIP
+    Example (a bundled dataset, and a local image folder of two classes):
+        >>> import os, tempfile
+        >>> from PIL import Image
+        >>> load_source("digits", split="test").num_rows
+        500
+        >>> folder = tempfile.mkdtemp()
+        >>> for label in ("cat", "dog"):
+        ...     os.makedirs(os.path.join(folder, "train", label))
+        ...     Image.new("RGB", (8, 8)).save(os.path.join(folder, "train", label, "0.png"))
+        >>> ds = load_source(folder, split="train")
+        >>> ds.num_rows, ds.features["label"].names
+        (2, ['cat', 'dog'])
     """
     check_split(split)
     path = os.path.expanduser(path)

@@ -71,9 +71,11 @@ class AugmentTransform(_ImageTransform):
 
     Example:
         >>> from hf_dr import AugmentTransform
-        >>> AugmentTransform("rrc", size=28, mean=(0.286,), std=(0.353,)).attach(train)  # doctest: +SKIP
-        >>> train[0]["pixel_values"].shape, train[0]["labels"]  # doctest: +SKIP
-        (torch.Size([1, 28, 28]), 9)
+        >>> from hf_dr.data.bundled import load_bundled
+        >>> digits = load_bundled("digits").select(range(8))
+        >>> train = AugmentTransform("rrc", size=28, mean=(0.286,), std=(0.353,)).attach(digits)
+        >>> train[0]["pixel_values"].shape, train[0]["labels"]
+        (torch.Size([1, 28, 28]), 0)
     """
 
     def __init__(

@@ -45,9 +45,23 @@ def load_reinforcements(
     Rows the run skipped because their image could not be decoded (``on_bad_image="skip"``) hold no records; they
     are left out, with a warning naming how many and where they are listed (``"skipped"`` in ``manifest.json``).
 
-    Example:
-        >>> reinforcements = load_reinforcements("reinforced/")  # doctest: +SKIP
-        >>> transform = ReinforcedTransform(reinforcements, policy=config["policy"], size=224)  # doctest: +SKIP
+    Example (a run over 4 bundled digits with a random ``test_resnet`` teacher, loaded and replayed):
+        >>> import tempfile, safetensors.torch, timm
+        >>> from hf_dr import ReinforcedTransform, load_reinforcements, reinforce
+        >>> from hf_dr.data.bundled import load_bundled
+        >>> digits, weights = load_bundled("digits").select(range(4)), tempfile.mkdtemp() + "/teacher.safetensors"
+        >>> safetensors.torch.save_file(timm.create_model("test_resnet", num_classes=10).state_dict(), weights)
+        >>> teacher = {"arch": "test_resnet", "weights": weights, "input_size": [3, 32, 32]}
+        >>> run = reinforce(digits, [teacher], "rrc", num_samples=2, topk=3, seed=0,
+        ...                 output_dir=tempfile.mkdtemp(), key_column="key", progress=False)
+        >>> reinforcements = load_reinforcements(run)
+        >>> reinforcements.column_names, len(reinforcements[0]["reinforcements"])
+        (['key', 'label', 'image_digest', 'reinforcements'], 2)
+        >>> sorted(reinforcements[0]["reinforcements"][0])  # one record: the view's params, the teacher's top-k
+        ['ids', 'params', 'probs']
+        >>> train = ReinforcedTransform(reinforcements, size=32).attach(digits)  # policy, classes: the run's own
+        >>> train[0]["pixel_values"].shape, train[0]["labels"].shape
+        (torch.Size([3, 32, 32]), torch.Size([10]))
     """
     manifest = verify_run(output_dir) if verify else read_manifest(output_dir)
     files = [os.path.abspath(path) for path in shard_paths(output_dir, manifest)]

@@ -123,11 +123,21 @@ def select_samples(run_dir: str, output_dir: str, keep: int, rule: str, overwrit
     (see the module docstring); returns the new run's config. The new folder is a complete run: load it with
     :func:`hf_dr.load_reinforcements` or train on it with :func:`hf_dr.train.inputs.training_data`.
 
-    Example:
-        >>> config = select_samples("runs/reinforced", "runs/reinforced-hard", keep=5,
-        ...                         rule="max_loss")  # doctest: +SKIP
-        >>> config.num_samples, config.selection  # doctest: +SKIP
-        (5, {'rule': 'max_loss', 'from': 20})
+    Example (a run of N=4 records per digit with a random ``test_resnet`` teacher; keep its 2 hardest):
+        >>> import tempfile, safetensors.torch, timm
+        >>> from hf_dr import load_reinforcements, reinforce
+        >>> from hf_dr.data.bundled import load_bundled
+        >>> digits, weights = load_bundled("digits").select(range(4)), tempfile.mkdtemp() + "/teacher.safetensors"
+        >>> safetensors.torch.save_file(timm.create_model("test_resnet", num_classes=10).state_dict(), weights)
+        >>> teacher = {"arch": "test_resnet", "weights": weights, "input_size": [3, 32, 32]}
+        >>> run = reinforce(digits, [teacher], "rrc", num_samples=4, topk=3, seed=0,
+        ...                 output_dir=tempfile.mkdtemp(), key_column="key", progress=False)
+        >>> hardest = tempfile.mkdtemp()
+        >>> config = select_samples(run, hardest, keep=2, rule="max_loss")
+        >>> config.num_samples, config.selection
+        (2, {'rule': 'max_loss', 'from': 4})
+        >>> len(load_reinforcements(hardest)[0]["reinforcements"])  # a complete run of N'=2
+        2
     """
     config = ReinforceConfig.load(run_dir)
     if config is None:

@@ -58,6 +58,20 @@ class ReinforceSettings:
         progress (`bool`, *optional*, defaults to True): progress bar on the main process.
 
     :func:`hf_dr.reinforce` documents each setting in full.
+
+    Example:
+        >>> import os, tempfile, safetensors.torch, timm
+        >>> from hf_dr import ReinforceSettings, load_reinforcements, reinforce
+        >>> from hf_dr.data.bundled import load_bundled
+        >>> folder = tempfile.mkdtemp()
+        >>> weights = os.path.join(folder, "teacher.safetensors")
+        >>> safetensors.torch.save_file(timm.create_model("test_resnet", num_classes=10).state_dict(), weights)
+        >>> settings = ReinforceSettings(policy="rrc", num_samples=2, topk=3, key_column="key", num_workers=0,
+        ...                              output_dir=os.path.join(folder, "run"), progress=False)
+        >>> run = reinforce(load_bundled("digits", "train").select(range(4)),
+        ...                 [{"arch": "test_resnet", "weights": weights, "input_size": [3, 32, 32]}], config=settings)
+        >>> len(load_reinforcements(run)), len(load_reinforcements(run)[0]["reinforcements"])
+        (4, 2)
     """
 
     policy: str | dict[str, Any] | AugmentationPolicy = DEFAULT_POLICY

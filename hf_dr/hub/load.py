@@ -112,12 +112,29 @@ def load_reinforced(
         or the transform's ``set_epoch`` every epoch), or with ``streaming=True`` a :class:`ReinforcedIterableDataset`
         of ``{"key", "pixel_values", "labels"}``.
 
-    Example:
-        >>> from hf_dr import load_reinforced
-        >>> train = load_reinforced("me/cifar100-plus", split="train", size=32)  # doctest: +SKIP
-        >>> train[0]["pixel_values"].shape, train[0]["labels"].shape  # doctest: +SKIP
-        (torch.Size([3, 32, 32]), torch.Size([100]))
-        >>> imagenet = load_reinforced("me/imagenet-plus", source="/data/imagenet-1k")  # doctest: +SKIP
+    Example (4 bundled digits pushed as a source repo, reinforced by a random ``test_resnet``, pushed without their
+    images; loading joins the recorded source by key, map-style or streamed):
+        >>> import tempfile, safetensors.torch, timm
+        >>> from hf_dr import load_reinforced, push_to_hub, reinforce
+        >>> from hf_dr.data.bundled import load_bundled
+        >>> digits, weights = load_bundled("digits").select(range(4)), tempfile.mkdtemp() + "/teacher.safetensors"
+        >>> _ = digits.push_to_hub("me/digits")  # the source, as on the Hub
+        >>> safetensors.torch.save_file(timm.create_model("test_resnet", num_classes=10).state_dict(), weights)
+        >>> teacher = {"arch": "test_resnet", "weights": weights, "input_size": [3, 32, 32]}
+        >>> run = reinforce(digits, [teacher], "rrc", num_samples=2, topk=3, seed=0, output_dir=tempfile.mkdtemp(),
+        ...                 key_column="key", source={"id": "me/digits", "split": "train"}, progress=False)
+        >>> _ = push_to_hub(run, "me/digits-reinforced", layout="metadata-only")
+        >>> train = load_reinforced("me/digits-reinforced", size=32)  # loads me/digits at its pinned commit
+        >>> train[0]["pixel_values"].shape, train[0]["labels"].shape
+        (torch.Size([3, 32, 32]), torch.Size([10]))
+        >>> stream = load_reinforced("me/digits-reinforced", size=32, streaming=True)
+        >>> stream.set_epoch(1)  # another stored view of every sample
+        >>> sorted(next(iter(stream)))
+        ['key', 'labels', 'pixel_values']
+        >>> load_reinforced("me/digits-reinforced", source=digits.select([0, 1, 3]), size=32)
+        Traceback (most recent call last):
+        ...
+        hf_dr.errors.DataMismatchError: ...
     """
     check_verify_images(verify_images)
     commit = resolve_revision(HfApi(token=token), repo_id, revision)

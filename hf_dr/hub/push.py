@@ -161,11 +161,22 @@ def push_to_hub(
         `str`: the commit id of the repo after the push (the existing head when nothing changed; the pull request's
         commit with ``create_pr``).
 
-    Example:
-        >>> from hf_dr import push_to_hub, load_reinforced
-        >>> push_to_hub("reinforced/", "me/cifar100-plus")  # doctest: +SKIP
-        >>> push_to_hub("imagenet-run/", "me/imagenet-plus", layout="metadata-only")  # doctest: +SKIP
-        >>> train = load_reinforced("me/cifar100-plus", split="train", size=32)  # doctest: +SKIP
+    Example (a run over 4 bundled digits with a random ``test_resnet`` teacher, pushed with its images, loaded back;
+    a run of a Hub dataset whose images may not be redistributed pushes ``layout="metadata-only"`` instead):
+        >>> import tempfile, safetensors.torch, timm
+        >>> from hf_dr import load_reinforced, push_to_hub, reinforce
+        >>> from hf_dr.data.bundled import load_bundled
+        >>> digits, weights = load_bundled("digits").select(range(4)), tempfile.mkdtemp() + "/teacher.safetensors"
+        >>> safetensors.torch.save_file(timm.create_model("test_resnet", num_classes=10).state_dict(), weights)
+        >>> teacher = {"arch": "test_resnet", "weights": weights, "input_size": [3, 32, 32]}
+        >>> run = reinforce(digits, [teacher], "rrc", num_samples=2, topk=3, seed=0,
+        ...                 output_dir=tempfile.mkdtemp(), key_column="key", progress=False)
+        >>> commit = push_to_hub(run, "me/digits-plus", dataset=digits)  # the images: the source rows given here
+        >>> train = load_reinforced("me/digits-plus", size=32)
+        >>> train.num_rows, train[0]["pixel_values"].shape, train[0]["labels"].shape
+        (4, torch.Size([3, 32, 32]), torch.Size([10]))
+        >>> push_to_hub(run, "me/digits-plus", dataset=digits) == commit  # the same run again: nothing to upload
+        True
     """
     if layout not in LAYOUTS:
         raise InvalidConfigError(f"layout should be one of {list(LAYOUTS)}, but got {layout!r} instead.")

@@ -380,11 +380,19 @@ def create_teacher(
         channels_last (`bool`, *optional*, defaults to False): channels-last memory format.
         device (`str` or `torch.device`, *optional*, defaults to ``"cpu"``): where the members run.
 
-    Example:
-        >>> members = ["resnet18=a.safetensors", "resnet18=b.safetensors"]
-        >>> teacher = create_teacher(members, num_classes=10)  # doctest: +SKIP
-        >>> teacher.num_classes, len(teacher.members)  # doctest: +SKIP
+    Example (an ensemble of two randomly initialised ``test_resnet`` members, saved to files):
+        >>> import tempfile, safetensors.torch, timm
+        >>> folder = tempfile.mkdtemp()
+        >>> for name in "ab":
+        ...     safetensors.torch.save_file(timm.create_model("test_resnet", num_classes=10).state_dict(),
+        ...                                 f"{folder}/{name}.safetensors")
+        >>> teacher = create_teacher([f"test_resnet={folder}/{name}.safetensors" for name in "ab"], num_classes=10)
+        >>> teacher.num_classes, len(teacher.members)
         (10, 2)
+        >>> create_teacher(f"test_resnet={folder}/a.safetensors", num_classes=100)
+        Traceback (most recent call last):
+        ...
+        hf_dr.errors.ClassCountMismatchError: ...
     """
     specs = [members] if isinstance(members, (str, MemberSpec, dict)) else list(members)
     teacher = Teacher([load_member(s) for s in specs], precision=precision, channels_last=channels_last)

@@ -144,11 +144,14 @@ def evaluate(
 ) -> dict[str, float]:
     """Top-1, NLL and ECE (``num_bins`` bins) of ``model`` on ``data``; see :func:`predict` for the arguments.
 
-    Example:
-        >>> from hf_dr import EvalTransform, evaluate
-        >>> test = EvalTransform(size=28, mean=(0.286,), std=(0.353,)).attach(test_dataset)  # doctest: +SKIP
-        >>> evaluate(model, test)  # doctest: +SKIP
-        {'top1': 0.873, 'nll': 0.356, 'ece': 0.012, 'num_samples': 10000}
+    Example (an untrained network on 16 bundled test digits):
+        >>> from hf_dr import EvalTransform, create_model, evaluate
+        >>> from hf_dr.data.bundled import load_bundled
+        >>> digits = load_bundled("digits", "test").select(range(16))
+        >>> test = EvalTransform(size=28, mean=(0.5,), std=(0.5,)).attach(digits)
+        >>> metrics = evaluate(create_model("hf_dr_mlp", num_classes=10, in_chans=1), test)
+        >>> sorted(metrics), metrics["num_samples"], 0 <= metrics["top1"] <= 1
+        (['ece', 'nll', 'num_samples', 'top1'], 16, True)
     """
     logits, labels = predict(model, data, batch_size, num_workers, channels_last)
     if torch.is_floating_point(labels):
@@ -194,9 +197,15 @@ def evaluate_checkpoint(
         size, mean, std (*optional*): preprocessing; the checkpoint's (or the model's timm data config) by default.
         limit (`int`, *optional*): evaluate the first ``limit`` rows only.
 
-    Example:
-        >>> evaluate_checkpoint("runs/demo/students/reinforced-seed0.safetensors")  # doctest: +SKIP
-        {'top1': 0.86, 'nll': 0.39, 'ece': 0.011, 'num_samples': 10000, 'checkpoint': '...', 'split': 'test'}
+    Example (an untrained network's checkpoint on the first 16 rows of the bundled digits' test split):
+        >>> import tempfile
+        >>> from hf_dr import create_model
+        >>> from hf_dr.models.checkpoints import save_checkpoint
+        >>> path = save_checkpoint(create_model("hf_dr_mlp", num_classes=10, in_chans=1),
+        ...                        tempfile.mkdtemp() + "/student.safetensors", {"architecture": "hf_dr_mlp"})
+        >>> metrics = evaluate_checkpoint(path, "digits", limit=16, mean=(0.5,), std=(0.5,))
+        >>> metrics["num_samples"], metrics["dataset"], metrics["split"], sorted(metrics)
+        (16, 'digits', 'test', ['checkpoint', 'dataset', 'ece', 'nll', 'num_samples', 'split', 'top1'])
     """
     from hf_dr.data.sources import class_count
     from hf_dr.models.checkpoints import load_classifier

@@ -255,12 +255,18 @@ def finetune_teacher(
         or to ``hf-dr reinforce --teacher-spec``. With an eval split the spec holds the members that pass the
         sanity check (``config.member_tolerance``); each record says whether it was ``kept``.
 
-    Example:
+    Example (2 members of a randomly initialised ``test_resnet``, one epoch each on 16 bundled digits as RGB):
+        >>> import tempfile
+        >>> from hf_dr import load_teacher_spec
+        >>> from hf_dr.data.bundled import load_bundled
+        >>> digits = load_bundled("digits").select(range(16)).cast_column("image", datasets.Image(mode="RGB"))
         >>> config = FinetuneConfig("test_resnet", num_members=2, pretrained=False, image_size=32,
-        ...                         train=finetune_train_config(epochs=1))
-        >>> result = finetune_teacher(digits, config, "teachers/digits", eval_dataset=digits)  # doctest: +SKIP
-        >>> load_teacher_spec(result.spec_path)[0].input_size  # doctest: +SKIP
-        (3, 32, 32)
+        ...                         train=finetune_train_config(epochs=1, batch_size=8))
+        >>> result = finetune_teacher(digits, config, tempfile.mkdtemp(), eval_dataset=digits)
+        >>> [member.input_size for member in load_teacher_spec(result.spec_path)]
+        [(3, 32, 32), (3, 32, 32)]
+        >>> sorted(result.ensemble)
+        [...'top1'...]
     """
     from hf_dr.models.teacher_quality import calibrate_members, screen_members
     from hf_dr.train.evaluation import classification_metrics

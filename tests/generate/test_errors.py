@@ -1,6 +1,6 @@
 """Bad inputs end in one line naming the file, row or argument and the fix: a damaged manifest, a dataset path
-that does not exist (locally, and neither locally nor on the Hub), and labels a teacher cannot have made: integers
-beyond its classes, text or floats. Real runs on scikit-learn digits with a small local teacher."""
+that does not exist (locally, and neither locally nor on the Hub). Real runs on scikit-learn digits with a small local
+teacher. Labels a teacher cannot have made are in test_labels.py."""
 
 from __future__ import annotations
 
@@ -11,11 +11,9 @@ import datasets
 import pyarrow.parquet as pq
 import pytest
 
-import hf_dr.generate.run
 from hf_dr.cli import main as cli_main
 from hf_dr.data.sources import load_source
 from hf_dr.errors import (
-    ClassCountMismatchError,
     IncompleteRunError,
     InvalidConfigError,
     OutputWriteError,
@@ -47,10 +45,6 @@ def _run(dataset, member: dict, output_dir, **options) -> str:
     arguments = {"policy": "rrc", "num_samples": 2, "topk": 3, "seed": 0, "key_column": "key", "shard_size": 8,
                  "batch_size": 16, "num_workers": 0, "progress": False, **options}
     return reinforce(dataset, [member], output_dir=str(output_dir), **arguments)
-
-
-def _no_teacher(*args, **kwargs):
-    raise AssertionError("the teacher was loaded before the labels were checked")
 
 
 # -- the manifest -------------------------------------------------------------------------------------------------
@@ -181,36 +175,3 @@ def test_the_reinforce_command_names_a_mistyped_dataset_path(tmp_path, capsys):
                      "--output-dir", str(tmp_path / "out")]) == 1
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and str(tmp_path / "digts.parquet") in error and "does not exist" in error
-
-
-# -- labels -------------------------------------------------------------------------------------------------------
-def _relabelled(digits: datasets.Dataset, feature: datasets.Value, values: list) -> datasets.Dataset:
-    return digits.remove_columns("label").add_column("label", values, feature=feature)
-
-
-def test_integer_labels_beyond_the_teacher_classes_are_refused_naming_the_row(digits, member, tmp_path):
-    """A plain integer label column has no class count to compare: each label must be a class of the teacher."""
-    labels = digits["label"][:]
-    labels[11] = 12
-    with pytest.raises(ClassCountMismatchError) as info:
-        _run(_relabelled(digits, datasets.Value("int64"), labels), member, tmp_path / "out")
-    assert "row 11" in str(info.value) and "holds 12" in str(info.value) and "0 to 9" in str(info.value)
-    assert not os.path.exists(tmp_path / "out")
-
-
-def test_integer_labels_within_the_teacher_classes_are_stored(digits, member, tmp_path):
-    labels = [*digits["label"][:-1], -1]  # -1: no label, as in datasets
-    out = _run(_relabelled(digits, datasets.Value("int32"), labels), member, tmp_path / "out")
-    assert load_reinforcements(out, keep_in_memory=True)["label"][:] == labels
-
-
-@pytest.mark.parametrize("dtype, fix", [("string", "class_encode_column('label')"),
-                                        ("float32", "datasets.ClassLabel")])
-def test_text_and_float_labels_are_refused_before_the_teacher_loads(dtype, fix, digits, member, tmp_path,
-                                                                    monkeypatch):
-    values = [str(v) if dtype == "string" else float(v) for v in digits["label"][:]]
-    monkeypatch.setattr(hf_dr.generate.run, "create_teacher", _no_teacher)
-    with pytest.raises(InvalidConfigError) as info:
-        _run(_relabelled(digits, datasets.Value(dtype), values), member, tmp_path / "out")
-    assert fix in str(info.value) and "'label'" in str(info.value) and "\n" not in str(info.value)
-    assert not os.path.exists(tmp_path / "out")

@@ -1,5 +1,5 @@
 """The plain PyTorch + Accelerate loop: it learns from soft labels, accumulation keeps the loss scale, each epoch
-replays new records, checkpoints round-trip (also into a model with another head), bad inputs are refused."""
+replays new records, bad inputs are refused (checkpoints: tests/models/test_checkpoints.py)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,9 @@ from hf_dr.data.epochs import set_epoch
 from hf_dr.data.preloaded import PreloadedDataset
 from hf_dr.data.transforms import AugmentTransform, EvalTransform
 from hf_dr.errors import ClassCountMismatchError, ConfigConflictError, InvalidConfigError, MissingSoftLabelsError
-from hf_dr.models.checkpoints import checkpoint_metadata, load_checkpoint, save_checkpoint
 from hf_dr.models.networks import MLPNet
 from hf_dr.models.students import ProbabilityEnsemble, create_model
-from hf_dr.train.loop import TrainConfig, batch_loss, cosine_with_warmup, fit, training_dataloader
+from hf_dr.train.loop import TrainConfig, batch_loss, fit, training_dataloader
 from tests.training_utils import SIZE, reinforced_digits, reinforced_transform
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -114,46 +113,6 @@ def test_preloaded_dataset_yields_exactly_the_attached_transform_batches(reinfor
                        evaluation.attach(reinforced.with_format(None))[3]["pixel_values"])
 
 
-def test_checkpoints_round_trip_and_fine_tune_into_another_head(tmp_path):
-    model = create_model("hf_dr_cnn_tiny", num_classes=10, in_chans=3)
-    path = save_checkpoint(model, tmp_path / "a" / "m.safetensors", {"architecture": "hf_dr_cnn_tiny"})
-    assert checkpoint_metadata(path) == {"architecture": "hf_dr_cnn_tiny"}
-    same = create_model("hf_dr_cnn_tiny", num_classes=10, in_chans=3)
-    assert load_checkpoint(same, path) == []
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), same.state_dict().values(),
-                                                 strict=True))
-    other = create_model("hf_dr_cnn_tiny", num_classes=4, in_chans=3)
-    with pytest.raises(InvalidConfigError, match="ignore_mismatched_sizes"):
-        load_checkpoint(other, path)
-    skipped = load_checkpoint(other, path, ignore_mismatched_sizes=True)
-    assert skipped == ["head.bias", "head.weight"]
-    assert torch.equal(other.features[0].weight, model.features[0].weight)
-    with pytest.raises(FileNotFoundError):
-        load_checkpoint(other, tmp_path / "missing.safetensors")
-
-
-def test_wrapped_checkpoints_load_into_bare_models(tmp_path):
-    from hf_dr.models.students import PixelValuesClassifier
-
-    model = create_model("hf_dr_cnn_tiny", num_classes=10, in_chans=3)
-    path = save_checkpoint(PixelValuesClassifier(model), tmp_path / "wrapped.safetensors")
-    bare = create_model("hf_dr_cnn_tiny", num_classes=10, in_chans=3)
-    load_checkpoint(bare, path)
-    assert torch.equal(bare.head.weight, model.head.weight)
-
-
-def test_cosine_schedule_warms_up_then_decays():
-    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
-    schedule = cosine_with_warmup(optimizer, warmup_steps=4, total_steps=20)
-    lrs = []
-    for _ in range(20):
-        lrs.append(schedule.get_last_lr()[0])
-        optimizer.step()
-        schedule.step()
-    assert lrs[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
-    assert all(a >= b for a, b in zip(lrs[3:], lrs[4:], strict=False)) and lrs[-1] < 0.02
-
-
 def test_bad_inputs_are_refused(reinforced):
     dataset = reinforced_transform(reinforced).attach(reinforced.with_format(None))
     with pytest.raises(ClassCountMismatchError, match="predicts 7 classes"):
@@ -166,34 +125,6 @@ def test_bad_inputs_are_refused(reinforced):
     result = fit(create_model("hf_dr_cnn_tiny", num_classes=10, in_chans=3), dataset, TrainConfig(batch_size=128,
                                                                                                    epochs=1))
     assert result.steps == 1 and result.samples == len(dataset)
-
-
-@pytest.mark.parametrize("wrapped", [False, True])
-def test_optimizer_skips_weight_decay_on_1d_parameters_and_no_weight_decay_names(wrapped):
-    """timm's factory: ``no_weight_decay()`` names (a ViT's 3-d ``pos_embed``, ``cls_token``) and every 1-d tensor
-    (biases, norm weights) get weight decay 0, the rest the configured decay, also through the Trainer wrapper."""
-    import timm
-
-    from hf_dr.models.students import PixelValuesClassifier
-    from hf_dr.train.loop import build_optimizer
-
-    vit = timm.create_model("test_vit", num_classes=10)
-    model = PixelValuesClassifier(vit) if wrapped else vit
-    exempt = model.no_weight_decay()
-    assert {"pos_embed", "cls_token"} <= {name.removeprefix("model.") for name in exempt}
-    for name in ("sgd", "adamw"):
-        optimizer = build_optimizer(model, TrainConfig(optimizer=name, lr=0.01, weight_decay=0.05))
-        decay = {id(p): group["weight_decay"] for group in optimizer.param_groups for p in group["params"]}
-        named = dict(model.named_parameters())
-        assert set(decay) == {id(p) for p in named.values()}
-        for key, parameter in named.items():
-            expected = 0.0 if parameter.ndim <= 1 or key in exempt else 0.05
-            assert decay[id(parameter)] == expected, (name, key)
-        assert optimizer.defaults["lr"] == 0.01
-    sgd = build_optimizer(model, TrainConfig())
-    assert type(sgd) is torch.optim.SGD and sgd.defaults["nesterov"] and sgd.defaults["momentum"] == 0.9
-    assert type(build_optimizer(model, TrainConfig(optimizer="adamw"))) is torch.optim.AdamW
-    assert not build_optimizer(model, TrainConfig(momentum=0.0)).defaults["nesterov"]  # plain SGD
 
 
 def test_train_config_round_trips_and_refuses_unknown_keys():
