@@ -46,8 +46,9 @@ def create_policy(name: str = DEFAULT_POLICY, **overrides: dict[str, Any]) -> Au
         >>> create_policy("rrc", crop={"scale": (0.35, 1.0)}).crop.scale
         (0.35, 1.0)
     """
-    if name not in _REGISTRY:
-        raise UnknownPolicyError(f"unknown policy {name!r}; valid names are {list_policies()}")
+    if not isinstance(name, str) or name not in _REGISTRY:
+        hint = " (a policy config dict is rebuilt with policy_from_config)" if isinstance(name, dict) else ""
+        raise UnknownPolicyError(f"unknown policy {name!r}; valid names are {list_policies()}{hint}")
     policy = _REGISTRY[name](**overrides)
     return policy
 

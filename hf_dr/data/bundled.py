@@ -64,7 +64,8 @@ def load_bundled(name: str, split: str = "train", data_root: str | None = None) 
         from hf_dr.data.fashion_mnist import DEFAULT_ROOT, load_fashion_mnist
 
         return load_fashion_mnist(split, root=data_root or DEFAULT_ROOT)
-    return (_digits if bundled == "digits" else _shapes)(split)
+    # a new Dataset object over the cached table: set_transform/attach act in place and must not reach later callers
+    return (_digits if bundled == "digits" else _shapes)(split).with_format(None)
 
 
 def _features(names: tuple[str, ...] | list[str]) -> datasets.Features:

@@ -69,6 +69,7 @@ class EpochHook:
 
     def attach(self, dataset: datasets.Dataset) -> datasets.Dataset:
         """Sets this hook on ``dataset`` (in place), formatting only the columns it reads; returns it."""
+        check_attachable(dataset)
         check_columns(dataset, role=self.attach_role, **self.column_options)
         dataset.set_transform(self, columns=self.input_columns)
         return dataset
@@ -85,6 +86,16 @@ class EpochHook:
         clone = copy.copy(self)  # copies keep sharing the epoch counter
         memo[id(self)] = clone
         return clone
+
+
+def check_attachable(dataset: Any) -> None:
+    """Refuses what a ``set_transform`` hook cannot be attached to (a hook is set on a map-style
+    ``datasets.Dataset``), naming the fix for the usual slips."""
+    if isinstance(dataset, (datasets.Dataset, datasets.IterableDataset)):
+        return  # streams are refused by the hook with their own fix
+    fix = (": dataset[:n] is a dict of columns; take rows with dataset.select(range(n))" if isinstance(dataset, dict)
+           else ": load it with datasets.load_dataset or hf_dr.load_reinforced")
+    raise InvalidConfigError(f"a transform is attached to a datasets.Dataset, not a {type(dataset).__name__}{fix}")
 
 
 def transform_of(dataset: Any) -> Any:

@@ -13,7 +13,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from hf_dr.errors import InvalidConfigError
+from hf_dr.errors import InvalidConfigError, SourceNotFoundError
 
 FASHION_MNIST_MEAN = (0.2860,)  # pixel statistics of the 60k training images
 FASHION_MNIST_STD = (0.3530,)
@@ -39,7 +39,7 @@ def _check_split(split: str, root: Path) -> Path:
     if split not in _FILES:
         raise InvalidConfigError(f"split should be one of {sorted(_FILES)}, but got {split!r} instead.")
     if not (root / f"{_FILES[split]}-images-idx3-ubyte.gz").exists():
-        raise FileNotFoundError(
+        raise SourceNotFoundError(
             f"Fashion-MNIST is not under {root}; install Debian's package (apt-get install dataset-fashion-mnist) "
             "or point HF_DR_FASHION_MNIST at a folder holding the four idx .gz files"
         )

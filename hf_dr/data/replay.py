@@ -20,7 +20,7 @@ from hf_dr.data.collate import TARGET_IDS, TARGET_PROBS, ReinforcedCollate, chec
 from hf_dr.data.curriculum import Curriculum, easy_to_hard
 from hf_dr.data.description import read_description
 from hf_dr.data.digests import RowDigests
-from hf_dr.data.epochs import EpochHook
+from hf_dr.data.epochs import EpochHook, check_attachable
 from hf_dr.data.keys import KeyIndex, check_verify_images, refuse_other_keys
 from hf_dr.data.recorded_options import recorded_columns, resolve_column, resolve_num_classes, resolve_policy
 from hf_dr.data.soft_labels import densify
@@ -181,6 +181,7 @@ class ReinforcedTransform(EpochHook):
     def attach(self, dataset: datasets.Dataset) -> datasets.Dataset:
         """Sets this hook on ``dataset`` (in place), formatting only the columns it reads, and reads the image
         digests' bytes from it (see ``verify_images``); returns it."""
+        check_attachable(dataset)
         refuse_stream(dataset, "the dataset to attach to")
         check_columns(dataset, role=self.attach_role, **self.column_options)
         refuse_other_keys(dataset, self.key_column, self._rows, self.description)

@@ -63,3 +63,9 @@ def test_every_entry_point_builds_the_same_policy(digits_dataset):
     assert ReinforcedTransform(table, policy=config, num_classes=10).policy.config() == config
     assert AugmentTransform(config).policy.config() == config
     assert run.as_policy is as_policy  # reinforce() resolves its policy argument with the same function
+
+
+def test_a_policy_config_given_as_a_name_is_refused_naming_the_rebuild():
+    """Before: create_policy({...}) failed with "TypeError: unhashable type: 'dict'"."""
+    with pytest.raises(UnknownPolicyError, match="policy_from_config"):
+        create_policy(create_policy("rrc").config())

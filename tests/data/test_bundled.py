@@ -54,3 +54,13 @@ def test_load_source_reads_the_bundled_names_and_a_local_folder_wins(tmp_path, m
     assert len(load_source("digits", "train")) == 3  # the folder of that name, not the bundled dataset
     with pytest.raises(InvalidConfigError, match="splits 'train' and 'test'"):
         load_bundled("shapes", "validation")
+
+
+def test_a_transform_attached_to_a_bundled_dataset_does_not_reach_the_next_caller():
+    """Before: load_bundled handed out its cached Dataset itself, so attach (in place) changed what every later call
+    returned: rows of pixel_values/labels, and reinforce on them failed with MissingColumnError."""
+    from hf_dr import AugmentTransform
+    from hf_dr.data.bundled import load_bundled
+
+    AugmentTransform("rrc", size=16).attach(load_bundled("digits", "train"))
+    assert sorted(load_bundled("digits", "train")[0]) == ["image", "key", "label"]

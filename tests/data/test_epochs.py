@@ -112,3 +112,14 @@ def test_an_epoch_that_is_not_a_small_whole_number_is_one_clear_error(epoch, mes
     with pytest.raises(InvalidConfigError, match=message):
         check_epoch(epoch)
     assert transform_of(dataset).epoch == 4
+
+
+def test_attaching_to_a_slice_of_rows_is_refused_naming_select():
+    """Before: transform.attach(dataset[:4]) (a dict of columns) failed with an AttributeError."""
+    from hf_dr import AugmentTransform
+    from hf_dr.data.bundled import load_bundled
+    from hf_dr.errors import InvalidConfigError
+
+    digits = load_bundled("digits", "train")
+    with pytest.raises(InvalidConfigError, match=r"not a dict: dataset\[:n\] is a dict.*select\(range\(n\)\)"):
+        AugmentTransform("rrc", size=16).attach(digits[:4])

@@ -10,7 +10,7 @@ import pytest
 from sklearn.datasets import load_digits
 
 from hf_dr.data.fashion_mnist import CLASS_NAMES, fashion_mnist_arrays, load_fashion_mnist
-from hf_dr.errors import InvalidConfigError
+from hf_dr.errors import InvalidConfigError, SourceNotFoundError
 
 
 def _write_idx(path, array: np.ndarray, magic_type: int = 0x08) -> None:
@@ -51,7 +51,7 @@ def test_bad_files_and_splits_are_refused_naming_them(root, tmp_path):
     folder, images, _ = root
     with pytest.raises(InvalidConfigError, match="split should be one of"):
         fashion_mnist_arrays("validation", folder)
-    with pytest.raises(FileNotFoundError, match="HF_DR_FASHION_MNIST"):
+    with pytest.raises(SourceNotFoundError, match="HF_DR_FASHION_MNIST"):
         fashion_mnist_arrays("train", tmp_path / "missing")
     _write_idx(folder / "t10k-images-idx3-ubyte.gz", images[8:].astype(np.float32), magic_type=0x0D)
     with pytest.raises(InvalidConfigError, match="t10k-images-idx3-ubyte.gz is not an idx file of unsigned bytes"):
