@@ -201,11 +201,12 @@ def _training_data(dataset: datasets.Dataset, data_config: dict[str, Any], confi
     from hf_dr.augment.registry import as_policy
     from hf_dr.data.preloaded import PreloadedDataset
     from hf_dr.data.transforms import AugmentTransform
-    from hf_dr.generate.render import policy_for_view
+    from hf_dr.generate.render import default_image_mode, policy_for_view
 
     policy = policy_for_view(as_policy(config.policy), data_config["interpolation"])
+    mode = default_image_mode([data_config["input_size"][0]])  # the member's views, as reinforce will show them
     transform = AugmentTransform(policy, size=data_config["input_size"][1:], mean=data_config["mean"],
-                                 std=data_config["std"], seed=seed, **columns)
+                                 std=data_config["std"], seed=seed, image_mode=mode, **columns)
     return PreloadedDataset(dataset, transform) if config.preload else transform.attach(dataset.with_format(None))
 
 
@@ -213,8 +214,10 @@ def _eval_data(dataset: datasets.Dataset, data_config: dict[str, Any], preload: 
                label_column: str) -> Any:
     from hf_dr.data.preloaded import PreloadedDataset
     from hf_dr.data.transforms import EvalTransform
+    from hf_dr.generate.render import default_image_mode
 
-    transform = EvalTransform(data_config=data_config, image_column=image_column, label_column=label_column)
+    transform = EvalTransform(data_config=data_config, image_column=image_column, label_column=label_column,
+                              image_mode=default_image_mode([data_config["input_size"][0]]))
     return PreloadedDataset(dataset, transform) if preload else transform.attach(dataset.with_format(None))
 
 
@@ -259,7 +262,7 @@ def finetune_teacher(
         >>> import tempfile
         >>> from hf_dr import load_teacher_spec
         >>> from hf_dr.data.bundled import load_bundled
-        >>> digits = load_bundled("digits").select(range(16)).cast_column("image", datasets.Image(mode="RGB"))
+        >>> digits = load_bundled("digits").select(range(16))  # grayscale scans, seen as RGB by 3-channel members
         >>> config = FinetuneConfig("test_resnet", num_members=2, pretrained=False, image_size=32,
         ...                         train=finetune_train_config(epochs=1, batch_size=8))
         >>> result = finetune_teacher(digits, config, tempfile.mkdtemp(), eval_dataset=digits)
