@@ -121,7 +121,8 @@ class TestPush:
         assert meta["source"] | {"fingerprint": None} == {
             "id": state.source_id, "revision": state.source_commit, "split": "train", "image_column": "image",
             "label_column": "label", "key_column": "key", "key_source": "column", "num_rows": NUM_ROWS,
-            "fingerprint": None, "data_files": [{"path": "data/train-00000-of-00001.parquet", "num_rows": NUM_ROWS}],
+            "fingerprint": None, "data_files": [{"path": "data/train-00000-of-00001.parquet", "num_rows": NUM_ROWS,
+                                                "row_groups": [NUM_ROWS]}],
             "keys_sha256": json.load(open(os.path.join(state.run_dir, "reinforce_config.json")))["dataset"][
                 "keys_sha256"]}
         plain = datasets.load_dataset(state.metadata_only, split="train", cache_dir=state.cache_dir)
