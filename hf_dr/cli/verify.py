@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     """Loads the run and its source images, runs :func:`hf_dr.verify` and prints its report; 1 when it fails."""
     from hf_dr.generate.teacher import create_teacher, load_teacher_spec
     from hf_dr.generate.verify import verify
-    from hf_dr.hub.local_run import load_target
+    from hf_dr.hub.run_inspection import load_target
 
     reinforcements, images, config = load_target(required_run_dir(args), args.dataset, args.split, args.revision)
     members = list(args.teacher) + (load_teacher_spec(args.teacher_spec) if args.teacher_spec else [])

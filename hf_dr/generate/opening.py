@@ -41,7 +41,8 @@ def recorded_source(config: ReinforceConfig) -> dict[str, Any]:
 def run_source(config: ReinforceConfig, source: str | datasets.Dataset | None = None, split: str | None = None,
                revision: str | None = None) -> datasets.Dataset:
     """The images a local run was made from: ``source`` (a loaded dataset, or a Hub id or local path loaded at
-    ``revision``) or the dataset the run recorded (id, revision and split of ``reinforce_config.json``)."""
+    ``revision``; the recorded revision for the recorded id) or the dataset the run recorded (id, revision and split
+    of ``reinforce_config.json``)."""
     if isinstance(source, datasets.Dataset):
         return source
     recorded = config.dataset
@@ -50,7 +51,7 @@ def run_source(config: ReinforceConfig, source: str | datasets.Dataset | None = 
         raise InvalidConfigError("the run does not record where its source images are; pass the dataset that was "
                                  "reinforced (source=, --dataset PATH_OR_ID)")
     return load_source(path, split=split or recorded.get("split") or "train",
-                       revision=revision or (recorded.get("revision") if source is None else None))
+                       revision=revision or (recorded.get("revision") if path == recorded.get("id") else None))
 
 
 def reinforced_images(
