@@ -121,7 +121,7 @@ def open_reinforced(
     images, transform = reinforced_images(images, rows, _recorded(meta, config), columns["key"], records=records,
                                           verify_source=verify_source, verify_images=verify_images,
                                           label_column=columns["label"], **options)
-    return transform.attach(images)
+    return transform.attach(images.with_format(None))  # a new Dataset: a given source is left as it was
 
 
 def _open_run(target: str, source: Any, source_revision: str | None, verify_source: bool, verify_images: str,
@@ -134,7 +134,7 @@ def _open_run(target: str, source: Any, source_revision: str | None, verify_sour
     options = {"policy": config.policy, "num_classes": config.num_classes, **options}
     images, transform = reinforced_images(images, rows, recorded_source(config), key_name, records=records,
                                           verify_source=verify_source, verify_images=verify_images, **options)
-    return transform.attach(images)
+    return transform.attach(images.with_format(None))  # a new Dataset: a given source is left as it was
 
 
 def pushed_files(repo_id: str, split: str, commit: str, meta: dict[str, Any], token: str | None = None
