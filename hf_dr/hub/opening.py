@@ -78,8 +78,9 @@ def open_reinforced(
 ) -> datasets.Dataset | ReinforcedIterableDataset:
     """Opens a reinforced dataset for training: the images with the replay of their reinforcements set.
 
-    ``target`` is a local run folder (``hf-dr reinforce --output-dir``; map-style only: push it to stream it) or a
-    repo pushed by :func:`hf_dr.push_to_hub`; every option is :func:`hf_dr.load_reinforced`'s. A run folder's images
+    ``target`` is a local run folder (``hf-dr reinforce --output-dir``), a repo pushed by :func:`hf_dr.push_to_hub`,
+    or a local folder of such a repo's files (a download of it); folders load map-style only. Every option is
+    :func:`hf_dr.load_reinforced`'s. A run folder's images
     are ``source`` (a loaded dataset, a Hub id or a local path, at ``source_revision``), else the dataset its
     ``reinforce_config.json`` records, at the recorded revision and split (``split`` and ``revision`` are the Hub
     repo's, not used for a folder).
@@ -100,7 +101,11 @@ def open_reinforced(
             raise InvalidConfigError(f"{target!r} is a local run folder, which loads map-style: leave streaming out, "
                                      "or push it (hf_dr.push_to_hub) and stream the pushed repo.")
         return _open_run(target, source, source_revision, verify_source, verify_images, cache_dir, transform_options)
-    commit = resolve_revision(HfApi(token=token), target, revision)
+    local = os.path.isdir(target)  # a pushed repo's files, downloaded
+    if local and streaming:
+        raise InvalidConfigError(f"{target!r} is a local folder of a pushed repo, which loads map-style: leave "
+                                 "streaming out, or stream the repo from the Hub.")
+    commit = "local" if local else resolve_revision(HfApi(token=token), target, revision)
     meta, config = read_split_meta(target, split, commit, token)
     options = {"policy": config["policy"], "num_classes": config["num_classes"], **transform_options}
     columns = meta["columns"]
@@ -108,7 +113,8 @@ def open_reinforced(
         return _stream(target, split, commit, meta, config, source, source_revision, verify_images, cache_dir, token,
                        options)
     files = pushed_files(target, split, commit, meta, token)
-    identity = hashlib.sha256("\n".join(os.path.realpath(f) for f in files).encode()).hexdigest()[:16]
+    stamps = [f"{os.path.realpath(f)}:{os.path.getsize(f)}:{os.stat(f).st_mtime_ns}" for f in files]
+    identity = hashlib.sha256("\n".join(stamps).encode()).hexdigest()[:16]  # Hub files: blobs named by content
     self_contained = meta["layout"] == SELF_CONTAINED
     rows, records = open_parquet_records(files, identity, cache_dir,
                                          image_column=columns["image"] if self_contained else None)
@@ -140,15 +146,25 @@ def _open_run(target: str, source: Any, source_revision: str | None, verify_sour
 def pushed_files(repo_id: str, split: str, commit: str, meta: dict[str, Any], token: str | None = None
                  ) -> list[str]:
     """The local paths of ``split``'s data files of a pushed repo at ``commit``, in row order, downloaded once into
-    the Hub cache (at most :data:`DOWNLOAD_THREADS` at a time). Pushes list them in ``hf_dr.json``; for older ones
-    they are the repo's ``data/{split}-*.parquet`` files, sorted."""
+    the Hub cache (at most :data:`DOWNLOAD_THREADS` at a time), or in ``repo_id`` when it is a local folder of the
+    repo's files. Pushes list them in ``hf_dr.json``; for older ones they are the repo's ``data/{split}-*.parquet``
+    files, sorted."""
+    local = os.path.isdir(repo_id)
     names = meta.get("data_files")
     if not names:
-        listed = HfApi(token=token).list_repo_files(repo_id, repo_type="dataset", revision=commit)
+        listed = ([os.path.relpath(os.path.join(d, f), repo_id) for d, _, fs in os.walk(repo_id) for f in fs] if local
+                  else HfApi(token=token).list_repo_files(repo_id, repo_type="dataset", revision=commit))
         names = sorted(n for n in listed if n.startswith(f"{DATA_DIR}/{split}-") and n.endswith(".parquet"))
     if not names:
         raise HubNotFoundError(f"the dataset repo {repo_id!r} (revision {commit}) holds no data file of the split "
                                f"{split!r}; push the run again with hf_dr.push_to_hub.")
+    if local:
+        missing = [name for name in names if not os.path.isfile(os.path.join(repo_id, name))]
+        if missing:
+            raise HubNotFoundError(f"the folder {repo_id!r} lacks {len(missing)} data file(s) of its split {split!r} "
+                                   f"(first: {missing[0]}): download the repo whole "
+                                   "(huggingface_hub.snapshot_download), or load it from the Hub.")
+        return [os.path.join(repo_id, name) for name in names]
 
     def download(name: str) -> str:
         return hf_hub_download(repo_id, name, repo_type="dataset", revision=commit, token=token)

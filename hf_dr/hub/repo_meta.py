@@ -25,15 +25,26 @@ def read_split_meta(repo_id: str, split: str, commit: str, token: str | None = N
                     ) -> tuple[dict[str, Any], dict[str, Any]]:
     """``hf_dr.json`` and ``reinforce_config.json`` of ``split`` at ``commit``: the root files are the last pushed
     split's, other splits have theirs under ``splits/{split}/``; a split the repo does not hold, or a config that is
-    not the run its data came from, is refused."""
+    not the run its data came from, is refused. ``repo_id`` may be a local folder of a pushed repo's files (a
+    download of it; ``commit`` and ``token`` are then not used)."""
+    local = os.path.isdir(repo_id)
+
+    def read(filename: str) -> dict[str, Any]:
+        if not local:
+            return read_repo_json(repo_id, filename, commit, token)
+        if not os.path.isfile(os.path.join(repo_id, filename)):
+            raise HubNotFoundError(f"the folder {repo_id!r} has no {filename}: it is not a pushed reinforced dataset. "
+                                   "Pass a folder downloaded from a repo hf_dr.push_to_hub made, or a run folder.")
+        return read_json(os.path.join(repo_id, filename))
+
     meta_file, config_file = HUB_META_FILE, CONFIG_FILE  # the last pushed split's
-    meta = read_repo_json(repo_id, meta_file, commit, token)
+    meta = read(meta_file)
     if meta.get("split") != split:  # another split: its own files, where the repo has them
         with contextlib.suppress(HubNotFoundError):
-            meta = read_repo_json(repo_id, split_files(split)[0], commit, token)
+            meta = read(split_files(split)[0])
             meta_file, config_file = split_files(split)
     _check_meta(meta, repo_id, split)
-    config = read_repo_json(repo_id, config_file, commit, token)
+    config = read(config_file)
     _check_config(meta, config, repo_id, commit)
     return meta, config
 

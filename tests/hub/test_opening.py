@@ -157,3 +157,21 @@ def test_a_given_source_dataset_is_left_as_it_was(state, pushes):
     loaded = load_reinforced(pushes[("metadata-only", "new")], source=source, size=SIZE, cache_dir=state.cache_dir)
     assert set(loaded[0]) == {"pixel_values", "labels"}
     assert {"image", "label", "key"} <= set(source[0]) and source[0]["key"] == state.source[0]["key"]
+
+
+@pytest.mark.parametrize("layout", ["metadata-only", "self-contained"])
+def test_a_downloaded_push_opens_from_its_folder(state, reference, pushes, layout, tmp_path):
+    from huggingface_hub import snapshot_download
+
+    folder = snapshot_download(pushes[(layout, "new")], repo_type="dataset", local_dir=str(tmp_path / "repo"))
+    loaded = open_reinforced(folder, size=SIZE, cache_dir=str(tmp_path / "cache"))
+    _assert_matches_reference(loaded, reference, state.source, 1)
+    with pytest.raises(InvalidConfigError, match="loads map-style"):
+        open_reinforced(folder, streaming=True)
+    os.remove(os.path.join(folder, _data_file(folder)))
+    with pytest.raises(Exception, match="lacks 1 data file"):
+        open_reinforced(folder, size=SIZE)
+
+
+def _data_file(folder: str) -> str:
+    return next(os.path.join("data", name) for name in sorted(os.listdir(os.path.join(folder, "data"))))
