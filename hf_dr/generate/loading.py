@@ -91,7 +91,7 @@ def open_run_records(output_dir: str, verify: bool = True, cache_dir: str | None
 
 
 def open_parquet_records(files: Sequence[str], identity: str, cache_dir: str | None = None,
-                         skipped: Sequence[int] = (), image_column: str | None = None
+                         skipped: Sequence[int] = (), image_column: str | None = None, num_proc: int | None = None
                          ) -> tuple[datasets.Dataset, RowGroupRecords]:
     """Reinforced Parquet files (a run's shards, or the data files of a push) opened without converting their
     records: the row-level columns as a :class:`datasets.Dataset`, the records as a :class:`RowGroupRecords` over
@@ -106,6 +106,7 @@ def open_parquet_records(files: Sequence[str], identity: str, cache_dir: str | N
         image_column (`str`, *optional*): a column of images (a self-contained push): the row-level columns are then
             converted into the ``datasets`` cache (flat columns: no nested records are decoded) instead of being
             read into memory.
+        num_proc (`int`, *optional*): processes converting those columns (one by default).
     """
     schema = pq.read_schema(files[0])
     features = datasets.Features.from_arrow_schema(schema)
@@ -116,7 +117,7 @@ def open_parquet_records(files: Sequence[str], identity: str, cache_dir: str | N
     info = datasets.DatasetInfo(features=datasets.Features({c: features[c] for c in columns}))
     if image_column is not None and image_column in columns:
         rows = datasets.Dataset.from_parquet(list(files), columns=columns, features=info.features,
-                                             cache_dir=cache_dir)
+                                             cache_dir=cache_dir, num_proc=num_proc)
     else:
         table = pa.concat_tables([pq.read_table(f, columns=columns, schema=schema) for f in files]).combine_chunks()
         rows = datasets.Dataset(datasets.table.InMemoryTable(table), fingerprint=identity + "-rows", info=info)

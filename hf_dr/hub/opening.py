@@ -80,10 +80,9 @@ def open_reinforced(
 
     ``target`` is a local run folder (``hf-dr reinforce --output-dir``), a repo pushed by :func:`hf_dr.push_to_hub`,
     or a local folder of such a repo's files (a download of it); folders load map-style only. Every option is
-    :func:`hf_dr.load_reinforced`'s. A run folder's images
-    are ``source`` (a loaded dataset, a Hub id or a local path, at ``source_revision``), else the dataset its
-    ``reinforce_config.json`` records, at the recorded revision and split (``split`` and ``revision`` are the Hub
-    repo's, not used for a folder).
+    :func:`hf_dr.load_reinforced`'s. A run folder's images are ``source`` (a loaded dataset, a Hub id or a local
+    path, at ``source_revision``), else the dataset its ``reinforce_config.json`` records, at the recorded revision
+    and split (``split`` and ``revision`` are the Hub repo's, not used for a folder).
 
     Returns:
         A `datasets.Dataset` whose rows are ``{"pixel_values", "labels"}`` (call ``hf_dr.set_epoch(ds, e)`` every
@@ -117,7 +116,7 @@ def open_reinforced(
     identity = hashlib.sha256("\n".join(stamps).encode()).hexdigest()[:16]  # Hub files: blobs named by content
     self_contained = meta["layout"] == SELF_CONTAINED
     rows, records = open_parquet_records(files, identity, cache_dir,
-                                         image_column=columns["image"] if self_contained else None)
+                                         image_column=columns["image"] if self_contained else None, num_proc=num_proc)
     if self_contained:
         names = {"image_column": columns["image"], "key_column": columns["key"], "label_column": columns["label"],
                  "reinforcements_column": columns["reinforcements"]}
