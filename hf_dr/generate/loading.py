@@ -1,6 +1,7 @@
 """Loading a finished run as a ``datasets.Dataset``: verified, converted once into the ``datasets`` cache (in parallel
 for large runs) or read into memory when it fits, without the rows the run skipped; or opened without a conversion
-pass (:func:`open_run_records`): its row-level columns read at once, its records by row group when first needed."""
+pass (:func:`open_run_records`): its row-level columns read at once, its records by row group when first needed; a
+push's downloaded data files open the same way (:func:`open_parquet_records`)."""
 
 from __future__ import annotations
 
