@@ -136,7 +136,8 @@ def _open_run(target: str, source: Any, source_revision: str | None, verify_sour
     images = run_source(config, source, revision=source_revision)
     rows, records = open_run_records(target, cache_dir=cache_dir)
     key_name = config.columns.get("key") or "key"
-    options = {"policy": config.policy, "num_classes": config.num_classes, **options}
+    options = {"policy": config.policy, "num_classes": config.num_classes, "label_column": config.columns.get("label"),
+               **options}
     images, transform = reinforced_images(images, rows, recorded_source(config), key_name, records=records,
                                           verify_source=verify_source, verify_images=verify_images, **options)
     return transform.attach(images.with_format(None))  # a new Dataset: a given source is left as it was
