@@ -8,7 +8,8 @@ The public API, by flow (everything else lives in the subpackages named in brack
 - reinforce [``hf_dr.augment``, ``hf_dr.generate``]: :func:`create_policy`, :func:`list_policies`,
   :class:`AugmentationPolicy`, :func:`create_teacher`, :func:`load_teacher_spec`, :class:`RecordCodec`,
   :func:`reinforce` (its settings: :class:`ReinforceSettings`), :func:`select_samples`, :func:`verify`;
-- load and replay [``hf_dr.data``, ``hf_dr.hub``]: :func:`load_reinforcements`, :func:`load_reinforced`,
+- load and replay [``hf_dr.data``, ``hf_dr.hub``]: :func:`open_reinforced` (a run folder or a pushed repo, ready to
+  train on), :func:`load_reinforcements`, :func:`load_reinforced`,
   :class:`ReinforcedTransform`, :class:`Curriculum`, :func:`create_reinforced_loader` (timm's loop),
   :func:`model_arguments` (a student's classes and channels, read from the data),
   :class:`AugmentTransform`, :class:`EvalTransform`,
@@ -44,7 +45,8 @@ _EXPORTS: dict[str, str] = {
     "select_samples": "hf_dr.generate.selection",
     "verify": "hf_dr.generate.verify",
     # load and replay
-    "load_reinforcements": "hf_dr.generate.loading", "load_reinforced": "hf_dr.hub.load",
+    "open_reinforced": "hf_dr.hub.opening", "load_reinforcements": "hf_dr.generate.loading",
+    "load_reinforced": "hf_dr.hub.load",
     "ReinforcedTransform": "hf_dr.data.replay", "Curriculum": "hf_dr.data.curriculum",
     "ReinforcedCollate": "hf_dr.data.collate",
     "create_reinforced_loader": "hf_dr.hub.loader", "model_arguments": "hf_dr.data.model_arguments",
@@ -67,9 +69,10 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "__version__", "create_policy", "list_policies", "AugmentationPolicy", "create_teacher", "load_teacher_spec",
-    "RecordCodec", "reinforce", "ReinforceSettings", "select_samples", "verify", "load_reinforcements",
-    "load_reinforced", "ReinforcedTransform", "ReinforcedCollate", "Curriculum", "create_reinforced_loader",
-    "model_arguments", "AugmentTransform", "EvalTransform", "set_epoch", "sparsify", "densify",
+    "RecordCodec", "reinforce", "ReinforceSettings", "select_samples", "verify", "open_reinforced",
+    "load_reinforcements", "load_reinforced", "ReinforcedTransform", "ReinforcedCollate", "Curriculum",
+    "create_reinforced_loader", "model_arguments", "AugmentTransform", "EvalTransform", "set_epoch", "sparsify",
+    "densify",
     "push_to_hub", "soft_target_loss", "TrainConfig", "fit", "reinforced_training_args", "reinforced_trainer",
     "ReinforcedEpochCallback", "create_model", "FinetuneConfig", "finetune_teacher", "evaluate",
     "evaluate_checkpoint", "load_classifier", "HfDrError",
@@ -104,6 +107,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; never executed
     from hf_dr.generate.verify import verify
     from hf_dr.hub.load import load_reinforced
     from hf_dr.hub.loader import create_reinforced_loader
+    from hf_dr.hub.opening import open_reinforced
     from hf_dr.hub.push import push_to_hub
     from hf_dr.models.checkpoints import load_classifier
     from hf_dr.models.students import create_model

@@ -291,7 +291,9 @@ UNTESTED_BY_NAME = {
     "hf_dr/hub/pushed_run.py": "tests/hub/test_verify_hub.py (a pushed run read back to verify it)",
     "hf_dr/models/members.py": "tests/train/test_finetune.py (the members fine-tuning trains)",
     "hf_dr/models/weights.py": "tests/models/test_teacher.py and test_hub_weights.py (a member's weights)",
-    "hf_dr/hub/local_run.py": "being renamed (issue #20); tested through tests/test_scripts.py",
+    "hf_dr/generate/opening.py": "tests/hub/test_opening.py (local runs and pushes opened through it)",
+    "hf_dr/hub/repo_meta.py": "tests/hub/test_load.py and test_opening.py (hf_dr.json read at one commit)",
+    "hf_dr/generate/run_inspection.py": "tests/generate/test_verify.py and tests/cli (hf-dr verify and show)",
 }
 
 

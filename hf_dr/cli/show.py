@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Loads the run and its source images, draws the grid and writes it."""
     from hf_dr.data.view_grid import save_grid
-    from hf_dr.hub.local_run import load_target, sample_grid
+    from hf_dr.generate.run_inspection import load_target, sample_grid
 
     run_dir = required_run_dir(args)
     reinforcements, images, config = load_target(run_dir, args.dataset, args.split, args.revision)

@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidConfigError("pass --run-dir DIR, the folder `hf-dr reinforce --output-dir` wrote, or --dataset "
                                  "ORG/NAME, a reinforced dataset pushed to the Hub")
     if args.run_dir:
-        from hf_dr.hub.local_run import load_target
+        from hf_dr.generate.run_inspection import load_target
 
         reinforcements, images, config = load_target(args.run_dir, args.dataset, args.split, args.revision)
         where = None

@@ -1,6 +1,7 @@
 """Loading a finished run as a ``datasets.Dataset``: verified, converted once into the ``datasets`` cache (in parallel
 for large runs) or read into memory when it fits, without the rows the run skipped; or opened without a conversion
-pass (:func:`open_run_records`): its row-level columns read at once, its records by row group when first needed."""
+pass (:func:`open_run_records`): its row-level columns read at once, its records by row group when first needed; a
+push's downloaded data files open the same way (:func:`open_parquet_records`)."""
 
 from __future__ import annotations
 
@@ -99,19 +100,44 @@ def open_run_records(output_dir: str, verify: bool = True, cache_dir: str | None
     """
     manifest = verify_run(output_dir) if verify else read_manifest(output_dir)
     files = [os.path.abspath(path) for path in shard_paths(output_dir, manifest)]
+    skipped = manifest.get("skipped", [])
+    rows, records = open_parquet_records(files, _identity(manifest), cache_dir, [int(e["row"]) for e in skipped])
+    return _without_skipped(rows, skipped, os.path.join(output_dir, MANIFEST_FILE)), records
+
+
+def open_parquet_records(files: Sequence[str], identity: str, cache_dir: str | None = None,
+                         skipped: Sequence[int] = (), image_column: str | None = None, num_proc: int | None = None
+                         ) -> tuple[datasets.Dataset, RowGroupRecords]:
+    """Reinforced Parquet files (a run's shards, or the data files of a push) opened without converting their
+    records: the row-level columns as a :class:`datasets.Dataset`, the records as a :class:`RowGroupRecords` over
+    the files' row groups (see :func:`open_run_records`).
+
+    Args:
+        files (`Sequence[str]`): the files, in row order, with the run's features (its description) in their schema.
+        identity (`str`): the files' content identity: the decoded row groups are cached under
+            ``hf-dr-row-groups/<identity>`` of ``cache_dir``, so it must change whenever a file does.
+        cache_dir (`str`, *optional*): the ``datasets`` cache (its default otherwise).
+        skipped (`Sequence[int]`, *optional*): rows of the files the caller leaves out of its rows.
+        image_column (`str`, *optional*): a column of images (a self-contained push): the row-level columns are then
+            converted into the ``datasets`` cache (flat columns: no nested records are decoded) instead of being
+            read into memory.
+        num_proc (`int`, *optional*): processes converting those columns (one by default).
+    """
     schema = pq.read_schema(files[0])
     features = datasets.Features.from_arrow_schema(schema)
     description = read_description(features)
     recorded = description.columns if description is not None else RunColumns()  # runs before descriptions
     key_column, records_column = recorded.key_name, recorded.reinforcements
     columns = [name for name in schema.names if name != records_column]
-    table = pa.concat_tables([pq.read_table(f, columns=columns, schema=schema) for f in files]).combine_chunks()
-    rows = datasets.Dataset(datasets.table.InMemoryTable(table), fingerprint=_identity(manifest) + "-rows",
-                            info=datasets.DatasetInfo(features=datasets.Features({c: features[c] for c in columns})))
-    skipped = manifest.get("skipped", [])
-    cache = os.path.join(cache_dir or datasets.config.HF_DATASETS_CACHE, "hf-dr-row-groups", _identity(manifest))
-    records = RowGroupRecords(files, key_column, records_column, cache, [int(e["row"]) for e in skipped], features)
-    return _without_skipped(rows, skipped, os.path.join(output_dir, MANIFEST_FILE)), records
+    info = datasets.DatasetInfo(features=datasets.Features({c: features[c] for c in columns}))
+    if image_column is not None and image_column in columns:
+        rows = datasets.Dataset.from_parquet(list(files), columns=columns, features=info.features,
+                                             cache_dir=cache_dir, num_proc=num_proc)
+    else:
+        table = pa.concat_tables([pq.read_table(f, columns=columns, schema=schema) for f in files]).combine_chunks()
+        rows = datasets.Dataset(datasets.table.InMemoryTable(table), fingerprint=identity + "-rows", info=info)
+    cache = os.path.join(cache_dir or datasets.config.HF_DATASETS_CACHE, "hf-dr-row-groups", identity)
+    return rows, RowGroupRecords(files, key_column, records_column, cache, skipped, features)
 
 
 def _identity(manifest: dict[str, Any]) -> str:

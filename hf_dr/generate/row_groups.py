@@ -96,7 +96,7 @@ class RowGroupRecords:
             path, index = self.files[self._groups[group][0]], self._groups[group][1]
             raise DataMismatchError(
                 f"row {row} of the run holds key {found!r} in row group {index} of {path}, where its rows hold "
-                f"{key!r}: the shards changed after they were loaded. Load the run again (hf_dr.load_reinforcements).")
+                f"{key!r}: the files changed after they were opened. Open them again (hf_dr.open_reinforced).")
         return records[offset].values
 
     def _group(self, group: int) -> tuple[pa.Array, pa.Array]:

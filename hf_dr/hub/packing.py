@@ -9,8 +9,9 @@ per row (plus the images' bytes for self-contained). ``N`` is 1 for a small run 
 ``FILES_MULTIPLE``: ``datasets.distributed.split_dataset_by_node`` gives each rank whole files only when the file
 count is a multiple of the world size (else every rank reads everything and keeps 1/n), and 8 serves 1, 2, 4 and 8
 ranks. The files' row counts differ by at most one; their row groups are as even as possible with each under
-``MAX_ROW_GROUP_BYTES`` uncompressed, from the shards' own uncompressed bytes per row (Parquet's, larger than
-Arrow's ``nbytes`` for nested records). Files sort by name in row order, so ``datasets.load_dataset`` reads rows
+``MAX_ROW_GROUP_BYTES`` uncompressed (about a local run's row group: a map-style load decodes one group per first
+lookup), from the shards' own uncompressed bytes per row (Parquet's, larger than Arrow's ``nbytes`` for nested
+records). Files sort by name in row order, so ``datasets.load_dataset`` reads rows
 in the run's order.
 """
 
@@ -33,6 +34,7 @@ from hf_dr.data.keys import KeyIndex, bytes_digest, refuse_changed_image
 from hf_dr.data.schema import DIGEST_COLUMN
 from hf_dr.data.sources import image_feature, scan_keys
 from hf_dr.errors import CorruptShardError, DataMismatchError
+from hf_dr.generate.row_groups import ROW_GROUP_BYTES
 from hf_dr.generate.run_config import ReinforceConfig
 from hf_dr.generate.verify import source_changes
 
@@ -40,7 +42,10 @@ logger = logging.getLogger(__name__)
 
 DATA_DIR = "data"
 TARGET_FILE_BYTES = 256 * 2**20  # the Hub and datasets favour data files of a few hundred MB
-MAX_ROW_GROUP_BYTES = 64 * 2**20  # uncompressed; datasets caps the row groups it writes at 100 MB
+# Parquet-uncompressed bytes per row group: random access decodes one whole group (hf_dr.hub.opening), so groups hold
+# about the rows a local run's do (ROW_GROUP_BYTES of Arrow records; Parquet counts nested records ~1.9x larger:
+# 91 rows at ImageNet+'s N=400 against 86 in a run's shard). Pushes before held up to 64 MiB (~1,450 rows).
+MAX_ROW_GROUP_BYTES = 2 * ROW_GROUP_BYTES
 FILES_MULTIPLE = 8  # more than one file: a multiple of 8, so split_dataset_by_node shards evenly for 1, 2, 4, 8 ranks
 
 
@@ -81,7 +86,7 @@ def plan_files(split: str, num_rows: Sequence[int], num_bytes: Sequence[float], 
     Example:
         >>> plan = plan_files("train", [1000] * 1282, [15.5e6] * 1282, 46e3)  # ImageNet+ metadata-only, N=400
         >>> len(plan.names), plan.names[0], plan.num_rows[:2], plan.row_group_rows[0]
-        (80, 'data/train-00000-of-00080.parquet', [16025, 16025], 1457)
+        (80, 'data/train-00000-of-00080.parquet', [16025, 16025], 91)
     """
     total_rows = sum(num_rows)
     count = 1

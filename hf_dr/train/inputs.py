@@ -15,7 +15,6 @@ import torch
 from hf_dr.augment.defaults import PLAIN_POLICY
 from hf_dr.augment.functional import IMAGENET_MEAN, IMAGENET_STD
 from hf_dr.data.preloaded import PreloadedDataset
-from hf_dr.data.replay import ReinforcedTransform
 from hf_dr.data.transforms import AugmentTransform, EvalTransform
 from hf_dr.errors import InvalidConfigError
 
@@ -98,6 +97,7 @@ def training_data(
                                  "(--run-dir)")
     if reinforcements:
         from hf_dr.generate.loading import open_run_records
+        from hf_dr.generate.opening import recorded_source, reinforced_images
         from hf_dr.generate.run_config import ReinforceConfig
         from hf_dr.models.students import check_input_channels
 
@@ -105,21 +105,15 @@ def training_data(
         if run is None:
             raise InvalidConfigError(f"{reinforcements} holds no reinforcement run (no reinforce_config.json)")
         check_input_channels(data.in_chans, run.image_mode, f"the run {reinforcements}")  # the student reads them
-        table, records = open_run_records(reinforcements)  # records decoded by row group when first needed
-        from hf_dr.data.sources import check_image_digests, keyed
-
-        image_column, key_name = run.columns.image, run.columns.key or key_column  # computed keys go to key_column
-        dataset, keys = keyed(dataset, image_column, run.columns.key, run.columns.key_source, key_name)
-        check_image_digests(dataset, image_column, keys, table, key_name, verify_images, "the training dataset",
-                            f"Load the dataset that was reinforced ({run.dataset.get('id')!r}, split "
-                            f"{run.dataset.get('split')!r}, revision {run.dataset.get('revision')!r}); "
-                            "verify_images='full' checks every row up front, 'off' accepts changed images.")
-        dataset = _reinforced_rows(dataset, table, key_name)
-        transform: Any = ReinforcedTransform(
-            table, **run.replay_options(table), size=data.size, mean=data.mean, std=data.std,
-            seed=seed, images=dataset, image_column=image_column, key_column=key_name, curriculum=curriculum,
-            verify_images=verify_images, records=records,
-        )
+        rows, records = open_run_records(reinforcements)  # records decoded by row group when first needed
+        fix = (f"Load the dataset that was reinforced ({run.dataset.get('id')!r}, split {run.dataset.get('split')!r}, "
+               f"revision {run.dataset.get('revision')!r}); verify_images='full' checks every row up front, 'off' "
+               "accepts changed images.")
+        dataset, transform = reinforced_images(
+            dataset, rows, recorded_source(run), run.columns.key or key_column, records=records,
+            verify_source=False, verify_images=verify_images, missing="warn", where="the training dataset", fix=fix,
+            **run.replay_options(rows), size=data.size, mean=data.mean, std=data.std, seed=seed,
+            curriculum=curriculum)
     else:
         transform = AugmentTransform(policy, size=data.size, mean=data.mean, std=data.std, seed=seed,
                                      image_column=image_column, label_column=label_column, key_column=key_column,
@@ -127,24 +121,6 @@ def training_data(
     if preload:
         return PreloadedDataset(dataset, transform), transform
     return transform.attach(dataset.with_format(None)), transform
-
-
-def _reinforced_rows(dataset: datasets.Dataset, table: datasets.Dataset, key_column: str) -> datasets.Dataset:
-    """The rows of ``dataset`` that were reinforced (a run may cover a subset of a split)."""
-    from hf_dr.errors import DataMismatchError
-
-    reinforced = set(table[key_column])
-    keys = dataset.with_format(None)[key_column]
-    rows = [i for i, key in enumerate(keys) if key in reinforced]
-    if not rows:
-        raise DataMismatchError(f"no row of the dataset has a key of the reinforcement run (e.g. {keys[:2]} vs "
-                                f"{sorted(reinforced)[:2]}); load the dataset that was reinforced")
-    if len(rows) < len(keys):
-        logger.info("training on the %d of %d rows that were reinforced", len(rows), len(keys))
-        dataset = dataset.select(rows)
-    if len(rows) < len(reinforced):
-        logger.warning("%d reinforced keys are not in the dataset", len(reinforced) - len(rows))
-    return dataset
 
 
 def eval_data(dataset: datasets.Dataset, data: DataConfig, preload: bool = False, image_column: str = "image",

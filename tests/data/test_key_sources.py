@@ -25,8 +25,8 @@ from hf_dr.errors import DataMismatchError, InvalidConfigError
 from hf_dr.generate.loading import load_reinforcements
 from hf_dr.generate.run import reinforce
 from hf_dr.generate.run_config import ReinforceConfig
+from hf_dr.generate.run_inspection import load_target, sample_grid
 from hf_dr.generate.verify import verify
-from hf_dr.hub.local_run import load_target, sample_grid
 from hf_dr.train.inputs import DataConfig, training_data
 from tests.data_utils import digit_images, digits_dataset
 from tests.utils_hub import server_stays_consistent, unique_repo  # noqa: F401  (autouse fixture)

@@ -23,8 +23,8 @@ from hf_dr.files import file_sha256
 from hf_dr.generate.loading import load_reinforcements
 from hf_dr.generate.run import reinforce
 from hf_dr.generate.run_config import ReinforceConfig
+from hf_dr.generate.run_inspection import load_target
 from hf_dr.generate.storage import CONFIG_FILE, MANIFEST_FILE, read_manifest, verify_run
-from hf_dr.hub.local_run import load_target
 from tests.data_utils import digits_dataset
 from tests.utils_hub import unique_repo
 from tests.utils_teacher import save_teacher

@@ -103,7 +103,7 @@ def test_any_key_column_name_works_and_checks_several_records_per_row(tmp_path):
     report = verify(load_reinforcements(out), images, ReinforceConfig.load(out), num_pairs=20)
     assert report.passed, report.summary()
     assert report.checked == 20  # 6 rows x 5 records: 20 distinct records, several per row
-    from hf_dr.hub.local_run import sample_grid  # `hf-dr show` too
+    from hf_dr.generate.run_inspection import sample_grid  # `hf-dr show` too
 
     grid = sample_grid(load_reinforcements(out), images, ReinforceConfig.load(out), index=2, count=3, size=32)
     assert grid.size[0] > 32

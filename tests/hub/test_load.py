@@ -262,7 +262,7 @@ def test_a_repo_that_cannot_be_reached_is_not_taken_for_a_plain_one(repo, monkey
     plain to the training entry points: it propagates instead of reading as "no such file"."""
     from huggingface_hub.errors import LocalEntryNotFoundError
 
-    import hf_dr.hub.load as load
+    import hf_dr.hub.repo_meta as load
 
     def unreachable(*args, **kwargs):
         raise LocalEntryNotFoundError("cannot reach the Hub")

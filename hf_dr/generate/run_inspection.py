@@ -1,4 +1,7 @@
-"""Open a finished reinforcement run for inspection: its table, its source images and its recorded config."""
+"""A finished reinforcement run opened for inspection (``hf-dr verify``, ``hf-dr show``): its whole table, its source
+images and its recorded config (:func:`load_target`), and the figure of one sample's stored views
+(:func:`sample_grid`). To train on a run, open it with :func:`hf_dr.hub.opening.open_reinforced`, which finds its
+source images the same way (:func:`hf_dr.generate.opening.run_source`)."""
 
 from __future__ import annotations
 
@@ -9,10 +12,11 @@ from PIL import Image
 
 from hf_dr.data.keys import KeyIndex
 from hf_dr.data.replay import ReinforcedTransform
-from hf_dr.data.sources import keyed, load_source
+from hf_dr.data.sources import keyed
 from hf_dr.data.view_grid import render_grid
-from hf_dr.errors import IncompleteRunError, InvalidConfigError
+from hf_dr.errors import IncompleteRunError
 from hf_dr.generate.loading import load_reinforcements
+from hf_dr.generate.opening import run_source
 from hf_dr.generate.run_config import ReinforceConfig
 
 
@@ -29,12 +33,7 @@ def load_target(
     config = ReinforceConfig.load(target)
     if config is None:
         raise IncompleteRunError(f"{target!r} has no reinforce_config.json: not a finished hf-dr run")
-    recorded = config.dataset
-    path = source or recorded.get("id")
-    if not path:
-        raise InvalidConfigError("the run does not record where its source images are; pass --dataset PATH_OR_ID")
-    images = load_source(path, split=split or recorded.get("split") or "train",
-                         revision=revision or recorded.get("revision"))
+    images = run_source(config, source, split, revision)
     return load_reinforcements(target), images, config
 
 
