@@ -1,5 +1,5 @@
 """Recipes of the paper's reinforced datasets, one module per dataset holding
-``BUILDER = hf_dr.generate.recipe.Builder(...)``.
+``BUILDER = hf_dr.generate.builder.Builder(...)``.
 
 Example:
     >>> from hf_dr.builders import get_builder, list_builders
@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 
 from hf_dr.errors import UnknownBuilderError
-from hf_dr.generate.recipe import Builder
+from hf_dr.generate.builder import Builder
 
 __all__ = ["Builder", "UnknownBuilderError", "get_builder", "list_builders", "register_builder"]
 

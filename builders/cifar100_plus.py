@@ -8,7 +8,7 @@ column: rows are keyed by a hash of the image bytes. Revision None reads the def
 commit the run read.
 """
 
-from hf_dr.generate.recipe import Builder
+from hf_dr.generate.builder import Builder
 
 from ._common import FINETUNE_BASE, FINETUNE_EPOCHS, FINETUNE_INPUT_SIZE, FINETUNE_NOTES, FINETUNE_SEEDS
 

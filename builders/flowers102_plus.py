@@ -9,7 +9,7 @@ here (no network): a different layout is refused by ``hf-dr reinforce`` with the
 hash of the image bytes.
 """
 
-from hf_dr.generate.recipe import Builder
+from hf_dr.generate.builder import Builder
 
 from ._common import FINETUNE_BASE, FINETUNE_EPOCHS, FINETUNE_INPUT_SIZE, FINETUNE_NOTES, FINETUNE_SEEDS
 

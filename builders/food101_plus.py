@@ -6,7 +6,7 @@ order). The id, columns and names could not be checked against the Hub from here
 refused by ``hf-dr reinforce`` with the column it lacks. No key column: rows are keyed by a hash of the image bytes.
 """
 
-from hf_dr.generate.recipe import Builder
+from hf_dr.generate.builder import Builder
 
 from ._common import FINETUNE_BASE, FINETUNE_EPOCHS, FINETUNE_INPUT_SIZE, FINETUNE_NOTES, FINETUNE_SEEDS
 

@@ -22,7 +22,7 @@ pretrained tags instead, and ``resnext101_32x48d`` (not registered in timm 1.0.3
 (semi-weakly supervised) and fine-tuned on ImageNet-1k.
 """
 
-from hf_dr.generate.recipe import Builder
+from hf_dr.generate.builder import Builder
 
 TEACHER = (
     "resnext101_32x8d.fb_wsl_ig1b_ft_in1k",

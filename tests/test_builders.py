@@ -15,8 +15,8 @@ from hf_dr import HfDrError, list_policies, push_to_hub
 from hf_dr.builders import get_builder, list_builders, register_builder
 from hf_dr.cli import main as cli_main
 from hf_dr.errors import InvalidConfigError, MissingTeacherError, UnknownBuilderError
+from hf_dr.generate.builder import LAYOUTS, Builder
 from hf_dr.generate.loading import load_reinforcements
-from hf_dr.generate.recipe import LAYOUTS, Builder
 from hf_dr.generate.run_config import ReinforceConfig
 from tests.utils_builders import standin
 from tests.utils_teacher import save_teacher

@@ -278,7 +278,7 @@ UNTESTED_BY_NAME = {
     "hf_dr/demo/study_report.py": "tests/demo/test_study.py (every study's rows)",
     "hf_dr/generate/lock.py": "tests/generate/test_ownership.py (runs locked against each other)",
     "hf_dr/generate/parquet.py": "tests/hub/test_packing.py (the Parquet files packed for a push)",
-    "hf_dr/generate/recipe.py": "tests/test_builders.py (the builders' recipes)",
+    "hf_dr/generate/builder.py": "tests/test_builders.py (the builders' recipes)",
     "hf_dr/generate/resume.py": "tests/generate/test_run.py, its resume section (another source refused)",
     "hf_dr/generate/row_groups.py": "tests/generate/test_loading.py (open_run_records reads by row group)",
     "hf_dr/hub/build.py": "tests/hub/test_packing.py and test_push_load.py (the files a push builds)",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datasets
 
-from hf_dr.generate.recipe import Builder
+from hf_dr.generate.builder import Builder
 from tests.data_utils import digits_dataset
 
 

@@ -18,7 +18,7 @@ from hf_dr.errors import InvalidConfigError
 if TYPE_CHECKING:
     import datasets
 
-    from hf_dr.generate.recipe import Builder
+    from hf_dr.generate.builder import Builder
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 

@@ -12,7 +12,7 @@ import json
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from hf_dr.generate.recipe import Builder
+    from hf_dr.generate.builder import Builder
 
 HELP = "list the reinforced-dataset recipes (ImageNet+, CIFAR-100+, ...) usable with `hf-dr reinforce --builder`"
 

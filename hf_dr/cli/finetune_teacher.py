@@ -20,7 +20,7 @@ from hf_dr.augment.defaults import PLAIN_POLICY
 from hf_dr.cli._options import add_num_threads, add_option, apply_recipe, first_rows, load_builder, pick
 
 if TYPE_CHECKING:
-    from hf_dr.generate.recipe import Builder
+    from hf_dr.generate.builder import Builder
 
 HELP = "fine-tune M seeds of a pretrained timm model on a dataset and save them as a teacher spec for reinforce"
 

@@ -18,7 +18,7 @@ from hf_dr.cli._options import add_num_threads, add_option, apply_recipe, first_
 from hf_dr.generate.settings import ReinforceSettings  # light: its defaults are the flags' defaults
 
 if TYPE_CHECKING:
-    from hf_dr.generate.recipe import Builder
+    from hf_dr.generate.builder import Builder
 
 HELP = "run a teacher over N stored augmentations of every image; write params and top-k as Parquet shards"
 SETTINGS = ReinforceSettings()  # the defaults of reinforce(), the one source of the flags' defaults

@@ -1,6 +1,6 @@
 """:class:`ReinforceSettings`: everything a call of :func:`hf_dr.reinforce` is asked to do, as one object, and the one
 home of its defaults. ``hf-dr reinforce`` builds it from its flags (whose defaults it reads), a recipe
-(:class:`hf_dr.generate.recipe.Builder`) fills it, and ``reinforce`` builds it from its keyword arguments.
+(:class:`hf_dr.generate.builder.Builder`) fills it, and ``reinforce`` builds it from its keyword arguments.
 
 What the run then records (with the teacher, the rows and the library versions) is its
 :class:`~hf_dr.generate.run_config.ReinforceConfig`. This module imports neither torch nor datasets, so that

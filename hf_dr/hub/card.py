@@ -36,7 +36,7 @@ from hf_dr.data.codec import CLASSES_COLUMN, RecordCodec
 from hf_dr.data.schema import REINFORCEMENTS_COLUMN
 from hf_dr.errors import DataMismatchError
 from hf_dr.files import write_atomic
-from hf_dr.generate.recipe import SELF_CONTAINED
+from hf_dr.generate.builder import SELF_CONTAINED
 from hf_dr.generate.run_config import ReinforceConfig
 from hf_dr.hub.card_sections import (
     codec_text,

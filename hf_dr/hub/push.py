@@ -47,7 +47,7 @@ from hf_dr.data.description import public_paths
 from hf_dr.data.sources import check_split, load_source
 from hf_dr.errors import HubNotFoundError, IncompleteRunError, InvalidConfigError
 from hf_dr.files import write_atomic, write_json_atomic
-from hf_dr.generate.recipe import LAYOUTS, METADATA_ONLY, SELF_CONTAINED
+from hf_dr.generate.builder import LAYOUTS, METADATA_ONLY, SELF_CONTAINED
 from hf_dr.generate.run_config import ReinforceConfig
 from hf_dr.generate.storage import CONFIG_FILE, verify_run
 from hf_dr.hub.build import (

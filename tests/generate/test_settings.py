@@ -13,7 +13,7 @@ import pytest
 
 from hf_dr.cli.reinforce import _apply_builder, add_arguments, settings_from
 from hf_dr.errors import InvalidConfigError
-from hf_dr.generate.recipe import Builder
+from hf_dr.generate.builder import Builder
 from hf_dr.generate.run import reinforce
 from hf_dr.generate.run_config import ReinforceConfig
 from hf_dr.generate.settings import ReinforceSettings

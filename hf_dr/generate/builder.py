@@ -1,5 +1,5 @@
-"""Recipes of reinforced datasets: :class:`Builder`, the type every module of the top-level ``builders`` package
-instantiates once (``BUILDER = Builder(...)``).
+"""The builder of a reinforced dataset: :class:`Builder`, the type every module of the repository's ``builders/``
+folder instantiates once (``BUILDER = Builder(...)``).
 
 A builder is data only: where the source rows are (Hub id, revision, split, columns, classes), which teacher labels
 them (pinned timm tags, or the base checkpoint to fine-tune with ``hf-dr finetune-teacher``), the augmentation policy,
