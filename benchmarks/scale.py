@@ -48,7 +48,7 @@ from hf_dr import ReinforcedTransform, create_policy
 from hf_dr.augment.seeding import generator_for
 from hf_dr.data.description import RunDescription
 from hf_dr.data.keys import content_key
-from hf_dr.data.sources import header_size, keys_sha256, scan_keys
+from hf_dr.data.source_keys import header_size, keys_sha256, scan_keys
 from hf_dr.files import file_sha256
 from hf_dr.generate import loading, storage
 from hf_dr.generate.parquet import write_parquet

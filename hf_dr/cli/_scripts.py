@@ -308,7 +308,7 @@ def _refuse_contradictions(data_args: DataArguments, named: Any, policy: str | N
 def _plain_rows(named: Any, key_column: str) -> tuple[Any, str]:
     """The images of a reinforced dataset, keyed as the run keyed them (the plain augmentation draws per key), and
     the key column."""
-    from hf_dr.data.sources import keyed
+    from hf_dr.data.source_keys import keyed
     from hf_dr.hub.named import plain_images
 
     columns = named.description.columns

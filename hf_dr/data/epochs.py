@@ -10,8 +10,8 @@ from typing import Any
 import datasets
 import torch
 
+from hf_dr.data.columns import check_columns
 from hf_dr.data.preloaded import PreloadedDataset
-from hf_dr.data.sources import check_columns
 from hf_dr.errors import InvalidConfigError
 
 # the largest epoch: far beyond any training, and small enough for the seed arithmetic of what reads it (a shuffled

@@ -364,5 +364,5 @@ def refuse_other_keys(dataset: datasets.Dataset, key_column: str, keys: KeyIndex
     raise DataMismatchError(
         f"the run keyed its rows by image {what}, but column {key_column!r} of the images holds {first!r} at row 0, "
         f"no key of the run: the hook looks each row up by that column. Add the run's keys to the images: images, _ "
-        f"= hf_dr.data.sources.keyed(images, <image column>, None, {source!r}, {key_column!r}); "
+        f"= hf_dr.data.source_keys.keyed(images, <image column>, None, {source!r}, {key_column!r}); "
         "hf_dr.load_reinforced and the training scripts do this.")

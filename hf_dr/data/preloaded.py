@@ -14,7 +14,7 @@ from typing import Any
 import datasets
 import torch
 
-from hf_dr.data.sources import check_columns
+from hf_dr.data.columns import check_columns
 
 
 class PreloadedDataset(torch.utils.data.Dataset):

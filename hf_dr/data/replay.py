@@ -17,6 +17,7 @@ from hf_dr.augment.seeded import PARTNER_FIELD, recompute_params
 from hf_dr.augment.seeding import choose_index
 from hf_dr.data.codec import CLASSES_COLUMN, RecordCodec
 from hf_dr.data.collate import TARGET_IDS, TARGET_PROBS, ReinforcedCollate, check_output
+from hf_dr.data.columns import check_columns, class_count
 from hf_dr.data.curriculum import Curriculum, easy_to_hard
 from hf_dr.data.description import read_description
 from hf_dr.data.digests import RowDigests
@@ -24,7 +25,6 @@ from hf_dr.data.epochs import EpochHook, check_attachable
 from hf_dr.data.keys import KeyIndex, check_verify_images, refuse_other_keys
 from hf_dr.data.recorded_options import recorded_columns, resolve_column, resolve_num_classes, resolve_policy
 from hf_dr.data.soft_labels import densify
-from hf_dr.data.sources import check_columns, class_count
 from hf_dr.data.view_options import check_channels, check_seed, refuse_channels, refuse_stream, view_options
 from hf_dr.errors import ClassCountMismatchError, DataMismatchError, InvalidConfigError
 

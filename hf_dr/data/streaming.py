@@ -35,11 +35,11 @@ import pyarrow.compute as pc
 import torch
 
 from hf_dr.data.codec import CLASSES_COLUMN
+from hf_dr.data.columns import check_columns
 from hf_dr.data.epochs import check_epoch
 from hf_dr.data.keys import content_key, image_digest, refuse_changed_image
 from hf_dr.data.parquet_rows import ParquetRows, Part
 from hf_dr.data.replay import ReinforcedTransform
-from hf_dr.data.sources import check_columns
 from hf_dr.errors import DataMismatchError, InvalidConfigError
 
 _DERIVING_METHODS = (

@@ -21,10 +21,10 @@ from hf_dr.augment.functional import IMAGENET_MEAN, IMAGENET_STD
 from hf_dr.augment.policy import AugmentationPolicy
 from hf_dr.augment.registry import as_policy
 from hf_dr.augment.seeding import generator_for
+from hf_dr.data.columns import check_columns
 from hf_dr.data.epochs import EpochHook
 from hf_dr.data.replay import ATTACH_FIX
 from hf_dr.data.schema import KEY_COLUMN
-from hf_dr.data.sources import check_columns
 from hf_dr.data.view_options import check_channels, check_seed, view_options
 from hf_dr.errors import InvalidConfigError
 

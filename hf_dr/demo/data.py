@@ -18,7 +18,8 @@ import datasets
 import numpy as np
 
 from hf_dr.augment.functional import to_pil
-from hf_dr.data.sources import check_columns, class_count, keyed
+from hf_dr.data.columns import check_columns, class_count
+from hf_dr.data.source_keys import keyed
 from hf_dr.errors import InvalidConfigError
 
 logger = logging.getLogger(__name__)

@@ -17,9 +17,11 @@ from typing import Any
 
 import datasets
 
+from hf_dr.data.columns import check_columns, image_feature
 from hf_dr.data.keys import DIGEST_SAMPLE_SIZE
 from hf_dr.data.replay import ReinforcedTransform
-from hf_dr.data.sources import check_columns, check_image_digests, image_feature, keyed, keys_sha256, load_source
+from hf_dr.data.source_keys import check_image_digests, keyed, keys_sha256
+from hf_dr.data.sources import load_source
 from hf_dr.errors import DataMismatchError, InvalidConfigError
 from hf_dr.generate.row_groups import RowGroupRecords
 from hf_dr.generate.run_config import ReinforceConfig

@@ -36,7 +36,7 @@ from hf_dr.data.codec import CLASSES_COLUMN, RecordCodec
 from hf_dr.data.keys import KeyIndex
 from hf_dr.data.scan_cache import cached_scan
 from hf_dr.data.schema import REINFORCEMENTS_COLUMN
-from hf_dr.data.sources import header_size
+from hf_dr.data.source_keys import header_size
 from hf_dr.errors import CorruptImageError, InvalidConfigError
 from hf_dr.generate.plan import Chunk
 from hf_dr.generate.run_config import ReinforceConfig
@@ -67,7 +67,7 @@ class ViewRenderer(torch.utils.data.Dataset):
 
     Args:
         images (`datasets.Dataset`): one image column with decoding off (see
-            :func:`hf_dr.data.sources.encoded_images`).
+            :func:`hf_dr.data.columns.encoded_images`).
         image_feature (`datasets.Image`): the feature that decodes a cell (so decoding matches ``datasets``).
         keys (`Sequence[str]`): every row's key.
         chunks (`ChunkPlan`): the work, in order.

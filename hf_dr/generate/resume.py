@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from hf_dr.data.keys import digest_hex, digest_positions
 from hf_dr.data.schema import DIGEST_COLUMN
-from hf_dr.data.sources import scan_digests
+from hf_dr.data.source_keys import scan_digests
 from hf_dr.errors import ConfigConflictError
 from hf_dr.generate.plan import Shard
 from hf_dr.generate.run_config import FIX as OVERWRITE_FIX

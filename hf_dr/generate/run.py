@@ -31,20 +31,12 @@ from hf_dr.augment.ops import PartnerPool
 from hf_dr.augment.policy import AugmentationPolicy
 from hf_dr.augment.registry import as_policy
 from hf_dr.data.codec import RecordCodec
+from hf_dr.data.columns import check_columns, class_count, column_values, encoded_images, image_feature
 from hf_dr.data.description import RunDescription
 from hf_dr.data.keys import KeyList
 from hf_dr.data.run_columns import RunColumns
-from hf_dr.data.sources import (
-    check_columns,
-    class_count,
-    column_values,
-    encoded_images,
-    image_feature,
-    keys_sha256,
-    scan_digests,
-    scan_keys,
-    source_info,
-)
+from hf_dr.data.source_keys import keys_sha256, scan_digests, scan_keys
+from hf_dr.data.sources import source_info
 from hf_dr.errors import InvalidConfigError
 from hf_dr.generate.lock import RunLock
 from hf_dr.generate.plan import ChunkPlan, Shard, plan_shards

@@ -12,7 +12,7 @@ from PIL import Image
 
 from hf_dr.data.keys import KeyIndex
 from hf_dr.data.replay import ReinforcedTransform
-from hf_dr.data.sources import keyed
+from hf_dr.data.source_keys import keyed
 from hf_dr.data.view_grid import render_grid
 from hf_dr.errors import IncompleteRunError
 from hf_dr.generate.loading import load_reinforcements

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datasets
 
-from hf_dr.data.sources import column_values
+from hf_dr.data.columns import column_values
 from hf_dr.errors import ClassCountMismatchError, InvalidConfigError
 
 NO_LABEL = -1

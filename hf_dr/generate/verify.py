@@ -23,7 +23,7 @@ from hf_dr.data.keys import KeyIndex
 from hf_dr.data.label_coding import RELATIVE_BOUND, tempered, unexplained_draws
 from hf_dr.data.schema import REINFORCEMENTS_COLUMN
 from hf_dr.data.soft_labels import densify
-from hf_dr.data.sources import keys_sha256, scan_keys
+from hf_dr.data.source_keys import keys_sha256, scan_keys
 from hf_dr.errors import RecomputedParamsError, TeacherError
 from hf_dr.generate.render import policy_for_view, render_view
 from hf_dr.generate.run_config import ReinforceConfig, library_versions

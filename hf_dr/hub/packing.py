@@ -30,9 +30,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from hf_dr.data.columns import image_feature
 from hf_dr.data.keys import KeyIndex, bytes_digest, refuse_changed_image
 from hf_dr.data.schema import DIGEST_COLUMN
-from hf_dr.data.sources import image_feature, scan_keys
+from hf_dr.data.source_keys import scan_keys
 from hf_dr.errors import CorruptShardError, DataMismatchError
 from hf_dr.generate.row_groups import ROW_GROUP_BYTES
 from hf_dr.generate.run_config import ReinforceConfig

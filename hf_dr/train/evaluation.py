@@ -207,7 +207,7 @@ def evaluate_checkpoint(
         >>> metrics["num_samples"], metrics["dataset"], metrics["split"], sorted(metrics)
         (16, 'digits', 'test', ['checkpoint', 'dataset', 'ece', 'nll', 'num_samples', 'split', 'top1'])
     """
-    from hf_dr.data.sources import class_count
+    from hf_dr.data.columns import class_count
     from hf_dr.models.checkpoints import load_classifier
 
     dataset, name = _evaluation_rows(dataset, split, limit)

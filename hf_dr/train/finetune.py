@@ -32,8 +32,8 @@ import datasets
 import torch
 
 from hf_dr.augment.defaults import PLAIN_POLICY
+from hf_dr.data.columns import check_columns, class_count
 from hf_dr.data.schema import KEY_COLUMN
-from hf_dr.data.sources import check_columns, class_count
 from hf_dr.errors import InvalidConfigError
 from hf_dr.files import to_json_value, write_json_atomic
 from hf_dr.models.members import create_member, member_data_config, member_spec
@@ -190,7 +190,7 @@ def _with_keys(dataset: datasets.Dataset, image_column: str, key_column: str | N
     """The dataset and a key column for the per-sample augmentation seeds (a content hash when there is none)."""
     if key_column is not None:
         return dataset, key_column
-    from hf_dr.data.sources import scan_keys
+    from hf_dr.data.source_keys import scan_keys
 
     name = KEY_COLUMN if KEY_COLUMN not in dataset.column_names else "_hf_dr_key"
     return dataset.add_column(name, scan_keys(dataset, image_column, None)), name

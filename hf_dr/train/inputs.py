@@ -32,7 +32,7 @@ def load_image_dataset(name: str, split: str, data_root: str | None = None) -> d
 
 def class_count(dataset: datasets.Dataset, label_column: str = "label") -> int | None:
     """:func:`hf_dr.data.sources.class_count` of ``label_column`` (``"label"`` by default, the scripts' column)."""
-    from hf_dr.data.sources import class_count as source_class_count
+    from hf_dr.data.columns import class_count as source_class_count
 
     return source_class_count(dataset, label_column)
 

@@ -1,4 +1,5 @@
-"""check_columns: the one column check; every hook and loader reports a missing column the same way."""
+"""check_columns: the one column check; every hook and loader reports a missing column the same way; image features
+and undecoded columns."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ import datasets
 import pytest
 
 from hf_dr import AugmentTransform, EvalTransform, ReinforcedTransform, create_policy
+from hf_dr.data.columns import check_columns, class_count, column_values, encoded_images, image_feature
 from hf_dr.data.preloaded import PreloadedDataset
-from hf_dr.data.sources import check_columns
 from hf_dr.data.streaming import stream_replay
-from hf_dr.errors import MissingColumnError
+from hf_dr.errors import InvalidConfigError, MissingColumnError
 from tests.data_utils import ProjectionTeacher, digits_dataset, reinforce_in_memory
 
 
@@ -97,3 +98,52 @@ class _PlainHook:
 
     def __call__(self, batch):
         return batch
+
+
+@pytest.fixture(scope="module")
+def digits() -> datasets.Dataset:
+    return digits_dataset(12)
+
+
+# -- columns ------------------------------------------------------------------------------------------------------
+def test_check_columns_names_the_option_the_column_and_the_available_ones(digits):
+    """Present or None columns pass; a missing one names its option, the columns there are and the flag to fix."""
+    check_columns(digits, image_column="image", label_column="label", key_column=None)
+    with pytest.raises(MissingColumnError) as info:
+        check_columns(digits, image_column="image", label_column="target")
+    assert str(info.value).startswith("the dataset has no column 'target' (label_column); its columns are "
+                                      "['image', 'label', 'key']")
+    assert "label_column=" in str(info.value) and "--label-column" in str(info.value)
+    assert isinstance(info.value, KeyError)
+
+
+def test_check_columns_lists_every_missing_column(digits):
+    """Two missing columns are both named, with both fixes."""
+    with pytest.raises(MissingColumnError, match=r"'img' \(image_column\).*'id' \(key_column\)") as info:
+        check_columns(digits, image_column="img", key_column="id")
+    assert "--image-column" in str(info.value) and "--key-column" in str(info.value)
+
+
+def test_image_feature_turns_decoding_on_and_keeps_the_mode(digits):
+    """An undecoded or gray image column gives a decoding Image feature of the same mode."""
+    assert image_feature(digits, "image") == datasets.Image()
+    gray = digits.cast_column("image", datasets.Image(mode="L", decode=False))
+    assert image_feature(gray, "image") == datasets.Image(mode="L", decode=True)
+
+
+@pytest.mark.parametrize("column", ["label", "key"])
+def test_image_feature_refuses_a_column_without_images(column, digits):
+    """A label or string column is not an image column: the error says how to cast it."""
+    with pytest.raises(InvalidConfigError, match=rf"column '{column}' holds .*not images.*cast_column\('{column}'"):
+        image_feature(digits, column)
+
+
+def test_encoded_images_class_count_and_column_values(digits):
+    """Encoded images are the PNG cells alone; ClassLabel ids and class count are read as stored."""
+    cells = encoded_images(digits, "image")
+    assert cells.column_names == ["image"] and cells[0]["image"]["bytes"].startswith(b"\x89PNG")
+    assert column_values(digits, "label") == digits["label"][:]
+    assert column_values(digits, "key") == [f"digit-{i:05d}" for i in range(12)]
+    assert class_count(digits, "label") == 10
+    assert class_count(digits, "key") is None and class_count(digits, None) is None
+    assert class_count(digits.cast_column("label", datasets.Value("int64")), "label") is None

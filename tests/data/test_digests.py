@@ -16,9 +16,10 @@ import torch
 from huggingface_hub import HfApi
 
 from hf_dr import ReinforcedTransform, load_reinforced, push_to_hub
+from hf_dr.data.columns import encoded_images
 from hf_dr.data.keys import DIGEST_SAMPLE_SIZE, digest_positions, image_digest
 from hf_dr.data.schema import DIGEST_COLUMN
-from hf_dr.data.sources import encoded_images, keyed
+from hf_dr.data.source_keys import keyed
 from hf_dr.errors import DataMismatchError, InvalidConfigError
 from hf_dr.generate.loading import load_reinforcements
 from hf_dr.generate.run import reinforce

@@ -17,10 +17,12 @@ from huggingface_hub import HfApi
 
 from hf_dr import ReinforcedTransform, load_reinforced, push_to_hub
 from hf_dr.cli import main as cli_main
+from hf_dr.data.columns import encoded_images
 from hf_dr.data.description import read_description
 from hf_dr.data.keys import image_digest
 from hf_dr.data.schema import DIGEST_COLUMN
-from hf_dr.data.sources import encoded_images, load_source, scan_keys
+from hf_dr.data.source_keys import scan_keys
+from hf_dr.data.sources import load_source
 from hf_dr.errors import DataMismatchError, InvalidConfigError
 from hf_dr.generate.loading import load_reinforcements
 from hf_dr.generate.run import reinforce
@@ -175,7 +177,7 @@ def test_attaching_to_images_with_their_own_ids_names_the_run_keys_and_the_fix(r
     """A run keyed by file name attached to images whose "key" column holds their own ids: before, the first sample
     failed with "sample key 'id-0' is not in the reinforcements; ... different versions of the dataset"; now attach
     refuses at once, saying how the run keyed its rows and how to add its keys. With them added it replays."""
-    from hf_dr.data.sources import keyed
+    from hf_dr.data.source_keys import keyed
 
     own_ids = images.add_column("key", [f"id-{i}" for i in range(len(images))])
     replay = ReinforcedTransform(load_reinforcements(run_dir), size=SIZE)

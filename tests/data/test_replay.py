@@ -192,7 +192,7 @@ def test_streamed_replay_equals_map_style_for_each_seed_and_epoch(layout, images
 
 # -- class count, statistics ----------------------------------------------------------------------------------------
 def test_class_count_is_read_from_the_classlabel_column(reinforced):
-    from hf_dr.data.sources import class_count
+    from hf_dr.data.columns import class_count
 
     assert _transform(reinforced).num_classes == class_count(reinforced, "label") == 10
     assert class_count(reinforced, None) is None and class_count(reinforced, "key") is None
@@ -252,7 +252,8 @@ def test_missing_mixing_partner_names_the_key_and_the_fix(images, teacher):
 def test_generation_and_replay_fetch_the_same_partner(images, teacher):
     """ViewRenderer (generation) and ReinforcedTransform (replay) both find a mixing partner's image by key."""
     from hf_dr.augment.ops import PartnerPool
-    from hf_dr.data.sources import encoded_images, image_feature, scan_keys, scan_sizes
+    from hf_dr.data.columns import encoded_images, image_feature
+    from hf_dr.data.source_keys import scan_keys, scan_sizes
     from hf_dr.generate.plan import ChunkPlan, Shard
     from hf_dr.generate.render import ViewRenderer
     from hf_dr.models.teacher import ViewSpec
@@ -278,14 +279,14 @@ def test_generation_and_replay_fetch_the_same_partner(images, teacher):
 def _with_digests(table, images):
     """``table`` with the image digest column a run keyed by a column stores (the run's own scan)."""
     from hf_dr.data.schema import DIGEST_COLUMN
-    from hf_dr.data.sources import scan_digests
+    from hf_dr.data.source_keys import scan_digests
 
     return table.add_column(DIGEST_COLUMN, scan_digests(images, "image"))
 
 
 def _replaced(images, row, by):
     """``images`` with the image of ``row`` replaced by row ``by``'s (exact bytes), every key unchanged."""
-    from hf_dr.data.sources import encoded_images
+    from hf_dr.data.columns import encoded_images
 
     cells = list(encoded_images(images, "image")["image"])
     cells[row] = cells[by]

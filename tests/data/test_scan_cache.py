@@ -13,9 +13,10 @@ import pytest
 from PIL import Image
 
 import hf_dr.data.sources as sources
+from hf_dr.data.columns import encoded_images
 from hf_dr.data.keys import DIGEST_SAMPLE_SIZE, content_key
 from hf_dr.data.scan_cache import cache_path
-from hf_dr.data.sources import encoded_images, scan_keys
+from hf_dr.data.source_keys import scan_keys
 from hf_dr.errors import CorruptImageError
 from hf_dr.generate.render import partner_sizes
 from hf_dr.generate.run import reinforce

@@ -17,7 +17,7 @@ from hf_dr import ReinforcedTransform, create_policy
 from hf_dr.augment.seeding import choose_index
 from hf_dr.data.epochs import set_epoch
 from hf_dr.data.parquet_rows import ParquetRows, plan_parts
-from hf_dr.data.sources import scan_keys
+from hf_dr.data.source_keys import scan_keys
 from hf_dr.data.streaming import ReinforcedIterableDataset, empty_reinforcements, stream_replay
 from hf_dr.errors import DataMismatchError, InvalidConfigError, MissingColumnError
 from tests.data_utils import ProjectionTeacher, digits_dataset, reinforce_in_memory

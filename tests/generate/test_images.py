@@ -378,7 +378,7 @@ class TestBadImages:
 
     def test_an_empty_image_cell_is_a_bad_image(self, bad, rgb_teacher):
         from hf_dr.augment.registry import as_policy
-        from hf_dr.data.sources import encoded_images, image_feature
+        from hf_dr.data.columns import encoded_images, image_feature
         from hf_dr.generate.plan import ChunkPlan, plan_shards
         from hf_dr.generate.render import ViewRenderer
         from hf_dr.models.teacher import ViewSpec

@@ -12,7 +12,8 @@ import torch
 from hf_dr import create_policy, list_policies
 from hf_dr.augment.ops import PartnerPool
 from hf_dr.augment.seeding import generator_for
-from hf_dr.data.sources import encoded_images, image_feature, scan_sizes
+from hf_dr.data.columns import encoded_images, image_feature
+from hf_dr.data.source_keys import scan_sizes
 from hf_dr.errors import InvalidConfigError
 from hf_dr.generate.plan import ChunkPlan, plan_shards
 from hf_dr.generate.render import TENSOR_INTERPOLATIONS, ViewRenderer, fit_channels, policy_for_view, without_records

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from hf_dr import create_policy
-from hf_dr.data.sources import keys_sha256
+from hf_dr.data.source_keys import keys_sha256
 from hf_dr.errors import ConfigConflictError
 from hf_dr.generate.run_config import PLAN_FIELDS, ReinforceConfig
 from hf_dr.generate.storage import CONFIG_FILE

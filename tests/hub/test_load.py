@@ -9,7 +9,7 @@ import json
 import pytest
 from huggingface_hub import HfApi
 
-from hf_dr.data.sources import keys_sha256
+from hf_dr.data.source_keys import keys_sha256
 from hf_dr.errors import DataMismatchError, HubNotFoundError
 from hf_dr.hub.load import MAX_KEYS_SHOWN, check_source_keys, read_repo_json
 from hf_dr.hub.push import HUB_META_FILE

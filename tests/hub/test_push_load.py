@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from hf_dr import ReinforcedTransform, create_policy, load_reinforced, push_to_hub, soft_target_loss
 from hf_dr.cli import main as cli_main
 from hf_dr.data.epochs import set_epoch, transform_of
-from hf_dr.data.sources import scan_keys
+from hf_dr.data.source_keys import scan_keys
 from hf_dr.data.streaming import ReinforcedIterableDataset, StreamReplay
 from hf_dr.errors import CorruptShardError, DataMismatchError, HubNotFoundError, IncompleteRunError, InvalidConfigError
 from hf_dr.generate.loading import load_reinforcements
