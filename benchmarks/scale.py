@@ -14,7 +14,7 @@ columns read at once, records decoded by row group when first looked up), in one
 cache: no credit is taken for other processes decoding at the same time. The first batch's cost is the row groups its
 ``--batch-size`` random rows fall in, times the measured cost of one group (flat in S: groups hold ~2 MB of records),
 so it is extrapolated by the expected count of groups touched; the steps that grow with S are fitted as above. The
-full conversion (``load_reinforcements``) is still measured, with the processes this machine has and no more.
+full conversion (``load_run_records``) is still measured, with the processes this machine has and no more.
 
     python benchmarks/scale.py                       # S = 10k, 50k, 200k (about 25 minutes on 2 cores)
     python benchmarks/scale.py --sizes 2000 5000     # a quick look
@@ -147,13 +147,13 @@ def measure_size(rows: int, num_samples: int, work: str, memory: bool, batch_siz
     storage._HASHED.clear()
     out["verify_run"] = timed(storage.verify_run, folder)[0]
     cache = os.path.join(work, f"cache-{rows}-{num_samples}")
-    out["first_load_one_process"] = timed(loading.load_reinforcements, folder, cache_dir=cache + "-1", num_proc=1)[0]
+    out["first_load_one_process"] = timed(loading.load_run_records, folder, cache_dir=cache + "-1", num_proc=1)[0]
     shutil.rmtree(cache + "-1")
     processes = min(8, os.cpu_count() or 1)  # what the default gives at ImageNet+ on this machine
-    out["first_load"], reinforced = timed(loading.load_reinforcements, folder, cache_dir=cache, num_proc=processes)
+    out["first_load"], reinforced = timed(loading.load_run_records, folder, cache_dir=cache, num_proc=processes)
     out["arrow_bytes_per_record"] = sum(os.path.getsize(f["filename"]) for f in reinforced.cache_files) / (
         rows * num_samples)
-    out["cached_load"], reinforced = timed(loading.load_reinforcements, folder, cache_dir=cache)
+    out["cached_load"], reinforced = timed(loading.load_run_records, folder, cache_dir=cache)
     out["transform_init"], transform = timed(ReinforcedTransform, reinforced, size=224)
     keys = reinforced.data.column("key").to_pylist()
     sample = [keys[i] for i in np.random.default_rng(0).choice(len(keys), 2000)]
@@ -215,8 +215,8 @@ def expected_groups(num_groups: float, batch_size: int) -> float:
 
 def keep_in_memory_peak(folder: str, reinforced: datasets.Dataset) -> float:
     """Peak Arrow memory of a process loading the run with ``keep_in_memory=True``, over the table's size."""
-    code = ("import sys, pyarrow as pa; from hf_dr.generate.loading import load_reinforcements; "
-            "load_reinforcements(sys.argv[1], keep_in_memory=True); print(pa.default_memory_pool().max_memory())")
+    code = ("import sys, pyarrow as pa; from hf_dr.generate.loading import load_run_records; "
+            "load_run_records(sys.argv[1], keep_in_memory=True); print(pa.default_memory_pool().max_memory())")
     peak = int(subprocess.run([sys.executable, "-c", code, folder], capture_output=True, text=True,
                               check=True).stdout.split()[-1])
     return peak / reinforced.data.nbytes
@@ -367,8 +367,8 @@ def report(per_size: dict, images: dict, generation: dict, stream: dict, args: a
         "streaming, self-contained": stream.get("first_sample_s self-contained", float("nan")),
         "streaming, metadata-only (both sides streamed)": stream.get("first_sample_s metadata-only", float("nan")),
     }
-    converted = {  # load_reinforcements: still the API returning one datasets.Dataset with every record
-        f"converted first (load_reinforcements), {local} processes as measured here":
+    converted = {  # load_run_records: still the API returning one datasets.Dataset with every record
+        f"converted first (load_run_records), {local} processes as measured here":
             at_target("first_load") + at_target("transform_init") + shared,
         "converted, cache warm": at_target("cached_load") + at_target("transform_init") + shared,
     }

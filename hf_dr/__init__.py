@@ -9,7 +9,7 @@ The public API, by flow (everything else lives in the subpackages named in brack
   :class:`AugmentationPolicy`, :func:`create_teacher`, :func:`load_teacher_spec`, :class:`RecordCodec`,
   :func:`reinforce` (its settings: :class:`ReinforceSettings`), :func:`select_samples`, :func:`verify`;
 - load and replay [``hf_dr.data``, ``hf_dr.hub``]: :func:`open_reinforced` (a run folder or a pushed repo, ready to
-  train on), :func:`load_reinforcements`, :func:`load_reinforced`,
+  train on), :func:`load_run_records`, :func:`load_reinforced`,
   :class:`ReinforcedTransform`, :class:`Curriculum`, :func:`create_reinforced_loader` (timm's loop),
   :func:`model_arguments` (a student's classes and channels, read from the data),
   :class:`AugmentTransform`, :class:`EvalTransform`,
@@ -45,7 +45,8 @@ _EXPORTS: dict[str, str] = {
     "select_samples": "hf_dr.generate.selection",
     "verify": "hf_dr.generate.verify",
     # load and replay
-    "open_reinforced": "hf_dr.hub.opening", "load_reinforcements": "hf_dr.generate.loading",
+    "open_reinforced": "hf_dr.hub.opening", "load_run_records": "hf_dr.generate.loading",
+    "load_reinforcements": "hf_dr.generate.loading",  # deprecated alias of load_run_records (one release)
     "load_reinforced": "hf_dr.hub.load",
     "ReinforcedTransform": "hf_dr.data.replay", "Curriculum": "hf_dr.data.curriculum",
     "ReinforcedCollate": "hf_dr.data.collate",
@@ -70,7 +71,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = [
     "__version__", "create_policy", "list_policies", "AugmentationPolicy", "create_teacher", "load_teacher_spec",
     "RecordCodec", "reinforce", "ReinforceSettings", "select_samples", "verify", "open_reinforced",
-    "load_reinforcements", "load_reinforced", "ReinforcedTransform", "ReinforcedCollate", "Curriculum",
+    "load_run_records", "load_reinforced", "ReinforcedTransform", "ReinforcedCollate", "Curriculum",
     "create_reinforced_loader", "model_arguments", "AugmentTransform", "EvalTransform", "set_epoch", "sparsify",
     "densify",
     "push_to_hub", "soft_target_loss", "TrainConfig", "fit", "reinforced_training_args", "reinforced_trainer",
@@ -101,7 +102,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; never executed
     from hf_dr.data.soft_labels import densify, sparsify
     from hf_dr.data.transforms import AugmentTransform, EvalTransform
     from hf_dr.errors import HfDrError
-    from hf_dr.generate.loading import load_reinforcements
+    from hf_dr.generate.loading import load_run_records
     from hf_dr.generate.run import reinforce
     from hf_dr.generate.settings import ReinforceSettings
     from hf_dr.generate.verify import verify

@@ -16,7 +16,7 @@ from hf_dr.builders import get_builder, list_builders, register_builder
 from hf_dr.cli import main as cli_main
 from hf_dr.errors import InvalidConfigError, MissingTeacherError, UnknownBuilderError
 from hf_dr.generate.builder import LAYOUTS, Builder
-from hf_dr.generate.loading import load_reinforcements
+from hf_dr.generate.loading import load_run_records
 from hf_dr.generate.run_config import ReinforceConfig
 from tests.utils_builders import standin
 from tests.utils_teacher import save_teacher
@@ -148,7 +148,7 @@ def test_reinforce_builder_end_to_end_with_limit(name, teacher_specs, tmp_path, 
                                         "key_source": builder.key_from or "content"}
     assert config.dataset["builder"] == name and config.dataset["num_rows"] == (2 if small else 6)
     assert config.num_classes == builder.num_classes
-    table = load_reinforcements(out)
+    table = load_run_records(out)
     assert len(table) == config.dataset["num_rows"]
     assert len(table[0]["reinforcements"]) == config.num_samples
     assert cli_main([*arguments, "--limit", "11"]) == 1

@@ -207,7 +207,7 @@ class RecordCodec:
             raise InvalidConfigError(
                 f"these records do not fit their codec {self.name!r} ({'; '.join(problems)}): the data's hf-dr "
                 "description is missing or belongs to other data, so they would be misread. Load the reinforced "
-                "dataset as it was written (hf_dr.load_reinforcements / load_reinforced), with its features.")
+                "dataset as it was written (hf_dr.load_run_records / load_reinforced), with its features.")
 
     # -- writing ----------------------------------------------------------------------------------------------
     def encode_params(self, policy: AugmentationPolicy, params: Params) -> dict[str, Any]:

@@ -27,7 +27,7 @@ def model_arguments(data: Any) -> dict[str, int]:
 
     Example:
         >>> import os, tempfile, safetensors.torch, timm
-        >>> from hf_dr import ReinforcedTransform, load_reinforcements, reinforce
+        >>> from hf_dr import ReinforcedTransform, load_run_records, reinforce
         >>> from hf_dr.data.bundled import load_bundled
         >>> folder = tempfile.mkdtemp()
         >>> digits = load_bundled("digits", "train").select(range(6))  # grayscale scans
@@ -37,7 +37,7 @@ def model_arguments(data: Any) -> dict[str, int]:
         >>> teacher = {"arch": "test_resnet", "weights": weights, "input_size": [1, 32, 32]}  # reads gray views
         >>> run = reinforce(digits, [teacher], "rrc", num_samples=2, topk=3, seed=0, key_column="key",
         ...                 output_dir=os.path.join(folder, "run"), num_workers=0, progress=False)
-        >>> replay = ReinforcedTransform(load_reinforcements(run), size=32)
+        >>> replay = ReinforcedTransform(load_run_records(run), size=32)
         >>> model_arguments(replay)
         {'num_classes': 10, 'in_chans': 1}
         >>> student = timm.create_model("resnet18", **model_arguments(replay.attach(digits)))

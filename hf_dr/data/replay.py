@@ -98,14 +98,14 @@ class ReinforcedTransform(EpochHook):
 
     Example (4 bundled digits reinforced by a random ``test_resnet``, replayed on their images):
         >>> import tempfile, safetensors.torch, timm
-        >>> from hf_dr import load_reinforcements, reinforce
+        >>> from hf_dr import load_run_records, reinforce
         >>> from hf_dr.data.bundled import load_bundled
         >>> digits, weights = load_bundled("digits").select(range(4)), tempfile.mkdtemp() + "/teacher.safetensors"
         >>> safetensors.torch.save_file(timm.create_model("test_resnet", num_classes=10).state_dict(), weights)
         >>> teacher = {"arch": "test_resnet", "weights": weights, "input_size": [3, 32, 32]}
         >>> run = reinforce(digits, [teacher], "rrc", num_samples=2, topk=3, seed=0,
         ...                 output_dir=tempfile.mkdtemp(), key_column="key", progress=False)
-        >>> ReinforcedTransform(load_reinforcements(run), size=32).attach(digits)[0]["labels"].shape
+        >>> ReinforcedTransform(load_run_records(run), size=32).attach(digits)[0]["labels"].shape
         torch.Size([10])
     """
 
@@ -399,4 +399,4 @@ class ReinforcedTransform(EpochHook):
 def _require_records(key: str, count: int) -> None:
     if count == 0:
         raise DataMismatchError(f"sample key {key!r} holds no reinforcement records: {_SKIPPED}. Leave such rows "
-                                "out (hf_dr.load_reinforcements does).")
+                                "out (hf_dr.load_run_records does).")

@@ -9,6 +9,7 @@ import hashlib
 import logging
 import multiprocessing
 import os
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,7 +26,7 @@ from hf_dr.generate.storage import MANIFEST_FILE, read_manifest, shard_paths, ve
 logger = logging.getLogger(__name__)
 
 
-def load_reinforcements(
+def load_run_records(
     output_dir: str, verify: bool = True, keep_in_memory: bool = False, cache_dir: str | None = None,
     num_proc: int | None = None,
 ) -> datasets.Dataset:
@@ -48,14 +49,14 @@ def load_reinforcements(
 
     Example (a run over 4 bundled digits with a random ``test_resnet`` teacher, loaded and replayed):
         >>> import tempfile, safetensors.torch, timm
-        >>> from hf_dr import ReinforcedTransform, load_reinforcements, reinforce
+        >>> from hf_dr import ReinforcedTransform, load_run_records, reinforce
         >>> from hf_dr.data.bundled import load_bundled
         >>> digits, weights = load_bundled("digits").select(range(4)), tempfile.mkdtemp() + "/teacher.safetensors"
         >>> safetensors.torch.save_file(timm.create_model("test_resnet", num_classes=10).state_dict(), weights)
         >>> teacher = {"arch": "test_resnet", "weights": weights, "input_size": [3, 32, 32]}
         >>> run = reinforce(digits, [teacher], "rrc", num_samples=2, topk=3, seed=0,
         ...                 output_dir=tempfile.mkdtemp(), key_column="key", progress=False)
-        >>> reinforcements = load_reinforcements(run)
+        >>> reinforcements = load_run_records(run)
         >>> reinforcements.column_names, len(reinforcements[0]["reinforcements"])
         (['key', 'label', 'image_digest', 'reinforcements'], 2)
         >>> sorted(reinforcements[0]["reinforcements"][0])  # one record: the view's params, the teacher's top-k
@@ -78,6 +79,14 @@ def load_reinforcements(
     return _without_skipped(dataset, manifest.get("skipped", []), os.path.join(output_dir, MANIFEST_FILE))
 
 
+def load_reinforcements(*args: Any, **kwargs: Any) -> datasets.Dataset:
+    """Deprecated name of :func:`load_run_records` (it read like :func:`hf_dr.load_reinforced`, which opens a pushed
+    repo ready to train on); kept for one release."""
+    warnings.warn("hf_dr.load_reinforcements is renamed load_run_records (a local run's records); the old name goes "
+                  "in the next release", FutureWarning, stacklevel=2)
+    return load_run_records(*args, **kwargs)
+
+
 def open_run_records(output_dir: str, verify: bool = True, cache_dir: str | None = None
                      ) -> tuple[datasets.Dataset, RowGroupRecords]:
     """Opens a finished run without converting its records first: its row-level columns (key, label and the others
@@ -85,12 +94,12 @@ def open_run_records(output_dir: str, verify: bool = True, cache_dir: str | None
     :class:`~hf_dr.generate.row_groups.RowGroupRecords`, decoded one row group at a time when a row of it is first
     looked up, into a cache shared by every process of the machine. Pass both to
     :class:`~hf_dr.ReinforcedTransform` (``ReinforcedTransform(rows, records=records)``); the rows are those of
-    :func:`load_reinforcements`, skipped rows left out, and each replay reads the same records.
+    :func:`load_run_records`, skipped rows left out, and each replay reads the same records.
 
     Args:
         output_dir (`str`): the folder a run wrote.
         verify (`bool`, *optional*, defaults to True): check every shard against the manifest first (as
-            :func:`load_reinforcements`).
+            :func:`load_run_records`).
         cache_dir (`str`, *optional*): the ``datasets`` cache to keep the decoded row groups under (its default
             otherwise), in ``hf-dr-row-groups/<the run version>``.
 

@@ -115,7 +115,7 @@ def reinforce(
         on_bad_image (`str`, *optional*, defaults to ``"raise"``): what an image that cannot be decoded (truncated,
             damaged, empty) does: ``"raise"`` stops the run with :class:`hf_dr.errors.CorruptImageError` naming its
             row, key and file; ``"skip"`` gives its row no records and lists it (key and error) under ``"skipped"``
-            in ``manifest.json``; :func:`hf_dr.load_reinforcements` then leaves such rows out, with a warning. A run
+            in ``manifest.json``; :func:`hf_dr.load_run_records` then leaves such rows out, with a warning. A run
             stopped by a bad image resumes with ``"skip"``: its finished shards are kept.
         codec (`RecordCodec` or `dict`, *optional*): how records store params (``"stored"`` or ``"seeded"``) and labels
             (``"fp16-topk"``, ``"q8-topk"``, ``"q8-topk-set"``, ``"sampled"``): see :mod:`hf_dr.data.codec`. Stored
@@ -135,11 +135,11 @@ def reinforce(
         accelerator (`accelerate.Accelerator`, *optional*): defaults to a new one (CPU when no GPU).
 
     Returns:
-        `str`: ``output_dir``, holding a complete run (load it with :func:`hf_dr.load_reinforcements`).
+        `str`: ``output_dir``, holding a complete run (load it with :func:`hf_dr.load_run_records`).
 
     Example (the whole flow on 8 tiny images: a teacher saved to a file, reinforcement, replay):
         >>> import os, tempfile, numpy as np
-        >>> from hf_dr import ReinforcedTransform, create_model, load_reinforcements
+        >>> from hf_dr import ReinforcedTransform, create_model, load_run_records
         >>> from hf_dr.models.checkpoints import save_checkpoint
         >>> folder = tempfile.mkdtemp()
         >>> pixels = np.random.default_rng(0).integers(0, 256, (8, 28, 28), dtype=np.uint8)
@@ -151,7 +151,7 @@ def reinforce(
         >>> weights = save_checkpoint(teacher, os.path.join(folder, "teacher.safetensors"))
         >>> out = reinforce(ds, [f"hf_dr_cnn_tiny={weights}"], "rrc", num_samples=4, topk=3, seed=0,
         ...                 output_dir=os.path.join(folder, "run"), key_column="id", progress=False)
-        >>> reinforcements = load_reinforcements(out)
+        >>> reinforcements = load_run_records(out)
         >>> len(reinforcements), len(reinforcements[0]["reinforcements"])
         (8, 4)
         >>> transform = ReinforcedTransform(reinforcements, size=24).attach(ds)  # the run's policy, classes, columns

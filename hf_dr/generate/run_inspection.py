@@ -15,7 +15,7 @@ from hf_dr.data.replay import ReinforcedTransform
 from hf_dr.data.source_keys import keyed
 from hf_dr.data.view_grid import render_grid
 from hf_dr.errors import IncompleteRunError
-from hf_dr.generate.loading import load_reinforcements
+from hf_dr.generate.loading import load_run_records
 from hf_dr.generate.opening import run_source
 from hf_dr.generate.run_config import ReinforceConfig
 
@@ -34,7 +34,7 @@ def load_target(
     if config is None:
         raise IncompleteRunError(f"{target!r} has no reinforce_config.json: not a finished hf-dr run")
     images = run_source(config, source, split, revision)
-    return load_reinforcements(target), images, config
+    return load_run_records(target), images, config
 
 
 def sample_grid(

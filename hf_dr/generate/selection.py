@@ -121,11 +121,11 @@ def _distances(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
 def select_samples(run_dir: str, output_dir: str, keep: int, rule: str, overwrite: bool = False) -> ReinforceConfig:
     """Writes to ``output_dir`` the run of ``run_dir`` with ``keep`` (N') of each row's N records, chosen by ``rule``
     (see the module docstring); returns the new run's config. The new folder is a complete run: load it with
-    :func:`hf_dr.load_reinforcements` or train on it with :func:`hf_dr.train.inputs.training_data`.
+    :func:`hf_dr.load_run_records` or train on it with :func:`hf_dr.train.inputs.training_data`.
 
     Example (a run of N=4 records per digit with a random ``test_resnet`` teacher; keep its 2 hardest):
         >>> import tempfile, safetensors.torch, timm
-        >>> from hf_dr import load_reinforcements, reinforce
+        >>> from hf_dr import load_run_records, reinforce
         >>> from hf_dr.data.bundled import load_bundled
         >>> digits, weights = load_bundled("digits").select(range(4)), tempfile.mkdtemp() + "/teacher.safetensors"
         >>> safetensors.torch.save_file(timm.create_model("test_resnet", num_classes=10).state_dict(), weights)
@@ -136,7 +136,7 @@ def select_samples(run_dir: str, output_dir: str, keep: int, rule: str, overwrit
         >>> config = select_samples(run, hardest, keep=2, rule="max_loss")
         >>> config.num_samples, config.selection
         (2, {'rule': 'max_loss', 'from': 4})
-        >>> len(load_reinforcements(hardest)[0]["reinforcements"])  # a complete run of N'=2
+        >>> len(load_run_records(hardest)[0]["reinforcements"])  # a complete run of N'=2
         2
     """
     config = ReinforceConfig.load(run_dir)

@@ -61,7 +61,7 @@ class ReinforceSettings:
 
     Example:
         >>> import os, tempfile, safetensors.torch, timm
-        >>> from hf_dr import ReinforceSettings, load_reinforcements, reinforce
+        >>> from hf_dr import ReinforceSettings, load_run_records, reinforce
         >>> from hf_dr.data.bundled import load_bundled
         >>> folder = tempfile.mkdtemp()
         >>> weights = os.path.join(folder, "teacher.safetensors")
@@ -70,7 +70,7 @@ class ReinforceSettings:
         ...                              output_dir=os.path.join(folder, "run"), progress=False)
         >>> run = reinforce(load_bundled("digits", "train").select(range(4)),
         ...                 [{"arch": "test_resnet", "weights": weights, "input_size": [3, 32, 32]}], config=settings)
-        >>> len(load_reinforcements(run)), len(load_reinforcements(run)[0]["reinforcements"])
+        >>> len(load_run_records(run)), len(load_run_records(run)[0]["reinforcements"])
         (4, 2)
     """
 

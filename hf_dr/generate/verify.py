@@ -107,7 +107,7 @@ def verify(
     one (``hf-dr verify``, whose ``--num-pairs`` this is).
 
     Args:
-        reinforcements (`datasets.Dataset`): rows with ``key`` and ``reinforcements`` (see ``load_reinforcements``).
+        reinforcements (`datasets.Dataset`): rows with ``key`` and ``reinforcements`` (see ``load_run_records``).
         images (`datasets.Dataset`): the source images (columns as recorded in ``config.columns``).
         config (`ReinforceConfig`): the run's recorded config.
         teacher (`Teacher`, *optional*): defaults to the recorded members (their weights must be reachable).
@@ -121,7 +121,7 @@ def verify(
 
     Example:
         >>> import os, tempfile, safetensors.torch, timm
-        >>> from hf_dr import load_reinforcements, reinforce
+        >>> from hf_dr import load_run_records, reinforce
         >>> from hf_dr.data.bundled import load_bundled
         >>> folder = tempfile.mkdtemp()
         >>> digits = load_bundled("digits", "train").select(range(6))
@@ -131,7 +131,7 @@ def verify(
         >>> teacher = {"arch": "test_resnet", "weights": weights, "input_size": [3, 32, 32]}
         >>> run = reinforce(digits, [teacher], "rrc", num_samples=2, topk=3, seed=0,
         ...                 output_dir=os.path.join(folder, "run"), num_workers=0, progress=False)
-        >>> report = verify(load_reinforcements(run), digits, ReinforceConfig.load(run), num_pairs=4)
+        >>> report = verify(load_run_records(run), digits, ReinforceConfig.load(run), num_pairs=4)
         >>> report.passed, report.checked
         (True, 4)
     """

@@ -15,7 +15,7 @@ import torch
 from hf_dr import ReinforcedTransform, create_policy, push_to_hub
 from hf_dr.data.description import RunDescription, read_description
 from hf_dr.errors import ClassCountMismatchError, InvalidConfigError, ParamsMismatchError
-from hf_dr.generate.loading import load_reinforcements
+from hf_dr.generate.loading import load_run_records
 from hf_dr.generate.run import reinforce
 from tests.data_utils import digits_dataset
 from tests.utils_hub import unique_repo
@@ -42,7 +42,7 @@ def run_dir(images, tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def reinforced(run_dir):
-    return load_reinforcements(run_dir)
+    return load_run_records(run_dir)
 
 
 def _pixels(transform: ReinforcedTransform, images: datasets.Dataset, rows=range(6)) -> torch.Tensor:
@@ -110,7 +110,7 @@ def test_pushed_and_loaded_with_plain_load_dataset(hub, run_dir, images):
     repo = unique_repo("described")
     push_to_hub(run_dir, repo, dataset=images)
     loaded = datasets.load_dataset(repo, split="train")
-    assert read_description(loaded) == read_description(load_reinforcements(run_dir))
+    assert read_description(loaded) == read_description(load_run_records(run_dir))
     ReinforcedTransform(loaded, size=20).attach(loaded)
     assert loaded[0]["pixel_values"].shape == (3, 20, 20) and loaded[0]["labels"].shape == (10,)
     streamed = datasets.load_dataset(repo, split="train", streaming=True)

@@ -21,7 +21,7 @@ from hf_dr.data.keys import DIGEST_SAMPLE_SIZE, digest_positions, image_digest
 from hf_dr.data.schema import DIGEST_COLUMN
 from hf_dr.data.source_keys import keyed
 from hf_dr.errors import DataMismatchError, InvalidConfigError
-from hf_dr.generate.loading import load_reinforcements
+from hf_dr.generate.loading import load_run_records
 from hf_dr.generate.run import reinforce
 from hf_dr.generate.storage import verify_run
 from hf_dr.train.inputs import DataConfig, training_data
@@ -76,7 +76,7 @@ def test_shards_store_an_8_byte_blake2b_of_each_image_declared_in_the_schema(sta
     """The digest is BLAKE2b-64 of the stored bytes, as int64 (8 bytes a row; uint64 cannot be built from Python
     integers by datasets)."""
     source, _, run_dir, *_ = state
-    table = load_reinforcements(run_dir, keep_in_memory=True)
+    table = load_run_records(run_dir, keep_in_memory=True)
     assert table.features[DIGEST_COLUMN] == datasets.Value("int64")
     assert list(table.features) == ["key", "label", DIGEST_COLUMN, "reinforcements"]
     cells = encoded_images(source, "image")["image"]
@@ -91,7 +91,7 @@ def test_shards_store_an_8_byte_blake2b_of_each_image_declared_in_the_schema(sta
 def test_content_keyed_runs_store_no_digest_their_key_is_one(state, tmp_path):
     _, members, *_ = state
     out = _run(digits_dataset(6, with_keys=False), members, tmp_path / "out", key_column=None)
-    table = load_reinforcements(out)
+    table = load_run_records(out)
     assert DIGEST_COLUMN not in table.column_names
     # the replay checks the key itself: an image changed under a content key carried over from the old images
     images = keyed(digits_dataset(6, with_keys=False), "image", None, None, "key")[0]

@@ -24,7 +24,7 @@ from hf_dr.data.schema import DIGEST_COLUMN
 from hf_dr.data.source_keys import scan_keys
 from hf_dr.data.sources import load_source
 from hf_dr.errors import DataMismatchError, InvalidConfigError
-from hf_dr.generate.loading import load_reinforcements
+from hf_dr.generate.loading import load_run_records
 from hf_dr.generate.run import reinforce
 from hf_dr.generate.run_config import ReinforceConfig
 from hf_dr.generate.run_inspection import load_target, sample_grid
@@ -137,7 +137,7 @@ def test_key_from_and_key_column_conflicts_are_refused(images, members, tmp_path
 def test_reinforce_by_path_records_the_key_source_and_digests(run_dir, images):
     config = ReinforceConfig.load(run_dir)
     assert config.columns.to_dict() == {"image": "image", "label": "label", "key": None, "key_source": "path"}
-    table = load_reinforcements(run_dir, keep_in_memory=True)
+    table = load_run_records(run_dir, keep_in_memory=True)
     assert table["key"][:] == file_names(images)
     assert read_description(table).columns.key_source == "path"
     cells = encoded_images(images, "image")["image"]
@@ -157,14 +157,14 @@ def test_cli_key_from_path(folder, members, tmp_path, capsys):
     assert "--key-from path" in capsys.readouterr().err  # content keys refuse the copy and name the flag
     assert cli_main([*arguments, "--key-from", "path"]) == 0
     assert ReinforceConfig.load(out).columns.key_source == "path"
-    assert COPY in load_reinforcements(out)["key"][:]
+    assert COPY in load_run_records(out)["key"][:]
     assert cli_main([*arguments, "--key-from", "path", "--key-column", "label", "--overwrite"]) == 1
     assert "not both" in capsys.readouterr().err
 
 
 def test_verify_and_show_recompute_path_keys(run_dir, images):
     config = ReinforceConfig.load(run_dir)
-    report = verify(load_reinforcements(run_dir), images, config, num_pairs=10)
+    report = verify(load_run_records(run_dir), images, config, num_pairs=10)
     assert report.passed and not report.source_changes, report.summary()
     reinforcements, loaded, config = load_target(run_dir)
     grid = sample_grid(reinforcements, loaded, config, key=COPY, count=2, size=32)
@@ -180,7 +180,7 @@ def test_attaching_to_images_with_their_own_ids_names_the_run_keys_and_the_fix(r
     from hf_dr.data.source_keys import keyed
 
     own_ids = images.add_column("key", [f"id-{i}" for i in range(len(images))])
-    replay = ReinforcedTransform(load_reinforcements(run_dir), size=SIZE)
+    replay = ReinforcedTransform(load_run_records(run_dir), size=SIZE)
     with pytest.raises(DataMismatchError, match=r"keyed its rows by image file name.*'id-0' at row 0.*keyed\(images"):
         replay.attach(own_ids)
     rekeyed, _ = keyed(own_ids, "image", None, "path", "key")
@@ -225,7 +225,7 @@ def test_the_hub_copy_keeps_the_file_names(on_hub, images):
 def test_load_reinforced_by_path(on_hub, layout):
     source, out, metadata_only, self_contained, cache_dir = on_hub
     repo = metadata_only if layout == "metadata_only" else self_contained
-    reference = ReinforcedTransform(load_reinforcements(out, keep_in_memory=True), POLICY, size=SIZE,
+    reference = ReinforcedTransform(load_run_records(out, keep_in_memory=True), POLICY, size=SIZE,
                                     images=source.add_column("key", scan_keys(source, "image", key_from="path")))
     loaded = load_reinforced(repo, size=SIZE, cache_dir=cache_dir)
     by_name = dict(zip(scan_keys(source, "image", key_from="path"), source["image"], strict=True))

@@ -15,7 +15,7 @@ from hf_dr import (
     ReinforcedTransform,
     create_policy,
     create_reinforced_loader,
-    load_reinforcements,
+    load_run_records,
     model_arguments,
     reinforce,
 )
@@ -45,7 +45,7 @@ def gray(tmp_path_factory) -> tuple[datasets.Dataset, str]:
 def _attached(gray) -> datasets.Dataset:
     digits, run = gray
     images = digits.select(range(len(digits)))  # a fresh object: attach sets its format
-    return ReinforcedTransform(load_reinforcements(run), size=SIZE).attach(images)
+    return ReinforcedTransform(load_run_records(run), size=SIZE).attach(images)
 
 
 def test_a_grayscale_run_gives_a_one_channel_student_through_every_wrapper(gray):

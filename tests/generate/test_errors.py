@@ -19,7 +19,7 @@ from hf_dr.errors import (
     OutputWriteError,
     SourceNotFoundError,
 )
-from hf_dr.generate.loading import load_reinforcements
+from hf_dr.generate.loading import load_run_records
 from hf_dr.generate.run import reinforce
 from hf_dr.generate.run_config import CONFIG_FILE
 from hf_dr.generate.storage import MANIFEST_FILE, read_manifest, verify_run
@@ -55,14 +55,14 @@ def test_a_damaged_manifest_is_named_with_the_fix(content, digits, member, tmp_p
     out = _run(digits, member, tmp_path / "out")
     path = os.path.join(out, MANIFEST_FILE)
     open(path, "wb").write(content)
-    for read in (read_manifest, verify_run, load_reinforcements):
+    for read in (read_manifest, verify_run, load_run_records):
         with pytest.raises(IncompleteRunError) as info:
             read(out)
         assert path in str(info.value) and "\n" not in str(info.value)
     if content.startswith(b"{") or not content.strip():
         assert "rerun the same reinforce command" in str(info.value)
     _run(digits, member, out)
-    assert len(load_reinforcements(out, keep_in_memory=True)) == len(digits)
+    assert len(load_run_records(out, keep_in_memory=True)) == len(digits)
 
 
 # -- the run's mistakes: one line each, and the corrected rerun works without --overwrite ---------------------------
@@ -122,7 +122,7 @@ def test_a_run_mistake_is_one_line_and_the_corrected_rerun_needs_no_overwrite(mi
         assert not os.path.exists(out)
     monkeypatch.undo()
     _run(digits, member, out)
-    assert len(load_reinforcements(str(out), keep_in_memory=True)) == len(digits)
+    assert len(load_run_records(str(out), keep_in_memory=True)) == len(digits)
     assert not [n for n in os.listdir(out / "shards") if ".tmp-" in n]
 
 

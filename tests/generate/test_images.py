@@ -23,7 +23,7 @@ import hf_dr.errors as errors
 from hf_dr import AugmentTransform, EvalTransform, ReinforcedTransform, create_model
 from hf_dr.cli import main as cli_main
 from hf_dr.data.description import read_description, with_description
-from hf_dr.generate.loading import load_reinforcements
+from hf_dr.generate.loading import load_run_records
 from hf_dr.generate.render import fit_channels
 from hf_dr.generate.run import reinforce
 from hf_dr.generate.run_config import PLAN_FIELDS, ReinforceConfig
@@ -152,7 +152,7 @@ def _replays_match_the_teacher(dataset, teacher_specs, run_dir, skipped=()) -> i
     """Checks every record of every row against the teacher's output on the replayed view; returns the count."""
     teacher = create_teacher(teacher_specs)
     member = teacher.members[0]
-    transform = ReinforcedTransform(load_reinforcements(run_dir, keep_in_memory=True), size=member.view.height,
+    transform = ReinforcedTransform(load_run_records(run_dir, keep_in_memory=True), size=member.view.height,
                                     mean=member.data_config["mean"], std=member.data_config["std"], images=dataset)
     checked = 0
     with torch.inference_mode():
@@ -172,12 +172,12 @@ class TestImageModes:
         assert _replays_match_the_teacher(mixed, rgb_teacher, mixed_run) == len(mixed) * NUM_SAMPLES
 
     def test_a_dataloader_batch_of_mixed_modes_stacks(self, mixed, mixed_run):
-        transform = ReinforcedTransform(load_reinforcements(mixed_run, keep_in_memory=True), size=24)
+        transform = ReinforcedTransform(load_run_records(mixed_run, keep_in_memory=True), size=24)
         batch = next(iter(torch.utils.data.DataLoader(transform.attach(mixed.with_format(None)), batch_size=16)))
         assert batch["pixel_values"].shape == (16, 3, 24, 24) and batch["labels"].shape == (16, 10)
 
     def test_the_sixteen_bit_image_replays_as_its_eight_bit_photo_not_white(self, mixed, mixed_run, photo_images):
-        transform = ReinforcedTransform(load_reinforcements(mixed_run, keep_in_memory=True), size=SIZE)
+        transform = ReinforcedTransform(load_run_records(mixed_run, keep_in_memory=True), size=SIZE)
         row = MODES.index("I;16")
         image, key = mixed[row]["image"], mixed[row]["key"]
         gray = _crops(photo_images, row + 1)[row].convert("L")
@@ -194,7 +194,7 @@ class TestImageModes:
 
         config = ReinforceConfig.load(mixed_run)
         assert config.image_mode == "RGB" and config.plan()["image_mode"] == "RGB"
-        assert read_description(load_reinforcements(mixed_run, keep_in_memory=True)).image_mode == "RGB"
+        assert read_description(load_run_records(mixed_run, keep_in_memory=True)).image_mode == "RGB"
         card = _card(mixed_run, config, build_card, reinforcement_stats, hub_metadata, public_config)
         assert "| `convert` | mode=RGB (every image, before the ops and at replay" in card.text
 
@@ -202,7 +202,7 @@ class TestImageModes:
         out = _run(mixed, gray_teacher, tmp_path / "gray")
         assert ReinforceConfig.load(out).image_mode == "L"
         assert _replays_match_the_teacher(mixed, gray_teacher, out) == len(mixed) * NUM_SAMPLES
-        transform = ReinforcedTransform(load_reinforcements(out, keep_in_memory=True), size=28)
+        transform = ReinforcedTransform(load_run_records(out, keep_in_memory=True), size=28)
         batch = next(iter(torch.utils.data.DataLoader(transform.attach(mixed.with_format(None)), batch_size=16)))
         assert batch["pixel_values"].shape == (16, 1, 28, 28)
 
@@ -210,7 +210,7 @@ class TestImageModes:
         """image_mode="L" with a three-channel teacher: the student replays gray, the teacher read it repeated."""
         out = _run(mixed, rgb_teacher, tmp_path / "override", image_mode="L")
         member = create_teacher(rgb_teacher).members[0]
-        transform = ReinforcedTransform(load_reinforcements(out, keep_in_memory=True), size=SIZE)
+        transform = ReinforcedTransform(load_run_records(out, keep_in_memory=True), size=SIZE)
         assert transform.image_mode == "L"
         with torch.inference_mode():
             for row in mixed:
@@ -242,7 +242,7 @@ class TestImageModes:
         assert new.conflicts(old) == ['image_mode: null -> "RGB"'] and new.fingerprint() != old.fingerprint()
 
     def test_a_run_without_a_recorded_mode_refuses_to_replay_a_sixteen_bit_image(self, mixed, mixed_run):
-        table = load_reinforcements(mixed_run, keep_in_memory=True)
+        table = load_run_records(mixed_run, keep_in_memory=True)
         legacy = dataclasses.replace(read_description(table), image_mode=None)
         transform = ReinforcedTransform(table.cast(with_description(table.features, legacy)), size=SIZE)
         row = mixed[MODES.index("I;16")]
@@ -307,7 +307,7 @@ class TestBadImages:
     @pytest.mark.parametrize("keep_in_memory", [True, False])
     def test_loading_leaves_skipped_rows_out_with_a_warning(self, bad, skip_run, keep_in_memory, caplog, tmp_path):
         with caplog.at_level(logging.WARNING, logger="hf_dr.generate.storage"):
-            table = load_reinforcements(skip_run, keep_in_memory=keep_in_memory, cache_dir=str(tmp_path))
+            table = load_run_records(skip_run, keep_in_memory=keep_in_memory, cache_dir=str(tmp_path))
         assert table["key"] == [k for i, k in enumerate(bad["key"]) if i not in BAD_ROWS]
         assert all(len(records) == NUM_SAMPLES for records in table["reinforcements"])
         assert table._indices is None and read_description(table).image_mode == "RGB"
@@ -324,7 +324,7 @@ class TestBadImages:
             ReinforcedTransform(raw, size=SIZE).replay(good, "photo-05")
         with pytest.raises(errors.DataMismatchError, match="sample key 'photo-13' is not in the reinforcements;.*"
                            "or the run skipped this row.*'skipped' in its manifest.json"):
-            ReinforcedTransform(load_reinforcements(skip_run), size=SIZE).replay(good, "photo-13")
+            ReinforcedTransform(load_run_records(skip_run), size=SIZE).replay(good, "photo-13")
 
     def test_training_data_leaves_skipped_rows_out(self, bad, skip_run):
         from hf_dr.train.inputs import DataConfig, training_data
@@ -355,7 +355,7 @@ class TestBadImages:
     def test_a_skipped_image_is_never_a_mixing_partner(self, bad, rgb_teacher, tmp_path):
         out = _run(bad, rgb_teacher, tmp_path / "mix", policy="rrc+mix", on_bad_image="skip", shard_size=4)
         skipped = {s["key"] for s in verify_run(out)["skipped"]}
-        table = load_reinforcements(out, keep_in_memory=True)
+        table = load_run_records(out, keep_in_memory=True)
         modes = [(r["params"]["mixing"]["mode"], r["params"]["mixing"]["partner_key"])
                  for records in table["reinforcements"] for r in records]
         assert not [key for mode, key in modes if mode and key in skipped]

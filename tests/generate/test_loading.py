@@ -1,5 +1,5 @@
 """Opening a run without a conversion pass (:func:`hf_dr.generate.loading.open_run_records`): the same rows and the
-same records as :func:`load_reinforcements`, for every codec and with skipped rows; replay bit-exact; each row group
+same records as :func:`load_run_records`, for every codec and with skipped rows; replay bit-exact; each row group
 decoded once, when first needed, into a cache every process shares; shards changed under it refused by row and key."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from hf_dr import ReinforcedTransform
 from hf_dr.data.codec import CLASSES_COLUMN
 from hf_dr.errors import DataMismatchError
 from hf_dr.generate import row_groups
-from hf_dr.generate.loading import load_reinforcements, open_run_records
+from hf_dr.generate.loading import load_run_records, open_run_records
 from tests.data_utils import digits_dataset
 from tests.generate.test_images import BAD_ROWS, bad, rgb_teacher, skip_run  # noqa: F401  (fixtures)
 from tests.utils_hub import run
@@ -42,7 +42,7 @@ def runs(digits, tmp_path_factory) -> dict[str, str]:
 
 
 def _same_rows_and_records(run_dir: str, cache_dir: str) -> tuple:
-    table = load_reinforcements(run_dir, cache_dir=os.path.join(cache_dir, "converted"))
+    table = load_run_records(run_dir, cache_dir=os.path.join(cache_dir, "converted"))
     rows, records = open_run_records(run_dir, cache_dir=cache_dir)
     assert rows.column_names == [c for c in table.column_names if c != "reinforcements"]
     assert rows.features == {c: table.features[c] for c in rows.column_names}
@@ -119,8 +119,16 @@ def test_shards_are_written_in_small_row_groups_and_a_lookup_decodes_only_its_ow
 
 def test_a_process_keeps_a_bounded_number_of_row_groups_mapped(runs, tmp_path, monkeypatch):
     monkeypatch.setattr(row_groups, "MAX_OPEN_GROUPS", 2)
-    table = load_reinforcements(runs["default"], cache_dir=str(tmp_path / "converted"))
+    table = load_run_records(runs["default"], cache_dir=str(tmp_path / "converted"))
     _, records = open_run_records(runs["default"], cache_dir=str(tmp_path))
     for row in (0, 6, 12, 0, 18, 6):  # groups 0, 1, 2, 0, 3, 1: each past the second evicts the least recently used
         assert records.records(row, table["key"][row]).to_pylist() == table["reinforcements"][row]
     assert list(records._open) == [3, 1]
+
+
+def test_the_old_name_load_reinforcements_still_loads_and_says_the_new_one(runs, tmp_path):
+    import hf_dr
+
+    with pytest.warns(FutureWarning, match="renamed load_run_records"):
+        old = hf_dr.load_reinforcements(runs["default"], cache_dir=str(tmp_path))
+    assert old.to_dict() == load_run_records(runs["default"], cache_dir=str(tmp_path)).to_dict()

@@ -20,7 +20,7 @@ from hf_dr import create_policy, load_reinforced, push_to_hub
 from hf_dr.data.description import read_description
 from hf_dr.errors import ConfigConflictError, CorruptShardError, InvalidConfigError, RunLockedError
 from hf_dr.files import file_sha256
-from hf_dr.generate.loading import load_reinforcements
+from hf_dr.generate.loading import load_run_records
 from hf_dr.generate.run import reinforce
 from hf_dr.generate.run_config import ReinforceConfig
 from hf_dr.generate.run_inspection import load_target
@@ -82,7 +82,7 @@ def test_a_second_run_started_while_the_first_works_is_refused_at_once(digits, m
     assert "--output-dir" in message and LOCK_FILE in message
     assert ReinforceConfig.load(str(out)).policy == create_policy("rrc+ra_re").config()
     assert verify_run(str(out))["fingerprint"] == ReinforceConfig.load(str(out)).fingerprint()
-    assert len(load_reinforcements(str(out), keep_in_memory=True)) == len(digits)
+    assert len(load_run_records(str(out), keep_in_memory=True)) == len(digits)
     assert not os.path.exists(out / LOCK_FILE)  # released with the run
 
 
@@ -116,8 +116,8 @@ def test_a_folder_mixing_two_runs_is_refused_by_every_reader(digits, member, tmp
     other = _run(digits, member, tmp_path / "other", policy="rrc")
     shutil.copyfile(os.path.join(other, CONFIG_FILE), os.path.join(out, CONFIG_FILE))
     digits.save_to_disk(str(tmp_path / "source"))
-    readers = [lambda: read_manifest(out), lambda: verify_run(out), lambda: load_reinforcements(out),
-               lambda: load_reinforcements(out, verify=False, keep_in_memory=True),
+    readers = [lambda: read_manifest(out), lambda: verify_run(out), lambda: load_run_records(out),
+               lambda: load_run_records(out, verify=False, keep_in_memory=True),
                lambda: push_to_hub(out, "tester/never-pushed"), lambda: load_target(out, str(tmp_path / "source"))]
     for read in readers:
         with pytest.raises(ConfigConflictError) as info:
@@ -128,7 +128,7 @@ def test_a_folder_mixing_two_runs_is_refused_by_every_reader(digits, member, tmp
     with pytest.raises(ConfigConflictError, match="policy"):  # resuming either run is refused as before
         _run(digits, member, out)
     _run(digits, member, out, overwrite=True)
-    assert len(load_reinforcements(out, keep_in_memory=True)) == len(digits)
+    assert len(load_run_records(out, keep_in_memory=True)) == len(digits)
 
 
 def test_a_hub_repo_whose_config_is_another_runs_is_refused(digits, member, hub, tmp_path):
@@ -222,7 +222,7 @@ def test_a_resume_from_another_folder_and_revision_writes_the_recorded_run(digit
     moved = {**member, "weights": shutil.copy(member["weights"], tmp_path / "copies")}
     _run(digits, moved, out, source={"revision": "r2"})
     assert {name: file_sha256(os.path.join(out, "shards", name)) for name in reference} == reference
-    description = read_description(load_reinforcements(out))
+    description = read_description(load_run_records(out))
     assert description.source["revision"] == "r1"
     assert description.teacher[0]["spec"]["weights"] == os.path.basename(member["weights"])
 
@@ -257,7 +257,7 @@ def test_a_resume_hashes_each_shard_once(digits, member, tmp_path, monkeypatch):
     real = storage.file_sha256
     monkeypatch.setattr(storage, "file_sha256", lambda path, *a: hashed.append(os.path.basename(path)) or real(path))
     _run(digits, member, out)
-    load_reinforcements(out)
+    load_run_records(out)
     assert hashed == ["reinforcements-00001.parquet"]  # the shard rewritten by the resume
     with open(os.path.join(out, "shards", "reinforcements-00000.parquet"), "r+b") as f:  # a changed file is hashed
         f.seek(10)

@@ -30,7 +30,7 @@ from hf_dr.errors import (
     TeacherError,
     WeightsNotFoundError,
 )
-from hf_dr.generate.loading import load_reinforcements
+from hf_dr.generate.loading import load_run_records
 from hf_dr.generate.render import policy_for_view
 from hf_dr.generate.run import reinforce
 from hf_dr.generate.run_config import ReinforceConfig
@@ -103,7 +103,7 @@ def _check_topk(probs: torch.Tensor, record: dict) -> None:
 
 class TestReplayMatchesTeacher:
     def test_every_record_replays_to_the_stored_ensemble_topk(self, digits, members, run_dir):
-        reinforcements = load_reinforcements(run_dir, keep_in_memory=True)
+        reinforcements = load_run_records(run_dir, keep_in_memory=True)
         config = json.load(open(os.path.join(run_dir, "reinforce_config.json")))
         teacher = create_teacher(members)
         policy = create_policy("rrc+ra_re")
@@ -126,7 +126,7 @@ class TestReplayMatchesTeacher:
     def test_mixing_records_replay_with_their_partner(self, digits, members, tmp_path):
         subset = digits.select(range(24))
         out = _run(subset, members[:1], tmp_path / "mix", policy="rrc+mix", num_samples=4)
-        reinforcements = load_reinforcements(out, keep_in_memory=True)
+        reinforcements = load_run_records(out, keep_in_memory=True)
         transform = ReinforcedTransform(reinforcements, "rrc+mix", size=32, mean=(0.5,) * 3, std=(0.5,) * 3,
                                         images=subset)
         model = create_teacher(members[:1]).members[0].model
@@ -145,7 +145,7 @@ class TestOutput:
     def test_rows_layout_and_features(self, digits, run_dir):
         assert _files(run_dir) == ["manifest.json", "reinforce_config.json"] + [
             f"shards/reinforcements-0000{i}.parquet{suffix}" for i in range(3) for suffix in ("", ".done")]
-        reinforcements = load_reinforcements(run_dir, keep_in_memory=True)
+        reinforcements = load_run_records(run_dir, keep_in_memory=True)
         assert reinforcements.column_names == ["key", "label", "image_digest", "reinforcements"]
         assert reinforcements["key"][:] == digits["key"][:] and reinforcements["label"][:] == digits["label"][:]
         assert reinforcements.features["label"] == digits.features["label"]
@@ -178,7 +178,7 @@ class TestOutput:
         unkeyed = digits_dataset(12, with_keys=False)
         out = _run(unkeyed, members[:1], tmp_path / "ck", key_column=None)
         cells = unkeyed.cast_column("image", datasets.Image(decode=False))["image"][:]
-        assert load_reinforcements(out, keep_in_memory=True)["key"][:] == [content_key(c) for c in cells]
+        assert load_run_records(out, keep_in_memory=True)["key"][:] == [content_key(c) for c in cells]
 
 
 class TestResume:
@@ -195,7 +195,7 @@ class TestResume:
         shard = copy / "shards/reinforcements-00002.parquet"
         shard.write_bytes(shard.read_bytes()[:100])  # truncated
         with pytest.raises(CorruptShardError, match="reinforcements-00002.parquet"):
-            load_reinforcements(str(copy))
+            load_run_records(str(copy))
         (copy / "shards/.reinforcements-00000.parquet.tmp-123").write_bytes(b"partial")
         _run(digits, members, copy)
         _same_tree(run_dir, str(copy))
@@ -239,7 +239,7 @@ class TestResume:
         _run(original, members[:1], out, shard_size=4, source={"id": "old/digits"})
         assert verify_run(out)["num_rows"] == 8
         _run(other, members[:1], out, shard_size=4, overwrite=True)
-        assert load_reinforcements(out, keep_in_memory=True)["key"][:] == original["key"][:]
+        assert load_run_records(out, keep_in_memory=True)["key"][:] == original["key"][:]
 
     def test_a_run_with_no_finished_shard_refuses_another_recorded_source(self, digits, members, tmp_path):
         """Killed before its first shard: nothing to compare, but the config would name the wrong source."""
@@ -296,11 +296,11 @@ class TestRefusals:
 
     def test_unfinished_run_is_not_a_result(self, digits, members, tmp_path):
         with pytest.raises(IncompleteRunError, match="no finished reinforcement run"):
-            load_reinforcements(str(tmp_path / "nothing"))
+            load_run_records(str(tmp_path / "nothing"))
         out = _run(digits.select(range(8)), members[:1], tmp_path / "run", shard_size=4)
         os.remove(os.path.join(out, "manifest.json"))
         with pytest.raises(IncompleteRunError, match="2 shard"):
-            load_reinforcements(out)
+            load_run_records(out)
 
 
     def test_a_manifest_short_of_the_planned_rows_is_refused(self, digits, members, tmp_path):
@@ -311,7 +311,7 @@ class TestRefusals:
         manifest = json.load(open(path))
         manifest.update(shards=manifest["shards"][:1], num_rows=4)
         json.dump(manifest, open(path, "w"))
-        for read in (verify_run, load_reinforcements):
+        for read in (verify_run, load_run_records):
             with pytest.raises(CorruptShardError, match=r"\(8 rows in shards of 4 by reinforce_config.json: 2 "
                                                         r"shards\): missing: shards/reinforcements-00001.parquet; "
                                                         r"num_rows 4, planned 8"):

@@ -13,7 +13,7 @@ import time
 import pytest
 import torch
 
-from hf_dr.generate.loading import load_reinforcements
+from hf_dr.generate.loading import load_run_records
 from tests.data_utils import digits_dataset
 from tests.generate.test_run import _files, _same_tree
 from tests.utils_teacher import save_teacher
@@ -84,7 +84,7 @@ def test_two_processes_write_the_same_bytes_as_one(inputs, reference, tmp_path):
     for rank in (0, 1):  # both processes really worked, on half of the 12 shards each
         assert f"process {rank} of 2: 6 of its 6 shards to do (12 shards in all)" in stderr
     _same_tree(reference, output_dir)
-    assert len(load_reinforcements(output_dir, keep_in_memory=True)) == NUM_ROWS
+    assert len(load_run_records(output_dir, keep_in_memory=True)) == NUM_ROWS
 
 
 def test_killed_run_resumes_to_the_same_output(inputs, reference, tmp_path):

@@ -9,7 +9,7 @@ import pytest
 from hf_dr.data.codec import RecordCodec
 from hf_dr.data.description import read_description
 from hf_dr.errors import InvalidConfigError
-from hf_dr.generate.loading import load_reinforcements
+from hf_dr.generate.loading import load_run_records
 from hf_dr.generate.run import reinforce
 from hf_dr.generate.run_config import ReinforceConfig
 from hf_dr.generate.selection import RULES, select_records, select_samples
@@ -59,7 +59,7 @@ def test_a_selected_run_is_a_complete_run_that_describes_its_selection(run_dir, 
     config = select_samples(run_dir, out, KEEP, rule)
     assert (config.num_samples, config.selection) == (KEEP, {"rule": rule, "from": N})
     assert ReinforceConfig.load(out) == config and verify_run(out)["num_samples"] == KEEP
-    full, selected = load_reinforcements(run_dir), load_reinforcements(out)
+    full, selected = load_run_records(run_dir), load_run_records(out)
     description = read_description(selected)
     assert (description.num_samples, description.selection) == (KEEP, {"rule": rule, "from": N})
     assert list(selected["key"]) == list(full["key"]) and list(selected["label"]) == list(full["label"])

@@ -12,7 +12,7 @@ import pytest
 
 import hf_dr.generate.run
 from hf_dr.errors import ClassCountMismatchError, InvalidConfigError
-from hf_dr.generate.loading import load_reinforcements
+from hf_dr.generate.loading import load_run_records
 from hf_dr.generate.run import reinforce
 from hf_dr.generate.source_labels import check_label_range, check_label_type
 from tests.data_utils import digits_dataset
@@ -58,7 +58,7 @@ def test_integer_labels_beyond_the_teacher_classes_are_refused_naming_the_row(di
 def test_integer_labels_within_the_teacher_classes_are_stored(digits, member, tmp_path):
     labels = [*digits["label"][:-1], -1]  # -1: no label, as in datasets
     out = _run(_relabelled(digits, datasets.Value("int32"), labels), member, tmp_path / "out")
-    assert load_reinforcements(out, keep_in_memory=True)["label"][:] == labels
+    assert load_run_records(out, keep_in_memory=True)["label"][:] == labels
 
 
 @pytest.mark.parametrize("dtype, fix", [("string", "class_encode_column('label')"),

@@ -19,7 +19,7 @@ import hf_dr.generate.storage as storage
 from hf_dr import create_policy
 from hf_dr.errors import ConfigConflictError, CorruptShardError, IncompleteRunError, InvalidConfigError
 from hf_dr.files import file_sha256, write_json_atomic
-from hf_dr.generate.loading import load_reinforcements
+from hf_dr.generate.loading import load_run_records
 from hf_dr.generate.plan import Shard, plan_shards
 from hf_dr.generate.run_config import ReinforceConfig
 from hf_dr.generate.storage import (
@@ -174,7 +174,7 @@ def test_read_manifest_of_an_unfinished_run_counts_the_done_shards(rows, shards,
     with pytest.raises(IncompleteRunError, match=r"2 shard\(s\) done\). Rerun the same reinforce command"):
         read_manifest(out)
     with pytest.raises(IncompleteRunError):
-        load_reinforcements(out)
+        load_run_records(out)
 
 
 def test_read_manifest_refuses_a_foreign_json_file(tmp_path):
@@ -200,7 +200,7 @@ def test_verify_run_names_a_damaged_shard(damage, run_dir, shards):
     with pytest.raises(CorruptShardError, match="reinforcements-00001.parquet does not match the checksum"):
         verify_run(run_dir)
     with pytest.raises(CorruptShardError):
-        load_reinforcements(run_dir)
+        load_run_records(run_dir)
 
 
 def _edit_manifest(run_dir: str, edit) -> None:
@@ -212,7 +212,7 @@ def _edit_manifest(run_dir: str, edit) -> None:
 
 def _readers(run_dir: str) -> list:
     return [lambda: read_manifest(run_dir), lambda: verify_run(run_dir),
-            lambda: load_reinforcements(run_dir, verify=False, keep_in_memory=True)]
+            lambda: load_run_records(run_dir, verify=False, keep_in_memory=True)]
 
 
 MANIFEST_DAMAGE = {  # what a damaged manifest lists, and what the error names
@@ -232,7 +232,7 @@ MANIFEST_DAMAGE = {  # what a damaged manifest lists, and what the error names
 @pytest.mark.parametrize("damage", list(MANIFEST_DAMAGE))
 def test_a_manifest_that_is_not_the_plan_is_refused(damage, run_dir):
     """A duplicated, dropped, foreign or reordered shard entry: every reader (read_manifest, verify_run,
-    load_reinforcements, and so the push) refuses it, naming the entries and the fix, instead of training on some rows
+    load_run_records, and so the push) refuses it, naming the entries and the fix, instead of training on some rows
     twice and publishing others never. Without a config the plan is the manifest's row count in shards of its
     largest shard; with one, the config's (test_run.py)."""
     edit, named = MANIFEST_DAMAGE[damage]
@@ -276,7 +276,7 @@ def test_each_shard_is_hashed_once_across_processes(run_dir, shards, tmp_path, m
     assert len(hashed) == len(shards)
     monkeypatch.setattr(storage, "_HASHED", {})
     verify_run(copy)
-    load_reinforcements(copy)
+    load_run_records(copy)
     assert len(hashed) == len(shards)
     monkeypatch.undo()
     monkeypatch.setattr(storage, "file_sha256", lambda path: hashed.append(path) or file_sha256(path))
@@ -335,7 +335,7 @@ def test_load_reinforcements_returns_rows_in_source_order(keep_in_memory, rows, 
     """Shards finished in any order load back as the source rows, in source order, with the declared features."""
     out = str(tmp_path / "run")
     _write_run(rows, shards, out, order=[2, 0, 1])
-    loaded = load_reinforcements(out, keep_in_memory=keep_in_memory, cache_dir=str(tmp_path / "cache"))
+    loaded = load_run_records(out, keep_in_memory=keep_in_memory, cache_dir=str(tmp_path / "cache"))
     assert loaded.features == rows.features
     assert loaded["key"][:] == rows["key"][:] == [f"digit-{i:05d}" for i in range(NUM_ROWS)]
     assert loaded.to_list() == rows.to_list()
@@ -350,8 +350,8 @@ def test_load_without_verify_skips_the_checksums(run_dir, shards):
     manifest["shards"][0]["sha256"] = "0" * 64
     write_json_atomic(path, manifest)
     with pytest.raises(CorruptShardError, match="reinforcements-00000.parquet does not match"):
-        load_reinforcements(run_dir, keep_in_memory=True)
-    assert len(load_reinforcements(run_dir, verify=False, keep_in_memory=True)) == NUM_ROWS
+        load_run_records(run_dir, keep_in_memory=True)
+    assert len(load_run_records(run_dir, verify=False, keep_in_memory=True)) == NUM_ROWS
 
 
 def test_clear_run_removes_only_what_runs_write(run_dir):
@@ -383,7 +383,7 @@ def test_a_manifest_is_read_only_next_to_its_own_config(rows, shards, tmp_path):
     config.save(out)
     assert read_manifest(out)["fingerprint"] == config.fingerprint()
     _config(seed=1).save(out)
-    for read in (read_manifest, verify_run, load_reinforcements):
+    for read in (read_manifest, verify_run, load_run_records):
         with pytest.raises(ConfigConflictError) as info:
             read(out)
         message = str(info.value)
@@ -407,7 +407,7 @@ def test_keep_in_memory_does_not_hash_the_table(tmp_path, monkeypatch):
         raise AssertionError("the table was hashed")
 
     monkeypatch.setattr(datasets.arrow_dataset, "generate_fingerprint", refuse)
-    first, again = (load_reinforcements(str(tmp_path), keep_in_memory=True) for _ in range(2))
+    first, again = (load_run_records(str(tmp_path), keep_in_memory=True) for _ in range(2))
     assert len(first) == 8 and first._fingerprint == again._fingerprint
 
 
@@ -432,17 +432,17 @@ def test_the_shard_writer_writes_in_the_background_and_raises_a_failed_write(row
 
 
 def test_keep_in_memory_is_refused_above_half_the_available_memory(run_dir, monkeypatch):
-    assert len(load_reinforcements(run_dir, keep_in_memory=True)) == NUM_ROWS
+    assert len(load_run_records(run_dir, keep_in_memory=True)) == NUM_ROWS
     monkeypatch.setattr(loading, "available_memory", lambda: 2 * 2**10)
     with pytest.raises(InvalidConfigError, match="keep_in_memory=True would hold .* leave keep_in_memory out"):
-        load_reinforcements(run_dir, keep_in_memory=True)
-    assert len(load_reinforcements(run_dir)) == NUM_ROWS
+        load_run_records(run_dir, keep_in_memory=True)
+    assert len(load_run_records(run_dir)) == NUM_ROWS
 
 
 def test_a_parallel_conversion_keeps_the_row_order(run_dir, tmp_path):
     """num_proc converts the shards in parallel (ImageNet+: minutes in one process); the rows stay in order."""
-    one = load_reinforcements(run_dir, cache_dir=str(tmp_path / "one"), num_proc=1)
-    two = load_reinforcements(run_dir, cache_dir=str(tmp_path / "two"), num_proc=2)
+    one = load_run_records(run_dir, cache_dir=str(tmp_path / "one"), num_proc=1)
+    two = load_run_records(run_dir, cache_dir=str(tmp_path / "two"), num_proc=2)
     assert two["key"] == one["key"] and two["reinforcements"] == one["reinforcements"]
     forked = multiprocessing.get_context().get_start_method() == "fork"
     expected = min(3, os.cpu_count()) if forked and os.cpu_count() > 1 else None

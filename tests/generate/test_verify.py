@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hf_dr import create_policy
-from hf_dr.generate.loading import load_reinforcements
+from hf_dr.generate.loading import load_run_records
 from hf_dr.generate.run import reinforce
 from hf_dr.generate.run_config import ReinforceConfig
 from hf_dr.generate.verify import verify
@@ -24,7 +24,7 @@ def run(tmp_path_factory):
     out = str(folder / "run")
     reinforce(images, [member], "rrc+ra_re", num_samples=4, topk=5, seed=0, output_dir=out, key_column="key",
               shard_size=20, num_workers=0, progress=False)
-    return images, load_reinforcements(out), ReinforceConfig.load(out), str(folder / "teachers")
+    return images, load_run_records(out), ReinforceConfig.load(out), str(folder / "teachers")
 
 
 def test_fresh_run_passes(run):
@@ -100,12 +100,12 @@ def test_any_key_column_name_works_and_checks_several_records_per_row(tmp_path):
     out = str(tmp_path / "run")
     reinforce(images, [member], "rrc", num_samples=5, topk=3, seed=0, output_dir=out, key_column="image_id",
               num_workers=0, progress=False)
-    report = verify(load_reinforcements(out), images, ReinforceConfig.load(out), num_pairs=20)
+    report = verify(load_run_records(out), images, ReinforceConfig.load(out), num_pairs=20)
     assert report.passed, report.summary()
     assert report.checked == 20  # 6 rows x 5 records: 20 distinct records, several per row
     from hf_dr.generate.run_inspection import sample_grid  # `hf-dr show` too
 
-    grid = sample_grid(load_reinforcements(out), images, ReinforceConfig.load(out), index=2, count=3, size=32)
+    grid = sample_grid(load_run_records(out), images, ReinforceConfig.load(out), index=2, count=3, size=32)
     assert grid.size[0] > 32
 
 
@@ -118,7 +118,7 @@ def test_a_limited_run_is_compared_with_the_rows_it_covered(run, tmp_path):
         out = str(tmp_path / f"run-{rows.start}")
         reinforce(images.select(rows), [member], "rrc", num_samples=2, topk=3, seed=0, output_dir=out,
                   key_column="key", shard_size=8, num_workers=0, progress=False)
-        report = verify(load_reinforcements(out), images, ReinforceConfig.load(out), num_pairs=8)
+        report = verify(load_run_records(out), images, ReinforceConfig.load(out), num_pairs=8)
         assert report.passed, report.summary()
         assert bool(report.source_changes) == changed and ("source changed" in report.summary()) == changed
         if changed:
@@ -137,7 +137,7 @@ def test_the_old_samples_keyword_still_works_and_warns(tmp_path):
                     output_dir=str(tmp_path / "run"), num_workers=0, progress=False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        report = verify(load_reinforcements(run), digits, ReinforceConfig.load(run), samples=3)
+        report = verify(load_run_records(run), digits, ReinforceConfig.load(run), samples=3)
     assert report.checked == 3 and any("num_pairs" in str(w.message) for w in caught)
 
 

@@ -20,7 +20,7 @@ from hf_dr import push_to_hub
 from hf_dr.data.codec import RecordCodec
 from hf_dr.data.description import PREFIX, read_description
 from hf_dr.errors import DataMismatchError
-from hf_dr.generate.loading import load_reinforcements
+from hf_dr.generate.loading import load_run_records
 from hf_dr.generate.run_config import ReinforceConfig
 from hf_dr.generate.storage import verify_run
 from hf_dr.hub import card as card_module
@@ -248,7 +248,7 @@ def test_statistics_match_the_stored_records(state):
     manifest, config = verify_run(state.run_dir), ReinforceConfig.load(state.run_dir)
     paths = [os.path.join(state.run_dir, s["path"]) for s in manifest["shards"]]
     stats = reinforcement_stats(paths, manifest, config)
-    rows = load_reinforcements(state.run_dir, keep_in_memory=True)
+    rows = load_run_records(state.run_dir, keep_in_memory=True)
     records = [(row["label"], record) for row in rows for record in row["reinforcements"]]
     top1 = np.array([record["probs"][0] for _, record in records])
     assert stats["num_reinforcements"] == NUM_ROWS * NUM_SAMPLES == sum(stats["histogram"])

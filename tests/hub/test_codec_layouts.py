@@ -1,5 +1,5 @@
 """Runs written with every record codec (:mod:`hf_dr.data.codec`), end to end on real digits: the CLI writes them,
-``load_reinforcements``, ``load_reinforced`` (both layouts, map-style and streamed) and ``verify`` read them, seeded
+``load_run_records``, ``load_reinforced`` (both layouts, map-style and streamed) and ``verify`` read them, seeded
 params replay bit-exact with stored ones, labels decode within each codec's bound, and a tampered checksum is refused
 naming the record."""
 
@@ -19,7 +19,7 @@ from hf_dr.data.description import read_description
 from hf_dr.data.epochs import set_epoch
 from hf_dr.data.label_coding import RELATIVE_BOUND
 from hf_dr.errors import InvalidConfigError, RecomputedParamsError
-from hf_dr.generate.loading import load_reinforcements
+from hf_dr.generate.loading import load_run_records
 from hf_dr.generate.run_config import ReinforceConfig
 from tests.utils_hub import pushed_digits, run, server_stays_consistent, unique_repo  # noqa: F401  (autouse fixture)
 from tests.utils_teacher import save_teacher
@@ -44,7 +44,7 @@ def setup(tmp_path_factory, hub):
 
 
 def _transform(run_dir, source, **options) -> ReinforcedTransform:
-    return ReinforcedTransform(load_reinforcements(run_dir, keep_in_memory=True), size=SIZE, images=source, **options)
+    return ReinforcedTransform(load_run_records(run_dir, keep_in_memory=True), size=SIZE, images=source, **options)
 
 
 def _replays(transform: ReinforcedTransform, source, epoch: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -72,7 +72,7 @@ def test_every_codec_replays_the_views_of_stored_params_with_its_labels(setup):
 
 def test_codec_runs_describe_themselves(setup):
     _, _, runs, _ = setup
-    loaded = {name: load_reinforcements(path) for name, path in runs.items()}
+    loaded = {name: load_run_records(path) for name, path in runs.items()}
     assert read_description(loaded["sampled"]).record_codec.config() == CODECS["sampled"]
     assert CLASSES_COLUMN in loaded["seeded-set"].column_names and CLASSES_COLUMN not in loaded["q8"].column_names
     record = loaded["seeded-set"][0]["reinforcements"][0]
@@ -83,17 +83,17 @@ def test_codec_runs_describe_themselves(setup):
 def test_verify_checks_every_codec_and_refuses_a_changed_seed(setup):
     source, members, runs, mixing = setup
     for path in [*runs.values(), mixing["seeded"]]:
-        report = verify(load_reinforcements(path), source, ReinforceConfig.load(path), num_pairs=24)
+        report = verify(load_run_records(path), source, ReinforceConfig.load(path), num_pairs=24)
         assert report.passed, report.summary()
     config = ReinforceConfig.load(runs["seeded-set"])
     config.seed = 1
-    report = verify(load_reinforcements(runs["seeded-set"]), source, config, num_pairs=8)
+    report = verify(load_run_records(runs["seeded-set"]), source, config, num_pairs=8)
     assert not report.passed and "seeded record(s) draw other params" in report.summary()
 
 
 def test_a_tampered_checksum_is_refused_naming_the_record(setup):
     source, _, runs, _ = setup
-    reinforcements = load_reinforcements(runs["seeded-set"])
+    reinforcements = load_run_records(runs["seeded-set"])
 
     def tamper(row):
         if row["key"] == source[3]["key"]:
@@ -142,7 +142,7 @@ def test_the_cli_writes_a_codec_run(setup, tmp_path, capsys):
                      "--param-mode", "seeded", "--label-codec", "sampled", "--label-draws", "6",
                      "--label-temperature", "2", "--output-dir", str(out), "--no-progress"]) == 0
     assert ReinforceConfig.load(str(out)).codec == CODECS["sampled"]
-    ours, theirs = load_reinforcements(str(out)), load_reinforcements(runs["sampled"])
+    ours, theirs = load_run_records(str(out)), load_run_records(runs["sampled"])
     assert ours.with_format("arrow")[:].column("reinforcements").equals(
         theirs.with_format("arrow")[:].column("reinforcements"))
 
@@ -161,7 +161,7 @@ def test_sampled_targets_train_at_their_temperature_only(setup):
 def test_codec_records_without_their_description_are_refused_not_misread(setup):
     """8-bit codes read as float16 probabilities (or set positions as class ids) would train on garbage targets."""
     source, _, runs, _ = setup
-    loaded = load_reinforcements(runs["seeded-set"])
+    loaded = load_run_records(runs["seeded-set"])
     record = loaded.features["reinforcements"].feature
     bare = datasets.Features({**loaded.features, "reinforcements": datasets.List({
         **record, "probs": datasets.List(datasets.Value("uint8"), length=record["probs"].length)})})
@@ -170,7 +170,7 @@ def test_codec_records_without_their_description_are_refused_not_misread(setup):
     with pytest.raises(InvalidConfigError, match=r"'probs' holds uint8, where this codec stores float16"):
         ReinforcedTransform(stripped, policy="rrc+ra_re", num_classes=10, size=SIZE)
     assert read_description(loaded).to_id().startswith("hf-dr-run/2 ")  # readers that predate codecs refuse it
-    default = read_description(load_reinforcements(runs["default"])).to_id()
+    default = read_description(load_run_records(runs["default"])).to_id()
     assert default.startswith("hf-dr-run/1 ") and '"codec"' not in default  # the bytes earlier versions wrote
 
 

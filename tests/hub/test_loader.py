@@ -15,7 +15,7 @@ from timm.task import ClassificationTask
 
 from hf_dr import ReinforcedTransform, create_reinforced_loader
 from hf_dr.errors import InvalidConfigError
-from hf_dr.generate.loading import load_reinforcements
+from hf_dr.generate.loading import load_run_records
 from tests.utils_hub import (
     NUM_ROWS,
     POLICY,
@@ -41,7 +41,7 @@ def _fingerprints(inputs: torch.Tensor, targets: torch.Tensor) -> list[str]:
 
 def _reference(state: Published, epoch: int) -> list[str]:
     """The run's own replay of every source image at ``epoch``: what any loader of the pushed dataset must give."""
-    transform = ReinforcedTransform(load_reinforcements(state.run_dir, keep_in_memory=True), POLICY, size=SIZE,
+    transform = ReinforcedTransform(load_run_records(state.run_dir, keep_in_memory=True), POLICY, size=SIZE,
                                     images=state.source)
     transform.set_epoch(epoch)
     rows = [transform.replay(row["image"], row["key"]) for row in state.source]

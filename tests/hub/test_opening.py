@@ -16,7 +16,7 @@ from huggingface_hub import HfApi
 from hf_dr import TrainConfig, create_model, fit, load_reinforced, push_to_hub
 from hf_dr.data.epochs import set_epoch, transform_of
 from hf_dr.errors import DataMismatchError, InvalidConfigError
-from hf_dr.generate.loading import load_reinforcements
+from hf_dr.generate.loading import load_run_records
 from hf_dr.hub import opening, packing
 from hf_dr.hub.opening import open_reinforced, pushed_files
 from hf_dr.hub.repo_meta import read_split_meta
@@ -46,7 +46,7 @@ def state(tmp_path_factory) -> Published:
 def reference(state):
     from hf_dr import ReinforcedTransform
 
-    return ReinforcedTransform(load_reinforcements(state.run_dir, keep_in_memory=True), POLICY, size=SIZE,
+    return ReinforcedTransform(load_run_records(state.run_dir, keep_in_memory=True), POLICY, size=SIZE,
                                images=state.source)
 
 

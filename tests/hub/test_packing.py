@@ -16,7 +16,7 @@ from huggingface_hub import HfApi, hf_hub_download
 
 from hf_dr import ReinforcedTransform, load_reinforced, push_to_hub
 from hf_dr.data.epochs import transform_of
-from hf_dr.generate.loading import load_reinforcements
+from hf_dr.generate.loading import load_run_records
 from hf_dr.generate.parquet import split_rows, write_parquet, write_parquet_batches
 from hf_dr.generate.run_config import ReinforceConfig
 from hf_dr.generate.storage import verify_run
@@ -300,7 +300,7 @@ class TestPackedPush:
     def _assert_same_records(state: Published, repo: str) -> None:
         """load_reinforced gives every key the run's own records, in the run's row order."""
         loaded = load_reinforced(repo, size=SIZE, cache_dir=state.cache_dir)
-        reference = ReinforcedTransform(load_reinforcements(state.run_dir, keep_in_memory=True), POLICY, size=SIZE)
+        reference = ReinforcedTransform(load_run_records(state.run_dir, keep_in_memory=True), POLICY, size=SIZE)
         keys = loaded.with_format("arrow")[:].column("key").to_pylist()
         assert keys == state.source["key"]
         transform = transform_of(loaded)

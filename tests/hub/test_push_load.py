@@ -24,7 +24,7 @@ from hf_dr.data.epochs import set_epoch, transform_of
 from hf_dr.data.source_keys import scan_keys
 from hf_dr.data.streaming import ReinforcedIterableDataset, StreamReplay
 from hf_dr.errors import CorruptShardError, DataMismatchError, HubNotFoundError, IncompleteRunError, InvalidConfigError
-from hf_dr.generate.loading import load_reinforcements
+from hf_dr.generate.loading import load_run_records
 from hf_dr.generate.storage import verify_run
 from hf_dr.hub import build
 from tests.data_utils import ProjectionTeacher, digit_images, digits_dataset, reinforce_in_memory
@@ -50,7 +50,7 @@ def state(tmp_path_factory) -> Published:
 @pytest.fixture(scope="module")
 def reference(state) -> ReinforcedTransform:
     """The run's own reinforcements replayed on the source images: what every loaded dataset must give."""
-    return ReinforcedTransform(load_reinforcements(state.run_dir, keep_in_memory=True), POLICY, size=SIZE,
+    return ReinforcedTransform(load_run_records(state.run_dir, keep_in_memory=True), POLICY, size=SIZE,
                                images=state.source)
 
 
@@ -298,7 +298,7 @@ class TestRoundTrip:
         source_repo, metadata_only = unique_repo("files-source"), unique_repo("files-meta")
         local.push_to_hub(source_repo)  # the same image bytes, on the Hub
         push_to_hub(out, metadata_only, layout="metadata-only", source_id=source_repo)
-        reference = ReinforcedTransform(load_reinforcements(out, keep_in_memory=True), POLICY, size=SIZE)
+        reference = ReinforcedTransform(load_run_records(out, keep_in_memory=True), POLICY, size=SIZE)
         keys = scan_keys(local, "image")
         for repo in (self_contained, metadata_only):
             ds = _load(state, repo)

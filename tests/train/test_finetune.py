@@ -15,7 +15,7 @@ import torch
 from hf_dr.builders import get_builder
 from hf_dr.cli import main as cli_main
 from hf_dr.errors import InvalidConfigError
-from hf_dr.generate.loading import load_reinforcements
+from hf_dr.generate.loading import load_run_records
 from hf_dr.generate.run_config import ReinforceConfig
 from hf_dr.models.members import create_member
 from hf_dr.models.teacher import create_teacher, load_teacher_spec
@@ -81,7 +81,7 @@ def test_saved_spec_drives_a_reinforce_run(finetuned, digits_dir, tmp_path, caps
                      "--topk", "3", "--limit", "40", "--output-dir", out, "--num-workers", "0", "--no-progress"]) == 0
     config = ReinforceConfig.load(out)
     assert len(config.teacher) == 2 and config.dataset["num_rows"] == 40
-    table = load_reinforcements(out).with_format(None)
+    table = load_run_records(out).with_format(None)
     agree = [record["ids"][0] == row["label"] for row in table for record in row["reinforcements"]]
     assert len(agree) == 160 and sum(agree) / len(agree) > 0.3  # the trained weights label the views, not chance
 
