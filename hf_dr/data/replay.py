@@ -74,7 +74,7 @@ class ReinforcedTransform(EpochHook):
         image_column, key_column (`str`, *optional*): the columns the hook reads (see :attr:`column_options`); the
             recorded ones by default (``"image"`` and ``"key"`` without a description).
         label_column (`str`, *optional*, defaults to ``"label"``): a ``ClassLabel`` column to read the class count
-            from (see :func:`hf_dr.data.sources.class_count`).
+            from (see :func:`hf_dr.data.columns.class_count`).
         reinforcements_column (`str`, *optional*): the records column (the recorded one, else ``"reinforcements"``).
         leftover (`str`, *optional*, defaults to ``"uniform"``): see :func:`hf_dr.densify`.
         curriculum (`Curriculum`, *optional*): draw each epoch's record among a window of the sample's records

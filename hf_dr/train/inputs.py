@@ -31,7 +31,7 @@ def load_image_dataset(name: str, split: str, data_root: str | None = None) -> d
 
 
 def class_count(dataset: datasets.Dataset, label_column: str = "label") -> int | None:
-    """:func:`hf_dr.data.sources.class_count` of ``label_column`` (``"label"`` by default, the scripts' column)."""
+    """:func:`hf_dr.data.columns.class_count` of ``label_column`` (``"label"`` by default, the scripts' column)."""
     from hf_dr.data.columns import class_count as source_class_count
 
     return source_class_count(dataset, label_column)
@@ -71,7 +71,7 @@ class DataConfig:
 def training_data(
     dataset: datasets.Dataset,
     data: DataConfig,
-    reinforcements: str | None = None,
+    run_dir: str | None = None,
     policy: str | dict[str, Any] = PLAIN_POLICY,
     seed: int = 0,
     preload: bool = False,
@@ -81,7 +81,7 @@ def training_data(
     label_column: str = "label",
     curriculum: Any = None,
 ) -> tuple[Any, Any]:
-    """The training dataset and its transform: replay of a reinforcement run (``reinforcements``: its folder), or
+    """The training dataset and its transform: replay of the reinforcement run in the folder ``run_dir``, or
     on-the-fly augmentation with ``policy`` and hard labels. ``preload`` decodes the images once
     (:class:`hf_dr.data.preloaded.PreloadedDataset`); otherwise the transform is set on ``dataset`` (in place).
 
@@ -91,21 +91,21 @@ def training_data(
     replays it), ``"full"`` (every row up front) or ``"off"`` (see :func:`hf_dr.load_reinforced`).
     ``image_column`` and ``label_column`` name a plain run's columns (a reinforced run reads those it recorded).
     ``curriculum`` (a :class:`hf_dr.data.curriculum.Curriculum`) orders each sample's replayed records by the
-    teacher's confidence (paper App. C.4); refused without ``reinforcements``."""
-    if curriculum is not None and not reinforcements:
+    teacher's confidence (paper App. C.4); refused without ``run_dir``."""
+    if curriculum is not None and not run_dir:
         raise InvalidConfigError("a curriculum orders stored reinforcements: pass the reinforced run's folder too "
                                  "(--run-dir)")
-    if reinforcements:
+    if run_dir:
         from hf_dr.generate.loading import open_run_records
         from hf_dr.generate.opening import recorded_source, reinforced_images
         from hf_dr.generate.run_config import ReinforceConfig
         from hf_dr.models.students import check_input_channels
 
-        run = ReinforceConfig.load(reinforcements)
+        run = ReinforceConfig.load(run_dir)
         if run is None:
-            raise InvalidConfigError(f"{reinforcements} holds no reinforcement run (no reinforce_config.json)")
-        check_input_channels(data.in_chans, run.image_mode, f"the run {reinforcements}")  # the student reads them
-        rows, records = open_run_records(reinforcements)  # records decoded by row group when first needed
+            raise InvalidConfigError(f"{run_dir} holds no reinforcement run (no reinforce_config.json)")
+        check_input_channels(data.in_chans, run.image_mode, f"the run {run_dir}")  # the student reads them
+        rows, records = open_run_records(run_dir)  # records decoded by row group when first needed
         fix = (f"Load the dataset that was reinforced ({run.dataset.get('id')!r}, split {run.dataset.get('split')!r}, "
                f"revision {run.dataset.get('revision')!r}); verify_images='full' checks every row up front, 'off' "
                "accepts changed images.")
@@ -178,12 +178,12 @@ def initialise_from(model: torch.nn.Module, checkpoint: str) -> list[str]:
     return skipped
 
 
-def recorded_image_mode(reinforcements: str | None) -> str | None:
-    """The image mode (``"L"`` or ``"RGB"``) the reinforcement run in the folder ``reinforcements`` recorded: the
+def recorded_image_mode(run_dir: str | None) -> str | None:
+    """The image mode (``"L"`` or ``"RGB"``) the reinforcement run in the folder ``run_dir`` recorded: the
     mode its teacher saw and its replay gives; None without a folder or for a run that predates the record."""
-    if not reinforcements:
+    if not run_dir:
         return None
     from hf_dr.generate.run_config import ReinforceConfig
 
-    run = ReinforceConfig.load(reinforcements)
+    run = ReinforceConfig.load(run_dir)
     return run.image_mode if run is not None else None

@@ -132,7 +132,7 @@ def test_a_changed_image_is_refused_naming_key_row_and_fix(state, monkeypatch):
                                                 r"dataset)\) is not the one that was reinforced .*(source=.*"
                                                 r"verify_images='full'|digest-source.*verify_images='off')"):
         _read_all(_load(state, source=changed(state[0], IN_SAMPLE)))
-    monkeypatch.setattr("hf_dr.data.sources.digest_positions", lambda count, verify_images: [])  # a sample without it
+    monkeypatch.setattr("hf_dr.data.source_keys.digest_positions", lambda count, verify_images: [])  # a sample without it
     loaded = _load(state, source=changed(state[0], IN_SAMPLE))
     with pytest.raises(DataMismatchError, match=r"the image of sample key 'digit-00000' \(row 0 of the image "
                                                 r"dataset\) is not the one that was reinforced .*digest-source.*"
@@ -194,14 +194,14 @@ def test_self_contained_push_checks_every_image(state):
 
 def test_training_data_checks_a_sample_of_images_and_every_row_when_read(state):
     source, _, run_dir, *_ = state
-    dataset, _ = training_data(source, DATA, reinforcements=run_dir)
+    dataset, _ = training_data(source, DATA, run_dir=run_dir)
     assert len(dataset) == COUNT and _read_all(dataset) == COUNT
     with pytest.raises(DataMismatchError, match=r"sample key 'digit-00000' \(row 0 of the (training|image) dataset\)"):
-        _read_all(training_data(changed(source, IN_SAMPLE), DATA, reinforcements=run_dir)[0])
+        _read_all(training_data(changed(source, IN_SAMPLE), DATA, run_dir=run_dir)[0])
     with pytest.raises(DataMismatchError, match=rf"sample key 'digit-{OUTSIDE_FIXED:05d}' \(row {OUTSIDE_FIXED} of "):
-        _read_all(training_data(changed(source, OUTSIDE_FIXED), DATA, reinforcements=run_dir)[0])
+        _read_all(training_data(changed(source, OUTSIDE_FIXED), DATA, run_dir=run_dir)[0])
     with pytest.raises(DataMismatchError, match=rf"sample key 'digit-{OUTSIDE:05d}'"):
-        training_data(changed(source, OUTSIDE), DATA, reinforcements=run_dir, verify_images="full")
+        training_data(changed(source, OUTSIDE), DATA, run_dir=run_dir, verify_images="full")
     for preload in (False, True):  # "off" accepts changed images, also preloaded
-        assert _read_all(training_data(changed(source, OUTSIDE), DATA, reinforcements=run_dir, verify_images="off",
+        assert _read_all(training_data(changed(source, OUTSIDE), DATA, run_dir=run_dir, verify_images="off",
                                        preload=preload)[0]) == COUNT

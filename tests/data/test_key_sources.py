@@ -189,7 +189,7 @@ def test_attaching_to_images_with_their_own_ids_names_the_run_keys_and_the_fix(r
 
 def test_training_data_joins_by_path_key(run_dir, images):
     data = DataConfig(size=(SIZE, SIZE), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), in_chans=3)
-    dataset, transform = training_data(images, data, reinforcements=run_dir)
+    dataset, transform = training_data(images, data, run_dir=run_dir)
     names = file_names(images)
     for row in range(len(images)):
         sample = dataset[row]

@@ -330,7 +330,7 @@ class TestBadImages:
         from hf_dr.train.inputs import DataConfig, training_data
 
         data = DataConfig(size=(SIZE, SIZE), mean=K.IMAGENET_MEAN, std=K.IMAGENET_STD, in_chans=3)
-        train, _ = training_data(bad, data, reinforcements=skip_run)
+        train, _ = training_data(bad, data, run_dir=skip_run)
         assert len(train) == len(bad) - 3
         batch = next(iter(torch.utils.data.DataLoader(train, batch_size=len(train))))
         assert batch["pixel_values"].shape == (len(bad) - 3, 3, SIZE, SIZE)
