@@ -12,7 +12,6 @@ decoded by the loader workers over the first epoch's first batches. Runs write r
 
 from __future__ import annotations
 
-import bisect
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -87,17 +86,30 @@ class RowGroupRecords:
     def records(self, row: int, key: str) -> pa.Array:
         """The Arrow array of row ``row``'s records (``row`` counts the loaded rows, skipped ones left out); its key
         must be ``key``, else :class:`DataMismatchError` names both (the shards changed under their cache)."""
-        file_row = int(row if self._kept is None else self._kept[row])
-        group = bisect.bisect_right(self._starts, file_row) - 1
-        keys, records = self._group(group)
-        offset = file_row - self._starts[group]
-        found = keys[offset].as_py()
-        if found != key:
-            path, index = self.files[self._groups[group][0]], self._groups[group][1]
-            raise DataMismatchError(
-                f"row {row} of the run holds key {found!r} in row group {index} of {path}, where its rows hold "
-                f"{key!r}: the shards changed after they were loaded. Load the run again (hf_dr.load_reinforcements).")
-        return records[offset].values
+        return self.take([row], [key])[0].values
+
+    def take(self, rows: Sequence[int], keys: Sequence[str]) -> pa.ListArray:
+        """The records of each of ``rows`` (a non-empty batch, in order) as one Arrow list array, read with one
+        ``take`` per row group; each row's key must be the one in ``keys`` (see :meth:`records`)."""
+        file_rows = np.asarray(rows, dtype=np.int64)
+        file_rows = file_rows if self._kept is None else self._kept[file_rows]
+        groups = np.searchsorted(np.asarray(self._starts, dtype=np.int64), file_rows, side="right") - 1
+        pieces, order = [], []
+        for group in np.unique(groups).tolist():
+            positions = np.flatnonzero(groups == group)
+            group_keys, records = self._group(group)
+            offsets = pa.array(file_rows[positions] - self._starts[group])
+            for position, found in zip(positions.tolist(), group_keys.take(offsets).to_pylist(), strict=True):
+                if found != keys[position]:
+                    path, index = self.files[self._groups[group][0]], self._groups[group][1]
+                    raise DataMismatchError(
+                        f"row {rows[position]} of the run holds key {found!r} in row group {index} of {path}, where "
+                        f"its rows hold {keys[position]!r}: the shards changed after they were loaded. Load the run "
+                        "again (hf_dr.load_reinforcements).")
+            pieces.append(records.take(offsets))
+            order.append(positions)
+        taken = pieces[0] if len(pieces) == 1 else pa.concat_arrays(pieces)
+        return taken if len(pieces) == 1 else taken.take(pa.array(np.argsort(np.concatenate(order))))
 
     def _group(self, group: int) -> tuple[pa.Array, pa.Array]:
         """Row group ``group``'s key and records, memory-mapped from the shared cache (decoded into it first when no
