@@ -337,16 +337,18 @@ class KeyIndex:
         """:meth:`row` of every key of a batch, hashed and searched at once (``int64``); the first missing key raises
         as :meth:`row` does."""
         keys = [str(key) for key in keys]
-        hashes = key_hashes(keys) if keys else np.zeros(0, np.uint64)
         known = self._hashes.numpy().view(np.uint64)
-        positions = np.minimum(known.searchsorted(hashes), max(len(known) - 1, 0))
-        rows = self._rows.numpy()[positions].astype(np.int64) if len(known) else np.zeros(len(keys), np.int64)
-        odd = known[positions] != hashes if len(known) else np.ones(len(keys), bool)
+        if not keys or not len(known):
+            return np.asarray([self.row(key) for key in keys], dtype=np.int64)  # none, or the missing-key error
+        hashes = key_hashes(keys)
+        positions = np.minimum(known.searchsorted(hashes), len(known) - 1)
+        rows = self._rows.numpy()[positions].astype(np.int64)
+        odd = known[positions] != hashes
         if self._shared_hashes:
             odd |= np.isin(hashes, np.fromiter(self._shared_hashes, np.uint64, len(self._shared_hashes)))
-        if self._keys is not None and len(keys):
-            odd |= np.asarray(self._keys.array.take(pa.array(rows)).to_pylist(), dtype=object) != np.asarray(
-                keys, dtype=object)
+        if self._keys is not None:
+            found = self._keys.array.take(pa.array(rows)).to_pylist()
+            odd |= np.asarray(found, dtype=object) != np.asarray(keys, dtype=object)
         for position in np.flatnonzero(odd).tolist():  # a shared hash or a missing key: the one-key lookup
             rows[position] = self.row(keys[position])
         return rows
