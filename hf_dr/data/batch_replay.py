@@ -8,9 +8,9 @@ on short lists. Here a batch of B rows is read as follows:
 
 - the B keys are hashed and searched at once (:meth:`~hf_dr.data.keys.KeyIndex.rows`), and their stored keys read
   with one Arrow ``take`` to check them;
-- each row's record lists are read with one ``take`` (of the table's records column, or of the run's row groups,
-  :meth:`~hf_dr.generate.row_groups.RowGroupRecords.take`), this epoch's record of each row chosen
-  (:meth:`~hf_dr.ReinforcedTransform.choose`, the one choice), and the B chosen records taken at once;
+- each row's list of records is located in the table's records column (or in the run's row groups,
+  :meth:`~hf_dr.generate.row_groups.RowGroupRecords.parts`) without copying it, this epoch's record of each row is
+  chosen (:meth:`~hf_dr.ReinforcedTransform.choose`, the one choice), and the B chosen records are taken at once;
 - their params become Python values column by column, not record by record (:func:`python_rows`, equal to
   ``to_pylist``), and their labels are decoded by the codec on ``[B, k]`` arrays (:func:`batch_labels`); a dense
   ``float32`` target is built once for the batch.
@@ -39,7 +39,7 @@ from hf_dr.errors import DataMismatchError
 if TYPE_CHECKING:
     from hf_dr.data.replay import ReinforcedTransform
 
-__all__ = ["batch_labels", "chosen_records", "python_rows", "replay_batch"]
+__all__ = ["batch_labels", "chosen_records", "column_parts", "key_rows", "python_rows", "replay_batch"]
 
 
 def replay_batch(transform: ReinforcedTransform, images: Sequence[Any], keys: Sequence[Any]
@@ -53,12 +53,13 @@ def replay_batch(transform: ReinforcedTransform, images: Sequence[Any], keys: Se
         keys (`Sequence[str]`): their sample keys.
     """
     keys = _checked_keys(keys, transform.key_column)
-    if transform._digests is not None:  # before the records are read, as a changed image is the first thing wrong
-        for image, key in zip(images, keys, strict=True):
-            transform._digests.check(key, image)
     if not keys:
         return {name: [] for name in transform.output_columns}
-    indices, records, classes = chosen_records(transform, keys)
+    rows = key_rows(transform, keys)
+    if transform._digests is not None:  # each row's image, the first time this process replays it
+        for position in np.flatnonzero(transform._digests.unchecked(rows)).tolist():
+            transform._digests.check(keys[position], images[position])
+    indices, records, classes = chosen_records(transform, keys, rows)
     params = python_rows(records.field("params"))
     views = []
     for image, key, index, stored in zip(images, keys, indices, params, strict=True):
@@ -85,25 +86,52 @@ def _checked_keys(keys: Sequence[Any], key_column: str) -> list[str]:
     return [str(key) for key in keys]
 
 
-def chosen_records(transform: ReinforcedTransform, keys: Sequence[str]) -> tuple[list[int], pa.StructArray, Any]:
+def key_rows(transform: ReinforcedTransform, keys: Sequence[str]) -> np.ndarray:
+    """The reinforcement rows of ``keys``, each checked to hold its key; a key without a row raises
+    :class:`DataMismatchError` as the per-sample path does."""
+    rows = transform._rows.rows(keys)
+    found = transform._table.data.column(transform.key_column).take(pa.array(rows)).to_pylist()
+    for key, row, stored in zip(keys, rows.tolist(), found, strict=True):
+        transform._rows.check(key, row, stored)
+    return rows
+
+
+def chosen_records(transform: ReinforcedTransform, keys: Sequence[str], rows: np.ndarray | None = None
+                   ) -> tuple[list[int], pa.StructArray, Any]:
     """This epoch's record of each key: its index among the key's records, the records themselves as one Arrow
     struct array (``params``, ``ids``, and ``probs`` or ``counts``), and the rows' class sets (an Arrow list array,
-    class-set codecs only, else None). A key without a row or without records raises as the per-sample path does."""
-    rows = transform._rows.rows(keys)
-    taken = pa.array(rows)
+    class-set codecs only, else None). ``rows``: the keys' rows (:func:`key_rows`), found by default. A key without
+    records raises as the per-sample path does."""
+    rows = key_rows(transform, keys) if rows is None else rows
     table = transform._table.data
-    for key, row, found in zip(keys, rows.tolist(), table.column(transform.key_column).take(taken).to_pylist(),
-                               strict=True):
-        transform._rows.check(key, row, found)
     if transform._records is not None:
-        lists = transform._records.take(rows, keys)
+        parts = transform._records.parts(rows, keys)
     else:
-        lists = table.column(transform.reinforcements_column).take(taken).combine_chunks()
-    offsets = lists.offsets.to_numpy()
-    indices = [transform.choose(key, count) for key, count in zip(keys, np.diff(offsets).tolist(), strict=True)]
-    records = lists.values.take(pa.array(offsets[:-1] + np.asarray(indices, dtype=np.int64)))
-    classes = table.column(CLASSES_COLUMN).take(taken).combine_chunks() if transform.codec.class_set else None
+        parts = column_parts(table.column(transform.reinforcements_column), rows)
+    starts, counts = np.zeros(len(keys), np.int64), np.zeros(len(keys), np.int64)
+    for lists, local, positions in parts:
+        offsets = lists.offsets.to_numpy()  # into lists.values, also for a slice
+        starts[positions], counts[positions] = offsets[local], offsets[local + 1] - offsets[local]
+    indices = [transform.choose(key, count) for key, count in zip(keys, counts.tolist(), strict=True)]
+    chosen = starts + np.asarray(indices, dtype=np.int64)
+    pieces = [lists.values.take(pa.array(chosen[positions])) for lists, _, positions in parts]
+    records = pieces[0] if len(pieces) == 1 else pa.concat_arrays(pieces).take(
+        pa.array(np.argsort(np.concatenate([positions for _, _, positions in parts]))))
+    classes = table.column(CLASSES_COLUMN).take(pa.array(rows)).combine_chunks() if transform.codec.class_set else None
     return indices, records, classes
+
+
+def column_parts(column: pa.ChunkedArray, rows: np.ndarray) -> list[tuple[pa.ListArray, np.ndarray, np.ndarray]]:
+    """Where ``rows`` of a list column are, one part per chunk they fall in (as
+    :meth:`~hf_dr.generate.row_groups.RowGroupRecords.parts`): the chunk, the rows' positions in it and in the batch.
+    """
+    ends = np.cumsum([len(chunk) for chunk in column.chunks])
+    chunks = np.searchsorted(ends, rows, side="right")
+    parts = []
+    for chunk in np.unique(chunks).tolist():
+        positions = np.flatnonzero(chunks == chunk)
+        parts.append((column.chunk(chunk), rows[positions] - (ends[chunk - 1] if chunk else 0), positions))
+    return parts
 
 
 def python_rows(array: pa.Array) -> list[Any]:

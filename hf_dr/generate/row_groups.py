@@ -86,30 +86,30 @@ class RowGroupRecords:
     def records(self, row: int, key: str) -> pa.Array:
         """The Arrow array of row ``row``'s records (``row`` counts the loaded rows, skipped ones left out); its key
         must be ``key``, else :class:`DataMismatchError` names both (the shards changed under their cache)."""
-        return self.take([row], [key])[0].values
+        ((lists, local, _),) = self.parts([row], [key])
+        return lists[int(local[0])].values
 
-    def take(self, rows: Sequence[int], keys: Sequence[str]) -> pa.ListArray:
-        """The records of each of ``rows`` (a non-empty batch, in order) as one Arrow list array, read with one
-        ``take`` per row group; each row's key must be the one in ``keys`` (see :meth:`records`)."""
+    def parts(self, rows: Sequence[int], keys: Sequence[str]) -> list[tuple[pa.ListArray, np.ndarray, np.ndarray]]:
+        """Where the records of a batch of ``rows`` are, one part per row group they fall in: the group's records
+        (one list per row), the rows' positions in it and their positions in the batch; nothing is copied. Each
+        row's key must be the one in ``keys`` (see :meth:`records`)."""
         file_rows = np.asarray(rows, dtype=np.int64)
         file_rows = file_rows if self._kept is None else self._kept[file_rows]
         groups = np.searchsorted(np.asarray(self._starts, dtype=np.int64), file_rows, side="right") - 1
-        pieces, order = [], []
+        parts = []
         for group in np.unique(groups).tolist():
             positions = np.flatnonzero(groups == group)
             group_keys, records = self._group(group)
-            offsets = pa.array(file_rows[positions] - self._starts[group])
-            for position, found in zip(positions.tolist(), group_keys.take(offsets).to_pylist(), strict=True):
+            local = file_rows[positions] - self._starts[group]
+            for position, found in zip(positions.tolist(), group_keys.take(pa.array(local)).to_pylist(), strict=True):
                 if found != keys[position]:
                     path, index = self.files[self._groups[group][0]], self._groups[group][1]
                     raise DataMismatchError(
                         f"row {rows[position]} of the run holds key {found!r} in row group {index} of {path}, where "
                         f"its rows hold {keys[position]!r}: the shards changed after they were loaded. Load the run "
                         "again (hf_dr.load_reinforcements).")
-            pieces.append(records.take(offsets))
-            order.append(positions)
-        taken = pieces[0] if len(pieces) == 1 else pa.concat_arrays(pieces)
-        return taken if len(pieces) == 1 else taken.take(pa.array(np.argsort(np.concatenate(order))))
+            parts.append((records, local, positions))
+        return parts
 
     def _group(self, group: int) -> tuple[pa.Array, pa.Array]:
         """Row group ``group``'s key and records, memory-mapped from the shared cache (decoded into it first when no
