@@ -12,6 +12,7 @@ decoded by the loader workers over the first epoch's first batches. Runs write r
 
 from __future__ import annotations
 
+import bisect
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -86,8 +87,12 @@ class RowGroupRecords:
     def records(self, row: int, key: str) -> pa.Array:
         """The Arrow array of row ``row``'s records (``row`` counts the loaded rows, skipped ones left out); its key
         must be ``key``, else :class:`DataMismatchError` names both (the shards changed under their cache)."""
-        ((lists, local, _),) = self.parts([row], [key])
-        return lists[int(local[0])].values
+        file_row = int(row if self._kept is None else self._kept[row])
+        group = bisect.bisect_right(self._starts, file_row) - 1
+        keys, records = self._group(group)
+        offset = file_row - self._starts[group]
+        self._check_key(group, row, keys[offset].as_py(), key)
+        return records[offset].values
 
     def parts(self, rows: Sequence[int], keys: Sequence[str]) -> list[tuple[pa.ListArray, np.ndarray, np.ndarray]]:
         """Where the records of a batch of ``rows`` are, one part per row group they fall in: the group's records
@@ -102,14 +107,16 @@ class RowGroupRecords:
             group_keys, records = self._group(group)
             local = file_rows[positions] - self._starts[group]
             for position, found in zip(positions.tolist(), group_keys.take(pa.array(local)).to_pylist(), strict=True):
-                if found != keys[position]:
-                    path, index = self.files[self._groups[group][0]], self._groups[group][1]
-                    raise DataMismatchError(
-                        f"row {rows[position]} of the run holds key {found!r} in row group {index} of {path}, where "
-                        f"its rows hold {keys[position]!r}: the shards changed after they were loaded. Load the run "
-                        "again (hf_dr.load_reinforcements).")
+                self._check_key(group, rows[position], found, keys[position])
             parts.append((records, local, positions))
         return parts
+
+    def _check_key(self, group: int, row: int, found: str, key: str) -> None:
+        if found != key:
+            path, index = self.files[self._groups[group][0]], self._groups[group][1]
+            raise DataMismatchError(
+                f"row {row} of the run holds key {found!r} in row group {index} of {path}, where its rows hold "
+                f"{key!r}: the shards changed after they were loaded. Load the run again (hf_dr.load_reinforcements).")
 
     def _group(self, group: int) -> tuple[pa.Array, pa.Array]:
         """Row group ``group``'s key and records, memory-mapped from the shared cache (decoded into it first when no
