@@ -13,7 +13,8 @@ on short lists. Here a batch of B rows is read as follows:
   chosen (:meth:`~hf_dr.ReinforcedTransform.choose`, the one choice), and the B chosen records are taken at once;
 - their params become Python values column by column, not record by record (:func:`python_rows`, equal to
   ``to_pylist``), and their labels are decoded by the codec on ``[B, k]`` arrays (:func:`batch_labels`); a dense
-  ``float32`` target is built once for the batch.
+  ``float32`` target is built once for the batch;
+- the mixing partners of the batch are read from the image dataset in one formatted batch (:func:`partner_images`).
 
 Each image is then replayed as in the per-sample path (:meth:`~hf_dr.ReinforcedTransform.view_of`): the batches equal
 those of :meth:`~hf_dr.ReinforcedTransform.sample` row by row, bit for bit, at every epoch.
@@ -39,7 +40,8 @@ from hf_dr.errors import DataMismatchError
 if TYPE_CHECKING:
     from hf_dr.data.replay import ReinforcedTransform
 
-__all__ = ["batch_labels", "chosen_records", "column_parts", "key_rows", "python_rows", "replay_batch"]
+__all__ = ["batch_labels", "chosen_records", "column_parts", "key_rows", "partner_images", "python_rows",
+           "replay_batch"]
 
 
 def replay_batch(transform: ReinforcedTransform, images: Sequence[Any], keys: Sequence[Any]
@@ -61,9 +63,12 @@ def replay_batch(transform: ReinforcedTransform, images: Sequence[Any], keys: Se
             transform._digests.check(keys[position], images[position])
     indices, records, classes = chosen_records(transform, keys, rows)
     params = python_rows(records.field("params"))
+    partners = None
+    if transform._partners is not None:
+        partners = partner_images(transform, [transform._stored_partner_key(stored) for stored in params])
     views = []
     for image, key, index, stored in zip(images, keys, indices, params, strict=True):
-        view, _ = transform.view_of(image, key, index, stored)
+        view, _ = transform.view_of(image, key, index, stored, partners)
         refuse_channels(transform.channels, view.shape[0], key)
         views.append(view)
     ids, probs = batch_labels(transform.codec, records, classes)
@@ -132,6 +137,25 @@ def column_parts(column: pa.ChunkedArray, rows: np.ndarray) -> list[tuple[pa.Lis
         positions = np.flatnonzero(chunks == chunk)
         parts.append((column.chunk(chunk), rows[positions] - (ends[chunk - 1] if chunk else 0), positions))
     return parts
+
+
+def partner_images(transform: ReinforcedTransform, keys: Sequence[str | None]) -> dict[str, Any]:
+    """The original images of a batch's mixing partners (``keys``: each record's, None where it does not mix), by
+    key, read from the image dataset in one formatted batch and checked as
+    :meth:`~hf_dr.ReinforcedTransform.partner_image` checks each."""
+    wanted = sorted({key for key in keys if key is not None})
+    if not wanted:
+        return {}
+    dataset, index = transform._partners
+    positions = index.rows(wanted).tolist()
+    rows = dataset[positions]
+    for key, found in zip(wanted, rows[transform.key_column], strict=True):
+        index.check(key, -1, found)
+    if transform._digests is not None:  # the partners' own bytes, undecoded
+        cells = dataset.data.column(transform.image_column)
+        for key, position in zip(wanted, positions, strict=True):
+            transform._digests.check(key, cells[position].as_py())
+    return dict(zip(wanted, rows[transform.image_column], strict=True))
 
 
 def python_rows(array: pa.Array) -> list[Any]:

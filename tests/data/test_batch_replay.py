@@ -12,7 +12,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from hf_dr import ReinforcedTransform, reinforce
-from hf_dr.data.batch_replay import python_rows
+from hf_dr.data import batch_replay
+from hf_dr.data.batch_replay import partner_images, python_rows
 from hf_dr.data.bundled import load_bundled
 from hf_dr.data.curriculum import Curriculum
 from hf_dr.data.keys import KeyIndex
@@ -103,19 +104,24 @@ def test_a_curriculum_draws_as_each_row_alone(runs):
         _assert_equal(attached.__getitems__(list(range(ROWS))), _one_by_one(transform, source, list(range(ROWS))))
 
 
-def test_a_batch_reads_its_records_once_not_row_by_row(runs, monkeypatch):
-    """Before: the hook looked each row's records up and turned them into Python objects one sample at a time."""
-    source, run_dir = runs["rgb"]
+@pytest.mark.parametrize("name", ["rgb", "mix"])
+def test_a_batch_reads_its_records_and_partners_once_not_row_by_row(runs, name, monkeypatch):
+    """Before: the hook looked each row's records up and turned them into Python objects one sample at a time, and
+    read each mixing partner's image alone."""
+    source, run_dir = runs[name]
     transform = _transform(run_dir, source, "uint8", "table")
     expected = _one_by_one(transform, source, list(range(ROWS)))
     attached = transform.attach(source.with_format(None))
 
     def per_row(*args, **kwargs):
-        raise AssertionError("a record read row by row")
+        raise AssertionError("a record or a partner read row by row")
 
-    monkeypatch.setattr(ReinforcedTransform, "_records_of", per_row)
-    monkeypatch.setattr(ReinforcedTransform, "_stored", per_row)
+    for method in ("_records_of", "_stored", "partner_image"):
+        monkeypatch.setattr(ReinforcedTransform, method, per_row)
+    read = []
+    monkeypatch.setattr(batch_replay, "partner_images", lambda *args: read.append(partner_images(*args)) or read[-1])
     _assert_equal(attached.__getitems__(list(range(ROWS))), expected)
+    assert len(read) == (name == "mix") and (name != "mix" or len(read[0]) >= 3)  # one read of the partners
 
 
 def test_a_batch_names_a_null_key_and_a_key_the_run_lacks(runs):
