@@ -13,8 +13,10 @@ torchvision's ImageNet references use), ``replay`` (``ReinforcedTransform``, def
 ``keep_memory=False``: glibc's default malloc, each batch faulted in afresh). The hook replays a batch at once
 (:mod:`hf_dr.data.batch_replay`); ``replay_1by1`` and ``fast_1by1`` are ``replay`` and ``fast`` with the hook called
 one sample at a time (:meth:`ReinforcedTransform.sample` per row: the path before batching), for the batched path's
-gain. Goals of the fast output over torchvision: <= 0.75 at 224 px, <= 1.0 at 32 px. Headline (last line): the worse
-of the two ratios over its goal.
+gain; ``pixels`` is ``fast`` with each key's params and top-k decoded before the run (:class:`PixelsOnly`): the image
+work alone, so ``fast - pixels`` is the replay's overhead per sample (record lookup, choice, decode, label tensors).
+Goals of the fast output over torchvision: <= 0.75 at 224 px, <= 1.0 at 32 px. Headline (last line): the worse of the
+two ratios over its goal.
 
     python benchmarks/loader_overhead.py [--images 512] [--small-images 4096] [--workers 0] [--repeats 5]
 """
@@ -42,7 +44,7 @@ from hf_dr.augment.seeding import generator_for
 from hf_dr.data import schema
 
 GOALS = {224: 0.75, 32: 1.0}
-PIPELINES = ("decode", "torchvision", "replay", "fast", "fast_nokeep", "replay_1by1", "fast_1by1")
+PIPELINES = ("decode", "torchvision", "replay", "fast", "fast_nokeep", "replay_1by1", "fast_1by1", "pixels")
 
 
 def make_images(count: int, side: int | None = None) -> datasets.Dataset:
@@ -112,6 +114,22 @@ class OneByOne:
         return columns
 
 
+class PixelsOnly:
+    """The image work of the replay alone: each key's params and top-k (of its epoch-0 record) decoded up front, so a
+    sample is only its image decoded and replayed (the ``uint8`` view, for the same collate as ``fast``)."""
+
+    def __init__(self, transform: hf_dr.ReinforcedTransform, keys: list[str]) -> None:
+        self.transform, self.records = transform, {key: transform.record(key) for key in keys}
+        self.labels = {key: (torch.tensor(r["ids"]), torch.tensor(r["probs"])) for key, r in self.records.items()}
+
+    def __call__(self, batch: dict) -> dict:
+        t = self.transform
+        views = [t.policy.apply(t.as_teacher_saw(image, key), self.records[key]["params"], t.size)
+                 for image, key in zip(batch["image"], batch["key"], strict=True)]
+        return {"pixel_values": views, "target_ids": [self.labels[key][0] for key in batch["key"]],
+                "target_probs": [self.labels[key][1] for key in batch["key"]]}
+
+
 class DecodeOnly:
     """The floor: the row read and its image decoded, nothing else."""
 
@@ -130,12 +148,14 @@ def pipelines(images: datasets.Dataset, table: datasets.Dataset, size: int, num_
         elif name == "torchvision":
             dataset.set_transform(PlainTransform(size), columns=["image", "label"])
         else:
-            fast = name.startswith("fast")
+            fast = name.startswith("fast") or name == "pixels"
             transform = hf_dr.ReinforcedTransform(table, policy="rrc+ra_re", size=size, num_classes=num_classes,
                                                   output="uint8" if fast else "float32")
             transform.attach(dataset)
             if name.endswith("_1by1"):
                 dataset.set_transform(OneByOne(transform), columns=transform.input_columns)
+            elif name == "pixels":
+                dataset.set_transform(PixelsOnly(transform, images["key"]), columns=transform.input_columns)
             collate = transform.collate(keep_memory=name != "fast_nokeep") if fast else None
         made[name] = (dataset, collate)
     return made
@@ -225,6 +245,11 @@ def main(argv: list[str] | None = None) -> float:
               f"{medians['replay'] / medians['replay_1by1']:.3f}; fast_1by1 / torchvision: "
               f"{medians['fast_1by1'] / medians['torchvision']:.3f}; CPU above the decode floor, batched / one by "
               f"one: {(medians['fast'] - medians['decode']) / (medians['fast_1by1'] - medians['decode']):.3f}")
+        pixels = medians["pixels"] - medians["decode"]
+        print(f"[{size} px] replay overhead above the image work (fast - pixels) per sample: batched "
+              f"{medians['fast'] - medians['pixels']:.1f} us ({(medians['fast'] - medians['pixels']) / pixels:.3f} of "
+              f"the image work past decoding), one by one {medians['fast_1by1'] - medians['pixels']:.1f} us "
+              f"({(medians['fast_1by1'] - medians['pixels']) / pixels:.3f})")
     print(f"machine: load average {os.getloadavg()[0]:.2f} (1 min) at the end (other processes do not count in CPU "
           "time, but they share caches and cores)")
     headline = max(ratios[size] / GOALS[size] for size in ratios)
