@@ -215,7 +215,39 @@ def measure(size: int, count: int, args: argparse.Namespace) -> dict[str, float]
         print(f"[{size} px] {name:11s} CPU per sample: median {medians[name]:7.1f} us "
               f"({medians[name] / medians['decode']:.2f}x decode, {medians[name] / medians['torchvision']:.2f}x "
               f"torchvision), runs {[round(v) for v in values]}")
+    hook_costs(images, _MADE["fast"][0], size, args)
     return medians
+
+
+def hook_costs(images: datasets.Dataset, attached: datasets.Dataset, size: int, args: argparse.Namespace) -> None:
+    """CPU per sample of the replay hook alone on decoded images (no row reading, no collate): batched, one sample
+    at a time, and the image work alone (:class:`PixelsOnly`), the three interleaved batch by batch (their order
+    rotating) so that a load that changes over the run weighs on each alike; prints medians over the rounds and the
+    replay's overhead above the image work."""
+    transform = attached.format["format_kwargs"]["transform"]
+    decoded = images.with_format(None)[:]
+    for image in decoded["image"]:
+        image.load()  # decoded now, not by whichever hook reads it first
+    hooks = {"batched": transform, "one_by_one": OneByOne(transform), "pixels": PixelsOnly(transform, images["key"])}
+    names = list(hooks)
+    rounds: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(args.repeats):
+        totals = dict.fromkeys(names, 0.0)
+        for number, start in enumerate(range(0, len(images), args.batch_size)):
+            batch = {column: decoded[column][start:start + args.batch_size] for column in ("image", "key")}
+            for name in names[number % 3:] + names[:number % 3]:
+                begin = time.process_time()
+                hooks[name](batch)
+                totals[name] += time.process_time() - begin
+        for name in names:
+            rounds[name].append(totals[name] * 1e6 / len(images))
+    med = {name: statistics.median(values) for name, values in rounds.items()}
+    print(f"[{size} px] hook alone, CPU per sample (median of {args.repeats} rounds, interleaved by batch): "
+          + ", ".join(f"{name} {med[name]:.1f} us" for name in names))
+    print(f"[{size} px] hook overhead above the image work: batched {med['batched'] - med['pixels']:.1f} us "
+          f"({(med['batched'] - med['pixels']) / med['pixels']:.3f} of it), one by one "
+          f"{med['one_by_one'] - med['pixels']:.1f} us ({(med['one_by_one'] - med['pixels']) / med['pixels']:.3f}); "
+          f"hook batched / one by one: {med['batched'] / med['one_by_one']:.3f}")
 
 
 def main(argv: list[str] | None = None) -> float:

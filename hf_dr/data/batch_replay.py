@@ -11,9 +11,9 @@ on short lists. Here a batch of B rows is read as follows:
 - each row's list of records is located in the table's records column (or in the run's row groups,
   :meth:`~hf_dr.generate.row_groups.RowGroupRecords.parts`) without copying it, this epoch's record of each row is
   chosen (:meth:`~hf_dr.ReinforcedTransform.choose`, the one choice), and the B chosen records are taken at once;
-- their params become Python values column by column, not record by record (:func:`python_rows`, equal to
-  ``to_pylist``), and their labels are decoded by the codec on ``[B, k]`` arrays (:func:`batch_labels`); a dense
-  ``float32`` target is built once for the batch;
+- their params are decoded field by field over the batch (:func:`decoded_params`; seeded params become Python
+  values column by column, :func:`python_rows`, equal to ``to_pylist``), and their labels are decoded by the codec on
+  ``[B, k]`` arrays (:func:`batch_labels`); a dense ``float32`` target is built once for the batch;
 - the mixing partners of the batch are read from the image dataset in one formatted batch (:func:`partner_images`).
 
 Each image is then replayed as in the per-sample path (:meth:`~hf_dr.ReinforcedTransform.view_of`): the batches equal
@@ -38,10 +38,11 @@ from hf_dr.data.view_options import refuse_channels
 from hf_dr.errors import DataMismatchError
 
 if TYPE_CHECKING:
+    from hf_dr.augment.policy import AugmentationPolicy
     from hf_dr.data.replay import ReinforcedTransform
 
-__all__ = ["batch_labels", "chosen_records", "column_parts", "key_rows", "partner_images", "python_rows",
-           "replay_batch"]
+__all__ = ["batch_labels", "chosen_records", "column_parts", "decoded_params", "key_rows", "partner_images",
+           "python_rows", "replay_batch"]
 
 
 def replay_batch(transform: ReinforcedTransform, images: Sequence[Any], keys: Sequence[Any]
@@ -62,13 +63,15 @@ def replay_batch(transform: ReinforcedTransform, images: Sequence[Any], keys: Se
         for position in np.flatnonzero(transform._digests.unchecked(rows)).tolist():
             transform._digests.check(keys[position], images[position])
     indices, records, classes = chosen_records(transform, keys, rows)
-    params = python_rows(records.field("params"))
+    params = decoded_params(transform.policy, records.field("params")) if transform.codec.params == "stored" else None
+    decoded = params is not None
+    params = python_rows(records.field("params")) if params is None else params
     partners = None
     if transform._partners is not None:
         partners = partner_images(transform, [transform._stored_partner_key(stored) for stored in params])
     views = []
     for image, key, index, stored in zip(images, keys, indices, params, strict=True):
-        view, _ = transform.view_of(image, key, index, stored, partners)
+        view, _ = transform.view_of(image, key, index, stored, partners, decoded)
         refuse_channels(transform.channels, view.shape[0], key)
         views.append(view)
     ids, probs = batch_labels(transform.codec, records, classes)
@@ -156,6 +159,55 @@ def partner_images(transform: ReinforcedTransform, keys: Sequence[str | None]) -
         for key, position in zip(wanted, positions, strict=True):
             transform._digests.check(key, cells[position].as_py())
     return dict(zip(wanted, rows[transform.image_column], strict=True))
+
+
+def decoded_params(policy: AugmentationPolicy, stored: pa.StructArray) -> list[dict[str, Any]] | None:
+    """``policy.decode`` of every row of stored params, decoded field by field over the batch
+    (:meth:`~hf_dr.augment.fields.Field.decode_array`); None when a field is missing or null, for the per-row decode
+    to name it."""
+    def rows_of(op: Any, struct: pa.StructArray) -> list[dict[str, Any]]:
+        columns = []
+        for name, field in op.fields.items():
+            child = _child(struct, name)
+            if field.length is None:
+                values = child.to_pylist() if field.dtype == "string" else child.to_numpy(zero_copy_only=False)
+            elif not pa.types.is_fixed_size_list(child.type) or child.type.list_size != field.length:
+                raise LookupError(name)
+            else:
+                values = _child_values(child).reshape(len(child), field.length)
+            columns.append(field.decode_array(values))
+        return [dict(zip(op.fields, values, strict=True)) for values in zip(*columns, strict=True)]
+
+    try:
+        ops = {op.name: rows_of(op, _child(stored, op.name)) for op in policy.base_ops}
+        if policy.mixing is not None:
+            mixing = _child(stored, policy.mixing.name)
+            mixes = rows_of(policy.mixing, mixing)
+            partners = {op.name: rows_of(op, _child(_child(mixing, "partner"), op.name)) for op in policy.base_ops}
+            for row, mix in enumerate(mixes):
+                mix["partner"] = {name: rows[row] for name, rows in partners.items()}
+            ops[policy.mixing.name] = mixes
+    except LookupError:
+        return None
+    return [dict(zip(ops, values, strict=True)) for values in zip(*ops.values(), strict=True)]
+
+
+def _child(struct: pa.Array, name: str) -> pa.Array:
+    """Field ``name`` of a struct array without nulls (:class:`LookupError` otherwise)."""
+    index = struct.type.get_field_index(name) if pa.types.is_struct(struct.type) else -1
+    if index < 0 or struct.null_count:
+        raise LookupError(name)
+    child = struct.flatten()[index]
+    if child.null_count:
+        raise LookupError(name)
+    return child
+
+
+def _child_values(lists: pa.FixedSizeListArray) -> np.ndarray:
+    values = lists.flatten()
+    if values.null_count:
+        raise LookupError("values")
+    return values.to_numpy(zero_copy_only=False)
 
 
 def python_rows(array: pa.Array) -> list[Any]:

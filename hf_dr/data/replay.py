@@ -287,16 +287,17 @@ class ReinforcedTransform(EpochHook):
         return view, {"params": params, "ids": ids.tolist(), "probs": probs.tolist()}
 
     def view_of(self, image: Any, key: str, index: int, stored_params: dict[str, Any],
-                partners: dict[str, Any] | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
-        """The ``uint8`` view of ``image`` under the stored params of ``key``'s record ``index`` (as Python values),
-        and the params decoded: the per-image work of :meth:`view` and of a batch (:mod:`hf_dr.data.batch_replay`).
-        ``partners``: mixing partners' images already read, by key (else :meth:`partner_image` reads each)."""
+                partners: dict[str, Any] | None = None, decoded: bool = False) -> tuple[torch.Tensor, dict[str, Any]]:
+        """The ``uint8`` view of ``image`` under the stored params of ``key``'s record ``index`` (as Python values;
+        ``decoded``: stored params already decoded), and the params decoded: the per-image work of :meth:`view` and
+        of a batch (:mod:`hf_dr.data.batch_replay`). ``partners``: mixing partners' images already read, by key (else
+        :meth:`partner_image` reads each)."""
         image = self.as_teacher_saw(image, key)
         partner_key = self._stored_partner_key(stored_params)
         partner = None if partner_key is None else self.as_teacher_saw(
             self.partner_image(partner_key) if partners is None else partners[partner_key], partner_key)
-        params = self._params(key, index, stored_params, K.image_size_of(image),
-                              None if partner is None else K.image_size_of(partner))
+        params = stored_params if decoded else self._params(key, index, stored_params, K.image_size_of(image),
+                                                            None if partner is None else K.image_size_of(partner))
         return self.policy.apply(image, params, self.size, partner), params
 
     def _stored(self, key: str, index: int | None, records: Sequence[Any] | None, classes: Any

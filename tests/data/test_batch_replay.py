@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 
 from hf_dr import ReinforcedTransform, reinforce
 from hf_dr.data import batch_replay
-from hf_dr.data.batch_replay import partner_images, python_rows
+from hf_dr.data.batch_replay import decoded_params, partner_images, python_rows
 from hf_dr.data.bundled import load_bundled
 from hf_dr.data.curriculum import Curriculum
 from hf_dr.data.keys import KeyIndex
@@ -164,3 +164,21 @@ def test_python_rows_equal_to_pylist_for_nested_records_with_nulls():
         assert python_rows(records.field(field)) == records.field(field).to_pylist()
     values = python_rows(pa.array([[1, 2], [3, 4]], pa.list_(pa.uint16(), 2)))
     assert values == [[1, 2], [3, 4]] and all(type(v) is int for row in values for v in row)
+
+
+@pytest.mark.parametrize("name", ["rgb", "mix"])
+def test_params_decoded_over_the_batch_equal_the_per_row_decode(runs, name):
+    source, run_dir = runs[name]
+    transform = ReinforcedTransform(load_reinforcements(run_dir), size=SIZE, images=source)
+    records = transform._table.data.column("reinforcements").combine_chunks().values
+    stored = records.field("params")
+    expected = [transform.policy.decode(row) for row in stored.to_pylist()]
+    decoded = decoded_params(transform.policy, stored)
+    assert decoded == expected and len(decoded) == ROWS * 4
+    for got, want in zip(decoded, expected, strict=True):  # the same Python types: floats stay floats, bools bools
+        assert [type(v) for op in want for v in want[op].values()] == [type(v) for op in got for v in got[op].values()]
+    crop = stored.field("crop")
+    holed = pa.StructArray.from_arrays([pa.StructArray.from_arrays(
+        [crop.field(f) if f != "top" else pa.array([None] * len(crop), pa.uint16()) for f in crop.type.names],
+        names=crop.type.names), *[stored.field(f) for f in stored.type.names[1:]]], names=stored.type.names)
+    assert stored.type.names[0] == "crop" and decoded_params(transform.policy, holed) is None  # the per-row decode
