@@ -166,9 +166,9 @@ def decoded_params(policy: AugmentationPolicy, stored: pa.StructArray) -> list[d
     (:meth:`~hf_dr.augment.fields.Field.decode_array`); None when a field is missing or null, for the per-row decode
     to name it."""
     def rows_of(op: Any, struct: pa.StructArray) -> list[dict[str, Any]]:
-        columns = []
-        for name, field in op.fields.items():
-            child = _child(struct, name)
+        columns, children, fields = [], _children(struct), op.fields
+        for name, field in fields.items():
+            child = _child(children, name)
             if field.length is None:
                 values = child.to_pylist() if field.dtype == "string" else child.to_numpy(zero_copy_only=False)
             elif not pa.types.is_fixed_size_list(child.type) or child.type.list_size != field.length:
@@ -176,14 +176,17 @@ def decoded_params(policy: AugmentationPolicy, stored: pa.StructArray) -> list[d
             else:
                 values = _child_values(child).reshape(len(child), field.length)
             columns.append(field.decode_array(values))
-        return [dict(zip(op.fields, values, strict=True)) for values in zip(*columns, strict=True)]
+        names = list(fields)
+        return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
 
     try:
-        ops = {op.name: rows_of(op, _child(stored, op.name)) for op in policy.base_ops}
+        children = _children(stored)
+        ops = {op.name: rows_of(op, _child(children, op.name)) for op in policy.base_ops}
         if policy.mixing is not None:
-            mixing = _child(stored, policy.mixing.name)
+            mixing = _child(children, policy.mixing.name)
             mixes = rows_of(policy.mixing, mixing)
-            partners = {op.name: rows_of(op, _child(_child(mixing, "partner"), op.name)) for op in policy.base_ops}
+            partner = _children(_child(_children(mixing), "partner"))
+            partners = {op.name: rows_of(op, _child(partner, op.name)) for op in policy.base_ops}
             for row, mix in enumerate(mixes):
                 mix["partner"] = {name: rows[row] for name, rows in partners.items()}
             ops[policy.mixing.name] = mixes
@@ -192,13 +195,17 @@ def decoded_params(policy: AugmentationPolicy, stored: pa.StructArray) -> list[d
     return [dict(zip(ops, values, strict=True)) for values in zip(*ops.values(), strict=True)]
 
 
-def _child(struct: pa.Array, name: str) -> pa.Array:
-    """Field ``name`` of a struct array without nulls (:class:`LookupError` otherwise)."""
-    index = struct.type.get_field_index(name) if pa.types.is_struct(struct.type) else -1
-    if index < 0 or struct.null_count:
-        raise LookupError(name)
-    child = struct.flatten()[index]
-    if child.null_count:
+def _children(struct: pa.Array) -> dict[str, pa.Array]:
+    """The fields of a struct array without nulls, by name (:class:`LookupError` otherwise)."""
+    if not pa.types.is_struct(struct.type) or struct.null_count:
+        raise LookupError("struct")
+    return dict(zip(struct.type.names, struct.flatten(), strict=True))
+
+
+def _child(children: dict[str, pa.Array], name: str) -> pa.Array:
+    """Field ``name`` of :func:`_children`, present and without nulls (:class:`LookupError` otherwise)."""
+    child = children.get(name)
+    if child is None or child.null_count:
         raise LookupError(name)
     return child
 
