@@ -10,8 +10,13 @@ other load on a shared machine does not count; run with ``OMP_NUM_THREADS=1``.
 Pipelines: ``decode`` (read the row and decode the image: the floor), ``torchvision`` (the plain pipeline, PIL ops as
 torchvision's ImageNet references use), ``replay`` (``ReinforcedTransform``, default float32 output), ``fast``
 (``ReinforcedTransform(output="uint8")`` with ``collate_fn=transform.collate()``) and ``fast_nokeep`` (the same with
-``keep_memory=False``: glibc's default malloc, each batch faulted in afresh). Goals of the fast output over
-torchvision: <= 0.75 at 224 px, <= 1.0 at 32 px. Headline (last line): the worse of the two ratios over its goal.
+``keep_memory=False``: glibc's default malloc, each batch faulted in afresh). The hook replays a batch at once
+(:mod:`hf_dr.data.batch_replay`); ``replay_1by1`` and ``fast_1by1`` are ``replay`` and ``fast`` with the hook called
+one sample at a time (:meth:`ReinforcedTransform.sample` per row: the path before batching), for the batched path's
+gain; ``pixels`` is ``fast`` with each key's params and top-k decoded before the run (:class:`PixelsOnly`): the image
+work alone, so ``fast - pixels`` is the replay's overhead per sample (record lookup, choice, decode, label tensors).
+Goals of the fast output over torchvision: <= 0.75 at 224 px, <= 1.0 at 32 px. Headline (last line): the worse of the
+two ratios over its goal.
 
     python benchmarks/loader_overhead.py [--images 512] [--small-images 4096] [--workers 0] [--repeats 5]
 """
@@ -21,6 +26,7 @@ from __future__ import annotations
 import argparse
 import io
 import multiprocessing
+import os
 import resource
 import statistics
 import time
@@ -39,7 +45,7 @@ from hf_dr.data import schema
 from hf_dr.data.codec import RecordCodec
 
 GOALS = {224: 0.75, 32: 1.0}
-PIPELINES = ("decode", "torchvision", "replay", "fast", "fast_nokeep")
+PIPELINES = ("decode", "torchvision", "replay", "fast", "fast_nokeep", "replay_1by1", "fast_1by1", "pixels")
 
 
 def make_images(count: int, side: int | None = None) -> datasets.Dataset:
@@ -93,6 +99,37 @@ class PlainTransform:
         return {"pixel_values": [self.ops(im.convert("RGB")) for im in batch["image"]], "labels": batch["label"]}
 
 
+class OneByOne:
+    """A replay hook that replays each row of a batch alone (:meth:`ReinforcedTransform.sample`), as it did before
+    the batched replay."""
+
+    def __init__(self, transform: hf_dr.ReinforcedTransform) -> None:
+        self.transform = transform
+
+    def __call__(self, batch: dict) -> dict:
+        columns: dict[str, list] = {name: [] for name in self.transform.output_columns}
+        for image, key in zip(batch["image"], batch["key"], strict=True):
+            for name, value in self.transform.sample(image, key).items():
+                columns[name].append(value)
+        return columns
+
+
+class PixelsOnly:
+    """The image work of the replay alone: each key's params and top-k (of its epoch-0 record) decoded up front, so a
+    sample is only its image decoded and replayed (the ``uint8`` view, for the same collate as ``fast``)."""
+
+    def __init__(self, transform: hf_dr.ReinforcedTransform, keys: list[str]) -> None:
+        self.transform, self.records = transform, {key: transform.record(key) for key in keys}
+        self.labels = {key: (torch.tensor(r["ids"]), torch.tensor(r["probs"])) for key, r in self.records.items()}
+
+    def __call__(self, batch: dict) -> dict:
+        t = self.transform
+        views = [t.policy.apply(t.as_teacher_saw(image, key), self.records[key]["params"], t.size)
+                 for image, key in zip(batch["image"], batch["key"], strict=True)]
+        return {"pixel_values": views, "target_ids": [self.labels[key][0] for key in batch["key"]],
+                "target_probs": [self.labels[key][1] for key in batch["key"]]}
+
+
 class DecodeOnly:
     """The floor: the row read and its image decoded, nothing else."""
 
@@ -111,11 +148,15 @@ def pipelines(images: datasets.Dataset, table: datasets.Dataset, size: int, num_
         elif name == "torchvision":
             dataset.set_transform(PlainTransform(size), columns=["image", "label"])
         else:
-            fast = name.startswith("fast")
+            fast = name.startswith("fast") or name == "pixels"
             transform = hf_dr.ReinforcedTransform(table, policy="rrc+ra_re", size=size, num_classes=num_classes,
                                                   output="uint8" if fast else "float32")
             transform.attach(dataset)
-            collate = transform.collate(keep_memory=name == "fast") if fast else None
+            if name.endswith("_1by1"):
+                dataset.set_transform(OneByOne(transform), columns=transform.input_columns)
+            elif name == "pixels":
+                dataset.set_transform(PixelsOnly(transform, images["key"]), columns=transform.input_columns)
+            collate = transform.collate(keep_memory=name != "fast_nokeep") if fast else None
         made[name] = (dataset, collate)
     return made
 
@@ -174,7 +215,39 @@ def measure(size: int, count: int, args: argparse.Namespace) -> dict[str, float]
         print(f"[{size} px] {name:11s} CPU per sample: median {medians[name]:7.1f} us "
               f"({medians[name] / medians['decode']:.2f}x decode, {medians[name] / medians['torchvision']:.2f}x "
               f"torchvision), runs {[round(v) for v in values]}")
+    hook_costs(images, _MADE["fast"][0], size, args)
     return medians
+
+
+def hook_costs(images: datasets.Dataset, attached: datasets.Dataset, size: int, args: argparse.Namespace) -> None:
+    """CPU per sample of the replay hook alone on decoded images (no row reading, no collate): batched, one sample
+    at a time, and the image work alone (:class:`PixelsOnly`), the three interleaved batch by batch (their order
+    rotating) so that a load that changes over the run weighs on each alike; prints medians over the rounds and the
+    replay's overhead above the image work."""
+    transform = attached.format["format_kwargs"]["transform"]
+    decoded = images.with_format(None)[:]
+    for image in decoded["image"]:
+        image.load()  # decoded now, not by whichever hook reads it first
+    hooks = {"batched": transform, "one_by_one": OneByOne(transform), "pixels": PixelsOnly(transform, images["key"])}
+    names = list(hooks)
+    rounds: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(args.repeats):
+        totals = dict.fromkeys(names, 0.0)
+        for number, start in enumerate(range(0, len(images), args.batch_size)):
+            batch = {column: decoded[column][start:start + args.batch_size] for column in ("image", "key")}
+            for name in names[number % 3:] + names[:number % 3]:
+                begin = time.process_time()
+                hooks[name](batch)
+                totals[name] += time.process_time() - begin
+        for name in names:
+            rounds[name].append(totals[name] * 1e6 / len(images))
+    med = {name: statistics.median(values) for name, values in rounds.items()}
+    print(f"[{size} px] hook alone, CPU per sample (median of {args.repeats} rounds, interleaved by batch): "
+          + ", ".join(f"{name} {med[name]:.1f} us" for name in names))
+    print(f"[{size} px] hook overhead above the image work: batched {med['batched'] - med['pixels']:.1f} us "
+          f"({(med['batched'] - med['pixels']) / med['pixels']:.3f} of it), one by one "
+          f"{med['one_by_one'] - med['pixels']:.1f} us ({(med['one_by_one'] - med['pixels']) / med['pixels']:.3f}); "
+          f"hook batched / one by one: {med['batched'] / med['one_by_one']:.3f}")
 
 
 def main(argv: list[str] | None = None) -> float:
@@ -189,6 +262,7 @@ def main(argv: list[str] | None = None) -> float:
     args = parser.parse_args(argv)
     datasets.disable_progress_bars()
     torch.set_num_threads(1)
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} (1 min) at the start")
     ratios = {}
     for size, count in ((224, args.images), (32, args.small_images)):
         if size not in args.sizes:
@@ -199,6 +273,17 @@ def main(argv: list[str] | None = None) -> float:
               f"{medians['replay'] / medians['torchvision']:.3f}; fast / replay: "
               f"{medians['fast'] / medians['replay']:.3f}; fast / decode floor: "
               f"{medians['fast'] / medians['decode']:.2f}")
+        print(f"[{size} px] batched / one by one: fast {medians['fast'] / medians['fast_1by1']:.3f}, replay "
+              f"{medians['replay'] / medians['replay_1by1']:.3f}; fast_1by1 / torchvision: "
+              f"{medians['fast_1by1'] / medians['torchvision']:.3f}; CPU above the decode floor, batched / one by "
+              f"one: {(medians['fast'] - medians['decode']) / (medians['fast_1by1'] - medians['decode']):.3f}")
+        pixels = medians["pixels"] - medians["decode"]
+        print(f"[{size} px] replay overhead above the image work (fast - pixels) per sample: batched "
+              f"{medians['fast'] - medians['pixels']:.1f} us ({(medians['fast'] - medians['pixels']) / pixels:.3f} of "
+              f"the image work past decoding), one by one {medians['fast_1by1'] - medians['pixels']:.1f} us "
+              f"({(medians['fast_1by1'] - medians['pixels']) / pixels:.3f})")
+    print(f"machine: load average {os.getloadavg()[0]:.2f} (1 min) at the end (other processes do not count in CPU "
+          "time, but they share caches and cores)")
     headline = max(ratios[size] / GOALS[size] for size in ratios)
     for size, ratio in ratios.items():
         print(f"fast_cpu_over_torchvision_{size}: {ratio:.3f}")

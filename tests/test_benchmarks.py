@@ -55,4 +55,5 @@ def test_loader_overhead_benchmark_prints_cpu_per_sample_and_ends_with_the_headl
     assert headline == pytest.approx(max(ratios[0] / 0.75, ratios[1] / 1.0), abs=2e-3)
     pattern = r"\[\d+ px\] \w+ +CPU per sample: median +[\d.]+ us"
     per_sample = [line.split()[2] for line in lines if re.match(pattern, line)]
-    assert per_sample == ["decode", "torchvision", "replay", "fast", "fast_nokeep"] * 2
+    assert per_sample == ["decode", "torchvision", "replay", "fast", "fast_nokeep", "replay_1by1", "fast_1by1",
+                          "pixels"] * 2

@@ -111,6 +111,11 @@ class RowDigests:
                 f"{content_key({'bytes': data, 'path': None})!r}: its soft labels belong to another image. {self.fix}")
         self._checked[row] = True
 
+    def unchecked(self, rows: np.ndarray) -> np.ndarray:
+        """Which of the reinforcement ``rows`` (a batch's, found by key) this process has not checked yet: a mask of
+        those :meth:`check` still reads (a batch skips the others at no cost per row)."""
+        return ~self._checked[rows]
+
     def _encoded(self, key: str, row: int, cell: Any) -> tuple[int, bytes]:
         """The image dataset's row of ``key`` and the encoded bytes of its image."""
         undecoded = isinstance(cell, dict) and ("bytes" in cell or "path" in cell)

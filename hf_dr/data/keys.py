@@ -312,6 +312,26 @@ class KeyIndex:
         position = int(hashes.searchsorted(np.uint64(value)))
         return int(self._rows[position]) if position < len(hashes) and int(hashes[position]) == value else None
 
+    def rows(self, keys: Sequence[str]) -> np.ndarray:
+        """:meth:`row` of every key of a batch, hashed and searched at once (``int64``); the first missing key raises
+        as :meth:`row` does."""
+        keys = [str(key) for key in keys]
+        known = self._hashes.numpy().view(np.uint64)
+        if not keys or not len(known):
+            return np.asarray([self.row(key) for key in keys], dtype=np.int64)  # none, or the missing-key error
+        hashes = key_hashes(keys)
+        positions = np.minimum(known.searchsorted(hashes), len(known) - 1)
+        rows = self._rows.numpy()[positions].astype(np.int64)
+        odd = known[positions] != hashes
+        if self._shared_hashes:
+            odd |= np.isin(hashes, np.fromiter(self._shared_hashes, np.uint64, len(self._shared_hashes)))
+        if self._keys is not None:
+            found = self._keys.array.take(pa.array(rows)).to_pylist()
+            odd |= np.asarray(found, dtype=object) != np.asarray(keys, dtype=object)
+        for position in np.flatnonzero(odd).tolist():  # a shared hash or a missing key: the one-key lookup
+            rows[position] = self.row(keys[position])
+        return rows
+
     def row(self, key: str) -> int:
         """The row of ``key``, or :class:`DataMismatchError` naming the key, the table and the fix. An index that
         keeps its keys checks the row's key; one made with ``keep_keys=False`` leaves that to :meth:`check`."""

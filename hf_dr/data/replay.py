@@ -13,8 +13,9 @@ from PIL import Image
 import hf_dr.augment.functional as K
 from hf_dr.augment.functional import IMAGENET_MEAN, IMAGENET_STD
 from hf_dr.augment.policy import AugmentationPolicy
-from hf_dr.augment.seeded import PARTNER_FIELD, recompute_params
+from hf_dr.augment.seeded import PARTNER_FIELD
 from hf_dr.augment.seeding import choose_index
+from hf_dr.data.batch_replay import replay_batch
 from hf_dr.data.codec import CLASSES_COLUMN, RecordCodec
 from hf_dr.data.collate import TARGET_IDS, TARGET_PROBS, ReinforcedCollate, check_output
 from hf_dr.data.columns import check_columns, class_count
@@ -25,8 +26,8 @@ from hf_dr.data.epochs import EpochHook, check_attachable
 from hf_dr.data.keys import KeyIndex, check_verify_images, refuse_other_keys
 from hf_dr.data.recorded_options import recorded_columns, resolve_column, resolve_num_classes, resolve_policy
 from hf_dr.data.soft_labels import densify
-from hf_dr.data.view_options import check_channels, check_seed, refuse_channels, refuse_stream, view_options
-from hf_dr.errors import ClassCountMismatchError, DataMismatchError, InvalidConfigError
+from hf_dr.data.view_options import check_channels, check_seed, refuse_stream, view_options
+from hf_dr.errors import ClassCountMismatchError, DataMismatchError
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ReinforcedTransform"]
 
@@ -207,20 +208,7 @@ class ReinforcedTransform(EpochHook):
 
     def __call__(self, batch: dict[str, list[Any]]) -> dict[str, list[torch.Tensor]]:
         check_columns(batch, role="batch", fix=ATTACH_FIX, **self.column_options)
-        columns: dict[str, list[torch.Tensor]] = {name: [] for name in self.output_columns}
-        for position, (image, key) in enumerate(zip(batch[self.image_column], batch[self.key_column], strict=False)):
-            if key is None:
-                raise DataMismatchError(f"row {position} of this batch has no sample key (null in column "
-                                        f"{self.key_column!r}): every row needs the key it was reinforced under. "
-                                        f"Drop such rows (dataset.filter(lambda row: row[{self.key_column!r}] is not "
-                                        "None)).")
-            if self._digests is not None:
-                self._digests.check(str(key), image)
-            sample = self.sample(image, key)
-            refuse_channels(self.channels, sample["pixel_values"].shape[0], key)
-            for name, value in sample.items():
-                columns[name].append(value)
-        return columns
+        return replay_batch(self, batch[self.image_column], batch[self.key_column])
 
     # -- replay -------------------------------------------------------------------------------------------------
     def choose(self, key: str, count: int | None = None, records: Sequence[Any] | None = None,
@@ -301,12 +289,23 @@ class ReinforcedTransform(EpochHook):
         if chosen is not None:
             index, records = chosen[0], {chosen[0]: chosen[1]}
         index, stored, classes = self._stored(key, index, records, classes)
+        view, params = self.view_of(image, key, index, stored["params"])
+        ids, probs = self.codec.decode_labels(stored, classes)
+        return view, {"params": params, "ids": ids.tolist(), "probs": probs.tolist()}
+
+    def view_of(self, image: Any, key: str, index: int, stored_params: dict[str, Any],
+                partners: dict[str, Any] | None = None, decoded: bool = False) -> tuple[torch.Tensor, dict[str, Any]]:
+        """The ``uint8`` view of ``image`` under the stored params of ``key``'s record ``index`` (as Python values;
+        ``decoded``: stored params already decoded), and the params decoded: the per-image work of :meth:`view` and
+        of a batch (:mod:`hf_dr.data.batch_replay`). ``partners``: mixing partners' images already read, by key (else
+        :meth:`partner_image` reads each)."""
         image = self.as_teacher_saw(image, key)
-        partner_key = self._stored_partner_key(stored["params"])
-        partner = None if partner_key is None else self.as_teacher_saw(self.partner_image(partner_key), partner_key)
-        record = self.record(key, index, {index: stored}, classes, K.image_size_of(image),
-                             None if partner is None else K.image_size_of(partner))
-        return self.policy.apply(image, record["params"], self.size, partner), record
+        partner_key = self._stored_partner_key(stored_params)
+        partner = None if partner_key is None else self.as_teacher_saw(
+            self.partner_image(partner_key) if partners is None else partners[partner_key], partner_key)
+        params = stored_params if decoded else self._params(key, index, stored_params, K.image_size_of(image),
+                                                            None if partner is None else K.image_size_of(partner))
+        return self.policy.apply(image, params, self.size, partner), params
 
     def _stored(self, key: str, index: int | None, records: Sequence[Any] | None, classes: Any
                 ) -> tuple[int, dict[str, Any], Any]:
@@ -324,14 +323,10 @@ class ReinforcedTransform(EpochHook):
     def _params(self, key: str, index: int, stored: dict[str, Any], image_size: tuple[int, int] | None,
                 partner_size: tuple[int, int] | None) -> dict[str, Any]:
         """Stored params decoded, or seeded ones drawn again (and checked) from the image sizes."""
-        if self.codec.params == "stored":
-            return self.policy.decode(stored)
-        if image_size is None:
-            raise InvalidConfigError(f"the records of key {key!r} store seeded params, drawn again from the image's "
-                                     "size: pass image_size=(height, width), or call replay(image, key).")
-        pool_size = (self.description.source or {}).get("num_rows") if self.description is not None else None
-        return recompute_params(self.policy, stored, self.description.seed, key, index, image_size, pool_size,
-                                partner_size)
+        description = self.description
+        pool_size = (description.source or {}).get("num_rows") if description is not None else None
+        return self.codec.decode_params(self.policy, stored, description.seed if description is not None else 0, key,
+                                        index, image_size, pool_size, partner_size)
 
     def _stored_partner_key(self, stored: dict[str, Any]) -> str | None:
         """The key of the mixing partner of stored params (either mode), or None when they do not mix."""

@@ -91,13 +91,32 @@ class RowGroupRecords:
         group = bisect.bisect_right(self._starts, file_row) - 1
         keys, records = self._group(group)
         offset = file_row - self._starts[group]
-        found = keys[offset].as_py()
+        self._check_key(group, row, keys[offset].as_py(), key)
+        return records[offset].values
+
+    def parts(self, rows: Sequence[int], keys: Sequence[str]) -> list[tuple[pa.ListArray, np.ndarray, np.ndarray]]:
+        """Where the records of a batch of ``rows`` are, one part per row group they fall in: the group's records
+        (one list per row), the rows' positions in it and their positions in the batch; nothing is copied. Each
+        row's key must be the one in ``keys`` (see :meth:`records`)."""
+        file_rows = np.asarray(rows, dtype=np.int64)
+        file_rows = file_rows if self._kept is None else self._kept[file_rows]
+        groups = np.searchsorted(np.asarray(self._starts, dtype=np.int64), file_rows, side="right") - 1
+        parts = []
+        for group in np.unique(groups).tolist():
+            positions = np.flatnonzero(groups == group)
+            group_keys, records = self._group(group)
+            local = file_rows[positions] - self._starts[group]
+            for position, found in zip(positions.tolist(), group_keys.take(pa.array(local)).to_pylist(), strict=True):
+                self._check_key(group, rows[position], found, keys[position])
+            parts.append((records, local, positions))
+        return parts
+
+    def _check_key(self, group: int, row: int, found: str, key: str) -> None:
         if found != key:
             path, index = self.files[self._groups[group][0]], self._groups[group][1]
             raise DataMismatchError(
                 f"row {row} of the run holds key {found!r} in row group {index} of {path}, where its rows hold "
                 f"{key!r}: the files changed after they were opened. Open them again (hf_dr.open_reinforced).")
-        return records[offset].values
 
     def _group(self, group: int) -> tuple[pa.Array, pa.Array]:
         """Row group ``group``'s key and records, memory-mapped from the shared cache (decoded into it first when no

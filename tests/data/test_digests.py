@@ -132,7 +132,8 @@ def test_a_changed_image_is_refused_naming_key_row_and_fix(state, monkeypatch):
                                                 r"dataset)\) is not the one that was reinforced .*(source=.*"
                                                 r"verify_images='full'|digest-source.*verify_images='off')"):
         _read_all(_load(state, source=changed(state[0], IN_SAMPLE)))
-    monkeypatch.setattr("hf_dr.data.source_keys.digest_positions", lambda count, verify_images: [])  # a sample without it
+    # a sample without it
+    monkeypatch.setattr("hf_dr.data.source_keys.digest_positions", lambda count, verify_images: [])
     loaded = _load(state, source=changed(state[0], IN_SAMPLE))
     with pytest.raises(DataMismatchError, match=r"the image of sample key 'digit-00000' \(row 0 of the image "
                                                 r"dataset\) is not the one that was reinforced .*digest-source.*"
