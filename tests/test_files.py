@@ -133,10 +133,10 @@ def test_one_layout_definition():
     import hf_dr.hub.card
     import hf_dr.hub.load
     import hf_dr.hub.push
-    from hf_dr.generate import recipe
+    from hf_dr.generate import builder
 
-    assert recipe.LAYOUTS == (recipe.SELF_CONTAINED, recipe.METADATA_ONLY) == ("self-contained", "metadata-only")
-    assert hf_dr.hub.push.LAYOUTS is recipe.LAYOUTS
+    assert builder.LAYOUTS == (builder.SELF_CONTAINED, builder.METADATA_ONLY) == ("self-contained", "metadata-only")
+    assert hf_dr.hub.push.LAYOUTS is builder.LAYOUTS
     assert hf_dr.hub.push.SELF_CONTAINED is hf_dr.hub.load.SELF_CONTAINED is hf_dr.hub.card.SELF_CONTAINED
 
 

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-import hf_dr.data.sources as sources
+import hf_dr.data.source_keys as source_keys
 from hf_dr.data.columns import encoded_images
 from hf_dr.data.keys import DIGEST_SAMPLE_SIZE, content_key
 from hf_dr.data.scan_cache import cache_path
@@ -35,14 +35,14 @@ def on_disk(tmp_path) -> datasets.Dataset:
 
 @pytest.fixture
 def hashes(monkeypatch) -> list[int]:
-    """Counts the content hashes sources.py computes."""
+    """Counts the content hashes source_keys.py computes."""
     count = [0]
 
     def counting(cell):
         count[0] += 1
         return content_key(cell)
 
-    monkeypatch.setattr(sources, "content_key", counting)
+    monkeypatch.setattr(source_keys, "content_key", counting)
     return count
 
 
@@ -96,7 +96,7 @@ def test_sizes_are_read_once_per_dataset_version(on_disk, monkeypatch):
     images = encoded_images(on_disk, "image")
     keys = scan_keys(on_disk, "image")
     reads = [0]
-    header_size = sources.header_size
+    header_size = source_keys.header_size
 
     def counting(cell):
         reads[0] += 1
