@@ -37,7 +37,9 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class TrainResult:
-    """What :func:`fit` returns: steps taken, wall time (seconds), the loss record and, if asked, final metrics."""
+    """What :func:`fit` returns: steps taken, wall time (seconds), the loss record (every ``log_every`` steps: the
+    step, its epoch, the mean loss since the previous record and the learning rate that step used, as the Trainer
+    logs it) and, if asked, final metrics."""
 
     steps: int
     samples: int
@@ -265,6 +267,7 @@ def _train(run: _Prepared, train_dataset: Any, config: TrainConfig, accelerator:
         getattr(loader, "set_epoch", run.sampler.set_epoch)(epoch)
         run.sampler.set_epoch(epoch)
         for batch in loader:
+            lr = run.scheduler.get_last_lr()[0]  # this step's (recorded as the Trainer records it)
             running += _step(run, batch, config, accelerator) / config.gradient_accumulation_steps  # step's mean
             result.samples += batch["pixel_values"].shape[0]
             batches += 1
@@ -278,7 +281,7 @@ def _train(run: _Prepared, train_dataset: Any, config: TrainConfig, accelerator:
             running = 0.0
             if result.steps % config.log_every == 0 or result.steps == run.total_steps:
                 result.history.append({"step": result.steps, "epoch": epoch, "loss": sum(window) / len(window),
-                                       "lr": run.scheduler.get_last_lr()[0]})
+                                       "lr": lr})
                 logger.info("step %d/%d (epoch %d): loss %.4f, lr %.3g", result.steps, run.total_steps, epoch,
                             result.history[-1]["loss"], result.history[-1]["lr"])
                 log_metrics(accelerator, "train", {k: result.history[-1][k] for k in ("loss", "lr", "epoch")},

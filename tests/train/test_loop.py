@@ -15,7 +15,7 @@ from hf_dr.data.transforms import AugmentTransform, EvalTransform
 from hf_dr.errors import ClassCountMismatchError, ConfigConflictError, InvalidConfigError, MissingSoftLabelsError
 from hf_dr.networks import MLPNet
 from hf_dr.train.checkpoints import checkpoint_metadata, load_checkpoint, save_checkpoint
-from hf_dr.train.loop import TrainConfig, batch_loss, cosine_with_warmup, fit, training_dataloader
+from hf_dr.train.loop import TrainConfig, batch_loss, fit, training_dataloader
 from hf_dr.train.models import ProbabilityEnsemble, create_model
 from tests.training_utils import SIZE, reinforced_digits, reinforced_transform
 
@@ -47,7 +47,7 @@ def test_fit_on_reinforced_data_reduces_the_soft_target_loss(reinforced):
     assert result.steps == 12 * (96 // 16) and result.samples == 96 * 12
     assert after < 0.75 * before, (before, after)
     assert result.history[-1]["loss"] < result.history[0]["loss"]
-    assert result.history[-1]["lr"] == pytest.approx(0.0, abs=1e-6)  # cosine to zero
+    assert result.history[-1]["lr"] < 1e-3 * 0.05  # the last step's: cosine to zero (the schedule: test_optim.py)
 
 
 def test_gradient_accumulation_gives_the_loss_scale_of_the_larger_batch(reinforced):
@@ -140,18 +140,6 @@ def test_wrapped_checkpoints_load_into_bare_models(tmp_path):
     bare = create_model("hf_dr_cnn_tiny", num_classes=10, in_chans=3)
     load_checkpoint(bare, path)
     assert torch.equal(bare.head.weight, model.head.weight)
-
-
-def test_cosine_schedule_warms_up_then_decays():
-    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
-    schedule = cosine_with_warmup(optimizer, warmup_steps=4, total_steps=20)
-    lrs = []
-    for _ in range(20):
-        lrs.append(schedule.get_last_lr()[0])
-        optimizer.step()
-        schedule.step()
-    assert lrs[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
-    assert all(a >= b for a, b in zip(lrs[3:], lrs[4:], strict=False)) and lrs[-1] < 0.02
 
 
 def test_bad_inputs_are_refused(reinforced):

@@ -1,0 +1,88 @@
+"""The schedule comes from transformers and is the Trainer's: ``fit`` and a Trainer given ``trainer_arguments`` of the
+same TrainConfig step the same learning rate at every optimizer step, on real data; an epoch's last, shorter
+accumulation is an optimizer step in both."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from hf_dr.train.loop import TrainConfig, fit
+from hf_dr.train.models import create_model
+from hf_dr.train.optim import build_optimizer, build_scheduler, optimizer_steps_per_epoch, warmup_steps
+from hf_dr.train.trainer import reinforced_trainer, trainer_arguments
+from tests.training_utils import reinforced_digits, reinforced_transform
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def reinforced():
+    return reinforced_digits(96)
+
+
+def _model():
+    torch.manual_seed(0)
+    return create_model("hf_dr_cnn_tiny", num_classes=10, in_chans=3)
+
+
+def _trainer_lrs(dataset, config: TrainConfig, output_dir: str) -> list[float]:
+    """The learning rate the Trainer logs after every optimizer step, for ``config``."""
+    model = _model()
+    args = trainer_arguments(config, output_dir, train_rows=len(dataset), use_cpu=True, disable_tqdm=True)
+    trainer = reinforced_trainer(model, args, dataset, optimizers=(build_optimizer(model, config), None))
+    trainer.train()
+    return [record["learning_rate"] for record in trainer.state.log_history if "learning_rate" in record]
+
+
+# 96 rows: batches of 30 drop the last 6 rows (fit's rule; the Trainer's default would keep them), batches of 20
+# keep the last 16 (5 batches) and with 2 accumulation steps end each epoch on a single-batch step
+@pytest.mark.parametrize(("batch_size", "accumulation"), [(30, 1), (20, 2)])
+def test_fit_and_the_trainer_step_the_same_learning_rates(reinforced, tmp_path, batch_size, accumulation):
+    config = TrainConfig(epochs=3, batch_size=batch_size, gradient_accumulation_steps=accumulation, lr=0.05,
+                         warmup_fraction=0.2, min_lr_ratio=0.1, log_every=1)
+    fitted = fit(_model(), reinforced_transform(reinforced).attach(reinforced.with_format(None)), config)
+    trainer = _trainer_lrs(reinforced_transform(reinforced).attach(reinforced.with_format(None)), config,
+                           str(tmp_path))
+    steps = 3 * 3  # 3 epochs of 3 optimizer steps
+    assert fitted.steps == steps and len(trainer) == steps
+    assert [record["lr"] for record in fitted.history] == pytest.approx(trainer, rel=1e-12, abs=1e-15)
+    assert trainer[0] == 0.0 and 0.1 * 0.05 < trainer[-1] < 0.2 * 0.05  # warmup from 0; cosine to 0.1 x the peak
+
+
+def test_an_epochs_last_short_accumulation_is_a_step_and_every_epoch_is_trained(reinforced):
+    """5 batches of 20 with 3 accumulation steps: accelerate steps after batches 3 and 5, so an epoch is 2 optimizer
+    steps. Counting 5 // 3 = 1 made the schedule end, and training stop, halfway through the second of 2 epochs."""
+    dataset = reinforced_transform(reinforced).attach(reinforced.with_format(None))
+    result = fit(_model(), dataset, TrainConfig(epochs=2, batch_size=20, gradient_accumulation_steps=3, lr=0.05,
+                                                log_every=1))
+    assert result.steps == 2 * 2
+    assert result.samples == 2 * len(dataset)  # every row of both epochs
+    assert [record["epoch"] for record in result.history] == [0, 0, 1, 1]
+    # the schedule ends with the training (1 warmup step, 3 of cosine): the last step is at 2/3 of the cosine
+    assert result.history[-1]["lr"] == pytest.approx(0.05 * 0.5 * (1 + math.cos(math.pi * 2 / 3)))
+
+
+def test_schedule_warms_up_from_zero_then_decays_to_the_floor():
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    schedule = build_scheduler(optimizer, TrainConfig(warmup_fraction=0.2, min_lr_ratio=0.05), total_steps=20)
+    lrs = []
+    for _ in range(20):
+        lrs.append(schedule.get_last_lr()[0])
+        optimizer.step()
+        schedule.step()
+    assert lrs[:5] == pytest.approx([0.0, 0.25, 0.5, 0.75, 1.0])  # ceil(0.2 x 20) = 4 warmup steps
+    assert all(a >= b for a, b in zip(lrs[4:], lrs[5:], strict=False)) and lrs[-1] > 0.05
+    assert schedule.get_last_lr()[0] == pytest.approx(0.05)
+    assert type(schedule).__module__ == "torch.optim.lr_scheduler"  # transformers' LambdaLR, nothing of ours
+
+
+def test_step_counts_are_the_trainers():
+    from transformers import TrainingArguments
+
+    args = TrainingArguments("out", warmup_steps=0.05, report_to="none", use_cpu=True)
+    for total in (1, 19, 20, 390, 1001):
+        assert warmup_steps(0.05, total) == args.get_warmup_steps(total)
+    assert [optimizer_steps_per_epoch(b, 4) for b in (1, 4, 5, 8, 9)] == [1, 1, 2, 2, 3]
