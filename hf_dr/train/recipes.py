@@ -64,7 +64,7 @@ class TrainConfig:
             learning rate and the final metrics (``"tensorboard"``, ``"wandb"``, ..., ``"all"`` installed ones,
             ``"none"``; from Python also ``accelerate.tracking.GeneralTracker`` instances); as in transformers 5's
             ``TrainingArguments``, none by default. A tracker that is not installed is refused before training
-            (:mod:`hf_dr.train.tracking`).
+            (hf_dr.train.tracking).
 
     Example:
         >>> config = TrainConfig(epochs=5, optimizer="adamw", lr=1e-3)
