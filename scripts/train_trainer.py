@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> dict:
     inputs = prepare_training(data_args, model_args, lambda num_classes, in_chans, image_mode, source: build_model(
         dataclasses.replace(model_args, in_chans=in_chans), num_classes, image_mode, source), recipe.seed)
     model, data, train_ds, evaluation = inputs.model, inputs.data, inputs.train, inputs.evaluation
-    training_args = trainer_arguments(recipe, run.output_dir, train_rows=len(train_ds), per_device_eval_batch_size=256,
+    training_args = trainer_arguments(recipe, run.output_dir, per_device_eval_batch_size=256,
                                       use_cpu=not torch.cuda.is_available(), disable_tqdm=run.no_progress)
     trainer = reinforced_trainer(model, training_args, train_ds, eval_dataset=evaluation,
                                  temperature=recipe.temperature, channels_last=recipe.channels_last,

@@ -57,25 +57,13 @@ class TrainResult:
 MAX_DROPPED_SHARE = 0.1  # drop_last is kept while it leaves out at most this share of the rows each epoch
 
 
-def drops_last_batch(rows: int, batch_size: int) -> bool:
-    """Whether an epoch of ``rows`` leaves out its last partial batch: while that is at most
-    :data:`MAX_DROPPED_SHARE` of the rows (the rule of :func:`training_dataloader` and of
-    :func:`~hf_dr.train.trainer.trainer_arguments`, so that both count the same steps).
-
-    Example:
-        >>> drops_last_batch(1300, 128), drops_last_batch(240, 128)
-        (True, False)
-    """
-    return rows % batch_size <= MAX_DROPPED_SHARE * rows
-
-
 def training_dataloader(dataset: Any, config: TrainConfig) -> torch.utils.data.DataLoader:
     """A DataLoader shuffled by (``config.seed``, epoch) (:class:`~hf_dr.train.resume.EpochShuffle`: the same batches
     for the same seed and epoch, also after a resume). It drops the last partial batch unless that would leave out
     more than :data:`MAX_DROPPED_SHARE` of the rows each epoch (240 rows in batches of 128 would train on 128 a
     epoch), which it then keeps, with a warning naming the fix. ``output="uint8"`` replays use their ``collate()``."""
     rows, transform = len(dataset), transform_of(dataset)
-    drop_last = drops_last_batch(rows, config.batch_size)
+    drop_last = rows % config.batch_size <= MAX_DROPPED_SHARE * rows
     if not drop_last:
         logger.warning("batch size %d leaves %d of the %d rows out of every epoch with drop_last; keeping the last "
                        "partial batch instead (pass a batch size that divides the rows, --batch-size, for equal "

@@ -64,7 +64,7 @@ def reinforced_training_args(output_dir: str, **kwargs: Any) -> TrainingArgument
     return args
 
 
-def trainer_arguments(config: Any, output_dir: str, train_rows: int | None = None, **kwargs: Any) -> TrainingArguments:
+def trainer_arguments(config: Any, output_dir: str, **kwargs: Any) -> TrainingArguments:
     """:func:`reinforced_training_args` from a :class:`hf_dr.TrainConfig`: the one recipe of :func:`hf_dr.fit` and of
     the Trainer (batch, accumulation, epochs or steps, peak lr with warmup then cosine to ``min_lr_ratio``: the
     schedule :func:`hf_dr.train.optim.build_scheduler` gives ``fit``, gradient clipping, precision, workers, seed,
@@ -73,10 +73,10 @@ def trainer_arguments(config: Any, output_dir: str, train_rows: int | None = Non
     optimizer with :func:`hf_dr.train.optim.build_optimizer` from the same config. Other keyword arguments pass
     through.
 
-    Args:
-        train_rows (`int`, *optional*): the training set's rows: the last partial batch of an epoch is dropped by
-            :func:`hf_dr.train.loop.drops_last_batch`, ``fit``'s rule, so that both count the same steps (the
-            Trainer's default keeps it).
+    The two count the same optimizer steps, so step the same learning rates, when their epochs have the same
+    batches: ``fit`` drops an epoch's last partial batch when it is at most 10% of the rows
+    (:func:`hf_dr.train.loop.training_dataloader`), the Trainer keeps it (its ``dataloader_drop_last`` would drop
+    evaluation rows too).
 
     Example:
         >>> from hf_dr import TrainConfig
@@ -84,8 +84,6 @@ def trainer_arguments(config: Any, output_dir: str, train_rows: int | None = Non
         >>> args.num_train_epochs, args.per_device_train_batch_size, args.lr_scheduler_type.value, args.max_grad_norm
         (3, 32, 'cosine_with_min_lr', 0.0)
     """
-    from hf_dr.train.loop import drops_last_batch
-
     for name, fix in (("ema_decay", "the Trainer keeps no EMA of the weights: train with hf_dr.fit "
                        "(scripts/train.py --ema-decay)"), ("label_smoothing", "soft targets take no smoothing")):
         if getattr(config, name):
@@ -96,8 +94,6 @@ def trainer_arguments(config: Any, output_dir: str, train_rows: int | None = Non
                                     "the trackers ('tensorboard', ...), or pass your callback to the Trainer")
     length = {"max_steps": config.max_steps} if config.max_steps else {"num_train_epochs": config.epochs}
     schedule = {"lr_scheduler_type": "cosine_with_min_lr", "lr_scheduler_kwargs": {"min_lr_rate": config.min_lr_ratio}}
-    if train_rows is not None:
-        schedule["dataloader_drop_last"] = drops_last_batch(train_rows, config.batch_size)
     saving = {"save_strategy": "steps", "save_steps": config.save_every} if config.save_every else {
         "save_strategy": "no"}
     options = {"per_device_train_batch_size": config.batch_size, "learning_rate": config.lr,
