@@ -289,7 +289,8 @@ def _train(run: _Prepared, train_dataset: Any, config: TrainConfig, accelerator:
 
 def _resumable(config: TrainConfig) -> dict[str, Any]:
     """The settings a resumed run must share with the checkpoint (not those of logging, saving or loading)."""
-    return {k: v for k, v in config.to_dict().items() if k not in ("log_every", "save_every", "num_workers")}
+    return {k: v for k, v in config.to_dict().items()
+            if k not in ("log_every", "save_every", "num_workers", "report_to")}
 
 
 def _resume(result: TrainResult, accelerator: Any, config: TrainConfig, output_dir: str | None) -> tuple[int, int]:

@@ -109,3 +109,15 @@ def test_a_tracker_that_is_not_installed_or_unknown_is_refused_up_front(reinforc
     with pytest.raises(InvalidConfigError, match=r"unknown tracker 'tensorbord'; known ones are \['aim', 'all'"):
         TrainConfig(report_to=["tensorbord"])
     assert TrainConfig(report_to="none").report_to == ["none"] == TrainConfig().report_to
+
+
+def test_a_resumed_run_reports_from_where_it_stopped(reinforced, tmp_path):
+    """The trackers are not a training setting: a run checkpointed without them resumes with them (and the other
+    way), and reports the steps it trains."""
+    dataset = reinforced_transform(reinforced).attach(reinforced.with_format(None))
+    config = TrainConfig(max_steps=4, batch_size=16, lr=0.05, save_every=2, log_every=1)
+    fit(_model(), dataset, config, output_dir=str(tmp_path))  # checkpoint at step 2 (none at the last step)
+    tracker = RecordingTracker()
+    result = fit(_model(), dataset, TrainConfig(**{**config.to_dict(), "report_to": [tracker]}),
+                 output_dir=str(tmp_path))
+    assert result.steps == 4 and [step for step, _ in tracker.logs] == [3, 4]
