@@ -56,9 +56,11 @@ def check_report_to(report_to: Any, output_dir: str | None = None, installed: bo
         ...
         hf_dr.errors.InvalidConfigError: report_to: unknown tracker 'tensorbord'; known ones are ['aim', 'all', ...
     """
+    trackers = normalize_report_to(report_to)
+    if not trackers:
+        return trackers
     from accelerate.tracking import LOGGER_TYPE_TO_CLASS, GeneralTracker, get_available_trackers
 
-    trackers = normalize_report_to(report_to)
     available = {str(tracker) for tracker in get_available_trackers()}
     for tracker in trackers:
         if isinstance(tracker, GeneralTracker):
