@@ -12,12 +12,15 @@ two commands (a head of another class count is re-initialised):
         --eval-split test --output-dir runs/hub   # a pushed reinforced dataset trains reinforced (--plain: baseline)
     python scripts/train.py --dataset ./other_set --run-dir other+ --init-from runs/student/model.safetensors \\
         --arch hf_dr_cnn_small --epochs 10 --lr 0.01 --output-dir runs/finetuned
+    python scripts/train.py --dataset org/imagenet-plus --arch resnet50 --recipe resnet50-imagenet-plus \\
+        --batch-size 256 --report-to tensorboard --output-dir runs/rn50  # the paper's recipe, lr for batch 256
 
 Several processes: ``accelerate launch scripts/train.py ...``. Writes ``model.safetensors`` (architecture and
 preprocessing in its header, for ``hf-dr eval``), ``train_config.json`` and ``result.json``. The flags are those of
-``hf-dr`` (see ``--help``); the recipe flags are :class:`hf_dr.TrainConfig`'s fields. The student's input channels
-default to the data's recorded image mode ("L": 1, "RGB": 3). A mistake is one line and exit status 1 (``--debug`` or
-``HF_DR_DEBUG=1``: the traceback).
+``hf-dr`` (see ``--help``); the recipe flags are :class:`hf_dr.TrainConfig`'s fields, and ``--recipe NAME`` starts
+them from one of the paper's recipes (:data:`hf_dr.train.recipes.RECIPES`; flags given override it). The student's
+input channels default to the data's recorded image mode ("L": 1, "RGB": 3). A mistake is one line and exit status 1
+(``--debug`` or ``HF_DR_DEBUG=1``: the traceback).
 """
 
 from __future__ import annotations
@@ -34,18 +37,21 @@ from hf_dr.cli._scripts import (
     AugmentArguments,
     DataArguments,
     ModelArguments,
+    RecipeArguments,
     RunArguments,
     ScriptArgumentParser,
     prepare_training,
+    recipe_config,
 )
 from hf_dr.data.curriculum import Curriculum
 from hf_dr.errors import InvalidConfigError
 from hf_dr.models.checkpoints import checkpoint_model_metadata, save_checkpoint
 from hf_dr.train.inputs import student
 from hf_dr.train.loop import TrainConfig, fit
+from hf_dr.train.tracking import check_report_to
 
 logger = logging.getLogger("hf_dr.scripts.train")
-ARGUMENTS = (DataArguments, ModelArguments, AugmentArguments, TrainConfig, RunArguments)
+ARGUMENTS = (DataArguments, ModelArguments, AugmentArguments, TrainConfig, RecipeArguments, RunArguments)
 
 
 def build_parser() -> ScriptArgumentParser:
@@ -54,8 +60,11 @@ def build_parser() -> ScriptArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    data_args, model_args, augment, config, run = build_parser().parse(argv)
+    parser = build_parser()
+    data_args, model_args, augment, config, recipe, run = parser.parse(argv)
     configure_logging()
+    config = recipe_config(parser, argv, recipe, config)
+    check_report_to(config.report_to, run.output_dir)  # a missing tracker: refused before the data is read
     set_num_threads(run.num_threads)
     out = Path(run.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -70,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
     inputs = prepare_training(data_args, model_args, build_model, config.seed, augment.policy, curriculum)
     model, data = inputs.model, inputs.data
     arguments = {"data": asdict(data_args), "model": asdict(model_args), "augment": asdict(augment),
-                 "run": asdict(run), "train_config": config.to_dict()}
+                 "recipe": recipe.recipe, "run": asdict(run), "train_config": config.to_dict()}
     (out / "train_config.json").write_text(json.dumps(arguments, indent=2))
     result = fit(model, inputs.train, config, eval_dataset=inputs.evaluation, num_classes=inputs.num_classes,
                  progress=not run.no_progress, output_dir=str(out))  # --save-every N: checkpoints, resumed

@@ -12,9 +12,9 @@ X+, fine-tune on Y+" is two commands:
 
 The recipe is :class:`hf_dr.TrainConfig`, the one of ``scripts/train.py``, mapped onto ``TrainingArguments`` by
 :func:`hf_dr.train.trainer.trainer_arguments` (SGD Nesterov or AdamW from :func:`hf_dr.train.optim.build_optimizer`,
-warmup then cosine). Writes the Trainer's outputs plus ``model.safetensors`` for ``hf-dr eval``. The student's input
-channels default to the data's recorded image mode ("L": 1, "RGB": 3). A mistake is one line and exit status 1
-(``--debug`` or ``HF_DR_DEBUG=1``: the traceback).
+warmup then cosine, the schedule of ``fit``; ``--recipe NAME``: one of the paper's). Writes the Trainer's outputs
+plus ``model.safetensors`` for ``hf-dr eval``. The student's input channels default to the data's recorded image mode
+("L": 1, "RGB": 3). A mistake is one line and exit status 1 (``--debug`` or ``HF_DR_DEBUG=1``: the traceback).
 """
 
 from __future__ import annotations
@@ -31,21 +31,24 @@ from hf_dr.augment.functional import MODE_CHANNELS
 from hf_dr.cli._boundary import run_main
 from hf_dr.cli._options import configure_logging, set_num_threads
 from hf_dr.cli._scripts import (
+    RecipeArguments,
     RunArguments,
     ScriptArgumentParser,
     TrainerDataArguments,
     TrainerModelArguments,
     prepare_training,
+    recipe_config,
 )
 from hf_dr.models.checkpoints import checkpoint_model_metadata, save_checkpoint
 from hf_dr.models.students import check_input_channels, model_num_classes
 from hf_dr.train.inputs import initialise_from, student
 from hf_dr.train.loop import TrainConfig
 from hf_dr.train.optim import build_optimizer
+from hf_dr.train.tracking import check_report_to
 from hf_dr.train.trainer import reinforced_trainer, trainer_arguments
 
 logger = logging.getLogger("hf_dr.scripts.train_trainer")
-ARGUMENTS = (TrainerDataArguments, TrainerModelArguments, TrainConfig, RunArguments)  # one recipe with fit
+ARGUMENTS = (TrainerDataArguments, TrainerModelArguments, TrainConfig, RecipeArguments, RunArguments)  # as fit's
 
 
 def build_parser() -> ScriptArgumentParser:
@@ -80,8 +83,11 @@ def build_model(args: TrainerModelArguments, num_classes: int, image_mode: str |
 
 
 def main(argv: list[str] | None = None) -> dict:
-    data_args, model_args, recipe, run = build_parser().parse(argv)
+    parser = build_parser()
+    data_args, model_args, recipe, named, run = parser.parse(argv)
     configure_logging()
+    recipe = recipe_config(parser, argv, named, recipe)
+    check_report_to(recipe.report_to, run.output_dir)  # a missing tracker: refused before the data is read
     set_num_threads(run.num_threads)
     inputs = prepare_training(data_args, model_args, lambda num_classes, in_chans, image_mode, source: build_model(
         dataclasses.replace(model_args, in_chans=in_chans), num_classes, image_mode, source), recipe.seed)

@@ -17,8 +17,10 @@ Example:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import inspect
 import logging
+import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -94,6 +96,20 @@ class ScriptArgumentParser(HfArgumentParser):
         if remaining:
             self.error(f"unrecognized arguments: {' '.join(remaining)}")
         return tuple(outputs)
+
+    def given(self, argv: Sequence[str] | None, dtype: type) -> set[str]:
+        """The fields of the dataclass ``dtype`` that the command line ``argv`` sets (any spelling), not defaults."""
+        names = {f.name for f in dataclasses.fields(dtype)}
+        actions = [action for action in self._actions if action.dest in names]
+        defaults = [action.default for action in actions]
+        try:
+            for action in actions:
+                action.default = argparse.SUPPRESS  # an absent flag then leaves no attribute
+            namespace, _ = self.parse_known_args(argv)
+        finally:
+            for action, default in zip(actions, defaults, strict=True):
+                action.default = default
+        return names & set(vars(namespace))
 
 
 @dataclass
@@ -191,6 +207,38 @@ class RunArguments:
     output_dir: str = field(metadata={"metavar": "DIR"})
     num_threads: int | None = field(default=None, metadata={"aliases": ["--threads"], "metavar": "N"})
     no_progress: bool = False
+
+
+@dataclass
+class RecipeArguments:
+    """A named training recipe (the paper's; docs/training.md, Recipes).
+
+    Args:
+        recipe (`str`, *optional*): the optimizer, lr, total batch, warmup, weight decay and epochs of one of the
+            paper's students (``hf_dr.train.recipes.RECIPES``); the training flags given override it, and without
+            --lr its lr follows the run's total batch (linear for SGD, square root for AdamW) (default: none).
+    """
+
+    recipe: str | None = field(default=None, metadata={"metavar": "NAME"})
+
+
+def recipe_config(parser: ScriptArgumentParser, argv: Sequence[str] | None, recipe: RecipeArguments,
+                  config: Any) -> Any:
+    """The script's :class:`~hf_dr.TrainConfig`: ``config`` as parsed without ``--recipe``; with it, the recipe's
+    values under the training flags ``argv`` gives explicitly, split over the launched processes (``WORLD_SIZE``)."""
+    from hf_dr.train.loop import TrainConfig
+    from hf_dr.train.recipes import RECIPES, get_recipe
+
+    if not recipe.recipe:
+        return config
+    given = parser.given(argv, TrainConfig)
+    config = get_recipe(recipe.recipe, num_processes=int(os.environ.get("WORLD_SIZE", "1")),
+                        **{name: getattr(config, name) for name in given})
+    chosen = RECIPES[recipe.recipe]
+    taken = {k: getattr(config, k) for k in (*chosen.settings, "batch_size", "warmup_fraction") if k not in given}
+    logger.info("recipe %s (%s, for %s%s): %s", recipe.recipe, chosen.source, chosen.student,
+                f"; {chosen.notes}" if chosen.notes else "", taken)
+    return config
 
 
 @dataclass

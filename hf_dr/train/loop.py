@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
@@ -25,123 +25,21 @@ from torch import nn
 
 from hf_dr.data.collate import TARGET_IDS
 from hf_dr.data.epochs import set_epoch, transform_of
-from hf_dr.errors import InvalidConfigError
+from hf_dr.errors import ConfigConflictError, InvalidConfigError
 from hf_dr.models.students import check_input_channels, check_model_num_classes, forward_logits
 from hf_dr.train.losses import soft_target_loss, target_is_tempered
-from hf_dr.train.optim import build_optimizer, cosine_with_warmup
+from hf_dr.train.optim import build_optimizer, build_scheduler, optimizer_steps_per_epoch
+from hf_dr.train.recipes import TRAIN_FIELDS, TrainConfig  # noqa: F401 (the config of fit, importable from here)
 from hf_dr.train.resume import EpochShuffle, restore_checkpoint, save_checkpoint_state
+from hf_dr.train.tracking import check_report_to, log_metrics, start_trackers
 
 logger = logging.getLogger(__name__)
 
-OPTIMIZERS = ("sgd", "adamw")
-PRECISIONS = ("no", "bf16", "fp16")
-
-
-@dataclass
-class TrainConfig:
-    """Hyperparameters of :func:`fit` (saved as JSON next to a run's outputs).
-
-    Args:
-        epochs (`int`, *optional*, defaults to 10): passes over the training set.
-        max_steps (`int`, *optional*): optimizer steps; overrides ``epochs`` when set.
-        batch_size (`int`, *optional*, defaults to 128): samples per forward pass.
-        gradient_accumulation_steps (`int`, *optional*, defaults to 1): forward passes per optimizer step.
-        optimizer (`str`, *optional*, defaults to ``"sgd"``): ``"sgd"`` (momentum, Nesterov) or ``"adamw"``.
-        lr (`float`, *optional*, defaults to 0.1): peak learning rate.
-        momentum (`float`, *optional*, defaults to 0.9): SGD momentum.
-        weight_decay (`float`, *optional*, defaults to 5e-4): weight decay (not applied to norms and biases).
-        warmup_fraction (`float`, *optional*, defaults to 0.05): linear warmup, as a fraction of the steps.
-        min_lr_ratio (`float`, *optional*, defaults to 0.0): final learning rate over the peak.
-        temperature (`float`, *optional*, defaults to 1.0): distillation temperature (the paper uses 1).
-        label_smoothing (`float`, *optional*, defaults to 0.0): for hard-label (cross-entropy) runs only.
-        clip_grad_norm (`float`, *optional*): clip the gradient norm.
-        num_workers (`int`, *optional*, defaults to 0): DataLoader workers.
-        seed (`int`, *optional*, defaults to 0): seed of the initialisation and the shuffling.
-        channels_last (`bool`, *optional*, defaults to `False`): channels-last inputs and weights (faster CNNs on
-            CPU).
-        mixed_precision (`str`, *optional*, defaults to ``"no"``): ``"bf16"`` or ``"fp16"`` autocast through
-            accelerate (``"fp16"`` needs a GPU); ``"no"`` trains in float32.
-        ema_decay (`float`, *optional*): keep an exponential moving average of the weights (timm's ``ModelEmaV3``,
-            updated every optimizer step); :func:`fit` evaluates it too and returns it.
-        save_every (`int`, *optional*): optimizer steps between checkpoints of :func:`fit` (with its ``output_dir``),
-            from which a killed run resumes exactly (:mod:`hf_dr.train.resume`).
-        log_every (`int`, *optional*, defaults to 50): optimizer steps between loss records.
-
-    Example:
-        >>> config = TrainConfig(epochs=5, optimizer="adamw", lr=1e-3)
-        >>> TrainConfig.from_dict(config.to_dict()) == config
-        True
-        >>> TrainConfig(optimizer="lamb")
-        Traceback (most recent call last):
-        ...
-        hf_dr.errors.InvalidConfigError: optimizer should be one of ('sgd', 'adamw'), but got 'lamb' instead.
-    """
-
-    epochs: int = 10
-    max_steps: int | None = None
-    batch_size: int = 128
-    gradient_accumulation_steps: int = 1
-    optimizer: str = "sgd"
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    warmup_fraction: float = 0.05
-    min_lr_ratio: float = 0.0
-    temperature: float = 1.0
-    label_smoothing: float = 0.0
-    clip_grad_norm: float | None = None
-    num_workers: int = 0
-    seed: int = 0
-    channels_last: bool = False
-    mixed_precision: str = "no"
-    ema_decay: float | None = None
-    save_every: int | None = None
-    log_every: int = 50
-
-    def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise InvalidConfigError(f"optimizer should be one of {OPTIMIZERS}, but got {self.optimizer!r} instead.")
-        for name in ("epochs", "batch_size", "gradient_accumulation_steps"):
-            if int(getattr(self, name)) < 1:
-                raise InvalidConfigError(f"{name} should be a positive integer, but got {getattr(self, name)}.")
-        if self.save_every is not None and self.save_every < 1:
-            raise InvalidConfigError(f"save_every should be a positive integer, but got {self.save_every} instead.")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise InvalidConfigError(f"max_steps should be a positive integer, but got {self.max_steps} instead.")
-        if not 0.0 <= self.warmup_fraction < 1.0:
-            raise InvalidConfigError(f"warmup_fraction should be in [0, 1), but got {self.warmup_fraction}.")
-        if self.temperature <= 0:
-            raise InvalidConfigError(f"temperature should be positive, but got {self.temperature} instead.")
-        if self.mixed_precision not in PRECISIONS:
-            raise InvalidConfigError(f"mixed_precision should be one of {PRECISIONS}, but got "
-                                     f"{self.mixed_precision!r} instead.")
-        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
-            raise InvalidConfigError(f"ema_decay should be in (0, 1), but got {self.ema_decay} instead.")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any], defaults: TrainConfig | None = None) -> TrainConfig:
-        """The inverse of :meth:`to_dict`: ``values`` replace the fields of ``defaults`` (``TrainConfig()`` when not
-        given). Unknown keys are refused, naming the valid ones.
-
-        Example:
-            >>> TrainConfig.from_dict({"lr": 0.5}, defaults=TrainConfig(epochs=3)).epochs
-            3
-        """
-        unknown = sorted(set(values) - TRAIN_FIELDS)
-        if unknown:
-            raise InvalidConfigError(f"unknown training settings {unknown}; valid ones are {sorted(TRAIN_FIELDS)}")
-        return replace(defaults if defaults is not None else cls(), **values)
-
-
-TRAIN_FIELDS = frozenset(f.name for f in fields(TrainConfig))
-
-
 @dataclass
 class TrainResult:
-    """What :func:`fit` returns: steps taken, wall time (seconds), the loss record and, if asked, final metrics."""
+    """What :func:`fit` returns: steps taken, wall time (seconds), the loss record (every ``log_every`` steps: the
+    step, its epoch, the mean loss since the previous record and the learning rate that step used, as the Trainer
+    logs it) and, if asked, final metrics."""
 
     steps: int
     samples: int
@@ -241,12 +139,29 @@ def fit(
 
     config = config or TrainConfig()
     _check_model(model, teacher, transform_of(train_dataset), num_classes)
+    trackers = check_report_to(config.report_to, output_dir)  # before any work: installed, and where to write
     torch.manual_seed(config.seed)
     if config.mixed_precision == "fp16" and not torch.cuda.is_available():
         raise InvalidConfigError("mixed_precision='fp16' needs a GPU; on CPU use 'bf16' or 'no'.")
+    if trackers and accelerator is not None:
+        raise ConfigConflictError(f"report_to={config.to_dict()['report_to']} and an accelerator of your own: give "
+                                  "the trackers to it (Accelerator(log_with=..., project_dir=...)) and leave "
+                                  "report_to 'none'")
     accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available(),
                                              mixed_precision=config.mixed_precision,
-                                             gradient_accumulation_steps=config.gradient_accumulation_steps)
+                                             gradient_accumulation_steps=config.gradient_accumulation_steps,
+                                             log_with=trackers or None, project_dir=output_dir)
+    started = start_trackers(accelerator, config)  # also those of an accelerator made with log_with
+    try:
+        return _fit(model, train_dataset, config, eval_dataset, teacher, accelerator, progress, output_dir)
+    finally:
+        if started:
+            accelerator.end_training()
+
+
+def _fit(model: nn.Module, train_dataset: Any, config: TrainConfig, eval_dataset: Any, teacher: nn.Module | None,
+         accelerator: Any, progress: bool | None, output_dir: str | None) -> TrainResult:
+    """:func:`fit` once the accelerator (and its trackers) are set up: trains, then evaluates and logs the metrics."""
     tempered = target_is_tempered(transform_of(train_dataset), config.temperature)
     run = _prepare(model, train_dataset, config, accelerator, teacher)
     run.tempered_target = tempered
@@ -260,6 +175,8 @@ def fit(
             if evaluated is not None:
                 setattr(result, name, evaluate(evaluated, eval_dataset, batch_size=max(256, config.batch_size),
                                                channels_last=config.channels_last))
+                log_metrics(accelerator, "eval" if name == "metrics" else "eval_ema", getattr(result, name),
+                            result.steps)
     return result
 
 
@@ -270,7 +187,7 @@ class _Prepared:
     model: nn.Module
     optimizer: Any
     loader: Any
-    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scheduler: torch.optim.lr_scheduler.LRScheduler
     total_steps: int
     teacher: nn.Module | None
     sampler: EpochShuffle
@@ -297,16 +214,15 @@ def _prepare(model: nn.Module, train_dataset: Any, config: TrainConfig, accelera
     loader = training_dataloader(train_dataset, config)
     sampler = loader.sampler  # shared by the prepared loader: set_epoch reaches it
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-    steps_per_epoch = len(loader) // config.gradient_accumulation_steps  # per process, after sharding
+    steps_per_epoch = optimizer_steps_per_epoch(len(loader), config.gradient_accumulation_steps)  # per process
     if steps_per_epoch < 1:
         raise InvalidConfigError(
-            f"the dataset ({len(train_dataset)} rows) is smaller than one optimizer step "
-            f"({config.batch_size} x {config.gradient_accumulation_steps} x {accelerator.num_processes} processes)"
+            f"the dataset ({len(train_dataset)} rows) gives no batch of {config.batch_size} to each of "
+            f"{accelerator.num_processes} processes: pass a smaller --batch-size"
         )
     total_steps = config.max_steps or config.epochs * steps_per_epoch
     # stepped by hand once per optimizer step (not prepared: accelerate would step it once per process)
-    scheduler = cosine_with_warmup(optimizer, int(config.warmup_fraction * total_steps), total_steps,
-                                   config.min_lr_ratio)
+    scheduler = build_scheduler(optimizer, config, total_steps)
     if teacher is not None:
         if config.channels_last:
             teacher = teacher.to(memory_format=torch.channels_last)
@@ -341,6 +257,7 @@ def _train(run: _Prepared, train_dataset: Any, config: TrainConfig, accelerator:
         getattr(loader, "set_epoch", run.sampler.set_epoch)(epoch)
         run.sampler.set_epoch(epoch)
         for batch in loader:
+            lr = run.scheduler.get_last_lr()[0]  # this step's (recorded as the Trainer records it)
             running += _step(run, batch, config, accelerator) / config.gradient_accumulation_steps  # step's mean
             result.samples += batch["pixel_values"].shape[0]
             batches += 1
@@ -354,9 +271,11 @@ def _train(run: _Prepared, train_dataset: Any, config: TrainConfig, accelerator:
             running = 0.0
             if result.steps % config.log_every == 0 or result.steps == run.total_steps:
                 result.history.append({"step": result.steps, "epoch": epoch, "loss": sum(window) / len(window),
-                                       "lr": run.scheduler.get_last_lr()[0]})
+                                       "lr": lr})
                 logger.info("step %d/%d (epoch %d): loss %.4f, lr %.3g", result.steps, run.total_steps, epoch,
                             result.history[-1]["loss"], result.history[-1]["lr"])
+                log_metrics(accelerator, "train", {k: result.history[-1][k] for k in ("loss", "lr", "epoch")},
+                            result.steps)
                 window = []
             if result.steps >= run.total_steps:
                 break
@@ -372,7 +291,8 @@ def _train(run: _Prepared, train_dataset: Any, config: TrainConfig, accelerator:
 
 def _resumable(config: TrainConfig) -> dict[str, Any]:
     """The settings a resumed run must share with the checkpoint (not those of logging, saving or loading)."""
-    return {k: v for k, v in config.to_dict().items() if k not in ("log_every", "save_every", "num_workers")}
+    return {k: v for k, v in config.to_dict().items()
+            if k not in ("log_every", "save_every", "num_workers", "report_to")}
 
 
 def _resume(result: TrainResult, accelerator: Any, config: TrainConfig, output_dir: str | None) -> tuple[int, int]:

@@ -1,7 +1,11 @@
 """The optimizer and the learning-rate schedule of :func:`hf_dr.fit` and ``scripts/train_trainer.py``: SGD
-(Nesterov) or AdamW from :func:`timm.optim.create_optimizer_v2`, linear warmup then cosine decay.
+(Nesterov) or AdamW from :func:`timm.optim.create_optimizer_v2`, and transformers' ``cosine_with_min_lr`` schedule
+(linear warmup from 0, then cosine decay to ``min_lr_ratio`` x the peak), built exactly as ``transformers.Trainer``
+builds it, so that :func:`hf_dr.fit` and a Trainer given :func:`hf_dr.train.trainer.trainer_arguments` of the same
+:class:`~hf_dr.TrainConfig` step the same learning rates.
 
-Imports: ``timm`` (when building an optimizer); the config type from :mod:`hf_dr.train.loop` for annotations only.
+Imports: ``timm`` (when building an optimizer), ``transformers`` (when building a schedule); the config type from
+:mod:`hf_dr.train.loop` for annotations only.
 """
 
 from __future__ import annotations
@@ -15,26 +19,57 @@ from torch import nn
 if TYPE_CHECKING:
     from hf_dr.train.loop import TrainConfig
 
+SCHEDULE = "cosine_with_min_lr"  # transformers' SchedulerType: the Trainer's lr_scheduler_type for the same schedule
 
-def cosine_with_warmup(
-    optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, min_lr_ratio: float = 0.0
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warmup from ~0 to the peak over ``warmup_steps``, then cosine decay to ``min_lr_ratio`` x peak.
+
+def warmup_steps(warmup_fraction: float, total_steps: int) -> int:
+    """The warmup's optimizer steps: ``ceil(fraction x total)``, as ``TrainingArguments.get_warmup_steps`` counts a
+    fractional ``warmup_steps``.
 
     Example:
-        >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
-        >>> schedule = cosine_with_warmup(opt, warmup_steps=2, total_steps=10)
-        >>> [round(schedule.get_last_lr()[0], 2)]
-        [0.5]
+        >>> warmup_steps(0.05, 390), warmup_steps(0.0, 390)
+        (20, 0)
     """
+    return math.ceil(total_steps * warmup_fraction)
 
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-        return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+def optimizer_steps_per_epoch(batches: int, gradient_accumulation_steps: int) -> int:
+    """Optimizer steps in an epoch of ``batches`` forward passes: a last, shorter accumulation steps too (accelerate
+    syncs the gradients at the end of the loader), as the Trainer counts its epochs.
+
+    Example:
+        >>> optimizer_steps_per_epoch(10, 3), optimizer_steps_per_epoch(9, 3)
+        (4, 3)
+    """
+    return math.ceil(batches / gradient_accumulation_steps)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig,
+                    total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """transformers' ``cosine_with_min_lr`` schedule over ``total_steps`` optimizer steps, from
+    ``transformers.get_scheduler`` with the arguments the Trainer passes it: :func:`warmup_steps` of
+    ``config.warmup_fraction``, then cosine decay to ``config.min_lr_ratio`` x the peak. The learning rate of the
+    first step is 0 when there is a warmup (transformers' warmup starts at 0).
+
+    Example:
+        >>> from hf_dr.train.loop import TrainConfig
+        >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+        >>> schedule = build_scheduler(opt, TrainConfig(warmup_fraction=0.2, min_lr_ratio=0.1), total_steps=10)
+        >>> lrs = []
+        >>> for _ in range(10):
+        ...     lrs.append(round(schedule.get_last_lr()[0], 3))
+        ...     opt.step()
+        ...     schedule.step()
+        >>> lrs
+        [0.0, 0.5, 1.0, 0.966, 0.868, 0.722, 0.55, 0.378, 0.232, 0.134]
+        >>> round(schedule.get_last_lr()[0], 3)  # after the last step: min_lr_ratio x the peak
+        0.1
+    """
+    from transformers import get_scheduler
+
+    return get_scheduler(SCHEDULE, optimizer, num_warmup_steps=warmup_steps(config.warmup_fraction, total_steps),
+                         num_training_steps=total_steps,
+                         scheduler_specific_kwargs={"min_lr_rate": config.min_lr_ratio})
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:

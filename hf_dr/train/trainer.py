@@ -66,10 +66,17 @@ def reinforced_training_args(output_dir: str, **kwargs: Any) -> TrainingArgument
 
 def trainer_arguments(config: Any, output_dir: str, **kwargs: Any) -> TrainingArguments:
     """:func:`reinforced_training_args` from a :class:`hf_dr.TrainConfig`: the one recipe of :func:`hf_dr.fit` and of
-    the Trainer (batch, accumulation, epochs or steps, peak lr with warmup then cosine to ``min_lr_ratio``, gradient
-    clipping, precision, workers, seed, logging and checkpoint steps). Settings the Trainer cannot honour (an EMA of
-    the weights; label smoothing, which soft targets do not take) are refused, not dropped; build the optimizer with
-    :func:`hf_dr.train.optim.build_optimizer` from the same config. Other keyword arguments pass through.
+    the Trainer (batch, accumulation, epochs or steps, peak lr with warmup then cosine to ``min_lr_ratio``: the
+    schedule :func:`hf_dr.train.optim.build_scheduler` gives ``fit``, gradient clipping, precision, workers, seed,
+    logging and checkpoint steps, trackers). Settings the Trainer cannot honour (an EMA of the weights; label
+    smoothing, which soft targets do not take; a tracker instance, not a name) are refused, not dropped; build the
+    optimizer with :func:`hf_dr.train.optim.build_optimizer` from the same config. Other keyword arguments pass
+    through.
+
+    The two count the same optimizer steps, so step the same learning rates, when their epochs have the same
+    batches: ``fit`` drops an epoch's last partial batch when it is at most 10% of the rows
+    (:func:`hf_dr.train.loop.training_dataloader`), the Trainer keeps it (its ``dataloader_drop_last`` would drop
+    evaluation rows too).
 
     Example:
         >>> from hf_dr import TrainConfig
@@ -82,9 +89,11 @@ def trainer_arguments(config: Any, output_dir: str, **kwargs: Any) -> TrainingAr
         if getattr(config, name):
             raise TrainerArgumentsError(f"{name}={getattr(config, name)} cannot be honoured by the Trainer: {fix}; "
                                         "leave it out.")
+    if any(not isinstance(tracker, str) for tracker in config.report_to):
+        raise TrainerArgumentsError("report_to holds a tracker instance, which TrainingArguments cannot take: name "
+                                    "the trackers ('tensorboard', ...), or pass your callback to the Trainer")
     length = {"max_steps": config.max_steps} if config.max_steps else {"num_train_epochs": config.epochs}
-    schedule = {"lr_scheduler_type": "cosine"} if not config.min_lr_ratio else {
-        "lr_scheduler_type": "cosine_with_min_lr", "lr_scheduler_kwargs": {"min_lr_rate": config.min_lr_ratio}}
+    schedule = {"lr_scheduler_type": "cosine_with_min_lr", "lr_scheduler_kwargs": {"min_lr_rate": config.min_lr_ratio}}
     saving = {"save_strategy": "steps", "save_steps": config.save_every} if config.save_every else {
         "save_strategy": "no"}
     options = {"per_device_train_batch_size": config.batch_size, "learning_rate": config.lr,
@@ -92,6 +101,7 @@ def trainer_arguments(config: Any, output_dir: str, **kwargs: Any) -> TrainingAr
                "warmup_steps": config.warmup_fraction, "max_grad_norm": config.clip_grad_norm or 0.0,
                "bf16": config.mixed_precision == "bf16", "fp16": config.mixed_precision == "fp16",
                "dataloader_num_workers": config.num_workers, "seed": config.seed, "logging_steps": config.log_every,
+               "report_to": list(config.report_to),
                **length, **schedule, **saving}
     return reinforced_training_args(output_dir, **{**options, **kwargs})
 

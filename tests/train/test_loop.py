@@ -46,7 +46,7 @@ def test_fit_on_reinforced_data_reduces_the_soft_target_loss(reinforced):
     assert result.steps == 12 * (96 // 16) and result.samples == 96 * 12
     assert after < 0.75 * before, (before, after)
     assert result.history[-1]["loss"] < result.history[0]["loss"]
-    assert result.history[-1]["lr"] == pytest.approx(0.0, abs=1e-6)  # cosine to zero
+    assert result.history[-1]["lr"] < 1e-3 * 0.05  # the last step's: cosine to zero (the schedule: test_optim.py)
 
 
 def test_gradient_accumulation_gives_the_loss_scale_of_the_larger_batch(reinforced):

@@ -1,39 +1,92 @@
-"""The optimizer and the schedule of ``hf_dr.fit``: linear warmup then cosine decay to ``min_lr_ratio`` of the peak,
-and timm's factory with no weight decay on 1-d tensors and ``no_weight_decay()`` names (moved from test_loop.py)."""
+"""The schedule comes from transformers and is the Trainer's: ``fit`` and a Trainer given ``trainer_arguments`` of the
+same TrainConfig step the same learning rate at every optimizer step, on real data; an epoch's last, shorter
+accumulation is an optimizer step in both; timm's optimizer factory with no weight decay on 1-d tensors and
+``no_weight_decay()`` names."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
 
-from hf_dr.train.loop import TrainConfig
-from hf_dr.train.optim import build_optimizer, cosine_with_warmup
+from hf_dr.models.students import create_model
+from hf_dr.train.loop import TrainConfig, fit
+from hf_dr.train.optim import build_optimizer, build_scheduler, optimizer_steps_per_epoch, warmup_steps
+from hf_dr.train.trainer import reinforced_trainer, trainer_arguments
+from tests.training_utils import reinforced_digits, reinforced_transform
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _learning_rates(steps: int, total: int | None = None, **schedule) -> list[float]:
-    """The learning rate of each of ``steps`` steps of a schedule over ``total`` steps (``steps`` by default)."""
+@pytest.fixture(scope="module")
+def reinforced():
+    return reinforced_digits(96)
+
+
+def _model():
+    torch.manual_seed(0)
+    return create_model("hf_dr_cnn_tiny", num_classes=10, in_chans=3)
+
+
+def _trainer_lrs(dataset, config: TrainConfig, output_dir: str) -> list[float]:
+    """The learning rate the Trainer logs after every optimizer step, for ``config``."""
+    model = _model()
+    args = trainer_arguments(config, output_dir, use_cpu=True, disable_tqdm=True)
+    trainer = reinforced_trainer(model, args, dataset, optimizers=(build_optimizer(model, config), None))
+    trainer.train()
+    return [record["learning_rate"] for record in trainer.state.log_history if "learning_rate" in record]
+
+
+# 96 rows: 6 batches of 16 in 2 accumulation steps of 3; or 5 batches of 20 (the last of 16 rows: more than 10% of
+# the rows, which fit keeps as the Trainer does) in 2 accumulation steps, each epoch ending on a single-batch step
+@pytest.mark.parametrize(("batch_size", "accumulation", "steps"), [(16, 3, 3 * 2), (20, 2, 3 * 3)])
+def test_fit_and_the_trainer_step_the_same_learning_rates(reinforced, tmp_path, batch_size, accumulation, steps):
+    config = TrainConfig(epochs=3, batch_size=batch_size, gradient_accumulation_steps=accumulation, lr=0.05,
+                         warmup_fraction=0.2, min_lr_ratio=0.1, log_every=1)
+    fitted = fit(_model(), reinforced_transform(reinforced).attach(reinforced.with_format(None)), config)
+    trainer = _trainer_lrs(reinforced_transform(reinforced).attach(reinforced.with_format(None)), config,
+                           str(tmp_path))
+    assert fitted.steps == steps and len(trainer) == steps
+    assert [record["lr"] for record in fitted.history] == pytest.approx(trainer, rel=1e-12, abs=1e-15)
+    # warmup from 0 up to the peak, then cosine towards 0.1 x the peak (reached after the last step)
+    assert trainer[0] == 0.0 and max(trainer) == pytest.approx(0.05) and min(trainer[1:]) > 0.1 * 0.05
+
+
+def test_an_epochs_last_short_accumulation_is_a_step_and_every_epoch_is_trained(reinforced):
+    """5 batches of 20 with 3 accumulation steps: accelerate steps after batches 3 and 5, so an epoch is 2 optimizer
+    steps. Counting 5 // 3 = 1 made the schedule end, and training stop, halfway through the second of 2 epochs."""
+    dataset = reinforced_transform(reinforced).attach(reinforced.with_format(None))
+    result = fit(_model(), dataset, TrainConfig(epochs=2, batch_size=20, gradient_accumulation_steps=3, lr=0.05,
+                                                log_every=1))
+    assert result.steps == 2 * 2
+    assert result.samples == 2 * len(dataset)  # every row of both epochs
+    assert [record["epoch"] for record in result.history] == [0, 0, 1, 1]
+    # the schedule ends with the training (1 warmup step, 3 of cosine): the last step is at 2/3 of the cosine
+    assert result.history[-1]["lr"] == pytest.approx(0.05 * 0.5 * (1 + math.cos(math.pi * 2 / 3)))
+
+
+def test_schedule_warms_up_from_zero_then_decays_to_the_floor():
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
-    scheduler = cosine_with_warmup(optimizer, total_steps=total or steps, **schedule)
+    schedule = build_scheduler(optimizer, TrainConfig(warmup_fraction=0.2, min_lr_ratio=0.05), total_steps=20)
     lrs = []
-    for _ in range(steps):
-        lrs.append(scheduler.get_last_lr()[0])
+    for _ in range(20):
+        lrs.append(schedule.get_last_lr()[0])
         optimizer.step()
-        scheduler.step()
-    return lrs
+        schedule.step()
+    assert lrs[:5] == pytest.approx([0.0, 0.25, 0.5, 0.75, 1.0])  # ceil(0.2 x 20) = 4 warmup steps
+    assert all(a >= b for a, b in zip(lrs[4:], lrs[5:], strict=False)) and lrs[-1] > 0.05
+    assert schedule.get_last_lr()[0] == pytest.approx(0.05)
+    assert type(schedule).__module__ == "torch.optim.lr_scheduler"  # transformers' LambdaLR, nothing of ours
 
 
-def test_cosine_schedule_warms_up_then_decays():
-    lrs = _learning_rates(20, warmup_steps=4)
-    assert lrs[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
-    assert all(a >= b for a, b in zip(lrs[3:], lrs[4:], strict=False)) and lrs[-1] < 0.02
+def test_step_counts_are_the_trainers():
+    from transformers import TrainingArguments
 
-
-def test_cosine_schedule_ends_at_min_lr_ratio_and_stays_there():
-    """``min_lr_ratio`` is the floor of the decay (TrainConfig's ``min_lr_ratio``); steps beyond ``total_steps``
-    (a resumed or longer run) stay at it instead of rising again along the cosine."""
-    lrs = _learning_rates(15, warmup_steps=0, min_lr_ratio=0.1, total=10)
-    assert lrs[0] == pytest.approx(1.0) and lrs[5] == pytest.approx(0.1 + 0.9 * 0.5)
-    assert lrs[10:] == pytest.approx([0.1] * 5) and min(lrs) == pytest.approx(0.1)
+    args = TrainingArguments("out", warmup_steps=0.05, report_to="none", use_cpu=True)
+    for total in (1, 19, 20, 390, 1001):
+        assert warmup_steps(0.05, total) == args.get_warmup_steps(total)
+    assert [optimizer_steps_per_epoch(b, 4) for b in (1, 4, 5, 8, 9)] == [1, 1, 2, 2, 3]
 
 
 @pytest.mark.parametrize("wrapped", [False, True])
