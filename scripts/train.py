@@ -33,7 +33,7 @@ from pathlib import Path
 
 from hf_dr.cli._boundary import run_main
 from hf_dr.cli._options import configure_logging, set_num_threads
-from hf_dr.cli._scripts import (
+from hf_dr.cli.training_scripts import (
     AugmentArguments,
     DataArguments,
     ModelArguments,

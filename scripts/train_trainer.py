@@ -30,7 +30,7 @@ import torch
 from hf_dr.augment.functional import MODE_CHANNELS
 from hf_dr.cli._boundary import run_main
 from hf_dr.cli._options import configure_logging, set_num_threads
-from hf_dr.cli._scripts import (
+from hf_dr.cli.training_scripts import (
     RecipeArguments,
     RunArguments,
     ScriptArgumentParser,
