@@ -15,15 +15,11 @@ megabytes are faulted in afresh; :func:`keep_freed_memory` (called once per proc
 ``keep_memory=False``) raises the thresholds so the next batch reuses the memory the last one freed.
 
 Example (4 bundled digits reinforced by a random ``test_resnet``; the batches equal the ``float32`` output's):
-    >>> import tempfile, safetensors.torch, timm
     >>> from torch.utils.data import DataLoader
-    >>> from hf_dr import ReinforcedTransform, load_run_records, reinforce
+    >>> from hf_dr import ReinforcedTransform, load_run_records
     >>> from hf_dr.data.bundled import load_bundled
-    >>> digits, weights = load_bundled("digits").select(range(4)), tempfile.mkdtemp() + "/teacher.safetensors"
-    >>> safetensors.torch.save_file(timm.create_model("test_resnet", num_classes=10).state_dict(), weights)
-    >>> teacher = {"arch": "test_resnet", "weights": weights, "input_size": [3, 32, 32]}
-    >>> run = reinforce(digits, [teacher], "rrc", num_samples=2, topk=3, seed=0,
-    ...                 output_dir=tempfile.mkdtemp(), key_column="key", progress=False)
+    >>> from hf_dr.generate.examples import tiny_run
+    >>> digits, run = tiny_run()  # 4 bundled digits reinforced by a random test_resnet
     >>> fast = ReinforcedTransform(load_run_records(run), size=32, output="uint8")
     >>> batch = next(iter(DataLoader(fast.attach(digits), batch_size=4, collate_fn=fast.collate())))
     >>> batch["pixel_values"].dtype, batch["labels"].shape

@@ -48,14 +48,9 @@ def load_run_records(
     are left out, with a warning naming how many and where they are listed (``"skipped"`` in ``manifest.json``).
 
     Example (a run over 4 bundled digits with a random ``test_resnet`` teacher, loaded and replayed):
-        >>> import tempfile, safetensors.torch, timm
-        >>> from hf_dr import ReinforcedTransform, load_run_records, reinforce
-        >>> from hf_dr.data.bundled import load_bundled
-        >>> digits, weights = load_bundled("digits").select(range(4)), tempfile.mkdtemp() + "/teacher.safetensors"
-        >>> safetensors.torch.save_file(timm.create_model("test_resnet", num_classes=10).state_dict(), weights)
-        >>> teacher = {"arch": "test_resnet", "weights": weights, "input_size": [3, 32, 32]}
-        >>> run = reinforce(digits, [teacher], "rrc", num_samples=2, topk=3, seed=0,
-        ...                 output_dir=tempfile.mkdtemp(), key_column="key", progress=False)
+        >>> from hf_dr import ReinforcedTransform, load_run_records
+        >>> from hf_dr.generate.examples import tiny_run
+        >>> digits, run = tiny_run()  # 4 bundled digits reinforced by a random test_resnet
         >>> reinforcements = load_run_records(run)
         >>> reinforcements.column_names, len(reinforcements[0]["reinforcements"])
         (['key', 'label', 'image_digest', 'reinforcements'], 2)

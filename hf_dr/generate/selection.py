@@ -124,14 +124,10 @@ def select_samples(run_dir: str, output_dir: str, keep: int, rule: str, overwrit
     :func:`hf_dr.load_run_records` or train on it with :func:`hf_dr.train.inputs.training_data`.
 
     Example (a run of N=4 records per digit with a random ``test_resnet`` teacher; keep its 2 hardest):
-        >>> import tempfile, safetensors.torch, timm
-        >>> from hf_dr import load_run_records, reinforce
-        >>> from hf_dr.data.bundled import load_bundled
-        >>> digits, weights = load_bundled("digits").select(range(4)), tempfile.mkdtemp() + "/teacher.safetensors"
-        >>> safetensors.torch.save_file(timm.create_model("test_resnet", num_classes=10).state_dict(), weights)
-        >>> teacher = {"arch": "test_resnet", "weights": weights, "input_size": [3, 32, 32]}
-        >>> run = reinforce(digits, [teacher], "rrc", num_samples=4, topk=3, seed=0,
-        ...                 output_dir=tempfile.mkdtemp(), key_column="key", progress=False)
+        >>> import tempfile
+        >>> from hf_dr import load_run_records
+        >>> from hf_dr.generate.examples import tiny_run
+        >>> digits, run = tiny_run(num_samples=4)  # 4 bundled digits reinforced by a random test_resnet
         >>> hardest = tempfile.mkdtemp()
         >>> config = select_samples(run, hardest, keep=2, rule="max_loss")
         >>> config.num_samples, config.selection

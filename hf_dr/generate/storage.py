@@ -357,14 +357,8 @@ def verify_run(output_dir: str) -> dict[str, Any]:
     shard is hashed again only if it was written, replaced or touched since.
 
     Example (a run over 4 bundled digits with a random ``test_resnet`` teacher; then one shard damaged):
-        >>> import tempfile, safetensors.torch, timm
-        >>> from hf_dr import reinforce
-        >>> from hf_dr.data.bundled import load_bundled
-        >>> digits, weights = load_bundled("digits").select(range(4)), tempfile.mkdtemp() + "/teacher.safetensors"
-        >>> safetensors.torch.save_file(timm.create_model("test_resnet", num_classes=10).state_dict(), weights)
-        >>> teacher = {"arch": "test_resnet", "weights": weights, "input_size": [3, 32, 32]}
-        >>> run = reinforce(digits, [teacher], "rrc", num_samples=2, topk=3, seed=0,
-        ...                 output_dir=tempfile.mkdtemp(), key_column="key", progress=False)
+        >>> from hf_dr.generate.examples import tiny_run
+        >>> digits, run = tiny_run()  # 4 bundled digits reinforced by a random test_resnet
         >>> manifest = verify_run(run)
         >>> manifest["num_rows"], len(manifest["shards"])
         (4, 1)

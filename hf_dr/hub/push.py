@@ -163,14 +163,9 @@ def push_to_hub(
 
     Example (a run over 4 bundled digits with a random ``test_resnet`` teacher, pushed with its images, loaded back;
     a run of a Hub dataset whose images may not be redistributed pushes ``layout="metadata-only"`` instead):
-        >>> import tempfile, safetensors.torch, timm
-        >>> from hf_dr import load_reinforced, push_to_hub, reinforce
-        >>> from hf_dr.data.bundled import load_bundled
-        >>> digits, weights = load_bundled("digits").select(range(4)), tempfile.mkdtemp() + "/teacher.safetensors"
-        >>> safetensors.torch.save_file(timm.create_model("test_resnet", num_classes=10).state_dict(), weights)
-        >>> teacher = {"arch": "test_resnet", "weights": weights, "input_size": [3, 32, 32]}
-        >>> run = reinforce(digits, [teacher], "rrc", num_samples=2, topk=3, seed=0,
-        ...                 output_dir=tempfile.mkdtemp(), key_column="key", progress=False)
+        >>> from hf_dr import load_reinforced, push_to_hub
+        >>> from hf_dr.generate.examples import tiny_run
+        >>> digits, run = tiny_run()  # 4 bundled digits reinforced by a random test_resnet
         >>> commit = push_to_hub(run, "me/digits-plus", dataset=digits)  # the images: the source rows given here
         >>> train = load_reinforced("me/digits-plus", size=32)
         >>> train.num_rows, train[0]["pixel_values"].shape, train[0]["labels"].shape

@@ -273,14 +273,10 @@ def reinforced_trainer(
         ClassCountMismatchError: a model whose head has another class count than the soft labels.
 
     Example (a timm student, 2 epochs on 4 bundled digits reinforced by a random ``test_resnet`` teacher):
-        >>> import tempfile, safetensors.torch, timm
-        >>> from hf_dr import ReinforcedTransform, load_run_records, reinforce
-        >>> from hf_dr.data.bundled import load_bundled
-        >>> digits, weights = load_bundled("digits").select(range(4)), tempfile.mkdtemp() + "/teacher.safetensors"
-        >>> safetensors.torch.save_file(timm.create_model("test_resnet", num_classes=10).state_dict(), weights)
-        >>> teacher = {"arch": "test_resnet", "weights": weights, "input_size": [3, 32, 32]}
-        >>> run = reinforce(digits, [teacher], "rrc", num_samples=2, topk=3, seed=0,
-        ...                 output_dir=tempfile.mkdtemp(), key_column="key", progress=False)
+        >>> import tempfile, timm
+        >>> from hf_dr import ReinforcedTransform, load_run_records
+        >>> from hf_dr.generate.examples import tiny_run
+        >>> digits, run = tiny_run()  # 4 bundled digits reinforced by a random test_resnet
         >>> train = ReinforcedTransform(load_run_records(run), size=32).attach(digits)
         >>> args = reinforced_training_args(tempfile.mkdtemp(), num_train_epochs=2, per_device_train_batch_size=2,
         ...                                 use_cpu=True, report_to="none", disable_tqdm=True)
