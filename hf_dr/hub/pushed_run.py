@@ -30,7 +30,7 @@ from hf_dr.hub.push import SELF_CONTAINED, resolve_revision
 def load_pushed_run(repo_id: str, split: str = "train", revision: str | None = None, token: str | None = None
                     ) -> tuple[datasets.Dataset, datasets.Dataset, ReinforceConfig]:
     """Loads a dataset pushed by :func:`hf_dr.push_to_hub`: (records, images, config), as
-    :func:`hf_dr.hub.local_run.load_target` does for a run folder.
+    :func:`hf_dr.generate.run_inspection.load_target` does for a run folder.
 
     Args:
         repo_id (`str`): the reinforced dataset repo.
