@@ -3,6 +3,5 @@ into files of a few hundred MB), open for training (``open_reinforced``: a pushe
 without a conversion pass, or streamed in shards), timm's loader, and verifying a pushed run with its Hub teachers.
 
 May import: ``hf_dr.errors``, ``hf_dr.augment``, ``hf_dr.data``, ``hf_dr.models``, ``hf_dr.generate`` and
-third-party libraries.
-Not ``train``, ``demo`` or ``cli``.
+third-party libraries. Not ``train``, ``demo`` or ``cli``.
 """
