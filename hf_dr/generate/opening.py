@@ -65,6 +65,7 @@ def reinforced_images(
     missing: str = "refuse",
     where: str = "the source",
     fix: str | None = None,
+    skipped_rows: Sequence[int] = (),
     **transform_options: Any,
 ) -> tuple[datasets.Dataset, ReinforcedTransform]:
     """``images`` joined by key to a run's ``rows`` (and ``records``), checked, and the replay transform of them.
@@ -84,6 +85,8 @@ def reinforced_images(
             ``"warn"`` (a dataset given to train on: its reinforced rows are trained on, a warning names the count).
         where (`str`, *optional*, defaults to ``"the source"``): ``images`` in messages.
         fix (`str`, *optional*): how to fix a changed image, for its message; :func:`changed_fix` by default.
+        skipped_rows (`Sequence[int]`, *optional*): rows of the source the run skipped (undecodable images, listed
+            in its manifest): left out, not taken for extra rows.
         transform_options: passed to :class:`~hf_dr.ReinforcedTransform`.
 
     Returns:
@@ -96,7 +99,7 @@ def reinforced_images(
     images, keys = keyed(images, image_column, recorded["key_column"], recorded["key_source"], key_name)
     reinforced_keys = rows.data.column(key_name).to_pylist()
     if missing == "refuse":
-        keep = check_source_keys(keys, reinforced_keys, recorded, verify_source)
+        keep = check_source_keys(keys, reinforced_keys, recorded, verify_source, skipped_rows)
     else:
         keep = _present_keys(keys, reinforced_keys, where)
     check_image_digests(images, image_column, keys, rows, key_name, verify_images, where,
@@ -128,11 +131,12 @@ def changed_fix(recorded: dict[str, Any]) -> str:
 
 
 def check_source_keys(keys: Sequence[str], reinforced_keys: Sequence[str], recorded: dict[str, Any],
-                      verify_source: bool = True) -> list[int] | None:
+                      verify_source: bool = True, skipped_rows: Sequence[int] = ()) -> list[int] | None:
     """Checks a source's keys against the reinforced ones; returns the rows to keep (None: all).
 
     Missing keys are always refused (:class:`DataMismatchError` naming a few and their count). Extra rows and a
-    different order are refused when ``verify_source``: the source is then not the version that was reinforced.
+    different order are refused when ``verify_source``: the source is then not the version that was reinforced. The
+    rows the run skipped (``skipped_rows``, their images undecodable) hold no records: they are left out, not extra.
 
     Example:
         >>> recorded = {"id": "me/src", "revision": "abc", "num_rows": 2, "keys_sha256": keys_sha256(["a", "b"])}
@@ -152,8 +156,9 @@ def check_source_keys(keys: Sequence[str], reinforced_keys: Sequence[str], recor
             f"{missing[:MAX_KEYS_SHOWN]}): it lost rows or is another version. Load {where}, or pass source= with the "
             "dataset that was reinforced."
         )
-    reinforced_set = set(reinforced_keys)
-    extra = [row for row, key in enumerate(keys) if key not in reinforced_set]
+    reinforced_set, skipped = set(reinforced_keys), frozenset(int(row) for row in skipped_rows)
+    unreinforced = [row for row, key in enumerate(keys) if key not in reinforced_set]
+    extra = [row for row in unreinforced if row not in skipped]
     if extra and verify_source:
         raise DataMismatchError(
             f"the source has {len(extra)} rows that were not reinforced (first keys: "
@@ -168,7 +173,7 @@ def check_source_keys(keys: Sequence[str], reinforced_keys: Sequence[str], recor
             "joined by key, so training stays correct: pass verify_source=False to accept the new order, or load the "
             "recorded version."
         )
-    return [row for row, key in enumerate(keys) if key in reinforced_set] if extra else None
+    return [row for row, key in enumerate(keys) if key in reinforced_set] if unreinforced else None
 
 
 def _present_keys(keys: Sequence[str], reinforced_keys: Sequence[str], where: str) -> list[int] | None:

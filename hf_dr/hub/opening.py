@@ -50,7 +50,7 @@ from hf_dr.generate.opening import (
     run_source,
 )
 from hf_dr.generate.run_config import ReinforceConfig
-from hf_dr.generate.storage import CONFIG_FILE, MANIFEST_FILE
+from hf_dr.generate.storage import CONFIG_FILE, MANIFEST_FILE, read_manifest
 from hf_dr.hub.packing import DATA_DIR
 from hf_dr.hub.push import SELF_CONTAINED, resolve_revision
 from hf_dr.hub.repo_meta import read_split_meta
@@ -138,7 +138,8 @@ def open_reinforced(
     images = _source_dataset(meta["source"], source, source_revision, False, cache_dir, token)
     images, transform = reinforced_images(images, rows, _recorded(meta, run), columns["key"], records=records,
                                           verify_source=verify_source, verify_images=verify_images,
-                                          label_column=columns["label"], **options)
+                                          skipped_rows=meta.get("skipped_rows", []), label_column=columns["label"],
+                                          **options)
     return transform.attach(images.with_format(None))  # a new Dataset: a given source is left as it was
 
 
@@ -150,8 +151,10 @@ def _open_run(target: str, source: Any, source_revision: str | None, verify_sour
     rows, records = open_run_records(target, cache_dir=cache_dir)
     key_name = config.columns.key_name
     options = {**config.replay_options(rows), "label_column": config.columns.label, **options}
+    skipped = [int(entry["row"]) for entry in read_manifest(target).get("skipped", [])]
     images, transform = reinforced_images(images, rows, recorded_source(config), key_name, records=records,
-                                          verify_source=verify_source, verify_images=verify_images, **options)
+                                          verify_source=verify_source, verify_images=verify_images,
+                                          skipped_rows=skipped, **options)
     return transform.attach(images.with_format(None))  # a new Dataset: a given source is left as it was
 
 

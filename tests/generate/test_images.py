@@ -335,6 +335,19 @@ class TestBadImages:
         batch = next(iter(torch.utils.data.DataLoader(train, batch_size=len(train))))
         assert batch["pixel_values"].shape == (len(bad) - 3, 3, SIZE, SIZE)
 
+    def test_open_reinforced_leaves_the_skipped_rows_out_with_the_source_checked(self, bad, skip_run):
+        """Before: a run with skipped rows opened with its source (verify_source on, the default) was refused with
+        "the source has 3 rows that were not reinforced ... not the recorded version"; those rows are the run's own
+        skipped ones. A row the run never saw is still refused."""
+        from hf_dr import open_reinforced
+
+        train = open_reinforced(skip_run, source=bad, size=SIZE)
+        assert train.with_format(None)["key"][:] == [k for i, k in enumerate(bad["key"]) if i not in BAD_ROWS]
+        assert train[0]["pixel_values"].shape == (3, SIZE, SIZE)
+        grown = datasets.concatenate_datasets([bad, bad.select([0]).map(lambda row: {"key": "photo-new"})])
+        with pytest.raises(errors.DataMismatchError, match=r"has 1 rows that were not reinforced.*photo-new"):
+            open_reinforced(skip_run, source=grown, size=SIZE)
+
     def test_a_stopped_run_resumes_with_skip_to_the_output_of_a_skipping_run(self, bad, rgb_teacher, skip_run,
                                                                             tmp_path, caplog):
         out = tmp_path / "resumed"
