@@ -248,7 +248,7 @@ def _train(run: _Prepared, train_dataset: Any, config: TrainConfig, accelerator:
     epoch, skip = _resume(result, accelerator, config, output_dir)
     bar = tqdm(total=run.total_steps, initial=result.steps, disable=None if progress is None else not progress,
                desc="train", leave=False)
-    start, running, window = time.perf_counter(), 0.0, []
+    start, running, logged = time.perf_counter(), 0.0, []
     run.model.train()
     while result.steps < run.total_steps:
         set_epoch(train_dataset, epoch)
@@ -258,7 +258,8 @@ def _train(run: _Prepared, train_dataset: Any, config: TrainConfig, accelerator:
         run.sampler.set_epoch(epoch)
         for batch in loader:
             lr = run.scheduler.get_last_lr()[0]  # this step's (recorded as the Trainer records it)
-            running += _step(run, batch, config, accelerator) / config.gradient_accumulation_steps  # step's mean
+            window = _window(batches, len(run.loader), config.gradient_accumulation_steps)
+            running += _step(run, batch, config, accelerator, window) / window  # the step's mean loss
             result.samples += batch["pixel_values"].shape[0]
             batches += 1
             if not accelerator.sync_gradients:
@@ -267,16 +268,16 @@ def _train(run: _Prepared, train_dataset: Any, config: TrainConfig, accelerator:
             if run.ema is not None:
                 run.ema.update(accelerator.unwrap_model(run.model), step=result.steps)
             bar.update(1)
-            window.append(running)
+            logged.append(running)
             running = 0.0
             if result.steps % config.log_every == 0 or result.steps == run.total_steps:
-                result.history.append({"step": result.steps, "epoch": epoch, "loss": sum(window) / len(window),
+                result.history.append({"step": result.steps, "epoch": epoch, "loss": sum(logged) / len(logged),
                                        "lr": lr})
                 logger.info("step %d/%d (epoch %d): loss %.4f, lr %.3g", result.steps, run.total_steps, epoch,
                             result.history[-1]["loss"], result.history[-1]["lr"])
                 log_metrics(accelerator, "train", {k: result.history[-1][k] for k in ("loss", "lr", "epoch")},
                             result.steps)
-                window = []
+                logged = []
             if result.steps >= run.total_steps:
                 break
             if output_dir and config.save_every and result.steps % config.save_every == 0:
@@ -305,12 +306,25 @@ def _resume(result: TrainResult, accelerator: Any, config: TrainConfig, output_d
     return state["epoch"], state["batches"]
 
 
-def _step(run: _Prepared, batch: dict[str, torch.Tensor], config: TrainConfig, accelerator: Any) -> float:
+def _window(batch: int, batches: int, accumulation: int) -> int:
+    """The forward passes in the optimizer step of batch ``batch`` (of ``batches`` in an epoch): ``accumulation``,
+    or fewer in an epoch's last, shorter step (accelerate steps there too).
+
+    Example:
+        >>> [_window(b, 10, 4) for b in range(10)]
+        [4, 4, 4, 4, 4, 4, 4, 4, 2, 2]
+    """
+    return min(accumulation, batches - (batch // accumulation) * accumulation)
+
+
+def _step(run: _Prepared, batch: dict[str, torch.Tensor], config: TrainConfig, accelerator: Any,
+          window: int) -> float:
     """One forward and backward pass; the optimizer and the schedule step when the accumulation is complete.
-    Returns the batch's loss."""
+    The loss is divided by the step's ``window`` of passes (accelerate divides by the configured accumulation, which
+    would under-weight an epoch's last, shorter step), as the Trainer does. Returns the batch's loss."""
     with accelerator.accumulate(run.model):
         loss = batch_loss(run.model, batch, config, run.teacher, run.tempered_target)
-        accelerator.backward(loss)
+        accelerator.backward(loss * (config.gradient_accumulation_steps / window))
         if accelerator.sync_gradients and config.clip_grad_norm:
             accelerator.clip_grad_norm_(run.model.parameters(), config.clip_grad_norm)
         run.optimizer.step()

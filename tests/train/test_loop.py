@@ -203,11 +203,11 @@ def _run(dataset, output_dir, kill_at: int | None = None, **changes):
     transform = dataset.format["format_kwargs"]["transform"]
     seen, original = [], loop._step
 
-    def step(run, batch, config, accelerator):
+    def step(run, batch, config, accelerator, window):
         if kill_at is not None and len(seen) == kill_at:
             raise Killed
         seen.append(tuple(batch["labels"].argmax(-1).tolist()))
-        return original(run, batch, config, accelerator)
+        return original(run, batch, config, accelerator, window)
 
     torch.manual_seed(0)
     model = create_model("hf_dr_cnn_tiny", num_classes=10, in_chans=3)

@@ -66,6 +66,31 @@ def test_an_epochs_last_short_accumulation_is_a_step_and_every_epoch_is_trained(
     assert result.history[-1]["lr"] == pytest.approx(0.05 * 0.5 * (1 + math.cos(math.pi * 2 / 3)))
 
 
+def test_an_epochs_last_short_step_weighs_its_batches_as_a_full_step_does(reinforced, monkeypatch):
+    """5 batches with 3 accumulation steps: the epoch's second step holds 2 batches. accelerate divides every loss by
+    the configured 3, so those 2 batches weighed 2/3 of a step (the Trainer divides by the step's own batch count).
+    Now each batch weighs 1/3 of a full step and 1/2 of the short one, and the logged loss is the step's mean."""
+    from accelerate import Accelerator
+
+    import hf_dr.train.loop as loop
+
+    losses, given = [], []
+    original = loop.batch_loss
+    monkeypatch.setattr(loop, "batch_loss", lambda *args, **kwargs: losses.append(original(*args, **kwargs))
+                        or losses[-1])
+    accelerator = Accelerator(cpu=True, gradient_accumulation_steps=3)
+    backward = accelerator.backward
+    monkeypatch.setattr(accelerator, "backward", lambda loss, **kwargs: given.append(float(loss.detach()))
+                        or backward(loss, **kwargs))
+    dataset = reinforced_transform(reinforced).attach(reinforced.with_format(None))
+    result = fit(_model(), dataset, TrainConfig(epochs=1, batch_size=20, gradient_accumulation_steps=3, lr=0.0,
+                                                log_every=1), accelerator=accelerator)
+    weights = [value / float(loss) / 3 for value, loss in zip(given, losses, strict=True)]  # what accelerate applies
+    assert weights == pytest.approx([1 / 3] * 3 + [1 / 2] * 2)
+    assert [h["loss"] for h in result.history] == pytest.approx([sum(map(float, losses[:3])) / 3,
+                                                                 sum(map(float, losses[3:])) / 2])
+
+
 def test_schedule_warms_up_from_zero_then_decays_to_the_floor():
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
     schedule = build_scheduler(optimizer, TrainConfig(warmup_fraction=0.2, min_lr_ratio=0.05), total_steps=20)
