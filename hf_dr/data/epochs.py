@@ -93,8 +93,12 @@ def check_attachable(dataset: Any) -> None:
     ``datasets.Dataset``), naming the fix for the usual slips."""
     if isinstance(dataset, (datasets.Dataset, datasets.IterableDataset)):
         return  # streams are refused by the hook with their own fix
-    fix = (": dataset[:n] is a dict of columns; take rows with dataset.select(range(n))" if isinstance(dataset, dict)
-           else ": load it with datasets.load_dataset or hf_dr.load_reinforced")
+    if isinstance(dataset, datasets.DatasetDict):
+        fix = f": pick a split, e.g. dataset[{next(iter(dataset), 'train')!r}]"
+    elif isinstance(dataset, dict):
+        fix = ": dataset[:n] is a dict of columns; take rows with dataset.select(range(n))"
+    else:
+        fix = ": load it with datasets.load_dataset or hf_dr.load_reinforced"
     raise InvalidConfigError(f"a transform is attached to a datasets.Dataset, not a {type(dataset).__name__}{fix}")
 
 

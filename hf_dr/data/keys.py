@@ -34,6 +34,7 @@ from hf_dr.errors import CorruptImageError, DataMismatchError, InvalidConfigErro
 if TYPE_CHECKING:
     import datasets
 
+ROWS_CHECKED = 8  # rows of an image dataset whose keys refuse_other_keys reads at attach
 VERIFY_IMAGES = ("sample", "full", "off")  # how many stored image digests a join compares
 DIGEST_SAMPLE_SIZE = 64  # rows a "sample" check reads up front, drawn at random anew by every call
 
@@ -366,7 +367,8 @@ class KeyIndex:
 def refuse_other_keys(dataset: datasets.Dataset, key_column: str, keys: KeyIndex, description: Any) -> None:
     """Refuses images whose ``key_column`` holds no key of a run that keyed its rows by image content or file name
     (``description.columns.key_source``): the hook looks rows up by that column, so a dataset's own ids there
-    (``digits-0000``) would fail at the first sample with a message about versions. Checks the first row.
+    (``digits-0000``) would fail at the first sample with a message about versions. Checks the first
+    :data:`ROWS_CHECKED` rows: refused when none of their keys is the run's.
 
     Args:
         dataset (`datasets.Dataset`): the images a replay hook is being attached to.
@@ -377,12 +379,13 @@ def refuse_other_keys(dataset: datasets.Dataset, key_column: str, keys: KeyIndex
     source = getattr(getattr(description, "columns", None), "key_source", None)
     if source not in ("content", "path") or len(dataset) == 0 or len(keys) == 0:
         return
-    first = str(dataset.select_columns([key_column]).with_format(None)[0][key_column])
-    if first in keys:
+    found = [k for k in dataset.select_columns([key_column]).with_format(None)[:ROWS_CHECKED][key_column] if k]
+    if not found or any(str(key) in keys for key in found):  # null keys and skipped rows: refused row by row
         return
+    first = str(found[0])
     what = "content (a hash of its bytes)" if source == "content" else "file name"
     raise DataMismatchError(
-        f"the run keyed its rows by image {what}, but column {key_column!r} of the images holds {first!r} at row 0, "
-        f"no key of the run: the hook looks each row up by that column. Add the run's keys to the images: images, _ "
-        f"= hf_dr.data.source_keys.keyed(images, <image column>, None, {source!r}, {key_column!r}); "
-        "hf_dr.load_reinforced and the training scripts do this.")
+        f"the run keyed its rows by image {what}, but column {key_column!r} of the images holds {first!r} and "
+        f"{len(found) - 1} more of its first rows, none a key of the run: the hook looks each row up by that column. "
+        f"Add the run's keys to the images: images, _ = hf_dr.data.source_keys.keyed(images, <image column>, None, "
+        f"{source!r}, {key_column!r}); hf_dr.load_reinforced and the training scripts do this.")

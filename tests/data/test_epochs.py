@@ -123,3 +123,5 @@ def test_attaching_to_a_slice_of_rows_is_refused_naming_select():
     digits = load_bundled("digits", "train")
     with pytest.raises(InvalidConfigError, match=r"not a dict: dataset\[:n\] is a dict.*select\(range\(n\)\)"):
         AugmentTransform("rrc", size=16).attach(digits[:4])
+    with pytest.raises(InvalidConfigError, match=r"not a DatasetDict: pick a split, e.g. dataset\['train'\]"):
+        AugmentTransform("rrc", size=16).attach(datasets.DatasetDict({"train": digits}))
