@@ -129,7 +129,7 @@ def open_reinforced(
     self_contained = meta["layout"] == SELF_CONTAINED
     rows, records = open_parquet_records(files, identity, cache_dir,
                                          image_column=columns["image"] if self_contained else None, num_proc=num_proc)
-    options = {**run.replay_options(rows), **transform_options}  # none where the data carries its policy and classes
+    options = {**run.replay_options(rows), **transform_options}  # the opened rows hold no records: the config's
     if self_contained:
         names = {"image_column": columns["image"], "key_column": columns["key"], "label_column": columns["label"],
                  "reinforcements_column": columns["reinforcements"]}
