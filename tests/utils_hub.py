@@ -59,6 +59,18 @@ def pushed_digits(count: int, name: str, cache_dir: str) -> tuple[str, str, data
     return source_id, commit, datasets.load_dataset(source_id, split="train", revision=commit, cache_dir=cache_dir)
 
 
+def metadata_only_plus(source_id: str, root: Path, name: str) -> str:
+    """The source repo ``source_id`` (already on the server) loaded at its current commit into ``root/cache``,
+    reinforced with the recorded source, and pushed metadata-only as a new repo: its id."""
+    commit = HfApi().dataset_info(source_id).sha
+    source = datasets.load_dataset(source_id, split="train", revision=commit, cache_dir=str(root / "cache"))
+    run_dir = run(source, [save_teacher(str(root / "teachers"), seed=0)], root / "run",
+                  source={"id": source_id, "revision": commit, "split": "train"})
+    repo_id = unique_repo(name)
+    push_to_hub(run_dir, repo_id, layout="metadata-only")
+    return repo_id
+
+
 _CACHE: dict[str, Published] = {}
 
 

@@ -13,9 +13,9 @@ import pytest
 import hf_dr.generate.run
 from hf_dr.errors import ClassCountMismatchError, InvalidConfigError
 from hf_dr.generate.loading import load_run_records
-from hf_dr.generate.run import reinforce
 from hf_dr.generate.source_labels import check_label_range, check_label_type
 from tests.data_utils import digits_dataset
+from tests.generate.test_errors import _run
 from tests.utils_teacher import save_teacher
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -29,12 +29,6 @@ def digits() -> datasets.Dataset:
 @pytest.fixture(scope="module")
 def member(tmp_path_factory) -> dict:
     return save_teacher(str(tmp_path_factory.mktemp("teacher")), seed=0)
-
-
-def _run(dataset, member: dict, output_dir, **options) -> str:
-    arguments = {"policy": "rrc", "num_samples": 2, "topk": 3, "seed": 0, "key_column": "key", "shard_size": 8,
-                 "batch_size": 16, "num_workers": 0, "progress": False, **options}
-    return reinforce(dataset, [member], output_dir=str(output_dir), **arguments)
 
 
 def _no_teacher(*args, **kwargs):

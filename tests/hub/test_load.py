@@ -117,22 +117,13 @@ def _tag_worker(row: dict) -> dict:
 @pytest.fixture(scope="module")
 def many_files(hub, tmp_path_factory):
     """A metadata-only push of a source of 4 Parquet files: (repo id, cache dir, source id)."""
-    import datasets
-
-    from hf_dr import push_to_hub
     from tests.data_utils import digits_dataset
-    from tests.utils_hub import NUM_ROWS, run
-    from tests.utils_teacher import save_teacher
+    from tests.utils_hub import NUM_ROWS, metadata_only_plus
 
     root = tmp_path_factory.mktemp("many-files")
     source_id = unique_repo("digits-4-files")
     digits_dataset(NUM_ROWS).push_to_hub(source_id, num_shards=4)
-    commit = HfApi().dataset_info(source_id).sha
-    source = datasets.load_dataset(source_id, split="train", revision=commit, cache_dir=str(root / "cache"))
-    run_dir = run(source, [save_teacher(str(root / "teachers"), seed=0)], root / "run",
-                  source={"id": source_id, "revision": commit, "split": "train"})
-    repo_id = unique_repo("digits-4-files-plus")
-    push_to_hub(run_dir, repo_id, layout="metadata-only")
+    repo_id = metadata_only_plus(source_id, root, "digits-4-files-plus")
     return repo_id, str(root / "cache"), source_id
 
 

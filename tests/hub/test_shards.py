@@ -16,12 +16,8 @@ GROUP_ROWS = 12  # 48 rows in 4 row groups
 @pytest.fixture(scope="module")
 def one_file(hub, tmp_path_factory):
     """A metadata-only push of a source of one Parquet file of 4 row groups: (repo id, cache dir)."""
-    import datasets
-
-    from hf_dr import push_to_hub
     from tests.data_utils import digits_dataset
-    from tests.utils_hub import NUM_ROWS, run
-    from tests.utils_teacher import save_teacher
+    from tests.utils_hub import NUM_ROWS, metadata_only_plus
 
     root = tmp_path_factory.mktemp("one-file")
     source_id = unique_repo("digits-1-file")
@@ -30,12 +26,7 @@ def one_file(hub, tmp_path_factory):
     digits_dataset(NUM_ROWS).to_parquet(str(parquet), batch_size=GROUP_ROWS)  # one row group per batch
     HfApi().upload_file(path_or_fileobj=str(parquet), path_in_repo="data/train-00000-of-00001.parquet",
                         repo_id=source_id, repo_type="dataset")
-    commit = HfApi().dataset_info(source_id).sha
-    source = datasets.load_dataset(source_id, split="train", revision=commit, cache_dir=str(root / "cache"))
-    run_dir = run(source, [save_teacher(str(root / "teachers"), seed=0)], root / "run",
-                  source={"id": source_id, "revision": commit, "split": "train"})
-    repo_id = unique_repo("digits-1-file-plus")
-    push_to_hub(run_dir, repo_id, layout="metadata-only")
+    repo_id = metadata_only_plus(source_id, root, "digits-1-file-plus")
     return repo_id, str(root / "cache")
 
 
