@@ -32,7 +32,6 @@ import datasets.distributed
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import torch
 
 from hf_dr.data.codec import CLASSES_COLUMN
 from hf_dr.data.columns import check_columns
@@ -69,12 +68,13 @@ class ReinforcedIterableDataset(datasets.IterableDataset):
     """
 
     @classmethod
-    def sharing_epoch(cls, dataset: datasets.IterableDataset, epoch: torch.Tensor,
-                      replay: ReinforcedTransform | None = None) -> ReinforcedIterableDataset:
-        """``dataset`` (a fresh one, changed in place) made to read and set the shared ``epoch`` tensor; ``replay``
-        is the transform it replays with (its classes and image mode, :func:`hf_dr.model_arguments`)."""
+    def sharing_epoch(cls, dataset: datasets.IterableDataset, replay: ReinforcedTransform
+                      ) -> ReinforcedIterableDataset:
+        """``dataset`` (a fresh one, changed in place) made to read and set the epoch of ``replay``, the transform
+        it replays with (a shared tensor in place of ``datasets``' own epoch; the transform also gives its classes
+        and image mode, :func:`hf_dr.model_arguments`)."""
         dataset.__class__ = cls
-        dataset._epoch, dataset._replay = epoch, replay
+        dataset._epoch, dataset._replay = replay._epoch, replay
         return dataset
 
     def set_epoch(self, epoch: int) -> None:
@@ -91,7 +91,7 @@ def _keep_epoch(name: str) -> Any:
             _check_shards(self, kwargs.get("num_shards", args[0] if args else None))
         result = method(self, *args, **kwargs)
         if isinstance(result, datasets.IterableDataset) and result is not self:
-            result = ReinforcedIterableDataset.sharing_epoch(result, self._epoch, getattr(self, "_replay", None))
+            result = ReinforcedIterableDataset.sharing_epoch(result, self._replay)
         return result
 
     return derive
@@ -123,7 +123,7 @@ def _split_keeping_epoch(split: Any) -> Any:
     def split_keeping_epoch(dataset: datasets.IterableDataset, *args: Any, **kwargs: Any) -> Any:
         result = split(dataset, *args, **kwargs)
         if isinstance(dataset, ReinforcedIterableDataset) and not isinstance(result, ReinforcedIterableDataset):
-            result = ReinforcedIterableDataset.sharing_epoch(result, dataset._epoch, getattr(dataset, "_replay", None))
+            result = ReinforcedIterableDataset.sharing_epoch(result, dataset._replay)
         return result
 
     split_keeping_epoch.keeps_hf_dr_epoch = True
@@ -336,7 +336,7 @@ def zip_records(source: datasets.IterableDataset, records: datasets.IterableData
     zipped = datasets.IterableDataset.from_generator(rows, features=features, gen_kwargs=gen_kwargs)
     replay = StreamReplay(transform, datasets.Image(mode=feature.mode), image_column, CHOSEN_KEY, CHOSEN_RECORD)
     mapped = zipped.map(replay, remove_columns=list(features))
-    return ReinforcedIterableDataset.sharing_epoch(mapped, transform._epoch, transform)
+    return ReinforcedIterableDataset.sharing_epoch(mapped, transform)
 
 
 def stream_replay(stream: datasets.IterableDataset, transform: ReinforcedTransform, image_column: str,
@@ -365,7 +365,7 @@ def stream_replay(stream: datasets.IterableDataset, transform: ReinforcedTransfo
         rows = rows.with_format("arrow").map(choose, batched=True, batch_size=CHOOSE_BATCH_SIZE, features=chosen)
         rows = rows.with_format(None)
     mapped = rows.map(replay, remove_columns=list(rows.column_names))
-    return ReinforcedIterableDataset.sharing_epoch(mapped, transform._epoch, transform)
+    return ReinforcedIterableDataset.sharing_epoch(mapped, transform)
 
 
 def _chosen_features(image_column: str, image: datasets.Image, transform: ReinforcedTransform,
