@@ -9,13 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from hf_dr.generate.run import reinforce
 from hf_dr.models.checkpoints import checkpoint_metadata, load_classifier, save_checkpoint
 from hf_dr.train.evaluation import evaluate_checkpoint
 from hf_dr.train.inputs import student
-from tests.data_utils import digits_dataset
-from tests.utils_scripts import load_script
-from tests.utils_teacher import save_teacher
+from tests.utils_scripts import load_script, saved_digits_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -28,13 +25,7 @@ def _script(name: str):
 @pytest.fixture(scope="module")
 def reinforced_digits(tmp_path_factory) -> tuple[str, str]:
     """A digits dataset saved to disk and its reinforcement run (hf_dr.reinforce, a tiny local teacher)."""
-    root = tmp_path_factory.mktemp("scripts")
-    images = digits_dataset(64)
-    images.save_to_disk(str(root / "digits"))
-    teacher = save_teacher(str(root / "teachers"), seed=0)
-    reinforce(images, [teacher], "rrc", num_samples=3, topk=5, seed=0, output_dir=str(root / "digits+"),
-              key_column="key", num_workers=0, progress=False)
-    return str(root / "digits"), str(root / "digits+")
+    return saved_digits_run(tmp_path_factory.mktemp("scripts"))
 
 
 def _common(dataset: str, out: Path) -> list[str]:

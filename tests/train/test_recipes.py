@@ -10,12 +10,9 @@ from pathlib import Path
 import pytest
 
 from hf_dr.errors import InvalidConfigError
-from hf_dr.generate.run import reinforce
 from hf_dr.train.recipes import RECIPES, TrainConfig, get_recipe, scaled_lr
 from hf_dr.train.trainer import trainer_arguments
-from tests.data_utils import digits_dataset
-from tests.utils_scripts import load_script
-from tests.utils_teacher import save_teacher
+from tests.utils_scripts import load_script, saved_digits_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "training.md"
@@ -24,13 +21,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "training.md"
 @pytest.fixture(scope="module")
 def digits_plus(tmp_path_factory) -> tuple[str, str]:
     """64 digits saved to disk and their reinforcement run (a tiny local teacher)."""
-    root = tmp_path_factory.mktemp("recipes")
-    images = digits_dataset(64)
-    images.save_to_disk(str(root / "digits"))
-    teacher = save_teacher(str(root / "teachers"), seed=0)
-    reinforce(images, [teacher], "rrc", num_samples=3, topk=5, seed=0, output_dir=str(root / "digits+"),
-              key_column="key", num_workers=0, progress=False)
-    return str(root / "digits"), str(root / "digits+")
+    return saved_digits_run(tmp_path_factory.mktemp("recipes"))
 
 
 def _argv(digits_plus, out: Path, *flags: str) -> list[str]:
